@@ -1,0 +1,496 @@
+//! The containerizer seam: how the agent runs a task's processes.
+//!
+//! [`Containerizer`] starts a task from a validated [`LaunchSpec`] and hands back a
+//! [`Container`], which can be waited on and killed. The agent's state actor only ever
+//! talks to these traits, so a cgroup/namespace implementation (a later issue) plugs in
+//! beside [`process::ProcessContainerizer`] without touching the rest of the agent.
+//!
+//! This module owns the translation of an untrusted `TaskInfo` into a [`LaunchSpec`]
+//! ([`LaunchSpec::from_task`]) and the vocabulary shared by all implementations
+//! ([`Termination`], [`LaunchError`]). It must never hold task state or talk to the master:
+//! a containerizer knows processes, not the protocol.
+
+pub mod process;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_proto::v1::{FrameworkInfo, TaskInfo, command_info};
+use agora_resources::Resources;
+use futures::future::BoxFuture;
+
+use crate::sandbox::{IdKind, InvalidId, validate_id};
+
+/// Most ports a single task may be assigned (each becomes a `PORTn` variable).
+pub const MAX_PORTS_PER_TASK: u64 = 1024;
+/// Most environment variables a command may carry.
+pub const MAX_ENV_VARS: usize = 4096;
+
+/// How a task's command ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Termination {
+    /// The command exited by itself with this status.
+    Exited(i32),
+    /// The command was terminated by this signal number.
+    Signaled(i32),
+    /// The containerizer lost track of the command (e.g. waiting for it failed); the
+    /// processes have been killed.
+    Unknown(String),
+}
+
+impl fmt::Display for Termination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Termination::Exited(code) => write!(f, "command exited with status {code}"),
+            Termination::Signaled(sig) => write!(f, "terminated by signal {}", signal_name(*sig)),
+            Termination::Unknown(why) => write!(f, "lost track of the command: {why}"),
+        }
+    }
+}
+
+/// `SIGSEGV` for 11; `signal 77` for a number Linux does not name.
+pub fn signal_name(signal: i32) -> String {
+    match nix::sys::signal::Signal::try_from(signal) {
+        Ok(sig) => sig.as_str().to_string(),
+        Err(_) => format!("signal {signal}"),
+    }
+}
+
+/// What to execute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// `/bin/sh -c <script>`.
+    Shell(String),
+    /// `args[0]` (looked up in PATH) with `args[1..]`; never empty.
+    Argv(Vec<String>),
+}
+
+impl Program {
+    /// The executable started, for error messages.
+    pub fn executable(&self) -> &str {
+        match self {
+            Program::Shell(_) => "/bin/sh",
+            Program::Argv(args) => args.first().map(String::as_str).unwrap_or(""),
+        }
+    }
+}
+
+/// Everything a containerizer needs to start one task, already validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchSpec {
+    /// The framework's id: a safe path component.
+    pub framework_id: String,
+    /// The task's id: a safe path component.
+    pub task_id: String,
+    /// This agent's id (`AGORA_AGENT_ID`).
+    pub agent_id: String,
+    /// What to execute.
+    pub program: Program,
+    /// The command's own environment, in order (no name is empty or holds '=' or NUL).
+    pub environment: Vec<(String, String)>,
+    /// Assigned ports, ascending (`PORT0..` and `PORTS`).
+    pub ports: Vec<u64>,
+    /// Unix user to run as; `None`: the agent's own user.
+    pub user: Option<String>,
+    /// The task's resources (for isolators that enforce limits; the plain process
+    /// containerizer ignores them).
+    pub resources: Resources,
+}
+
+/// A task the agent refuses before trying to start it (reported as TASK_INVALID).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTask {
+    /// An id that cannot be a directory name.
+    #[error(transparent)]
+    Id(#[from] InvalidId),
+    /// The task names a custom executor; only commands run in the skeleton.
+    #[error("custom executors are not supported by this agent yet")]
+    ExecutorUnsupported,
+    /// No command to run.
+    #[error("task has no command")]
+    NoCommand,
+    /// A command with neither `shell` nor `argv`.
+    #[error("command has neither shell nor argv")]
+    NoProgram,
+    /// `argv` with no program.
+    #[error("command argv is empty")]
+    EmptyArgv,
+    /// A NUL byte where the OS cannot take one.
+    #[error("{what} contains a NUL byte")]
+    NulByte {
+        /// Which field.
+        what: String,
+    },
+    /// An environment variable name the OS cannot take.
+    #[error("invalid environment variable name {name:?}")]
+    BadEnvName {
+        /// The name as received.
+        name: String,
+    },
+    /// Too many environment variables.
+    #[error("command has {count} environment variables; at most {MAX_ENV_VARS} are allowed")]
+    TooManyEnvVars {
+        /// How many were sent.
+        count: usize,
+    },
+    /// Resources that do not parse.
+    #[error("invalid task resources: {0}")]
+    Resources(String),
+    /// More ports than [`MAX_PORTS_PER_TASK`].
+    #[error("task has {count} ports; at most {MAX_PORTS_PER_TASK} are allowed")]
+    TooManyPorts {
+        /// How many were assigned.
+        count: u64,
+    },
+}
+
+impl LaunchSpec {
+    /// Validates a task sent by the master and turns it into a launch spec.
+    pub fn from_task(
+        framework: &FrameworkInfo,
+        task: &TaskInfo,
+        agent_id: &str,
+    ) -> Result<LaunchSpec, InvalidTask> {
+        validate_id(IdKind::Framework, &framework.id)?;
+        validate_id(IdKind::Task, &task.task_id)?;
+        if task.executor.is_some() {
+            return Err(InvalidTask::ExecutorUnsupported);
+        }
+        let command = task.command.as_ref().ok_or(InvalidTask::NoCommand)?;
+        let program = match &command.run {
+            None => return Err(InvalidTask::NoProgram),
+            Some(command_info::Run::Shell(script)) => {
+                no_nul("shell command", script)?;
+                Program::Shell(script.clone())
+            }
+            Some(command_info::Run::Argv(argv)) => {
+                if argv.args.is_empty() || argv.args[0].is_empty() {
+                    return Err(InvalidTask::EmptyArgv);
+                }
+                for (i, arg) in argv.args.iter().enumerate() {
+                    no_nul(&format!("argv[{i}]"), arg)?;
+                }
+                Program::Argv(argv.args.clone())
+            }
+        };
+        if command.environment.len() > MAX_ENV_VARS {
+            return Err(InvalidTask::TooManyEnvVars {
+                count: command.environment.len(),
+            });
+        }
+        let mut environment = Vec::with_capacity(command.environment.len());
+        for var in &command.environment {
+            if var.name.is_empty() || var.name.contains('=') || var.name.contains('\0') {
+                return Err(InvalidTask::BadEnvName {
+                    name: var.name.chars().take(64).collect(),
+                });
+            }
+            no_nul(&format!("environment variable {}", var.name), &var.value)?;
+            environment.push((var.name.clone(), var.value.clone()));
+        }
+        let resources = Resources::from_proto(&task.resources)
+            .map_err(|e| InvalidTask::Resources(e.to_string()))?;
+        let port_ranges = resources.ranges("ports");
+        let count = port_ranges.count();
+        if count > MAX_PORTS_PER_TASK {
+            return Err(InvalidTask::TooManyPorts { count });
+        }
+        let ports = port_ranges.iter().flat_map(|(lo, hi)| lo..=hi).collect();
+        let user = [&command.user, &framework.user]
+            .into_iter()
+            .find(|u| !u.is_empty())
+            .cloned();
+        if let Some(u) = &user {
+            no_nul("user", u)?;
+        }
+        Ok(LaunchSpec {
+            framework_id: framework.id.clone(),
+            task_id: task.task_id.clone(),
+            agent_id: agent_id.to_string(),
+            program,
+            environment,
+            ports,
+            user,
+            resources,
+        })
+    }
+
+    /// The variables the agent adds to every task (they override the command's own):
+    /// `AGORA_TASK_ID`, `AGORA_FRAMEWORK_ID`, `AGORA_AGENT_ID`, `AGORA_SANDBOX`,
+    /// `PORT0..PORTn`, `PORTS` (only when ports are assigned).
+    pub fn agora_environment(&self, sandbox: &std::path::Path) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("AGORA_TASK_ID".to_string(), self.task_id.clone()),
+            ("AGORA_FRAMEWORK_ID".to_string(), self.framework_id.clone()),
+            ("AGORA_AGENT_ID".to_string(), self.agent_id.clone()),
+            (
+                "AGORA_SANDBOX".to_string(),
+                sandbox.to_string_lossy().into_owned(),
+            ),
+        ];
+        for (i, port) in self.ports.iter().enumerate() {
+            env.push((format!("PORT{i}"), port.to_string()));
+        }
+        if !self.ports.is_empty() {
+            let list: Vec<String> = self.ports.iter().map(u64::to_string).collect();
+            env.push(("PORTS".to_string(), list.join(",")));
+        }
+        env
+    }
+}
+
+fn no_nul(what: &str, value: &str) -> Result<(), InvalidTask> {
+    if value.contains('\0') {
+        return Err(InvalidTask::NulByte {
+            what: what.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Why a container could not be started (reported as CONTAINER_LAUNCH_FAILED).
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// An id that cannot be a directory name.
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    /// The sandbox directory could not be prepared.
+    #[error("cannot prepare sandbox {path}: {source}")]
+    Sandbox {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The task's user does not exist on this host.
+    #[error("user {0:?} does not exist on this host")]
+    UnknownUser(String),
+    /// Looking up the task's user failed.
+    #[error("cannot look up user {user:?}: {source}")]
+    UserLookup {
+        /// The user.
+        user: String,
+        /// The OS error.
+        source: nix::Error,
+    },
+    /// The agent is not root and cannot run tasks as another user.
+    #[error("agent runs as uid {agent_uid} and cannot run tasks as user {user:?}")]
+    CannotSwitchUser {
+        /// The requested user.
+        user: String,
+        /// The agent's uid.
+        agent_uid: u32,
+    },
+    /// The sandbox could not be given to the task's user.
+    #[error("cannot give {path} to user {user:?}: {source}")]
+    Chown {
+        /// The path.
+        path: PathBuf,
+        /// The user.
+        user: String,
+        /// The OS error.
+        source: nix::Error,
+    },
+    /// fork/exec failed (e.g. the program does not exist).
+    #[error("cannot start {program:?}: {source}")]
+    Spawn {
+        /// The executable.
+        program: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Starts tasks. Implementations are shared (`Arc`) between the agent's actors.
+pub trait Containerizer: Send + Sync + 'static {
+    /// Creates the task's sandbox and starts its command. Resolves once the command runs
+    /// (or could not be started). The returned future must not borrow `self`.
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'static, Result<Arc<dyn Container>, LaunchError>>;
+}
+
+/// A running (or ended) task container.
+pub trait Container: Send + Sync + 'static {
+    /// Process id of the task's main process (also its process group id where the
+    /// implementation uses one).
+    fn pid(&self) -> u32;
+
+    /// Absolute path of the sandbox directory.
+    fn sandbox(&self) -> &std::path::Path;
+
+    /// Resolves once the task's main process ended and the rest of its processes have been
+    /// killed. May be called any number of times; every call sees the same termination.
+    fn wait(&self) -> BoxFuture<'static, Termination>;
+
+    /// Asks the task to stop (SIGTERM), and forces it (SIGKILL) when it is still alive
+    /// after `grace`. Resolves with the termination. Calling it on an ended container just
+    /// returns the termination.
+    fn kill(&self, grace: Duration) -> BoxFuture<'static, Termination>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_proto::v1::{
+        CommandInfo, EnvironmentVariable, ExecutorInfo, Range, Ranges, Resource, resource,
+    };
+
+    fn framework() -> FrameworkInfo {
+        FrameworkInfo {
+            id: "fw".into(),
+            ..Default::default()
+        }
+    }
+
+    fn shell_task(id: &str, script: &str) -> TaskInfo {
+        TaskInfo {
+            task_id: id.into(),
+            command: Some(CommandInfo {
+                run: Some(command_info::Run::Shell(script.into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn ports(ranges: &[(u64, u64)]) -> Resource {
+        Resource {
+            name: "ports".into(),
+            value: Some(resource::Value::Ranges(Ranges {
+                range: ranges
+                    .iter()
+                    .map(|&(begin, end)| Range { begin, end })
+                    .collect(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn shell_task_becomes_spec() {
+        let spec = LaunchSpec::from_task(&framework(), &shell_task("t", "echo hi"), "a1")
+            .expect("valid task");
+        assert_eq!(spec.program, Program::Shell("echo hi".into()));
+        assert_eq!(spec.agent_id, "a1");
+        assert!(spec.ports.is_empty());
+        assert_eq!(spec.user, None);
+    }
+
+    #[test]
+    fn ports_become_environment() {
+        let mut task = shell_task("t", "true");
+        task.resources.push(ports(&[(31005, 31006), (31000, 31000)]));
+        let spec = LaunchSpec::from_task(&framework(), &task, "a1").expect("valid task");
+        assert_eq!(spec.ports, vec![31000, 31005, 31006]);
+        let env = spec.agora_environment(std::path::Path::new("/w/s"));
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PORT0"), Some("31000"));
+        assert_eq!(get("PORT2"), Some("31006"));
+        assert_eq!(get("PORT3"), None);
+        assert_eq!(get("PORTS"), Some("31000,31005,31006"));
+        assert_eq!(get("AGORA_SANDBOX"), Some("/w/s"));
+        assert_eq!(get("AGORA_TASK_ID"), Some("t"));
+        assert_eq!(get("AGORA_FRAMEWORK_ID"), Some("fw"));
+        assert_eq!(get("AGORA_AGENT_ID"), Some("a1"));
+    }
+
+    #[test]
+    fn too_many_ports_refused() {
+        let mut task = shell_task("t", "true");
+        task.resources.push(ports(&[(1000, 3000)]));
+        let err = LaunchSpec::from_task(&framework(), &task, "a1").expect_err("too many");
+        assert_eq!(err, InvalidTask::TooManyPorts { count: 2001 });
+    }
+
+    #[test]
+    fn user_comes_from_command_then_framework() {
+        let mut fw = framework();
+        fw.user = "alice".into();
+        let mut task = shell_task("t", "true");
+        let spec = LaunchSpec::from_task(&fw, &task, "a").expect("valid");
+        assert_eq!(spec.user.as_deref(), Some("alice"));
+        if let Some(c) = task.command.as_mut() {
+            c.user = "bob".into();
+        }
+        let spec = LaunchSpec::from_task(&fw, &task, "a").expect("valid");
+        assert_eq!(spec.user.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn invalid_tasks_refused() {
+        let fw = framework();
+        let bad_id = LaunchSpec::from_task(&fw, &shell_task("a/b", "true"), "a");
+        assert!(matches!(bad_id, Err(InvalidTask::Id(_))));
+
+        let mut bad_fw = framework();
+        bad_fw.id = String::new();
+        let err = LaunchSpec::from_task(&bad_fw, &shell_task("t", "true"), "a")
+            .expect_err("empty framework id");
+        assert_eq!(err.to_string(), "invalid framework id \"\": must not be empty");
+
+        let mut no_cmd = shell_task("t", "true");
+        no_cmd.command = None;
+        assert_eq!(
+            LaunchSpec::from_task(&fw, &no_cmd, "a"),
+            Err(InvalidTask::NoCommand)
+        );
+
+        let mut no_run = shell_task("t", "true");
+        if let Some(c) = no_run.command.as_mut() {
+            c.run = None;
+        }
+        assert_eq!(
+            LaunchSpec::from_task(&fw, &no_run, "a"),
+            Err(InvalidTask::NoProgram)
+        );
+
+        let mut empty_argv = shell_task("t", "true");
+        if let Some(c) = empty_argv.command.as_mut() {
+            c.run = Some(command_info::Run::Argv(command_info::Argv { args: vec![] }));
+        }
+        assert_eq!(
+            LaunchSpec::from_task(&fw, &empty_argv, "a"),
+            Err(InvalidTask::EmptyArgv)
+        );
+
+        let mut executor = shell_task("t", "true");
+        executor.executor = Some(ExecutorInfo::default());
+        assert_eq!(
+            LaunchSpec::from_task(&fw, &executor, "a"),
+            Err(InvalidTask::ExecutorUnsupported)
+        );
+
+        let mut bad_env = shell_task("t", "true");
+        if let Some(c) = bad_env.command.as_mut() {
+            c.environment.push(EnvironmentVariable {
+                name: "A=B".into(),
+                value: "x".into(),
+            });
+        }
+        assert!(matches!(
+            LaunchSpec::from_task(&fw, &bad_env, "a"),
+            Err(InvalidTask::BadEnvName { .. })
+        ));
+
+        let nul = shell_task("t", "echo \0");
+        assert!(matches!(
+            LaunchSpec::from_task(&fw, &nul, "a"),
+            Err(InvalidTask::NulByte { .. })
+        ));
+    }
+
+    #[test]
+    fn termination_messages() {
+        assert_eq!(
+            Termination::Exited(3).to_string(),
+            "command exited with status 3"
+        );
+        assert_eq!(
+            Termination::Signaled(11).to_string(),
+            "terminated by signal SIGSEGV"
+        );
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(77), "signal 77");
+    }
+}

@@ -1,0 +1,256 @@
+//! The plain-process containerizer: a task is a child process in its own process group.
+//!
+//! Owns, per task, the child process handle (inside one reaper tokio task) and the sandbox
+//! directory it creates under `<work-dir>/sandboxes/<framework_id>/<task_id>/`. The child
+//! gets stdin from /dev/null, stdout and stderr into the files `stdout` and `stderr` of the
+//! sandbox, the sandbox as working directory, and the agent's environment plus the
+//! command's plus the Agora variables.
+//!
+//! It must never signal anything but the process group it created (never group 0 or 1),
+//! and never leave processes of a task behind: when the main process ends, whatever is
+//! left of its process group is killed. There is no resource isolation here; processes
+//! that leave their process group (`setsid`) escape it. The cgroup containerizer closes
+//! both gaps later.
+
+use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::{Pid, Uid, User, chown};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use super::{Container, Containerizer, LaunchError, LaunchSpec, Program, Termination};
+use crate::sandbox::sandbox_dir;
+
+/// Runs each task as a child process of the agent, in its own process group.
+#[derive(Clone, Debug)]
+pub struct ProcessContainerizer {
+    work_dir: PathBuf,
+}
+
+impl ProcessContainerizer {
+    /// A containerizer keeping sandboxes under `work_dir` (made absolute; created lazily).
+    pub fn new(work_dir: impl AsRef<Path>) -> std::io::Result<ProcessContainerizer> {
+        Ok(ProcessContainerizer {
+            work_dir: std::path::absolute(work_dir.as_ref())?,
+        })
+    }
+
+    /// The absolute work directory.
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+}
+
+impl Containerizer for ProcessContainerizer {
+    fn launch(
+        &self,
+        spec: LaunchSpec,
+    ) -> BoxFuture<'static, Result<Arc<dyn Container>, LaunchError>> {
+        let work_dir = self.work_dir.clone();
+        Box::pin(async move { start(&work_dir, &spec) })
+    }
+}
+
+/// Another user the task runs as.
+struct RunAs {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+}
+
+/// `None` when the task runs as the agent's own user.
+fn resolve_user(user: Option<&str>) -> Result<Option<RunAs>, LaunchError> {
+    let Some(name) = user else {
+        return Ok(None);
+    };
+    let entry = User::from_name(name)
+        .map_err(|source| LaunchError::UserLookup {
+            user: name.to_string(),
+            source,
+        })?
+        .ok_or_else(|| LaunchError::UnknownUser(name.to_string()))?;
+    let agent_uid = Uid::current();
+    if entry.uid == agent_uid {
+        return Ok(None);
+    }
+    if !agent_uid.is_root() {
+        return Err(LaunchError::CannotSwitchUser {
+            user: name.to_string(),
+            agent_uid: agent_uid.as_raw(),
+        });
+    }
+    Ok(Some(RunAs {
+        name: entry.name,
+        uid: entry.uid.as_raw(),
+        gid: entry.gid.as_raw(),
+        home: entry.dir,
+    }))
+}
+
+fn sandbox_error(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
+    move |source| LaunchError::Sandbox {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn give_to(path: &Path, run_as: &RunAs) -> Result<(), LaunchError> {
+    chown(
+        path,
+        Some(Uid::from_raw(run_as.uid)),
+        Some(nix::unistd::Gid::from_raw(run_as.gid)),
+    )
+    .map_err(|source| LaunchError::Chown {
+        path: path.to_path_buf(),
+        user: run_as.name.clone(),
+        source,
+    })
+}
+
+fn start(work_dir: &Path, spec: &LaunchSpec) -> Result<Arc<dyn Container>, LaunchError> {
+    let sandbox = sandbox_dir(work_dir, &spec.framework_id, &spec.task_id)?;
+    let run_as = resolve_user(spec.user.as_deref())?;
+    std::fs::create_dir_all(&sandbox).map_err(sandbox_error(&sandbox))?;
+    let stdout_path = sandbox.join("stdout");
+    let stderr_path = sandbox.join("stderr");
+    let stdout = File::create(&stdout_path).map_err(sandbox_error(&stdout_path))?;
+    let stderr = File::create(&stderr_path).map_err(sandbox_error(&stderr_path))?;
+    if let Some(run_as) = &run_as {
+        for path in [&sandbox, &stdout_path, &stderr_path] {
+            give_to(path, run_as)?;
+        }
+    }
+
+    let mut cmd = match &spec.program {
+        Program::Shell(script) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(script);
+            c
+        }
+        Program::Argv(args) => {
+            let mut c = Command::new(spec.program.executable());
+            c.args(args.iter().skip(1));
+            c
+        }
+    };
+    cmd.current_dir(&sandbox)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        // Its own process group, so signals reach every process a shell starts.
+        .process_group(0)
+        .kill_on_drop(false);
+    cmd.envs(spec.environment.iter().map(|(k, v)| (k, v)));
+    if let Some(run_as) = &run_as {
+        // std drops the agent's supplementary groups when root sets a uid.
+        cmd.uid(run_as.uid)
+            .gid(run_as.gid)
+            .env("USER", &run_as.name)
+            .env("LOGNAME", &run_as.name)
+            .env("HOME", &run_as.home);
+    }
+    cmd.envs(spec.agora_environment(&sandbox));
+
+    let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+        program: spec.program.executable().to_string(),
+        source,
+    })?;
+    // A freshly spawned child always has an id; it is only cleared once reaped.
+    let pid = child.id().unwrap_or(0);
+    let (tx, rx) = watch::channel(None);
+    tracing::debug!(pid, sandbox = %sandbox.display(), "task process started");
+    tokio::spawn(async move {
+        let termination = match child.wait().await {
+            Ok(status) => termination_of(status),
+            Err(e) => Termination::Unknown(format!("waiting for pid {pid} failed: {e}")),
+        };
+        // The main process is gone: destroy what is left of its process group.
+        signal_group(pid, Signal::SIGKILL);
+        tx.send_replace(Some(termination));
+    });
+    Ok(Arc::new(ProcessContainer { pid, sandbox, rx }))
+}
+
+fn termination_of(status: ExitStatus) -> Termination {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Termination::Exited(code),
+        (None, Some(sig)) => Termination::Signaled(sig),
+        (None, None) => Termination::Unknown(format!("unexpected wait status {status}")),
+    }
+}
+
+/// Sends `signal` to process group `pgid`. A group that no longer exists is not an error.
+fn signal_group(pgid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return;
+    };
+    // Group 0 is the agent's own and 1 is init's: never signal them.
+    if raw <= 1 {
+        tracing::error!(pgid, "refusing to signal process group");
+        return;
+    }
+    match killpg(Pid::from_raw(raw), signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(pgid, %signal, error = %e, "cannot signal process group"),
+    }
+}
+
+/// One task's process group.
+struct ProcessContainer {
+    pid: u32,
+    sandbox: PathBuf,
+    /// `Some` once the reaper saw the main process end and killed the rest of the group.
+    rx: watch::Receiver<Option<Termination>>,
+}
+
+async fn wait_termination(rx: &mut watch::Receiver<Option<Termination>>) -> Termination {
+    match rx.wait_for(Option::is_some).await {
+        Ok(done) => match &*done {
+            Some(t) => t.clone(),
+            None => Termination::Unknown("no termination recorded".into()),
+        },
+        Err(_) => Termination::Unknown("the container's reaper stopped".into()),
+    }
+}
+
+impl Container for ProcessContainer {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn sandbox(&self) -> &Path {
+        &self.sandbox
+    }
+
+    fn wait(&self) -> BoxFuture<'static, Termination> {
+        let mut rx = self.rx.clone();
+        Box::pin(async move { wait_termination(&mut rx).await })
+    }
+
+    fn kill(&self, grace: Duration) -> BoxFuture<'static, Termination> {
+        let pid = self.pid;
+        let mut rx = self.rx.clone();
+        Box::pin(async move {
+            let ended = rx.borrow().clone();
+            if let Some(t) = ended {
+                return t;
+            }
+            signal_group(pid, Signal::SIGTERM);
+            if let Ok(t) = tokio::time::timeout(grace, wait_termination(&mut rx)).await {
+                return t;
+            }
+            tracing::info!(pid, grace_ms = grace.as_millis(), "task outlived its grace period; sending SIGKILL");
+            signal_group(pid, Signal::SIGKILL);
+            wait_termination(&mut rx).await
+        })
+    }
+}

@@ -1,0 +1,956 @@
+//! The status update manager: reliable, ordered delivery of task status updates.
+//!
+//! One actor ([`StatusUpdates`] is its handle) owns, per task, a FIFO of updates not yet
+//! acknowledged ([`UpdateQueues`]) and the re-send schedule of the oldest one. Only the
+//! oldest unacknowledged update of a task is ever in flight; it is re-sent with
+//! exponential backoff (0.5 s doubling, capped at 10 s) until the master relays the
+//! framework's `Acknowledge` with its uuid; then the next one goes out. Once a task's
+//! queue is empty (after its terminal update is acknowledged) the task is forgotten.
+//!
+//! The queues are kept in memory by [`UpdateQueues`]; checkpointing to disk (a later
+//! issue) replaces that struct with one that writes each push and acknowledgement ahead,
+//! without changing the actor.
+//!
+//! This module must never decide task states (the state actor does) and never block on
+//! the network: every RPC runs in its own tokio task with a timeout and reports back.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_proto::v1::{StatusReason, StatusSource, StatusUpdateRequest, TaskState, TaskStatus};
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::task::{Report, TaskKey};
+
+/// Capacity of the actor's inbox.
+pub const INBOX_CAPACITY: usize = 1024;
+
+/// The transport to the master: sends one `UpdateStatus` call.
+pub trait StatusSink: Send + Sync + 'static {
+    /// Sends the request; `Ok` means the master took responsibility for relaying it.
+    fn send(&self, request: StatusUpdateRequest) -> BoxFuture<'static, Result<(), tonic::Status>>;
+}
+
+/// Timing and limits of the manager.
+#[derive(Clone, Debug)]
+pub struct UpdateConfig {
+    /// First re-send delay.
+    pub initial_backoff: Duration,
+    /// Largest re-send delay.
+    pub max_backoff: Duration,
+    /// Timeout of one `UpdateStatus` call.
+    pub rpc_timeout: Duration,
+    /// Most updates queued for one task; more are dropped with an error log.
+    pub max_queued_per_task: usize,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> UpdateConfig {
+        UpdateConfig {
+            initial_backoff: crate::backoff::INITIAL_DELAY,
+            max_backoff: crate::backoff::MAX_DELAY,
+            rpc_timeout: Duration::from_secs(5),
+            max_queued_per_task: 32,
+        }
+    }
+}
+
+/// A status update of `key` with a fresh uuid, sent by the agent, stamped now.
+pub fn new_status(key: &TaskKey, agent_id: &str, report: Report) -> TaskStatus {
+    TaskStatus {
+        task_id: key.task_id.clone(),
+        framework_id: key.framework_id.clone(),
+        agent_id: agent_id.to_string(),
+        state: report.state as i32,
+        reason: report.reason as i32,
+        message: report.message,
+        source: StatusSource::SourceAgent as i32,
+        timestamp_ms: now_ms(),
+        uuid: uuid::Uuid::new_v4().to_string(),
+        exit_code: report.exit_code,
+        ..Default::default()
+    }
+}
+
+/// Unix time in milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn key_of(status: &TaskStatus) -> TaskKey {
+    TaskKey::new(status.framework_id.clone(), status.task_id.clone())
+}
+
+fn state_of(status: &TaskStatus) -> TaskState {
+    TaskState::try_from(status.state).unwrap_or(TaskState::Unspecified)
+}
+
+// ---------------------------------------------------------------------------------------
+// Storage
+// ---------------------------------------------------------------------------------------
+
+/// A task's queue is at its limit.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("status update queue of task {key} is full ({limit} updates)")]
+pub struct QueueFull {
+    /// The task.
+    pub key: TaskKey,
+    /// The limit.
+    pub limit: usize,
+}
+
+/// Result of an acknowledgement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The oldest update was acknowledged and removed.
+    Acked {
+        /// It was a terminal update.
+        terminal: bool,
+        /// More updates wait for this task.
+        more: bool,
+    },
+    /// No updates are pending for this task.
+    UnknownTask,
+    /// The uuid is not the oldest pending update's.
+    UnknownUuid,
+}
+
+/// Per-task FIFOs of unacknowledged updates. A task with no pending update has no entry.
+#[derive(Debug)]
+pub struct UpdateQueues {
+    queues: HashMap<TaskKey, VecDeque<TaskStatus>>,
+    limit: usize,
+}
+
+impl UpdateQueues {
+    /// Empty queues holding at most `limit_per_task` updates per task.
+    pub fn new(limit_per_task: usize) -> UpdateQueues {
+        UpdateQueues {
+            queues: HashMap::new(),
+            limit: limit_per_task.max(1),
+        }
+    }
+
+    /// Appends an update; `Ok(true)` when it is now the oldest of its task.
+    pub fn push(&mut self, status: TaskStatus) -> Result<bool, QueueFull> {
+        let key = key_of(&status);
+        let queue = self.queues.entry(key.clone()).or_default();
+        if queue.len() >= self.limit {
+            return Err(QueueFull {
+                key,
+                limit: self.limit,
+            });
+        }
+        queue.push_back(status);
+        Ok(queue.len() == 1)
+    }
+
+    /// The oldest pending update of a task.
+    pub fn front(&self, key: &TaskKey) -> Option<&TaskStatus> {
+        self.queues.get(key).and_then(VecDeque::front)
+    }
+
+    /// The newest pending update of a task.
+    pub fn latest(&self, key: &TaskKey) -> Option<&TaskStatus> {
+        self.queues.get(key).and_then(VecDeque::back)
+    }
+
+    /// Removes the oldest update if `uuid` is its uuid.
+    pub fn acknowledge(&mut self, key: &TaskKey, uuid: &str) -> AckOutcome {
+        match self.front(key) {
+            None => AckOutcome::UnknownTask,
+            Some(front) if front.uuid != uuid => AckOutcome::UnknownUuid,
+            Some(_) => match self.pop_front(key) {
+                Some(popped) => AckOutcome::Acked {
+                    terminal: state_of(&popped).is_terminal(),
+                    more: self.queues.contains_key(key),
+                },
+                None => AckOutcome::UnknownTask,
+            },
+        }
+    }
+
+    /// Removes and returns the oldest update; forgets the task when none remain.
+    pub fn pop_front(&mut self, key: &TaskKey) -> Option<TaskStatus> {
+        let queue = self.queues.get_mut(key)?;
+        let popped = queue.pop_front();
+        if queue.is_empty() {
+            self.queues.remove(key);
+        }
+        popped
+    }
+
+    /// Whether updates are pending for the task.
+    pub fn contains(&self, key: &TaskKey) -> bool {
+        self.queues.contains_key(key)
+    }
+
+    /// Tasks with pending updates.
+    pub fn keys(&self) -> impl Iterator<Item = &TaskKey> {
+        self.queues.keys()
+    }
+
+    /// Number of tasks with pending updates.
+    pub fn len(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// No update is pending.
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
+    /// All pending updates, per task, oldest first.
+    pub fn snapshot(&self) -> Vec<(TaskKey, Vec<TaskStatus>)> {
+        let mut all: Vec<_> = self
+            .queues
+            .iter()
+            .map(|(k, q)| (k.clone(), q.iter().cloned().collect()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Actor
+// ---------------------------------------------------------------------------------------
+
+/// Which tasks a reconciliation asks about.
+#[derive(Clone, Debug)]
+pub enum ReconcileScope {
+    /// Every task with a pending terminal update.
+    AllEnded,
+    /// These task ids (any framework); ids with no pending update are answered LOST.
+    Ids(Vec<String>),
+}
+
+enum Msg {
+    Enqueue {
+        status: TaskStatus,
+        unless_pending: bool,
+    },
+    SendOnce(TaskStatus),
+    Acknowledge {
+        key: TaskKey,
+        uuid: String,
+    },
+    Reconcile(ReconcileScope),
+    Connected {
+        sink: Arc<dyn StatusSink>,
+        agent_id: String,
+    },
+    Disconnected,
+    SendDone {
+        key: TaskKey,
+        uuid: String,
+        epoch: u64,
+        result: Result<(), tonic::Status>,
+    },
+    Drain {
+        timeout: Duration,
+        reply: oneshot::Sender<usize>,
+    },
+    Pending {
+        reply: oneshot::Sender<Vec<(TaskKey, Vec<TaskStatus>)>>,
+    },
+}
+
+/// Handle of the status update manager actor. Cheap to clone; the actor stops when every
+/// handle is dropped.
+#[derive(Clone, Debug)]
+pub struct StatusUpdates {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("status update message")
+    }
+}
+
+impl StatusUpdates {
+    /// Starts the actor.
+    pub fn spawn(config: UpdateConfig) -> (StatusUpdates, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let manager = Manager {
+            queues: UpdateQueues::new(config.max_queued_per_task),
+            flights: HashMap::new(),
+            timers: BinaryHeap::new(),
+            link: None,
+            epoch: 0,
+            draining: false,
+            drain_reply: None,
+            drain_deadline: None,
+            self_tx: tx.downgrade(),
+            config,
+        };
+        let handle = tokio::spawn(manager.run(rx));
+        (StatusUpdates { tx }, handle)
+    }
+
+    async fn send(&self, msg: Msg) {
+        if self.tx.send(msg).await.is_err() {
+            tracing::warn!("status update manager has stopped; message dropped");
+        }
+    }
+
+    /// Queues an update for reliable delivery.
+    pub async fn enqueue(&self, status: TaskStatus) {
+        self.send(Msg::Enqueue {
+            status,
+            unless_pending: false,
+        })
+        .await;
+    }
+
+    /// Queues an update unless updates of the same task are still pending (used for LOST
+    /// answers, which must not follow a task's own terminal update).
+    pub async fn enqueue_unless_pending(&self, status: TaskStatus) {
+        self.send(Msg::Enqueue {
+            status,
+            unless_pending: true,
+        })
+        .await;
+    }
+
+    /// Sends an update once, without queueing or waiting for an acknowledgement (answers
+    /// to reconciliation carry no uuid).
+    pub async fn send_once(&self, status: TaskStatus) {
+        self.send(Msg::SendOnce(status)).await;
+    }
+
+    /// The framework acknowledged the update `uuid` of a task.
+    pub async fn acknowledge(&self, key: TaskKey, uuid: String) {
+        self.send(Msg::Acknowledge { key, uuid }).await;
+    }
+
+    /// Answers a reconciliation for tasks the state actor no longer runs.
+    pub async fn reconcile(&self, scope: ReconcileScope) {
+        self.send(Msg::Reconcile(scope)).await;
+    }
+
+    /// A (new) connection to the master: (re-)send the oldest update of every task now.
+    pub async fn connected(&self, sink: Arc<dyn StatusSink>, agent_id: String) {
+        self.send(Msg::Connected { sink, agent_id }).await;
+    }
+
+    /// The connection is gone: stop sending until the next [`StatusUpdates::connected`].
+    pub async fn disconnected(&self) {
+        self.send(Msg::Disconnected).await;
+    }
+
+    /// Shutdown: from now on an update the master accepted counts as delivered. Resolves
+    /// when nothing is pending or after `timeout`, with the number of tasks still pending.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Drain { timeout, reply }).await;
+        rx.await.unwrap_or(0)
+    }
+
+    /// All pending updates, per task (sorted), oldest first.
+    pub async fn pending(&self) -> Vec<(TaskKey, Vec<TaskStatus>)> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Pending { reply }).await;
+        rx.await.unwrap_or_default()
+    }
+}
+
+struct Link {
+    sink: Arc<dyn StatusSink>,
+    agent_id: String,
+}
+
+/// Re-send schedule of a task's oldest update.
+struct Flight {
+    uuid: String,
+    backoff: Backoff,
+    next_attempt: Instant,
+    in_flight: bool,
+}
+
+struct Manager {
+    queues: UpdateQueues,
+    flights: HashMap<TaskKey, Flight>,
+    /// Wake-ups; entries whose instant no longer matches their flight are stale.
+    timers: BinaryHeap<Reverse<(Instant, TaskKey)>>,
+    link: Option<Link>,
+    /// Bumped on every (dis)connection; answers of older RPCs are ignored.
+    epoch: u64,
+    draining: bool,
+    drain_reply: Option<oneshot::Sender<usize>>,
+    drain_deadline: Option<Instant>,
+    self_tx: mpsc::WeakSender<Msg>,
+    config: UpdateConfig,
+}
+
+impl Manager {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let wake = match (next_timer, self.drain_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                biased;
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => break,
+                },
+                () = sleep_until(wake), if wake.is_some() => {}
+            }
+            let now = Instant::now();
+            self.fire_due(now);
+            self.check_drain(now);
+        }
+        tracing::debug!("status update manager stopped");
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        let now = Instant::now();
+        match msg {
+            Msg::Enqueue {
+                status,
+                unless_pending,
+            } => self.enqueue(status, unless_pending, now),
+            Msg::SendOnce(status) => self.send_once(status),
+            Msg::Acknowledge { key, uuid } => self.acknowledge(&key, &uuid, now),
+            Msg::Reconcile(scope) => self.reconcile(scope),
+            Msg::Connected { sink, agent_id } => {
+                self.link = Some(Link { sink, agent_id });
+                self.epoch += 1;
+                let keys: Vec<TaskKey> = self.flights.keys().cloned().collect();
+                for key in keys {
+                    if let Some(f) = self.flights.get_mut(&key) {
+                        f.in_flight = false;
+                        f.backoff.reset();
+                        f.next_attempt = now;
+                    }
+                    self.timers.push(Reverse((now, key)));
+                }
+            }
+            Msg::Disconnected => {
+                self.link = None;
+                self.epoch += 1;
+                for f in self.flights.values_mut() {
+                    f.in_flight = false;
+                }
+            }
+            Msg::SendDone {
+                key,
+                uuid,
+                epoch,
+                result,
+            } => self.send_done(key, &uuid, epoch, result, now),
+            Msg::Drain { timeout, reply } => {
+                self.draining = true;
+                self.drain_deadline = Some(now + timeout);
+                self.drain_reply = Some(reply);
+            }
+            Msg::Pending { reply } => {
+                let _ = reply.send(self.queues.snapshot());
+            }
+        }
+    }
+
+    fn enqueue(&mut self, status: TaskStatus, unless_pending: bool, now: Instant) {
+        let key = key_of(&status);
+        if unless_pending && self.queues.contains(&key) {
+            tracing::debug!(task = %key, "updates pending; not queueing {:?}", state_of(&status));
+            return;
+        }
+        tracing::debug!(task = %key, state = ?state_of(&status), uuid = %status.uuid, "status update queued");
+        match self.queues.push(status) {
+            Ok(true) => self.start_flight(key, now),
+            Ok(false) => {}
+            Err(e) => tracing::error!("{e}; update dropped"),
+        }
+    }
+
+    fn start_flight(&mut self, key: TaskKey, now: Instant) {
+        let Some(front) = self.queues.front(&key) else {
+            return;
+        };
+        self.flights.insert(
+            key.clone(),
+            Flight {
+                uuid: front.uuid.clone(),
+                backoff: Backoff::new(self.config.initial_backoff, self.config.max_backoff),
+                next_attempt: now,
+                in_flight: false,
+            },
+        );
+        self.timers.push(Reverse((now, key)));
+    }
+
+    fn acknowledge(&mut self, key: &TaskKey, uuid: &str, now: Instant) {
+        match self.queues.acknowledge(key, uuid) {
+            AckOutcome::Acked { terminal, more } => {
+                tracing::debug!(task = %key, uuid, terminal, "status update acknowledged");
+                self.flights.remove(key);
+                if more {
+                    self.start_flight(key.clone(), now);
+                }
+            }
+            AckOutcome::UnknownTask => {
+                tracing::info!(task = %key, uuid, "acknowledgement for a task with no pending update; ignored");
+            }
+            AckOutcome::UnknownUuid => {
+                tracing::info!(task = %key, uuid, "acknowledgement for an unknown update; ignored");
+            }
+        }
+    }
+
+    fn fire_due(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, key))) = self.timers.pop() else {
+                break;
+            };
+            let due = self
+                .flights
+                .get(&key)
+                .is_some_and(|f| f.next_attempt == at && !f.in_flight);
+            if due && self.link.is_some() {
+                self.send_front(&key, now);
+            }
+        }
+    }
+
+    fn send_front(&mut self, key: &TaskKey, now: Instant) {
+        let (Some(link), Some(flight), Some(front)) = (
+            self.link.as_ref(),
+            self.flights.get_mut(key),
+            self.queues.front(key),
+        ) else {
+            return;
+        };
+        let latest_state = self
+            .queues
+            .latest(key)
+            .map_or(front.state, |latest| latest.state);
+        let request = StatusUpdateRequest {
+            agent_id: link.agent_id.clone(),
+            status: Some(front.clone()),
+            latest_state,
+        };
+        flight.in_flight = true;
+        flight.next_attempt = now + flight.backoff.next_delay();
+        let uuid = flight.uuid.clone();
+        tracing::debug!(task = %key, uuid, "sending status update");
+        let Some(tx) = self.self_tx.upgrade() else {
+            return;
+        };
+        let sink = Arc::clone(&link.sink);
+        let timeout = self.config.rpc_timeout;
+        let epoch = self.epoch;
+        let key = key.clone();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, sink.send(request)).await {
+                Ok(r) => r,
+                Err(_) => Err(tonic::Status::deadline_exceeded("UpdateStatus timed out")),
+            };
+            let _ = tx
+                .send(Msg::SendDone {
+                    key,
+                    uuid,
+                    epoch,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    fn send_done(
+        &mut self,
+        key: TaskKey,
+        uuid: &str,
+        epoch: u64,
+        result: Result<(), tonic::Status>,
+        now: Instant,
+    ) {
+        if epoch != self.epoch {
+            return;
+        }
+        let Some(flight) = self.flights.get_mut(&key) else {
+            return;
+        };
+        if flight.uuid != uuid {
+            return;
+        }
+        flight.in_flight = false;
+        match result {
+            Ok(()) if self.draining => {
+                // Shutting down: the master has it; move on without waiting for the ack.
+                self.flights.remove(&key);
+                self.queues.pop_front(&key);
+                self.start_flight(key, now);
+            }
+            Ok(()) => {
+                let at = flight.next_attempt.max(now);
+                self.timers.push(Reverse((at, key)));
+            }
+            Err(status) => {
+                tracing::warn!(task = %key, uuid, code = ?status.code(), "status update not delivered: {}", status.message());
+                let at = flight.next_attempt.max(now);
+                self.timers.push(Reverse((at, key)));
+            }
+        }
+    }
+
+    fn send_once(&self, status: TaskStatus) {
+        let Some(link) = &self.link else {
+            tracing::debug!(task = %key_of(&status), "not connected; reconciliation answer dropped");
+            return;
+        };
+        let request = StatusUpdateRequest {
+            agent_id: link.agent_id.clone(),
+            latest_state: status.state,
+            status: Some(status),
+        };
+        let sink = Arc::clone(&link.sink);
+        let timeout = self.config.rpc_timeout;
+        tokio::spawn(async move {
+            match tokio::time::timeout(timeout, sink.send(request)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(status)) => tracing::debug!("one-shot status update failed: {status}"),
+                Err(_) => tracing::debug!("one-shot status update timed out"),
+            }
+        });
+    }
+
+    fn reconcile(&self, scope: ReconcileScope) {
+        let Some(link) = &self.link else {
+            return;
+        };
+        let agent_id = link.agent_id.clone();
+        let mut answers = Vec::new();
+        let reconciled = |latest: &TaskStatus| TaskStatus {
+            uuid: String::new(),
+            reason: StatusReason::Reconciliation as i32,
+            timestamp_ms: now_ms(),
+            ..latest.clone()
+        };
+        match scope {
+            ReconcileScope::AllEnded => {
+                for key in self.queues.keys() {
+                    if let Some(latest) = self.queues.latest(key) {
+                        if state_of(latest).is_terminal() {
+                            answers.push(reconciled(latest));
+                        }
+                    }
+                }
+            }
+            ReconcileScope::Ids(ids) => {
+                for id in ids {
+                    let mut found = false;
+                    for key in self.queues.keys().filter(|k| k.task_id == id) {
+                        if let Some(latest) = self.queues.latest(key) {
+                            answers.push(reconciled(latest));
+                            found = true;
+                        }
+                    }
+                    if !found {
+                        let mut lost = new_status(
+                            &TaskKey::new("", id),
+                            &agent_id,
+                            Report::new(
+                                TaskState::Lost,
+                                StatusReason::TaskUnknown,
+                                "task unknown to the agent",
+                            ),
+                        );
+                        lost.uuid.clear();
+                        answers.push(lost);
+                    }
+                }
+            }
+        }
+        for answer in answers {
+            self.send_once(answer);
+        }
+    }
+
+    fn check_drain(&mut self, now: Instant) {
+        if !self.draining {
+            return;
+        }
+        let expired = self.drain_deadline.is_some_and(|d| now >= d);
+        if self.queues.is_empty() || expired {
+            if let Some(reply) = self.drain_reply.take() {
+                let _ = reply.send(self.queues.len());
+            }
+            self.drain_deadline = None;
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn status(fw: &str, task: &str, state: TaskState) -> TaskStatus {
+        new_status(
+            &TaskKey::new(fw, task),
+            "agent",
+            Report::new(state, StatusReason::Unspecified, ""),
+        )
+    }
+
+    #[test]
+    fn queue_is_fifo_and_forgets_after_last_ack() {
+        let mut q = UpdateQueues::new(8);
+        let key = TaskKey::new("fw", "t");
+        let s1 = status("fw", "t", TaskState::Starting);
+        let s2 = status("fw", "t", TaskState::Running);
+        let s3 = status("fw", "t", TaskState::Finished);
+        assert_eq!(q.push(s1.clone()), Ok(true));
+        assert_eq!(q.push(s2.clone()), Ok(false));
+        assert_eq!(q.push(s3.clone()), Ok(false));
+        assert_eq!(q.front(&key), Some(&s1));
+        assert_eq!(q.latest(&key), Some(&s3));
+
+        // Only the oldest can be acknowledged.
+        assert_eq!(q.acknowledge(&key, &s2.uuid), AckOutcome::UnknownUuid);
+        assert_eq!(
+            q.acknowledge(&key, &s1.uuid),
+            AckOutcome::Acked {
+                terminal: false,
+                more: true
+            }
+        );
+        // A duplicate acknowledgement is unknown.
+        assert_eq!(q.acknowledge(&key, &s1.uuid), AckOutcome::UnknownUuid);
+        assert_eq!(
+            q.acknowledge(&key, &s2.uuid),
+            AckOutcome::Acked {
+                terminal: false,
+                more: true
+            }
+        );
+        assert_eq!(
+            q.acknowledge(&key, &s3.uuid),
+            AckOutcome::Acked {
+                terminal: true,
+                more: false
+            }
+        );
+        assert!(!q.contains(&key));
+        assert!(q.is_empty());
+        assert_eq!(q.acknowledge(&key, &s3.uuid), AckOutcome::UnknownTask);
+    }
+
+    #[test]
+    fn queues_are_per_task_and_bounded() {
+        let mut q = UpdateQueues::new(2);
+        assert_eq!(q.push(status("fw", "a", TaskState::Starting)), Ok(true));
+        assert_eq!(q.push(status("fw", "b", TaskState::Starting)), Ok(true));
+        assert_eq!(q.push(status("other", "a", TaskState::Starting)), Ok(true));
+        assert_eq!(q.push(status("fw", "a", TaskState::Running)), Ok(false));
+        let err = q
+            .push(status("fw", "a", TaskState::Finished))
+            .expect_err("limit");
+        assert_eq!(err.limit, 2);
+        assert_eq!(q.len(), 3);
+    }
+
+    #[test]
+    fn new_status_fields() {
+        let s = new_status(
+            &TaskKey::new("fw", "t"),
+            "a1",
+            Report {
+                state: TaskState::Failed,
+                reason: StatusReason::CommandExited,
+                message: "command exited with status 3".into(),
+                exit_code: Some(3),
+            },
+        );
+        assert_eq!(s.framework_id, "fw");
+        assert_eq!(s.task_id, "t");
+        assert_eq!(s.agent_id, "a1");
+        assert_eq!(s.state, TaskState::Failed as i32);
+        assert_eq!(s.source, StatusSource::SourceAgent as i32);
+        assert_eq!(s.exit_code, Some(3));
+        assert!(uuid::Uuid::parse_str(&s.uuid).is_ok());
+        assert!(s.timestamp_ms > 1_600_000_000_000);
+    }
+
+    /// Records every request with the time it arrived.
+    struct Recorder {
+        sent: Mutex<Vec<(Instant, StatusUpdateRequest)>>,
+        tx: mpsc::UnboundedSender<()>,
+    }
+
+    impl StatusSink for Recorder {
+        fn send(&self, request: StatusUpdateRequest) -> BoxFuture<'static, Result<(), tonic::Status>> {
+            if let Ok(mut sent) = self.sent.lock() {
+                sent.push((Instant::now(), request));
+            }
+            let _ = self.tx.send(());
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn fast() -> UpdateConfig {
+        UpdateConfig {
+            initial_backoff: Duration::from_millis(40),
+            max_backoff: Duration::from_millis(160),
+            rpc_timeout: Duration::from_secs(1),
+            max_queued_per_task: 8,
+        }
+    }
+
+    fn recorder() -> (Arc<Recorder>, mpsc::UnboundedReceiver<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Arc::new(Recorder {
+                sent: Mutex::new(Vec::new()),
+                tx,
+            }),
+            rx,
+        )
+    }
+
+    fn sent(r: &Recorder) -> Vec<(Instant, StatusUpdateRequest)> {
+        r.sent.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn uuid_of(req: &StatusUpdateRequest) -> String {
+        req.status.as_ref().map(|s| s.uuid.clone()).unwrap_or_default()
+    }
+
+    async fn next_send(rx: &mut mpsc::UnboundedReceiver<()>) {
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert!(matches!(got, Ok(Some(()))), "no status update sent in time");
+    }
+
+    #[tokio::test]
+    async fn resends_with_backoff_until_acked_then_sends_next() {
+        let (updates, _task) = StatusUpdates::spawn(fast());
+        let (rec, mut rx) = recorder();
+        updates.connected(rec.clone(), "a1".into()).await;
+        let s1 = status("fw", "t", TaskState::Starting);
+        let s2 = status("fw", "t", TaskState::Running);
+        updates.enqueue(s1.clone()).await;
+        updates.enqueue(s2.clone()).await;
+        for _ in 0..4 {
+            next_send(&mut rx).await;
+        }
+        let log = sent(&rec);
+        // Only the oldest update was sent, 4 times, with growing gaps.
+        assert!(log.iter().all(|(_, r)| uuid_of(r) == s1.uuid));
+        assert!(log.iter().all(|(_, r)| r.agent_id == "a1"));
+        assert!(
+            log.iter()
+                .all(|(_, r)| r.latest_state == TaskState::Running as i32)
+        );
+        let gaps: Vec<Duration> = log.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        assert!(gaps[0] >= Duration::from_millis(40), "{gaps:?}");
+        assert!(gaps[1] >= Duration::from_millis(80), "{gaps:?}");
+        assert!(gaps[2] >= Duration::from_millis(160), "{gaps:?}");
+
+        // An unknown uuid changes nothing; the right one releases the next update.
+        updates
+            .acknowledge(TaskKey::new("fw", "t"), "nonsense".into())
+            .await;
+        updates
+            .acknowledge(TaskKey::new("fw", "t"), s1.uuid.clone())
+            .await;
+        loop {
+            next_send(&mut rx).await;
+            let last = sent(&rec).last().map(|(_, r)| uuid_of(r));
+            if last.as_deref() == Some(s2.uuid.as_str()) {
+                break;
+            }
+        }
+        updates
+            .acknowledge(TaskKey::new("fw", "t"), s2.uuid.clone())
+            .await;
+        assert!(updates.pending().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_sent_while_disconnected() {
+        let (updates, _task) = StatusUpdates::spawn(fast());
+        let s1 = status("fw", "t", TaskState::Starting);
+        updates.enqueue(s1.clone()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (rec, mut rx) = recorder();
+        updates.connected(rec.clone(), "a1".into()).await;
+        next_send(&mut rx).await;
+        updates.disconnected().await;
+        let before = sent(&rec).len();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(sent(&rec).len(), before);
+        assert_eq!(updates.pending().await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unless_pending_does_not_follow_a_pending_update() {
+        let (updates, _task) = StatusUpdates::spawn(fast());
+        updates
+            .enqueue(status("fw", "t", TaskState::Finished))
+            .await;
+        updates
+            .enqueue_unless_pending(status("fw", "t", TaskState::Lost))
+            .await;
+        updates
+            .enqueue_unless_pending(status("fw", "u", TaskState::Lost))
+            .await;
+        let pending = updates.pending().await;
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].1.len(), 1);
+        assert_eq!(pending[0].1[0].state, TaskState::Finished as i32);
+        assert_eq!(pending[1].0, TaskKey::new("fw", "u"));
+    }
+
+    #[tokio::test]
+    async fn drain_counts_accepted_updates_as_delivered() {
+        let (updates, _task) = StatusUpdates::spawn(fast());
+        let (rec, _rx) = recorder();
+        updates.connected(rec.clone(), "a1".into()).await;
+        updates
+            .enqueue(status("fw", "t", TaskState::Running))
+            .await;
+        updates
+            .enqueue(status("fw", "t", TaskState::Killed))
+            .await;
+        let left = updates.drain(Duration::from_secs(5)).await;
+        assert_eq!(left, 0);
+        let states: Vec<i32> = sent(&rec)
+            .iter()
+            .filter_map(|(_, r)| r.status.as_ref().map(|s| s.state))
+            .collect();
+        assert!(states.contains(&(TaskState::Killed as i32)), "{states:?}");
+    }
+
+    #[tokio::test]
+    async fn drain_gives_up_at_its_deadline() {
+        let (updates, _task) = StatusUpdates::spawn(fast());
+        updates
+            .enqueue(status("fw", "t", TaskState::Running))
+            .await;
+        let left = updates.drain(Duration::from_millis(100)).await;
+        assert_eq!(left, 1);
+    }
+}

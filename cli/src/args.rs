@@ -1,0 +1,328 @@
+//! Command-line syntax of `agora`: the clap definitions and the checks clap cannot express
+//! (turning raw `run` flags into a validated [`RunSpec`]).
+//!
+//! Owns parsing and validation only. It must never do I/O or start anything; `main`
+//! dispatches to the command modules.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agora_resources::Resources;
+use clap::{Args, Parser, Subcommand};
+
+/// Default master address of every command.
+pub const DEFAULT_MASTER: &str = "127.0.0.1:5050";
+
+/// Agora operator command line.
+#[derive(Debug, Parser)]
+#[command(name = "agora", version, about = "Agora cluster scheduler: operator command line")]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command as N tasks on the cluster and wait for them to finish.
+    ///
+    /// Exits 0 only if every task FINISHED. Example: agora run --instances 3 -- echo hello
+    Run(RunArgs),
+    /// Start a master and N agents on this machine; Ctrl-C stops them.
+    Local(LocalArgs),
+    /// Show the whole cluster state: summary, roles, agents, frameworks, tasks.
+    State(StateArgs),
+    /// List agents.
+    Agents(StateArgs),
+    /// List frameworks.
+    Frameworks(StateArgs),
+    /// List tasks.
+    Tasks(StateArgs),
+}
+
+/// Where the master is.
+#[derive(Debug, Clone, Args)]
+pub struct MasterArg {
+    /// Master address(es), comma separated, tried in order.
+    #[arg(
+        long,
+        env = "AGORA_MASTER",
+        default_value = DEFAULT_MASTER,
+        value_delimiter = ',',
+        value_name = "ADDR[,ADDR..]"
+    )]
+    pub master: Vec<String>,
+}
+
+/// Flags of `agora run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// Number of tasks to run.
+    #[arg(long, default_value_t = 1)]
+    pub instances: u32,
+    /// CPUs per task.
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    pub cpus: f64,
+    /// Memory per task, in MB.
+    #[arg(long, default_value_t = 32.0, allow_negative_numbers = true)]
+    pub mem: f64,
+    /// Framework name; task ids are NAME-0, NAME-1, ...
+    #[arg(long, default_value = "agora-run")]
+    pub name: String,
+    /// Role to register the framework under (default: the master's default role).
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Unix user the tasks run as (default: the agent decides).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Give up after this many seconds: kill what still runs, remove the framework, exit 1.
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    pub timeout: Option<f64>,
+    /// The command and its arguments (argv form, no shell), after `--`.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD ARGS"
+    )]
+    pub command: Vec<String>,
+}
+
+/// A validated `agora run` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    pub masters: Vec<String>,
+    pub instances: usize,
+    pub shape: Resources,
+    pub name: String,
+    pub role: Option<String>,
+    pub user: Option<String>,
+    pub timeout: Option<Duration>,
+    pub argv: Vec<String>,
+}
+
+impl RunArgs {
+    /// Check the flags; the error is a sentence for the user.
+    pub fn validate(&self) -> Result<RunSpec, String> {
+        let masters = validate_masters(&self.master.master)?;
+        if self.command.is_empty() {
+            return Err("no command given; usage: agora run [OPTIONS] -- CMD [ARGS...]".into());
+        }
+        if self.command[0].is_empty() {
+            return Err("the command (first word after --) is empty".into());
+        }
+        if self.instances == 0 {
+            return Err("--instances must be at least 1".into());
+        }
+        for (flag, v) in [("--cpus", self.cpus), ("--mem", self.mem)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{flag} must be a number greater than 0, got {v}"));
+            }
+        }
+        let shape = agora_sdk::cpus_mem(self.cpus, self.mem).map_err(|e| e.to_string())?;
+        if shape.scalar("cpus").is_zero() {
+            return Err(format!(
+                "--cpus {} rounds to 0 (the smallest amount is 0.001)",
+                self.cpus
+            ));
+        }
+        if shape.scalar("mem").is_zero() {
+            return Err(format!(
+                "--mem {} rounds to 0 (the smallest amount is 0.001)",
+                self.mem
+            ));
+        }
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "--name {:?}: use letters, digits, '-', '_' and '.' only",
+                self.name
+            ));
+        }
+        if let Some(role) = &self.role {
+            agora_resources::validate_role(role).map_err(|e| format!("--role: {e}"))?;
+        }
+        let timeout = match self.timeout {
+            None => None,
+            Some(t) if t.is_finite() && t > 0.0 => Duration::try_from_secs_f64(t).ok(),
+            Some(t) => return Err(format!("--timeout must be a positive number of seconds, got {t}")),
+        };
+        Ok(RunSpec {
+            masters,
+            instances: self.instances as usize,
+            shape,
+            name: self.name.clone(),
+            role: self.role.clone(),
+            user: self.user.clone().filter(|u| !u.is_empty()),
+            timeout,
+            argv: self.command.clone(),
+        })
+    }
+}
+
+/// Trim the master list and refuse an empty one.
+pub fn validate_masters(masters: &[String]) -> Result<Vec<String>, String> {
+    let list: Vec<String> = masters
+        .iter()
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err("--master: no address given".into());
+    }
+    Ok(list)
+}
+
+/// Flags of `agora local`.
+#[derive(Debug, Clone, Args)]
+pub struct LocalArgs {
+    /// Number of agents to start.
+    #[arg(long, default_value_t = 2)]
+    pub agents: u32,
+    /// Directory for the master's data, the agents' work dirs and all logs.
+    #[arg(long, default_value = "./.agora-local", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Address the master listens on (gRPC and HTTP).
+    #[arg(long, default_value = DEFAULT_MASTER, value_name = "ADDR")]
+    pub listen: String,
+    /// Resources every agent offers, in the agent flag syntax (default: the agent
+    /// auto-detects, so each agent reports the whole machine).
+    #[arg(long, value_name = "RESOURCES")]
+    pub agent_resources: Option<String>,
+}
+
+/// Flags of the state-reading commands.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("agora").chain(args.iter().copied()))
+    }
+
+    fn run_spec(args: &[&str]) -> Result<RunSpec, String> {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        match parse(&all).map_err(|e| e.to_string())?.command {
+            Command::Run(r) => r.validate(),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_defaults() {
+        let s = run_spec(&["--", "echo", "hi"]).unwrap();
+        assert_eq!(s.masters, vec![DEFAULT_MASTER.to_string()]);
+        assert_eq!(s.instances, 1);
+        assert_eq!(s.shape, Resources::parse("cpus:0.1;mem:32").unwrap());
+        assert_eq!(s.name, "agora-run");
+        assert_eq!(s.role, None);
+        assert_eq!(s.timeout, None);
+        assert_eq!(s.argv, vec!["echo", "hi"]);
+    }
+
+    #[test]
+    fn run_flags() {
+        let s = run_spec(&[
+            "--master",
+            "10.0.0.1:5050, 10.0.0.2:5050",
+            "--instances",
+            "3",
+            "--cpus",
+            "0.5",
+            "--mem",
+            "128",
+            "--name",
+            "job",
+            "--role",
+            "eng/ml",
+            "--timeout",
+            "2.5",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .unwrap();
+        assert_eq!(s.masters, vec!["10.0.0.1:5050", "10.0.0.2:5050"]);
+        assert_eq!(s.instances, 3);
+        assert_eq!(s.shape, Resources::parse("cpus:0.5;mem:128").unwrap());
+        assert_eq!(s.role.as_deref(), Some("eng/ml"));
+        assert_eq!(s.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(s.argv, vec!["sh", "-c", "exit 3"]);
+    }
+
+    #[test]
+    fn command_after_double_dash_keeps_its_own_flags() {
+        let s = run_spec(&["--", "ls", "--instances", "-l"]).unwrap();
+        assert_eq!(s.argv, vec!["ls", "--instances", "-l"]);
+        assert_eq!(s.instances, 1);
+    }
+
+    #[test]
+    fn bad_run_flags_are_refused_clearly() {
+        let e = run_spec(&["--instances", "0", "--", "true"]).unwrap_err();
+        assert!(e.contains("--instances must be at least 1"), "{e}");
+        let e = run_spec(&["--cpus", "-1", "--", "true"]).unwrap_err();
+        assert!(e.contains("--cpus must be a number greater than 0"), "{e}");
+        let e = run_spec(&["--mem", "0", "--", "true"]).unwrap_err();
+        assert!(e.contains("--mem"), "{e}");
+        let e = run_spec(&["--cpus", "0.0001", "--", "true"]).unwrap_err();
+        assert!(e.contains("rounds to 0"), "{e}");
+        let e = run_spec(&[]).unwrap_err();
+        assert!(e.contains("no command given"), "{e}");
+        let e = run_spec(&["--"]).unwrap_err();
+        assert!(e.contains("no command given"), "{e}");
+        let e = run_spec(&["--role", "*", "--", "true"]).unwrap_err();
+        assert!(e.starts_with("--role"), "{e}");
+        let e = run_spec(&["--name", "a b", "--", "true"]).unwrap_err();
+        assert!(e.contains("--name"), "{e}");
+        let e = run_spec(&["--timeout", "-3", "--", "true"]).unwrap_err();
+        assert!(e.contains("--timeout"), "{e}");
+        let e = run_spec(&["--master", ",", "--", "true"]).unwrap_err();
+        assert!(e.contains("--master"), "{e}");
+        assert!(run_spec(&["--instances", "-1", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn local_defaults() {
+        let Command::Local(l) = parse(&["local"]).unwrap().command else {
+            panic!("not local");
+        };
+        assert_eq!(l.agents, 2);
+        assert_eq!(l.data_dir, PathBuf::from("./.agora-local"));
+        assert_eq!(l.listen, DEFAULT_MASTER);
+        assert_eq!(l.agent_resources, None);
+    }
+
+    #[test]
+    fn state_commands_take_master_and_json() {
+        for cmd in ["state", "agents", "frameworks", "tasks"] {
+            let c = parse(&[cmd, "--master", "m:1", "--json"]).unwrap();
+            let a = match c.command {
+                Command::State(a)
+                | Command::Agents(a)
+                | Command::Frameworks(a)
+                | Command::Tasks(a) => a,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(a.master.master, vec!["m:1"]);
+            assert!(a.json);
+        }
+    }
+}

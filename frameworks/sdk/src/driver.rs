@@ -1,0 +1,781 @@
+//! The scheduler driver: connects to a master, subscribes, feeds events to a [`Scheduler`],
+//! acknowledges status updates, and reconnects (re-subscribing with the framework id) when
+//! the stream is lost. [`Driver`] is also the cheap-to-clone handle callbacks use to make
+//! scheduler calls.
+//!
+//! This module owns the sockets and the timing (connect/subscribe/call timeouts, heartbeat
+//! deadline, reconnection backoff). It must never make scheduling decisions (that is the
+//! scheduler's job) and never decide protocol questions on its own: event classification,
+//! dispatch order and backoff arithmetic live in `session`, where they are unit-tested.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use agora_proto::v1::operation::Launch;
+use agora_proto::v1::scheduler_client::SchedulerClient;
+use agora_proto::v1::{
+    AcceptRequest, AcknowledgeRequest, DeclineRequest, Filters, FrameworkInfo, KillPolicy,
+    KillRequest, MessageRequest, Operation, ReconcileRequest, ReviveRequest, ShutdownRequest,
+    SubscribeRequest, SuppressRequest, TaskInfo, TeardownRequest, UpdateFrameworkRequest,
+    operation, reconcile_request,
+};
+use tokio::sync::watch;
+use tonic::codec::Streaming;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::SdkError;
+use crate::scheduler::Scheduler;
+use crate::session::{
+    Acknowledger, Backoff, Flow, Session, Step, dispatch, heartbeat_deadline, normalize_address,
+    subscribe_error_is_retryable,
+};
+
+/// How the driver connects and retries. Build with [`DriverConfig::new`] and adjust fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DriverConfig {
+    /// Master addresses (`host:port` or `http://host:port`), tried in order.
+    pub masters: Vec<String>,
+    /// Give up after this many consecutive failed rounds over `masters` (a round tries each
+    /// master once). `None`: never give up (the default, for long-running frameworks).
+    pub max_connect_attempts: Option<u32>,
+    /// First reconnection delay; doubles after each failed round. Default 0.5 s.
+    pub backoff_min: Duration,
+    /// Largest reconnection delay. Default 10 s.
+    pub backoff_max: Duration,
+    /// TCP/HTTP2 connection timeout per master. Default 5 s.
+    pub connect_timeout: Duration,
+    /// How long a master may take to answer `Subscribe` with SUBSCRIBED. Default 10 s.
+    pub subscribe_timeout: Duration,
+    /// Timeout of every unary scheduler call. Default 10 s.
+    pub call_timeout: Duration,
+    /// Shared-secret credential sent with `Subscribe`, when the master authenticates.
+    pub secret: Option<String>,
+}
+
+impl DriverConfig {
+    /// Defaults as documented on each field.
+    pub fn new(masters: Vec<String>) -> DriverConfig {
+        DriverConfig {
+            masters,
+            max_connect_attempts: None,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            subscribe_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(10),
+            secret: None,
+        }
+    }
+
+    /// Set [`max_connect_attempts`](Self::max_connect_attempts).
+    pub fn with_max_connect_attempts(mut self, attempts: Option<u32>) -> DriverConfig {
+        self.max_connect_attempts = attempts;
+        self
+    }
+}
+
+/// Why [`Driver::run`] returned normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// [`Driver::stop`] was called (by a callback or anyone holding a clone).
+    Stopped,
+    /// [`Driver::teardown`] succeeded: the master removed the framework.
+    TornDown,
+    /// The master ended the subscription with an ERROR event (e.g. the framework was torn
+    /// down by an operator, or a newer subscription of it replaced this one).
+    MasterError(String),
+}
+
+/// What [`Driver::run`] hands back when it ends normally.
+#[derive(Debug)]
+pub struct Finished<S> {
+    /// The scheduler, with whatever state it accumulated.
+    pub scheduler: S,
+    /// Why the driver stopped.
+    pub reason: StopReason,
+    /// The framework id the master assigned, if the driver ever subscribed.
+    pub framework_id: Option<String>,
+}
+
+/// Run `scheduler` against the first reachable master of `masters` with the default
+/// [`DriverConfig`] (never gives up reconnecting). See [`Driver::run`].
+pub async fn run<S: Scheduler>(
+    masters: Vec<String>,
+    framework: FrameworkInfo,
+    scheduler: S,
+) -> Result<Finished<S>, SdkError> {
+    Driver::new(DriverConfig::new(masters))
+        .run(framework, scheduler)
+        .await
+}
+
+/// The live subscription: a channel to the master that accepted it, and the framework id.
+#[derive(Clone)]
+struct Conn {
+    client: SchedulerClient<Channel>,
+    framework_id: String,
+}
+
+struct State {
+    conn: Option<Conn>,
+    /// The framework info to (re-)subscribe with; `id` is filled in once assigned.
+    framework: FrameworkInfo,
+    torn_down: bool,
+}
+
+struct Inner {
+    config: DriverConfig,
+    state: Mutex<State>,
+    stop: watch::Sender<bool>,
+    started: AtomicBool,
+}
+
+/// Handle to a scheduler driver. Cheap to clone (an `Arc`); every clone controls the same
+/// driver. Calls fail with [`SdkError::NotSubscribed`] while there is no live subscription.
+#[derive(Clone)]
+pub struct Driver {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver")
+            .field("masters", &self.inner.config.masters)
+            .field("framework_id", &self.framework_id())
+            .field("subscribed", &self.is_subscribed())
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+/// Lost-stream outcome of one subscription.
+enum SessionEnd {
+    Lost(String),
+    Flow(Flow),
+}
+
+/// Outcome of trying to subscribe at one master.
+enum AttemptError {
+    Retry(String),
+    Fatal(SdkError),
+}
+
+struct Subscription {
+    address: String,
+    client: SchedulerClient<Channel>,
+    stream: Streaming<agora_proto::v1::Event>,
+    session: Session,
+    first: Step,
+}
+
+impl Driver {
+    /// A driver that has not run yet. Keep a clone to stop it or make calls from outside
+    /// the callbacks (e.g. a timer task), then call [`run`](Self::run).
+    pub fn new(config: DriverConfig) -> Driver {
+        let (stop, _) = watch::channel(false);
+        Driver {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(State {
+                    conn: None,
+                    framework: FrameworkInfo::default(),
+                    torn_down: false,
+                }),
+                stop,
+                started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state is a few plain fields; a panic elsewhere cannot leave it inconsistent.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Subscribe and dispatch events to `scheduler` until stopped.
+    ///
+    /// `framework.id` empty registers a new framework; set it to fail over to an existing
+    /// one. Masters are tried in order; on a lost stream the driver calls
+    /// [`Scheduler::disconnected`], waits (0.5 s doubling to 10 s by default), and
+    /// re-subscribes with the framework id it was given, so the master treats it as a
+    /// failover of the same framework.
+    ///
+    /// Returns `Ok` when [`stop`](Self::stop) or [`teardown`](Self::teardown) was called or
+    /// the master sent an ERROR event; `Err` when the master list is unusable, the master
+    /// refused the subscription for good, or `max_connect_attempts` rounds failed in a row.
+    pub async fn run<S: Scheduler>(
+        self,
+        framework: FrameworkInfo,
+        mut scheduler: S,
+    ) -> Result<Finished<S>, SdkError> {
+        if self.inner.started.swap(true, Ordering::SeqCst) {
+            return Err(SdkError::AlreadyRun);
+        }
+        let addresses = self.addresses()?;
+        self.state().framework = framework;
+        let result = self.run_loop(&addresses, &mut scheduler).await;
+        self.state().conn = None;
+        self.inner.stop.send_replace(true);
+        let reason = result?;
+        let reason = if self.state().torn_down {
+            StopReason::TornDown
+        } else {
+            reason
+        };
+        Ok(Finished {
+            scheduler,
+            reason,
+            framework_id: self.framework_id(),
+        })
+    }
+
+    fn addresses(&self) -> Result<Vec<String>, SdkError> {
+        if self.inner.config.masters.is_empty() {
+            return Err(SdkError::NoMasters);
+        }
+        self.inner
+            .config
+            .masters
+            .iter()
+            .map(|a| {
+                normalize_address(a).map_err(|reason| SdkError::InvalidAddress {
+                    address: a.clone(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    async fn run_loop<S: Scheduler>(
+        &self,
+        addresses: &[String],
+        scheduler: &mut S,
+    ) -> Result<StopReason, SdkError> {
+        let cfg = &self.inner.config;
+        let mut stop_rx = self.inner.stop.subscribe();
+        let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
+        let mut failed_rounds: u32 = 0;
+        loop {
+            if self.is_stopped() {
+                return Ok(StopReason::Stopped);
+            }
+            let mut last_error = String::new();
+            let mut subscription = None;
+            for address in addresses {
+                let attempt = tokio::select! {
+                    biased;
+                    _ = stop_rx.wait_for(|stopped| *stopped) => return Ok(StopReason::Stopped),
+                    a = self.subscribe_at(address) => a,
+                };
+                match attempt {
+                    Ok(s) => {
+                        subscription = Some(s);
+                        break;
+                    }
+                    Err(AttemptError::Fatal(e)) => return Err(e),
+                    Err(AttemptError::Retry(e)) => {
+                        tracing::warn!(master = %address, error = %e, "cannot subscribe");
+                        last_error = e;
+                    }
+                }
+            }
+            let Some(sub) = subscription else {
+                failed_rounds = failed_rounds.saturating_add(1);
+                if let Some(max) = cfg.max_connect_attempts
+                    && failed_rounds >= max.max(1)
+                {
+                    return Err(SdkError::GaveUp {
+                        attempts: failed_rounds,
+                        last_error,
+                    });
+                }
+                let delay = backoff.next_delay();
+                tokio::select! {
+                    biased;
+                    _ = stop_rx.wait_for(|stopped| *stopped) => return Ok(StopReason::Stopped),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                continue;
+            };
+
+            failed_rounds = 0;
+            let started = Instant::now();
+            let address = sub.address.clone();
+            let end = self.drive(sub, scheduler, &mut stop_rx).await;
+            self.state().conn = None;
+            match end {
+                SessionEnd::Flow(Flow::Continue) | SessionEnd::Flow(Flow::Stopped) => {
+                    return Ok(StopReason::Stopped);
+                }
+                SessionEnd::Flow(Flow::MasterError(message)) => {
+                    return Ok(StopReason::MasterError(message));
+                }
+                SessionEnd::Lost(why) => {
+                    tracing::warn!(master = %address, reason = %why, "lost the master");
+                    scheduler.disconnected(self).await;
+                    if self.is_stopped() {
+                        return Ok(StopReason::Stopped);
+                    }
+                    // A subscription that lived a while earns a fresh, short backoff; one
+                    // that dies at once keeps growing it, so a flapping master is not
+                    // hammered.
+                    if started.elapsed() >= cfg.backoff_max {
+                        backoff.reset();
+                    }
+                    let delay = backoff.next_delay();
+                    tokio::select! {
+                        biased;
+                        _ = stop_rx.wait_for(|stopped| *stopped) => return Ok(StopReason::Stopped),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connect to one master and wait for SUBSCRIBED (or an ERROR).
+    async fn subscribe_at(&self, address: &str) -> Result<Subscription, AttemptError> {
+        let cfg = &self.inner.config;
+        let endpoint = Endpoint::from_shared(address.to_string())
+            .map_err(|e| {
+                AttemptError::Fatal(SdkError::InvalidAddress {
+                    address: address.to_string(),
+                    reason: error_chain(&e),
+                })
+            })?
+            .connect_timeout(cfg.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true);
+        let channel = match tokio::time::timeout(cfg.connect_timeout, endpoint.connect()).await {
+            Err(_) => return Err(AttemptError::Retry(format!("{address}: connect timed out"))),
+            Ok(Err(e)) => {
+                return Err(AttemptError::Retry(format!(
+                    "{address}: cannot connect: {}",
+                    error_chain(&e)
+                )));
+            }
+            Ok(Ok(c)) => c,
+        };
+        let mut client = SchedulerClient::new(channel);
+        let framework = self.state().framework.clone();
+        let requested_id = Some(framework.id.clone()).filter(|id| !id.is_empty());
+        let request = SubscribeRequest {
+            framework: Some(framework),
+            secret: cfg.secret.clone().unwrap_or_default(),
+        };
+        let refused = |status: tonic::Status| {
+            if subscribe_error_is_retryable(status.code()) {
+                AttemptError::Retry(format!(
+                    "{address}: subscribe failed: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ))
+            } else {
+                AttemptError::Fatal(SdkError::SubscribeRefused {
+                    address: address.to_string(),
+                    code: status.code(),
+                    message: status.message().to_string(),
+                })
+            }
+        };
+        let mut stream =
+            match tokio::time::timeout(cfg.subscribe_timeout, client.subscribe(request)).await {
+                Err(_) => {
+                    return Err(AttemptError::Retry(format!(
+                        "{address}: subscribe timed out"
+                    )));
+                }
+                Ok(Err(status)) => return Err(refused(status)),
+                Ok(Ok(response)) => response.into_inner(),
+            };
+        let mut session = Session::new(address, requested_id);
+        let first = match tokio::time::timeout(cfg.subscribe_timeout, stream.message()).await {
+            Err(_) => {
+                return Err(AttemptError::Retry(format!(
+                    "{address}: no SUBSCRIBED event within {:?}",
+                    cfg.subscribe_timeout
+                )));
+            }
+            Ok(Err(status)) => return Err(refused(status)),
+            Ok(Ok(None)) => {
+                return Err(AttemptError::Retry(format!(
+                    "{address}: stream closed before SUBSCRIBED"
+                )));
+            }
+            Ok(Ok(Some(event))) => session
+                .handle(event)
+                .map_err(|e| AttemptError::Retry(format!("{address}: {}", e.0)))?,
+        };
+        Ok(Subscription {
+            address: address.to_string(),
+            client,
+            stream,
+            session,
+            first,
+        })
+    }
+
+    /// Dispatch events of one subscription until it ends.
+    async fn drive<S: Scheduler>(
+        &self,
+        sub: Subscription,
+        scheduler: &mut S,
+        stop_rx: &mut watch::Receiver<bool>,
+    ) -> SessionEnd {
+        let Subscription {
+            client,
+            mut stream,
+            mut session,
+            first,
+            ..
+        } = sub;
+        let mut deadline = None;
+        if let (Step::Subscribed(info), Some(id)) = (&first, session.framework_id()) {
+            deadline = heartbeat_deadline(info.heartbeat_interval);
+            let mut state = self.state();
+            state.framework.id = id.to_string();
+            state.conn = Some(Conn {
+                client,
+                framework_id: id.to_string(),
+            });
+        }
+        let mut step = first;
+        loop {
+            match dispatch(scheduler, self, self, step).await {
+                Flow::Continue => {}
+                flow => return SessionEnd::Flow(flow),
+            }
+            let next = async {
+                match deadline {
+                    None => Ok(stream.message().await),
+                    Some(d) => tokio::time::timeout(d, stream.message()).await.map_err(|_| d),
+                }
+            };
+            let received = tokio::select! {
+                biased;
+                _ = stop_rx.wait_for(|stopped| *stopped) => return SessionEnd::Flow(Flow::Stopped),
+                r = next => r,
+            };
+            step = match received {
+                Err(d) => return SessionEnd::Lost(format!("no event for {d:?} (missed heartbeats)")),
+                Ok(Err(status)) => {
+                    return SessionEnd::Lost(format!(
+                        "stream failed: {:?}: {}",
+                        status.code(),
+                        status.message()
+                    ));
+                }
+                Ok(Ok(None)) => return SessionEnd::Lost("the master closed the stream".into()),
+                Ok(Ok(Some(event))) => match session.handle(event) {
+                    Ok(step) => step,
+                    Err(e) => return SessionEnd::Lost(e.0),
+                },
+            };
+        }
+    }
+
+    // ---- control ---------------------------------------------------------------------
+
+    /// End the driver: `run` returns [`StopReason::Stopped`] after the current callback.
+    /// The framework stays registered at the master (its tasks keep running until its
+    /// failover timeout); use [`teardown`](Self::teardown) to remove it.
+    pub fn stop(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    /// Whether [`stop`](Self::stop) was called or the driver has finished.
+    pub fn is_stopped(&self) -> bool {
+        *self.inner.stop.borrow()
+    }
+
+    /// Whether there is a live subscription right now.
+    pub fn is_subscribed(&self) -> bool {
+        self.state().conn.is_some()
+    }
+
+    /// The framework id, once a master assigned one (or the one `run` was given).
+    pub fn framework_id(&self) -> Option<String> {
+        Some(self.state().framework.id.clone()).filter(|id| !id.is_empty())
+    }
+
+    // ---- scheduler calls -------------------------------------------------------------
+
+    async fn call<T, F, Fut>(&self, name: &'static str, f: F) -> Result<T, SdkError>
+    where
+        F: FnOnce(SchedulerClient<Channel>, String) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let conn = self.state().conn.clone().ok_or(SdkError::NotSubscribed)?;
+        let timeout = self.inner.config.call_timeout;
+        match tokio::time::timeout(timeout, f(conn.client, conn.framework_id)).await {
+            Err(_) => Err(SdkError::Timeout {
+                call: name,
+                seconds: timeout.as_secs_f64(),
+            }),
+            Ok(Err(status)) => Err(SdkError::rpc(name, status)),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+        }
+    }
+
+    /// Apply `operations` to outstanding offers (all on one agent). Atomic: on error nothing
+    /// was applied and the offers stay outstanding. Unused resources are filtered from this
+    /// framework for `refuse_seconds` (`None`: the master's default, 5 s). Returns the ids
+    /// of the launched tasks.
+    pub async fn accept(
+        &self,
+        offer_ids: Vec<String>,
+        operations: Vec<Operation>,
+        refuse_seconds: Option<f64>,
+    ) -> Result<Vec<String>, SdkError> {
+        let response = self
+            .call("accept", |mut c, framework_id| async move {
+                c.accept(AcceptRequest {
+                    framework_id,
+                    offer_ids,
+                    operations,
+                    filters: Some(Filters { refuse_seconds }),
+                })
+                .await
+            })
+            .await?;
+        Ok(response.launched_task_ids)
+    }
+
+    /// Launch `tasks` on one offer (a single LAUNCH operation); see [`accept`](Self::accept).
+    pub async fn launch(
+        &self,
+        offer_id: impl Into<String>,
+        tasks: Vec<TaskInfo>,
+        refuse_seconds: Option<f64>,
+    ) -> Result<Vec<String>, SdkError> {
+        let offer_id = offer_id.into();
+        let launch = Operation {
+            operation: Some(operation::Operation::Launch(Launch { tasks })),
+        };
+        self.accept(vec![offer_id], vec![launch], refuse_seconds)
+            .await
+    }
+
+    /// Return offers unused; their resources are not re-offered to this framework for
+    /// `refuse_seconds` (`None`: the master's default, 5 s).
+    pub async fn decline(
+        &self,
+        offer_ids: Vec<String>,
+        refuse_seconds: Option<f64>,
+    ) -> Result<(), SdkError> {
+        self.call("decline", |mut c, framework_id| async move {
+            c.decline(DeclineRequest {
+                framework_id,
+                offer_ids,
+                filters: Some(Filters { refuse_seconds }),
+            })
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Clear all decline filters and resume offers for `roles` (all roles if empty).
+    pub async fn revive(&self, roles: Vec<String>) -> Result<(), SdkError> {
+        self.call("revive", |mut c, framework_id| async move {
+            c.revive(ReviveRequest {
+                framework_id,
+                roles,
+            })
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Stop offers for `roles` (all roles if empty) until [`revive`](Self::revive).
+    pub async fn suppress(&self, roles: Vec<String>) -> Result<(), SdkError> {
+        self.call("suppress", |mut c, framework_id| async move {
+            c.suppress(SuppressRequest {
+                framework_id,
+                roles,
+            })
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Kill a task. `agent_id` may be empty if unknown; `grace` overrides the task's kill
+    /// policy (time between SIGTERM and SIGKILL). The terminal state arrives as an update.
+    pub async fn kill(
+        &self,
+        task_id: impl Into<String>,
+        agent_id: impl Into<String>,
+        grace: Option<Duration>,
+    ) -> Result<(), SdkError> {
+        let task_id = task_id.into();
+        let agent_id = agent_id.into();
+        self.call("kill", |mut c, framework_id| async move {
+            c.kill(KillRequest {
+                framework_id,
+                task_id,
+                agent_id,
+                kill_policy: grace.map(|g| KillPolicy {
+                    grace_period_seconds: g.as_secs_f64(),
+                }),
+            })
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Shut down an executor and all its tasks.
+    pub async fn shutdown(
+        &self,
+        executor_id: impl Into<String>,
+        agent_id: impl Into<String>,
+    ) -> Result<(), SdkError> {
+        let executor_id = executor_id.into();
+        let agent_id = agent_id.into();
+        self.call("shutdown", |mut c, framework_id| async move {
+            c.shutdown(ShutdownRequest {
+                framework_id,
+                executor_id,
+                agent_id,
+            })
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Acknowledge a status update. The driver already does this for every update with a
+    /// uuid after [`Scheduler::status_update`] returns; call it only for updates you
+    /// received some other way.
+    pub async fn acknowledge(
+        &self,
+        agent_id: impl Into<String>,
+        task_id: impl Into<String>,
+        uuid: impl Into<String>,
+    ) -> Result<(), SdkError> {
+        let agent_id = agent_id.into();
+        let task_id = task_id.into();
+        let uuid = uuid.into();
+        self.call("acknowledge", |mut c, framework_id| async move {
+            c.acknowledge(AcknowledgeRequest {
+                framework_id,
+                agent_id,
+                task_id,
+                uuid,
+            })
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Ask for the latest state of `tasks` as `(task_id, agent_id)` pairs (agent id may be
+    /// empty), or of every task of the framework when `tasks` is empty. Answers arrive as
+    /// updates with reason RECONCILIATION.
+    pub async fn reconcile(&self, tasks: Vec<(String, String)>) -> Result<(), SdkError> {
+        let tasks = tasks
+            .into_iter()
+            .map(|(task_id, agent_id)| reconcile_request::Task { task_id, agent_id })
+            .collect();
+        self.call("reconcile", |mut c, framework_id| async move {
+            c.reconcile(ReconcileRequest {
+                framework_id,
+                tasks,
+            })
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Send opaque bytes to an executor.
+    pub async fn message(
+        &self,
+        agent_id: impl Into<String>,
+        executor_id: impl Into<String>,
+        data: Vec<u8>,
+    ) -> Result<(), SdkError> {
+        let agent_id = agent_id.into();
+        let executor_id = executor_id.into();
+        self.call("message", |mut c, framework_id| async move {
+            c.message(MessageRequest {
+                framework_id,
+                agent_id,
+                executor_id,
+                data,
+            })
+            .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Change the framework's info (roles, capabilities, constraints, demands, ...). The id
+    /// is filled in by the driver. On success the new info is also used for every later
+    /// re-subscription.
+    pub async fn update_framework(&self, mut framework: FrameworkInfo) -> Result<(), SdkError> {
+        let id = self.framework_id().ok_or(SdkError::NotSubscribed)?;
+        framework.id = id;
+        let sent = framework.clone();
+        self.call("update_framework", |mut c, _| async move {
+            c.update_framework(UpdateFrameworkRequest {
+                framework: Some(sent),
+            })
+            .await
+        })
+        .await?;
+        self.state().framework = framework;
+        Ok(())
+    }
+
+    /// Remove the framework from the master (its tasks are killed, its offers rescinded),
+    /// then stop the driver: `run` returns [`StopReason::TornDown`].
+    pub async fn teardown(&self) -> Result<(), SdkError> {
+        self.call("teardown", |mut c, framework_id| async move {
+            c.teardown(TeardownRequest { framework_id }).await
+        })
+        .await?;
+        self.state().torn_down = true;
+        self.stop();
+        Ok(())
+    }
+}
+
+impl Acknowledger for Driver {
+    async fn acknowledge(&self, ack: AcknowledgeRequest) {
+        let task_id = ack.task_id.clone();
+        let result = self
+            .call("acknowledge", |mut c, _| async move { c.acknowledge(ack).await })
+            .await;
+        if let Err(e) = result {
+            // The agent re-sends an unacknowledged update; nothing is lost.
+            tracing::warn!(task = %task_id, error = %e, "acknowledgement failed");
+        }
+    }
+}
+
+/// An error and its sources, joined by ": " (tonic's transport errors say little at the top).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,562 @@
+//! The actor's agent-API half: registration and re-registration (with task
+//! reconciliation), heartbeats and unreachability, status updates and their relay.
+//!
+//! Invariant kept here: a task's resources are booked in the allocator exactly while the
+//! task is live and its agent is schedulable.
+
+use std::collections::HashSet;
+
+use agora_proto::TaskState;
+use agora_proto::v1::{self, Event, FrameworkCapability};
+use agora_resources::Resources;
+use tokio::sync::mpsc;
+use tonic::Status;
+use tracing::{info, warn};
+
+use super::{AgentEntry, AgentStream, FrameworkEntry, Master, TaskEntry};
+use crate::allocator::FrameworkSpec;
+use crate::clock::Millis;
+use crate::state::agent::{AgentEvent, AgentStatus};
+use crate::state::framework::FrameworkStatus;
+use crate::validate;
+
+impl Master {
+    pub(super) fn register_agent(
+        &mut self,
+        request: v1::RegisterAgentRequest,
+    ) -> Result<AgentStream, Status> {
+        let mut info = request
+            .info
+            .ok_or_else(|| Status::invalid_argument("register needs agent info"))?;
+        if info.hostname.trim().is_empty() {
+            return Err(Status::invalid_argument("agent hostname is empty"));
+        }
+        let total = Resources::from_proto(&info.resources)
+            .map_err(|e| Status::invalid_argument(format!("agent resources: {e}")))?;
+        if total.is_empty() {
+            return Err(Status::invalid_argument("agent offers no resources"));
+        }
+        Self::attributes_ok(&info.attributes)?;
+        // Reported tasks are validated before anything changes.
+        let mut reported = Vec::new();
+        for rt in &request.tasks {
+            let task = rt
+                .task
+                .clone()
+                .ok_or_else(|| Status::invalid_argument("reported task without task info"))?;
+            validate::id("task id", &task.task_id)?;
+            validate::id("framework id", &rt.framework_id)?;
+            let resources = Resources::from_proto(&task.resources).map_err(|e| {
+                Status::invalid_argument(format!("task '{}' resources: {e}", task.task_id))
+            })?;
+            let state = TaskState::try_from(rt.state)
+                .ok()
+                .filter(|s| *s != TaskState::Unspecified)
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "task '{}' has an invalid state {}",
+                        task.task_id, rt.state
+                    ))
+                })?;
+            reported.push((rt.framework_id.clone(), task, resources, state));
+        }
+
+        let now = self.now();
+        let epoch = self.fresh_epoch();
+        let (tx, rx) = mpsc::channel(self.config.peer_queue_capacity);
+        let id = if info.id.is_empty() {
+            self.fresh_id('A')
+        } else {
+            validate::id("agent id", &info.id)?;
+            info.id.clone()
+        };
+        info.id = id.clone();
+
+        if self.removed_agents.contains(&id) {
+            let _ = tx.try_send(Ok(v1::AgentCommand {
+                command: Some(v1::agent_command::Command::Shutdown(
+                    v1::agent_command::Shutdown {
+                        reason: format!("agent '{id}' was removed from the cluster"),
+                    },
+                )),
+            }));
+            return Ok(AgentStream {
+                agent_id: id,
+                epoch,
+                commands: rx,
+            });
+        }
+
+        // A re-registration starts from a clean slate in the allocator: its old offers are
+        // void, and live tasks are booked again below.
+        if let Some(old) = self.agents.get(&id) {
+            let offers: Vec<String> = old.offers.iter().cloned().collect();
+            let was_schedulable = old.status.is_schedulable();
+            let keys: Vec<_> = old.tasks.iter().cloned().collect();
+            for o in offers {
+                self.rescind_offer(&o, "agent re-registered", false);
+            }
+            for k in &keys {
+                if let Some(t) = self.tasks.get_mut(k) {
+                    t.booked = false;
+                }
+            }
+            if was_schedulable && let Err(e) = self.allocator.remove_agent(&id) {
+                warn!(error = %e, "removing re-registering agent from allocator");
+            }
+        }
+        self.allocator
+            .add_agent(&id, total.clone())
+            .map_err(|e| Status::internal(e.to_string()))?;
+
+        let previous_tasks: HashSet<(String, String)> = self
+            .agents
+            .get(&id)
+            .map(|a| a.tasks.clone())
+            .unwrap_or_default();
+        let status = match self.agents.get(&id) {
+            Some(a) => a.status.on(AgentEvent::Reregister).unwrap_or(AgentStatus::Registered),
+            None => AgentStatus::Registered,
+        };
+        let registered_at = self.agents.get(&id).map_or(now, |a| a.registered_at);
+        self.agents.insert(
+            id.clone(),
+            AgentEntry {
+                info: info.clone(),
+                total,
+                status,
+                tx: Some(tx.clone()),
+                epoch,
+                registered_at,
+                last_heartbeat: now,
+                tasks: previous_tasks.clone(),
+                offers: HashSet::new(),
+            },
+        );
+
+        // REGISTERED goes first on the fresh queue, before any kill the reconciliation sends.
+        let _ = tx.try_send(Ok(v1::AgentCommand {
+            command: Some(v1::agent_command::Command::Registered(
+                v1::agent_command::Registered {
+                    agent_id: id.clone(),
+                    heartbeat_interval_seconds: self.config.agent_heartbeat.as_secs_f64(),
+                    master_id: self.master_id.clone(),
+                },
+            )),
+        }));
+
+        // Reconcile: what the agent runs is the truth.
+        let frameworks_info = request.frameworks.clone();
+        let mut seen = HashSet::new();
+        for (fw_id, task, resources, state) in reported {
+            let key = (fw_id.clone(), task.task_id.clone());
+            seen.insert(key.clone());
+            if state.is_terminal() {
+                // Its terminal update is still on its way through the update manager.
+                continue;
+            }
+            if self.torn_down.contains(&fw_id) {
+                self.send_agent(
+                    &id,
+                    v1::agent_command::Command::ShutdownFramework(
+                        v1::agent_command::ShutdownFramework {
+                            framework_id: fw_id.clone(),
+                        },
+                    ),
+                );
+                continue;
+            }
+            self.ensure_framework_for_recovered_task(&fw_id, &frameworks_info, now);
+            let role = self
+                .frameworks
+                .get(&fw_id)
+                .and_then(|f| f.info.roles.first().cloned())
+                .unwrap_or_else(|| validate::DEFAULT_ROLE.to_string());
+            match self.tasks.get_mut(&key) {
+                Some(t) if t.state.is_terminal() => {
+                    // The master already gave up on it (e.g. LOST while unreachable).
+                    let kill = v1::agent_command::Command::KillTask(v1::agent_command::KillTask {
+                        framework_id: fw_id.clone(),
+                        task_id: task.task_id.clone(),
+                        kill_policy: None,
+                    });
+                    self.send_agent(&id, kill);
+                    continue;
+                }
+                Some(t) => {
+                    if let Ok(next) = crate::state::task::transition(t.state, state) {
+                        t.state = next;
+                    }
+                }
+                None => {
+                    self.tasks.insert(
+                        key.clone(),
+                        TaskEntry {
+                            info: task,
+                            framework_id: fw_id.clone(),
+                            agent_id: id.clone(),
+                            role,
+                            resources,
+                            state,
+                            latest: None,
+                            booked: false,
+                            history: Vec::new(),
+                        },
+                    );
+                    if let Some(f) = self.frameworks.get_mut(&fw_id) {
+                        f.tasks.insert(key.1.clone());
+                    }
+                    if let Some(a) = self.agents.get_mut(&id) {
+                        a.tasks.insert(key.clone());
+                    }
+                }
+            }
+            self.book_task(&key);
+        }
+        // Live tasks the master knew on this agent that the agent no longer has.
+        for key in previous_tasks.difference(&seen) {
+            let Some(t) = self.tasks.get(key) else {
+                continue;
+            };
+            if t.state.is_terminal() {
+                continue;
+            }
+            let (state, msg) = if t.state == TaskState::Staging {
+                (
+                    TaskState::Dropped,
+                    "the agent re-registered without this task: the launch was lost",
+                )
+            } else {
+                (
+                    TaskState::Lost,
+                    "the agent re-registered without this task",
+                )
+            };
+            self.fail_task(key, state, v1::StatusReason::AgentRestarted, msg);
+        }
+
+        info!(agent = %id, hostname = %info.hostname, "agent registered");
+        self.needs_allocation = true;
+        Ok(AgentStream {
+            agent_id: id,
+            epoch,
+            commands: rx,
+        })
+    }
+
+    /// Book a live task's resources if its agent is schedulable.
+    fn book_task(&mut self, key: &(String, String)) {
+        let Some(task) = self.tasks.get(key) else {
+            return;
+        };
+        if task.booked || task.state.is_terminal() {
+            return;
+        }
+        if !self
+            .agents
+            .get(&task.agent_id)
+            .is_some_and(|a| a.status.is_schedulable())
+        {
+            return;
+        }
+        let (agent, fw, role, res) = (
+            task.agent_id.clone(),
+            task.framework_id.clone(),
+            task.role.clone(),
+            task.resources.clone(),
+        );
+        match self.allocator.add_allocated(&agent, &fw, &role, &res) {
+            Ok(()) => {
+                if let Some(t) = self.tasks.get_mut(key) {
+                    t.booked = true;
+                }
+            }
+            Err(e) => warn!(error = %e, task = %key.1, "booking recovered task"),
+        }
+    }
+
+    /// After a master restart, agents report tasks of frameworks that have not
+    /// re-subscribed yet: keep a disconnected entry so the framework can resume.
+    fn ensure_framework_for_recovered_task(
+        &mut self,
+        fw_id: &str,
+        infos: &[v1::FrameworkInfo],
+        now: Millis,
+    ) {
+        if self.frameworks.contains_key(fw_id) {
+            return;
+        }
+        let mut info = infos
+            .iter()
+            .find(|f| f.id == fw_id)
+            .cloned()
+            .unwrap_or_else(|| v1::FrameworkInfo {
+                id: fw_id.to_string(),
+                name: format!("recovered-{fw_id}"),
+                ..v1::FrameworkInfo::default()
+            });
+        if validate::framework_info(&mut info).is_err() {
+            info = v1::FrameworkInfo {
+                id: fw_id.to_string(),
+                name: format!("recovered-{fw_id}"),
+                roles: vec![validate::DEFAULT_ROLE.to_string()],
+                ..v1::FrameworkInfo::default()
+            };
+        }
+        let spec = FrameworkSpec {
+            roles: info.roles.clone(),
+            revocable: validate::has_capability(&info, FrameworkCapability::RevocableResources),
+            gpus: validate::has_capability(&info, FrameworkCapability::GpuResources),
+            min_allocatable: Vec::new(),
+        };
+        if self.allocator.add_framework(fw_id, spec).is_ok() {
+            let _ = self.allocator.set_framework_active(fw_id, false);
+        }
+        self.frameworks.insert(
+            fw_id.to_string(),
+            FrameworkEntry {
+                info,
+                status: FrameworkStatus::Disconnected,
+                tx: None,
+                epoch: 0,
+                registered_at: now,
+                disconnected_at: Some(now),
+                offers: HashSet::new(),
+                tasks: HashSet::new(),
+            },
+        );
+    }
+
+    pub(super) fn agent_stream_closed(&mut self, id: &str, epoch: u64) {
+        let Some(agent) = self.agents.get_mut(id) else {
+            return;
+        };
+        if agent.epoch != epoch || agent.tx.is_none() {
+            return;
+        }
+        agent.tx = None;
+        if let Ok(next) = agent.status.on(AgentEvent::StreamLost) {
+            agent.status = next;
+        }
+        info!(agent = %id, "agent disconnected");
+        // Offers on an agent that cannot be reached would only fail on accept.
+        let offers: Vec<String> = agent.offers.iter().cloned().collect();
+        for o in offers {
+            self.rescind_offer(&o, "agent disconnected", true);
+        }
+    }
+
+    pub(super) fn agent_heartbeat(&mut self, id: &str) -> Result<(), Status> {
+        validate::id("agent id", id)?;
+        let now = self.now();
+        match self.agents.get_mut(id) {
+            Some(a) if a.status != AgentStatus::Unreachable && a.tx.is_some() => {
+                a.last_heartbeat = now;
+                Ok(())
+            }
+            _ => Err(Status::not_found(format!(
+                "agent '{id}' is not registered with this master; register again"
+            ))),
+        }
+    }
+
+    pub(super) fn check_agent_timeouts(&mut self, now: Millis) {
+        let limit = self.config.agent_heartbeat.as_millis() as Millis
+            * self.config.agent_max_missed_heartbeats as Millis;
+        let late: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| {
+                a.status.is_schedulable() && now.saturating_sub(a.last_heartbeat) > limit
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in late {
+            self.mark_unreachable(&id);
+        }
+    }
+
+    /// Missed too many heartbeats: offers rescinded, resources out of the allocator, live
+    /// tasks reported UNREACHABLE (partition-aware frameworks) or LOST, once.
+    fn mark_unreachable(&mut self, id: &str) {
+        let Some(agent) = self.agents.get_mut(id) else {
+            return;
+        };
+        let Ok(next) = agent.status.on(AgentEvent::HeartbeatsMissed) else {
+            return;
+        };
+        warn!(agent = %id, "agent missed its heartbeats; marking it unreachable");
+        agent.status = next;
+        agent.tx = None;
+        let offers: Vec<String> = agent.offers.iter().cloned().collect();
+        let tasks: Vec<(String, String)> = agent.tasks.iter().cloned().collect();
+        for o in offers {
+            self.rescind_offer(&o, "agent unreachable", false);
+        }
+        if let Err(e) = self.allocator.remove_agent(id) {
+            warn!(error = %e, "removing unreachable agent from allocator");
+        }
+        for key in tasks {
+            if let Some(t) = self.tasks.get_mut(&key) {
+                t.booked = false;
+            }
+            let partition_aware = self.frameworks.get(&key.0).is_some_and(|f| {
+                validate::has_capability(&f.info, FrameworkCapability::PartitionAware)
+            });
+            let state = if partition_aware {
+                TaskState::Unreachable
+            } else {
+                TaskState::Lost
+            };
+            self.fail_task(
+                &key,
+                state,
+                v1::StatusReason::AgentUnreachable,
+                "the agent stopped answering",
+            );
+        }
+    }
+
+    pub(super) fn status_update(&mut self, r: v1::StatusUpdateRequest) -> Result<(), Status> {
+        validate::id("agent id", &r.agent_id)?;
+        let mut status = r
+            .status
+            .ok_or_else(|| Status::invalid_argument("status update without a status"))?;
+        validate::id("task id", &status.task_id)?;
+        validate::id("framework id", &status.framework_id)?;
+        match TaskState::try_from(status.state) {
+            Ok(TaskState::Unspecified) | Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "status update for task '{}' has an invalid state {}",
+                    status.task_id, status.state
+                )));
+            }
+            Ok(_) => {}
+        }
+        if status.uuid.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "status update for task '{}' has no uuid",
+                status.task_id
+            )));
+        }
+        let now = self.now();
+        match self.agents.get_mut(&r.agent_id) {
+            Some(a) if a.tx.is_some() => a.last_heartbeat = now,
+            _ => {
+                return Err(Status::not_found(format!(
+                    "agent '{}' is not registered with this master; register again",
+                    r.agent_id
+                )));
+            }
+        }
+        self.metrics.status_updates += 1;
+        status.agent_id = r.agent_id.clone();
+        let key = (status.framework_id.clone(), status.task_id.clone());
+        if let Some(task) = self.tasks.get(&key)
+            && task.agent_id != r.agent_id
+        {
+            return Err(Status::invalid_argument(format!(
+                "task '{}' runs on agent '{}', not on '{}'",
+                status.task_id, task.agent_id, r.agent_id
+            )));
+        }
+        self.apply_task_state(&key, &status);
+        // The agent may already know a newer state while older updates await their
+        // acknowledgement; the master's view moves ahead (and frees resources) at once.
+        if let Ok(latest) = TaskState::try_from(r.latest_state)
+            && latest != TaskState::Unspecified
+            && latest as i32 != status.state
+        {
+            let newer = v1::TaskStatus {
+                state: latest as i32,
+                ..status.clone()
+            };
+            self.apply_task_state(&key, &newer);
+        }
+
+        let framework_live = self
+            .frameworks
+            .get(&status.framework_id)
+            .map(|f| f.status);
+        match framework_live {
+            Some(FrameworkStatus::Connected) => {
+                let framework_id = status.framework_id.clone();
+                self.send_event(
+                    &framework_id,
+                    Event {
+                        event: Some(v1::event::Event::Update(v1::event::Update {
+                            status: Some(status),
+                        })),
+                    },
+                );
+            }
+            Some(_) => {
+                // Disconnected: the agent keeps re-sending until the framework is back.
+            }
+            None => {
+                // Nobody will ever acknowledge this (framework torn down or unknown): the
+                // master does, so the agent can let the task go.
+                let terminal = TaskState::try_from(status.state).is_ok_and(|s| s.is_terminal());
+                self.send_agent(
+                    &r.agent_id,
+                    v1::agent_command::Command::Acknowledge(v1::agent_command::Acknowledge {
+                        framework_id: status.framework_id.clone(),
+                        task_id: status.task_id.clone(),
+                        uuid: status.uuid.clone(),
+                    }),
+                );
+                if terminal {
+                    self.complete_task(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn executor_message(
+        &mut self,
+        r: v1::ExecutorToFrameworkMessage,
+    ) -> Result<(), Status> {
+        validate::id("agent id", &r.agent_id)?;
+        validate::id("framework id", &r.framework_id)?;
+        if !self.agents.contains_key(&r.agent_id) {
+            return Err(Status::not_found(format!("unknown agent id '{}'", r.agent_id)));
+        }
+        if !self.frameworks.contains_key(&r.framework_id) {
+            return Err(Status::not_found(format!(
+                "unknown framework id '{}'",
+                r.framework_id
+            )));
+        }
+        self.send_event(
+            &r.framework_id,
+            Event {
+                event: Some(v1::event::Event::Message(v1::event::Message {
+                    agent_id: r.agent_id,
+                    executor_id: r.executor_id,
+                    data: r.data,
+                })),
+            },
+        );
+        Ok(())
+    }
+
+    pub(super) fn executor_exited(&mut self, r: v1::ExecutorExitedRequest) -> Result<(), Status> {
+        validate::id("agent id", &r.agent_id)?;
+        validate::id("framework id", &r.framework_id)?;
+        if !self.agents.contains_key(&r.agent_id) {
+            return Err(Status::not_found(format!("unknown agent id '{}'", r.agent_id)));
+        }
+        self.send_event(
+            &r.framework_id,
+            Event {
+                event: Some(v1::event::Event::Failure(v1::event::Failure {
+                    agent_id: r.agent_id,
+                    executor_id: r.executor_id,
+                    exit_code: r.exit_code,
+                })),
+            },
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,730 @@
+//! The actor's scheduler-API half: subscription, every scheduler call, framework
+//! disconnection, failover expiry and removal. Every call is validated completely before
+//! anything changes, so a refused call leaves the state as it was.
+
+use std::collections::{HashMap, HashSet};
+
+use agora_proto::TaskState;
+use agora_proto::v1::{self, Event, FrameworkCapability};
+use agora_resources::Resources;
+use tokio::sync::mpsc;
+use tonic::Status;
+use tracing::{info, warn};
+
+use super::{CallReply, FrameworkEntry, Master, SchedulerCall, Subscription, TaskEntry};
+use crate::allocator::FrameworkSpec;
+use crate::clock::Millis;
+use crate::state::framework::{FrameworkEvent, FrameworkStatus};
+use crate::state::offer::OfferState;
+use crate::validate;
+
+fn spec_of(info: &v1::FrameworkInfo) -> FrameworkSpec {
+    FrameworkSpec {
+        roles: info.roles.clone(),
+        revocable: validate::has_capability(info, FrameworkCapability::RevocableResources),
+        gpus: validate::has_capability(info, FrameworkCapability::GpuResources),
+        min_allocatable: info
+            .min_allocatable
+            .iter()
+            .filter_map(|m| Resources::from_proto(&m.resources).ok())
+            .collect(),
+    }
+}
+
+fn update_event(status: v1::TaskStatus) -> Event {
+    Event {
+        event: Some(v1::event::Event::Update(v1::event::Update {
+            status: Some(status),
+        })),
+    }
+}
+
+impl Master {
+    pub(super) fn subscribe(
+        &mut self,
+        request: v1::SubscribeRequest,
+    ) -> Result<Subscription, Status> {
+        let mut info = request
+            .framework
+            .ok_or_else(|| Status::invalid_argument("subscribe needs a framework"))?;
+        validate::framework_info(&mut info)?;
+        let now = self.now();
+        let id = if info.id.is_empty() {
+            self.fresh_id('F')
+        } else {
+            info.id.clone()
+        };
+        if self.torn_down.contains(&id) {
+            return Err(Status::failed_precondition(format!(
+                "framework '{id}' was torn down; subscribe without an id to register anew"
+            )));
+        }
+        info.id = id.clone();
+        let epoch = self.fresh_epoch();
+        let (tx, rx) = mpsc::channel(self.config.peer_queue_capacity);
+
+        if self.frameworks.contains_key(&id) {
+            // Failover or reconnect: the old stream (if any) is superseded and the offers it
+            // held are void, since the new scheduler instance never saw them.
+            if let Some(old) = self.frameworks.get_mut(&id)
+                && let Some(old_tx) = old.tx.take()
+            {
+                let _ = old_tx.try_send(Ok(Event {
+                    event: Some(v1::event::Event::Error(v1::event::Error {
+                        message: "superseded by a newer subscription".into(),
+                    })),
+                }));
+            }
+            let offers: Vec<String> = self.frameworks[&id].offers.iter().cloned().collect();
+            for o in offers {
+                self.rescind_offer(&o, "framework re-subscribed", true);
+            }
+            let spec = spec_of(&info);
+            self.allocator
+                .update_framework(&id, spec)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            self.allocator
+                .set_framework_active(&id, true)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            if let Some(fw) = self.frameworks.get_mut(&id) {
+                fw.status = fw.status.on(FrameworkEvent::Subscribe).map_err(|e| {
+                    Status::failed_precondition(format!("framework '{id}': {e}"))
+                })?;
+                fw.info = info.clone();
+                fw.tx = Some(tx.clone());
+                fw.epoch = epoch;
+                fw.disconnected_at = None;
+            }
+            info!(framework = %id, name = %info.name, "framework re-subscribed");
+        } else {
+            self.allocator
+                .add_framework(&id, spec_of(&info))
+                .map_err(|e| Status::internal(e.to_string()))?;
+            self.frameworks.insert(
+                id.clone(),
+                FrameworkEntry {
+                    info: info.clone(),
+                    status: FrameworkStatus::Connected,
+                    tx: Some(tx.clone()),
+                    epoch,
+                    registered_at: now,
+                    disconnected_at: None,
+                    offers: HashSet::new(),
+                    tasks: HashSet::new(),
+                },
+            );
+            info!(framework = %id, name = %info.name, roles = ?info.roles, "framework subscribed");
+        }
+        let subscribed = Event {
+            event: Some(v1::event::Event::Subscribed(v1::event::Subscribed {
+                framework_id: id.clone(),
+                heartbeat_interval_seconds: self.config.framework_heartbeat.as_secs_f64(),
+                master_id: self.master_id.clone(),
+            })),
+        };
+        // The queue is new and empty: this cannot fail for lack of room.
+        let _ = tx.try_send(Ok(subscribed));
+        self.needs_allocation = true;
+        Ok(Subscription {
+            framework_id: id,
+            epoch,
+            events: rx,
+        })
+    }
+
+    /// The framework must exist and hold a live subscription.
+    fn connected_framework(&self, id: &str) -> Result<&FrameworkEntry, Status> {
+        if id.is_empty() {
+            return Err(Status::invalid_argument("framework_id is empty"));
+        }
+        match self.frameworks.get(id) {
+            None if self.torn_down.contains(id) => Err(Status::failed_precondition(format!(
+                "framework '{id}' was torn down"
+            ))),
+            None => Err(Status::not_found(format!("unknown framework id '{id}'"))),
+            Some(fw) if fw.status != FrameworkStatus::Connected => {
+                Err(Status::failed_precondition(format!(
+                    "framework '{id}' is not subscribed; subscribe first"
+                )))
+            }
+            Some(fw) => Ok(fw),
+        }
+    }
+
+    pub(super) fn scheduler_call(&mut self, call: SchedulerCall) -> Result<CallReply, Status> {
+        match call {
+            SchedulerCall::Teardown(r) => {
+                self.connected_framework(&r.framework_id)?;
+                self.remove_framework(&r.framework_id, "torn down by the framework");
+                Ok(CallReply::Done)
+            }
+            SchedulerCall::Accept(r) => self.accept(r).map(CallReply::Accepted),
+            SchedulerCall::Decline(r) => self.decline(r).map(|_| CallReply::Done),
+            SchedulerCall::Revive(r) => {
+                self.connected_framework(&r.framework_id)?;
+                self.allocator
+                    .revive(&r.framework_id, &r.roles)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                self.needs_allocation = true;
+                Ok(CallReply::Done)
+            }
+            SchedulerCall::Suppress(r) => {
+                self.connected_framework(&r.framework_id)?;
+                self.allocator
+                    .suppress(&r.framework_id, &r.roles)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                Ok(CallReply::Done)
+            }
+            SchedulerCall::Kill(r) => self.kill(r).map(|_| CallReply::Done),
+            SchedulerCall::Shutdown(r) => {
+                self.connected_framework(&r.framework_id)?;
+                validate::id("executor id", &r.executor_id)?;
+                self.known_agent(&r.agent_id)?;
+                if !self.send_agent(
+                    &r.agent_id,
+                    v1::agent_command::Command::ShutdownExecutor(
+                        v1::agent_command::ShutdownExecutor {
+                            framework_id: r.framework_id,
+                            executor_id: r.executor_id,
+                        },
+                    ),
+                ) {
+                    return Err(Status::unavailable(format!(
+                        "agent '{}' is not connected; retry later",
+                        r.agent_id
+                    )));
+                }
+                Ok(CallReply::Done)
+            }
+            SchedulerCall::Acknowledge(r) => self.acknowledge(r).map(|_| CallReply::Done),
+            SchedulerCall::Reconcile(r) => self.reconcile(r).map(|_| CallReply::Done),
+            SchedulerCall::Message(r) => {
+                self.connected_framework(&r.framework_id)?;
+                validate::id("executor id", &r.executor_id)?;
+                self.known_agent(&r.agent_id)?;
+                if !self.send_agent(
+                    &r.agent_id,
+                    v1::agent_command::Command::FrameworkMessage(
+                        v1::agent_command::FrameworkMessage {
+                            framework_id: r.framework_id,
+                            executor_id: r.executor_id,
+                            data: r.data,
+                        },
+                    ),
+                ) {
+                    return Err(Status::unavailable(format!(
+                        "agent '{}' is not connected; retry later",
+                        r.agent_id
+                    )));
+                }
+                Ok(CallReply::Done)
+            }
+            SchedulerCall::UpdateFramework(r) => {
+                let mut info = r
+                    .framework
+                    .ok_or_else(|| Status::invalid_argument("update needs a framework"))?;
+                self.connected_framework(&info.id)?;
+                validate::framework_info(&mut info)?;
+                let id = info.id.clone();
+                self.allocator
+                    .update_framework(&id, spec_of(&info))
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                if let Some(fw) = self.frameworks.get_mut(&id) {
+                    fw.info = info;
+                }
+                self.needs_allocation = true;
+                Ok(CallReply::Done)
+            }
+        }
+    }
+
+    fn known_agent(&self, agent_id: &str) -> Result<(), Status> {
+        validate::id("agent id", agent_id)?;
+        if !self.agents.contains_key(agent_id) {
+            return Err(Status::not_found(format!("unknown agent id '{agent_id}'")));
+        }
+        Ok(())
+    }
+
+    /// Offers named by a call: present, unique, outstanding, the framework's own.
+    fn owned_offers(&self, framework_id: &str, offer_ids: &[String]) -> Result<(), Status> {
+        if offer_ids.is_empty() {
+            return Err(Status::invalid_argument("no offer ids given"));
+        }
+        let mut seen = HashSet::new();
+        for id in offer_ids {
+            if !seen.insert(id) {
+                return Err(Status::invalid_argument(format!(
+                    "offer '{id}' is listed twice"
+                )));
+            }
+            match self.offers.get(id) {
+                None => {
+                    return Err(Status::not_found(format!(
+                        "offer '{id}' is not outstanding (accepted, declined, rescinded, or never made)"
+                    )));
+                }
+                Some(o) if o.offer.framework_id != framework_id => {
+                    return Err(Status::permission_denied(format!(
+                        "offer '{id}' was made to another framework"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, r: v1::AcceptRequest) -> Result<v1::AcceptResponse, Status> {
+        let fw = self.connected_framework(&r.framework_id)?;
+        let fw_info = fw.info.clone();
+        self.owned_offers(&r.framework_id, &r.offer_ids)?;
+        let refuse_ms = validate::refuse_ms(
+            r.filters.as_ref(),
+            self.config.default_refuse_seconds,
+            self.config.max_refuse_seconds,
+        )?;
+
+        // All offers on one agent and for one role; their resources pooled.
+        let first = &self.offers[&r.offer_ids[0]];
+        let agent_id = first.offer.agent_id.clone();
+        let role = first.offer.role.clone();
+        let mut offered = Resources::new();
+        for id in &r.offer_ids {
+            let o = &self.offers[id];
+            if o.offer.agent_id != agent_id {
+                return Err(Status::invalid_argument(format!(
+                    "offers '{}' and '{id}' are on different agents; accept offers of one agent per call",
+                    r.offer_ids[0]
+                )));
+            }
+            if o.offer.role != role {
+                return Err(Status::invalid_argument(format!(
+                    "offers '{}' and '{id}' are for different roles; accept offers of one role per call",
+                    r.offer_ids[0]
+                )));
+            }
+            offered = offered
+                .checked_add(&o.resources)
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+
+        // Validate every operation before touching anything.
+        let mut remaining = offered.clone();
+        let mut launches: Vec<(v1::TaskInfo, Resources)> = Vec::new();
+        let mut ids_in_call = HashSet::new();
+        for (i, op) in r.operations.iter().enumerate() {
+            use v1::operation::Operation as Op;
+            match &op.operation {
+                None => {
+                    return Err(Status::invalid_argument(format!("operation {i} is empty")));
+                }
+                Some(Op::Launch(launch)) => {
+                    if launch.tasks.is_empty() {
+                        return Err(Status::invalid_argument(format!(
+                            "operation {i} (LAUNCH) has no tasks"
+                        )));
+                    }
+                    for task in &launch.tasks {
+                        let res = validate::task(task, &agent_id)?;
+                        let tid = &task.task_id;
+                        if !ids_in_call.insert(tid.clone()) {
+                            return Err(Status::invalid_argument(format!(
+                                "duplicate task id '{tid}' in this call"
+                            )));
+                        }
+                        if let Some(existing) =
+                            self.tasks.get(&(r.framework_id.clone(), tid.clone()))
+                        {
+                            return Err(Status::already_exists(format!(
+                                "task id '{tid}' is already used by a task in state {}",
+                                existing.state.as_str_name()
+                            )));
+                        }
+                        remaining = remaining.checked_sub(&res).map_err(|e| {
+                            Status::invalid_argument(format!(
+                                "task '{tid}' does not fit in the offered resources ({}): {e}",
+                                remaining
+                            ))
+                        })?;
+                        launches.push((task.clone(), res));
+                    }
+                }
+                Some(Op::LaunchGroup(_)) => {
+                    return Err(Status::unimplemented(format!(
+                        "operation {i}: LAUNCH_GROUP is not supported by this master yet"
+                    )));
+                }
+                Some(Op::Reserve(_) | Op::Unreserve(_)) => {
+                    return Err(Status::unimplemented(format!(
+                        "operation {i}: RESERVE/UNRESERVE are not supported by this master yet"
+                    )));
+                }
+                Some(Op::Create(_) | Op::Destroy(_)) => {
+                    return Err(Status::unimplemented(format!(
+                        "operation {i}: persistent volumes are not supported by this master yet"
+                    )));
+                }
+            }
+        }
+        if !launches.is_empty() && self.agents.get(&agent_id).is_none_or(|a| a.tx.is_none()) {
+            return Err(Status::unavailable(format!(
+                "agent '{agent_id}' is not connected; decline the offer and wait for another"
+            )));
+        }
+
+        // Apply.
+        for id in &r.offer_ids {
+            self.close_offer(id, OfferState::Accepted);
+            self.metrics.offers_accepted += 1;
+        }
+        let mut launched = Vec::new();
+        for (mut task, resources) in launches {
+            task.agent_id = agent_id.clone();
+            let key = (r.framework_id.clone(), task.task_id.clone());
+            let entry = TaskEntry {
+                info: task.clone(),
+                framework_id: r.framework_id.clone(),
+                agent_id: agent_id.clone(),
+                role: role.clone(),
+                resources,
+                state: TaskState::Staging,
+                latest: None,
+                booked: true,
+                history: Vec::new(),
+            };
+            self.tasks.insert(key.clone(), entry);
+            if let Some(a) = self.agents.get_mut(&agent_id) {
+                a.tasks.insert(key.clone());
+            }
+            if let Some(f) = self.frameworks.get_mut(&r.framework_id) {
+                f.tasks.insert(task.task_id.clone());
+            }
+            launched.push(task.task_id.clone());
+            self.metrics.tasks_launched += 1;
+            let sent = self.send_agent(
+                &agent_id,
+                v1::agent_command::Command::RunTask(v1::agent_command::RunTask {
+                    framework: Some(fw_info.clone()),
+                    task: Some(task),
+                }),
+            );
+            if !sent {
+                self.fail_task(
+                    &key,
+                    TaskState::Dropped,
+                    v1::StatusReason::AgentDisconnected,
+                    "the agent disconnected before the task could be sent to it",
+                );
+            }
+        }
+        if !remaining.is_empty() {
+            let until = self.now().saturating_add(refuse_ms);
+            if let Err(e) = self.allocator.recover(
+                &agent_id,
+                &r.framework_id,
+                &role,
+                &remaining,
+                (refuse_ms > 0).then_some(until),
+            ) {
+                warn!(error = %e, "recovering unused offer resources");
+            }
+        }
+        self.needs_allocation = true;
+        Ok(v1::AcceptResponse {
+            launched_task_ids: launched,
+        })
+    }
+
+    fn decline(&mut self, r: v1::DeclineRequest) -> Result<(), Status> {
+        self.connected_framework(&r.framework_id)?;
+        self.owned_offers(&r.framework_id, &r.offer_ids)?;
+        let refuse_ms = validate::refuse_ms(
+            r.filters.as_ref(),
+            self.config.default_refuse_seconds,
+            self.config.max_refuse_seconds,
+        )?;
+        let until = self.now().saturating_add(refuse_ms);
+        for id in &r.offer_ids {
+            let Some(entry) = self.close_offer(id, OfferState::Declined) else {
+                continue;
+            };
+            self.metrics.offers_declined += 1;
+            if let Err(e) = self.allocator.recover(
+                &entry.offer.agent_id,
+                &r.framework_id,
+                &entry.offer.role,
+                &entry.resources,
+                (refuse_ms > 0).then_some(until),
+            ) {
+                warn!(error = %e, "recovering declined offer");
+            }
+        }
+        self.needs_allocation = true;
+        Ok(())
+    }
+
+    fn kill(&mut self, r: v1::KillRequest) -> Result<(), Status> {
+        self.connected_framework(&r.framework_id)?;
+        validate::id("task id", &r.task_id)?;
+        if let Some(kp) = &r.kill_policy {
+            validate::seconds("kill_policy grace_period_seconds", kp.grace_period_seconds)?;
+        }
+        let key = (r.framework_id.clone(), r.task_id.clone());
+        let Some(task) = self.tasks.get(&key) else {
+            if let Some(done) = self
+                .completed
+                .iter()
+                .rev()
+                .find(|t| t.framework_id == r.framework_id && t.info.task_id == r.task_id)
+            {
+                return Err(Status::failed_precondition(format!(
+                    "task '{}' already ended ({})",
+                    r.task_id,
+                    done.state.as_str_name()
+                )));
+            }
+            return Err(Status::not_found(format!(
+                "unknown task '{}' of framework '{}'",
+                r.task_id, r.framework_id
+            )));
+        };
+        if !r.agent_id.is_empty() && r.agent_id != task.agent_id {
+            return Err(Status::invalid_argument(format!(
+                "task '{}' runs on agent '{}', not '{}'",
+                r.task_id, task.agent_id, r.agent_id
+            )));
+        }
+        if task.state.is_terminal() {
+            return Err(Status::failed_precondition(format!(
+                "task '{}' already ended ({})",
+                r.task_id,
+                task.state.as_str_name()
+            )));
+        }
+        let agent_id = task.agent_id.clone();
+        let kill_policy = r.kill_policy.or_else(|| task.info.kill_policy);
+        if !self.send_agent(
+            &agent_id,
+            v1::agent_command::Command::KillTask(v1::agent_command::KillTask {
+                framework_id: r.framework_id,
+                task_id: r.task_id,
+                kill_policy,
+            }),
+        ) {
+            return Err(Status::unavailable(format!(
+                "agent '{agent_id}' is not connected; retry the kill later"
+            )));
+        }
+        Ok(())
+    }
+
+    fn acknowledge(&mut self, r: v1::AcknowledgeRequest) -> Result<(), Status> {
+        self.connected_framework(&r.framework_id)?;
+        validate::id("task id", &r.task_id)?;
+        if r.uuid.is_empty() {
+            return Err(Status::invalid_argument("acknowledgement uuid is empty"));
+        }
+        let key = (r.framework_id.clone(), r.task_id.clone());
+        let (agent_id, terminal_acked) = match self.tasks.get(&key) {
+            Some(t) => (
+                t.agent_id.clone(),
+                t.state.is_terminal() && t.latest.as_ref().is_some_and(|s| s.uuid == r.uuid),
+            ),
+            None => {
+                // An ended task's last ack, or an ack for a task from before a master
+                // restart: pass it on to the agent the framework names.
+                match self
+                    .completed
+                    .iter()
+                    .rev()
+                    .find(|t| t.framework_id == r.framework_id && t.info.task_id == r.task_id)
+                {
+                    Some(t) => (t.agent_id.clone(), false),
+                    None if !r.agent_id.is_empty() => (r.agent_id.clone(), false),
+                    None => {
+                        return Err(Status::not_found(format!(
+                            "unknown task '{}' of framework '{}'",
+                            r.task_id, r.framework_id
+                        )));
+                    }
+                }
+            }
+        };
+        if !r.agent_id.is_empty() && r.agent_id != agent_id {
+            return Err(Status::invalid_argument(format!(
+                "task '{}' runs on agent '{agent_id}', not '{}'",
+                r.task_id, r.agent_id
+            )));
+        }
+        // If the agent is away the ack is dropped; the agent re-sends the update after it
+        // reconnects and the framework acknowledges again.
+        self.send_agent(
+            &agent_id,
+            v1::agent_command::Command::Acknowledge(v1::agent_command::Acknowledge {
+                framework_id: r.framework_id,
+                task_id: r.task_id,
+                uuid: r.uuid,
+            }),
+        );
+        if terminal_acked {
+            self.complete_task(&key);
+        }
+        Ok(())
+    }
+
+    fn reconcile(&mut self, r: v1::ReconcileRequest) -> Result<(), Status> {
+        let fw = self.connected_framework(&r.framework_id)?;
+        let partition_aware =
+            validate::has_capability(&fw.info, FrameworkCapability::PartitionAware);
+        for t in &r.tasks {
+            validate::id("task id", &t.task_id)?;
+        }
+        let now = self.now() as i64;
+        let answer = |task: &TaskEntry| v1::TaskStatus {
+            task_id: task.info.task_id.clone(),
+            framework_id: task.framework_id.clone(),
+            agent_id: task.agent_id.clone(),
+            state: task.state as i32,
+            reason: v1::StatusReason::Reconciliation as i32,
+            message: task
+                .latest
+                .as_ref()
+                .map(|s| s.message.clone())
+                .unwrap_or_default(),
+            source: v1::StatusSource::SourceMaster as i32,
+            timestamp_ms: now,
+            exit_code: task.latest.as_ref().and_then(|s| s.exit_code),
+            ..v1::TaskStatus::default()
+        };
+        let mut out = Vec::new();
+        if r.tasks.is_empty() {
+            for id in &fw.tasks {
+                if let Some(t) = self.tasks.get(&(r.framework_id.clone(), id.clone())) {
+                    out.push(answer(t));
+                }
+            }
+        } else {
+            for t in &r.tasks {
+                let key = (r.framework_id.clone(), t.task_id.clone());
+                let found = self.tasks.get(&key).or_else(|| {
+                    self.completed
+                        .iter()
+                        .rev()
+                        .find(|c| c.framework_id == r.framework_id && c.info.task_id == t.task_id)
+                });
+                out.push(match found {
+                    Some(task) => answer(task),
+                    None => v1::TaskStatus {
+                        task_id: t.task_id.clone(),
+                        framework_id: r.framework_id.clone(),
+                        agent_id: t.agent_id.clone(),
+                        state: if partition_aware {
+                            TaskState::Unknown as i32
+                        } else {
+                            TaskState::Lost as i32
+                        },
+                        reason: v1::StatusReason::TaskUnknown as i32,
+                        message: "the master does not know this task".into(),
+                        source: v1::StatusSource::SourceMaster as i32,
+                        timestamp_ms: now,
+                        ..v1::TaskStatus::default()
+                    },
+                });
+            }
+        }
+        for status in out {
+            self.send_event(&r.framework_id, update_event(status));
+        }
+        Ok(())
+    }
+
+    pub(super) fn framework_stream_closed(&mut self, id: &str, epoch: u64) {
+        let now = self.now();
+        let Some(fw) = self.frameworks.get_mut(id) else {
+            return;
+        };
+        if fw.epoch != epoch || fw.status != FrameworkStatus::Connected {
+            return;
+        }
+        fw.tx = None;
+        if let Ok(next) = fw.status.on(FrameworkEvent::StreamLost) {
+            fw.status = next;
+        }
+        fw.disconnected_at = Some(now);
+        info!(framework = %id, failover_timeout_seconds = fw.info.failover_timeout_seconds, "framework disconnected");
+        let offers: Vec<String> = fw.offers.iter().cloned().collect();
+        if let Err(e) = self.allocator.set_framework_active(id, false) {
+            warn!(error = %e, "deactivating framework");
+        }
+        for o in offers {
+            self.rescind_offer(&o, "framework disconnected", true);
+        }
+    }
+
+    pub(super) fn check_failover_timeouts(&mut self, now: Millis) {
+        let expired: Vec<String> = self
+            .frameworks
+            .iter()
+            .filter(|(_, f)| {
+                f.status == FrameworkStatus::Disconnected
+                    && f.disconnected_at.is_some_and(|t| {
+                        now.saturating_sub(t)
+                            >= (f.info.failover_timeout_seconds * 1000.0) as Millis
+                    })
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.remove_framework(&id, "failover timeout expired");
+        }
+    }
+
+    /// Tear a framework down: offers rescinded, tasks killed on their agents, resources
+    /// returned, its id retired.
+    pub(super) fn remove_framework(&mut self, id: &str, reason: &str) {
+        let Some(fw) = self.frameworks.get(id) else {
+            return;
+        };
+        info!(framework = %id, reason, "removing framework");
+        let offers: Vec<String> = fw.offers.iter().cloned().collect();
+        let tasks: Vec<String> = fw.tasks.iter().cloned().collect();
+        for o in offers {
+            self.rescind_offer(&o, reason, true);
+        }
+        let mut agents: HashMap<String, ()> = HashMap::new();
+        for t in tasks {
+            let key = (id.to_string(), t);
+            if let Some(task) = self.tasks.get(&key) {
+                agents.insert(task.agent_id.clone(), ());
+            }
+            self.unbook_task(&key);
+        }
+        for agent in agents.into_keys() {
+            self.send_agent(
+                &agent,
+                v1::agent_command::Command::ShutdownFramework(
+                    v1::agent_command::ShutdownFramework {
+                        framework_id: id.to_string(),
+                    },
+                ),
+            );
+        }
+        if let Err(e) = self.allocator.remove_framework(id) {
+            warn!(error = %e, "removing framework from allocator");
+        }
+        // Tasks stay tracked until their agents report them ended; their updates are then
+        // acknowledged by the master on the framework's behalf.
+        if let Some(mut fw) = self.frameworks.remove(id)
+            && let Some(tx) = fw.tx.take()
+        {
+            let _ = tx.try_send(Ok(Event {
+                event: Some(v1::event::Event::Error(v1::event::Error {
+                    message: format!("framework {reason}"),
+                })),
+            }));
+        }
+        self.torn_down.insert(id.to_string());
+        self.needs_allocation = true;
+    }
+}

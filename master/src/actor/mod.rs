@@ -1,0 +1,734 @@
+//! The master actor: the one owner of the master's state (agents, frameworks, offers,
+//! tasks, the allocator). gRPC and HTTP handlers send it `Command`s over a bounded channel
+//! and await a reply; it processes them strictly in order, so no lock guards any of this.
+//!
+//! It must never block (no file or network I/O inside a handler beyond a non-blocking
+//! channel send) and never panic on input: every call is validated first and answered with
+//! a precise `tonic::Status`, and a failed call changes nothing.
+
+mod agents;
+mod frameworks;
+mod snapshot;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use agora_proto::TaskState;
+use agora_proto::v1::{self, AgentCommand, Event, FrameworkInfo, TaskInfo, TaskStatus};
+use agora_resources::{Attributes, Resources};
+use tokio::sync::{mpsc, oneshot};
+use tonic::Status;
+use tracing::{debug, info, warn};
+
+use crate::allocator::{self, Allocator, AllocatorConfig};
+use crate::clock::{Clock, Millis};
+use crate::config::MasterConfig;
+use crate::metrics::Metrics;
+use crate::state::agent::AgentStatus;
+use crate::state::framework::FrameworkStatus;
+use crate::state::offer::OfferState;
+
+pub use snapshot::MetricsSnapshot;
+
+/// Capacity of the actor's command queue; senders wait when it is full (backpressure).
+pub const COMMAND_QUEUE_CAPACITY: usize = 65_536;
+/// Commands handled before an allocation cycle runs under load.
+const BATCH: usize = 512;
+
+type Reply<T> = oneshot::Sender<Result<T, Status>>;
+
+/// A framework's event stream as handed to the gRPC layer.
+pub struct Subscription {
+    pub framework_id: String,
+    pub epoch: u64,
+    pub events: mpsc::Receiver<Result<Event, Status>>,
+}
+
+/// An agent's command stream as handed to the gRPC layer.
+pub struct AgentStream {
+    pub agent_id: String,
+    pub epoch: u64,
+    pub commands: mpsc::Receiver<Result<AgentCommand, Status>>,
+}
+
+/// Scheduler calls other than SUBSCRIBE.
+#[derive(Debug)]
+pub enum SchedulerCall {
+    Teardown(v1::TeardownRequest),
+    Accept(v1::AcceptRequest),
+    Decline(v1::DeclineRequest),
+    Revive(v1::ReviveRequest),
+    Suppress(v1::SuppressRequest),
+    Kill(v1::KillRequest),
+    Shutdown(v1::ShutdownRequest),
+    Acknowledge(v1::AcknowledgeRequest),
+    Reconcile(v1::ReconcileRequest),
+    Message(v1::MessageRequest),
+    UpdateFramework(v1::UpdateFrameworkRequest),
+}
+
+#[derive(Debug, Default)]
+pub enum CallReply {
+    #[default]
+    Done,
+    Accepted(v1::AcceptResponse),
+}
+
+pub enum Command {
+    Subscribe {
+        request: v1::SubscribeRequest,
+        reply: Reply<Subscription>,
+    },
+    Scheduler {
+        call: SchedulerCall,
+        reply: Reply<CallReply>,
+    },
+    FrameworkStreamClosed {
+        framework_id: String,
+        epoch: u64,
+    },
+    RegisterAgent {
+        request: v1::RegisterAgentRequest,
+        reply: Reply<AgentStream>,
+    },
+    AgentStreamClosed {
+        agent_id: String,
+        epoch: u64,
+    },
+    AgentHeartbeat {
+        agent_id: String,
+        reply: Reply<()>,
+    },
+    StatusUpdate {
+        request: v1::StatusUpdateRequest,
+        reply: Reply<()>,
+    },
+    ExecutorMessage {
+        request: v1::ExecutorToFrameworkMessage,
+        reply: Reply<()>,
+    },
+    ExecutorExited {
+        request: v1::ExecutorExitedRequest,
+        reply: Reply<()>,
+    },
+    State {
+        reply: oneshot::Sender<v1::ClusterState>,
+    },
+    Metrics {
+        reply: oneshot::Sender<MetricsSnapshot>,
+    },
+    UpdateWeights {
+        weights: Vec<(String, f64)>,
+        reply: Reply<()>,
+    },
+    OperatorTeardown {
+        framework_id: String,
+        reply: Reply<()>,
+    },
+}
+
+/// Cheap, cloneable way to talk to the actor.
+#[derive(Clone)]
+pub struct MasterHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl MasterHandle {
+    /// Send a command built around a reply channel and await the answer.
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| Status::unavailable("master is shutting down"))?;
+        rx.await
+            .map_err(|_| Status::unavailable("master is shutting down"))
+    }
+
+    /// Fire-and-forget, for notifications from `Drop` where awaiting is impossible.
+    pub fn notify(&self, cmd: Command) {
+        match self.tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                let tx = self.tx.clone();
+                // The notification must not be lost: a stream closing unnoticed would leave
+                // a framework or agent marked connected forever.
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = tx.send(cmd).await;
+                    });
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+pub(crate) struct AgentEntry {
+    pub info: v1::AgentInfo,
+    pub total: Resources,
+    pub status: AgentStatus,
+    pub tx: Option<mpsc::Sender<Result<AgentCommand, Status>>>,
+    pub epoch: u64,
+    pub registered_at: Millis,
+    pub last_heartbeat: Millis,
+    /// (framework, task) keys of tasks on this agent.
+    pub tasks: HashSet<(String, String)>,
+    pub offers: HashSet<String>,
+}
+
+pub(crate) struct FrameworkEntry {
+    pub info: FrameworkInfo,
+    pub status: FrameworkStatus,
+    pub tx: Option<mpsc::Sender<Result<Event, Status>>>,
+    pub epoch: u64,
+    pub registered_at: Millis,
+    pub disconnected_at: Option<Millis>,
+    pub offers: HashSet<String>,
+    pub tasks: HashSet<String>,
+}
+
+pub(crate) struct OfferEntry {
+    pub offer: v1::Offer,
+    pub resources: Resources,
+    pub state: OfferState,
+    pub created_at: Millis,
+}
+
+#[derive(Clone)]
+pub(crate) struct TaskEntry {
+    pub info: TaskInfo,
+    pub framework_id: String,
+    pub agent_id: String,
+    pub role: String,
+    pub resources: Resources,
+    pub state: TaskState,
+    pub latest: Option<TaskStatus>,
+    /// Whether the allocator counts this task's resources as used.
+    pub booked: bool,
+    pub history: Vec<TaskStatus>,
+}
+
+/// Status updates kept per task for the state endpoint.
+const MAX_TASK_HISTORY: usize = 16;
+
+pub struct Master {
+    config: MasterConfig,
+    clock: Arc<dyn Clock>,
+    master_id: String,
+    allocator: Box<dyn Allocator>,
+    agents: HashMap<String, AgentEntry>,
+    removed_agents: HashSet<String>,
+    frameworks: HashMap<String, FrameworkEntry>,
+    torn_down: HashSet<String>,
+    offers: HashMap<String, OfferEntry>,
+    tasks: HashMap<(String, String), TaskEntry>,
+    completed: VecDeque<TaskEntry>,
+    metrics: Metrics,
+    needs_allocation: bool,
+    next_id: u64,
+    next_epoch: u64,
+    last_framework_heartbeat: Millis,
+    handle: MasterHandle,
+}
+
+impl Master {
+    /// Build the actor and the handle to reach it; `run` it on a task.
+    pub fn new(
+        config: MasterConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Master, MasterHandle, mpsc::Receiver<Command>), allocator::AllocatorError> {
+        let mut alloc = allocator::by_name(
+            &config.allocator,
+            AllocatorConfig {
+                seed: config.allocator_seed,
+                ..AllocatorConfig::default()
+            },
+        )?;
+        for (role, w) in &config.weights {
+            alloc.set_weight(role, *w)?;
+        }
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
+        let handle = MasterHandle { tx };
+        let now = clock.now_ms();
+        let master = Master {
+            config,
+            clock,
+            master_id: uuid::Uuid::new_v4().to_string(),
+            allocator: alloc,
+            agents: HashMap::new(),
+            removed_agents: HashSet::new(),
+            frameworks: HashMap::new(),
+            torn_down: HashSet::new(),
+            offers: HashMap::new(),
+            tasks: HashMap::new(),
+            completed: VecDeque::new(),
+            metrics: Metrics::default(),
+            needs_allocation: false,
+            next_id: 0,
+            next_epoch: 0,
+            last_framework_heartbeat: now,
+            handle: handle.clone(),
+        };
+        Ok((master, handle, rx))
+    }
+
+    pub fn master_id(&self) -> &str {
+        &self.master_id
+    }
+
+    /// Process commands until every handle is dropped.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        info!(master_id = %self.master_id, allocator = self.allocator.policy(), "master actor started");
+        let mut tick = tokio::time::interval(self.config.allocation_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+            // Under load, handle a bounded batch before allocating, so one cycle serves many
+            // freed resources instead of one cycle per event.
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => self.handle(cmd),
+                    Err(_) => break,
+                }
+            }
+            if self.needs_allocation {
+                self.allocate();
+            }
+        }
+        info!("master actor stopped");
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    fn fresh_id(&mut self, kind: char) -> String {
+        self.next_id += 1;
+        format!("{}-{kind}{:06}", self.master_id, self.next_id)
+    }
+
+    fn fresh_epoch(&mut self) -> u64 {
+        self.next_epoch += 1;
+        self.next_epoch
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Subscribe { request, reply } => {
+                let r = self.subscribe(request);
+                let _ = reply.send(r);
+            }
+            Command::Scheduler { call, reply } => {
+                let r = self.scheduler_call(call);
+                if r.is_err() {
+                    self.metrics.invalid_calls += 1;
+                }
+                let _ = reply.send(r);
+            }
+            Command::FrameworkStreamClosed {
+                framework_id,
+                epoch,
+            } => self.framework_stream_closed(&framework_id, epoch),
+            Command::RegisterAgent { request, reply } => {
+                let r = self.register_agent(request);
+                let _ = reply.send(r);
+            }
+            Command::AgentStreamClosed { agent_id, epoch } => {
+                self.agent_stream_closed(&agent_id, epoch)
+            }
+            Command::AgentHeartbeat { agent_id, reply } => {
+                let r = self.agent_heartbeat(&agent_id);
+                let _ = reply.send(r);
+            }
+            Command::StatusUpdate { request, reply } => {
+                let r = self.status_update(request);
+                let _ = reply.send(r);
+            }
+            Command::ExecutorMessage { request, reply } => {
+                let r = self.executor_message(request);
+                let _ = reply.send(r);
+            }
+            Command::ExecutorExited { request, reply } => {
+                let r = self.executor_exited(request);
+                let _ = reply.send(r);
+            }
+            Command::State { reply } => {
+                let _ = reply.send(self.cluster_state());
+            }
+            Command::Metrics { reply } => {
+                let _ = reply.send(self.metrics_snapshot());
+            }
+            Command::UpdateWeights { weights, reply } => {
+                let r = self.update_weights(weights);
+                let _ = reply.send(r);
+            }
+            Command::OperatorTeardown {
+                framework_id,
+                reply,
+            } => {
+                let r = match self.frameworks.get(&framework_id) {
+                    None => Err(Status::not_found(format!(
+                        "unknown framework id '{framework_id}'"
+                    ))),
+                    Some(_) => {
+                        self.remove_framework(&framework_id, "torn down by an operator");
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.now();
+        self.check_agent_timeouts(now);
+        self.check_failover_timeouts(now);
+        let hb = self.config.framework_heartbeat.as_millis() as Millis;
+        if now.saturating_sub(self.last_framework_heartbeat) >= hb {
+            self.last_framework_heartbeat = now;
+            let ids: Vec<String> = self.frameworks.keys().cloned().collect();
+            for id in ids {
+                self.send_event(
+                    &id,
+                    Event {
+                        event: Some(v1::event::Event::Heartbeat(v1::event::Heartbeat {})),
+                    },
+                );
+            }
+        }
+        // Filters expire with time; a periodic cycle picks up what they release.
+        self.needs_allocation = true;
+    }
+
+    fn update_weights(&mut self, weights: Vec<(String, f64)>) -> Result<(), Status> {
+        for (role, w) in &weights {
+            agora_resources::validate_role(role)
+                .map_err(|e| Status::invalid_argument(format!("weight: {e}")))?;
+            if !w.is_finite() || *w <= 0.0 {
+                return Err(Status::invalid_argument(format!(
+                    "weight of role '{role}' must be a finite number > 0, got {w}"
+                )));
+            }
+        }
+        for (role, w) in weights {
+            self.allocator
+                .set_weight(&role, w)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        self.needs_allocation = true;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Allocation and offers
+    // ---------------------------------------------------------------------------------
+
+    fn allocate(&mut self) {
+        self.needs_allocation = false;
+        let now = self.now();
+        let started = Instant::now();
+        let allocations = self.allocator.allocate(now);
+        self.metrics.observe_cycle(started.elapsed());
+        if allocations.is_empty() {
+            return;
+        }
+        let mut by_framework: BTreeMap<String, Vec<v1::Offer>> = BTreeMap::new();
+        for a in allocations {
+            let (Some(agent), true) = (
+                self.agents.get(&a.agent),
+                self.frameworks
+                    .get(&a.framework)
+                    .is_some_and(|f| f.status == FrameworkStatus::Connected),
+            ) else {
+                // The allocator and the actor disagree; give the resources back at once.
+                warn!(agent = %a.agent, framework = %a.framework, "allocation for an unknown or inactive peer");
+                let _ = self
+                    .allocator
+                    .recover(&a.agent, &a.framework, &a.role, &a.resources, None);
+                continue;
+            };
+            let offer = v1::Offer {
+                id: String::new(),
+                framework_id: a.framework.clone(),
+                agent_id: a.agent.clone(),
+                hostname: agent.info.hostname.clone(),
+                role: a.role.clone(),
+                resources: a.resources.to_proto(),
+                attributes: agent.info.attributes.clone(),
+            };
+            let id = self.fresh_id('O');
+            let offer = v1::Offer { id: id.clone(), ..offer };
+            self.offers.insert(
+                id.clone(),
+                OfferEntry {
+                    offer: offer.clone(),
+                    resources: a.resources,
+                    state: OfferState::Outstanding,
+                    created_at: now,
+                },
+            );
+            if let Some(agent) = self.agents.get_mut(&a.agent) {
+                agent.offers.insert(id.clone());
+            }
+            if let Some(fw) = self.frameworks.get_mut(&a.framework) {
+                fw.offers.insert(id);
+            }
+            by_framework.entry(a.framework).or_default().push(offer);
+        }
+        for (fw, offers) in by_framework {
+            self.metrics.offers_sent += offers.len() as u64;
+            debug!(framework = %fw, count = offers.len(), "sending offers");
+            self.send_event(
+                &fw,
+                Event {
+                    event: Some(v1::event::Event::Offers(v1::event::Offers { offers })),
+                },
+            );
+        }
+    }
+
+    /// Take an offer out of the books; the caller decides what happens to its resources.
+    fn close_offer(&mut self, offer_id: &str, to: OfferState) -> Option<OfferEntry> {
+        let mut entry = self.offers.remove(offer_id)?;
+        entry.state = to;
+        if let Some(agent) = self.agents.get_mut(&entry.offer.agent_id) {
+            agent.offers.remove(offer_id);
+        }
+        if let Some(fw) = self.frameworks.get_mut(&entry.offer.framework_id) {
+            fw.offers.remove(offer_id);
+        }
+        Some(entry)
+    }
+
+    /// Rescind an offer: resources back to the allocator (unless `recover` is false because
+    /// the agent left the allocator already) and a RESCIND to the framework.
+    fn rescind_offer(&mut self, offer_id: &str, reason: &str, recover: bool) {
+        let Some(entry) = self.close_offer(offer_id, OfferState::Rescinded) else {
+            return;
+        };
+        self.metrics.offers_rescinded += 1;
+        if recover {
+            if let Err(e) = self.allocator.recover(
+                &entry.offer.agent_id,
+                &entry.offer.framework_id,
+                &entry.offer.role,
+                &entry.resources,
+                None,
+            ) {
+                warn!(error = %e, "recovering a rescinded offer");
+            }
+            self.needs_allocation = true;
+        }
+        self.send_event(
+            &entry.offer.framework_id,
+            Event {
+                event: Some(v1::event::Event::Rescind(v1::event::Rescind {
+                    offer_id: offer_id.to_string(),
+                    reason: reason.to_string(),
+                })),
+            },
+        );
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Sending to peers
+    // ---------------------------------------------------------------------------------
+
+    /// Queue an event for a connected framework. A framework whose queue is full is cut
+    /// off: its stream ends and its offers are rescinded; it re-subscribes and reconciles.
+    fn send_event(&mut self, framework_id: &str, event: Event) {
+        let Some(fw) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
+        let Some(tx) = &fw.tx else {
+            return;
+        };
+        match tx.try_send(Ok(event)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(framework = framework_id, "event queue full; disconnecting the framework");
+                self.metrics.frameworks_disconnected_slow += 1;
+                let epoch = fw.epoch;
+                self.framework_stream_closed(framework_id, epoch);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                let epoch = fw.epoch;
+                self.framework_stream_closed(framework_id, epoch);
+            }
+        }
+    }
+
+    /// Queue a command for a connected agent. Returns false if it could not be queued (the
+    /// agent is disconnected, or its queue was full and it has been disconnected).
+    fn send_agent(&mut self, agent_id: &str, command: v1::agent_command::Command) -> bool {
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return false;
+        };
+        let Some(tx) = &agent.tx else {
+            return false;
+        };
+        match tx.try_send(Ok(AgentCommand {
+            command: Some(command),
+        })) {
+            Ok(()) => true,
+            Err(e) => {
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    warn!(agent = agent_id, "agent command queue full; disconnecting the agent");
+                }
+                let epoch = agent.epoch;
+                self.agent_stream_closed(agent_id, epoch);
+                false
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Task bookkeeping shared by framework and agent paths
+    // ---------------------------------------------------------------------------------
+
+    /// Return a task's resources to the allocator if they are still booked.
+    fn unbook_task(&mut self, key: &(String, String)) {
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
+        if !task.booked {
+            return;
+        }
+        task.booked = false;
+        let (agent, fw, role, res) = (
+            task.agent_id.clone(),
+            task.framework_id.clone(),
+            task.role.clone(),
+            task.resources.clone(),
+        );
+        if let Err(e) = self.allocator.recover(&agent, &fw, &role, &res, None) {
+            debug!(error = %e, "recovering task resources");
+        }
+        self.needs_allocation = true;
+    }
+
+    /// Apply a state to a task the master tracks: transition check, resources returned when
+    /// it ends. Returns false if the transition is not allowed (the state is kept).
+    fn apply_task_state(&mut self, key: &(String, String), status: &TaskStatus) -> bool {
+        let Ok(to) = TaskState::try_from(status.state) else {
+            return false;
+        };
+        let Some(task) = self.tasks.get_mut(key) else {
+            return false;
+        };
+        let from = task.state;
+        match crate::state::task::transition(from, to) {
+            Ok(next) => {
+                task.state = next;
+                task.latest = Some(status.clone());
+                if task.history.len() >= MAX_TASK_HISTORY {
+                    task.history.remove(0);
+                }
+                task.history.push(status.clone());
+                if next.is_terminal() && !from.is_terminal() {
+                    *self
+                        .metrics
+                        .tasks_terminal
+                        .entry(next.as_str_name())
+                        .or_default() += 1;
+                    self.unbook_task(key);
+                }
+                true
+            }
+            Err(e) => {
+                debug!(task = %key.1, error = %e, "ignoring state change");
+                false
+            }
+        }
+    }
+
+    /// Forget an ended task, keeping a bounded record for the state endpoint.
+    fn complete_task(&mut self, key: &(String, String)) {
+        let Some(task) = self.tasks.remove(key) else {
+            return;
+        };
+        if let Some(agent) = self.agents.get_mut(&task.agent_id) {
+            agent.tasks.remove(key);
+        }
+        if let Some(fw) = self.frameworks.get_mut(&task.framework_id) {
+            fw.tasks.remove(&key.1);
+        }
+        if self.completed.len() >= self.config.max_completed_tasks {
+            self.completed.pop_front();
+        }
+        self.completed.push_back(task);
+    }
+
+    fn master_status(
+        &self,
+        task: &TaskEntry,
+        state: TaskState,
+        reason: v1::StatusReason,
+        message: &str,
+    ) -> TaskStatus {
+        TaskStatus {
+            task_id: task.info.task_id.clone(),
+            framework_id: task.framework_id.clone(),
+            agent_id: task.agent_id.clone(),
+            state: state as i32,
+            reason: reason as i32,
+            message: message.to_string(),
+            source: v1::StatusSource::SourceMaster as i32,
+            timestamp_ms: self.now() as i64,
+            ..TaskStatus::default()
+        }
+    }
+
+    /// Mark a live task with a master-generated state (agent lost, framework gone, ...),
+    /// tell its framework, and complete it if the state is terminal.
+    fn fail_task(
+        &mut self,
+        key: &(String, String),
+        state: TaskState,
+        reason: v1::StatusReason,
+        message: &str,
+    ) {
+        let Some(task) = self.tasks.get(key) else {
+            return;
+        };
+        if task.state.is_terminal() {
+            return;
+        }
+        let status = self.master_status(task, state, reason, message);
+        let fw = task.framework_id.clone();
+        self.apply_task_state(key, &status);
+        self.send_event(
+            &fw,
+            Event {
+                event: Some(v1::event::Event::Update(v1::event::Update {
+                    status: Some(status),
+                })),
+            },
+        );
+        if state.is_terminal() {
+            self.complete_task(key);
+        }
+    }
+
+    fn attributes_ok(attrs: &[v1::Attribute]) -> Result<(), Status> {
+        Attributes::from_proto(attrs)
+            .map(|_| ())
+            .map_err(|e| Status::invalid_argument(format!("agent attributes: {e}")))
+    }
+}

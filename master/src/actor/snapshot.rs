@@ -1,0 +1,206 @@
+//! Read-only views the actor builds on request: the cluster state (agents, frameworks,
+//! tasks, offers, roles) and the metrics snapshot. Readers get copies, never references
+//! into live state.
+
+use std::collections::BTreeMap;
+
+use agora_proto::v1;
+use agora_resources::Resources;
+
+use super::{Master, TaskEntry};
+use crate::metrics::{Gauges, Metrics};
+
+/// Counters plus gauges derived from state, as `/metrics` renders them.
+#[derive(Clone, Debug)]
+pub struct MetricsSnapshot {
+    pub metrics: Metrics,
+    pub gauges: Gauges,
+}
+
+fn task_record(t: &TaskEntry) -> v1::TaskRecord {
+    v1::TaskRecord {
+        task: Some(t.info.clone()),
+        framework_id: t.framework_id.clone(),
+        state: t.state as i32,
+        latest_status: t.latest.clone(),
+        history: t.history.clone(),
+    }
+}
+
+fn units(r: &Resources, name: &str) -> f64 {
+    r.scalar(name).as_f64()
+}
+
+impl Master {
+    /// Per agent: (allocated to tasks, outstanding offers).
+    fn agent_usage(&self, agent_id: &str) -> (Resources, Resources) {
+        let mut used = Resources::new();
+        let mut offered = Resources::new();
+        if let Some(a) = self.agents.get(agent_id) {
+            for key in &a.tasks {
+                if let Some(t) = self.tasks.get(key).filter(|t| !t.state.is_terminal()) {
+                    used = used.checked_add(&t.resources).unwrap_or(used);
+                }
+            }
+            for o in &a.offers {
+                if let Some(o) = self.offers.get(o) {
+                    offered = offered.checked_add(&o.resources).unwrap_or(offered);
+                }
+            }
+        }
+        (used, offered)
+    }
+
+    pub(super) fn cluster_state(&self) -> v1::ClusterState {
+        let mut agents: Vec<v1::AgentState> = self
+            .agents
+            .iter()
+            .map(|(id, a)| {
+                let (used, offered) = self.agent_usage(id);
+                v1::AgentState {
+                    info: Some(a.info.clone()),
+                    status: a.status.name().to_string(),
+                    total: a.total.to_proto(),
+                    allocated: used.to_proto(),
+                    offered: offered.to_proto(),
+                    registered_at_ms: a.registered_at as i64,
+                    last_heartbeat_ms: a.last_heartbeat as i64,
+                }
+            })
+            .collect();
+        agents.sort_by(|a, b| a.info.as_ref().map(|i| &i.id).cmp(&b.info.as_ref().map(|i| &i.id)));
+
+        let mut frameworks: Vec<v1::FrameworkState> = self
+            .frameworks
+            .iter()
+            .map(|(id, f)| {
+                let mut used = Resources::new();
+                let mut active = 0;
+                for t in &f.tasks {
+                    if let Some(t) = self
+                        .tasks
+                        .get(&(id.clone(), t.clone()))
+                        .filter(|t| !t.state.is_terminal())
+                    {
+                        used = used.checked_add(&t.resources).unwrap_or(used);
+                        active += 1;
+                    }
+                }
+                let mut offered = Resources::new();
+                for o in &f.offers {
+                    if let Some(o) = self.offers.get(o) {
+                        offered = offered.checked_add(&o.resources).unwrap_or(offered);
+                    }
+                }
+                v1::FrameworkState {
+                    info: Some(f.info.clone()),
+                    status: f.status.name().to_string(),
+                    allocated: used.to_proto(),
+                    offered: offered.to_proto(),
+                    active_tasks: active,
+                    registered_at_ms: f.registered_at as i64,
+                }
+            })
+            .collect();
+        frameworks.sort_by(|a, b| a.info.as_ref().map(|i| &i.id).cmp(&b.info.as_ref().map(|i| &i.id)));
+
+        let mut tasks: Vec<v1::TaskRecord> = self.tasks.values().map(task_record).collect();
+        tasks.extend(self.completed.iter().map(task_record));
+        tasks.sort_by(|a, b| {
+            (&a.framework_id, a.task.as_ref().map(|t| &t.task_id))
+                .cmp(&(&b.framework_id, b.task.as_ref().map(|t| &t.task_id)))
+        });
+
+        let mut offers: Vec<v1::OfferRecord> = self
+            .offers
+            .values()
+            .map(|o| v1::OfferRecord {
+                offer: Some(o.offer.clone()),
+                created_at_ms: o.created_at as i64,
+            })
+            .collect();
+        offers.sort_by(|a, b| a.offer.as_ref().map(|o| &o.id).cmp(&b.offer.as_ref().map(|o| &o.id)));
+
+        v1::ClusterState {
+            master_id: self.master_id.clone(),
+            agents,
+            frameworks,
+            tasks,
+            offers,
+            roles: self.roles(),
+        }
+    }
+
+    pub(super) fn roles(&self) -> Vec<v1::RoleState> {
+        let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (id, f) in &self.frameworks {
+            for r in &f.info.roles {
+                by_role.entry(r.clone()).or_default().push(id.clone());
+            }
+        }
+        self.allocator
+            .role_shares()
+            .into_iter()
+            .map(|s| {
+                let mut fws = by_role.remove(&s.role).unwrap_or_default();
+                fws.sort();
+                v1::RoleState {
+                    name: s.role,
+                    weight: s.weight,
+                    allocated: s.allocated.to_proto(),
+                    dominant_share: s.dominant_share,
+                    frameworks: fws,
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn metrics_snapshot(&self) -> MetricsSnapshot {
+        let mut g = Gauges::default();
+        for a in self.agents.values() {
+            *g.agents_by_status.entry(a.status.name()).or_default() += 1;
+        }
+        for f in self.frameworks.values() {
+            *g.frameworks_by_status.entry(f.status.name()).or_default() += 1;
+        }
+        for t in self.tasks.values() {
+            *g.tasks_by_state.entry(t.state.as_str_name()).or_default() += 1;
+        }
+        g.offers_outstanding = self.offers.len() as u64;
+
+        let mut total = Resources::new();
+        for a in self.agents.values().filter(|a| a.status.is_schedulable()) {
+            total = total.checked_add(&a.total).unwrap_or(total);
+        }
+        let mut used = Resources::new();
+        for t in self.tasks.values().filter(|t| t.booked) {
+            used = used.checked_add(&t.resources).unwrap_or(used);
+        }
+        let mut offered = Resources::new();
+        for o in self.offers.values() {
+            offered = offered.checked_add(&o.resources).unwrap_or(offered);
+        }
+        for name in total.names() {
+            if !total.scalar(name).is_zero() {
+                g.resources.push((
+                    name.to_string(),
+                    units(&total, name),
+                    units(&used, name),
+                    units(&offered, name),
+                ));
+            }
+        }
+        for s in self.allocator.role_shares() {
+            for name in s.allocated.names() {
+                g.role_allocated
+                    .push((s.role.clone(), name.to_string(), units(&s.allocated, name)));
+            }
+            g.role_shares.push((s.role, s.dominant_share, s.weight));
+        }
+        g.command_queue_depth = self.handle.queue_depth() as u64;
+        MetricsSnapshot {
+            metrics: self.metrics.clone(),
+            gauges: g,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The master's configuration, with documented defaults. Built by the binary from flags;
+//! tests build it directly. Holds values only, never reads files or the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct MasterConfig {
+    /// gRPC and HTTP on one port.
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Allocation policy by name (`drf`).
+    pub allocator: String,
+    /// Seed of the allocator's tie-breaking RNG.
+    pub allocator_seed: u64,
+    /// Allocation also runs on this period (filter expiry); events trigger it promptly.
+    pub allocation_interval: Duration,
+    /// HEARTBEAT events to frameworks.
+    pub framework_heartbeat: Duration,
+    /// How often agents must heartbeat.
+    pub agent_heartbeat: Duration,
+    /// Missed heartbeats before an agent is marked unreachable.
+    pub agent_max_missed_heartbeats: u32,
+    /// Decline filter when the framework gives none.
+    pub default_refuse_seconds: f64,
+    /// Upper bound of any decline filter.
+    pub max_refuse_seconds: f64,
+    /// Role weights at start-up.
+    pub weights: Vec<(String, f64)>,
+    /// Terminal tasks kept for the state endpoint.
+    pub max_completed_tasks: usize,
+    /// Capacity of each framework's and agent's outgoing event queue. A peer that lets its
+    /// queue fill is disconnected rather than growing the master's memory.
+    pub peer_queue_capacity: usize,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5050)),
+            data_dir: PathBuf::from("/tmp/agora-master"),
+            allocator: "drf".to_string(),
+            allocator_seed: 0,
+            allocation_interval: Duration::from_secs(1),
+            framework_heartbeat: Duration::from_secs(15),
+            agent_heartbeat: Duration::from_secs(15),
+            agent_max_missed_heartbeats: 5,
+            default_refuse_seconds: 5.0,
+            max_refuse_seconds: 3600.0,
+            weights: Vec::new(),
+            max_completed_tasks: 1000,
+            peer_queue_capacity: 4096,
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Operator API service (operators, CLI, web UI -> master). Reads come from snapshots the
+//! actor builds; changes go through actor commands like every other call.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use agora_proto::v1::{self, operator_server::Operator};
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::actor::{Command, MasterHandle};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub struct OperatorService {
+    handle: MasterHandle,
+    flags: HashMap<String, String>,
+}
+
+impl OperatorService {
+    pub fn new(handle: MasterHandle, flags: HashMap<String, String>) -> Self {
+        Self { handle, flags }
+    }
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("{what} is not supported by this master yet"))
+}
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    type SubscribeStream = Pin<Box<dyn Stream<Item = Result<v1::OperatorEvent, Status>> + Send>>;
+
+    async fn get_health(
+        &self,
+        _r: Request<v1::Empty>,
+    ) -> Result<Response<v1::HealthResponse>, Status> {
+        // Answered by the actor, so a wedged actor shows up as unhealthy (a timeout).
+        let state = self.handle.ask(|reply| Command::State { reply }).await?;
+        Ok(Response::new(v1::HealthResponse {
+            healthy: !state.master_id.is_empty(),
+            leading: true,
+        }))
+    }
+
+    async fn get_version(
+        &self,
+        _r: Request<v1::Empty>,
+    ) -> Result<Response<v1::VersionResponse>, Status> {
+        Ok(Response::new(v1::VersionResponse {
+            version: VERSION.to_string(),
+            git_sha: option_env!("AGORA_GIT_SHA").unwrap_or("").to_string(),
+        }))
+    }
+
+    async fn get_flags(
+        &self,
+        _r: Request<v1::Empty>,
+    ) -> Result<Response<v1::FlagsResponse>, Status> {
+        Ok(Response::new(v1::FlagsResponse {
+            flags: self.flags.clone(),
+        }))
+    }
+
+    async fn get_state(
+        &self,
+        _r: Request<v1::Empty>,
+    ) -> Result<Response<v1::ClusterState>, Status> {
+        let state = self.handle.ask(|reply| Command::State { reply }).await?;
+        Ok(Response::new(state))
+    }
+
+    async fn get_roles(
+        &self,
+        _r: Request<v1::Empty>,
+    ) -> Result<Response<v1::RolesResponse>, Status> {
+        let state = self.handle.ask(|reply| Command::State { reply }).await?;
+        Ok(Response::new(v1::RolesResponse { roles: state.roles }))
+    }
+
+    async fn get_weights(
+        &self,
+        _r: Request<v1::Empty>,
+    ) -> Result<Response<v1::WeightsResponse>, Status> {
+        let state = self.handle.ask(|reply| Command::State { reply }).await?;
+        Ok(Response::new(v1::WeightsResponse {
+            weights: state
+                .roles
+                .into_iter()
+                .map(|r| v1::WeightInfo {
+                    role: r.name,
+                    weight: r.weight,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn update_weights(
+        &self,
+        r: Request<v1::UpdateWeightsRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        let weights = r
+            .into_inner()
+            .weights
+            .into_iter()
+            .map(|w| (w.role, w.weight))
+            .collect();
+        self.handle
+            .ask(|reply| Command::UpdateWeights { weights, reply })
+            .await??;
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn get_quota(
+        &self,
+        _r: Request<v1::Empty>,
+    ) -> Result<Response<v1::QuotaResponse>, Status> {
+        Err(not_yet("quota"))
+    }
+
+    async fn set_quota(
+        &self,
+        _r: Request<v1::SetQuotaRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        Err(not_yet("quota"))
+    }
+
+    async fn remove_quota(
+        &self,
+        _r: Request<v1::RemoveQuotaRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        Err(not_yet("quota"))
+    }
+
+    async fn reserve_resources(
+        &self,
+        _r: Request<v1::ReserveResourcesRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        Err(not_yet("dynamic reservation"))
+    }
+
+    async fn unreserve_resources(
+        &self,
+        _r: Request<v1::UnreserveResourcesRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        Err(not_yet("dynamic reservation"))
+    }
+
+    async fn create_volumes(
+        &self,
+        _r: Request<v1::VolumesRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        Err(not_yet("persistent volumes"))
+    }
+
+    async fn destroy_volumes(
+        &self,
+        _r: Request<v1::VolumesRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        Err(not_yet("persistent volumes"))
+    }
+
+    async fn teardown_framework(
+        &self,
+        r: Request<v1::TeardownRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        let framework_id = r.into_inner().framework_id;
+        if framework_id.is_empty() {
+            return Err(Status::invalid_argument("framework_id is empty"));
+        }
+        self.handle
+            .ask(|reply| Command::OperatorTeardown {
+                framework_id,
+                reply,
+            })
+            .await??;
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn drain_agent(
+        &self,
+        _r: Request<v1::DrainAgentRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        Err(not_yet("agent maintenance"))
+    }
+
+    async fn deactivate_agent(
+        &self,
+        _r: Request<v1::AgentRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        Err(not_yet("agent maintenance"))
+    }
+
+    async fn reactivate_agent(
+        &self,
+        _r: Request<v1::AgentRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        Err(not_yet("agent maintenance"))
+    }
+
+    async fn mark_agent_gone(
+        &self,
+        _r: Request<v1::AgentRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        Err(not_yet("marking an agent gone"))
+    }
+
+    async fn subscribe(
+        &self,
+        _r: Request<v1::Empty>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        Err(not_yet("the operator event stream"))
+    }
+}

@@ -1,0 +1,239 @@
+//! HTTP endpoints beside gRPC on the master's port: `/health`, `/metrics` (Prometheus
+//! text), and the JSON operator views under `/api/v1`. Handlers ask the actor for a
+//! snapshot and render it; they never hold or mutate master state.
+
+use std::time::Duration;
+
+use agora_proto::v1;
+use agora_resources::{Attributes, Resources};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::actor::{Command, MasterHandle};
+use crate::metrics;
+
+/// An actor that does not answer within this time is reported unhealthy.
+const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn router(handle: MasterHandle) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1/state", get(state))
+        .route("/api/v1/version", get(version))
+        .fallback(not_found)
+        .with_state(handle)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no endpoint at {}", uri.path()))
+}
+
+async fn ask_state(handle: &MasterHandle) -> Result<v1::ClusterState, Response> {
+    match tokio::time::timeout(ACTOR_TIMEOUT, handle.ask(|reply| Command::State { reply })).await
+    {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.message())),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the master did not answer within 5 s",
+        )),
+    }
+}
+
+async fn health(State(handle): State<MasterHandle>) -> Response {
+    match ask_state(&handle).await {
+        Ok(s) => axum::Json(json!({ "healthy": true, "master_id": s.master_id })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn version() -> Response {
+    axum::Json(json!({ "version": crate::grpc::operator::VERSION })).into_response()
+}
+
+async fn metrics_text(State(handle): State<MasterHandle>) -> Response {
+    let snap = tokio::time::timeout(
+        ACTOR_TIMEOUT,
+        handle.ask(|reply| Command::Metrics { reply }),
+    )
+    .await;
+    match snap {
+        Ok(Ok(s)) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            metrics::render(&s.metrics, &s.gauges),
+        )
+            .into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.message()),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the master did not answer within 5 s",
+        ),
+    }
+}
+
+async fn state(State(handle): State<MasterHandle>) -> Response {
+    match ask_state(&handle).await {
+        Ok(s) => axum::Json(state_json(&s)).into_response(),
+        Err(r) => r,
+    }
+}
+
+fn resources(r: &[v1::Resource]) -> Value {
+    match Resources::from_proto(r) {
+        Ok(r) => r.to_json(),
+        Err(e) => json!({ "invalid": e.to_string() }),
+    }
+}
+
+fn attributes(a: &[v1::Attribute]) -> Value {
+    match Attributes::from_proto(a) {
+        Ok(attrs) => Value::Object(
+            attrs
+                .iter()
+                .map(|a| (a.name.clone(), Value::String(a.value.to_string())))
+                .collect(),
+        ),
+        Err(e) => json!({ "invalid": e.to_string() }),
+    }
+}
+
+fn enum_name<E: TryFrom<i32>>(v: i32, name: impl Fn(E) -> &'static str) -> Value {
+    match E::try_from(v) {
+        Ok(e) => Value::String(name(e).to_string()),
+        Err(_) => Value::Null,
+    }
+}
+
+fn status_json(s: &v1::TaskStatus) -> Value {
+    json!({
+        "state": enum_name(s.state, |e: v1::TaskState| e.as_str_name()),
+        "reason": enum_name(s.reason, |e: v1::StatusReason| e.as_str_name()),
+        "source": enum_name(s.source, |e: v1::StatusSource| e.as_str_name()),
+        "message": s.message,
+        "exit_code": s.exit_code,
+        "healthy": s.healthy,
+        "timestamp_ms": s.timestamp_ms,
+        "uuid": s.uuid,
+    })
+}
+
+fn command_json(c: &Option<v1::CommandInfo>) -> Value {
+    match c.as_ref().and_then(|c| c.run.as_ref()) {
+        Some(v1::command_info::Run::Shell(s)) => json!({ "shell": s }),
+        Some(v1::command_info::Run::Argv(a)) => json!({ "argv": a.args }),
+        None => Value::Null,
+    }
+}
+
+/// The `/api/v1/state` document (fields documented in docs/api.md).
+pub fn state_json(s: &v1::ClusterState) -> Value {
+    let agents: Vec<Value> = s
+        .agents
+        .iter()
+        .map(|a| {
+            let info = a.info.clone().unwrap_or_default();
+            json!({
+                "id": info.id,
+                "hostname": info.hostname,
+                "address": info.address,
+                "status": a.status,
+                "resources": resources(&a.total),
+                "allocated": resources(&a.allocated),
+                "offered": resources(&a.offered),
+                "attributes": attributes(&info.attributes),
+                "registered_at_ms": a.registered_at_ms,
+                "last_heartbeat_ms": a.last_heartbeat_ms,
+            })
+        })
+        .collect();
+    let frameworks: Vec<Value> = s
+        .frameworks
+        .iter()
+        .map(|f| {
+            let info = f.info.clone().unwrap_or_default();
+            let caps: Vec<Value> = info
+                .capabilities
+                .iter()
+                .map(|c| enum_name(*c, |e: v1::FrameworkCapability| e.as_str_name()))
+                .collect();
+            json!({
+                "id": info.id,
+                "name": info.name,
+                "roles": info.roles,
+                "principal": info.principal,
+                "user": info.user,
+                "status": f.status,
+                "capabilities": caps,
+                "failover_timeout_seconds": info.failover_timeout_seconds,
+                "active_tasks": f.active_tasks,
+                "allocated": resources(&f.allocated),
+                "offered": resources(&f.offered),
+                "registered_at_ms": f.registered_at_ms,
+            })
+        })
+        .collect();
+    let tasks: Vec<Value> = s
+        .tasks
+        .iter()
+        .map(|t| {
+            let info = t.task.clone().unwrap_or_default();
+            json!({
+                "id": info.task_id,
+                "name": info.name,
+                "framework_id": t.framework_id,
+                "agent_id": info.agent_id,
+                "state": enum_name(t.state, |e: v1::TaskState| e.as_str_name()),
+                "resources": resources(&info.resources),
+                "command": command_json(&info.command),
+                "status": t.latest_status.as_ref().map(status_json),
+                "statuses": t.history.iter().map(status_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let offers: Vec<Value> = s
+        .offers
+        .iter()
+        .filter_map(|o| o.offer.as_ref().map(|offer| (offer, o.created_at_ms)))
+        .map(|(o, created)| {
+            json!({
+                "id": o.id,
+                "framework_id": o.framework_id,
+                "agent_id": o.agent_id,
+                "hostname": o.hostname,
+                "role": o.role,
+                "resources": resources(&o.resources),
+                "created_at_ms": created,
+            })
+        })
+        .collect();
+    let roles: Vec<Value> = s
+        .roles
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "weight": r.weight,
+                "dominant_share": r.dominant_share,
+                "allocated": resources(&r.allocated),
+                "frameworks": r.frameworks,
+            })
+        })
+        .collect();
+    json!({
+        "master_id": s.master_id,
+        "agents": agents,
+        "frameworks": frameworks,
+        "tasks": tasks,
+        "offers": offers,
+        "roles": roles,
+    })
+}

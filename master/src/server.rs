@@ -1,0 +1,127 @@
+//! Wires a master together: the actor on its own task, gRPC services and HTTP routes on
+//! one listening socket. Owns start-up and shutdown only.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use agora_proto::v1::{
+    agent_api_server::AgentApiServer, operator_server::OperatorServer,
+    scheduler_server::SchedulerServer,
+};
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+use crate::actor::{Master, MasterHandle};
+use crate::clock::Clock;
+use crate::config::MasterConfig;
+use crate::grpc::{agent::AgentService, operator::OperatorService, scheduler::SchedulerService};
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("allocator: {0}")]
+    Allocator(#[from] crate::allocator::AllocatorError),
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A master bound to its socket, ready to serve.
+pub struct RunningMaster {
+    pub addr: SocketAddr,
+    pub handle: MasterHandle,
+    pub master_id: String,
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+fn flags_of(config: &MasterConfig) -> HashMap<String, String> {
+    let mut f = HashMap::new();
+    f.insert("listen".into(), config.listen.to_string());
+    f.insert("data_dir".into(), config.data_dir.display().to_string());
+    f.insert("allocator".into(), config.allocator.clone());
+    f.insert(
+        "allocation_interval_ms".into(),
+        config.allocation_interval.as_millis().to_string(),
+    );
+    f.insert(
+        "framework_heartbeat_seconds".into(),
+        config.framework_heartbeat.as_secs_f64().to_string(),
+    );
+    f.insert(
+        "agent_heartbeat_seconds".into(),
+        config.agent_heartbeat.as_secs_f64().to_string(),
+    );
+    f.insert(
+        "agent_max_missed_heartbeats".into(),
+        config.agent_max_missed_heartbeats.to_string(),
+    );
+    f.insert(
+        "default_refuse_seconds".into(),
+        config.default_refuse_seconds.to_string(),
+    );
+    f.insert(
+        "max_refuse_seconds".into(),
+        config.max_refuse_seconds.to_string(),
+    );
+    f
+}
+
+impl RunningMaster {
+    /// Bind the socket and start the actor. Serving starts with `serve`.
+    pub async fn start(config: MasterConfig, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let flags = flags_of(&config);
+        let (master, handle, rx) = Master::new(config, clock)?;
+        let master_id = master.master_id().to_string();
+        tokio::spawn(master.run(rx));
+
+        let grpc = tonic::service::Routes::new(SchedulerServer::new(SchedulerService::new(
+            handle.clone(),
+        )))
+        .add_service(AgentApiServer::new(AgentService::new(handle.clone())))
+        .add_service(OperatorServer::new(OperatorService::new(
+            handle.clone(),
+            flags,
+        )))
+        .into_axum_router();
+        let router = grpc.merge(crate::http::router(handle.clone()));
+        Ok(Self {
+            addr,
+            handle,
+            master_id,
+            listener,
+            router,
+        })
+    }
+
+    /// Serve until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Serve)
+    }
+}

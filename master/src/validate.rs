@@ -1,0 +1,339 @@
+//! Edge validation of everything frameworks and agents send: ids, framework info, task
+//! descriptions, filters. Each check answers with a precise, lowercase message naming the
+//! offending field and value.
+//!
+//! Pure functions only; they never look at master state (the actor checks existence and
+//! ownership) and never panic on any input.
+
+use std::collections::BTreeSet;
+
+use agora_proto::v1::{self, CommandInfo, FrameworkCapability, FrameworkInfo, TaskInfo};
+use agora_resources::{Resources, validate_role};
+use tonic::Status;
+
+/// Longest id or name accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 255;
+
+/// Role used when a framework names none.
+pub const DEFAULT_ROLE: &str = "default";
+
+/// Ids are used as path segments on agents: no '/', no control characters or whitespace,
+/// not "." or "..", at most 255 bytes.
+pub fn id(kind: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        return Err(Status::invalid_argument(format!("{kind} is empty")));
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "{kind} '{}...' is longer than {MAX_ID_BYTES} bytes",
+            value.chars().take(32).collect::<String>()
+        )));
+    }
+    if value == "." || value == ".." {
+        return Err(Status::invalid_argument(format!("{kind} '{value}' is not allowed")));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| *c == '/' || c.is_control() || c.is_whitespace())
+    {
+        return Err(Status::invalid_argument(format!(
+            "{kind} '{}' contains the forbidden character {c:?}",
+            value.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// A finite, non-negative number of seconds.
+pub fn seconds(field: &str, value: f64) -> Result<f64, Status> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(Status::invalid_argument(format!(
+            "{field} must be a finite number >= 0, got {value}"
+        )));
+    }
+    Ok(value)
+}
+
+/// Checks a framework's description and fills defaults (role). Returns the roles.
+pub fn framework_info(info: &mut FrameworkInfo) -> Result<(), Status> {
+    if info.name.trim().is_empty() {
+        return Err(Status::invalid_argument("framework name is empty"));
+    }
+    if info.name.len() > MAX_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "framework name is longer than {MAX_ID_BYTES} bytes"
+        )));
+    }
+    if !info.id.is_empty() {
+        id("framework id", &info.id)?;
+    }
+    if info.roles.is_empty() {
+        info.roles.push(DEFAULT_ROLE.to_string());
+    }
+    let mut seen = BTreeSet::new();
+    for role in &info.roles {
+        validate_role(role)
+            .map_err(|e| Status::invalid_argument(format!("framework role: {e}")))?;
+        if !seen.insert(role.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "framework role '{role}' is listed twice"
+            )));
+        }
+    }
+    seconds(
+        "framework failover_timeout_seconds",
+        info.failover_timeout_seconds,
+    )?;
+    for cap in &info.capabilities {
+        match FrameworkCapability::try_from(*cap) {
+            Ok(FrameworkCapability::Unspecified) | Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown framework capability {cap}"
+                )));
+            }
+            Ok(_) => {}
+        }
+    }
+    for (i, alt) in info.min_allocatable.iter().enumerate() {
+        Resources::from_proto(&alt.resources).map_err(|e| {
+            Status::invalid_argument(format!("framework min_allocatable[{i}]: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
+pub fn has_capability(info: &FrameworkInfo, cap: FrameworkCapability) -> bool {
+    info.capabilities.contains(&(cap as i32))
+}
+
+fn no_nul(field: &str, value: &str) -> Result<(), Status> {
+    if value.contains('\0') {
+        return Err(Status::invalid_argument(format!("{field} contains a NUL byte")));
+    }
+    Ok(())
+}
+
+pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
+    let field = |f: &str| format!("task '{task_id}' command {f}");
+    match &cmd.run {
+        None => {
+            return Err(Status::invalid_argument(format!(
+                "task '{task_id}' command has neither a shell string nor argv"
+            )));
+        }
+        Some(v1::command_info::Run::Shell(s)) => {
+            if s.trim().is_empty() {
+                return Err(Status::invalid_argument(field("shell string is empty")));
+            }
+            no_nul(&field("shell string"), s)?;
+        }
+        Some(v1::command_info::Run::Argv(argv)) => {
+            match argv.args.first() {
+                None => return Err(Status::invalid_argument(field("argv is empty"))),
+                Some(p) if p.is_empty() => {
+                    return Err(Status::invalid_argument(field("argv[0] is empty")));
+                }
+                Some(_) => {}
+            }
+            for (i, a) in argv.args.iter().enumerate() {
+                no_nul(&field(&format!("argv[{i}]")), a)?;
+            }
+        }
+    }
+    for var in &cmd.environment {
+        if var.name.is_empty() || var.name.contains('=') {
+            return Err(Status::invalid_argument(format!(
+                "task '{task_id}' environment variable name '{}' is empty or contains '='",
+                var.name
+            )));
+        }
+        no_nul(&field(&format!("environment {}", var.name)), &var.name)?;
+        no_nul(&field(&format!("environment {}", var.name)), &var.value)?;
+    }
+    if !cmd.uris.is_empty() {
+        return Err(Status::unimplemented(format!(
+            "task '{task_id}': fetching URIs is not supported by this master yet"
+        )));
+    }
+    if !cmd.user.is_empty() {
+        return Err(Status::unimplemented(format!(
+            "task '{task_id}': running a task as another user ('{}') is not supported yet",
+            cmd.user
+        )));
+    }
+    Ok(())
+}
+
+/// Checks one task of a LAUNCH and returns its resources. Existence and fit against the
+/// offer are the caller's business.
+pub fn task(task: &TaskInfo, offer_agent: &str) -> Result<Resources, Status> {
+    id("task id", &task.task_id)?;
+    let tid = &task.task_id;
+    if task.name.len() > MAX_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "task '{tid}' name is longer than {MAX_ID_BYTES} bytes"
+        )));
+    }
+    if !task.agent_id.is_empty() && task.agent_id != offer_agent {
+        return Err(Status::invalid_argument(format!(
+            "task '{tid}' names agent '{}' but the offer is for agent '{offer_agent}'",
+            task.agent_id
+        )));
+    }
+    let resources = Resources::from_proto(&task.resources)
+        .map_err(|e| Status::invalid_argument(format!("task '{tid}' resources: {e}")))?;
+    if resources.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "task '{tid}' asks for no resources"
+        )));
+    }
+    match (&task.command, &task.executor) {
+        (Some(cmd), None) => command(tid, cmd)?,
+        (None, None) => {
+            return Err(Status::invalid_argument(format!(
+                "task '{tid}' has neither a command nor an executor"
+            )));
+        }
+        (Some(_), Some(_)) => {
+            return Err(Status::invalid_argument(format!(
+                "task '{tid}' has both a command and an executor; give exactly one"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(Status::unimplemented(format!(
+                "task '{tid}': custom executors are not supported by this master yet"
+            )));
+        }
+    }
+    if task.health_check.is_some() {
+        return Err(Status::unimplemented(format!(
+            "task '{tid}': health checks are not supported by this master yet"
+        )));
+    }
+    if let Some(kp) = &task.kill_policy {
+        seconds(
+            &format!("task '{tid}' kill_policy grace_period_seconds"),
+            kp.grace_period_seconds,
+        )?;
+    }
+    Ok(resources)
+}
+
+/// Decline filter duration in ms, defaulted and capped.
+pub fn refuse_ms(
+    filters: Option<&v1::Filters>,
+    default_seconds: f64,
+    max_seconds: f64,
+) -> Result<u64, Status> {
+    let secs = match filters.and_then(|f| f.refuse_seconds) {
+        None => default_seconds,
+        Some(s) => seconds("filters refuse_seconds", s)?,
+    };
+    Ok((secs.min(max_seconds) * 1000.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_proto::v1::command_info::{Argv, Run};
+
+    fn msg(r: Result<impl std::fmt::Debug, Status>) -> String {
+        r.expect_err("should fail").message().to_string()
+    }
+
+    #[test]
+    fn ids() {
+        assert!(id("task id", "web-1.a_b:c@d").is_ok());
+        assert_eq!(msg(id("task id", "")), "task id is empty");
+        assert!(msg(id("task id", "a/b")).contains("forbidden character '/'"));
+        assert!(msg(id("task id", "a b")).contains("forbidden character ' '"));
+        assert!(msg(id("task id", "..")).contains("not allowed"));
+        assert!(msg(id("task id", &"x".repeat(256))).contains("longer than 255"));
+        assert!(msg(id("task id", "a\0b")).contains("forbidden"));
+    }
+
+    #[test]
+    fn framework_info_defaults_and_errors() {
+        let mut info = FrameworkInfo {
+            name: "f".into(),
+            ..Default::default()
+        };
+        framework_info(&mut info).expect("valid");
+        assert_eq!(info.roles, vec![DEFAULT_ROLE.to_string()]);
+
+        let mut bad = FrameworkInfo::default();
+        assert_eq!(msg(framework_info(&mut bad)), "framework name is empty");
+        let mut bad = FrameworkInfo {
+            name: "f".into(),
+            roles: vec!["a".into(), "a".into()],
+            ..Default::default()
+        };
+        assert!(msg(framework_info(&mut bad)).contains("listed twice"));
+        let mut bad = FrameworkInfo {
+            name: "f".into(),
+            roles: vec!["*".into()],
+            ..Default::default()
+        };
+        assert!(msg(framework_info(&mut bad)).contains("role"));
+        let mut bad = FrameworkInfo {
+            name: "f".into(),
+            failover_timeout_seconds: -1.0,
+            ..Default::default()
+        };
+        assert!(msg(framework_info(&mut bad)).contains("failover_timeout_seconds"));
+        let mut bad = FrameworkInfo {
+            name: "f".into(),
+            capabilities: vec![99],
+            ..Default::default()
+        };
+        assert!(msg(framework_info(&mut bad)).contains("unknown framework capability 99"));
+    }
+
+    fn shell_task(id: &str, res: &str) -> TaskInfo {
+        TaskInfo {
+            task_id: id.into(),
+            resources: Resources::parse(res).expect("parse").to_proto(),
+            command: Some(CommandInfo {
+                run: Some(Run::Shell("true".into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tasks() {
+        let r = task(&shell_task("t", "cpus:1;mem:32"), "a1").expect("valid");
+        assert_eq!(r, Resources::parse("cpus:1;mem:32").expect("parse"));
+        assert_eq!(msg(task(&shell_task("", "cpus:1"), "a1")), "task id is empty");
+        assert!(msg(task(&shell_task("t", "cpus:0"), "a1")).contains("asks for no resources"));
+        let mut t = shell_task("t", "cpus:1");
+        t.agent_id = "a2".into();
+        assert!(msg(task(&t, "a1")).contains("offer is for agent 'a1'"));
+        let mut t = shell_task("t", "cpus:1");
+        t.command = None;
+        assert!(msg(task(&t, "a1")).contains("neither a command nor an executor"));
+        let mut t = shell_task("t", "cpus:1");
+        t.command = Some(CommandInfo {
+            run: Some(Run::Argv(Argv { args: vec![] })),
+            ..Default::default()
+        });
+        assert!(msg(task(&t, "a1")).contains("argv is empty"));
+        let mut t = shell_task("t", "cpus:1");
+        t.resources[0].name = String::new();
+        assert!(msg(task(&t, "a1")).contains("task 't' resources"));
+    }
+
+    #[test]
+    fn refuse_filters() {
+        assert_eq!(refuse_ms(None, 5.0, 3600.0).expect("ok"), 5_000);
+        let f = v1::Filters {
+            refuse_seconds: Some(1e9),
+        };
+        assert_eq!(refuse_ms(Some(&f), 5.0, 3600.0).expect("ok"), 3_600_000);
+        let f = v1::Filters {
+            refuse_seconds: Some(f64::NAN),
+        };
+        assert!(msg(refuse_ms(Some(&f), 5.0, 3600.0)).contains("refuse_seconds"));
+    }
+}
