@@ -22,7 +22,9 @@ use crate::value::fmt_set;
 /// The value of an attribute.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum AttributeValue {
-    /// A word, e.g. `rack-2`.
+    /// A word, e.g. `rack-2`. The text parser reads a word that looks like a decimal
+    /// (`8`, `1.5`) as a scalar, so such text (possible from protobuf or JSON) prints
+    /// the same as a scalar.
     Text(String),
     /// A non-negative decimal.
     Scalar(Scalar),
@@ -76,10 +78,9 @@ impl Attribute {
         check_name(&self.name)?;
         match &self.value {
             AttributeValue::Text(t) => check_token("text value", t),
-            AttributeValue::Scalar(s) if *s > Scalar::MAX => Err(format!(
-                "value {s} overflows the maximum {}",
-                Scalar::MAX
-            )),
+            AttributeValue::Scalar(s) if *s > Scalar::MAX => {
+                Err(format!("value {s} overflows the maximum {}", Scalar::MAX))
+            }
             AttributeValue::Scalar(_) | AttributeValue::Ranges(_) => Ok(()),
             AttributeValue::Set(items) => items
                 .iter()
@@ -255,10 +256,7 @@ mod tests {
     fn mission_example_round_trips_through_text_and_proto() {
         let a = Attributes::parse("rack:rack-2;datacenter:china;os:centosv7.2").unwrap();
         assert_eq!(a.len(), 3);
-        assert!(
-            a.iter()
-                .all(|x| matches!(x.value, AttributeValue::Text(_)))
-        );
+        assert!(a.iter().all(|x| matches!(x.value, AttributeValue::Text(_))));
         assert_eq!(Attributes::parse(&a.to_string()).unwrap(), a);
         assert_eq!(Attributes::from_proto(&a.to_proto()).unwrap(), a);
     }
@@ -278,7 +276,10 @@ mod tests {
         assert!(e(&[text("r", "a b")]).contains("invalid text value 'a b'"));
         assert!(e(&[text("r", "")]).contains("empty text value"));
         let missing = e(&[none_attr()]);
-        assert!(missing.contains("'r'") && missing.contains("missing value"), "{missing}");
+        assert!(
+            missing.contains("'r'") && missing.contains("missing value"),
+            "{missing}"
+        );
         let big = pb::Attribute {
             name: "r".into(),
             value: Some(pb::attribute::Value::Scalar(pb::Scalar {

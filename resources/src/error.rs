@@ -2,8 +2,7 @@
 //!
 //! Owns: the wording of every error. Each message is lowercase, names the offending item
 //! (quoted in its text form, e.g. `'cpus:-1'`) and says why it was refused.
-//! Must never: hold behaviour, allocate anything beyond the message parts, or be
-//! constructed with a message that does not name the item.
+//! Must never: hold behaviour, or carry a message that does not name the offending item.
 
 use crate::scalar::Scalar;
 
@@ -54,7 +53,7 @@ pub enum ResourceError {
     },
     /// One resource name was given two value types (e.g. `foo:1;foo:[1-2]`).
     #[error(
-        "invalid resource '{item}': '{name}' is already held as {existing} and cannot also be {added}"
+        "invalid resource '{item}': '{name}' mixes value types (already {existing}, now {added})"
     )]
     MixedTypes {
         /// The item that introduced the second type.

@@ -191,9 +191,9 @@ impl AttributeIn {
                 scalar_from_json(n).map_err(|r| fail(&format!("{name}:{n}"), r))?,
             )
         } else if let Some(pairs) = &self.ranges {
-            AttributeValue::Ranges(Ranges::new(pairs.iter().copied()).map_err(|e| {
-                fail(&name, e.to_string())
-            })?)
+            AttributeValue::Ranges(
+                Ranges::new(pairs.iter().copied()).map_err(|e| fail(&name, e.to_string()))?,
+            )
         } else {
             let items = self.set.unwrap_or_default();
             let shown = format!("{name}:{{{}}}", items.join(","));
@@ -451,7 +451,10 @@ mod tests {
         assert!(err(r#"[{"name":"","scalar":1}]"#).contains("empty name"));
         assert!(err(r#"[{"name":"cpus"}]"#).contains("missing value"));
         assert!(err(r#"[{"name":"cpus","scalar":1,"set":[]}]"#).contains("more than one value"));
-        assert!(err(r#"[{"name":"foo","scalar":1},{"name":"foo","set":["a"]}]"#).contains("already held as scalar"));
+        assert!(
+            err(r#"[{"name":"foo","scalar":1},{"name":"foo","set":["a"]}]"#)
+                .contains("mixes value types (already scalar, now set)")
+        );
         assert!(
             err(r#"[{"name":"cpus","scalar":1,"reservation":{"role":"s","principal":"p"}}]"#)
                 .contains("static reservation")
@@ -468,7 +471,10 @@ mod tests {
             err(r#"[{"name":"cpus","scalar":999999999999},{"name":"cpus","scalar":999999999999}]"#)
                 .contains("overflows")
         );
-        assert!(err(r#"[{"name":"cpus","scalar":1,"color":"red"}]"#).starts_with("invalid json: unknown field `color`"));
+        assert!(
+            err(r#"[{"name":"cpus","scalar":1,"color":"red"}]"#)
+                .starts_with("invalid json: unknown field `color`")
+        );
         assert!(err(r#"{"name":"cpus"}"#).starts_with("invalid json"));
         assert!(err("[").starts_with("invalid json"));
         assert!(err(r#"[{"name":"cpus","scalar":"1"}]"#).starts_with("invalid json"));
@@ -486,7 +492,10 @@ mod tests {
     fn single_resource_form() {
         let r: Resource = serde_json::from_str(r#"{"name":"cpus","scalar":0}"#).unwrap();
         assert_eq!(r.to_string(), "cpus:0");
-        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"name":"cpus","scalar":0}"#);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"name":"cpus","scalar":0}"#
+        );
     }
 
     #[test]

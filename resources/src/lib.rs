@@ -1,9 +1,10 @@
 //! Agora's resource model: what agents offer, what tasks use, and the arithmetic the
 //! master, the agents and the scheduler SDK share.
 //!
-//! This crate is pure: no I/O, no clock, no async, no `unsafe`. It never panics on any
-//! input; every refusal is a [`ResourceError`] whose message (lowercase) quotes the
-//! offending item and says why, e.g.
+//! Owns: the resource and attribute types, their rules, arithmetic and every external
+//! form (flag text, JSON, protobuf). Must never: do I/O, read the clock, be async, use
+//! `unsafe`, or panic on any input. Every refusal is a [`ResourceError`] whose message
+//! (lowercase) quotes the offending item and says why, e.g.
 //! `invalid resource 'gpus:1.5': gpus must be a whole number`.
 //!
 //! # Model
@@ -124,7 +125,9 @@
 //! * Unknown fields are refused.
 //! * Scalars are written as integers when whole and as decimals otherwise; they are read
 //!   exactly from the number's decimal text (an exponent such as `2e3` is allowed), with
-//!   the same half-up rounding and limits as the text syntax.
+//!   the same half-up rounding and limits as the text syntax. (The JSON reader holds
+//!   fractional numbers as doubles, so a number written with more than 15 significant
+//!   digits may round differently from the same digits in the text syntax.)
 //!
 //! Reading goes through the same validating constructors as the text parser, so a JSON
 //! document is accepted exactly when the equivalent text would be.

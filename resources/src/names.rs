@@ -70,7 +70,11 @@ mod tests {
     fn tokens() {
         assert!(check_token("set item", "dev/nvidia0").is_ok());
         assert!(check_token("principal", "ops@example.com").is_ok());
-        assert!(check_token("set item", "").unwrap_err().contains("empty set item"));
+        assert!(
+            check_token("set item", "")
+                .unwrap_err()
+                .contains("empty set item")
+        );
         assert!(check_token_chars("label value", "").is_ok());
         for bad in ["a,b", "a=b", "a b", "{", "a;b", "a:b"] {
             let e = check_token("set item", bad).unwrap_err();

@@ -33,7 +33,8 @@ fn items(text: &str) -> impl Iterator<Item = &str> {
 pub(crate) fn parse_resources(text: &str) -> Result<Resources, ResourceError> {
     let mut out = Resources::new();
     for item in items(text) {
-        let r = parse_resource_item(item).map_err(|reason| ResourceError::resource(item, reason))?;
+        let r =
+            parse_resource_item(item).map_err(|reason| ResourceError::resource(item, reason))?;
         out.push_item(r, item)?;
     }
     Ok(out)
@@ -43,7 +44,8 @@ pub(crate) fn parse_resources(text: &str) -> Result<Resources, ResourceError> {
 pub(crate) fn parse_attributes(text: &str) -> Result<Attributes, ResourceError> {
     let mut out = Attributes::default();
     for item in items(text) {
-        let a = parse_attribute_item(item).map_err(|reason| ResourceError::attribute(item, reason))?;
+        let a =
+            parse_attribute_item(item).map_err(|reason| ResourceError::attribute(item, reason))?;
         out.insert_item(a, item)?;
     }
     Ok(out)
@@ -236,7 +238,9 @@ fn parse_ranges(inner: &str) -> Result<Ranges, String> {
             }
         };
         if b > e {
-            return Err(format!("range '{part}' is reversed: begin is greater than end"));
+            return Err(format!(
+                "range '{part}' is reversed: begin is greater than end"
+            ));
         }
         pairs.push((b, e));
     }
@@ -249,7 +253,9 @@ fn parse_bound(range: &str, bound: &str) -> Result<u64, String> {
         return Err(format!("range '{range}' is missing a number"));
     }
     if !bound.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("range '{range}': '{bound}' is not a non-negative integer"));
+        return Err(format!(
+            "range '{range}': '{bound}' is not a non-negative integer"
+        ));
     }
     bound
         .parse::<u64>()
@@ -309,7 +315,8 @@ mod tests {
         Value::Scalar(Scalar::from_units(u).unwrap())
     }
 
-    const MISSION: &str = "cpus:30;gpus:2;mem:122880;disk:921600;ports:[80,21000-29000];bugs:{a,b,c}";
+    const MISSION: &str =
+        "cpus:30;gpus:2;mem:122880;disk:921600;ports:[80,21000-29000];bugs:{a,b,c}";
 
     #[test]
     fn mission_example_parses_and_formats_back() {
@@ -320,7 +327,10 @@ mod tests {
         assert_eq!(r.scalar("gpus"), Scalar::from_units(2).unwrap());
         assert_eq!(r.scalar("mem"), Scalar::from_units(122_880).unwrap());
         assert_eq!(r.scalar("disk"), Scalar::from_units(921_600).unwrap());
-        assert_eq!(r.ranges("ports"), Ranges::new([(80, 80), (21000, 29000)]).unwrap());
+        assert_eq!(
+            r.ranges("ports"),
+            Ranges::new([(80, 80), (21000, 29000)]).unwrap()
+        );
         assert!(v.iter().all(|x| x.reservation.is_none() && !x.revocable));
         assert_eq!(
             v.last().map(|x| &x.value),
@@ -376,15 +386,28 @@ mod tests {
             ("cpus:1.5123", "cpus:1.512"),
             ("cpus:1.5125", "cpus:1.513"),
             ("cpus:0;mem:0.0001;ports:[];bugs:{}", ""),
-            (" cpus ( spark , dynamic , principal = ops ) : 4 ; mem : 1 ;", "mem:1;cpus(spark,dynamic,principal=ops):4"),
+            (
+                " cpus ( spark , dynamic , principal = ops ) : 4 ; mem : 1 ;",
+                "mem:1;cpus(spark,dynamic,principal=ops):4",
+            ),
             ("cpus(*):1", "cpus:1"),
-            ("cpus(spark,revocable,dynamic):1", "cpus(spark,dynamic,revocable):1"),
-            ("cpus(spark,label=b=1,dynamic,label=a=2):1", "cpus(spark,dynamic,label=a=2,label=b=1):1"),
+            (
+                "cpus(spark,revocable,dynamic):1",
+                "cpus(spark,dynamic,revocable):1",
+            ),
+            (
+                "cpus(spark,label=b=1,dynamic,label=a=2):1",
+                "cpus(spark,dynamic,label=a=2,label=b=1):1",
+            ),
             ("mem:007.50", "mem:7.5"),
             ("ports:[ 80 , 1000 - 2000 ]", "ports:[80,1000-2000]"),
             ("cpus:4;;cpus:1", "cpus:5"),
         ] {
-            assert_eq!(Resources::parse(input).unwrap().to_string(), canonical, "{input}");
+            assert_eq!(
+                Resources::parse(input).unwrap().to_string(),
+                canonical,
+                "{input}"
+            );
         }
     }
 
@@ -415,12 +438,21 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         assert_err("cpus:-1", &["invalid resource 'cpus:-1'", "negative"]);
-        assert_err("ports:[30-20]", &["'ports:[30-20]'", "reversed", "begin is greater than end"]);
-        assert_eq!(err("gpus:1.5"), "invalid resource 'gpus:1.5': gpus must be a whole number");
+        assert_err(
+            "ports:[30-20]",
+            &["'ports:[30-20]'", "reversed", "begin is greater than end"],
+        );
+        assert_eq!(
+            err("gpus:1.5"),
+            "invalid resource 'gpus:1.5': gpus must be a whole number"
+        );
         assert_err("mem:abc", &["'mem:abc'", "'abc' is not a number"]);
         assert_err("bugs:{a,a}", &["'bugs:{a,a}'", "duplicate set item 'a'"]);
         assert_err("mem:1.5e3", &["'mem:1.5e3'", "not a number"]);
-        assert_err("ports:[a-2]", &["'ports:[a-2]'", "'a' is not a non-negative integer"]);
+        assert_err(
+            "ports:[a-2]",
+            &["'ports:[a-2]'", "'a' is not a non-negative integer"],
+        );
         assert_err("ports:[-1]", &["'ports:[-1]'", "missing a number"]);
         assert_err("ports:[1,]", &["'ports:[1,]'", "empty range"]);
         assert_err("bugs:{a,}", &["'bugs:{a,}'", "empty set item"]);
@@ -456,17 +488,39 @@ mod tests {
     fn overflow_is_named() {
         assert_err("cpus:1000000000001", &["'cpus:1000000000001'", "overflows"]);
         assert_err("mem:99999999999999999999999999", &["overflows"]);
-        assert_err("ports:[1-99999999999999999999]", &["'ports:[1-99999999999999999999]'", "overflows"]);
-        assert_err("cpus:999999999999;cpus:999999999999", &["'cpus:999999999999'", "overflows"]);
-        assert_err("cpus:999999999999;cpus(*,revocable):999999999999;cpus:1.001", &["'cpus:1.001'", "overflows"]);
+        assert_err(
+            "ports:[1-99999999999999999999]",
+            &["'ports:[1-99999999999999999999]'", "overflows"],
+        );
+        assert_err(
+            "cpus:999999999999;cpus:999999999999",
+            &["'cpus:999999999999'", "overflows"],
+        );
+        assert_err(
+            "cpus:999999999999;cpus(*,revocable):999999999999;cpus:1.001",
+            &["'cpus:1.001'", "overflows"],
+        );
     }
 
     #[test]
     fn mixed_types_are_an_error() {
-        assert_err("cpus:1;cpus:[1-2]", &["'cpus:[1-2]'", "cpus must be a scalar"]);
+        assert_err(
+            "cpus:1;cpus:[1-2]",
+            &["'cpus:[1-2]'", "cpus must be a scalar"],
+        );
         assert_err("ports:1", &["'ports:1'", "ports must be ranges"]);
-        assert_err("foo:1;foo:[1-2]", &["'foo:[1-2]'", "'foo' is already held as scalar", "ranges"]);
-        assert_err("foo(spark):{a};foo:[1-2]", &["'foo:[1-2]'", "set", "ranges"]);
+        assert_err(
+            "foo:1;foo:[1-2]",
+            &[
+                "'foo:[1-2]'",
+                "'foo' mixes value types (already scalar",
+                "ranges",
+            ],
+        );
+        assert_err(
+            "foo(spark):{a};foo:[1-2]",
+            &["'foo:[1-2]'", "set", "ranges"],
+        );
     }
 
     #[test]
@@ -474,29 +528,81 @@ mod tests {
         assert_err("cpus(a b):1", &["'cpus(a b):1'", "invalid role 'a b'"]);
         assert_err("cpus(/x):1", &["invalid role '/x'"]);
         assert_err("cpus():1", &["'cpus():1'", "missing role"]);
-        assert_err("cpus(spark,fast):1", &["'cpus(spark,fast):1'", "unknown qualifier 'fast'"]);
+        assert_err(
+            "cpus(spark,fast):1",
+            &["'cpus(spark,fast):1'", "unknown qualifier 'fast'"],
+        );
         assert_err("cpus(spark,foo=bar):1", &["unknown qualifier 'foo=bar'"]);
         assert_err("cpus(spark,):1", &["empty qualifier"]);
-        assert_err("cpus(spark,principal=ops):1", &["'cpus(spark,principal=ops):1'", "dynamic"]);
-        assert_err("cpus(spark,label=a=b):1", &["only allowed on a dynamic reservation"]);
-        assert_err("cpus(*,dynamic):1", &["'*'", "cannot be dynamically reserved"]);
+        assert_err(
+            "cpus(spark,principal=ops):1",
+            &["'cpus(spark,principal=ops):1'", "dynamic"],
+        );
+        assert_err(
+            "cpus(spark,label=a=b):1",
+            &["only allowed on a dynamic reservation"],
+        );
+        assert_err(
+            "cpus(*,dynamic):1",
+            &["'*'", "cannot be dynamically reserved"],
+        );
         assert_err("cpus(*,principal=ops):1", &["need a reserved role"]);
-        assert_err("cpus(spark,dynamic,dynamic):1", &["duplicate qualifier 'dynamic'"]);
-        assert_err("cpus(*,revocable,revocable):1", &["duplicate qualifier 'revocable'"]);
-        assert_err("cpus(s,dynamic,principal=a,principal=b):1", &["duplicate qualifier 'principal'"]);
-        assert_err("cpus(s,dynamic,label=a=1,label=a=2):1", &["duplicate label 'a'"]);
-        assert_err("cpus(s,dynamic,label=a):1", &["label 'a' must be written label=key=value"]);
+        assert_err(
+            "cpus(spark,dynamic,dynamic):1",
+            &["duplicate qualifier 'dynamic'"],
+        );
+        assert_err(
+            "cpus(*,revocable,revocable):1",
+            &["duplicate qualifier 'revocable'"],
+        );
+        assert_err(
+            "cpus(s,dynamic,principal=a,principal=b):1",
+            &["duplicate qualifier 'principal'"],
+        );
+        assert_err(
+            "cpus(s,dynamic,label=a=1,label=a=2):1",
+            &["duplicate label 'a'"],
+        );
+        assert_err(
+            "cpus(s,dynamic,label=a):1",
+            &["label 'a' must be written label=key=value"],
+        );
         assert_err("cpus(s,dynamic,label==1):1", &["empty label key"]);
         assert_err("cpus(s,dynamic,principal=):1", &["empty principal"]);
-        assert_err("cpus(s,dynamic,label=a=b c):1", &["invalid label value 'b c'"]);
+        assert_err(
+            "cpus(s,dynamic,label=a=b c):1",
+            &["invalid label value 'b c'"],
+        );
     }
 
     #[test]
     fn never_panics_on_odd_input() {
         for s in [
-            "(", ")", "[", "]", "{", "}", ":", "::", ";;;", "a:b:c", "ports:[1-2-3]", "x:{",
-            "x:[", "é:1", "cpus:1é", "cpus(é):1", "cpus(\u{0}):1", "ports:[18446744073709551615]",
-            "cpus:\u{661}", "cpus(spark", "cpus(", "cpus)", "cpus(:1)", "x:{a:b}", "x:{(}",
+            "(",
+            ")",
+            "[",
+            "]",
+            "{",
+            "}",
+            ":",
+            "::",
+            ";;;",
+            "a:b:c",
+            "ports:[1-2-3]",
+            "x:{",
+            "x:[",
+            "é:1",
+            "cpus:1é",
+            "cpus(é):1",
+            "cpus(\u{0}):1",
+            "ports:[18446744073709551615]",
+            "cpus:\u{661}",
+            "cpus(spark",
+            "cpus(",
+            "cpus)",
+            "cpus(:1)",
+            "x:{a:b}",
+            "x:{(}",
         ] {
             let _ = Resources::parse(s);
             let _ = Attributes::parse(s);
@@ -509,13 +615,28 @@ mod tests {
     fn attributes_parse_into_typed_values() {
         let a = Attributes::parse("rack:rack-2;datacenter:china;os:centosv7.2").unwrap();
         assert_eq!(a.get("rack"), Some(&AttributeValue::Text("rack-2".into())));
-        assert_eq!(a.get("datacenter"), Some(&AttributeValue::Text("china".into())));
-        assert_eq!(a.get("os"), Some(&AttributeValue::Text("centosv7.2".into())));
+        assert_eq!(
+            a.get("datacenter"),
+            Some(&AttributeValue::Text("china".into()))
+        );
+        assert_eq!(
+            a.get("os"),
+            Some(&AttributeValue::Text("centosv7.2".into()))
+        );
         assert_eq!(a.to_string(), "datacenter:china;os:centosv7.2;rack:rack-2");
         let a = Attributes::parse("cores:1.5123;zones:{b,a};slots:[1-3,5];floor:-1").unwrap();
-        assert_eq!(a.get("cores"), Some(&AttributeValue::Scalar(Scalar::from_thousandths(1512))));
-        assert_eq!(a.get("zones").map(ToString::to_string).as_deref(), Some("{a,b}"));
-        assert_eq!(a.get("slots").map(ToString::to_string).as_deref(), Some("[1-3,5]"));
+        assert_eq!(
+            a.get("cores"),
+            Some(&AttributeValue::Scalar(Scalar::from_thousandths(1512)))
+        );
+        assert_eq!(
+            a.get("zones").map(ToString::to_string).as_deref(),
+            Some("{a,b}")
+        );
+        assert_eq!(
+            a.get("slots").map(ToString::to_string).as_deref(),
+            Some("[1-3,5]")
+        );
         assert_eq!(a.get("floor"), Some(&AttributeValue::Text("-1".into())));
         assert_eq!(a.get("nope"), None);
     }
@@ -523,7 +644,10 @@ mod tests {
     #[test]
     fn bad_attributes_are_named() {
         let e = |s: &str| Attributes::parse(s).unwrap_err().to_string();
-        assert_eq!(e("rack:a;rack:b"), "invalid attribute 'rack:b': duplicate attribute 'rack'");
+        assert_eq!(
+            e("rack:a;rack:b"),
+            "invalid attribute 'rack:b': duplicate attribute 'rack'"
+        );
         assert!(e("rack").contains("'rack'") && e("rack").contains("missing ':'"));
         assert!(e(":x").contains("empty name"));
         assert!(e("r:a b").contains("invalid text value 'a b'"));

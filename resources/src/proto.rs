@@ -35,7 +35,10 @@ pub(crate) fn ranges_from_proto(r: &pb::Ranges) -> Result<Ranges, String> {
 
 pub(crate) fn ranges_to_proto(r: &Ranges) -> pb::Ranges {
     pb::Ranges {
-        range: r.iter().map(|(begin, end)| pb::Range { begin, end }).collect(),
+        range: r
+            .iter()
+            .map(|(begin, end)| pb::Range { begin, end })
+            .collect(),
     }
 }
 
@@ -107,7 +110,11 @@ impl Resource {
         use pb::resource::Value as V;
         let fail = |reason: String| ResourceError::resource(&p.name, reason);
         let value = match &p.value {
-            None => return Err(fail("missing value (one of scalar, ranges, set)".to_string())),
+            None => {
+                return Err(fail(
+                    "missing value (one of scalar, ranges, set)".to_string(),
+                ));
+            }
             Some(V::Scalar(s)) => Value::Scalar(Scalar::from_thousandths(s.thousandths)),
             Some(V::Ranges(r)) => Value::Ranges(ranges_from_proto(r).map_err(fail)?),
             Some(V::Set(s)) => Value::Set(set_from_proto(s).map_err(fail)?),
@@ -189,11 +196,16 @@ mod tests {
         assert!(p.revocable);
         assert_eq!(
             p.value,
-            Some(pb::resource::Value::Scalar(pb::Scalar { thousandths: 1500 }))
+            Some(pb::resource::Value::Scalar(pb::Scalar {
+                thousandths: 1500
+            }))
         );
         let res = p.reservation.as_ref().unwrap();
         assert_eq!(res.r#type, pb::reservation::Type::Dynamic as i32);
-        assert_eq!((res.role.as_str(), res.principal.as_str()), ("spark", "ops"));
+        assert_eq!(
+            (res.role.as_str(), res.principal.as_str()),
+            ("spark", "ops")
+        );
         assert_eq!(
             res.labels,
             vec![pb::Label {
@@ -208,12 +220,20 @@ mod tests {
         let ranges = pb::Resource {
             name: "ports".into(),
             value: Some(pb::resource::Value::Ranges(pb::Ranges {
-                range: vec![pb::Range { begin: 3, end: 4 }, pb::Range { begin: 1, end: 2 }],
+                range: vec![
+                    pb::Range { begin: 3, end: 4 },
+                    pb::Range { begin: 1, end: 2 },
+                ],
             })),
             ..Default::default()
         };
-        let r = Resources::from_proto(&[scalar("cpus", 1000), scalar("cpus", 500), scalar("mem", 0), ranges])
-            .unwrap();
+        let r = Resources::from_proto(&[
+            scalar("cpus", 1000),
+            scalar("cpus", 500),
+            scalar("mem", 0),
+            ranges,
+        ])
+        .unwrap();
         assert_eq!(r.to_string(), "cpus:1.5;ports:[1-4]");
     }
 
@@ -224,7 +244,9 @@ mod tests {
             "invalid resource 'gpus:1.5': gpus must be a whole number"
         );
         assert!(err(&[scalar("cpus", u64::MAX)]).contains("overflows"));
-        assert!(err(&[scalar("cpus", 1_000_000_000_000_000), scalar("cpus", 1)]).contains("overflows"));
+        assert!(
+            err(&[scalar("cpus", 1_000_000_000_000_000), scalar("cpus", 1)]).contains("overflows")
+        );
         assert!(err(&[scalar("", 1)]).contains("empty name"));
         assert!(err(&[scalar("a b", 1)]).contains("invalid name 'a b'"));
         let none = pb::Resource {
@@ -255,7 +277,9 @@ mod tests {
             })),
             ..Default::default()
         };
-        assert!(err(&[scalar("foo", 1), mixed]).contains("'foo' is already held as scalar"));
+        assert!(
+            err(&[scalar("foo", 1), mixed]).contains("'foo' mixes value types (already scalar")
+        );
     }
 
     #[test]
@@ -282,10 +306,16 @@ mod tests {
         assert!(err(&[reserved(1, "*", "", &[])]).contains("invalid role '*'"));
         assert!(err(&[reserved(1, "spark", "ops", &[])]).contains("static reservation"));
         assert!(err(&[reserved(1, "spark", "", &[("a", "b")])]).contains("static reservation"));
-        assert!(err(&[reserved(2, "spark", "", &[("a", "b"), ("a", "c")])]).contains("duplicate label 'a'"));
+        assert!(
+            err(&[reserved(2, "spark", "", &[("a", "b"), ("a", "c")])])
+                .contains("duplicate label 'a'")
+        );
         assert!(err(&[reserved(2, "spark", "o p", &[])]).contains("invalid principal 'o p'"));
         let ok = Resources::from_proto(&[reserved(2, "spark", "ops", &[("a", "")])]).unwrap();
-        assert_eq!(ok.to_string(), "cpus(spark,dynamic,principal=ops,label=a=):1");
+        assert_eq!(
+            ok.to_string(),
+            "cpus(spark,dynamic,principal=ops,label=a=):1"
+        );
     }
 
     #[test]

@@ -174,7 +174,10 @@ mod tests {
 
     #[test]
     fn normalises() {
-        assert_eq!(r(&[(3, 4), (1, 2)]).iter().collect::<Vec<_>>(), vec![(1, 4)]);
+        assert_eq!(
+            r(&[(3, 4), (1, 2)]).iter().collect::<Vec<_>>(),
+            vec![(1, 4)]
+        );
         assert_eq!(
             r(&[(10, 20), (1, 2), (15, 30), (40, 40)])
                 .iter()
@@ -192,7 +195,10 @@ mod tests {
     #[test]
     fn reversed_is_an_error() {
         let e = Ranges::new([(30, 20)]).unwrap_err().to_string();
-        assert!(e.contains("30-20") && e.contains("begin is greater than end"), "{e}");
+        assert!(
+            e.contains("30-20") && e.contains("begin is greater than end"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -214,10 +220,16 @@ mod tests {
     #[test]
     fn subtraction() {
         let a = r(&[(1, 10)]);
-        assert_eq!(a.checked_sub(&r(&[(3, 4), (10, 10)])), Some(r(&[(1, 2), (5, 9)])));
+        assert_eq!(
+            a.checked_sub(&r(&[(3, 4), (10, 10)])),
+            Some(r(&[(1, 2), (5, 9)]))
+        );
         assert_eq!(a.checked_sub(&r(&[(9, 11)])), None);
         assert_eq!(a.difference(&r(&[(0, 2), (9, 11)])), r(&[(3, 8)]));
-        assert_eq!(a.intersection(&r(&[(0, 2), (9, 11)])), r(&[(1, 2), (9, 10)]));
+        assert_eq!(
+            a.intersection(&r(&[(0, 2), (9, 11)])),
+            r(&[(1, 2), (9, 10)])
+        );
         assert_eq!(
             r(&[(0, u64::MAX)]).difference(&r(&[(5, 5)])),
             r(&[(0, 4), (6, u64::MAX)])
@@ -231,12 +243,18 @@ mod tests {
         assert_eq!(a.take_first(3), Some(r(&[(80, 80), (21000, 21001)])));
         assert_eq!(a.take_first(8002), Some(a.clone()));
         assert_eq!(a.take_first(8003), None);
-        assert_eq!(r(&[(0, u64::MAX)]).take_first(u64::MAX), Some(r(&[(0, u64::MAX - 1)])));
+        assert_eq!(
+            r(&[(0, u64::MAX)]).take_first(u64::MAX),
+            Some(r(&[(0, u64::MAX - 1)]))
+        );
     }
 
     #[test]
     fn displays() {
-        assert_eq!(r(&[(80, 80), (21000, 29000)]).to_string(), "[80,21000-29000]");
+        assert_eq!(
+            r(&[(80, 80), (21000, 29000)]).to_string(),
+            "[80,21000-29000]"
+        );
         assert_eq!(Ranges::default().to_string(), "[]");
     }
 }

@@ -73,19 +73,16 @@ impl Resource {
     /// Checks every rule of a single resource, returning the bare reason.
     pub(crate) fn check(&self) -> Result<(), String> {
         check_name(&self.name)?;
-        if let Some((_, wanted)) = BUILT_INS.iter().find(|(n, _)| *n == self.name) {
-            if *wanted != self.value.type_name() {
-                let article = if *wanted == "scalar" { "a " } else { "" };
-                return Err(format!("{} must be {article}{wanted}", self.name));
-            }
+        if let Some((_, wanted)) = BUILT_INS.iter().find(|(n, _)| *n == self.name)
+            && *wanted != self.value.type_name()
+        {
+            let article = if *wanted == "scalar" { "a " } else { "" };
+            return Err(format!("{} must be {article}{wanted}", self.name));
         }
         match &self.value {
             Value::Scalar(s) => {
                 if *s > Scalar::MAX {
-                    return Err(format!(
-                        "value {s} overflows the maximum {}",
-                        Scalar::MAX
-                    ));
+                    return Err(format!("value {s} overflows the maximum {}", Scalar::MAX));
                 }
                 if self.name == "gpus" && !s.is_whole() {
                     return Err("gpus must be a whole number".to_string());
@@ -163,9 +160,15 @@ mod tests {
     #[test]
     fn displays_items() {
         assert_eq!(cpus(4000).to_string(), "cpus:4");
-        assert_eq!(cpus(2000).into_revocable().to_string(), "cpus(*,revocable):2");
+        assert_eq!(
+            cpus(2000).into_revocable().to_string(),
+            "cpus(*,revocable):2"
+        );
         let spark = Reservation::new(ReservationKind::Static, "spark");
-        assert_eq!(cpus(8000).reserved(spark.clone()).to_string(), "cpus(spark):8");
+        assert_eq!(
+            cpus(8000).reserved(spark.clone()).to_string(),
+            "cpus(spark):8"
+        );
         assert_eq!(
             cpus(8000).reserved(spark).into_revocable().to_string(),
             "cpus(spark,revocable):8"
@@ -178,12 +181,18 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "invalid resource 'gpus:1.5': gpus must be a whole number");
+        assert_eq!(
+            e,
+            "invalid resource 'gpus:1.5': gpus must be a whole number"
+        );
         let e = Resource::new("ports", Scalar::from_thousandths(1000))
             .validate()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("'ports:1'") && e.contains("ports must be ranges"), "{e}");
+        assert!(
+            e.contains("'ports:1'") && e.contains("ports must be ranges"),
+            "{e}"
+        );
         let e = Resource::new("cpus", Ranges::new([(1, 2)]).unwrap())
             .validate()
             .unwrap_err()
@@ -191,7 +200,10 @@ mod tests {
         assert!(e.contains("cpus must be a scalar"), "{e}");
         let e = cpus(u64::MAX).validate().unwrap_err().to_string();
         assert!(e.contains("overflows"), "{e}");
-        let e = Resource::new("", Scalar::ZERO).validate().unwrap_err().to_string();
+        let e = Resource::new("", Scalar::ZERO)
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty name"), "{e}");
         let e = cpus(1)
             .reserved(Reservation::new(ReservationKind::Static, "a b"))
@@ -199,13 +211,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("invalid role 'a b'"), "{e}");
-        assert!(Resource::new("gpus", Scalar::from_thousandths(2000)).validate().is_ok());
+        assert!(
+            Resource::new("gpus", Scalar::from_thousandths(2000))
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]
     fn canonical_order() {
         let spark = Reservation::new(ReservationKind::Static, "spark");
-        let mut v = vec![
+        let mut v = [
             Resource::new("bugs", Scalar::ZERO),
             cpus(1).reserved(spark.clone()),
             cpus(1).into_revocable(),

@@ -90,44 +90,46 @@ impl Resources {
         if r.value.is_empty() {
             return Ok(());
         }
-        let name = r.name.clone();
-        let added = r.value.type_name();
-        let item_text = |r: &Resource| item.map_or_else(|| r.to_string(), str::to_string);
-        let shown = r.clone();
-        self.merge(r).map_err(|e| match e {
-            MergeError::Mixed { existing } => ResourceError::MixedTypes {
-                item: item_text(&shown),
-                name,
-                existing,
-                added,
-            },
-            MergeError::Overflow => ResourceError::Overflow {
-                item: item_text(&shown),
-                max: Scalar::MAX,
-            },
+        self.merge(r).map_err(|failed| {
+            let (e, r) = *failed;
+            let item = item.map_or_else(|| r.to_string(), str::to_string);
+            match e {
+                MergeError::Mixed { existing } => ResourceError::MixedTypes {
+                    item,
+                    added: r.value.type_name(),
+                    name: r.name,
+                    existing,
+                },
+                MergeError::Overflow => ResourceError::Overflow {
+                    item,
+                    max: Scalar::MAX,
+                },
+            }
         })
     }
 
-    /// Merges a valid, non-empty entry into its slot.
-    fn merge(&mut self, r: Resource) -> Result<(), MergeError> {
+    /// Merges a valid, non-empty entry into its slot; on failure hands the entry back
+    /// (so the error can name it) and leaves the bag unchanged.
+    fn merge(&mut self, r: Resource) -> Result<(), Box<(MergeError, Resource)>> {
         if let Some(existing) = self
             .0
             .iter()
             .find(|e| e.name == r.name && !e.value.same_type(&r.value))
         {
-            return Err(MergeError::Mixed {
-                existing: existing.value.type_name(),
-            });
+            let existing = existing.value.type_name();
+            return Err(Box::new((MergeError::Mixed { existing }, r)));
         }
         match self.0.binary_search_by(|e| e.slot_cmp(&r)) {
             Ok(i) => {
                 if let Some(e) = self.0.get_mut(i) {
-                    e.value = e.value.checked_add(&r.value).map_err(|err| match err {
-                        AddError::Overflow => MergeError::Overflow,
-                        AddError::Mixed => MergeError::Mixed {
-                            existing: e.value.type_name(),
-                        },
-                    })?;
+                    match e.value.checked_add(&r.value) {
+                        Ok(sum) => e.value = sum,
+                        Err(AddError::Overflow) => return Err(Box::new((MergeError::Overflow, r))),
+                        Err(AddError::Mixed) => {
+                            let existing = e.value.type_name();
+                            return Err(Box::new((MergeError::Mixed { existing }, r)));
+                        }
+                    }
                 }
             }
             Err(i) => self.0.insert(i, r),
@@ -343,7 +345,10 @@ mod tests {
     fn addition_overflow_is_an_error() {
         let big = r("cpus:999999999999");
         let e = big.checked_add(&big).unwrap_err().to_string();
-        assert!(e.contains("'cpus:999999999999'") && e.contains("overflows"), "{e}");
+        assert!(
+            e.contains("'cpus:999999999999'") && e.contains("overflows"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -352,21 +357,29 @@ mod tests {
             .checked_add(&r("foo:[1-2]"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("'foo:[1-2]'") && e.contains("scalar") && e.contains("ranges"), "{e}");
+        assert!(
+            e.contains("'foo:[1-2]'") && e.contains("scalar") && e.contains("ranges"),
+            "{e}"
+        );
     }
 
     #[test]
     fn push_validates_and_merges() {
         let mut b = Resources::new();
-        b.push(Resource::new("cpus", Scalar::from_thousandths(1000))).unwrap();
-        b.push(Resource::new("cpus", Scalar::from_thousandths(500))).unwrap();
+        b.push(Resource::new("cpus", Scalar::from_thousandths(1000)))
+            .unwrap();
+        b.push(Resource::new("cpus", Scalar::from_thousandths(500)))
+            .unwrap();
         b.push(Resource::new("mem", Scalar::ZERO)).unwrap();
         assert_eq!(b, r("cpus:1.5"));
         let e = b
             .push(Resource::new("gpus", Scalar::from_thousandths(1500)))
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "invalid resource 'gpus:1.5': gpus must be a whole number");
+        assert_eq!(
+            e,
+            "invalid resource 'gpus:1.5': gpus must be a whole number"
+        );
         let e = b
             .push(Resource::new("cpus", Scalar::from_thousandths(u64::MAX)))
             .unwrap_err()
@@ -382,8 +395,10 @@ mod tests {
 
     #[test]
     fn filters() {
-        let all = r("cpus:1;cpus(eng):2;cpus(eng/ml):3;cpus(eng/ml2):4;cpus(eng/ml/x):5;\
-                     cpus(*,revocable):6;cpus(other,dynamic,principal=p):7");
+        let all = r(
+            "cpus:1;cpus(eng):2;cpus(eng/ml):3;cpus(eng/ml2):4;cpus(eng/ml/x):5;\
+                     cpus(*,revocable):6;cpus(other,dynamic,principal=p):7",
+        );
         assert_eq!(all.unreserved(), r("cpus:1;cpus(*,revocable):6"));
         assert_eq!(all.reserved_for("eng"), r("cpus(eng):2"));
         assert_eq!(
@@ -402,7 +417,10 @@ mod tests {
         let b = r("ports:[80];ports(web):[81-90];mem:1;bugs:{x}");
         assert_eq!(b.ranges("ports"), Ranges::new([(80, 90)]).unwrap());
         assert_eq!(b.ranges("mem"), Ranges::default());
-        assert_eq!(b.names().into_iter().collect::<Vec<_>>(), ["bugs", "mem", "ports"]);
+        assert_eq!(
+            b.names().into_iter().collect::<Vec<_>>(),
+            ["bugs", "mem", "ports"]
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ mod tests {
             ("a,b", "only letters"),
         ] {
             let e = validate_role(bad).unwrap_err().to_string();
-            assert!(e.contains(&format!("'{bad}'")) && e.contains(why), "{bad}: {e}");
+            assert!(
+                e.contains(&format!("'{bad}'")) && e.contains(why),
+                "{bad}: {e}"
+            );
         }
     }
 

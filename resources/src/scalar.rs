@@ -87,7 +87,7 @@ impl Scalar {
 
     /// Whether this is a whole number of units.
     pub fn is_whole(self) -> bool {
-        self.0 % SCALE == 0
+        self.0.is_multiple_of(SCALE)
     }
 }
 
@@ -218,7 +218,9 @@ pub(crate) fn parse_decimal_with_exponent(s: &str) -> Result<Scalar, DecimalErro
         .unwrap_or(i64::MAX)
         .min(64)
         .saturating_mul(if negative_exp { -1 } else { 1 });
-    let point = i64::try_from(int.len()).unwrap_or(i64::MAX).saturating_add(shift);
+    let point = i64::try_from(int.len())
+        .unwrap_or(i64::MAX)
+        .saturating_add(shift);
     if is_zero {
         return Ok(Scalar::ZERO);
     }
@@ -227,12 +229,18 @@ pub(crate) fn parse_decimal_with_exponent(s: &str) -> Result<Scalar, DecimalErro
         if point < -8 {
             return Ok(Scalar::ZERO);
         }
-        format!("0.{}{digits}", "0".repeat(usize::try_from(-point).unwrap_or(0)))
+        format!(
+            "0.{}{digits}",
+            "0".repeat(usize::try_from(-point).unwrap_or(0))
+        )
     } else if point >= len {
         if point > 64 {
             return Err(DecimalError::Overflow);
         }
-        format!("{digits}{}", "0".repeat(usize::try_from(point - len).unwrap_or(0)))
+        format!(
+            "{digits}{}",
+            "0".repeat(usize::try_from(point - len).unwrap_or(0))
+        )
     } else {
         let at = usize::try_from(point).unwrap_or(0);
         match (digits.get(..at), digits.get(at..)) {

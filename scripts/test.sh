@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace, as CI does (.ci/run calls this).
+#
+# Needs only a Rust toolchain: protoc is vendored by the build, cargo-nextest is installed
+# here when missing. End-to-end tests start real agora-master / agora-agent processes on
+# loopback, so the binaries are built first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found; install a Rust toolchain (https://rustup.rs)" >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  step "installing rustfmt and clippy"
+  rustup component add rustfmt clippy
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "building binaries for end-to-end tests"
+cargo build --workspace --bins
+
+step "tests (cargo nextest)"
+cargo nextest run --workspace --no-fail-fast "$@"
+
+step "doc tests"
+cargo test --workspace --doc
+
+echo
+echo "all checks passed"
