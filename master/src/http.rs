@@ -25,7 +25,6 @@ pub fn router(handle: MasterHandle) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/v1/state", get(state))
         .route("/api/v1/version", get(version))
-        .fallback(not_found)
         .with_state(handle)
 }
 
@@ -33,13 +32,23 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn not_found(uri: axum::http::Uri) -> Response {
-    error(StatusCode::NOT_FOUND, format!("no endpoint at {}", uri.path()))
+/// The one fallback of the shared port: gRPC callers get UNIMPLEMENTED in gRPC form, HTTP
+/// callers a JSON 404.
+pub async fn not_found(request: axum::extract::Request) -> Response {
+    let path = request.uri().path().to_string();
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented(format!("no gRPC method at {path}")).into_http();
+    }
+    error(StatusCode::NOT_FOUND, format!("no endpoint at {path}"))
 }
 
 async fn ask_state(handle: &MasterHandle) -> Result<v1::ClusterState, Response> {
-    match tokio::time::timeout(ACTOR_TIMEOUT, handle.ask(|reply| Command::State { reply })).await
-    {
+    match tokio::time::timeout(ACTOR_TIMEOUT, handle.ask(|reply| Command::State { reply })).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.message())),
         Err(_) => Err(error(

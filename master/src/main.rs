@@ -10,7 +10,11 @@ use anyhow::{Context, bail};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "agora-master", version, about = "Agora master: allocates cluster resources to frameworks")]
+#[command(
+    name = "agora-master",
+    version,
+    about = "Agora master: allocates cluster resources to frameworks"
+)]
 struct Flags {
     /// Address for gRPC and HTTP.
     #[arg(long, default_value = "127.0.0.1:5050")]
@@ -71,8 +75,7 @@ fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let flags = Flags::parse();
@@ -101,11 +104,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the master")?;
     tracing::info!(addr = %master.addr, master_id = %master.master_id, "agora-master listening (gRPC and HTTP)");
-    println!("agora-master listening on {} (gRPC, and HTTP at http://{}/)", master.addr, master.addr);
-    master
-        .serve(shutdown_signal())
-        .await
-        .context("serving")?;
+    println!(
+        "agora-master listening on {} (gRPC, and HTTP at http://{}/)",
+        master.addr, master.addr
+    );
+    master.serve(shutdown_signal()).await.context("serving")?;
     Ok(())
 }
 

@@ -8,9 +8,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the allocation cycle histogram buckets.
-const CYCLE_BUCKETS: [f64; 10] = [
-    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
-];
+const CYCLE_BUCKETS: [f64; 10] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
@@ -58,7 +56,9 @@ pub struct Gauges {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Prometheus text exposition format 0.0.4.
@@ -67,16 +67,36 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     let counter = |o: &mut String, name: &str, help: &str, v: u64| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
     };
-    counter(&mut o, "agora_offers_sent_total", "Offers sent to frameworks.", m.offers_sent);
-    counter(&mut o, "agora_offers_accepted_total", "Offers accepted.", m.offers_accepted);
-    counter(&mut o, "agora_offers_declined_total", "Offers declined.", m.offers_declined);
+    counter(
+        &mut o,
+        "agora_offers_sent_total",
+        "Offers sent to frameworks.",
+        m.offers_sent,
+    );
+    counter(
+        &mut o,
+        "agora_offers_accepted_total",
+        "Offers accepted.",
+        m.offers_accepted,
+    );
+    counter(
+        &mut o,
+        "agora_offers_declined_total",
+        "Offers declined.",
+        m.offers_declined,
+    );
     counter(
         &mut o,
         "agora_offers_rescinded_total",
         "Offers rescinded by the master.",
         m.offers_rescinded,
     );
-    counter(&mut o, "agora_tasks_launched_total", "Tasks sent to agents.", m.tasks_launched);
+    counter(
+        &mut o,
+        "agora_tasks_launched_total",
+        "Tasks sent to agents.",
+        m.tasks_launched,
+    );
     counter(
         &mut o,
         "agora_status_updates_total",
@@ -107,7 +127,10 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "# HELP agora_allocation_cycle_seconds Time of one allocation cycle.\n# TYPE agora_allocation_cycle_seconds histogram"
     );
     for (bound, v) in CYCLE_BUCKETS.iter().zip(m.cycle_buckets) {
-        let _ = writeln!(o, "agora_allocation_cycle_seconds_bucket{{le=\"{bound}\"}} {v}");
+        let _ = writeln!(
+            o,
+            "agora_allocation_cycle_seconds_bucket{{le=\"{bound}\"}} {v}"
+        );
     }
     let _ = writeln!(
         o,
@@ -130,7 +153,11 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     for (s, v) in &g.tasks_by_state {
         let _ = writeln!(o, "agora_tasks{{state=\"{s}\"}} {v}");
     }
-    gauge_header(&mut o, "agora_offers_outstanding", "Offers not yet answered.");
+    gauge_header(
+        &mut o,
+        "agora_offers_outstanding",
+        "Offers not yet answered.",
+    );
     let _ = writeln!(o, "agora_offers_outstanding {}", g.offers_outstanding);
     gauge_header(
         &mut o,
@@ -140,8 +167,14 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     for (kind, total, allocated, offered) in &g.resources {
         let k = escape(kind);
         let _ = writeln!(o, "agora_resources{{kind=\"{k}\",use=\"total\"}} {total}");
-        let _ = writeln!(o, "agora_resources{{kind=\"{k}\",use=\"allocated\"}} {allocated}");
-        let _ = writeln!(o, "agora_resources{{kind=\"{k}\",use=\"offered\"}} {offered}");
+        let _ = writeln!(
+            o,
+            "agora_resources{{kind=\"{k}\",use=\"allocated\"}} {allocated}"
+        );
+        let _ = writeln!(
+            o,
+            "agora_resources{{kind=\"{k}\",use=\"offered\"}} {offered}"
+        );
     }
     gauge_header(
         &mut o,
@@ -156,7 +189,11 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
             escape(kind)
         );
     }
-    gauge_header(&mut o, "agora_role_dominant_share", "Dominant share per role.");
+    gauge_header(
+        &mut o,
+        "agora_role_dominant_share",
+        "Dominant share per role.",
+    );
     for (role, share, weight) in &g.role_shares {
         let _ = writeln!(
             o,

@@ -83,12 +83,13 @@ impl RunningMaster {
             path: config.data_dir.display().to_string(),
             source,
         })?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let flags = flags_of(&config);
         let (master, handle, rx) = Master::new(config, clock)?;
@@ -104,7 +105,9 @@ impl RunningMaster {
             flags,
         )))
         .into_axum_router();
-        let router = grpc.merge(crate::http::router(handle.clone()));
+        let router = grpc
+            .merge(crate::http::router(handle.clone()))
+            .fallback(crate::http::not_found);
         Ok(Self {
             addr,
             handle,

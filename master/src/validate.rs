@@ -30,7 +30,9 @@ pub fn id(kind: &str, value: &str) -> Result<(), Status> {
         )));
     }
     if value == "." || value == ".." {
-        return Err(Status::invalid_argument(format!("{kind} '{value}' is not allowed")));
+        return Err(Status::invalid_argument(format!(
+            "{kind} '{value}' is not allowed"
+        )));
     }
     if let Some(c) = value
         .chars()
@@ -108,7 +110,9 @@ pub fn has_capability(info: &FrameworkInfo, cap: FrameworkCapability) -> bool {
 
 fn no_nul(field: &str, value: &str) -> Result<(), Status> {
     if value.contains('\0') {
-        return Err(Status::invalid_argument(format!("{field} contains a NUL byte")));
+        return Err(Status::invalid_argument(format!(
+            "{field} contains a NUL byte"
+        )));
     }
     Ok(())
 }
@@ -305,7 +309,10 @@ mod tests {
     fn tasks() {
         let r = task(&shell_task("t", "cpus:1;mem:32"), "a1").expect("valid");
         assert_eq!(r, Resources::parse("cpus:1;mem:32").expect("parse"));
-        assert_eq!(msg(task(&shell_task("", "cpus:1"), "a1")), "task id is empty");
+        assert_eq!(
+            msg(task(&shell_task("", "cpus:1"), "a1")),
+            "task id is empty"
+        );
         assert!(msg(task(&shell_task("t", "cpus:0"), "a1")).contains("asks for no resources"));
         let mut t = shell_task("t", "cpus:1");
         t.agent_id = "a2".into();

@@ -115,7 +115,10 @@ impl Master {
             .map(|a| a.tasks.clone())
             .unwrap_or_default();
         let status = match self.agents.get(&id) {
-            Some(a) => a.status.on(AgentEvent::Reregister).unwrap_or(AgentStatus::Registered),
+            Some(a) => a
+                .status
+                .on(AgentEvent::Reregister)
+                .unwrap_or(AgentStatus::Registered),
             None => AgentStatus::Registered,
         };
         let registered_at = self.agents.get(&id).map_or(now, |a| a.registered_at);
@@ -227,10 +230,7 @@ impl Master {
                     "the agent re-registered without this task: the launch was lost",
                 )
             } else {
-                (
-                    TaskState::Lost,
-                    "the agent re-registered without this task",
-                )
+                (TaskState::Lost, "the agent re-registered without this task")
             };
             self.fail_task(key, state, v1::StatusReason::AgentRestarted, msg);
         }
@@ -474,10 +474,7 @@ impl Master {
             self.apply_task_state(&key, &newer);
         }
 
-        let framework_live = self
-            .frameworks
-            .get(&status.framework_id)
-            .map(|f| f.status);
+        let framework_live = self.frameworks.get(&status.framework_id).map(|f| f.status);
         match framework_live {
             Some(FrameworkStatus::Connected) => {
                 let framework_id = status.framework_id.clone();
@@ -520,7 +517,10 @@ impl Master {
         validate::id("agent id", &r.agent_id)?;
         validate::id("framework id", &r.framework_id)?;
         if !self.agents.contains_key(&r.agent_id) {
-            return Err(Status::not_found(format!("unknown agent id '{}'", r.agent_id)));
+            return Err(Status::not_found(format!(
+                "unknown agent id '{}'",
+                r.agent_id
+            )));
         }
         if !self.frameworks.contains_key(&r.framework_id) {
             return Err(Status::not_found(format!(
@@ -545,7 +545,10 @@ impl Master {
         validate::id("agent id", &r.agent_id)?;
         validate::id("framework id", &r.framework_id)?;
         if !self.agents.contains_key(&r.agent_id) {
-            return Err(Status::not_found(format!("unknown agent id '{}'", r.agent_id)));
+            return Err(Status::not_found(format!(
+                "unknown agent id '{}'",
+                r.agent_id
+            )));
         }
         self.send_event(
             &r.framework_id,

@@ -87,9 +87,10 @@ impl Master {
                 .set_framework_active(&id, true)
                 .map_err(|e| Status::internal(e.to_string()))?;
             if let Some(fw) = self.frameworks.get_mut(&id) {
-                fw.status = fw.status.on(FrameworkEvent::Subscribe).map_err(|e| {
-                    Status::failed_precondition(format!("framework '{id}': {e}"))
-                })?;
+                fw.status = fw
+                    .status
+                    .on(FrameworkEvent::Subscribe)
+                    .map_err(|e| Status::failed_precondition(format!("framework '{id}': {e}")))?;
                 fw.info = info.clone();
                 fw.tx = Some(tx.clone());
                 fw.epoch = epoch;
@@ -158,7 +159,7 @@ impl Master {
                 self.remove_framework(&r.framework_id, "torn down by the framework");
                 Ok(CallReply::Done)
             }
-            SchedulerCall::Accept(r) => self.accept(r).map(CallReply::Accepted),
+            SchedulerCall::Accept(r) => self.accept(*r).map(CallReply::Accepted),
             SchedulerCall::Decline(r) => self.decline(r).map(|_| CallReply::Done),
             SchedulerCall::Revive(r) => {
                 self.connected_framework(&r.framework_id)?;
@@ -503,7 +504,7 @@ impl Master {
             )));
         }
         let agent_id = task.agent_id.clone();
-        let kill_policy = r.kill_policy.or_else(|| task.info.kill_policy);
+        let kill_policy = r.kill_policy.or(task.info.kill_policy);
         if !self.send_agent(
             &agent_id,
             v1::agent_command::Command::KillTask(v1::agent_command::KillTask {

@@ -56,7 +56,7 @@ pub struct AgentStream {
 #[derive(Debug)]
 pub enum SchedulerCall {
     Teardown(v1::TeardownRequest),
-    Accept(v1::AcceptRequest),
+    Accept(Box<v1::AcceptRequest>),
     Decline(v1::DeclineRequest),
     Revive(v1::ReviveRequest),
     Suppress(v1::SuppressRequest),
@@ -65,7 +65,7 @@ pub enum SchedulerCall {
     Acknowledge(v1::AcknowledgeRequest),
     Reconcile(v1::ReconcileRequest),
     Message(v1::MessageRequest),
-    UpdateFramework(v1::UpdateFrameworkRequest),
+    UpdateFramework(Box<v1::UpdateFrameworkRequest>),
 }
 
 #[derive(Debug, Default)]
@@ -473,7 +473,10 @@ impl Master {
                 attributes: agent.info.attributes.clone(),
             };
             let id = self.fresh_id('O');
-            let offer = v1::Offer { id: id.clone(), ..offer };
+            let offer = v1::Offer {
+                id: id.clone(),
+                ..offer
+            };
             self.offers.insert(
                 id.clone(),
                 OfferEntry {
@@ -562,7 +565,10 @@ impl Master {
         match tx.try_send(Ok(event)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                warn!(framework = framework_id, "event queue full; disconnecting the framework");
+                warn!(
+                    framework = framework_id,
+                    "event queue full; disconnecting the framework"
+                );
                 self.metrics.frameworks_disconnected_slow += 1;
                 let epoch = fw.epoch;
                 self.framework_stream_closed(framework_id, epoch);
@@ -589,7 +595,10 @@ impl Master {
             Ok(()) => true,
             Err(e) => {
                 if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                    warn!(agent = agent_id, "agent command queue full; disconnecting the agent");
+                    warn!(
+                        agent = agent_id,
+                        "agent command queue full; disconnecting the agent"
+                    );
                 }
                 let epoch = agent.epoch;
                 self.agent_stream_closed(agent_id, epoch);

@@ -68,7 +68,12 @@ impl Master {
                 }
             })
             .collect();
-        agents.sort_by(|a, b| a.info.as_ref().map(|i| &i.id).cmp(&b.info.as_ref().map(|i| &i.id)));
+        agents.sort_by(|a, b| {
+            a.info
+                .as_ref()
+                .map(|i| &i.id)
+                .cmp(&b.info.as_ref().map(|i| &i.id))
+        });
 
         let mut frameworks: Vec<v1::FrameworkState> = self
             .frameworks
@@ -102,7 +107,12 @@ impl Master {
                 }
             })
             .collect();
-        frameworks.sort_by(|a, b| a.info.as_ref().map(|i| &i.id).cmp(&b.info.as_ref().map(|i| &i.id)));
+        frameworks.sort_by(|a, b| {
+            a.info
+                .as_ref()
+                .map(|i| &i.id)
+                .cmp(&b.info.as_ref().map(|i| &i.id))
+        });
 
         let mut tasks: Vec<v1::TaskRecord> = self.tasks.values().map(task_record).collect();
         tasks.extend(self.completed.iter().map(task_record));
@@ -119,7 +129,12 @@ impl Master {
                 created_at_ms: o.created_at as i64,
             })
             .collect();
-        offers.sort_by(|a, b| a.offer.as_ref().map(|o| &o.id).cmp(&b.offer.as_ref().map(|o| &o.id)));
+        offers.sort_by(|a, b| {
+            a.offer
+                .as_ref()
+                .map(|o| &o.id)
+                .cmp(&b.offer.as_ref().map(|o| &o.id))
+        });
 
         v1::ClusterState {
             master_id: self.master_id.clone(),
@@ -192,8 +207,11 @@ impl Master {
         }
         for s in self.allocator.role_shares() {
             for name in s.allocated.names() {
-                g.role_allocated
-                    .push((s.role.clone(), name.to_string(), units(&s.allocated, name)));
+                g.role_allocated.push((
+                    s.role.clone(),
+                    name.to_string(),
+                    units(&s.allocated, name),
+                ));
             }
             g.role_shares.push((s.role, s.dominant_share, s.weight));
         }

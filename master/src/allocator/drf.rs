@@ -58,11 +58,7 @@ fn accounting(agent: &str, reason: impl std::fmt::Display) -> AllocatorError {
     }
 }
 
-fn add_into(
-    slot: &mut Resources,
-    extra: &Resources,
-    agent: &str,
-) -> Result<(), AllocatorError> {
+fn add_into(slot: &mut Resources, extra: &Resources, agent: &str) -> Result<(), AllocatorError> {
     *slot = slot.checked_add(extra).map_err(|e| accounting(agent, e))?;
     Ok(())
 }
@@ -212,7 +208,11 @@ impl DrfAllocator {
             resources,
             agent,
         )?;
-        add_into(fw.allocated.entry(role.to_string()).or_default(), resources, agent)?;
+        add_into(
+            fw.allocated.entry(role.to_string()).or_default(),
+            resources,
+            agent,
+        )?;
         add_into(
             self.role_allocated.entry(role.to_string()).or_default(),
             resources,
@@ -229,12 +229,12 @@ impl DrfAllocator {
         role: &str,
         resources: &Resources,
     ) -> Result<(), AllocatorError> {
-        if let Some(fw) = self.frameworks.get_mut(framework) {
-            if let Some(slot) = fw.allocated.get_mut(role) {
-                sub_from(slot, resources, agent)?;
-                if slot.is_empty() {
-                    fw.allocated.remove(role);
-                }
+        if let Some(fw) = self.frameworks.get_mut(framework)
+            && let Some(slot) = fw.allocated.get_mut(role)
+        {
+            sub_from(slot, resources, agent)?;
+            if slot.is_empty() {
+                fw.allocated.remove(role);
             }
         }
         if let Some(slot) = self.role_allocated.get_mut(role) {
@@ -389,10 +389,13 @@ impl Allocator for DrfAllocator {
         sub_from(&mut book.allocated, resources, agent)?;
         self.release(agent, framework, role, resources)?;
         if let (Some(until), Some(fw)) = (refuse_until, self.frameworks.get_mut(framework)) {
-            fw.filters.entry(agent.to_string()).or_default().push(Filter {
-                resources: resources.clone(),
-                until,
-            });
+            fw.filters
+                .entry(agent.to_string())
+                .or_default()
+                .push(Filter {
+                    resources: resources.clone(),
+                    until,
+                });
         }
         Ok(())
     }
@@ -556,7 +559,10 @@ mod tests {
         let offers = a.allocate(0);
         assert_eq!(offers.len(), 1);
         assert_eq!(offers[0].resources, res("cpus:4;mem:4096"));
-        assert!(a.allocate(0).is_empty(), "offered resources count as allocated");
+        assert!(
+            a.allocate(0).is_empty(),
+            "offered resources count as allocated"
+        );
     }
 
     #[test]
@@ -567,7 +573,8 @@ mod tests {
         a.add_framework("fa", spec(&["ra"])).unwrap();
         a.add_framework("fb", spec(&["rb"])).unwrap();
         // fa already uses a third of the cpus on a1.
-        a.add_allocated("a1", "fa", "ra", &res("cpus:3;mem:1")).unwrap();
+        a.add_allocated("a1", "fa", "ra", &res("cpus:3;mem:1"))
+            .unwrap();
         let offers = a.allocate(0);
         // Whichever agent comes first, the free part of a1 and all of a2 go to the role with
         // the lower share first; fb holds nothing so it is first in line.
@@ -628,7 +635,8 @@ mod tests {
         let again = a.allocate(1_000);
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].resources, o.resources);
-        a.recover("a1", "f", "r", &o.resources, Some(5_000)).unwrap();
+        a.recover("a1", "f", "r", &o.resources, Some(5_000))
+            .unwrap();
         assert!(a.allocate(4_999).is_empty());
         assert_eq!(a.allocate(5_000).len(), 1, "filter expired");
     }
@@ -643,7 +651,8 @@ mod tests {
         assert!(a.suppress("f", &["nope".to_string()]).is_err());
         a.revive("f", &[]).unwrap();
         let o = a.allocate(0).remove(0);
-        a.recover("a1", "f", "r", &o.resources, Some(u64::MAX)).unwrap();
+        a.recover("a1", "f", "r", &o.resources, Some(u64::MAX))
+            .unwrap();
         assert!(a.allocate(10).is_empty());
         a.revive("f", &[]).unwrap();
         assert_eq!(a.allocate(10).len(), 1);
@@ -652,7 +661,8 @@ mod tests {
     #[test]
     fn capabilities_gate_revocable_and_gpus_and_crumbs_are_not_offered() {
         let mut a = alloc(1);
-        a.add_agent("a1", res("cpus:1;gpus:2;cpus(*,revocable):2")).unwrap();
+        a.add_agent("a1", res("cpus:1;gpus:2;cpus(*,revocable):2"))
+            .unwrap();
         a.add_framework("plain", spec(&["r"])).unwrap();
         let o = a.allocate(0).remove(0);
         assert_eq!(o.resources, res("cpus:1"));

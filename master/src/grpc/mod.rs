@@ -23,7 +23,11 @@ pub struct ClosingStream<T> {
 }
 
 impl<T> ClosingStream<T> {
-    pub fn new(rx: mpsc::Receiver<Result<T, Status>>, handle: MasterHandle, on_close: Command) -> Self {
+    pub fn new(
+        rx: mpsc::Receiver<Result<T, Status>>,
+        handle: MasterHandle,
+        on_close: Command,
+    ) -> Self {
         Self {
             rx,
             on_close: Some((handle, on_close)),

@@ -64,16 +64,16 @@ impl Scheduler for SchedulerService {
         &self,
         r: Request<v1::AcceptRequest>,
     ) -> Result<Response<v1::AcceptResponse>, Status> {
-        match self.call(SchedulerCall::Accept(r.into_inner())).await? {
+        match self
+            .call(SchedulerCall::Accept(Box::new(r.into_inner())))
+            .await?
+        {
             CallReply::Accepted(resp) => Ok(Response::new(resp)),
             CallReply::Done => Ok(Response::new(v1::AcceptResponse::default())),
         }
     }
 
-    async fn decline(
-        &self,
-        r: Request<v1::DeclineRequest>,
-    ) -> Result<Response<v1::Empty>, Status> {
+    async fn decline(&self, r: Request<v1::DeclineRequest>) -> Result<Response<v1::Empty>, Status> {
         self.done(SchedulerCall::Decline(r.into_inner())).await
     }
 
@@ -113,10 +113,7 @@ impl Scheduler for SchedulerService {
         self.done(SchedulerCall::Reconcile(r.into_inner())).await
     }
 
-    async fn message(
-        &self,
-        r: Request<v1::MessageRequest>,
-    ) -> Result<Response<v1::Empty>, Status> {
+    async fn message(&self, r: Request<v1::MessageRequest>) -> Result<Response<v1::Empty>, Status> {
         self.done(SchedulerCall::Message(r.into_inner())).await
     }
 
@@ -124,7 +121,7 @@ impl Scheduler for SchedulerService {
         &self,
         r: Request<v1::UpdateFrameworkRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::UpdateFramework(r.into_inner()))
+        self.done(SchedulerCall::UpdateFramework(Box::new(r.into_inner())))
             .await
     }
 }

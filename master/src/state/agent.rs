@@ -38,18 +38,12 @@ impl AgentStatus {
         use AgentEvent::*;
         use AgentStatus::*;
         match (self, event) {
-            (Removed, _) => Err(AgentTransitionError {
-                state: self,
-                event,
-            }),
+            (Removed, _) => Err(AgentTransitionError { state: self, event }),
             (_, Reregister) => Ok(Registered),
             (Registered, StreamLost) => Ok(Disconnected),
             (Registered | Disconnected, HeartbeatsMissed) => Ok(Unreachable),
             (_, Remove) => Ok(Removed),
-            _ => Err(AgentTransitionError {
-                state: self,
-                event,
-            }),
+            _ => Err(AgentTransitionError { state: self, event }),
         }
     }
 

@@ -33,18 +33,12 @@ impl FrameworkStatus {
         use FrameworkEvent::*;
         use FrameworkStatus::*;
         match (self, event) {
-            (TornDown, _) => Err(FrameworkTransitionError {
-                state: self,
-                event,
-            }),
+            (TornDown, _) => Err(FrameworkTransitionError { state: self, event }),
             (_, Subscribe) => Ok(Connected),
             (Connected, StreamLost) => Ok(Disconnected),
             (Disconnected, FailoverExpired) => Ok(TornDown),
             (_, Teardown) => Ok(TornDown),
-            _ => Err(FrameworkTransitionError {
-                state: self,
-                event,
-            }),
+            _ => Err(FrameworkTransitionError { state: self, event }),
         }
     }
 

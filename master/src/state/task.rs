@@ -116,7 +116,16 @@ mod tests {
         let terminal: Vec<_> = ALL.into_iter().filter(|s| s.is_terminal()).collect();
         assert_eq!(
             terminal,
-            vec![Finished, Failed, Killed, Error, Lost, Dropped, Gone, GoneByOperator]
+            vec![
+                Finished,
+                Failed,
+                Killed,
+                Error,
+                Lost,
+                Dropped,
+                Gone,
+                GoneByOperator
+            ]
         );
         assert_eq!(state_name(Running), "RUNNING");
     }

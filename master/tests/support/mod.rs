@@ -15,9 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agora_proto::TaskState;
-use agora_proto::v1::{
-    self, Event, scheduler_client::SchedulerClient,
-};
+use agora_proto::v1::{self, Event, scheduler_client::SchedulerClient};
 use agora_resources::Resources;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
@@ -177,8 +175,12 @@ impl Cluster {
             format!("e2e-agent-{i}"),
         ];
         let log = self.dir.0.join(format!("agent-{i}.log"));
-        self.agents
-            .push(Proc::spawn(&format!("agent-{i}"), &binary("agora-agent"), &args, log));
+        self.agents.push(Proc::spawn(
+            &format!("agent-{i}"),
+            &binary("agora-agent"),
+            &args,
+            log,
+        ));
     }
 
     /// Restart the master on the same address and data directory.
@@ -221,7 +223,11 @@ impl Cluster {
         });
     }
 
-    pub fn wait_until(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_until(
+        &self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             let s = self.state();
@@ -230,7 +236,11 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("timed out waiting for {what}\nstate: {}\n{}", self.state(), self.logs());
+        panic!(
+            "timed out waiting for {what}\nstate: {}\n{}",
+            self.state(),
+            self.logs()
+        );
     }
 
     pub fn url(&self) -> String {
@@ -264,7 +274,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -318,7 +331,9 @@ pub fn shell_task(id: &str, resources: &str, cmd: &str) -> v1::TaskInfo {
 
 pub fn launch(tasks: Vec<v1::TaskInfo>) -> v1::Operation {
     v1::Operation {
-        operation: Some(v1::operation::Operation::Launch(v1::operation::Launch { tasks })),
+        operation: Some(v1::operation::Operation::Launch(v1::operation::Launch {
+            tasks,
+        })),
     }
 }
 
@@ -406,7 +421,11 @@ impl Framework {
     pub async fn wait_offers(&mut self, n: usize) -> Vec<v1::Offer> {
         let deadline = Instant::now() + WAIT;
         while self.offers.len() < n {
-            assert!(Instant::now() < deadline, "only {} offers arrived", self.offers.len());
+            assert!(
+                Instant::now() < deadline,
+                "only {} offers arrived",
+                self.offers.len()
+            );
             self.pump(Duration::from_millis(200)).await;
         }
         std::mem::take(&mut self.offers)
