@@ -130,9 +130,14 @@ pub const AGENT_RESOURCES: &str = "cpus:4;mem:1024;disk:1024;ports:[31000-31099]
 
 impl Cluster {
     pub fn start(agents: usize) -> Cluster {
+        Self::start_with(agents, &[])
+    }
+
+    /// Start with extra `agora-master` flags (e.g. short heartbeat timeouts).
+    pub fn start_with(agents: usize, extra: &[&str]) -> Cluster {
         let dir = TempDir::new("cluster");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let master_args = vec![
+        let mut master_args = vec![
             "--listen".to_string(),
             addr.to_string(),
             "--data-dir".to_string(),
@@ -140,6 +145,7 @@ impl Cluster {
             "--allocation-interval-ms".to_string(),
             "200".to_string(),
         ];
+        master_args.extend(extra.iter().map(|a| a.to_string()));
         let master = Proc::spawn(
             "master",
             &binary("agora-master"),
