@@ -7,6 +7,8 @@ use std::time::Duration;
 
 /// First delay of the agent's retry loops (reconnecting, re-sending status updates).
 pub const INITIAL_DELAY: Duration = Duration::from_millis(500);
+/// Smallest delay a [`Backoff`] ever returns.
+pub const MIN_DELAY: Duration = Duration::from_millis(1);
 /// Largest delay of the agent's retry loops.
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
@@ -19,9 +21,11 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// A backoff from `initial` doubling up to `max` (`max` wins if it is smaller).
+    /// A backoff from `initial` doubling up to `max` (`max` wins if it is smaller). Delays
+    /// are at least [`MIN_DELAY`], so a retry loop can never spin.
     pub fn new(initial: Duration, max: Duration) -> Backoff {
-        let initial = initial.min(max);
+        let max = max.max(MIN_DELAY);
+        let initial = initial.clamp(MIN_DELAY, max);
         Backoff {
             initial,
             max,
@@ -88,6 +92,13 @@ mod tests {
         let mut b = Backoff::new(ms(50), ms(20));
         assert_eq!(b.next_delay(), ms(20));
         assert_eq!(b.next_delay(), ms(20));
+    }
+
+    #[test]
+    fn zero_is_raised_to_the_minimum() {
+        let mut b = Backoff::new(Duration::ZERO, Duration::ZERO);
+        assert_eq!(b.next_delay(), MIN_DELAY);
+        assert_eq!(b.next_delay(), MIN_DELAY);
     }
 
     #[test]

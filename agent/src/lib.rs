@@ -41,6 +41,8 @@ pub mod state;
 pub mod status_update;
 pub mod task;
 
-pub use agent::{AgentConfig, AgentError, AgentExit, MasterAddr, run};
+pub use agent::{
+    AgentConfig, AgentError, AgentExit, MasterAddr, run, run_with_process_containerizer,
+};
 pub use containerizer::process::ProcessContainerizer;
 pub use containerizer::{Container, Containerizer, LaunchError, LaunchSpec, Termination};

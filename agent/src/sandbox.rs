@@ -63,7 +63,11 @@ pub fn validate_id(kind: IdKind, id: &str) -> Result<(), InvalidId> {
 }
 
 /// The sandbox directory of a task under `work_dir`, after validating both ids.
-pub fn sandbox_dir(work_dir: &Path, framework_id: &str, task_id: &str) -> Result<PathBuf, InvalidId> {
+pub fn sandbox_dir(
+    work_dir: &Path,
+    framework_id: &str,
+    task_id: &str,
+) -> Result<PathBuf, InvalidId> {
     validate_id(IdKind::Framework, framework_id)?;
     validate_id(IdKind::Task, task_id)?;
     Ok(work_dir.join("sandboxes").join(framework_id).join(task_id))
@@ -75,7 +79,15 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_ids() {
-        for id in ["t1", "web.1", "a-b_c", "..x", "x..", "ünïcode", &"a".repeat(255)] {
+        for id in [
+            "t1",
+            "web.1",
+            "a-b_c",
+            "..x",
+            "x..",
+            "ünïcode",
+            &"a".repeat(255),
+        ] {
             assert_eq!(validate_id(IdKind::Task, id), Ok(()), "{id}");
         }
     }

@@ -229,7 +229,7 @@ impl UpdateQueues {
 pub enum ReconcileScope {
     /// Every task with a pending terminal update.
     AllEnded,
-    /// These task ids (any framework); ids with no pending update are answered LOST.
+    /// These task ids (any framework); ids with no pending update are only logged.
     Ids(Vec<String>),
 }
 
@@ -322,8 +322,8 @@ impl StatusUpdates {
         .await;
     }
 
-    /// Sends an update once, without queueing or waiting for an acknowledgement (answers
-    /// to reconciliation carry no uuid).
+    /// Sends an update once, without queueing or re-sending it (answers to
+    /// reconciliation).
     pub async fn send_once(&self, status: TaskStatus) {
         self.send(Msg::SendOnce(status)).await;
     }
@@ -453,7 +453,7 @@ impl Manager {
             } => self.send_done(key, &uuid, epoch, result, now),
             Msg::Drain { timeout, reply } => {
                 self.draining = true;
-                self.drain_deadline = Some(now + timeout);
+                self.drain_deadline = Some(later(now, timeout));
                 self.drain_reply = Some(reply);
             }
             Msg::Pending { reply } => {
@@ -546,7 +546,7 @@ impl Manager {
             latest_state,
         };
         flight.in_flight = true;
-        flight.next_attempt = now + flight.backoff.next_delay();
+        flight.next_attempt = later(now, flight.backoff.next_delay());
         let uuid = flight.uuid.clone();
         tracing::debug!(task = %key, uuid, "sending status update");
         let Some(tx) = self.self_tx.upgrade() else {
@@ -631,48 +631,37 @@ impl Manager {
     }
 
     fn reconcile(&self, scope: ReconcileScope) {
-        let Some(link) = &self.link else {
-            return;
-        };
-        let agent_id = link.agent_id.clone();
-        let mut answers = Vec::new();
+        // Answers are fresh updates (new uuid: the master refuses empty ones) sent once;
+        // their acknowledgements find no pending update and are ignored.
         let reconciled = |latest: &TaskStatus| TaskStatus {
-            uuid: String::new(),
+            uuid: uuid::Uuid::new_v4().to_string(),
             reason: StatusReason::Reconciliation as i32,
             timestamp_ms: now_ms(),
             ..latest.clone()
         };
+        let mut answers = Vec::new();
         match scope {
             ReconcileScope::AllEnded => {
                 for key in self.queues.keys() {
-                    if let Some(latest) = self.queues.latest(key) {
-                        if state_of(latest).is_terminal() {
-                            answers.push(reconciled(latest));
-                        }
+                    if let Some(latest) = self.queues.latest(key)
+                        && state_of(latest).is_terminal()
+                    {
+                        answers.push(reconciled(latest));
                     }
                 }
             }
             ReconcileScope::Ids(ids) => {
                 for id in ids {
-                    let mut found = false;
+                    let before = answers.len();
                     for key in self.queues.keys().filter(|k| k.task_id == id) {
                         if let Some(latest) = self.queues.latest(key) {
                             answers.push(reconciled(latest));
-                            found = true;
                         }
                     }
-                    if !found {
-                        let mut lost = new_status(
-                            &TaskKey::new("", id),
-                            &agent_id,
-                            Report::new(
-                                TaskState::Lost,
-                                StatusReason::TaskUnknown,
-                                "task unknown to the agent",
-                            ),
-                        );
-                        lost.uuid.clear();
-                        answers.push(lost);
+                    if answers.len() == before {
+                        // Without a framework id there is no valid update to send; the
+                        // master knows the agent does not list the task.
+                        tracing::info!(task_id = %id, "reconciliation for a task unknown to the agent");
                     }
                 }
             }
@@ -694,6 +683,12 @@ impl Manager {
             self.drain_deadline = None;
         }
     }
+}
+
+/// `now + delay`, saturating at a year from now instead of overflowing.
+fn later(now: Instant, delay: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    now.checked_add(delay.min(YEAR)).unwrap_or(now)
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -802,7 +797,10 @@ mod tests {
     }
 
     impl StatusSink for Recorder {
-        fn send(&self, request: StatusUpdateRequest) -> BoxFuture<'static, Result<(), tonic::Status>> {
+        fn send(
+            &self,
+            request: StatusUpdateRequest,
+        ) -> BoxFuture<'static, Result<(), tonic::Status>> {
             if let Ok(mut sent) = self.sent.lock() {
                 sent.push((Instant::now(), request));
             }
@@ -836,7 +834,10 @@ mod tests {
     }
 
     fn uuid_of(req: &StatusUpdateRequest) -> String {
-        req.status.as_ref().map(|s| s.uuid.clone()).unwrap_or_default()
+        req.status
+            .as_ref()
+            .map(|s| s.uuid.clone())
+            .unwrap_or_default()
     }
 
     async fn next_send(rx: &mut mpsc::UnboundedReceiver<()>) {
@@ -860,8 +861,10 @@ mod tests {
         // Only the oldest update was sent, 4 times, with growing gaps.
         assert!(log.iter().all(|(_, r)| uuid_of(r) == s1.uuid));
         assert!(log.iter().all(|(_, r)| r.agent_id == "a1"));
+        // The first send may precede the second enqueue; later ones know RUNNING is next.
         assert!(
-            log.iter()
+            log[1..]
+                .iter()
                 .all(|(_, r)| r.latest_state == TaskState::Running as i32)
         );
         let gaps: Vec<Duration> = log.windows(2).map(|w| w[1].0 - w[0].0).collect();
@@ -929,12 +932,8 @@ mod tests {
         let (updates, _task) = StatusUpdates::spawn(fast());
         let (rec, _rx) = recorder();
         updates.connected(rec.clone(), "a1".into()).await;
-        updates
-            .enqueue(status("fw", "t", TaskState::Running))
-            .await;
-        updates
-            .enqueue(status("fw", "t", TaskState::Killed))
-            .await;
+        updates.enqueue(status("fw", "t", TaskState::Running)).await;
+        updates.enqueue(status("fw", "t", TaskState::Killed)).await;
         let left = updates.drain(Duration::from_secs(5)).await;
         assert_eq!(left, 0);
         let states: Vec<i32> = sent(&rec)
@@ -947,9 +946,7 @@ mod tests {
     #[tokio::test]
     async fn drain_gives_up_at_its_deadline() {
         let (updates, _task) = StatusUpdates::spawn(fast());
-        updates
-            .enqueue(status("fw", "t", TaskState::Running))
-            .await;
+        updates.enqueue(status("fw", "t", TaskState::Running)).await;
         let left = updates.drain(Duration::from_millis(100)).await;
         assert_eq!(left, 1);
     }

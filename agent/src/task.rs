@@ -265,14 +265,18 @@ pub fn transition(phase: &Phase, event: Event) -> Result<(Phase, Vec<Effect>), I
             vec![Effect::Report(Report::new(
                 TaskState::Killed,
                 k.cause.reason(),
-                format!("{} before it started (launch failed: {error})", k.cause.describe()),
+                format!(
+                    "{} before it started (launch failed: {error})",
+                    k.cause.describe()
+                ),
             ))],
         ),
-        (Launching { kill: None }, Event::KillRequested(k)) => (Launching { kill: Some(k) }, vec![]),
-        // A second kill changes nothing: the first one is already under way.
-        (Launching { kill: Some(_) }, Event::KillRequested(_)) | (Killing { .. }, Event::KillRequested(_)) => {
-            (phase.clone(), vec![])
+        (Launching { kill: None }, Event::KillRequested(k)) => {
+            (Launching { kill: Some(k) }, vec![])
         }
+        // A second kill changes nothing: the first one is already under way.
+        (Launching { kill: Some(_) }, Event::KillRequested(_))
+        | (Killing { .. }, Event::KillRequested(_)) => (phase.clone(), vec![]),
         (Running, Event::KillRequested(k)) => (
             Killing { cause: k.cause },
             vec![Effect::Kill { grace: k.grace }],
@@ -421,7 +425,10 @@ mod tests {
 
     #[test]
     fn kill_while_running_ends_killed() {
-        let (p, fx) = step(&Phase::Running, Event::KillRequested(kill(KillCause::Framework)));
+        let (p, fx) = step(
+            &Phase::Running,
+            Event::KillRequested(kill(KillCause::Framework)),
+        );
         assert_eq!(
             p,
             Phase::Killing {
@@ -444,7 +451,10 @@ mod tests {
 
     #[test]
     fn kill_during_launch_is_deferred() {
-        let (p, fx) = step(&Phase::new(), Event::KillRequested(kill(KillCause::AgentStopping)));
+        let (p, fx) = step(
+            &Phase::new(),
+            Event::KillRequested(kill(KillCause::AgentStopping)),
+        );
         assert!(fx.is_empty());
         assert_eq!(p.reported_state(), TaskState::Starting);
         // A second kill is idempotent.
@@ -474,7 +484,10 @@ mod tests {
 
     #[test]
     fn kill_then_launch_failure_is_killed() {
-        let (p, _) = step(&Phase::new(), Event::KillRequested(kill(KillCause::FrameworkShutdown)));
+        let (p, _) = step(
+            &Phase::new(),
+            Event::KillRequested(kill(KillCause::FrameworkShutdown)),
+        );
         let (p, fx) = step(
             &p,
             Event::LaunchFailed {
@@ -511,7 +524,10 @@ mod tests {
             (killing, Event::LaunchFailed { error: "x".into() }),
             (terminated.clone(), Event::Launched),
             (terminated.clone(), Event::Exited(Termination::Exited(0))),
-            (terminated.clone(), Event::KillRequested(kill(KillCause::Framework))),
+            (
+                terminated.clone(),
+                Event::KillRequested(kill(KillCause::Framework)),
+            ),
             (terminated, Event::LaunchFailed { error: "x".into() }),
         ];
         for (phase, event) in cases {

@@ -159,10 +159,10 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
             "task '{task_id}': fetching URIs is not supported by this master yet"
         )));
     }
-    if !cmd.user.is_empty() {
-        return Err(Status::unimplemented(format!(
-            "task '{task_id}': running a task as another user ('{}') is not supported yet",
-            cmd.user
+    if cmd.user.len() > 32 || cmd.user.contains(['/', ':', '\0']) {
+        return Err(Status::invalid_argument(format!(
+            "task '{task_id}' command user '{}' is not a valid user name",
+            cmd.user.escape_debug()
         )));
     }
     Ok(())

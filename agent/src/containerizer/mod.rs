@@ -257,23 +257,23 @@ pub enum LaunchError {
     #[error(transparent)]
     InvalidId(#[from] InvalidId),
     /// The sandbox directory could not be prepared.
-    #[error("cannot prepare sandbox {path}: {source}")]
+    #[error("cannot prepare sandbox {path}: {error}")]
     Sandbox {
         /// The path involved.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The task's user does not exist on this host.
     #[error("user {0:?} does not exist on this host")]
     UnknownUser(String),
     /// Looking up the task's user failed.
-    #[error("cannot look up user {user:?}: {source}")]
+    #[error("cannot look up user {user:?}: {error}")]
     UserLookup {
         /// The user.
         user: String,
         /// The OS error.
-        source: nix::Error,
+        error: nix::Error,
     },
     /// The agent is not root and cannot run tasks as another user.
     #[error("agent runs as uid {agent_uid} and cannot run tasks as user {user:?}")]
@@ -284,22 +284,22 @@ pub enum LaunchError {
         agent_uid: u32,
     },
     /// The sandbox could not be given to the task's user.
-    #[error("cannot give {path} to user {user:?}: {source}")]
+    #[error("cannot give {path} to user {user:?}: {error}")]
     Chown {
         /// The path.
         path: PathBuf,
         /// The user.
         user: String,
         /// The OS error.
-        source: nix::Error,
+        error: nix::Error,
     },
     /// fork/exec failed (e.g. the program does not exist).
-    #[error("cannot start {program:?}: {source}")]
+    #[error("cannot start {program:?}: {error}")]
     Spawn {
         /// The executable.
         program: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -307,7 +307,10 @@ pub enum LaunchError {
 pub trait Containerizer: Send + Sync + 'static {
     /// Creates the task's sandbox and starts its command. Resolves once the command runs
     /// (or could not be started). The returned future must not borrow `self`.
-    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'static, Result<Arc<dyn Container>, LaunchError>>;
+    fn launch(
+        &self,
+        spec: LaunchSpec,
+    ) -> BoxFuture<'static, Result<Arc<dyn Container>, LaunchError>>;
 }
 
 /// A running (or ended) task container.
@@ -380,7 +383,8 @@ mod tests {
     #[test]
     fn ports_become_environment() {
         let mut task = shell_task("t", "true");
-        task.resources.push(ports(&[(31005, 31006), (31000, 31000)]));
+        task.resources
+            .push(ports(&[(31005, 31006), (31000, 31000)]));
         let spec = LaunchSpec::from_task(&framework(), &task, "a1").expect("valid task");
         assert_eq!(spec.ports, vec![31000, 31005, 31006]);
         let env = spec.agora_environment(std::path::Path::new("/w/s"));
@@ -427,7 +431,10 @@ mod tests {
         bad_fw.id = String::new();
         let err = LaunchSpec::from_task(&bad_fw, &shell_task("t", "true"), "a")
             .expect_err("empty framework id");
-        assert_eq!(err.to_string(), "invalid framework id \"\": must not be empty");
+        assert_eq!(
+            err.to_string(),
+            "invalid framework id \"\": must not be empty"
+        );
 
         let mut no_cmd = shell_task("t", "true");
         no_cmd.command = None;

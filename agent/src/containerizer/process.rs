@@ -13,6 +13,7 @@
 //! both gaps later.
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -22,7 +23,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
-use nix::unistd::{Pid, Uid, User, chown};
+use nix::unistd::{Gid, Pid, Uid, User, chown, fchown};
 use tokio::process::Command;
 use tokio::sync::watch;
 
@@ -73,9 +74,9 @@ fn resolve_user(user: Option<&str>) -> Result<Option<RunAs>, LaunchError> {
         return Ok(None);
     };
     let entry = User::from_name(name)
-        .map_err(|source| LaunchError::UserLookup {
+        .map_err(|error| LaunchError::UserLookup {
             user: name.to_string(),
-            source,
+            error,
         })?
         .ok_or_else(|| LaunchError::UnknownUser(name.to_string()))?;
     let agent_uid = Uid::current();
@@ -97,22 +98,54 @@ fn resolve_user(user: Option<&str>) -> Result<Option<RunAs>, LaunchError> {
 }
 
 fn sandbox_error(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
-    move |source| LaunchError::Sandbox {
+    move |error| LaunchError::Sandbox {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
+/// A fresh output file. Whatever a previous run of the same task left at `path` (possibly
+/// a symlink planted by the task) is removed, and the new file is created exclusively, so
+/// the agent never writes through a link.
+fn create_output(path: &Path) -> Result<File, LaunchError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(sandbox_error(path)(e)),
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(path)
+        .map_err(sandbox_error(path))
+}
+
+fn give_fd_to(file: &File, path: &Path, run_as: &RunAs) -> Result<(), LaunchError> {
+    fchown(
+        file,
+        Some(Uid::from_raw(run_as.uid)),
+        Some(Gid::from_raw(run_as.gid)),
+    )
+    .map_err(|error| LaunchError::Chown {
+        path: path.to_path_buf(),
+        user: run_as.name.clone(),
+        error,
+    })
+}
+
+/// Gives a directory the agent just created (its parent is the agent's) to the task's user.
 fn give_to(path: &Path, run_as: &RunAs) -> Result<(), LaunchError> {
     chown(
         path,
         Some(Uid::from_raw(run_as.uid)),
-        Some(nix::unistd::Gid::from_raw(run_as.gid)),
+        Some(Gid::from_raw(run_as.gid)),
     )
-    .map_err(|source| LaunchError::Chown {
+    .map_err(|error| LaunchError::Chown {
         path: path.to_path_buf(),
         user: run_as.name.clone(),
-        source,
+        error,
     })
 }
 
@@ -122,12 +155,12 @@ fn start(work_dir: &Path, spec: &LaunchSpec) -> Result<Arc<dyn Container>, Launc
     std::fs::create_dir_all(&sandbox).map_err(sandbox_error(&sandbox))?;
     let stdout_path = sandbox.join("stdout");
     let stderr_path = sandbox.join("stderr");
-    let stdout = File::create(&stdout_path).map_err(sandbox_error(&stdout_path))?;
-    let stderr = File::create(&stderr_path).map_err(sandbox_error(&stderr_path))?;
+    let stdout = create_output(&stdout_path)?;
+    let stderr = create_output(&stderr_path)?;
     if let Some(run_as) = &run_as {
-        for path in [&sandbox, &stdout_path, &stderr_path] {
-            give_to(path, run_as)?;
-        }
+        give_to(&sandbox, run_as)?;
+        give_fd_to(&stdout, &stdout_path, run_as)?;
+        give_fd_to(&stderr, &stderr_path, run_as)?;
     }
 
     let mut cmd = match &spec.program {
@@ -160,9 +193,9 @@ fn start(work_dir: &Path, spec: &LaunchSpec) -> Result<Arc<dyn Container>, Launc
     }
     cmd.envs(spec.agora_environment(&sandbox));
 
-    let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+    let mut child = cmd.spawn().map_err(|error| LaunchError::Spawn {
         program: spec.program.executable().to_string(),
-        source,
+        error,
     })?;
     // A freshly spawned child always has an id; it is only cleared once reaped.
     let pid = child.id().unwrap_or(0);
@@ -173,8 +206,10 @@ fn start(work_dir: &Path, spec: &LaunchSpec) -> Result<Arc<dyn Container>, Launc
             Ok(status) => termination_of(status),
             Err(e) => Termination::Unknown(format!("waiting for pid {pid} failed: {e}")),
         };
-        // The main process is gone: destroy what is left of its process group.
+        // The main process is gone: destroy what is left of its process group, and wait
+        // (bounded) until the group is empty so "ended" means no process is left.
         signal_group(pid, Signal::SIGKILL);
+        wait_group_empty(pid).await;
         tx.send_replace(Some(termination));
     });
     Ok(Arc::new(ProcessContainer { pid, sandbox, rx }))
@@ -202,6 +237,67 @@ fn signal_group(pgid: u32, signal: Signal) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(e) => tracing::warn!(pgid, %signal, error = %e, "cannot signal process group"),
     }
+}
+
+/// How long the reaper waits for a killed process group to disappear.
+const GROUP_EXIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Waits until no live process of group `pgid` is left (they were sent SIGKILL), at most
+/// [`GROUP_EXIT_TIMEOUT`]. Zombies count as gone: they are dead and wait only for their new
+/// parent (init, which may reap lazily) to collect them.
+async fn wait_group_empty(pgid: u32) {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return;
+    };
+    if raw <= 1 {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + GROUP_EXIT_TIMEOUT;
+    while group_has_live_member(raw) {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                pgid,
+                "processes of the task's group still run after SIGKILL"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether a process of group `pgid` exists that is not a zombie.
+fn group_has_live_member(pgid: i32) -> bool {
+    // Signal 0 only checks that the group has a member (zombies included).
+    if killpg(Pid::from_raw(pgid), None).is_err() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat_group_and_state(&stat))
+            .is_some_and(|(group, state)| group == pgid && state != 'Z')
+    })
+}
+
+/// Process group and state of a `/proc/<pid>/stat` line. The command name (field 2) may
+/// hold spaces and parentheses, so fields are counted after its last ')'.
+fn stat_group_and_state(stat: &str) -> Option<(i32, char)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((pgrp, state))
 }
 
 /// One task's process group.
@@ -248,9 +344,33 @@ impl Container for ProcessContainer {
             if let Ok(t) = tokio::time::timeout(grace, wait_termination(&mut rx)).await {
                 return t;
             }
-            tracing::info!(pid, grace_ms = grace.as_millis(), "task outlived its grace period; sending SIGKILL");
+            tracing::info!(
+                pid,
+                grace_ms = grace.as_millis(),
+                "task outlived its grace period; sending SIGKILL"
+            );
             signal_group(pid, Signal::SIGKILL);
             wait_termination(&mut rx).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_stat() {
+        let line = "4242 (we(ird) name) S 1 4240 4240 0 -1 4194560 88 0 0 0";
+        assert_eq!(stat_group_and_state(line), Some((4240, 'S')));
+        assert_eq!(stat_group_and_state("1 (init) Z 0 7 7"), Some((7, 'Z')));
+        assert_eq!(stat_group_and_state("garbage"), None);
+        assert_eq!(stat_group_and_state("1 (x) S 0 notanumber"), None);
+    }
+
+    #[test]
+    fn own_group_has_a_live_member() {
+        let own = nix::unistd::getpgrp().as_raw();
+        assert!(group_has_live_member(own));
     }
 }

@@ -1,0 +1,306 @@
+//! Wiring and life of one agent: [`run`] starts the status update manager, the state actor
+//! and the master link, waits for a shutdown (the caller's signal or the master's
+//! `Shutdown`), kills every task and stops.
+//!
+//! Owns the agent's configuration ([`AgentConfig`]) and nothing mutable: all run-time state
+//! lives in the actors. It must never touch tasks or the network directly.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_proto::v1::AgentInfo;
+use agora_resources::{Attributes, Resources};
+use tokio::sync::mpsc;
+
+use crate::containerizer::Containerizer;
+use crate::containerizer::process::ProcessContainerizer;
+use crate::master_link::{LinkConfig, MasterLink};
+use crate::state::AgentState;
+use crate::status_update::{StatusUpdates, UpdateConfig};
+use crate::task::{KillCause, MAX_GRACE};
+
+/// A master's `HOST:PORT` (an `http://` prefix is accepted and dropped).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MasterAddr {
+    authority: String,
+}
+
+/// A `HOST:PORT` that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid address {input:?}: {reason}")]
+pub struct AddrError {
+    /// The text given.
+    pub input: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl MasterAddr {
+    /// The gRPC endpoint URI, `http://HOST:PORT`.
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.authority)
+    }
+
+    /// `HOST:PORT`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+}
+
+impl fmt::Display for MasterAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.authority)
+    }
+}
+
+impl FromStr for MasterAddr {
+    type Err = AddrError;
+
+    fn from_str(s: &str) -> Result<MasterAddr, AddrError> {
+        let err = |reason: &str| AddrError {
+            input: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let trimmed = s.trim();
+        let bare = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+        let bare = bare.strip_suffix('/').unwrap_or(bare);
+        if bare.is_empty() {
+            return Err(err("empty"));
+        }
+        if bare.contains("://") {
+            return Err(err(
+                "only plain HOST:PORT (or http://HOST:PORT) is supported",
+            ));
+        }
+        if bare.contains('/') || bare.contains('@') || bare.contains('?') {
+            return Err(err("expected HOST:PORT without a path"));
+        }
+        let uri: tonic::transport::Uri = format!("http://{bare}")
+            .parse()
+            .map_err(|e| err(&format!("{e}")))?;
+        let Some(authority) = uri.authority() else {
+            return Err(err("expected HOST:PORT"));
+        };
+        if authority.host().is_empty() {
+            return Err(err("missing host"));
+        }
+        match authority.port_u16() {
+            None => return Err(err("missing port")),
+            Some(0) => return Err(err("port 0 is not allowed")),
+            Some(_) => {}
+        }
+        Ok(MasterAddr {
+            authority: authority.as_str().to_string(),
+        })
+    }
+}
+
+/// Everything an agent needs to run. Build it with [`AgentConfig::new`] (or from the command
+/// line with [`crate::cli::AgentArgs::into_config`]) and adjust the public fields.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Masters, tried in order. Must not be empty.
+    pub masters: Vec<MasterAddr>,
+    /// Work directory; sandboxes live under `<work_dir>/sandboxes/`.
+    pub work_dir: PathBuf,
+    /// The agent's total resources (already completed by detection, if wanted).
+    pub resources: Resources,
+    /// The agent's attributes.
+    pub attributes: Attributes,
+    /// Hostname reported to the master.
+    pub hostname: String,
+    /// Address reported to the master as the agent's own endpoint (`AgentInfo.address`);
+    /// empty: none. The skeleton serves nothing there yet.
+    pub advertise_address: String,
+    /// Timing of the master link.
+    pub link: LinkConfig,
+    /// Timing and limits of the status update manager.
+    pub updates: UpdateConfig,
+    /// On a local stop (signal), how long to keep delivering the final status updates.
+    pub drain_timeout: Duration,
+}
+
+impl AgentConfig {
+    /// A configuration with default timing.
+    pub fn new(
+        masters: Vec<MasterAddr>,
+        work_dir: impl Into<PathBuf>,
+        resources: Resources,
+        attributes: Attributes,
+        hostname: impl Into<String>,
+    ) -> AgentConfig {
+        AgentConfig {
+            masters,
+            work_dir: work_dir.into(),
+            resources,
+            attributes,
+            hostname: hostname.into(),
+            advertise_address: String::new(),
+            link: LinkConfig::default(),
+            updates: UpdateConfig::default(),
+            drain_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The `AgentInfo` sent when registering (without an id).
+    pub fn agent_info(&self) -> AgentInfo {
+        AgentInfo {
+            id: String::new(),
+            hostname: self.hostname.clone(),
+            address: self.advertise_address.clone(),
+            resources: self.resources.to_proto(),
+            attributes: self.attributes.to_proto(),
+        }
+    }
+}
+
+/// How an agent ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentExit {
+    /// The caller's shutdown future resolved (e.g. SIGTERM); all tasks were killed.
+    Stopped,
+    /// The master sent `Shutdown`; all tasks were killed. The binary exits non-zero.
+    RemovedByMaster {
+        /// The master's reason.
+        reason: String,
+    },
+}
+
+/// An agent that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// No master address was configured.
+    #[error("no master address given")]
+    NoMasters,
+    /// The work directory cannot be created.
+    #[error("cannot create work directory {path}: {error}")]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+}
+
+/// Runs an agent until `shutdown` resolves or the master removes it; then kills every
+/// task and returns. Must be called inside a tokio runtime.
+///
+/// `agora local` can start several agents in one process by spawning this future once per
+/// agent, each with its own work directory (sandbox paths are per work directory).
+pub async fn run(
+    config: AgentConfig,
+    containerizer: Arc<dyn Containerizer>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<AgentExit, AgentError> {
+    if config.masters.is_empty() {
+        return Err(AgentError::NoMasters);
+    }
+    tokio::fs::create_dir_all(&config.work_dir)
+        .await
+        .map_err(|error| AgentError::WorkDir {
+            path: config.work_dir.clone(),
+            error,
+        })?;
+
+    let (updates, updates_task) = StatusUpdates::spawn(config.updates.clone());
+    let (state, state_task) = AgentState::spawn(containerizer, updates.clone());
+    let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
+    let link = MasterLink {
+        masters: config.masters.clone(),
+        info: config.agent_info(),
+        config: config.link.clone(),
+        state: state.clone(),
+        updates: updates.clone(),
+        shutdown: shutdown_tx,
+    };
+    tracing::info!(
+        masters = %config.masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        work_dir = %config.work_dir.display(),
+        hostname = %config.hostname,
+        resources = %config.resources,
+        "agent starting"
+    );
+    let link_task = tokio::spawn(link.run());
+
+    let exit = tokio::select! {
+        () = shutdown => AgentExit::Stopped,
+        reason = shutdown_rx.recv() => AgentExit::RemovedByMaster {
+            reason: reason.unwrap_or_else(|| "the master link stopped unexpectedly".into()),
+        },
+    };
+    let cause = match &exit {
+        AgentExit::Stopped => KillCause::AgentStopping,
+        AgentExit::RemovedByMaster { .. } => KillCause::AgentRemoved,
+    };
+    tracing::info!("agent stopping: killing all tasks");
+    if tokio::time::timeout(MAX_GRACE + Duration::from_secs(30), state.kill_all(cause))
+        .await
+        .is_err()
+    {
+        tracing::error!("tasks did not end in time; stopping anyway");
+    }
+    if exit == AgentExit::Stopped {
+        let left = updates.drain(config.drain_timeout).await;
+        if left > 0 {
+            tracing::warn!(tasks = left, "stopping with undelivered status updates");
+        }
+    }
+    link_task.abort();
+    let _ = link_task.await;
+    drop(state);
+    drop(updates);
+    // The actors stop once their handles are gone; give them a moment to finish logging.
+    let _ = tokio::time::timeout(Duration::from_secs(1), state_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), updates_task).await;
+    Ok(exit)
+}
+
+/// [`run`] with the plain-process containerizer keeping sandboxes in `config.work_dir`.
+pub async fn run_with_process_containerizer(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<AgentExit, AgentError> {
+    let containerizer =
+        ProcessContainerizer::new(&config.work_dir).map_err(|error| AgentError::WorkDir {
+            path: config.work_dir.clone(),
+            error,
+        })?;
+    run(config, Arc::new(containerizer), shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_addresses() {
+        let ok = |s: &str| MasterAddr::from_str(s).map(|a| a.to_string());
+        assert_eq!(ok("localhost:5050"), Ok("localhost:5050".into()));
+        assert_eq!(ok("10.0.0.1:5050"), Ok("10.0.0.1:5050".into()));
+        assert_eq!(ok("http://m1:5050/"), Ok("m1:5050".into()));
+        assert_eq!(ok("[::1]:5050"), Ok("[::1]:5050".into()));
+        assert_eq!(
+            MasterAddr::from_str("m1:5050").map(|a| a.uri()),
+            Ok("http://m1:5050".into())
+        );
+        for bad in [
+            "",
+            "m1",
+            "m1:",
+            ":5050",
+            "m1:0",
+            "m1:99999",
+            "https://m1:5050",
+            "m1:5050/x",
+            "u@m1:1",
+        ] {
+            assert!(MasterAddr::from_str(bad).is_err(), "{bad:?} accepted");
+        }
+        let err = MasterAddr::from_str("m1").expect_err("no port");
+        assert_eq!(err.to_string(), "invalid address \"m1\": missing port");
+    }
+}

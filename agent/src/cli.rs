@@ -1,0 +1,189 @@
+//! The `agora-agent` command line.
+//!
+//! Owns the flags, their defaults and their translation into an [`AgentConfig`]
+//! (validating them, creating the work directory, detecting missing resources). It must
+//! never start anything: running is [`crate::run`]'s job.
+
+use std::path::PathBuf;
+
+use agora_resources::{Attributes, ResourceError, Resources};
+use clap::Parser;
+
+use crate::agent::{AddrError, AgentConfig, MasterAddr};
+use crate::detect::{self, DetectError};
+
+/// Default work directory.
+pub const DEFAULT_WORK_DIR: &str = "/tmp/agora-agent";
+
+/// Offers this host's resources to an Agora master and runs the tasks it is sent.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "agora-agent", version)]
+pub struct AgentArgs {
+    /// Masters to register with, tried in order (comma-separated, or repeat the flag).
+    #[arg(
+        long,
+        value_name = "HOST:PORT[,HOST:PORT...]",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub master: Vec<MasterAddr>,
+
+    /// Work directory, created if missing. Task sandboxes live in
+    /// `<DIR>/sandboxes/<framework_id>/<task_id>/`.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_WORK_DIR)]
+    pub work_dir: PathBuf,
+
+    /// Resources to offer, e.g. `cpus:4;mem:2048;ports:[31000-31100];cpus(spark):2`.
+    /// cpus, mem, disk and ports not named here are detected from the host (mem and disk
+    /// keep 1 GiB and 5 GiB, or half on small hosts, for the system; ports default to
+    /// [31000-32000]).
+    #[arg(long, value_name = "TEXT", value_parser = parse_resources)]
+    pub resources: Option<Resources>,
+
+    /// Attributes of this host, e.g. `rack:rack-2;datacenter:china;os:centosv7.2`.
+    #[arg(long, value_name = "TEXT", value_parser = parse_attributes)]
+    pub attributes: Option<Attributes>,
+
+    /// Hostname reported to the master (default: the OS hostname).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// `HOST:PORT` reported to the master as this agent's own endpoint (`AgentInfo.address`).
+    /// Nothing is served there yet.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<MasterAddr>,
+}
+
+fn parse_resources(text: &str) -> Result<Resources, ResourceError> {
+    Resources::parse(text)
+}
+
+fn parse_attributes(text: &str) -> Result<Attributes, ResourceError> {
+    Attributes::parse(text)
+}
+
+/// Flags that do not make a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The work directory cannot be created or resolved.
+    #[error("cannot create work directory {path}: {error}")]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// Detecting a resource failed.
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    /// An empty hostname.
+    #[error("--hostname must not be empty")]
+    EmptyHostname,
+    /// A bad address.
+    #[error(transparent)]
+    Addr(#[from] AddrError),
+}
+
+impl AgentArgs {
+    /// Validates the flags, creates the work directory and detects the resources not
+    /// given.
+    pub fn into_config(self) -> Result<AgentConfig, ConfigError> {
+        let work_dir_err = |error| ConfigError::WorkDir {
+            path: self.work_dir.clone(),
+            error,
+        };
+        std::fs::create_dir_all(&self.work_dir).map_err(work_dir_err)?;
+        let work_dir = std::path::absolute(&self.work_dir).map_err(work_dir_err)?;
+        let hostname = match &self.hostname {
+            Some(h) if h.trim().is_empty() => return Err(ConfigError::EmptyHostname),
+            Some(h) => h.trim().to_string(),
+            None => detect::hostname(),
+        };
+        let given = self.resources.clone().unwrap_or_default();
+        let resources = detect::complete(given, &detect::probe_for(&work_dir))?;
+        let mut config = AgentConfig::new(
+            self.master.clone(),
+            work_dir,
+            resources,
+            self.attributes.clone().unwrap_or_default(),
+            hostname,
+        );
+        config.advertise_address = self
+            .listen
+            .as_ref()
+            .map(|a| a.authority().to_string())
+            .unwrap_or_default();
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<AgentArgs, clap::Error> {
+        AgentArgs::try_parse_from(std::iter::once("agora-agent").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let args = parse(&["--master", "m1:5050"]).expect("valid");
+        assert_eq!(args.master.len(), 1);
+        assert_eq!(args.work_dir, PathBuf::from("/tmp/agora-agent"));
+        assert!(args.resources.is_none());
+        assert!(args.hostname.is_none());
+    }
+
+    #[test]
+    fn several_masters() {
+        let args = parse(&["--master", "m1:5050,m2:5051", "--master", "m3:1"]).expect("valid");
+        let got: Vec<String> = args.master.iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["m1:5050", "m2:5051", "m3:1"]);
+    }
+
+    #[test]
+    fn master_is_required_and_validated() {
+        assert!(parse(&[]).is_err());
+        let err = parse(&["--master", "m1"]).expect_err("no port");
+        assert!(err.to_string().contains("missing port"), "{err}");
+    }
+
+    #[test]
+    fn bad_resources_and_attributes_are_refused() {
+        let err = parse(&["--master", "m:1", "--resources", "cpus:-1"]).expect_err("negative");
+        assert!(err.to_string().contains("cpus"), "{err}");
+        assert!(parse(&["--master", "m:1", "--resources", "ports:[30-20]"]).is_err());
+        assert!(parse(&["--master", "m:1", "--attributes", "rack:[9-1]"]).is_err());
+    }
+
+    #[test]
+    fn into_config_detects_missing_kinds() {
+        let dir = std::env::temp_dir().join(format!("agora-agent-cli-{}", std::process::id()));
+        let dir_arg = dir.to_string_lossy().into_owned();
+        let args = parse(&[
+            "--master",
+            "m:1",
+            "--work-dir",
+            &dir_arg,
+            "--resources",
+            "cpus:2;mem:100",
+            "--attributes",
+            "rack:r1",
+            "--hostname",
+            "h1",
+            "--listen",
+            "h1:7000",
+        ])
+        .expect("valid");
+        let config = args.into_config().expect("config");
+        assert!(dir.is_dir());
+        assert_eq!(config.hostname, "h1");
+        assert_eq!(config.advertise_address, "h1:7000");
+        assert_eq!(config.resources.scalar("cpus").as_f64(), 2.0);
+        assert_eq!(config.resources.scalar("mem").as_f64(), 100.0);
+        assert!(config.resources.names().contains("disk"));
+        assert!(config.resources.ranges("ports").contains_value(31000));
+        assert!(config.attributes.get("rack").is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

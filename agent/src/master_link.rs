@@ -1,0 +1,385 @@
+//! The link to the master: registration, heartbeats, the command stream, reconnection.
+//!
+//! Owns the gRPC channel and the agent id the master assigned. It connects to the first
+//! reachable master of the configured list, calls `Register` (with the id and the live
+//! tasks when re-registering), expects `Registered` as the first stream message, then
+//! forwards commands: acknowledgements to the status update manager, `Shutdown` to the
+//! caller, everything else to the state actor. It heartbeats every interval the master
+//! asked for; NOT_FOUND (the master forgot the agent), a closed stream or repeated
+//! heartbeat failures end the session, and it reconnects with bounded exponential backoff.
+//!
+//! It must never change task state itself, and never block the command stream on a slow
+//! heartbeat (both run concurrently in the same task).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_proto::v1::agent_api_client::AgentApiClient;
+use agora_proto::v1::agent_command::Command;
+use agora_proto::v1::{
+    AgentCommand, AgentHeartbeatRequest, AgentInfo, RegisterAgentRequest, StatusUpdateRequest,
+};
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Streaming};
+
+use crate::agent::MasterAddr;
+use crate::backoff::Backoff;
+use crate::state::AgentState;
+use crate::status_update::{StatusSink, StatusUpdates};
+use crate::task::TaskKey;
+
+/// Heartbeat interval used when the master sends none (or nonsense).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Shortest heartbeat interval accepted from the master.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+/// Longest heartbeat interval accepted from the master.
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(60);
+/// Consecutive failed heartbeats after which the session is considered lost.
+pub const MAX_HEARTBEAT_FAILURES: u32 = 3;
+
+/// Timing of the link.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// First reconnection delay.
+    pub initial_backoff: Duration,
+    /// Largest reconnection delay.
+    pub max_backoff: Duration,
+    /// TCP connect timeout per master.
+    pub connect_timeout: Duration,
+    /// Timeout of unary calls and of waiting for `Registered`.
+    pub rpc_timeout: Duration,
+}
+
+impl Default for LinkConfig {
+    fn default() -> LinkConfig {
+        LinkConfig {
+            initial_backoff: crate::backoff::INITIAL_DELAY,
+            max_backoff: crate::backoff::MAX_DELAY,
+            connect_timeout: Duration::from_secs(2),
+            rpc_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The heartbeat interval to use for what the master sent.
+pub fn heartbeat_interval(seconds: f64) -> Duration {
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return DEFAULT_HEARTBEAT;
+    }
+    Duration::try_from_secs_f64(seconds)
+        .map_or(MAX_HEARTBEAT, |d| d.clamp(MIN_HEARTBEAT, MAX_HEARTBEAT))
+}
+
+/// Sends status updates through the current connection.
+struct GrpcSink {
+    client: AgentApiClient<Channel>,
+    timeout: Duration,
+}
+
+impl StatusSink for GrpcSink {
+    fn send(&self, request: StatusUpdateRequest) -> BoxFuture<'static, Result<(), tonic::Status>> {
+        let mut client = self.client.clone();
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(self.timeout);
+        Box::pin(async move { client.update_status(request).await.map(|_| ()) })
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// The master sent `Shutdown`.
+    Shutdown(String),
+    /// The stream broke or heartbeats failed: reconnect.
+    Lost(String),
+    /// The master answered a heartbeat with NOT_FOUND: re-register.
+    Unknown,
+}
+
+/// A registered session with one master.
+struct Session {
+    master: MasterAddr,
+    client: AgentApiClient<Channel>,
+    stream: Streaming<AgentCommand>,
+    agent_id: String,
+    heartbeat: Duration,
+}
+
+/// Everything the link needs.
+pub struct MasterLink {
+    /// Masters, tried in order.
+    pub masters: Vec<MasterAddr>,
+    /// The agent's description (its `id` is filled in by the link).
+    pub info: AgentInfo,
+    /// Timing.
+    pub config: LinkConfig,
+    /// The state actor (commands go there; the task list for re-registration comes from
+    /// there).
+    pub state: AgentState,
+    /// The status update manager (acknowledgements go there).
+    pub updates: StatusUpdates,
+    /// Where a master's `Shutdown` reason is reported.
+    pub shutdown: mpsc::Sender<String>,
+}
+
+impl MasterLink {
+    /// Runs until the master sends `Shutdown` (reported on `shutdown`), or forever.
+    pub async fn run(self) {
+        let mut agent_id: Option<String> = None;
+        let mut backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
+        loop {
+            match self.register(agent_id.as_deref()).await {
+                Ok(mut session) => {
+                    let started = Instant::now();
+                    tracing::info!(master = %session.master, agent_id = %session.agent_id, heartbeat_ms = session.heartbeat.as_millis(), "registered with master");
+                    agent_id = Some(session.agent_id.clone());
+                    self.state.registered(session.agent_id.clone()).await;
+                    let sink = GrpcSink {
+                        client: session.client.clone(),
+                        timeout: self.config.rpc_timeout,
+                    };
+                    self.updates
+                        .connected(Arc::new(sink), session.agent_id.clone())
+                        .await;
+                    let end = self.drive(&mut session).await;
+                    self.updates.disconnected().await;
+                    match end {
+                        SessionEnd::Shutdown(reason) => {
+                            let _ = self.shutdown.send(reason).await;
+                            return;
+                        }
+                        SessionEnd::Lost(why) => {
+                            tracing::warn!(master = %session.master, "lost the master: {why}");
+                        }
+                        SessionEnd::Unknown => {
+                            tracing::warn!(master = %session.master, "master does not know this agent; re-registering");
+                        }
+                    }
+                    // A session that lasted is a fresh start; one that died at once is
+                    // not, so a master that keeps dropping us is not hammered.
+                    if started.elapsed() >= self.config.max_backoff {
+                        backoff.reset();
+                    }
+                }
+                Err(errors) => {
+                    tracing::warn!("no master reachable: {errors}");
+                }
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// Tries each master in order; the first that registers the agent wins.
+    async fn register(&self, agent_id: Option<&str>) -> Result<Session, String> {
+        let mut errors = Vec::new();
+        for master in &self.masters {
+            match self.register_with(master, agent_id).await {
+                Ok(session) => return Ok(session),
+                Err(e) => errors.push(format!("{master}: {e}")),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    async fn register_with(
+        &self,
+        master: &MasterAddr,
+        agent_id: Option<&str>,
+    ) -> Result<Session, String> {
+        let endpoint = Endpoint::from_shared(master.uri())
+            .map_err(|e| format!("invalid address: {e}"))?
+            .connect_timeout(self.config.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect: {}", error_chain(&e)))?;
+        let mut client = AgentApiClient::new(channel);
+
+        let mut info = self.info.clone();
+        let snapshot = match agent_id {
+            Some(id) => {
+                info.id = id.to_string();
+                self.state.snapshot().await
+            }
+            None => Default::default(),
+        };
+        let request = RegisterAgentRequest {
+            info: Some(info),
+            tasks: snapshot.tasks,
+            frameworks: snapshot.frameworks,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            secret: String::new(),
+        };
+        let timeout = self.config.rpc_timeout;
+        let response = tokio::time::timeout(timeout, client.register(request))
+            .await
+            .map_err(|_| "Register timed out".to_string())?
+            .map_err(|s| format!("Register failed: {} ({:?})", s.message(), s.code()))?;
+        let mut stream = response.into_inner();
+        let first = tokio::time::timeout(timeout, stream.message())
+            .await
+            .map_err(|_| "no Registered message in time".to_string())?
+            .map_err(|s| format!("stream failed: {} ({:?})", s.message(), s.code()))?;
+        let registered = match first.and_then(|c| c.command) {
+            Some(Command::Registered(r)) => r,
+            Some(other) => {
+                return Err(format!(
+                    "first message was not Registered but {}",
+                    command_name(&other)
+                ));
+            }
+            None => return Err("stream ended before Registered".to_string()),
+        };
+        if registered.agent_id.is_empty() {
+            return Err("Registered carried an empty agent id".to_string());
+        }
+        Ok(Session {
+            master: master.clone(),
+            client,
+            stream,
+            agent_id: registered.agent_id,
+            heartbeat: heartbeat_interval(registered.heartbeat_interval_seconds),
+        })
+    }
+
+    /// Reads commands and heartbeats until the session ends.
+    async fn drive(&self, session: &mut Session) -> SessionEnd {
+        let heartbeats = heartbeat_loop(
+            session.client.clone(),
+            session.agent_id.clone(),
+            session.heartbeat,
+            self.config.rpc_timeout,
+        );
+        tokio::select! {
+            end = self.read_commands(&mut session.stream) => end,
+            end = heartbeats => end,
+        }
+    }
+
+    async fn read_commands(&self, stream: &mut Streaming<AgentCommand>) -> SessionEnd {
+        loop {
+            let command = match stream.message().await {
+                Ok(Some(AgentCommand { command: Some(c) })) => c,
+                Ok(Some(AgentCommand { command: None })) => {
+                    tracing::warn!("empty command from master; ignored");
+                    continue;
+                }
+                Ok(None) => return SessionEnd::Lost("the master closed the stream".into()),
+                Err(s) => {
+                    return SessionEnd::Lost(format!(
+                        "stream failed: {} ({:?})",
+                        s.message(),
+                        s.code()
+                    ));
+                }
+            };
+            tracing::debug!("command from master: {}", command_name(&command));
+            match command {
+                Command::Registered(r) => {
+                    tracing::warn!(agent_id = %r.agent_id, "unexpected second Registered; ignored");
+                }
+                Command::Acknowledge(ack) => {
+                    self.updates
+                        .acknowledge(TaskKey::new(ack.framework_id, ack.task_id), ack.uuid)
+                        .await;
+                }
+                Command::Shutdown(s) => return SessionEnd::Shutdown(s.reason),
+                other => self.state.command(other).await,
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    mut client: AgentApiClient<Channel>,
+    agent_id: String,
+    interval: Duration,
+    rpc_timeout: Duration,
+) -> SessionEnd {
+    let mut failures = 0;
+    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let timeout = rpc_timeout.min(interval.max(Duration::from_secs(1)));
+        let mut request = tonic::Request::new(AgentHeartbeatRequest {
+            agent_id: agent_id.clone(),
+        });
+        request.set_timeout(timeout);
+        let result = match tokio::time::timeout(timeout, client.heartbeat(request)).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(tonic::Status::deadline_exceeded("heartbeat timed out")),
+        };
+        match result {
+            Ok(()) => failures = 0,
+            Err(s) if s.code() == Code::NotFound => return SessionEnd::Unknown,
+            Err(s) => {
+                failures += 1;
+                tracing::warn!(
+                    failures,
+                    "heartbeat failed: {} ({:?})",
+                    s.message(),
+                    s.code()
+                );
+                if failures >= MAX_HEARTBEAT_FAILURES {
+                    return SessionEnd::Lost(format!("{failures} heartbeats in a row failed"));
+                }
+            }
+        }
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Registered(_) => "Registered",
+        Command::RunTask(_) => "RunTask",
+        Command::RunTaskGroup(_) => "RunTaskGroup",
+        Command::KillTask(_) => "KillTask",
+        Command::ShutdownFramework(_) => "ShutdownFramework",
+        Command::ShutdownExecutor(_) => "ShutdownExecutor",
+        Command::Acknowledge(_) => "Acknowledge",
+        Command::FrameworkMessage(_) => "FrameworkMessage",
+        Command::ApplyOperation(_) => "ApplyOperation",
+        Command::ReconcileTasks(_) => "ReconcileTasks",
+        Command::Shutdown(_) => "Shutdown",
+    }
+}
+
+/// An error with its sources ("transport error: tcp connect error: Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        // tonic repeats its sources in its messages; keep each part once.
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_interval_is_sane() {
+        assert_eq!(heartbeat_interval(2.5), Duration::from_millis(2500));
+        assert_eq!(heartbeat_interval(0.0), DEFAULT_HEARTBEAT);
+        assert_eq!(heartbeat_interval(-3.0), DEFAULT_HEARTBEAT);
+        assert_eq!(heartbeat_interval(f64::NAN), DEFAULT_HEARTBEAT);
+        assert_eq!(heartbeat_interval(0.001), MIN_HEARTBEAT);
+        assert_eq!(heartbeat_interval(1e9), MAX_HEARTBEAT);
+        assert_eq!(heartbeat_interval(1e300), MAX_HEARTBEAT);
+    }
+}
