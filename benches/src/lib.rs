@@ -39,8 +39,14 @@ pub fn decline_offers(agents: usize, frameworks: usize) -> DrfAllocator {
     let offers = a.allocate(0);
     assert_eq!(offers.len(), agents, "every agent's leftover offered once");
     for o in offers {
-        a.recover(&o.agent, &o.framework, &o.role, &o.resources, Some(u64::MAX))
-            .unwrap_or_else(|e| panic!("{e}"));
+        a.recover(
+            &o.agent,
+            &o.framework,
+            &o.role,
+            &o.resources,
+            Some(u64::MAX),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     }
     a
 }

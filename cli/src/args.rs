@@ -15,7 +15,11 @@ pub const DEFAULT_MASTER: &str = "127.0.0.1:5050";
 
 /// Agora operator command line.
 #[derive(Debug, Parser)]
-#[command(name = "agora", version, about = "Agora cluster scheduler: operator command line")]
+#[command(
+    name = "agora",
+    version,
+    about = "Agora cluster scheduler: operator command line"
+)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
@@ -151,7 +155,11 @@ impl RunArgs {
         let timeout = match self.timeout {
             None => None,
             Some(t) if t.is_finite() && t > 0.0 => Duration::try_from_secs_f64(t).ok(),
-            Some(t) => return Err(format!("--timeout must be a positive number of seconds, got {t}")),
+            Some(t) => {
+                return Err(format!(
+                    "--timeout must be a positive number of seconds, got {t}"
+                ));
+            }
         };
         Ok(RunSpec {
             masters,

@@ -50,7 +50,13 @@ impl fmt::Display for Change {
         } else {
             &self.agent_id
         };
-        write!(f, "{}  {}  {}", self.task_id, agent, self.state.as_str_name())?;
+        write!(
+            f,
+            "{}  {}  {}",
+            self.task_id,
+            agent,
+            self.state.as_str_name()
+        )?;
         if !self.message.is_empty() {
             write!(f, "  {}", self.message)?;
         }
@@ -174,7 +180,12 @@ impl Tracker {
     /// (`permanent`), the tasks would be refused again on any offer: they end as ERROR with
     /// the master's message, returned as changes to print. Otherwise (offer gone, master
     /// busy, ...) they stay pending for the next offer.
-    pub fn launch_refused(&mut self, ids: &[String], permanent: bool, message: &str) -> Vec<Change> {
+    pub fn launch_refused(
+        &mut self,
+        ids: &[String],
+        permanent: bool,
+        message: &str,
+    ) -> Vec<Change> {
         if !permanent {
             return Vec::new();
         }
@@ -267,12 +278,30 @@ impl Tracker {
     }
 }
 
-/// Whether a refused launch would be refused again on another offer.
-pub fn refusal_is_permanent(code: tonic::Code) -> bool {
-    matches!(
-        code,
-        tonic::Code::InvalidArgument | tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
-    )
+/// What a refused launch means for its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The offer is gone or the master could not act now: try again on a later offer.
+    Retry,
+    /// The request itself is wrong: it would be refused on any offer.
+    Permanent,
+    /// The task ids already exist: an earlier launch whose answer was lost did reach the
+    /// master. Treat the tasks as launched and reconcile them.
+    AlreadyLaunched,
+}
+
+/// Classify a refused launch by its gRPC status code.
+pub fn classify_refusal(code: Option<tonic::Code>) -> Refusal {
+    match code {
+        Some(
+            tonic::Code::InvalidArgument
+            | tonic::Code::PermissionDenied
+            | tonic::Code::Unauthenticated
+            | tonic::Code::Unimplemented,
+        ) => Refusal::Permanent,
+        Some(tonic::Code::AlreadyExists) => Refusal::AlreadyLaunched,
+        _ => Refusal::Retry,
+    }
 }
 
 #[cfg(test)]
@@ -370,7 +399,11 @@ mod tests {
         assert_eq!(c.to_string(), "job-0  a1  RUNNING");
         assert_eq!(t.update(&status("job-0", TaskState::Running, "")), None);
         let c = t
-            .update(&status("job-0", TaskState::Failed, "command exited with status 3"))
+            .update(&status(
+                "job-0",
+                TaskState::Failed,
+                "command exited with status 3",
+            ))
             .unwrap();
         assert_eq!(
             c.to_string(),
@@ -412,8 +445,12 @@ mod tests {
         let mut t = Tracker::new("job", 4);
         t.launched(&["job-0".into(), "job-1".into(), "job-2".into()], "a1");
         t.update(&status("job-0", TaskState::Finished, "")).unwrap();
-        t.update(&status("job-1", TaskState::Failed, "command exited with status 3"))
-            .unwrap();
+        t.update(&status(
+            "job-1",
+            TaskState::Failed,
+            "command exited with status 3",
+        ))
+        .unwrap();
         let mut lost = status("job-2", TaskState::Lost, "");
         lost.set_reason(StatusReason::AgentRemoved);
         t.update(&lost).unwrap();
@@ -443,8 +480,19 @@ mod tests {
             t.failures()[0].to_string(),
             "job-0 ERROR: launch refused by the master: bad command"
         );
-        assert!(refusal_is_permanent(tonic::Code::InvalidArgument));
-        assert!(!refusal_is_permanent(tonic::Code::NotFound));
+        assert_eq!(
+            classify_refusal(Some(tonic::Code::InvalidArgument)),
+            Refusal::Permanent
+        );
+        assert_eq!(
+            classify_refusal(Some(tonic::Code::NotFound)),
+            Refusal::Retry
+        );
+        assert_eq!(classify_refusal(None), Refusal::Retry);
+        assert_eq!(
+            classify_refusal(Some(tonic::Code::AlreadyExists)),
+            Refusal::AlreadyLaunched
+        );
     }
 
     #[test]

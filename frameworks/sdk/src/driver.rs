@@ -281,7 +281,7 @@ impl Driver {
                     }
                     Err(AttemptError::Fatal(e)) => return Err(e),
                     Err(AttemptError::Retry(e)) => {
-                        tracing::warn!(master = %address, error = %e, "cannot subscribe");
+                        tracing::warn!("cannot subscribe: {e}");
                         last_error = e;
                     }
                 }
@@ -457,7 +457,9 @@ impl Driver {
             let next = async {
                 match deadline {
                     None => Ok(stream.message().await),
-                    Some(d) => tokio::time::timeout(d, stream.message()).await.map_err(|_| d),
+                    Some(d) => tokio::time::timeout(d, stream.message())
+                        .await
+                        .map_err(|_| d),
                 }
             };
             let received = tokio::select! {
@@ -466,7 +468,9 @@ impl Driver {
                 r = next => r,
             };
             step = match received {
-                Err(d) => return SessionEnd::Lost(format!("no event for {d:?} (missed heartbeats)")),
+                Err(d) => {
+                    return SessionEnd::Lost(format!("no event for {d:?} (missed heartbeats)"));
+                }
                 Ok(Err(status)) => {
                     return SessionEnd::Lost(format!(
                         "stream failed: {:?}: {}",
@@ -754,9 +758,17 @@ impl Driver {
 
 impl Acknowledger for Driver {
     async fn acknowledge(&self, ack: AcknowledgeRequest) {
+        if self.state().torn_down {
+            // The framework is gone (e.g. the callback just tore it down): the master
+            // acknowledges its remaining updates itself.
+            return;
+        }
         let task_id = ack.task_id.clone();
         let result = self
-            .call("acknowledge", |mut c, _| async move { c.acknowledge(ack).await })
+            .call(
+                "acknowledge",
+                |mut c, _| async move { c.acknowledge(ack).await },
+            )
             .await;
         if let Err(e) = result {
             // The agent re-sends an unacknowledged update; nothing is lost.

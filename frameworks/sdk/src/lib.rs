@@ -14,30 +14,47 @@
 //! must never make scheduling decisions for the framework, never hide a master error, and
 //! never panic on what the network sends.
 //!
-//! ```ignore
-//! struct Hello { launched: bool }
+//! ```no_run
+//! use agora_sdk::proto::{FrameworkInfo, Offer, TaskStatus};
+//! use agora_sdk::{Driver, Scheduler, TaskBuilder, cpus_mem, offer_resources, take};
+//!
+//! struct Hello {
+//!     launched: bool,
+//! }
 //!
 //! impl Scheduler for Hello {
 //!     async fn offers(&mut self, driver: &Driver, offers: Vec<Offer>) {
+//!         let Ok(shape) = cpus_mem(0.1, 32.0) else { return };
 //!         for offer in offers {
-//!             let Ok(mut available) = offer_resources(&offer) else { continue };
-//!             let shape = cpus_mem(0.1, 32.0).expect("valid shape");
-//!             match (self.launched, take(&mut available, &shape)) {
-//!                 (false, Some(resources)) => {
-//!                     let task = TaskBuilder::shell("echo hello").resources(resources)
-//!                         .build("hello", &offer.agent_id);
+//!             let mut available = offer_resources(&offer).unwrap_or_default();
+//!             match take(&mut available, &shape) {
+//!                 Some(resources) if !self.launched => {
+//!                     let task = TaskBuilder::shell("echo hello")
+//!                         .resources(resources)
+//!                         .build("hello", offer.agent_id.clone());
 //!                     self.launched = driver.launch(offer.id, vec![task], None).await.is_ok();
 //!                 }
-//!                 _ => { let _ = driver.decline(vec![offer.id], Some(3600.0)).await; }
+//!                 _ => {
+//!                     let _ = driver.decline(vec![offer.id], Some(3600.0)).await;
+//!                 }
 //!             }
 //!         }
 //!     }
+//!
 //!     async fn status_update(&mut self, driver: &Driver, status: TaskStatus) {
-//!         if status.state().is_terminal() { driver.stop(); }
+//!         println!("{} {}", status.task_id, status.state().as_str_name());
+//!         if status.state().is_terminal() {
+//!             let _ = driver.teardown().await;
+//!         }
 //!     }
 //! }
 //!
+//! # async fn example() -> Result<(), agora_sdk::SdkError> {
+//! let info = FrameworkInfo { name: "hello".into(), ..Default::default() };
 //! let finished = agora_sdk::run(vec!["127.0.0.1:5050".into()], info, Hello { launched: false }).await?;
+//! println!("stopped: {:?}", finished.reason);
+//! # Ok(())
+//! # }
 //! ```
 
 #![forbid(unsafe_code)]
@@ -54,6 +71,15 @@ pub use driver::{Driver, DriverConfig, Finished, StopReason, run};
 pub use error::SdkError;
 pub use offer::{cpus_mem, fits, offer_resources, pick, take, take_many};
 pub use scheduler::{Scheduler, Subscribed};
+
+/// Turn a master address as operators write it (`host:port`, `http://host:port`,
+/// `https://host:port`) into the URI a gRPC client connects to (`http://host:port`).
+pub fn master_uri(address: &str) -> Result<String, SdkError> {
+    session::normalize_address(address).map_err(|reason| SdkError::InvalidAddress {
+        address: address.to_string(),
+        reason,
+    })
+}
 pub use task::{TaskBuilder, argv_task, shell_task};
 
 /// The wire types (`agora_proto::v1`), re-exported so a framework needs no other import.

@@ -11,7 +11,10 @@
 //! `impl Future<Output = ()> + Send`. That is plain generic async — no `dyn`, no boxing, no
 //! `async_trait` — and an implementation simply writes `async fn`:
 //!
-//! ```ignore
+//! ```no_run
+//! # use agora_sdk::{Driver, Scheduler};
+//! # use agora_sdk::proto::{Offer, TaskStatus};
+//! # struct MyScheduler;
 //! impl Scheduler for MyScheduler {
 //!     async fn offers(&mut self, driver: &Driver, offers: Vec<Offer>) {
 //!         let ids = offers.into_iter().map(|o| o.id).collect();
@@ -58,11 +61,7 @@ pub struct Subscribed {
 pub trait Scheduler: Send {
     /// The master accepted the subscription (first time, or again after a reconnection).
     /// A good place to reconcile tasks after `resubscribed`.
-    fn subscribed(
-        &mut self,
-        driver: &Driver,
-        info: Subscribed,
-    ) -> impl Future<Output = ()> + Send {
+    fn subscribed(&mut self, driver: &Driver, info: Subscribed) -> impl Future<Output = ()> + Send {
         let _ = (driver, info);
         async {}
     }

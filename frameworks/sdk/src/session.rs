@@ -195,9 +195,7 @@ pub(crate) async fn dispatch<S: Scheduler, A: Acknowledger>(
     match step {
         Step::Subscribed(info) => scheduler.subscribed(driver, info).await,
         Step::Offers(offers) => scheduler.offers(driver, offers).await,
-        Step::Rescinded { offer_id, reason } => {
-            scheduler.rescinded(driver, offer_id, reason).await
-        }
+        Step::Rescinded { offer_id, reason } => scheduler.rescinded(driver, offer_id, reason).await,
         Step::Update { status, ack } => {
             scheduler.status_update(driver, status).await;
             if let Some(ack) = ack {
@@ -243,7 +241,11 @@ pub(crate) struct Backoff {
 impl Backoff {
     pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
         let max = max.max(min);
-        Backoff { min, max, next: min }
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
     }
 
     /// The delay to wait now; the following one doubles, up to `max`.
@@ -260,7 +262,7 @@ impl Backoff {
 
 /// Turn a master address as an operator writes it (`host:port`, `http://host:port`) into
 /// a URI tonic accepts. Only `http` and `https` schemes are allowed.
-pub(crate) fn normalize_address(address: &str) -> Result<String, String> {
+pub fn normalize_address(address: &str) -> Result<String, String> {
     let a = address.trim();
     if a.is_empty() {
         return Err("empty address".into());
@@ -432,7 +434,10 @@ mod tests {
     fn empty_and_statusless_events_are_ignored() {
         let mut s = Session::new("x", None);
         s.handle(subscribed("fw-1")).unwrap();
-        assert!(matches!(s.handle(Event { event: None }), Ok(Step::Ignore(_))));
+        assert!(matches!(
+            s.handle(Event { event: None }),
+            Ok(Step::Ignore(_))
+        ));
         let e = Event {
             event: Some(Ev::Update(event::Update { status: None })),
         };
@@ -544,7 +549,10 @@ mod tests {
             dispatch(&mut sched, &driver, &acker, step).await,
             Flow::Stopped
         );
-        assert_eq!(log.take(), vec!["subscribed fw-1", "update t1", "ack t1 u1"]);
+        assert_eq!(
+            log.take(),
+            vec!["subscribed fw-1", "update t1", "ack t1 u1"]
+        );
     }
 
     #[tokio::test]

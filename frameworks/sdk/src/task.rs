@@ -15,11 +15,17 @@ use crate::error::SdkError;
 /// A task description not yet bound to an id and an agent. Build once, then
 /// [`build`](Self::build) one `TaskInfo` per task launched.
 ///
-/// ```ignore
-/// let task = TaskBuilder::shell("echo hello; sleep 1")
-///     .resources(shape.clone())
-///     .env("GREETING", "hi")
-///     .build("hello-0", &offer.agent_id);
+/// ```
+/// use agora_sdk::{Resources, TaskBuilder};
+///
+/// let shape = Resources::parse("cpus:0.5;mem:64").unwrap();
+/// let hello = TaskBuilder::shell("echo $GREETING; sleep 1")
+///     .resources(shape)
+///     .env("GREETING", "hi");
+/// let first = hello.build("hello-0", "agent-1");
+/// let second = hello.build("hello-1", "agent-2");
+/// assert_eq!(first.name, "hello-0");
+/// assert_eq!(second.agent_id, "agent-2");
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskBuilder {
@@ -45,10 +51,12 @@ impl TaskBuilder {
     {
         let args: Vec<String> = args.into_iter().map(Into::into).collect();
         match args.first() {
-            None => Err(SdkError::InvalidTask("empty argv: no program to run".into())),
-            Some(p) if p.is_empty() => {
-                Err(SdkError::InvalidTask("argv[0] (the program) is empty".into()))
-            }
+            None => Err(SdkError::InvalidTask(
+                "empty argv: no program to run".into(),
+            )),
+            Some(p) if p.is_empty() => Err(SdkError::InvalidTask(
+                "argv[0] (the program) is empty".into(),
+            )),
             Some(_) => Ok(TaskBuilder::with_run(Run::Argv(Argv { args }))),
         }
     }

@@ -14,7 +14,6 @@ use tonic::Status;
 use tracing::{info, warn};
 
 use super::{AgentEntry, AgentStream, FrameworkEntry, Master, TaskEntry};
-use crate::allocator::FrameworkSpec;
 use crate::clock::Millis;
 use crate::state::agent::{AgentEvent, AgentStatus};
 use crate::state::framework::FrameworkStatus;
@@ -303,12 +302,7 @@ impl Master {
                 ..v1::FrameworkInfo::default()
             };
         }
-        let spec = FrameworkSpec {
-            roles: info.roles.clone(),
-            revocable: validate::has_capability(&info, FrameworkCapability::RevocableResources),
-            gpus: validate::has_capability(&info, FrameworkCapability::GpuResources),
-            min_allocatable: Vec::new(),
-        };
+        let spec = super::frameworks::spec_of(&info);
         if self.allocator.add_framework(fw_id, spec).is_ok() {
             let _ = self.allocator.set_framework_active(fw_id, false);
         }

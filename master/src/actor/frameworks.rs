@@ -18,7 +18,7 @@ use crate::state::framework::{FrameworkEvent, FrameworkStatus};
 use crate::state::offer::OfferState;
 use crate::validate;
 
-fn spec_of(info: &v1::FrameworkInfo) -> FrameworkSpec {
+pub(super) fn spec_of(info: &v1::FrameworkInfo) -> FrameworkSpec {
     FrameworkSpec {
         roles: info.roles.clone(),
         revocable: validate::has_capability(info, FrameworkCapability::RevocableResources),
@@ -28,6 +28,7 @@ fn spec_of(info: &v1::FrameworkInfo) -> FrameworkSpec {
             .iter()
             .filter_map(|m| Resources::from_proto(&m.resources).ok())
             .collect(),
+        ..FrameworkSpec::default()
     }
 }
 

@@ -1,0 +1,304 @@
+//! The `agora run` framework: the [`Scheduler`] implementation and the orchestration around
+//! the driver (timeout, Ctrl-C, final report).
+//!
+//! Owns the side effects of a run: scheduler calls, printing state changes (stdout, one
+//! line each) and the summary (stderr). Every decision comes from [`super::plan`]; this
+//! module must never hold bookkeeping of its own, and never holds the tracker lock across
+//! an `.await`.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use agora_proto::v1::{FrameworkInfo, Offer, TaskStatus};
+use agora_sdk::{Driver, DriverConfig, Scheduler, SdkError, StopReason, Subscribed, TaskBuilder};
+use anyhow::Context;
+
+use super::plan::{Change, OfferAction, Refusal, Tracker, classify_refusal};
+use crate::args::RunSpec;
+
+/// Consecutive failed connection rounds before `agora run` gives up (a few seconds with
+/// the SDK's 0.5 s doubling backoff).
+pub const CONNECT_ATTEMPTS: u32 = 5;
+/// How long the master keeps the run's tasks if this process disappears.
+pub const FAILOVER_TIMEOUT_SECONDS: f64 = 60.0;
+/// How long, after a timeout or Ctrl-C, to wait for killed tasks to report a terminal state
+/// before removing the framework anyway.
+pub const KILL_WAIT: Duration = Duration::from_secs(10);
+
+type Shared = Arc<Mutex<Tracker>>;
+
+fn lock(tracker: &Shared) -> MutexGuard<'_, Tracker> {
+    tracker.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn print_change(change: &Change) {
+    println!("{change}");
+}
+
+struct RunScheduler {
+    tracker: Shared,
+    shape: agora_resources::Resources,
+    task: TaskBuilder,
+    /// Set once the run is over and teardown was requested, so it is requested once.
+    finishing: bool,
+}
+
+impl RunScheduler {
+    async fn finish_if_done(&mut self, driver: &Driver) {
+        if self.finishing || !lock(&self.tracker).all_done() {
+            return;
+        }
+        self.finishing = true;
+        if let Err(e) = driver.teardown().await {
+            tracing::warn!(error = %e, "could not remove the framework from the master");
+            driver.stop();
+        }
+    }
+
+    async fn handle_offer(&mut self, driver: &Driver, offer: Offer) {
+        let available = match agora_sdk::offer_resources(&offer) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(offer = %offer.id, error = %e, "offer with invalid resources");
+                decline(driver, offer.id, None).await;
+                return;
+            }
+        };
+        let action = lock(&self.tracker).plan_offer(&available, &self.shape);
+        match action {
+            OfferAction::Decline { refuse_seconds } => {
+                decline(driver, offer.id, refuse_seconds).await;
+            }
+            OfferAction::Launch {
+                tasks,
+                refuse_seconds,
+            } => {
+                let ids: Vec<String> = tasks.iter().map(|(id, _)| id.clone()).collect();
+                let infos = tasks
+                    .into_iter()
+                    .map(|(id, resources)| {
+                        self.task
+                            .clone()
+                            .resources(resources)
+                            .build(id, offer.agent_id.clone())
+                    })
+                    .collect();
+                match driver.launch(offer.id.clone(), infos, refuse_seconds).await {
+                    Ok(_) => {
+                        let all_launched = {
+                            let mut t = lock(&self.tracker);
+                            t.launched(&ids, &offer.agent_id);
+                            t.pending() == 0
+                        };
+                        if all_launched && let Err(e) = driver.suppress(Vec::new()).await {
+                            tracing::debug!(error = %e, "suppress failed");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "launch of {} on agent {} refused: {e}",
+                            ids.join(", "),
+                            offer.agent_id
+                        );
+                        match classify_refusal(e.code()) {
+                            Refusal::AlreadyLaunched => {
+                                lock(&self.tracker).launched(&ids, &offer.agent_id);
+                                let tasks = ids
+                                    .iter()
+                                    .map(|id| (id.clone(), offer.agent_id.clone()))
+                                    .collect();
+                                if let Err(e) = driver.reconcile(tasks).await {
+                                    tracing::warn!(error = %e, "reconciliation request failed");
+                                }
+                            }
+                            refusal => {
+                                let permanent = refusal == Refusal::Permanent;
+                                let changes = lock(&self.tracker).launch_refused(
+                                    &ids,
+                                    permanent,
+                                    &error_message(&e),
+                                );
+                                changes.iter().for_each(print_change);
+                            }
+                        }
+                        // A refused accept leaves the offer outstanding: hand it back.
+                        decline(driver, offer.id, None).await;
+                        self.finish_if_done(driver).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn error_message(e: &SdkError) -> String {
+    match e {
+        SdkError::Rpc { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn decline(driver: &Driver, offer_id: String, refuse_seconds: Option<f64>) {
+    if let Err(e) = driver.decline(vec![offer_id.clone()], refuse_seconds).await {
+        // NOT_FOUND: the offer was rescinded meanwhile; nothing to hand back.
+        tracing::debug!(offer = %offer_id, error = %e, "decline failed");
+    }
+}
+
+impl Scheduler for RunScheduler {
+    async fn subscribed(&mut self, driver: &Driver, info: Subscribed) {
+        if info.resubscribed {
+            eprintln!(
+                "re-subscribed to {} as framework {}",
+                info.master_address, info.framework_id
+            );
+            let outstanding = lock(&self.tracker).outstanding();
+            if !outstanding.is_empty()
+                && let Err(e) = driver.reconcile(outstanding).await
+            {
+                tracing::warn!(error = %e, "reconciliation request failed");
+            }
+        } else {
+            eprintln!(
+                "subscribed to {} as framework {}",
+                info.master_address, info.framework_id
+            );
+        }
+    }
+
+    async fn offers(&mut self, driver: &Driver, offers: Vec<Offer>) {
+        for offer in offers {
+            self.handle_offer(driver, offer).await;
+        }
+    }
+
+    async fn status_update(&mut self, driver: &Driver, status: TaskStatus) {
+        let change = lock(&self.tracker).update(&status);
+        if let Some(change) = change {
+            print_change(&change);
+        }
+        self.finish_if_done(driver).await;
+    }
+
+    async fn error(&mut self, _driver: &Driver, message: String) {
+        eprintln!("the master ended the framework: {message}");
+    }
+
+    async fn disconnected(&mut self, _driver: &Driver) {
+        eprintln!("lost the connection to the master; reconnecting");
+    }
+}
+
+/// Run `spec` to completion. `Ok(true)`: every task FINISHED.
+pub async fn execute(spec: RunSpec) -> anyhow::Result<bool> {
+    let tracker: Shared = Arc::new(Mutex::new(Tracker::new(&spec.name, spec.instances)));
+    let task = TaskBuilder::argv(spec.argv.clone())?;
+    let scheduler = RunScheduler {
+        tracker: tracker.clone(),
+        shape: spec.shape.clone(),
+        task,
+        finishing: false,
+    };
+    let framework = FrameworkInfo {
+        name: spec.name.clone(),
+        roles: spec.role.iter().cloned().collect(),
+        user: spec.user.clone().unwrap_or_default(),
+        failover_timeout_seconds: FAILOVER_TIMEOUT_SECONDS,
+        ..Default::default()
+    };
+    let config =
+        DriverConfig::new(spec.masters.clone()).with_max_connect_attempts(Some(CONNECT_ATTEMPTS));
+    let driver = Driver::new(config);
+    let mut run = tokio::spawn(driver.clone().run(framework, scheduler));
+
+    let deadline = async {
+        match spec.timeout {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut interrupted = None;
+    let joined = tokio::select! {
+        r = &mut run => r,
+        _ = deadline => {
+            let secs = spec.timeout.map(|d| d.as_secs_f64()).unwrap_or_default();
+            interrupted = Some(format!("timed out after {secs} s"));
+            abort(&driver, &tracker, &format!("timed out after {secs} s")).await;
+            run.await
+        }
+        _ = tokio::signal::ctrl_c() => {
+            interrupted = Some("interrupted".to_string());
+            abort(&driver, &tracker, "interrupted").await;
+            run.await
+        }
+    };
+    let finished = joined.context("the framework driver task failed")?;
+    let masters = spec.masters.join(",");
+    let finished = match finished {
+        Ok(f) => f,
+        Err(e) => {
+            let ever_subscribed = driver.framework_id().is_some();
+            if ever_subscribed {
+                report(&lock(&tracker), interrupted.as_deref());
+            }
+            let context = match (&e, ever_subscribed) {
+                (SdkError::GaveUp { .. }, false) => format!("cannot reach the master at {masters}"),
+                (SdkError::GaveUp { .. }, true) => format!("lost the master at {masters}"),
+                _ => format!("master at {masters}"),
+            };
+            return Err(anyhow::Error::new(e).context(context));
+        }
+    };
+    if let StopReason::MasterError(m) = &finished.reason {
+        tracing::debug!(message = %m, "driver ended by a master error");
+    }
+    let t = lock(&tracker);
+    report(&t, interrupted.as_deref());
+    Ok(interrupted.is_none() && t.failures().is_empty())
+}
+
+/// Kill what is still running, wait (bounded) for the kills to be confirmed, then remove
+/// the framework. The master kills whatever is left when it tears the framework down.
+async fn abort(driver: &Driver, tracker: &Shared, why: &str) {
+    let outstanding = lock(tracker).outstanding();
+    eprintln!(
+        "{why}: killing {} task(s) and removing the framework",
+        outstanding.len()
+    );
+    for (task_id, agent_id) in &outstanding {
+        if let Err(e) = driver.kill(task_id.clone(), agent_id.clone(), None).await {
+            tracing::warn!(task = %task_id, error = %e, "kill failed");
+        }
+    }
+    let start = Instant::now();
+    while start.elapsed() < KILL_WAIT
+        && !driver.is_stopped()
+        && !lock(tracker).outstanding().is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !driver.is_stopped()
+        && let Err(e) = driver.teardown().await
+    {
+        tracing::warn!(error = %e, "could not remove the framework from the master");
+        driver.stop();
+    }
+}
+
+/// The summary on stderr: how many finished, and each task that did not, with why.
+fn report(tracker: &Tracker, interrupted: Option<&str>) {
+    let failures = tracker.failures();
+    let total = tracker.len();
+    let finished = total - failures.len();
+    if failures.is_empty() && interrupted.is_none() {
+        eprintln!("all {total} task(s) finished");
+        return;
+    }
+    match interrupted {
+        Some(why) => eprintln!("{why}: {finished} of {total} task(s) finished"),
+        None => eprintln!("{finished} of {total} task(s) finished"),
+    }
+    for f in failures {
+        eprintln!("  {f}");
+    }
+}

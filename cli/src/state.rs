@@ -1,0 +1,679 @@
+//! `agora state`, `agora agents`, `agora frameworks`, `agora tasks`: read the master's
+//! `GetState` over the Operator gRPC API and print it as tables or JSON.
+//!
+//! Read-only: this module must never call an Operator method that changes anything. The
+//! formatting functions are pure (they take a `ClusterState`) and unit-tested.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use agora_proto::v1::operator_client::OperatorClient;
+use agora_proto::v1::{
+    AgentState, ClusterState, Empty, FrameworkCapability, FrameworkInfo, FrameworkState,
+    OfferRecord, RoleState, TaskRecord, TaskStatus, command_info,
+};
+use agora_resources::{Attributes, Resources};
+use serde_json::{Value, json};
+use tonic::transport::Endpoint;
+
+use crate::table;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which view to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    State,
+    Agents,
+    Frameworks,
+    Tasks,
+}
+
+/// Fetch the cluster state from the first master that answers.
+pub async fn fetch(masters: &[String]) -> anyhow::Result<ClusterState> {
+    let mut errors = Vec::new();
+    for address in masters {
+        match fetch_one(address).await {
+            Ok(state) => return Ok(state),
+            Err(e) => errors.push(format!("{address}: {e}")),
+        }
+    }
+    anyhow::bail!(
+        "cannot reach the master ({}); is it running? (`agora local` starts a local cluster)",
+        errors.join("; ")
+    )
+}
+
+async fn fetch_one(address: &str) -> Result<ClusterState, String> {
+    let uri = agora_sdk::master_uri(address).map_err(|e| e.to_string())?;
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| error_chain(&e))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT);
+    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+        Err(_) => return Err("connection timed out".into()),
+        Ok(Err(e)) => return Err(error_chain(&e)),
+        Ok(Ok(c)) => c,
+    };
+    let mut client = OperatorClient::new(channel);
+    match client.get_state(Empty {}).await {
+        Ok(r) => Ok(r.into_inner()),
+        Err(status) => Err(format!(
+            "GetState failed: {:?}: {}",
+            status.code(),
+            status.message()
+        )),
+    }
+}
+
+/// An error and its sources, joined by ": ".
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The text to print for `view`.
+pub fn render(state: &ClusterState, view: View, as_json: bool) -> String {
+    if as_json {
+        let v = match view {
+            View::State => state_json(state),
+            View::Agents => Value::Array(state.agents.iter().map(agent_json).collect()),
+            View::Frameworks => Value::Array(state.frameworks.iter().map(framework_json).collect()),
+            View::Tasks => Value::Array(state.tasks.iter().map(task_json).collect()),
+        };
+        // Serialising a `Value` cannot fail.
+        let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+        s.push('\n');
+        return s;
+    }
+    match view {
+        View::Agents => agents_table(state),
+        View::Frameworks => frameworks_table(state),
+        View::Tasks => tasks_table(state),
+        View::State => {
+            let mut out = summary(state);
+            for (title, body) in [
+                ("ROLES", roles_table(state)),
+                ("AGENTS", agents_table(state)),
+                ("FRAMEWORKS", frameworks_table(state)),
+                ("TASKS", tasks_table(state)),
+            ] {
+                out.push('\n');
+                out.push_str(&format!("{title}\n"));
+                out.push_str(&body);
+            }
+            out
+        }
+    }
+}
+
+// ---- text ----------------------------------------------------------------------------
+
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Resources in the flag syntax (`cpus:2;mem:1024`), `-` when empty.
+pub fn resources_text(items: &[agora_proto::v1::Resource]) -> String {
+    match Resources::from_proto(items) {
+        Ok(r) if r.is_empty() => "-".into(),
+        Ok(r) => r.to_string(),
+        Err(e) => format!("<invalid: {e}>"),
+    }
+}
+
+fn attributes_text(items: &[agora_proto::v1::Attribute]) -> String {
+    match Attributes::from_proto(items) {
+        Ok(a) if a.is_empty() => "-".into(),
+        Ok(a) => a
+            .iter()
+            .map(|attr| format!("{}:{}", attr.name, attr.value))
+            .collect::<Vec<_>>()
+            .join(";"),
+        Err(e) => format!("<invalid: {e}>"),
+    }
+}
+
+fn counts<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut m: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in items {
+        *m.entry(if i.is_empty() { "unknown" } else { i })
+            .or_default() += 1;
+    }
+    m.iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn with_counts(n: usize, detail: String) -> String {
+    if n == 0 {
+        "0".into()
+    } else {
+        format!("{n} ({detail})")
+    }
+}
+
+/// A few lines: master id and counts.
+pub fn summary(state: &ClusterState) -> String {
+    let rows = vec![
+        vec!["master".to_string(), dash(&state.master_id)],
+        vec![
+            "agents".into(),
+            with_counts(
+                state.agents.len(),
+                counts(state.agents.iter().map(|a| a.status.as_str())),
+            ),
+        ],
+        vec![
+            "frameworks".into(),
+            with_counts(
+                state.frameworks.len(),
+                counts(state.frameworks.iter().map(|f| f.status.as_str())),
+            ),
+        ],
+        vec![
+            "tasks".into(),
+            with_counts(
+                state.tasks.len(),
+                counts(state.tasks.iter().map(|t| t.state().as_str_name())),
+            ),
+        ],
+        vec![
+            "offers".into(),
+            format!("{} outstanding", state.offers.len()),
+        ],
+    ];
+    // No header line for the summary: drop the first (empty) line of the table.
+    let t = table::render(&["", ""], &rows);
+    t.lines().skip(1).map(|l| format!("{l}\n")).collect()
+}
+
+pub fn agents_table(state: &ClusterState) -> String {
+    let rows: Vec<Vec<String>> = state
+        .agents
+        .iter()
+        .map(|a| {
+            let info = a.info.clone().unwrap_or_default();
+            vec![
+                dash(&info.id),
+                dash(&info.hostname),
+                dash(&info.address),
+                dash(&a.status),
+                resources_text(&a.total),
+                resources_text(&a.allocated),
+                resources_text(&a.offered),
+                attributes_text(&info.attributes),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "ID",
+            "HOSTNAME",
+            "ADDRESS",
+            "STATUS",
+            "TOTAL",
+            "ALLOCATED",
+            "OFFERED",
+            "ATTRIBUTES",
+        ],
+        &rows,
+    )
+}
+
+pub fn frameworks_table(state: &ClusterState) -> String {
+    let rows: Vec<Vec<String>> = state
+        .frameworks
+        .iter()
+        .map(|f| {
+            let info = f.info.clone().unwrap_or_default();
+            vec![
+                dash(&info.id),
+                dash(&info.name),
+                dash(&info.roles.join(",")),
+                dash(&f.status),
+                f.active_tasks.to_string(),
+                resources_text(&f.allocated),
+                resources_text(&f.offered),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "ID",
+            "NAME",
+            "ROLES",
+            "STATUS",
+            "TASKS",
+            "ALLOCATED",
+            "OFFERED",
+        ],
+        &rows,
+    )
+}
+
+/// The task's agent: from its TaskInfo, else from its latest status; empty if neither.
+fn task_agent(t: &TaskRecord) -> &str {
+    let from_task = t.task.as_ref().map(|i| i.agent_id.as_str()).unwrap_or("");
+    let from_status = t
+        .latest_status
+        .as_ref()
+        .map(|s| s.agent_id.as_str())
+        .unwrap_or("");
+    if from_task.is_empty() {
+        from_status
+    } else {
+        from_task
+    }
+}
+
+pub fn tasks_table(state: &ClusterState) -> String {
+    let rows: Vec<Vec<String>> = state
+        .tasks
+        .iter()
+        .map(|t| {
+            let info = t.task.clone().unwrap_or_default();
+            let message = t
+                .latest_status
+                .as_ref()
+                .map(|s| s.message.clone())
+                .unwrap_or_default();
+            vec![
+                dash(&info.task_id),
+                dash(&info.name),
+                dash(&t.framework_id),
+                dash(task_agent(t)),
+                t.state().as_str_name().to_string(),
+                resources_text(&info.resources),
+                dash(&message),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "ID",
+            "NAME",
+            "FRAMEWORK",
+            "AGENT",
+            "STATE",
+            "RESOURCES",
+            "MESSAGE",
+        ],
+        &rows,
+    )
+}
+
+pub fn roles_table(state: &ClusterState) -> String {
+    let rows: Vec<Vec<String>> = state
+        .roles
+        .iter()
+        .map(|r| {
+            vec![
+                dash(&r.name),
+                format!("{}", r.weight),
+                resources_text(&r.allocated),
+                format!("{:.2}%", r.dominant_share * 100.0),
+                dash(&r.frameworks.join(",")),
+            ]
+        })
+        .collect();
+    table::render(
+        &[
+            "ROLE",
+            "WEIGHT",
+            "ALLOCATED",
+            "DOMINANT SHARE",
+            "FRAMEWORKS",
+        ],
+        &rows,
+    )
+}
+
+// ---- JSON ----------------------------------------------------------------------------
+
+/// Resources as `agora-resources`' JSON form, or `{"invalid": reason}`.
+fn resources_json(items: &[agora_proto::v1::Resource]) -> Value {
+    match Resources::from_proto(items) {
+        Ok(r) => r.to_json(),
+        Err(e) => json!({ "invalid": e.to_string() }),
+    }
+}
+
+fn attributes_json(items: &[agora_proto::v1::Attribute]) -> Value {
+    match Attributes::from_proto(items) {
+        Ok(a) => Value::Object(
+            a.iter()
+                .map(|attr| (attr.name.clone(), Value::String(attr.value.to_string())))
+                .collect(),
+        ),
+        Err(e) => json!({ "invalid": e.to_string() }),
+    }
+}
+
+pub fn state_json(state: &ClusterState) -> Value {
+    json!({
+        "master_id": state.master_id,
+        "agents": state.agents.iter().map(agent_json).collect::<Vec<_>>(),
+        "frameworks": state.frameworks.iter().map(framework_json).collect::<Vec<_>>(),
+        "tasks": state.tasks.iter().map(task_json).collect::<Vec<_>>(),
+        "offers": state.offers.iter().map(offer_json).collect::<Vec<_>>(),
+        "roles": state.roles.iter().map(role_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn agent_json(a: &AgentState) -> Value {
+    let info = a.info.clone().unwrap_or_default();
+    json!({
+        "id": info.id,
+        "hostname": info.hostname,
+        "address": info.address,
+        "status": a.status,
+        "attributes": attributes_json(&info.attributes),
+        "resources": resources_json(&info.resources),
+        "total": resources_json(&a.total),
+        "allocated": resources_json(&a.allocated),
+        "offered": resources_json(&a.offered),
+        "registered_at_ms": a.registered_at_ms,
+        "last_heartbeat_ms": a.last_heartbeat_ms,
+    })
+}
+
+fn framework_info_json(info: &FrameworkInfo) -> Value {
+    let capabilities: Vec<&str> = info
+        .capabilities
+        .iter()
+        .map(|c| {
+            FrameworkCapability::try_from(*c)
+                .map(|c| c.as_str_name())
+                .unwrap_or("UNKNOWN")
+        })
+        .collect();
+    json!({
+        "id": info.id,
+        "name": info.name,
+        "roles": info.roles,
+        "principal": info.principal,
+        "user": info.user,
+        "hostname": info.hostname,
+        "webui_url": info.webui_url,
+        "capabilities": capabilities,
+        "failover_timeout_seconds": info.failover_timeout_seconds,
+        "checkpoint": info.checkpoint,
+        "labels": info.labels.iter().map(|l| (l.key.clone(), Value::String(l.value.clone()))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+pub fn framework_json(f: &FrameworkState) -> Value {
+    let mut v = framework_info_json(&f.info.clone().unwrap_or_default());
+    if let Value::Object(m) = &mut v {
+        m.insert("status".into(), json!(f.status));
+        m.insert("active_tasks".into(), json!(f.active_tasks));
+        m.insert("allocated".into(), resources_json(&f.allocated));
+        m.insert("offered".into(), resources_json(&f.offered));
+        m.insert("registered_at_ms".into(), json!(f.registered_at_ms));
+    }
+    v
+}
+
+fn status_json(s: &TaskStatus) -> Value {
+    json!({
+        "task_id": s.task_id,
+        "agent_id": s.agent_id,
+        "executor_id": s.executor_id,
+        "state": s.state().as_str_name(),
+        "reason": s.reason().as_str_name(),
+        "message": s.message,
+        "source": s.source().as_str_name(),
+        "timestamp_ms": s.timestamp_ms,
+        "uuid": s.uuid,
+        "exit_code": s.exit_code,
+        "healthy": s.healthy,
+    })
+}
+
+pub fn task_json(t: &TaskRecord) -> Value {
+    let info = t.task.clone().unwrap_or_default();
+    let command = info.command.as_ref().map(|c| {
+        let run = match &c.run {
+            Some(command_info::Run::Shell(s)) => json!({ "shell": s }),
+            Some(command_info::Run::Argv(a)) => json!({ "argv": a.args }),
+            None => Value::Null,
+        };
+        json!({
+            "run": run,
+            "user": c.user,
+            "environment": c.environment.iter().map(|e| (e.name.clone(), Value::String(e.value.clone()))).collect::<serde_json::Map<_, _>>(),
+        })
+    });
+    json!({
+        "task_id": info.task_id,
+        "name": info.name,
+        "framework_id": t.framework_id,
+        "agent_id": task_agent(t),
+        "state": t.state().as_str_name(),
+        "resources": resources_json(&info.resources),
+        "command": command,
+        "latest_status": t.latest_status.as_ref().map(status_json),
+        "history": t.history.iter().map(status_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn offer_json(o: &OfferRecord) -> Value {
+    let offer = o.offer.clone().unwrap_or_default();
+    json!({
+        "id": offer.id,
+        "framework_id": offer.framework_id,
+        "agent_id": offer.agent_id,
+        "hostname": offer.hostname,
+        "role": offer.role,
+        "resources": resources_json(&offer.resources),
+        "attributes": attributes_json(&offer.attributes),
+        "created_at_ms": o.created_at_ms,
+    })
+}
+
+pub fn role_json(r: &RoleState) -> Value {
+    json!({
+        "name": r.name,
+        "weight": r.weight,
+        "allocated": resources_json(&r.allocated),
+        "dominant_share": r.dominant_share,
+        "frameworks": r.frameworks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_proto::v1::{AgentInfo, CommandInfo, TaskInfo, TaskState};
+
+    fn res(text: &str) -> Vec<agora_proto::v1::Resource> {
+        Resources::parse(text).unwrap().to_proto()
+    }
+
+    fn sample() -> ClusterState {
+        let mut task = TaskRecord {
+            task: Some(TaskInfo {
+                task_id: "job-0".into(),
+                name: "job".into(),
+                agent_id: "a1".into(),
+                resources: res("cpus:0.5;mem:32"),
+                command: Some(CommandInfo {
+                    run: Some(command_info::Run::Argv(command_info::Argv {
+                        args: vec!["sleep".into(), "1".into()],
+                    })),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            framework_id: "fw1".into(),
+            latest_status: Some(TaskStatus {
+                task_id: "job-0".into(),
+                agent_id: "a1".into(),
+                message: "command exited with status 3".into(),
+                exit_code: Some(3),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        task.set_state(TaskState::Failed);
+        ClusterState {
+            master_id: "m1".into(),
+            agents: vec![AgentState {
+                info: Some(AgentInfo {
+                    id: "a1".into(),
+                    hostname: "local-agent-1".into(),
+                    address: "127.0.0.1:5051".into(),
+                    attributes: Attributes::parse("rack:r1").unwrap().to_proto(),
+                    ..Default::default()
+                }),
+                status: "registered".into(),
+                total: res("cpus:4;mem:1024"),
+                allocated: res("cpus:0.5;mem:32"),
+                ..Default::default()
+            }],
+            frameworks: vec![FrameworkState {
+                info: Some(FrameworkInfo {
+                    id: "fw1".into(),
+                    name: "agora-run".into(),
+                    roles: vec!["eng".into()],
+                    capabilities: vec![FrameworkCapability::PartitionAware as i32, 999],
+                    ..Default::default()
+                }),
+                status: "connected".into(),
+                active_tasks: 1,
+                ..Default::default()
+            }],
+            tasks: vec![task],
+            offers: vec![],
+            roles: vec![RoleState {
+                name: "eng".into(),
+                weight: 2.5,
+                dominant_share: 0.125,
+                frameworks: vec!["fw1".into()],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn agents_table_shows_resources_in_flag_syntax() {
+        let t = agents_table(&sample());
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("ID  HOSTNAME"), "{t}");
+        assert!(lines[1].contains("local-agent-1"), "{t}");
+        assert!(lines[1].contains("registered"), "{t}");
+        assert!(lines[1].contains("cpus:4;mem:1024"), "{t}");
+        assert!(lines[1].contains("rack:r1"), "{t}");
+        assert!(lines[1].contains("  -  "), "offered is empty: {t}");
+    }
+
+    #[test]
+    fn tasks_and_frameworks_tables() {
+        let s = sample();
+        let t = tasks_table(&s);
+        assert!(t.lines().nth(1).unwrap().contains("FAILED"), "{t}");
+        assert!(t.contains("command exited with status 3"), "{t}");
+        let f = frameworks_table(&s);
+        assert!(f.lines().nth(1).unwrap().contains("agora-run"), "{f}");
+        assert!(f.contains("connected"), "{f}");
+    }
+
+    #[test]
+    fn summary_counts_by_status() {
+        let s = summary(&sample());
+        assert!(s.contains("master      m1"), "{s}");
+        assert!(s.contains("agents      1 (1 registered)"), "{s}");
+        assert!(s.contains("tasks       1 (1 FAILED)"), "{s}");
+        assert!(s.contains("offers      0 outstanding"), "{s}");
+        let empty = summary(&ClusterState::default());
+        assert!(empty.contains("agents      0"), "{empty}");
+    }
+
+    #[test]
+    fn full_state_has_every_section() {
+        let out = render(&sample(), View::State, false);
+        for section in ["ROLES", "AGENTS", "FRAMEWORKS", "TASKS"] {
+            assert!(out.contains(&format!("\n{section}\n")), "{out}");
+        }
+        assert!(out.contains("12.50%"), "{out}");
+    }
+
+    #[test]
+    fn invalid_resources_are_shown_not_hidden() {
+        let bad = vec![agora_proto::v1::Resource::default()];
+        assert!(resources_text(&bad).starts_with("<invalid: "));
+        assert!(resources_json(&bad).get("invalid").is_some());
+        assert_eq!(resources_text(&[]), "-");
+    }
+
+    #[test]
+    fn json_views() {
+        let s = sample();
+        let v: Value = serde_json::from_str(&render(&s, View::State, true)).unwrap();
+        assert_eq!(v["master_id"], "m1");
+        assert_eq!(v["tasks"][0]["state"], "FAILED");
+        assert_eq!(v["tasks"][0]["agent_id"], "a1");
+        assert_eq!(v["tasks"][0]["command"]["run"]["argv"][0], "sleep");
+        assert_eq!(v["tasks"][0]["latest_status"]["exit_code"], 3);
+        assert_eq!(v["frameworks"][0]["capabilities"][0], "PARTITION_AWARE");
+        assert_eq!(v["frameworks"][0]["capabilities"][1], "UNKNOWN");
+        assert_eq!(v["agents"][0]["attributes"]["rack"], "r1");
+        assert_eq!(v["roles"][0]["weight"], 2.5);
+        let agents: Value = serde_json::from_str(&render(&s, View::Agents, true)).unwrap();
+        assert_eq!(agents[0]["hostname"], "local-agent-1");
+        assert_eq!(
+            agents[0]["total"],
+            Resources::parse("cpus:4;mem:1024").unwrap().to_json()
+        );
+    }
+
+    #[test]
+    fn error_chain_joins_sources() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("transport error")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
+        assert_eq!(error_chain(&e), "transport error: connection refused");
+    }
+
+    #[tokio::test]
+    async fn unreachable_master_is_a_clear_error() {
+        // Port 1 on localhost: nothing listens there.
+        let e = fetch(&["127.0.0.1:1".into()])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot reach the master"), "{e}");
+        assert!(e.contains("127.0.0.1:1"), "{e}");
+        let e = fetch(&["ftp://x".into()]).await.unwrap_err().to_string();
+        assert!(e.contains("unsupported scheme"), "{e}");
+    }
+}

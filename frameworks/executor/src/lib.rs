@@ -1,0 +1,1 @@
+//! Agora executor SDK (placeholder until the executor API lands).
