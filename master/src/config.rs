@@ -26,6 +26,10 @@ pub struct MasterConfig {
     pub default_refuse_seconds: f64,
     /// Upper bound of any decline filter.
     pub max_refuse_seconds: f64,
+    /// Offers unanswered this long are rescinded and the framework is filtered from their
+    /// resources for `default_refuse_seconds` (a framework must not sit on resources).
+    /// `None` disables the timeout.
+    pub offer_timeout: Option<Duration>,
     /// Role weights at start-up.
     pub weights: Vec<(String, f64)>,
     /// Terminal tasks kept for the state endpoint.
@@ -48,6 +52,7 @@ impl Default for MasterConfig {
             agent_max_missed_heartbeats: 5,
             default_refuse_seconds: 5.0,
             max_refuse_seconds: 3600.0,
+            offer_timeout: Some(Duration::from_secs(60)),
             weights: Vec::new(),
             max_completed_tasks: 1000,
             peer_queue_capacity: 4096,

@@ -40,6 +40,9 @@ struct Flags {
     /// HEARTBEAT events to frameworks.
     #[arg(long, default_value_t = 15.0)]
     framework_heartbeat_seconds: f64,
+    /// Seconds before an unanswered offer is rescinded (0 disables).
+    #[arg(long, default_value_t = 60.0)]
+    offer_timeout_seconds: f64,
     /// Role weights, e.g. `spark=2.5,marathon=1.5`.
     #[arg(long, default_value = "")]
     weights: String,
@@ -97,6 +100,10 @@ async fn main() -> anyhow::Result<()> {
             "framework-heartbeat-seconds",
             flags.framework_heartbeat_seconds,
         )?,
+        offer_timeout: match flags.offer_timeout_seconds {
+            0.0 => None,
+            s => Some(seconds("offer-timeout-seconds", s)?),
+        },
         weights: parse_weights(&flags.weights)?,
         ..MasterConfig::default()
     };

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub offers_accepted: u64,
     pub offers_declined: u64,
     pub offers_rescinded: u64,
+    pub offers_timed_out: u64,
     pub tasks_launched: u64,
     /// Terminal tasks by state name.
     pub tasks_terminal: BTreeMap<&'static str, u64>,
@@ -90,6 +91,12 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "agora_offers_rescinded_total",
         "Offers rescinded by the master.",
         m.offers_rescinded,
+    );
+    counter(
+        &mut o,
+        "agora_offers_timed_out_total",
+        "Offers rescinded because nobody answered them in time (counted in rescinded too).",
+        m.offers_timed_out,
     );
     counter(
         &mut o,

@@ -70,6 +70,12 @@ fn flags_of(config: &MasterConfig) -> HashMap<String, String> {
         config.default_refuse_seconds.to_string(),
     );
     f.insert(
+        "offer_timeout_seconds".into(),
+        config
+            .offer_timeout
+            .map_or("none".to_string(), |d| d.as_secs_f64().to_string()),
+    );
+    f.insert(
         "max_refuse_seconds".into(),
         config.max_refuse_seconds.to_string(),
     );

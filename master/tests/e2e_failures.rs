@@ -284,3 +284,36 @@ async fn framework_failover_within_timeout_loses_nothing_and_expiry_kills() {
         "was torn down",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_offers_are_rescinded_after_the_offer_timeout() {
+    let cluster = Cluster::start_with(1, &["--offer-timeout-seconds", "0.5"]);
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-greedy").await;
+    // Take the offer and sit on it.
+    while fw.offers.is_empty() {
+        fw.pump(Duration::from_millis(100)).await;
+    }
+    let held = fw.offers[0].id.clone();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !fw.rescinded.contains(&held) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "offer {held} never rescinded"
+        );
+        fw.pump(Duration::from_millis(100)).await;
+    }
+    // Accepting it now is refused: it is no longer outstanding.
+    let r = fw
+        .accept(
+            vec![held.clone()],
+            vec![launch(vec![shell_task("late", "cpus:1", "true")])],
+            None,
+        )
+        .await;
+    assert_code(r, tonic::Code::NotFound, "is not outstanding");
+    let (_, metrics) = http_get(cluster.addr, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("agora_offers_timed_out_total 1"),
+        "{metrics}"
+    );
+}

@@ -399,6 +399,7 @@ impl Master {
         let now = self.now();
         self.check_agent_timeouts(now);
         self.check_failover_timeouts(now);
+        self.check_offer_timeouts(now);
         let hb = self.config.framework_heartbeat.as_millis() as Millis;
         if now.saturating_sub(self.last_framework_heartbeat) >= hb {
             self.last_framework_heartbeat = now;
@@ -547,6 +548,48 @@ impl Master {
                 })),
             },
         );
+    }
+
+    /// Greed: an offer nobody answers is taken back, and its framework does not see the
+    /// same resources again for the default filter time.
+    fn check_offer_timeouts(&mut self, now: Millis) {
+        let Some(timeout) = self.config.offer_timeout else {
+            return;
+        };
+        let timeout = timeout.as_millis() as Millis;
+        let expired: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| now.saturating_sub(o.created_at) >= timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let refuse = (self.config.default_refuse_seconds * 1000.0) as Millis;
+        for id in expired {
+            let Some(entry) = self.close_offer(&id, OfferState::TimedOut) else {
+                continue;
+            };
+            self.metrics.offers_rescinded += 1;
+            self.metrics.offers_timed_out += 1;
+            if let Err(e) = self.allocator.recover(
+                &entry.offer.agent_id,
+                &entry.offer.framework_id,
+                &entry.offer.role,
+                &entry.resources,
+                Some(now.saturating_add(refuse)),
+            ) {
+                warn!(error = %e, "recovering a timed-out offer");
+            }
+            self.needs_allocation = true;
+            self.send_event(
+                &entry.offer.framework_id,
+                Event {
+                    event: Some(v1::event::Event::Rescind(v1::event::Rescind {
+                        offer_id: id,
+                        reason: "offer timed out".to_string(),
+                    })),
+                },
+            );
+        }
     }
 
     // ---------------------------------------------------------------------------------

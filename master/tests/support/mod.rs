@@ -65,6 +65,11 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // AGORA_E2E_KEEP=1 keeps logs and sandboxes for a post-mortem.
+        if std::env::var_os("AGORA_E2E_KEEP").is_some() {
+            eprintln!("keeping {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
