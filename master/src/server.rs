@@ -12,7 +12,7 @@ use agora_proto::v1::{
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-use crate::actor::{Master, MasterHandle};
+use crate::actor::{Command, Master, MasterHandle};
 use crate::clock::Clock;
 use crate::config::MasterConfig;
 use crate::grpc::{agent::AgentService, operator::OperatorService, scheduler::SchedulerService};
@@ -123,14 +123,35 @@ impl RunningMaster {
         })
     }
 
-    /// Serve until `shutdown` resolves.
+    /// Serve until `shutdown` resolves. Open event streams are then closed (peers see a lost
+    /// master, not an error), and connections still open after `SHUTDOWN_GRACE` are cut.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServerError::Serve)
+        let handle = self.handle.clone();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+        let graceful = async move {
+            shutdown.await;
+            let _ = handle.ask(|reply| Command::CloseStreams { reply }).await;
+            let _ = closed_tx.send(());
+        };
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(graceful);
+        tokio::select! {
+            r = server.into_future() => r.map_err(ServerError::Serve),
+            _ = async {
+                if closed_rx.await.is_ok() {
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them");
+                Ok(())
+            }
+        }
     }
 }
+
+/// How long open connections may take to finish after shutdown began.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

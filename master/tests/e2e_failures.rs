@@ -317,3 +317,20 @@ async fn unanswered_offers_are_rescinded_after_the_offer_timeout() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_stops_promptly_on_sigterm_with_streams_open() {
+    let mut cluster = Cluster::start(1);
+    let _fw = Framework::subscribe(cluster.addr, "e2e-sigterm").await;
+    let started = std::time::Instant::now();
+    let status = cluster.master.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}"
+    );
+}

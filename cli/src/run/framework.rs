@@ -6,6 +6,7 @@
 //! module must never hold bookkeeping of its own, and never holds the tracker lock across
 //! an `.await`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,9 @@ struct RunScheduler {
     task: TaskBuilder,
     /// Set once the run is over and teardown was requested, so it is requested once.
     finishing: bool,
+    /// Set by [`abort`]: the framework is being removed on purpose, so the master's
+    /// "torn down" error is expected and not worth a line.
+    aborting: Arc<AtomicBool>,
 }
 
 impl RunScheduler {
@@ -181,7 +185,9 @@ impl Scheduler for RunScheduler {
     }
 
     async fn error(&mut self, _driver: &Driver, message: String) {
-        eprintln!("the master ended the framework: {message}");
+        if !self.aborting.load(Ordering::SeqCst) {
+            eprintln!("the master ended the framework: {message}");
+        }
     }
 
     async fn disconnected(&mut self, _driver: &Driver) {
@@ -192,12 +198,14 @@ impl Scheduler for RunScheduler {
 /// Run `spec` to completion. `Ok(true)`: every task FINISHED.
 pub async fn execute(spec: RunSpec) -> anyhow::Result<bool> {
     let tracker: Shared = Arc::new(Mutex::new(Tracker::new(&spec.name, spec.instances)));
-    let task = TaskBuilder::argv(spec.argv.clone())?;
+    let task = TaskBuilder::argv(spec.argv.clone())?.name(spec.name.clone());
+    let aborting = Arc::new(AtomicBool::new(false));
     let scheduler = RunScheduler {
         tracker: tracker.clone(),
         shape: spec.shape.clone(),
         task,
         finishing: false,
+        aborting: aborting.clone(),
     };
     let framework = FrameworkInfo {
         name: spec.name.clone(),
@@ -223,11 +231,13 @@ pub async fn execute(spec: RunSpec) -> anyhow::Result<bool> {
         _ = deadline => {
             let secs = spec.timeout.map(|d| d.as_secs_f64()).unwrap_or_default();
             interrupted = Some(format!("timed out after {secs} s"));
+            aborting.store(true, Ordering::SeqCst);
             abort(&driver, &tracker, &format!("timed out after {secs} s")).await;
             run.await
         }
         _ = tokio::signal::ctrl_c() => {
             interrupted = Some("interrupted".to_string());
+            aborting.store(true, Ordering::SeqCst);
             abort(&driver, &tracker, "interrupted").await;
             run.await
         }

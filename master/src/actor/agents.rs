@@ -456,16 +456,13 @@ impl Master {
         }
         self.apply_task_state(&key, &status);
         // The agent may already know a newer state while older updates await their
-        // acknowledgement; the master's view moves ahead (and frees resources) at once.
+        // acknowledgement; the master's view moves ahead (and frees resources) at once, but
+        // the task's latest status stays the last one actually received.
         if let Ok(latest) = TaskState::try_from(r.latest_state)
             && latest != TaskState::Unspecified
             && latest as i32 != status.state
         {
-            let newer = v1::TaskStatus {
-                state: latest as i32,
-                ..status.clone()
-            };
-            self.apply_task_state(&key, &newer);
+            self.advance_task(&key, latest);
         }
 
         let framework_live = self.frameworks.get(&status.framework_id).map(|f| f.status);

@@ -531,7 +531,10 @@ impl Master {
         let (agent_id, terminal_acked) = match self.tasks.get(&key) {
             Some(t) => (
                 t.agent_id.clone(),
-                t.state.is_terminal() && t.latest.as_ref().is_some_and(|s| s.uuid == r.uuid),
+                t.latest.as_ref().is_some_and(|s| {
+                    s.uuid == r.uuid
+                        && TaskState::try_from(s.state).is_ok_and(|st| st.is_terminal())
+                }),
             ),
             None => {
                 // An ended task's last ack, or an ack for a task from before a master

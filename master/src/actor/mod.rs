@@ -126,6 +126,11 @@ pub enum Command {
         framework_id: String,
         reply: Reply<()>,
     },
+    /// Shutdown: end every framework and agent stream without an ERROR event, so
+    /// frameworks and agents treat it as a lost master and fail over or reconnect.
+    CloseStreams {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Cheap, cloneable way to talk to the actor.
@@ -376,6 +381,15 @@ impl Master {
             Command::UpdateWeights { weights, reply } => {
                 let r = self.update_weights(weights);
                 let _ = reply.send(r);
+            }
+            Command::CloseStreams { reply } => {
+                for fw in self.frameworks.values_mut() {
+                    fw.tx = None;
+                }
+                for agent in self.agents.values_mut() {
+                    agent.tx = None;
+                }
+                let _ = reply.send(());
             }
             Command::OperatorTeardown {
                 framework_id,
@@ -675,12 +689,36 @@ impl Master {
         self.needs_allocation = true;
     }
 
-    /// Apply a state to a task the master tracks: transition check, resources returned when
-    /// it ends. Returns false if the transition is not allowed (the state is kept).
+    /// Record a status update for a task the master tracks: its state moves (see
+    /// `advance_task`) and the update becomes the task's latest. Returns false if the
+    /// transition is not allowed (nothing changes).
     fn apply_task_state(&mut self, key: &(String, String), status: &TaskStatus) -> bool {
         let Ok(to) = TaskState::try_from(status.state) else {
             return false;
         };
+        if !self.advance_task(key, to) {
+            return false;
+        }
+        if let Some(task) = self.tasks.get_mut(key) {
+            // A re-sent update is recorded once.
+            if task
+                .history
+                .last()
+                .is_none_or(|h| h.uuid != status.uuid || status.uuid.is_empty())
+            {
+                if task.history.len() >= MAX_TASK_HISTORY {
+                    task.history.remove(0);
+                }
+                task.history.push(status.clone());
+            }
+            task.latest = Some(status.clone());
+        }
+        true
+    }
+
+    /// Move a task's state: transition check, metrics, and its resources returned to the
+    /// allocator when it ends. Records no status. Returns false if not allowed.
+    fn advance_task(&mut self, key: &(String, String), to: TaskState) -> bool {
         let Some(task) = self.tasks.get_mut(key) else {
             return false;
         };
@@ -688,11 +726,6 @@ impl Master {
         match crate::state::task::transition(from, to) {
             Ok(next) => {
                 task.state = next;
-                task.latest = Some(status.clone());
-                if task.history.len() >= MAX_TASK_HISTORY {
-                    task.history.remove(0);
-                }
-                task.history.push(status.clone());
                 if next.is_terminal() && !from.is_terminal() {
                     *self
                         .metrics

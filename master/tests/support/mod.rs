@@ -104,18 +104,22 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then SIGKILL if it lingers.
-    pub fn stop(&mut self) {
+    /// SIGTERM, then SIGKILL if it lingers. Returns the exit status if it exited by itself.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
         let pid = self.child.id() as i32;
         let _ = Command::new("kill").arg(pid.to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         self.kill9();
+        None
     }
 
     pub fn log_text(&self) -> String {
