@@ -20,7 +20,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
-    tonic_prost_build::configure()
-        .compile_protos(&files, &["."])?;
+    tonic_prost_build::configure().compile_protos(&files, &["."])?;
     Ok(())
 }
