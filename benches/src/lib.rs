@@ -13,8 +13,8 @@ fn res(text: &str) -> Resources {
 
 /// The Mesos `DeclineOffers` set-up: every agent has
 /// `cpus:24;mem:4096;disk:4096;ports:[31000-32000]` and already runs
-/// `cpus:16;mem:2014;disk:1024` plus 16 ports for one framework (round-robin); a first
-/// cycle offers the rest and every framework declines it with a very long filter. The
+/// `cpus:16;mem:2014;disk:1024` plus 16 ports for one framework (round-robin); cycles offer
+/// the rest until every framework has declined every agent with a very long filter. The
 /// allocator returned is ready for measured cycles, which offer nothing.
 pub fn decline_offers(agents: usize, frameworks: usize) -> DrfAllocator {
     let mut a = DrfAllocator::new(AllocatorConfig::default());
@@ -36,17 +36,27 @@ pub fn decline_offers(agents: usize, frameworks: usize) -> DrfAllocator {
         a.add_allocated(&agent, &format!("f{f}"), &format!("role{f}"), &used)
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let offers = a.allocate(0);
-    assert_eq!(offers.len(), agents, "every agent's leftover offered once");
-    for o in offers {
-        a.recover(
-            &o.agent,
-            &o.framework,
-            &o.role,
-            &o.resources,
-            Some(u64::MAX),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+    // Declines move each agent on to the next framework in fair order, so the steady state
+    // (every framework has declined every agent) takes up to one round per framework.
+    for round in 0..=frameworks {
+        let offers = a.allocate(0);
+        if offers.is_empty() {
+            break;
+        }
+        assert!(
+            round < frameworks,
+            "offers still made after every framework declined"
+        );
+        for o in offers {
+            a.recover(
+                &o.agent,
+                &o.framework,
+                &o.role,
+                &o.resources,
+                Some(u64::MAX),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
     }
     a
 }

@@ -63,6 +63,11 @@ fn add_into(slot: &mut Resources, extra: &Resources, agent: &str) -> Result<(), 
     Ok(())
 }
 
+/// The scalar part of `r`: what per-role and per-framework sums can hold.
+fn scalars(r: &Resources) -> Resources {
+    r.filter(|x| matches!(x.value, agora_resources::Value::Scalar(_)))
+}
+
 fn sub_from(slot: &mut Resources, gone: &Resources, agent: &str) -> Result<(), AllocatorError> {
     *slot = slot.checked_sub(gone).map_err(|e| accounting(agent, e))?;
     Ok(())
@@ -208,14 +213,17 @@ impl DrfAllocator {
             resources,
             agent,
         )?;
+        // Sums across agents hold scalars only: ranges and sets add by union, so ports of two
+        // agents would collapse into one range and could no longer be subtracted per agent.
+        let quantities = scalars(resources);
         add_into(
             fw.allocated.entry(role.to_string()).or_default(),
-            resources,
+            &quantities,
             agent,
         )?;
         add_into(
             self.role_allocated.entry(role.to_string()).or_default(),
-            resources,
+            &quantities,
             agent,
         )?;
         Ok(())
@@ -229,6 +237,7 @@ impl DrfAllocator {
         role: &str,
         resources: &Resources,
     ) -> Result<(), AllocatorError> {
+        let resources = &scalars(resources);
         if let Some(fw) = self.frameworks.get_mut(framework)
             && let Some(slot) = fw.allocated.get_mut(role)
         {
@@ -698,6 +707,24 @@ mod tests {
             a.recover("a1", "f", "r", &res("cpus:1"), None),
             Err(AllocatorError::UnknownAgent("a1".into()))
         );
+    }
+
+    #[test]
+    fn ports_on_several_agents_recover_independently() {
+        let mut a = alloc(1);
+        for i in 0..3 {
+            a.add_agent(&format!("a{i}"), res("cpus:2;ports:[31000-31999]"))
+                .unwrap();
+        }
+        a.add_framework("f", spec(&["r"])).unwrap();
+        let offers = a.allocate(0);
+        assert_eq!(offers.len(), 3);
+        for o in &offers {
+            a.recover(&o.agent, "f", "r", &o.resources, None)
+                .expect("each agent's ports come back on their own");
+        }
+        assert!(a.role_shares().iter().all(|s| s.allocated.is_empty()));
+        assert_eq!(a.allocate(1).len(), 3);
     }
 
     #[test]
