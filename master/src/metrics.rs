@@ -21,6 +21,8 @@ pub struct Metrics {
     /// Terminal tasks by state name.
     pub tasks_terminal: BTreeMap<&'static str, u64>,
     pub status_updates: u64,
+    /// Re-sent updates dropped because a newer update of the task had already arrived.
+    pub stale_status_updates: u64,
     pub invalid_calls: u64,
     pub frameworks_disconnected_slow: u64,
     cycle_buckets: [u64; CYCLE_BUCKETS.len()],
@@ -109,6 +111,12 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "agora_status_updates_total",
         "Task status updates received from agents.",
         m.status_updates,
+    );
+    counter(
+        &mut o,
+        "agora_stale_status_updates_total",
+        "Re-sent status updates dropped because a newer update of the task had arrived.",
+        m.stale_status_updates,
     );
     counter(
         &mut o,

@@ -572,3 +572,97 @@ async fn http_endpoints_report_state_and_metrics() {
     });
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// A scripted agent over raw gRPC re-sends an update after a newer one was relayed (a retry
+/// that overtook the acknowledgement): the master must not relay the stale one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_resent_update_is_not_relayed() {
+    let cluster = Cluster::start(0);
+    let mut agent = v1::agent_api_client::AgentApiClient::connect(cluster.url())
+        .await
+        .expect("connect");
+    let mut commands = agent
+        .register(v1::RegisterAgentRequest {
+            info: Some(v1::AgentInfo {
+                hostname: "scripted".into(),
+                resources: res("cpus:2;mem:256").to_proto(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("register")
+        .into_inner();
+    let agent_id = match commands.message().await.expect("stream").map(|c| c.command) {
+        Some(Some(v1::agent_command::Command::Registered(r))) => r.agent_id,
+        other => panic!("expected REGISTERED, got {other:?}"),
+    };
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-stale").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    fw.accept(
+        vec![offer.id],
+        vec![launch(vec![shell_task("t", "cpus:1", "true")])],
+        None,
+    )
+    .await
+    .expect("accept");
+    let task = loop {
+        match commands.message().await.expect("stream").map(|c| c.command) {
+            Some(Some(v1::agent_command::Command::RunTask(r))) => break r.task.expect("task"),
+            Some(_) => continue,
+            None => panic!("agent stream ended"),
+        }
+    };
+    let framework_id = fw.id.clone();
+    let update = |state: TaskState, uuid: &str| v1::StatusUpdateRequest {
+        agent_id: agent_id.clone(),
+        status: Some(v1::TaskStatus {
+            task_id: task.task_id.clone(),
+            framework_id: framework_id.clone(),
+            state: state as i32,
+            source: v1::StatusSource::SourceAgent as i32,
+            uuid: uuid.into(),
+            ..Default::default()
+        }),
+        latest_state: state as i32,
+    };
+    agent
+        .update_status(update(TaskState::Starting, "u-starting"))
+        .await
+        .expect("starting");
+    fw.wait_for("STARTING", |s| {
+        s.get("t")
+            .is_some_and(|x| state_of(x) == TaskState::Starting)
+    })
+    .await;
+    agent
+        .update_status(update(TaskState::Running, "u-running"))
+        .await
+        .expect("running");
+    fw.wait_for("RUNNING", |s| {
+        s.get("t")
+            .is_some_and(|x| state_of(x) == TaskState::Running)
+    })
+    .await;
+    // The stale re-send is answered OK (the agent can let it go) but not relayed.
+    agent
+        .update_status(update(TaskState::Starting, "u-starting"))
+        .await
+        .expect("stale re-send accepted");
+    // The latest update re-sent (its ack may have been lost) is relayed again.
+    agent
+        .update_status(update(TaskState::Running, "u-running"))
+        .await
+        .expect("latest re-send");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        fw.pump(Duration::from_millis(100)).await;
+    }
+    let seen: Vec<_> = fw.history.iter().map(|s| s.uuid.clone()).collect();
+    assert_eq!(seen, vec!["u-starting", "u-running", "u-running"]);
+    let (_, metrics) = http_get(cluster.addr, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("agora_stale_status_updates_total 1"),
+        "{metrics}"
+    );
+}

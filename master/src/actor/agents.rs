@@ -454,6 +454,14 @@ impl Master {
                 status.task_id, task.agent_id, r.agent_id
             )));
         }
+        // A re-send of an update that a newer one has already followed is stale: the agent
+        // only sends the next update after this one was acknowledged, but a retry that was
+        // in flight can overtake it. Relaying it would show the framework an older state
+        // after a newer one.
+        if self.is_superseded(&key, &status.uuid) {
+            self.metrics.stale_status_updates += 1;
+            return Ok(());
+        }
         self.apply_task_state(&key, &status);
         // The agent may already know a newer state while older updates await their
         // acknowledgement; the master's view moves ahead (and frees resources) at once, but
@@ -499,6 +507,18 @@ impl Master {
             }
         }
         Ok(())
+    }
+
+    /// Whether an update with this uuid was received before and a newer one has followed.
+    fn is_superseded(&self, key: &(String, String), uuid: &str) -> bool {
+        let superseded_in =
+            |history: &[v1::TaskStatus]| history.iter().rev().skip(1).any(|h| h.uuid == uuid);
+        match self.tasks.get(key) {
+            Some(task) => superseded_in(&task.history),
+            None => self.completed.iter().rev().any(|t| {
+                t.framework_id == key.0 && t.info.task_id == key.1 && superseded_in(&t.history)
+            }),
+        }
     }
 
     pub(super) fn executor_message(
