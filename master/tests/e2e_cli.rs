@@ -177,3 +177,29 @@ fn agora_local_runs_a_cluster_and_stops_cleanly() {
         "master still answering after stop"
     );
 }
+
+#[test]
+fn example_framework_runs_its_tasks_to_completion() {
+    let cluster = Cluster::start(1);
+    let out = Command::new(binary("agora-example-framework"))
+        .args([
+            "--master",
+            &cluster.addr.to_string(),
+            "--tasks",
+            "3",
+            "--command",
+            "echo example $AGORA_TASK_ID",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the example framework");
+    assert!(
+        out.status.success(),
+        "example framework failed:\n{}",
+        text(&out)
+    );
+    let s = cluster.state();
+    let tasks = s["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 3, "{s}");
+    assert!(tasks.iter().all(|t| t["state"] == "FINISHED"), "{s}");
+}
