@@ -14,6 +14,7 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod registry;
 pub mod server;
 pub mod state;
 pub mod validate;

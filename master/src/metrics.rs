@@ -25,6 +25,7 @@ pub struct Metrics {
     pub stale_status_updates: u64,
     pub invalid_calls: u64,
     pub frameworks_disconnected_slow: u64,
+    pub registry_write_errors: u64,
     cycle_buckets: [u64; CYCLE_BUCKETS.len()],
     cycle_count: u64,
     cycle_sum_seconds: f64,
@@ -129,6 +130,12 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "agora_frameworks_disconnected_slow_total",
         "Frameworks cut off because their event queue was full.",
         m.frameworks_disconnected_slow,
+    );
+    counter(
+        &mut o,
+        "agora_registry_write_errors_total",
+        "Registry batches that could not be written durably.",
+        m.registry_write_errors,
     );
     let _ = writeln!(
         o,

@@ -16,6 +16,7 @@ use crate::actor::{Command, Master, MasterHandle};
 use crate::clock::Clock;
 use crate::config::MasterConfig;
 use crate::grpc::{agent::AgentService, operator::OperatorService, scheduler::SchedulerService};
+use crate::registry::{FileRegistry, Registry};
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -29,6 +30,8 @@ pub enum ServerError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Registry(#[from] crate::registry::RegistryError),
     #[error("allocator: {0}")]
     Allocator(#[from] crate::allocator::AllocatorError),
     #[error("serving: {0}")]
@@ -98,7 +101,9 @@ impl RunningMaster {
                 })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let flags = flags_of(&config);
-        let (master, handle, rx) = Master::new(config, clock)?;
+        let mut registry = FileRegistry::new(config.data_dir.clone());
+        let recovered = registry.recover()?;
+        let (master, handle, rx) = Master::new(config, clock, Box::new(registry), recovered)?;
         let master_id = master.master_id().to_string();
         tokio::spawn(master.run(rx));
 

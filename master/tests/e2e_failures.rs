@@ -334,3 +334,104 @@ async fn master_stops_promptly_on_sigterm_with_streams_open() {
         "exit status {status:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_keeps_frameworks_retired_ids_and_weights_across_sigkill() {
+    let mut cluster = Cluster::start(0);
+    let info = |name: &str| v1::FrameworkInfo {
+        name: name.into(),
+        roles: vec!["e2e".into()],
+        failover_timeout_seconds: 60.0,
+        ..Default::default()
+    };
+    let idle = Framework::subscribe_info(cluster.addr, info("e2e-idle")).await;
+    let idle_id = idle.id.clone();
+    let mut gone = Framework::subscribe_info(cluster.addr, info("e2e-gone")).await;
+    let gone_id = gone.id.clone();
+    gone.client
+        .teardown(v1::TeardownRequest {
+            framework_id: gone_id.clone(),
+        })
+        .await
+        .expect("teardown");
+    let mut operator = v1::operator_client::OperatorClient::connect(cluster.url())
+        .await
+        .expect("operator connect");
+    operator
+        .update_weights(v1::UpdateWeightsRequest {
+            weights: vec![v1::WeightInfo {
+                role: "e2e".into(),
+                weight: 3.5,
+            }],
+        })
+        .await
+        .expect("update weights");
+    let r = operator
+        .update_weights(v1::UpdateWeightsRequest {
+            weights: vec![v1::WeightInfo {
+                role: "e2e".into(),
+                weight: -1.0,
+            }],
+        })
+        .await;
+    assert_code(
+        r,
+        tonic::Code::InvalidArgument,
+        "must be a finite number > 0",
+    );
+    cluster.wait_until("one framework left", |s| {
+        s["frameworks"].as_array().is_some_and(|f| f.len() == 1)
+    });
+    drop(idle);
+    drop(gone);
+
+    cluster.master.kill9();
+    cluster.restart_master();
+    let s = cluster.state();
+    let fws = s["frameworks"].as_array().expect("frameworks");
+    assert_eq!(fws.len(), 1, "{s}");
+    assert_eq!(fws[0]["id"], idle_id.as_str());
+    assert_eq!(fws[0]["name"], "e2e-idle");
+    assert_eq!(fws[0]["status"], "disconnected");
+    let weights = v1::operator_client::OperatorClient::connect(cluster.url())
+        .await
+        .expect("operator connect")
+        .get_weights(v1::Empty {})
+        .await
+        .expect("weights")
+        .into_inner();
+    assert!(
+        weights
+            .weights
+            .iter()
+            .any(|w| w.role == "e2e" && w.weight == 3.5),
+        "{weights:?}"
+    );
+    // The idle framework resumes; the torn-down one stays retired.
+    let resumed = Framework::subscribe_info(
+        cluster.addr,
+        v1::FrameworkInfo {
+            id: idle_id.clone(),
+            ..info("e2e-idle")
+        },
+    )
+    .await;
+    assert_eq!(resumed.id, idle_id);
+    let mut client = v1::scheduler_client::SchedulerClient::connect(cluster.url())
+        .await
+        .expect("connect");
+    let r = client
+        .subscribe(v1::SubscribeRequest {
+            framework: Some(v1::FrameworkInfo {
+                id: gone_id,
+                ..info("e2e-gone")
+            }),
+            secret: String::new(),
+        })
+        .await;
+    assert_code(
+        r.map(|_| ()),
+        tonic::Code::FailedPrecondition,
+        "was torn down",
+    );
+}

@@ -276,7 +276,7 @@ impl Master {
 
     /// After a master restart, agents report tasks of frameworks that have not
     /// re-subscribed yet: keep a disconnected entry so the framework can resume.
-    fn ensure_framework_for_recovered_task(
+    pub(super) fn ensure_framework_for_recovered_task(
         &mut self,
         fw_id: &str,
         infos: &[v1::FrameworkInfo],

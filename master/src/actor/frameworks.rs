@@ -128,6 +128,7 @@ impl Master {
         };
         // The queue is new and empty: this cannot fail for lack of room.
         let _ = tx.try_send(Ok(subscribed));
+        self.persist_framework(&info);
         self.needs_allocation = true;
         Ok(Subscription {
             framework_id: id,
@@ -233,6 +234,7 @@ impl Master {
                 self.allocator
                     .update_framework(&id, spec_of(&info))
                     .map_err(|e| Status::internal(e.to_string()))?;
+                self.persist_framework(&info);
                 if let Some(fw) = self.frameworks.get_mut(&id) {
                     fw.info = info;
                 }
@@ -732,6 +734,7 @@ impl Master {
             }));
         }
         self.torn_down.insert(id.to_string());
+        self.persist(crate::registry::RegistryOp::TearDownFramework { id: id.to_string() });
         self.needs_allocation = true;
     }
 }

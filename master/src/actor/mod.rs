@@ -25,6 +25,7 @@ use crate::allocator::{self, Allocator, AllocatorConfig};
 use crate::clock::{Clock, Millis};
 use crate::config::MasterConfig;
 use crate::metrics::Metrics;
+use crate::registry::{Registry, RegistryOp, RegistryState};
 use crate::state::agent::AgentStatus;
 use crate::state::framework::FrameworkStatus;
 use crate::state::offer::OfferState;
@@ -243,13 +244,19 @@ pub struct Master {
     next_epoch: u64,
     last_framework_heartbeat: Millis,
     handle: MasterHandle,
+    registry: Box<dyn Registry>,
+    /// Changes made in the current batch, written with one sync at its end.
+    registry_pending: Vec<RegistryOp>,
 }
 
 impl Master {
     /// Build the actor and the handle to reach it; `run` it on a task.
+    /// `recovered` is what `registry` held at start; the master resumes from it.
     pub fn new(
         config: MasterConfig,
         clock: Arc<dyn Clock>,
+        registry: Box<dyn Registry>,
+        recovered: RegistryState,
     ) -> Result<(Master, MasterHandle, mpsc::Receiver<Command>), allocator::AllocatorError> {
         let mut alloc = allocator::by_name(
             &config.allocator,
@@ -258,13 +265,15 @@ impl Master {
                 ..AllocatorConfig::default()
             },
         )?;
-        for (role, w) in &config.weights {
-            alloc.set_weight(role, *w)?;
+        // Start-up flags first; weights an operator set at run time (persisted) win.
+        let persisted = recovered.weights.iter().map(|(r, w)| (r.clone(), *w));
+        for (role, w) in config.weights.iter().cloned().chain(persisted) {
+            alloc.set_weight(&role, w)?;
         }
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let handle = MasterHandle { tx };
         let now = clock.now_ms();
-        let master = Master {
+        let mut master = Master {
             config,
             clock,
             master_id: uuid::Uuid::new_v4().to_string(),
@@ -282,7 +291,10 @@ impl Master {
             next_epoch: 0,
             last_framework_heartbeat: now,
             handle: handle.clone(),
+            registry,
+            registry_pending: Vec::new(),
         };
+        master.resume(recovered);
         Ok((master, handle, rx))
     }
 
@@ -311,11 +323,65 @@ impl Master {
                     Err(_) => break,
                 }
             }
+            self.flush_registry();
             if self.needs_allocation {
                 self.allocate();
             }
         }
+        self.flush_registry();
         info!("master actor stopped");
+    }
+
+    /// Take up what the registry held: retired ids, removed agents, and the frameworks,
+    /// which wait disconnected (their failover timeout running from now) for their
+    /// schedulers to re-subscribe.
+    fn resume(&mut self, recovered: RegistryState) {
+        self.torn_down = recovered.torn_down.into_iter().collect();
+        self.removed_agents = recovered.removed_agents.into_iter().collect();
+        let now = self.now();
+        let mut infos = Vec::new();
+        for (id, hex) in &recovered.frameworks {
+            match crate::registry::from_hex(hex)
+                .and_then(|b| <FrameworkInfo as prost::Message>::decode(b.as_slice()).ok())
+            {
+                Some(info) if info.id == *id => infos.push(info),
+                _ => warn!(framework = %id, "unreadable framework in the registry; skipping it"),
+            }
+        }
+        for info in &infos {
+            self.ensure_framework_for_recovered_task(&info.id, &infos, now);
+        }
+        if !infos.is_empty() || !self.torn_down.is_empty() {
+            info!(
+                frameworks = infos.len(),
+                torn_down = self.torn_down.len(),
+                "recovered the registry"
+            );
+        }
+    }
+
+    fn persist(&mut self, op: RegistryOp) {
+        self.registry_pending.push(op);
+    }
+
+    fn persist_framework(&mut self, info: &FrameworkInfo) {
+        let bytes = prost::Message::encode_to_vec(info);
+        self.persist(RegistryOp::PutFramework {
+            id: info.id.clone(),
+            info: crate::registry::to_hex(&bytes),
+        });
+    }
+
+    /// One durable write for everything the batch changed.
+    fn flush_registry(&mut self) {
+        if self.registry_pending.is_empty() {
+            return;
+        }
+        let ops = std::mem::take(&mut self.registry_pending);
+        if let Err(e) = self.registry.append(&ops) {
+            self.metrics.registry_write_errors += 1;
+            tracing::error!(error = %e, lost = ops.len(), "registry write failed");
+        }
     }
 
     fn now(&self) -> Millis {
@@ -445,6 +511,7 @@ impl Master {
             self.allocator
                 .set_weight(&role, w)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            self.persist(RegistryOp::SetWeight { role, weight: w });
         }
         self.needs_allocation = true;
         Ok(())

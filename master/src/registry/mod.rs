@@ -1,0 +1,150 @@
+//! The registry: what the master persists because it cannot rebuild it from agents and
+//! frameworks: framework descriptions (so a framework with no running task survives a
+//! master restart), retired framework ids, removed agents and role weights.
+//!
+//! `Registry` is the seam: the embedded default is `FileRegistry` (a local snapshot plus
+//! an append-only log); a replicated store (etcd) implements the same trait. This module
+//! owns only the data and its encoding; it never decides anything about the cluster.
+
+mod file;
+
+pub use file::FileRegistry;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Everything the registry holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistryState {
+    /// Framework id -> its `FrameworkInfo`, protobuf-encoded, hex.
+    pub frameworks: BTreeMap<String, String>,
+    /// Ids of frameworks torn down: they may never subscribe again.
+    pub torn_down: BTreeSet<String>,
+    /// Agents removed for good: if one comes back it is told to shut down.
+    pub removed_agents: BTreeSet<String>,
+    pub weights: BTreeMap<String, f64>,
+}
+
+/// One change, in the order the master made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RegistryOp {
+    /// Add or replace a framework's description.
+    PutFramework {
+        id: String,
+        info: String,
+    },
+    /// Retire a framework id.
+    TearDownFramework {
+        id: String,
+    },
+    RemoveAgent {
+        id: String,
+    },
+    SetWeight {
+        role: String,
+        weight: f64,
+    },
+}
+
+impl RegistryState {
+    pub fn apply(&mut self, op: &RegistryOp) {
+        match op {
+            RegistryOp::PutFramework { id, info } => {
+                self.frameworks.insert(id.clone(), info.clone());
+            }
+            RegistryOp::TearDownFramework { id } => {
+                self.frameworks.remove(id);
+                self.torn_down.insert(id.clone());
+            }
+            RegistryOp::RemoveAgent { id } => {
+                self.removed_agents.insert(id.clone());
+            }
+            RegistryOp::SetWeight { role, weight } => {
+                self.weights.insert(role.clone(), *weight);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("registry {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("registry {path} line {line}: {reason}")]
+    Corrupt {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// Durable storage of the registry.
+pub trait Registry: Send {
+    /// Read what was stored (empty on first start).
+    fn recover(&mut self) -> Result<RegistryState, RegistryError>;
+    /// Store a batch of changes durably, in order; all or, on error, a prefix of them.
+    fn append(&mut self, ops: &[RegistryOp]) -> Result<(), RegistryError>;
+}
+
+/// Hex of protobuf bytes (framework descriptions in the registry).
+pub fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_bad_input() {
+        let bytes = vec![0u8, 1, 0xab, 0xff];
+        assert_eq!(to_hex(&bytes), "0001abff");
+        assert_eq!(from_hex("0001abff"), Some(bytes));
+        assert_eq!(from_hex("abc"), None);
+        assert_eq!(from_hex("zz"), None);
+    }
+
+    #[test]
+    fn ops_apply_in_order() {
+        let mut s = RegistryState::default();
+        s.apply(&RegistryOp::PutFramework {
+            id: "f".into(),
+            info: "00".into(),
+        });
+        s.apply(&RegistryOp::SetWeight {
+            role: "r".into(),
+            weight: 2.5,
+        });
+        s.apply(&RegistryOp::TearDownFramework { id: "f".into() });
+        s.apply(&RegistryOp::RemoveAgent { id: "a".into() });
+        assert!(s.frameworks.is_empty());
+        assert!(s.torn_down.contains("f"));
+        assert!(s.removed_agents.contains("a"));
+        assert_eq!(s.weights["r"], 2.5);
+    }
+}
