@@ -57,6 +57,8 @@ pub struct Gauges {
     pub role_allocated: Vec<(String, String, f64)>,
     pub role_shares: Vec<(String, f64, f64)>,
     pub command_queue_depth: u64,
+    pub operator_subscribers: u64,
+    pub operator_subscribers_dropped_slow: u64,
 }
 
 fn escape(v: &str) -> String {
@@ -229,6 +231,17 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "Commands waiting for the master actor.",
     );
     let _ = writeln!(o, "agora_event_queue_depth {}", g.command_queue_depth);
+    gauge_header(
+        &mut o,
+        "agora_operator_subscribers",
+        "Operator event stream subscribers.",
+    );
+    let _ = writeln!(o, "agora_operator_subscribers {}", g.operator_subscribers);
+    let _ = writeln!(
+        o,
+        "# HELP agora_operator_subscribers_dropped_slow_total Operator subscribers cut off for falling behind.\n# TYPE agora_operator_subscribers_dropped_slow_total counter\nagora_operator_subscribers_dropped_slow_total {}",
+        g.operator_subscribers_dropped_slow
+    );
     o
 }
 

@@ -108,6 +108,7 @@ impl Master {
             .add_agent(&id, total.clone())
             .map_err(|e| Status::internal(e.to_string()))?;
 
+        let known = self.agents.contains_key(&id);
         let previous_tasks: HashSet<(String, String)> = self
             .agents
             .get(&id)
@@ -211,6 +212,7 @@ impl Master {
                     if let Some(a) = self.agents.get_mut(&id) {
                         a.tasks.insert(key.clone());
                     }
+                    self.emit_task_added(&key);
                 }
             }
             self.book_task(&key);
@@ -235,6 +237,7 @@ impl Master {
         }
 
         info!(agent = %id, hostname = %info.hostname, "agent registered");
+        self.emit_agent(&id, !known);
         self.needs_allocation = true;
         Ok(AgentStream {
             agent_id: id,
@@ -338,6 +341,7 @@ impl Master {
         for o in offers {
             self.rescind_offer(&o, "agent disconnected", true);
         }
+        self.emit_agent(id, false);
     }
 
     pub(super) fn agent_heartbeat(&mut self, id: &str) -> Result<(), Status> {
@@ -390,6 +394,7 @@ impl Master {
         if let Err(e) = self.allocator.remove_agent(id) {
             warn!(error = %e, "removing unreachable agent from allocator");
         }
+        self.emit_agent(id, false);
         for key in tasks {
             if let Some(t) = self.tasks.get_mut(&key) {
                 t.booked = false;

@@ -100,6 +100,7 @@ impl Master {
                 fw.disconnected_at = None;
             }
             info!(framework = %id, name = %info.name, "framework re-subscribed");
+            self.emit_framework(&id, false);
         } else {
             self.allocator
                 .add_framework(&id, spec_of(&info))
@@ -118,6 +119,7 @@ impl Master {
                 },
             );
             info!(framework = %id, name = %info.name, roles = ?info.roles, "framework subscribed");
+            self.emit_framework(&id, true);
         }
         let subscribed = Event {
             event: Some(v1::event::Event::Subscribed(v1::event::Subscribed {
@@ -238,6 +240,7 @@ impl Master {
                 if let Some(fw) = self.frameworks.get_mut(&id) {
                     fw.info = info;
                 }
+                self.emit_framework(&id, false);
                 self.needs_allocation = true;
                 Ok(CallReply::Done)
             }
@@ -400,6 +403,7 @@ impl Master {
                 history: Vec::new(),
             };
             self.tasks.insert(key.clone(), entry);
+            self.emit_task_added(&key);
             if let Some(a) = self.agents.get_mut(&agent_id) {
                 a.tasks.insert(key.clone());
             }
@@ -669,6 +673,7 @@ impl Master {
         for o in offers {
             self.rescind_offer(&o, "framework disconnected", true);
         }
+        self.emit_framework(id, false);
     }
 
     pub(super) fn check_failover_timeouts(&mut self, now: Millis) {
@@ -735,6 +740,12 @@ impl Master {
         }
         self.torn_down.insert(id.to_string());
         self.persist(crate::registry::RegistryOp::TearDownFramework { id: id.to_string() });
+        let framework_id = id.to_string();
+        self.emit(|_| {
+            Some(v1::operator_event::Event::FrameworkRemoved(
+                v1::operator_event::FrameworkRemoved { framework_id },
+            ))
+        });
         self.needs_allocation = true;
     }
 }

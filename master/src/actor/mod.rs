@@ -7,6 +7,7 @@
 //! a precise `tonic::Status`, and a failed call changes nothing.
 
 mod agents;
+mod events;
 mod frameworks;
 mod snapshot;
 
@@ -132,6 +133,10 @@ pub enum Command {
     CloseStreams {
         reply: oneshot::Sender<()>,
     },
+    /// Operator event stream: a snapshot, then every change.
+    SubscribeEvents {
+        reply: oneshot::Sender<mpsc::Receiver<Result<v1::OperatorEvent, Status>>>,
+    },
 }
 
 /// Cheap, cloneable way to talk to the actor.
@@ -247,6 +252,7 @@ pub struct Master {
     registry: Box<dyn Registry>,
     /// Changes made in the current batch, written with one sync at its end.
     registry_pending: Vec<RegistryOp>,
+    subscribers: events::Subscribers,
 }
 
 impl Master {
@@ -270,6 +276,7 @@ impl Master {
         for (role, w) in config.weights.iter().cloned().chain(persisted) {
             alloc.set_weight(&role, w)?;
         }
+        let peer_queue_capacity = config.peer_queue_capacity;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let handle = MasterHandle { tx };
         let now = clock.now_ms();
@@ -293,6 +300,7 @@ impl Master {
             handle: handle.clone(),
             registry,
             registry_pending: Vec::new(),
+            subscribers: events::Subscribers::new(peer_queue_capacity),
         };
         master.resume(recovered);
         Ok((master, handle, rx))
@@ -358,6 +366,59 @@ impl Master {
                 "recovered the registry"
             );
         }
+    }
+
+    /// Publish an operator event built from current state, if anyone listens.
+    fn emit(&mut self, make: impl FnOnce(&Self) -> Option<v1::operator_event::Event>) {
+        if self.subscribers.is_empty() {
+            return;
+        }
+        let event = make(self);
+        self.subscribers.publish(|| event);
+    }
+
+    fn emit_agent(&mut self, id: &str, added: bool) {
+        self.emit(|m| {
+            m.agent_state(id).map(|agent| {
+                if added {
+                    v1::operator_event::Event::AgentAdded(v1::operator_event::AgentAdded {
+                        agent: Some(agent),
+                    })
+                } else {
+                    v1::operator_event::Event::AgentUpdated(v1::operator_event::AgentUpdated {
+                        agent: Some(agent),
+                    })
+                }
+            })
+        });
+    }
+
+    fn emit_framework(&mut self, id: &str, added: bool) {
+        self.emit(|m| {
+            m.framework_state(id).map(|fw| {
+                if added {
+                    v1::operator_event::Event::FrameworkAdded(v1::operator_event::FrameworkAdded {
+                        framework: Some(fw),
+                    })
+                } else {
+                    v1::operator_event::Event::FrameworkUpdated(
+                        v1::operator_event::FrameworkUpdated {
+                            framework: Some(fw),
+                        },
+                    )
+                }
+            })
+        });
+    }
+
+    fn emit_task_added(&mut self, key: &(String, String)) {
+        self.emit(|m| {
+            m.task_record(key).map(|task| {
+                v1::operator_event::Event::TaskAdded(v1::operator_event::TaskAdded {
+                    task: Some(task),
+                })
+            })
+        });
     }
 
     fn persist(&mut self, op: RegistryOp) {
@@ -448,7 +509,12 @@ impl Master {
                 let r = self.update_weights(weights);
                 let _ = reply.send(r);
             }
+            Command::SubscribeEvents { reply } => {
+                let snapshot = self.cluster_state();
+                let _ = reply.send(self.subscribers.add(snapshot));
+            }
             Command::CloseStreams { reply } => {
+                self.subscribers.close();
                 for fw in self.frameworks.values_mut() {
                     fw.tx = None;
                 }
@@ -780,6 +846,15 @@ impl Master {
             }
             task.latest = Some(status.clone());
         }
+        let framework_id = key.0.clone();
+        self.emit(|_| {
+            Some(v1::operator_event::Event::TaskUpdated(
+                v1::operator_event::TaskUpdated {
+                    framework_id,
+                    status: Some(status.clone()),
+                },
+            ))
+        });
         true
     }
 

@@ -51,22 +51,59 @@ impl Master {
         (used, offered)
     }
 
+    pub(super) fn agent_state(&self, id: &str) -> Option<v1::AgentState> {
+        let a = self.agents.get(id)?;
+        let (used, offered) = self.agent_usage(id);
+        Some(v1::AgentState {
+            info: Some(a.info.clone()),
+            status: a.status.name().to_string(),
+            total: a.total.to_proto(),
+            allocated: used.to_proto(),
+            offered: offered.to_proto(),
+            registered_at_ms: a.registered_at as i64,
+            last_heartbeat_ms: a.last_heartbeat as i64,
+        })
+    }
+
+    pub(super) fn framework_state(&self, id: &str) -> Option<v1::FrameworkState> {
+        let f = self.frameworks.get(id)?;
+        let mut used = Resources::new();
+        let mut active = 0;
+        for t in &f.tasks {
+            if let Some(t) = self
+                .tasks
+                .get(&(id.to_string(), t.clone()))
+                .filter(|t| !t.state.is_terminal())
+            {
+                used = used.checked_add(&t.resources).unwrap_or(used);
+                active += 1;
+            }
+        }
+        let mut offered = Resources::new();
+        for o in &f.offers {
+            if let Some(o) = self.offers.get(o) {
+                offered = offered.checked_add(&o.resources).unwrap_or(offered);
+            }
+        }
+        Some(v1::FrameworkState {
+            info: Some(f.info.clone()),
+            status: f.status.name().to_string(),
+            allocated: used.to_proto(),
+            offered: offered.to_proto(),
+            active_tasks: active,
+            registered_at_ms: f.registered_at as i64,
+        })
+    }
+
+    pub(super) fn task_record(&self, key: &(String, String)) -> Option<v1::TaskRecord> {
+        self.tasks.get(key).map(task_record)
+    }
+
     pub(super) fn cluster_state(&self) -> v1::ClusterState {
         let mut agents: Vec<v1::AgentState> = self
             .agents
-            .iter()
-            .map(|(id, a)| {
-                let (used, offered) = self.agent_usage(id);
-                v1::AgentState {
-                    info: Some(a.info.clone()),
-                    status: a.status.name().to_string(),
-                    total: a.total.to_proto(),
-                    allocated: used.to_proto(),
-                    offered: offered.to_proto(),
-                    registered_at_ms: a.registered_at as i64,
-                    last_heartbeat_ms: a.last_heartbeat as i64,
-                }
-            })
+            .keys()
+            .filter_map(|id| self.agent_state(id))
             .collect();
         agents.sort_by(|a, b| {
             a.info
@@ -77,35 +114,8 @@ impl Master {
 
         let mut frameworks: Vec<v1::FrameworkState> = self
             .frameworks
-            .iter()
-            .map(|(id, f)| {
-                let mut used = Resources::new();
-                let mut active = 0;
-                for t in &f.tasks {
-                    if let Some(t) = self
-                        .tasks
-                        .get(&(id.clone(), t.clone()))
-                        .filter(|t| !t.state.is_terminal())
-                    {
-                        used = used.checked_add(&t.resources).unwrap_or(used);
-                        active += 1;
-                    }
-                }
-                let mut offered = Resources::new();
-                for o in &f.offers {
-                    if let Some(o) = self.offers.get(o) {
-                        offered = offered.checked_add(&o.resources).unwrap_or(offered);
-                    }
-                }
-                v1::FrameworkState {
-                    info: Some(f.info.clone()),
-                    status: f.status.name().to_string(),
-                    allocated: used.to_proto(),
-                    offered: offered.to_proto(),
-                    active_tasks: active,
-                    registered_at_ms: f.registered_at as i64,
-                }
-            })
+            .keys()
+            .filter_map(|id| self.framework_state(id))
             .collect();
         frameworks.sort_by(|a, b| {
             a.info
@@ -216,6 +226,8 @@ impl Master {
             g.role_shares.push((s.role, s.dominant_share, s.weight));
         }
         g.command_queue_depth = self.handle.queue_depth() as u64;
+        g.operator_subscribers = self.subscribers.len() as u64;
+        g.operator_subscribers_dropped_slow = self.subscribers.dropped_slow;
         MetricsSnapshot {
             metrics: self.metrics.clone(),
             gauges: g,

@@ -209,6 +209,12 @@ impl Operator for OperatorService {
         &self,
         _r: Request<v1::Empty>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        Err(not_yet("the operator event stream"))
+        let rx = self
+            .handle
+            .ask(|reply| Command::SubscribeEvents { reply })
+            .await?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
