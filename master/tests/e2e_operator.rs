@@ -105,3 +105,154 @@ async fn next(events: &mut tonic::Streaming<v1::OperatorEvent>) -> Ev {
         .and_then(|e| e.event)
         .expect("an event")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_deactivate_reactivate_drain_and_mark_gone() {
+    let mut cluster = Cluster::start(1);
+    let mut operator = v1::operator_client::OperatorClient::connect(cluster.url())
+        .await
+        .expect("connect");
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-maint").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    let agent_id = offer.agent_id.clone();
+    fw.accept(
+        vec![offer.id],
+        vec![launch(vec![shell_task("svc", "cpus:1;mem:32", "sleep 60")])],
+        Some(0.0),
+    )
+    .await
+    .expect("accept");
+    fw.wait_for("svc RUNNING", |s| {
+        s.get("svc")
+            .is_some_and(|x| state_of(x) == TaskState::Running)
+    })
+    .await;
+    // The rest of the agent comes back as an offer; deactivation rescinds it.
+    while fw.offers.is_empty() {
+        fw.pump(Duration::from_millis(100)).await;
+    }
+    let held = fw.offers[0].id.clone();
+    operator
+        .deactivate_agent(v1::AgentRequest {
+            agent_id: agent_id.clone(),
+        })
+        .await
+        .expect("deactivate");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !fw.rescinded.contains(&held) {
+        assert!(std::time::Instant::now() < deadline, "offer not rescinded");
+        fw.pump(Duration::from_millis(100)).await;
+    }
+    for _ in 0..10 {
+        fw.pump(Duration::from_millis(100)).await;
+    }
+    assert!(fw.offers.is_empty(), "no offers from a deactivated agent");
+    assert_eq!(cluster.state()["agents"][0]["status"], "deactivated");
+    assert_eq!(
+        fw.statuses["svc"].state,
+        TaskState::Running as i32,
+        "tasks keep running"
+    );
+    // Bad input is refused precisely.
+    let r = operator
+        .reactivate_agent(v1::AgentRequest {
+            agent_id: "nope".into(),
+        })
+        .await;
+    assert_code(r, tonic::Code::NotFound, "unknown agent id 'nope'");
+    let r = operator
+        .drain_agent(v1::DrainAgentRequest {
+            agent_id: agent_id.clone(),
+            grace_period_seconds: f64::NAN,
+            mark_gone: false,
+        })
+        .await;
+    assert_code(r, tonic::Code::InvalidArgument, "grace_period_seconds");
+
+    operator
+        .reactivate_agent(v1::AgentRequest {
+            agent_id: agent_id.clone(),
+        })
+        .await
+        .expect("reactivate");
+    fw.wait_offers(1).await;
+    let r = operator
+        .reactivate_agent(v1::AgentRequest {
+            agent_id: agent_id.clone(),
+        })
+        .await;
+    assert_code(r, tonic::Code::FailedPrecondition, "is not deactivated");
+
+    // Drain with a grace period and mark gone: the task is killed, the agent retired and
+    // told to shut down.
+    operator
+        .drain_agent(v1::DrainAgentRequest {
+            agent_id: agent_id.clone(),
+            grace_period_seconds: 1.0,
+            mark_gone: true,
+        })
+        .await
+        .expect("drain");
+    fw.wait_for("svc KILLED", |s| {
+        s.get("svc")
+            .is_some_and(|x| state_of(x) == TaskState::Killed)
+    })
+    .await;
+    cluster.wait_until("agent removed", |s| s["agents"][0]["status"] == "removed");
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Ok(Some(st)) = cluster.agents[0].child.try_wait() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent process still running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "a removed agent exits non-zero");
+    let r = operator
+        .deactivate_agent(v1::AgentRequest { agent_id })
+        .await;
+    assert_code(r, tonic::Code::FailedPrecondition, "was removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marking_a_busy_agent_gone_reports_its_tasks_once() {
+    let cluster = Cluster::start(1);
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-gone").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    let agent_id = offer.agent_id.clone();
+    fw.accept(
+        vec![offer.id],
+        vec![launch(vec![shell_task("g", "cpus:1;mem:32", "sleep 60")])],
+        None,
+    )
+    .await
+    .expect("accept");
+    fw.wait_for("g RUNNING", |s| {
+        s.get("g")
+            .is_some_and(|x| state_of(x) == TaskState::Running)
+    })
+    .await;
+    v1::operator_client::OperatorClient::connect(cluster.url())
+        .await
+        .expect("connect")
+        .mark_agent_gone(v1::AgentRequest { agent_id })
+        .await
+        .expect("mark gone");
+    fw.wait_for("g GONE_BY_OPERATOR", |s| {
+        s.get("g")
+            .is_some_and(|x| state_of(x) == TaskState::GoneByOperator)
+    })
+    .await;
+    for _ in 0..10 {
+        fw.pump(Duration::from_millis(100)).await;
+    }
+    let gone = fw
+        .history
+        .iter()
+        .filter(|s| s.task_id == "g" && state_of(s) == TaskState::GoneByOperator)
+        .count();
+    assert_eq!(gone, 1);
+}

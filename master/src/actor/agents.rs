@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use agora_proto::TaskState;
 use agora_proto::v1::{self, Event, FrameworkCapability};
-use agora_resources::Resources;
+use agora_resources::{Attributes, Resources};
 use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{info, warn};
@@ -88,9 +88,9 @@ impl Master {
 
         // A re-registration starts from a clean slate in the allocator: its old offers are
         // void, and live tasks are booked again below.
+        let was_in_allocator = self.agent_in_allocator(&id);
         if let Some(old) = self.agents.get(&id) {
             let offers: Vec<String> = old.offers.iter().cloned().collect();
-            let was_schedulable = old.status.is_schedulable();
             let keys: Vec<_> = old.tasks.iter().cloned().collect();
             for o in offers {
                 self.rescind_offer(&o, "agent re-registered", false);
@@ -100,13 +100,16 @@ impl Master {
                     t.booked = false;
                 }
             }
-            if was_schedulable && let Err(e) = self.allocator.remove_agent(&id) {
+            if was_in_allocator && let Err(e) = self.allocator.remove_agent(&id) {
                 warn!(error = %e, "removing re-registering agent from allocator");
             }
         }
-        self.allocator
-            .add_agent(&id, total.clone())
-            .map_err(|e| Status::internal(e.to_string()))?;
+        // A deactivated agent stays out of the allocator until an operator reactivates it.
+        if !self.deactivated.contains(&id) {
+            let attributes = Attributes::from_proto(&info.attributes).unwrap_or_default();
+            self.add_agent_to_allocator(&id, total.clone(), attributes)
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
 
         let known = self.agents.contains_key(&id);
         let previous_tasks: HashSet<(String, String)> = self
@@ -247,18 +250,14 @@ impl Master {
     }
 
     /// Book a live task's resources if its agent is schedulable.
-    fn book_task(&mut self, key: &(String, String)) {
+    pub(super) fn book_task(&mut self, key: &(String, String)) {
         let Some(task) = self.tasks.get(key) else {
             return;
         };
         if task.booked || task.state.is_terminal() {
             return;
         }
-        if !self
-            .agents
-            .get(&task.agent_id)
-            .is_some_and(|a| a.status.is_schedulable())
-        {
+        if !self.agent_in_allocator(&task.agent_id) {
             return;
         }
         let (agent, fw, role, res) = (
@@ -377,6 +376,7 @@ impl Master {
     /// Missed too many heartbeats: offers rescinded, resources out of the allocator, live
     /// tasks reported UNREACHABLE (partition-aware frameworks) or LOST, once.
     fn mark_unreachable(&mut self, id: &str) {
+        let was_in_allocator = self.agent_in_allocator(id);
         let Some(agent) = self.agents.get_mut(id) else {
             return;
         };
@@ -391,7 +391,7 @@ impl Master {
         for o in offers {
             self.rescind_offer(&o, "agent unreachable", false);
         }
-        if let Err(e) = self.allocator.remove_agent(id) {
+        if was_in_allocator && let Err(e) = self.allocator.remove_agent(id) {
             warn!(error = %e, "removing unreachable agent from allocator");
         }
         self.emit_agent(id, false);

@@ -9,6 +9,7 @@
 mod agents;
 mod events;
 mod frameworks;
+mod maintenance;
 mod snapshot;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -134,8 +135,31 @@ pub enum Command {
         reply: oneshot::Sender<()>,
     },
     /// Operator event stream: a snapshot, then every change.
+    /// Agent maintenance by an operator.
+    Maintenance {
+        op: MaintenanceOp,
+        reply: Reply<()>,
+    },
     SubscribeEvents {
         reply: oneshot::Sender<mpsc::Receiver<Result<v1::OperatorEvent, Status>>>,
+    },
+}
+
+#[derive(Debug)]
+pub enum MaintenanceOp {
+    Deactivate {
+        agent_id: String,
+    },
+    Reactivate {
+        agent_id: String,
+    },
+    Drain {
+        agent_id: String,
+        grace_period_seconds: f64,
+        mark_gone: bool,
+    },
+    MarkGone {
+        agent_id: String,
     },
 }
 
@@ -253,6 +277,9 @@ pub struct Master {
     /// Changes made in the current batch, written with one sync at its end.
     registry_pending: Vec<RegistryOp>,
     subscribers: events::Subscribers,
+    /// Agents in maintenance (persisted) and those being drained.
+    deactivated: HashSet<String>,
+    draining: HashMap<String, maintenance::Drain>,
 }
 
 impl Master {
@@ -301,6 +328,8 @@ impl Master {
             registry,
             registry_pending: Vec::new(),
             subscribers: events::Subscribers::new(peer_queue_capacity),
+            deactivated: HashSet::new(),
+            draining: HashMap::new(),
         };
         master.resume(recovered);
         Ok((master, handle, rx))
@@ -331,6 +360,9 @@ impl Master {
                     Err(_) => break,
                 }
             }
+            if !self.draining.is_empty() {
+                self.check_drains();
+            }
             self.flush_registry();
             if self.needs_allocation {
                 self.allocate();
@@ -346,6 +378,7 @@ impl Master {
     fn resume(&mut self, recovered: RegistryState) {
         self.torn_down = recovered.torn_down.into_iter().collect();
         self.removed_agents = recovered.removed_agents.into_iter().collect();
+        self.deactivated = recovered.deactivated_agents.into_iter().collect();
         let now = self.now();
         let mut infos = Vec::new();
         for (id, hex) in &recovered.frameworks {
@@ -419,6 +452,16 @@ impl Master {
                 })
             })
         });
+    }
+
+    /// The one place agents enter the allocator.
+    fn add_agent_to_allocator(
+        &mut self,
+        id: &str,
+        total: Resources,
+        _attributes: Attributes,
+    ) -> Result<(), allocator::AllocatorError> {
+        self.allocator.add_agent(id, total)
     }
 
     fn persist(&mut self, op: RegistryOp) {
@@ -507,6 +550,19 @@ impl Master {
             }
             Command::UpdateWeights { weights, reply } => {
                 let r = self.update_weights(weights);
+                let _ = reply.send(r);
+            }
+            Command::Maintenance { op, reply } => {
+                let r = match op {
+                    MaintenanceOp::Deactivate { agent_id } => self.deactivate_agent(&agent_id),
+                    MaintenanceOp::Reactivate { agent_id } => self.reactivate_agent(&agent_id),
+                    MaintenanceOp::Drain {
+                        agent_id,
+                        grace_period_seconds,
+                        mark_gone,
+                    } => self.drain_agent(&agent_id, grace_period_seconds, mark_gone),
+                    MaintenanceOp::MarkGone { agent_id } => self.operator_mark_gone(&agent_id),
+                };
                 let _ = reply.send(r);
             }
             Command::SubscribeEvents { reply } => {

@@ -56,13 +56,24 @@ impl Master {
         let (used, offered) = self.agent_usage(id);
         Some(v1::AgentState {
             info: Some(a.info.clone()),
-            status: a.status.name().to_string(),
+            status: self.agent_status_name(id).to_string(),
             total: a.total.to_proto(),
             allocated: used.to_proto(),
             offered: offered.to_proto(),
             registered_at_ms: a.registered_at as i64,
             last_heartbeat_ms: a.last_heartbeat as i64,
         })
+    }
+
+    /// Connectivity, overridden by maintenance: draining, deactivated.
+    pub(super) fn agent_status_name(&self, id: &str) -> &'static str {
+        match self.agents.get(id) {
+            None => "unknown",
+            Some(a) if a.status == crate::state::agent::AgentStatus::Removed => a.status.name(),
+            Some(_) if self.draining.contains_key(id) => "draining",
+            Some(_) if self.deactivated.contains(id) => "deactivated",
+            Some(a) => a.status.name(),
+        }
     }
 
     pub(super) fn framework_state(&self, id: &str) -> Option<v1::FrameworkState> {
@@ -182,8 +193,10 @@ impl Master {
 
     pub(super) fn metrics_snapshot(&self) -> MetricsSnapshot {
         let mut g = Gauges::default();
-        for a in self.agents.values() {
-            *g.agents_by_status.entry(a.status.name()).or_default() += 1;
+        for id in self.agents.keys() {
+            *g.agents_by_status
+                .entry(self.agent_status_name(id))
+                .or_default() += 1;
         }
         for f in self.frameworks.values() {
             *g.frameworks_by_status.entry(f.status.name()).or_default() += 1;
@@ -194,8 +207,10 @@ impl Master {
         g.offers_outstanding = self.offers.len() as u64;
 
         let mut total = Resources::new();
-        for a in self.agents.values().filter(|a| a.status.is_schedulable()) {
-            total = total.checked_add(&a.total).unwrap_or(total);
+        for (id, a) in &self.agents {
+            if self.agent_in_allocator(id) {
+                total = total.checked_add(&a.total).unwrap_or(total);
+            }
         }
         let mut used = Resources::new();
         for t in self.tasks.values().filter(|t| t.booked) {

@@ -8,7 +8,7 @@ use agora_proto::v1::{self, operator_server::Operator};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::actor::{Command, MasterHandle};
+use crate::actor::{Command, MaintenanceOp, MasterHandle};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -18,6 +18,13 @@ pub struct OperatorService {
 }
 
 impl OperatorService {
+    async fn maintenance(&self, op: MaintenanceOp) -> Result<Response<v1::Empty>, Status> {
+        self.handle
+            .ask(|reply| Command::Maintenance { op, reply })
+            .await??;
+        Ok(Response::new(v1::Empty {}))
+    }
+
     pub fn new(handle: MasterHandle, flags: HashMap<String, String>) -> Self {
         Self { handle, flags }
     }
@@ -179,30 +186,41 @@ impl Operator for OperatorService {
 
     async fn drain_agent(
         &self,
-        _r: Request<v1::DrainAgentRequest>,
+        r: Request<v1::DrainAgentRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        Err(not_yet("agent maintenance"))
+        let r = r.into_inner();
+        self.maintenance(MaintenanceOp::Drain {
+            agent_id: r.agent_id,
+            grace_period_seconds: r.grace_period_seconds,
+            mark_gone: r.mark_gone,
+        })
+        .await
     }
 
     async fn deactivate_agent(
         &self,
-        _r: Request<v1::AgentRequest>,
+        r: Request<v1::AgentRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        Err(not_yet("agent maintenance"))
+        let agent_id = r.into_inner().agent_id;
+        self.maintenance(MaintenanceOp::Deactivate { agent_id })
+            .await
     }
 
     async fn reactivate_agent(
         &self,
-        _r: Request<v1::AgentRequest>,
+        r: Request<v1::AgentRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        Err(not_yet("agent maintenance"))
+        let agent_id = r.into_inner().agent_id;
+        self.maintenance(MaintenanceOp::Reactivate { agent_id })
+            .await
     }
 
     async fn mark_agent_gone(
         &self,
-        _r: Request<v1::AgentRequest>,
+        r: Request<v1::AgentRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        Err(not_yet("marking an agent gone"))
+        let agent_id = r.into_inner().agent_id;
+        self.maintenance(MaintenanceOp::MarkGone { agent_id }).await
     }
 
     async fn subscribe(

@@ -25,6 +25,8 @@ pub struct RegistryState {
     pub torn_down: BTreeSet<String>,
     /// Agents removed for good: if one comes back it is told to shut down.
     pub removed_agents: BTreeSet<String>,
+    /// Agents in maintenance: nothing on them is offered.
+    pub deactivated_agents: BTreeSet<String>,
     pub weights: BTreeMap<String, f64>,
 }
 
@@ -44,6 +46,12 @@ pub enum RegistryOp {
     RemoveAgent {
         id: String,
     },
+    DeactivateAgent {
+        id: String,
+    },
+    ReactivateAgent {
+        id: String,
+    },
     SetWeight {
         role: String,
         weight: f64,
@@ -60,7 +68,14 @@ impl RegistryState {
                 self.frameworks.remove(id);
                 self.torn_down.insert(id.clone());
             }
+            RegistryOp::DeactivateAgent { id } => {
+                self.deactivated_agents.insert(id.clone());
+            }
+            RegistryOp::ReactivateAgent { id } => {
+                self.deactivated_agents.remove(id);
+            }
             RegistryOp::RemoveAgent { id } => {
+                self.deactivated_agents.remove(id);
                 self.removed_agents.insert(id.clone());
             }
             RegistryOp::SetWeight { role, weight } => {
