@@ -7,13 +7,15 @@ use std::time::Duration;
 use agora_proto::v1;
 use agora_resources::{Attributes, Resources};
 use axum::Router;
+use axum::extract::Path;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::actor::{Command, MasterHandle};
+use crate::actor::{Command, MaintenanceOp, MasterHandle};
 use crate::metrics;
 
 /// An actor that does not answer within this time is reported unhealthy.
@@ -25,6 +27,12 @@ pub fn router(handle: MasterHandle) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/v1/state", get(state))
         .route("/api/v1/version", get(version))
+        .route("/api/v1/weights", get(get_weights).put(put_weights))
+        .route("/api/v1/frameworks/{id}/teardown", post(teardown))
+        .route("/api/v1/agents/{id}/deactivate", post(deactivate))
+        .route("/api/v1/agents/{id}/reactivate", post(reactivate))
+        .route("/api/v1/agents/{id}/drain", post(drain))
+        .route("/api/v1/agents/{id}/gone", post(mark_gone))
         .with_state(handle)
 }
 
@@ -245,4 +253,137 @@ pub fn state_json(s: &v1::ClusterState) -> Value {
         "offers": offers,
         "roles": roles,
     })
+}
+
+/// HTTP status for a gRPC status, so both APIs refuse the same input the same way.
+fn http_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code;
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn from_status(s: tonic::Status) -> Response {
+    error(http_status(s.code()), s.message())
+}
+
+fn bad_body(r: JsonRejection) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("invalid request body: {}", r.body_text()),
+    )
+}
+
+fn done(r: Result<(), tonic::Status>) -> Response {
+    match r {
+        Ok(()) => axum::Json(json!({})).into_response(),
+        Err(s) => from_status(s),
+    }
+}
+
+async fn get_weights(State(handle): State<MasterHandle>) -> Response {
+    match ask_state(&handle).await {
+        Ok(s) => axum::Json(
+            s.roles
+                .iter()
+                .map(|r| json!({ "role": r.name, "weight": r.weight }))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightBody {
+    role: String,
+    weight: f64,
+}
+
+async fn put_weights(
+    State(handle): State<MasterHandle>,
+    body: Result<axum::Json<Vec<WeightBody>>, JsonRejection>,
+) -> Response {
+    let weights = match body {
+        Ok(axum::Json(w)) => w.into_iter().map(|w| (w.role, w.weight)).collect(),
+        Err(r) => return bad_body(r),
+    };
+    done(
+        handle
+            .ask(|reply| Command::UpdateWeights { weights, reply })
+            .await
+            .and_then(|r| r),
+    )
+}
+
+async fn teardown(State(handle): State<MasterHandle>, Path(id): Path<String>) -> Response {
+    done(
+        handle
+            .ask(|reply| Command::OperatorTeardown {
+                framework_id: id,
+                reply,
+            })
+            .await
+            .and_then(|r| r),
+    )
+}
+
+async fn maintenance(handle: &MasterHandle, op: MaintenanceOp) -> Response {
+    done(
+        handle
+            .ask(|reply| Command::Maintenance { op, reply })
+            .await
+            .and_then(|r| r),
+    )
+}
+
+async fn deactivate(State(handle): State<MasterHandle>, Path(agent_id): Path<String>) -> Response {
+    maintenance(&handle, MaintenanceOp::Deactivate { agent_id }).await
+}
+
+async fn reactivate(State(handle): State<MasterHandle>, Path(agent_id): Path<String>) -> Response {
+    maintenance(&handle, MaintenanceOp::Reactivate { agent_id }).await
+}
+
+async fn mark_gone(State(handle): State<MasterHandle>, Path(agent_id): Path<String>) -> Response {
+    maintenance(&handle, MaintenanceOp::MarkGone { agent_id }).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainBody {
+    #[serde(default)]
+    grace_period_seconds: f64,
+    #[serde(default)]
+    mark_gone: bool,
+}
+
+async fn drain(
+    State(handle): State<MasterHandle>,
+    Path(agent_id): Path<String>,
+    body: Result<axum::Json<DrainBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(axum::Json(b)) => b,
+        Err(r) => return bad_body(r),
+    };
+    maintenance(
+        &handle,
+        MaintenanceOp::Drain {
+            agent_id,
+            grace_period_seconds: body.grace_period_seconds,
+            mark_gone: body.mark_gone,
+        },
+    )
+    .await
 }

@@ -256,3 +256,75 @@ async fn marking_a_busy_agent_gone_reports_its_tasks_once() {
         .count();
     assert_eq!(gone, 1);
 }
+
+#[test]
+fn http_operator_endpoints_change_state_and_refuse_bad_input() {
+    let cluster = Cluster::start(1);
+    let a = cluster.addr;
+    let (code, body) = http_request(
+        a,
+        "PUT",
+        "/api/v1/weights",
+        Some(r#"[{"role":"spark","weight":2.5}]"#),
+    )
+    .expect("put weights");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http_get(a, "/api/v1/weights").expect("get weights");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(r#""role":"spark""#) && body.contains("2.5"),
+        "{body}"
+    );
+    for (payload, needle) in [
+        (
+            r#"[{"role":"spark","weight":-1}]"#,
+            "must be a finite number > 0",
+        ),
+        (r#"[{"role":"*","weight":1}]"#, "weight"),
+        (r#"[{"role":"spark"}]"#, "invalid request body"),
+        ("not json", "invalid request body"),
+        (
+            r#"[{"role":"a","weight":1,"extra":true}]"#,
+            "invalid request body",
+        ),
+    ] {
+        let (code, body) = http_request(a, "PUT", "/api/v1/weights", Some(payload)).expect("put");
+        assert_eq!(code, 400, "{payload}: {body}");
+        assert!(body.contains(needle), "{payload}: {body}");
+    }
+    let (code, body) =
+        http_request(a, "POST", "/api/v1/frameworks/nope/teardown", None).expect("teardown");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("unknown framework id 'nope'"), "{body}");
+    let (code, _) =
+        http_request(a, "POST", "/api/v1/agents/nope/deactivate", None).expect("deactivate");
+    assert_eq!(code, 404);
+
+    let agent = cluster.state()["agents"][0]["id"]
+        .as_str()
+        .expect("agent id")
+        .to_string();
+    let post = |path: String, body: Option<&str>| http_request(a, "POST", &path, body);
+    let (code, body) = post(format!("/api/v1/agents/{agent}/deactivate"), None).expect("post");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(cluster.state()["agents"][0]["status"], "deactivated");
+    let (code, _) = post(format!("/api/v1/agents/{agent}/reactivate"), None).expect("post");
+    assert_eq!(code, 200);
+    let (code, body) = post(format!("/api/v1/agents/{agent}/reactivate"), None).expect("post");
+    assert_eq!(code, 409, "{body}");
+    let (code, body) = post(
+        format!("/api/v1/agents/{agent}/drain"),
+        Some(r#"{"grace_period_seconds":"soon"}"#),
+    )
+    .expect("post");
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = post(
+        format!("/api/v1/agents/{agent}/drain"),
+        Some(r#"{"grace_period_seconds":0.5}"#),
+    )
+    .expect("post");
+    assert_eq!(code, 200, "{body}");
+    cluster.wait_until("drained agent deactivated", |s| {
+        s["agents"][0]["status"] == "deactivated"
+    });
+}
