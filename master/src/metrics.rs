@@ -23,6 +23,8 @@ pub struct Metrics {
     pub status_updates: u64,
     /// Re-sent updates dropped because a newer update of the task had already arrived.
     pub stale_status_updates: u64,
+    /// Re-sent updates not relayed because the same update was relayed moments ago.
+    pub duplicate_status_updates: u64,
     pub invalid_calls: u64,
     pub frameworks_disconnected_slow: u64,
     pub registry_write_errors: u64,
@@ -120,6 +122,12 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "agora_stale_status_updates_total",
         "Re-sent status updates dropped because a newer update of the task had arrived.",
         m.stale_status_updates,
+    );
+    counter(
+        &mut o,
+        "agora_duplicate_status_updates_total",
+        "Re-sent status updates not relayed again because they were relayed moments ago.",
+        m.duplicate_status_updates,
     );
     counter(
         &mut o,

@@ -207,6 +207,7 @@ impl Master {
                             latest: None,
                             booked: false,
                             history: Vec::new(),
+                            relayed: None,
                         },
                     );
                     if let Some(f) = self.frameworks.get_mut(&fw_id) {
@@ -481,6 +482,25 @@ impl Master {
         let framework_live = self.frameworks.get(&status.framework_id).map(|f| f.status);
         match framework_live {
             Some(FrameworkStatus::Connected) => {
+                // The agent re-sends until the acknowledgement comes back; when acks lag
+                // under load, relaying every re-send multiplies the load (the load harness
+                // saw 3 re-sends per update). Relay the same update to the same
+                // subscription again only after RELAY_AGAIN_MS.
+                let epoch = self
+                    .frameworks
+                    .get(&status.framework_id)
+                    .map_or(0, |f| f.epoch);
+                if let Some(task) = self.tasks.get_mut(&key) {
+                    if task.relayed.as_ref().is_some_and(|(uuid, e, at)| {
+                        *uuid == status.uuid
+                            && *e == epoch
+                            && now.saturating_sub(*at) < super::RELAY_AGAIN_MS
+                    }) {
+                        self.metrics.duplicate_status_updates += 1;
+                        return Ok(());
+                    }
+                    task.relayed = Some((status.uuid.clone(), epoch, now));
+                }
                 let framework_id = status.framework_id.clone();
                 self.send_event(
                     &framework_id,

@@ -401,6 +401,7 @@ impl Master {
                 latest: None,
                 booked: true,
                 history: Vec::new(),
+                relayed: None,
             };
             self.tasks.insert(key.clone(), entry);
             self.emit_task_added(&key);

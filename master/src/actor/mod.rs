@@ -250,10 +250,15 @@ pub(crate) struct TaskEntry {
     /// Whether the allocator counts this task's resources as used.
     pub booked: bool,
     pub history: Vec<TaskStatus>,
+    /// The last update relayed to the framework: (uuid, subscription epoch, when).
+    pub relayed: Option<(String, u64, Millis)>,
 }
 
 /// Status updates kept per task for the state endpoint.
 const MAX_TASK_HISTORY: usize = 16;
+/// A re-send of the update last relayed to the same subscription is relayed again only
+/// after this long (its event or acknowledgement may have been lost).
+const RELAY_AGAIN_MS: Millis = 5_000;
 
 pub struct Master {
     config: MasterConfig,
