@@ -154,10 +154,31 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
         no_nul(&field(&format!("environment {}", var.name)), &var.name)?;
         no_nul(&field(&format!("environment {}", var.name)), &var.value)?;
     }
-    if !cmd.uris.is_empty() {
-        return Err(Status::unimplemented(format!(
-            "task '{task_id}': fetching URIs is not supported by this master yet"
+    if cmd.uris.len() > MAX_URIS {
+        return Err(Status::invalid_argument(format!(
+            "task '{task_id}' has {} URIs; at most {MAX_URIS} are allowed",
+            cmd.uris.len()
         )));
+    }
+    for uri in &cmd.uris {
+        let v = uri.value.as_str();
+        let known = ["http://", "https://", "file://"]
+            .iter()
+            .any(|scheme| v.len() > scheme.len() && v.starts_with(scheme))
+            || v.starts_with('/');
+        if !known {
+            return Err(Status::invalid_argument(format!(
+                "task '{task_id}' URI '{}' must be http://, https://, file:// or an absolute path",
+                v.escape_debug()
+            )));
+        }
+        no_nul(&field("URI"), v)?;
+        if !uri.output_file.is_empty() {
+            id(
+                &format!("task '{task_id}' URI output_file"),
+                &uri.output_file,
+            )?;
+        }
     }
     if cmd.user.len() > 32 || cmd.user.contains(['/', ':', '\0']) {
         return Err(Status::invalid_argument(format!(
@@ -166,6 +187,52 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
         )));
     }
     Ok(())
+}
+
+/// URIs a task may fetch into its sandbox.
+pub const MAX_URIS: usize = 64;
+
+fn health_check(tid: &str, hc: &v1::HealthCheck) -> Result<(), Status> {
+    use v1::health_check::Type;
+    let field = |f: &str| format!("task '{tid}' health_check {f}");
+    for (name, v) in [
+        ("delay_seconds", hc.delay_seconds),
+        ("interval_seconds", hc.interval_seconds),
+        ("timeout_seconds", hc.timeout_seconds),
+        ("grace_period_seconds", hc.grace_period_seconds),
+    ] {
+        seconds(&field(name), v)?;
+    }
+    match Type::try_from(hc.r#type) {
+        Ok(Type::Command) => match &hc.command {
+            Some(cmd) => command(tid, cmd),
+            None => Err(Status::invalid_argument(field(
+                "of type COMMAND has no command",
+            ))),
+        },
+        Ok(Type::Http | Type::Tcp) => {
+            if hc.port == 0 || hc.port > 65535 {
+                return Err(Status::invalid_argument(format!(
+                    "{} {} is not a TCP port (1-65535)",
+                    field("port"),
+                    hc.port
+                )));
+            }
+            if !hc.path.is_empty() && !hc.path.starts_with('/') {
+                return Err(Status::invalid_argument(format!(
+                    "{} '{}' must start with '/'",
+                    field("path"),
+                    hc.path.escape_debug()
+                )));
+            }
+            Ok(())
+        }
+        Ok(Type::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+            "{} {} is not COMMAND, HTTP or TCP",
+            field("type"),
+            hc.r#type
+        ))),
+    }
 }
 
 /// Checks one task of a LAUNCH and returns its resources. Existence and fit against the
@@ -209,10 +276,8 @@ pub fn task(task: &TaskInfo, offer_agent: &str) -> Result<Resources, Status> {
             )));
         }
     }
-    if task.health_check.is_some() {
-        return Err(Status::unimplemented(format!(
-            "task '{tid}': health checks are not supported by this master yet"
-        )));
+    if let Some(hc) = &task.health_check {
+        health_check(tid, hc)?;
     }
     if let Some(kp) = &task.kill_policy {
         seconds(
@@ -329,6 +394,60 @@ mod tests {
         let mut t = shell_task("t", "cpus:1");
         t.resources[0].name = String::new();
         assert!(msg(task(&t, "a1")).contains("task 't' resources"));
+    }
+
+    #[test]
+    fn uris_and_health_checks() {
+        let mut t = shell_task("t", "cpus:1");
+        if let Some(c) = t.command.as_mut() {
+            c.uris.push(v1::Uri {
+                value: "ftp://x/y".into(),
+                ..Default::default()
+            });
+        }
+        assert!(msg(task(&t, "a1")).contains("must be http://, https://, file://"));
+        if let Some(c) = t.command.as_mut() {
+            c.uris[0].value = "http://example.invalid/a.tgz".into();
+            c.uris[0].output_file = "../x".into();
+        }
+        assert!(msg(task(&t, "a1")).contains("output_file"));
+        if let Some(c) = t.command.as_mut() {
+            c.uris[0].output_file = "a.tgz".into();
+        }
+        assert!(task(&t, "a1").is_ok());
+
+        let mut t = shell_task("t", "cpus:1");
+        t.health_check = Some(v1::HealthCheck {
+            r#type: v1::health_check::Type::Http as i32,
+            port: 0,
+            ..Default::default()
+        });
+        assert!(msg(task(&t, "a1")).contains("is not a TCP port"));
+        t.health_check = Some(v1::HealthCheck {
+            r#type: v1::health_check::Type::Tcp as i32,
+            port: 8080,
+            interval_seconds: -1.0,
+            ..Default::default()
+        });
+        assert!(msg(task(&t, "a1")).contains("interval_seconds"));
+        t.health_check = Some(v1::HealthCheck {
+            r#type: v1::health_check::Type::Command as i32,
+            ..Default::default()
+        });
+        assert!(msg(task(&t, "a1")).contains("has no command"));
+        t.health_check = Some(v1::HealthCheck {
+            r#type: 0,
+            ..Default::default()
+        });
+        assert!(msg(task(&t, "a1")).contains("is not COMMAND, HTTP or TCP"));
+        t.health_check = Some(v1::HealthCheck {
+            r#type: v1::health_check::Type::Http as i32,
+            port: 8080,
+            path: "/health".into(),
+            interval_seconds: 1.0,
+            ..Default::default()
+        });
+        assert!(task(&t, "a1").is_ok());
     }
 
     #[test]

@@ -106,7 +106,7 @@ async fn master_restart_keeps_running_tasks_and_agent_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_agent_is_marked_unreachable_once() {
     let mut cluster = Cluster::start_with(
-        1,
+        0,
         &[
             "--agent-heartbeat-seconds",
             "0.3",
@@ -114,6 +114,8 @@ async fn dead_agent_is_marked_unreachable_once() {
             "3",
         ],
     );
+    cluster.add_agent_with(0, &["--isolation", "process"]);
+    cluster.wait_agents(1);
     let mut fw = Framework::subscribe(cluster.addr, "e2e-unreachable").await;
     let offer = fw.wait_offers(1).await.remove(0);
     fw.accept(

@@ -22,7 +22,7 @@ async fn operator_stream_shows_snapshot_then_every_change() {
     let mut seen: Vec<Ev> = Vec::new();
     assert!(matches!(next(&mut events).await, Ev::Snapshot(s) if s.agents.is_empty()));
 
-    cluster.add_agent(0);
+    cluster.add_agent_with(0, &["--isolation", "process"]);
     match next(&mut events).await {
         Ev::AgentAdded(a) => {
             let info = a.agent.and_then(|a| a.info).expect("agent info");

@@ -177,7 +177,13 @@ impl Cluster {
     }
 
     pub fn add_agent(&mut self, i: usize) {
-        let args = vec![
+        self.add_agent_with(i, &[]);
+    }
+
+    /// Tests that SIGKILL an agent start it with `--isolation process`: Linux containers
+    /// outlive a killed agent by design and would leave their cgroups behind.
+    pub fn add_agent_with(&mut self, i: usize, extra: &[&str]) {
+        let mut args = vec![
             "--master".to_string(),
             self.addr.to_string(),
             "--work-dir".to_string(),
@@ -189,6 +195,7 @@ impl Cluster {
             "--hostname".to_string(),
             format!("e2e-agent-{i}"),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let log = self.dir.0.join(format!("agent-{i}.log"));
         self.agents.push(Proc::spawn(
             &format!("agent-{i}"),
