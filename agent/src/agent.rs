@@ -16,11 +16,13 @@ use agora_proto::v1::AgentInfo;
 use agora_resources::{Attributes, Resources};
 use tokio::sync::mpsc;
 
+use crate::checkpoint::{AgentMeta, Checkpoint, CheckpointError, UpdateLog};
 use crate::containerizer::Containerizer;
 use crate::containerizer::process::ProcessContainerizer;
 use crate::master_link::{LinkConfig, MasterLink};
-use crate::state::AgentState;
-use crate::status_update::{StatusUpdates, UpdateConfig};
+use crate::recovery::{self, RecoveryError};
+use crate::state::{AgentState, Persistence};
+use crate::status_update::{StatusUpdates, UpdateConfig, UpdateQueues, new_status};
 use crate::task::{KillCause, MAX_GRACE};
 
 /// A master's `HOST:PORT` (an `http://` prefix is accepted and dropped).
@@ -114,8 +116,10 @@ pub struct AgentConfig {
     /// Hostname reported to the master.
     pub hostname: String,
     /// Address reported to the master as the agent's own endpoint (`AgentInfo.address`);
-    /// empty: none. The skeleton serves nothing there yet.
+    /// empty: none.
     pub advertise_address: String,
+    /// Where to serve the agent's HTTP endpoint ([`crate::http`]); `None`: not served.
+    pub http_listen: Option<String>,
     /// Timing of the master link.
     pub link: LinkConfig,
     /// Timing and limits of the status update manager.
@@ -140,6 +144,7 @@ impl AgentConfig {
             attributes,
             hostname: hostname.into(),
             advertise_address: String::new(),
+            http_listen: None,
             link: LinkConfig::default(),
             updates: UpdateConfig::default(),
             drain_timeout: Duration::from_secs(2),
@@ -184,6 +189,31 @@ pub enum AgentError {
         /// The OS error.
         error: std::io::Error,
     },
+    /// The checkpoint in the work directory forbids this start (e.g. changed resources).
+    #[error("cannot recover: {0}")]
+    Recovery(#[from] RecoveryError),
+    /// The HTTP endpoint cannot listen.
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The host's boot id cannot be read.
+    #[error("cannot read the boot id from {path}: {error}")]
+    BootId {
+        /// Where it was read.
+        path: &'static str,
+        /// The OS error.
+        error: std::io::Error,
+    },
+}
+
+impl From<CheckpointError> for AgentError {
+    fn from(e: CheckpointError) -> AgentError {
+        AgentError::Recovery(RecoveryError::Checkpoint(e))
+    }
 }
 
 /// Runs an agent until `shutdown` resolves or the master removes it; then kills every
@@ -206,10 +236,58 @@ pub async fn run(
             error,
         })?;
 
-    let (updates, updates_task) = StatusUpdates::spawn(config.updates.clone());
-    let (state, state_task) = AgentState::spawn(containerizer, updates.clone());
+    let listener = match &config.http_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr.as_str()).await.map_err(
+            |error| AgentError::Listen {
+                addr: addr.clone(),
+                error,
+            },
+        )?),
+        None => None,
+    };
+    // Recovery: the checkpoint decides whether this is a new agent, the same agent after
+    // a restart (re-attach to its containers), or a refused configuration change.
+    let checkpoint = Checkpoint::new(&config.work_dir);
+    let boot_id = crate::checkpoint::boot_id().map_err(|error| AgentError::BootId {
+        path: crate::checkpoint::BOOT_ID_PATH,
+        error,
+    })?;
+    let meta = AgentMeta {
+        agent_id: String::new(),
+        boot_id,
+        resources: config.resources.to_proto(),
+        attributes: config.attributes.to_proto(),
+        isolation: containerizer.isolation().to_string(),
+    };
+    let recovered = recovery::recover(&checkpoint, &meta, &containerizer).await?;
+    let (log, pending) = UpdateLog::open(&checkpoint.update_log_path())?;
+    if !pending.is_empty() {
+        tracing::info!(
+            tasks = pending.len(),
+            "re-sending unacknowledged status updates"
+        );
+    }
+    let queues = UpdateQueues::recover(log, pending, config.updates.max_queued_per_task);
+    let (updates, updates_task) = StatusUpdates::spawn_with(config.updates.clone(), queues);
+    let agent_id = recovered.agent_id.clone().unwrap_or_default();
+    for (key, report) in recovered.lost {
+        tracing::info!(task = %key, state = ?report.state, "{}", report.message);
+        updates.enqueue(new_status(&key, &agent_id, report)).await;
+    }
+    let persistence = Persistence {
+        checkpoint: checkpoint.clone(),
+        meta,
+    };
+    let (state, state_task) = AgentState::spawn_with(
+        Arc::clone(&containerizer),
+        updates.clone(),
+        Some(persistence),
+        agent_id,
+        recovered.tasks,
+    );
     let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
     let link = MasterLink {
+        agent_id: recovered.agent_id,
         masters: config.masters.clone(),
         info: config.agent_info(),
         config: config.link.clone(),
@@ -225,6 +303,18 @@ pub async fn run(
         "agent starting"
     );
     let link_task = tokio::spawn(link.run());
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = listener.map(|l| {
+        tracing::info!(addr = ?l.local_addr().ok(), "serving the agent HTTP endpoint");
+        tokio::spawn(crate::http::serve(
+            l,
+            state.clone(),
+            config.work_dir.clone(),
+            async move {
+                let _ = http_stopped.await;
+            },
+        ))
+    });
 
     let exit = tokio::select! {
         () = shutdown => AgentExit::Stopped,
@@ -242,6 +332,8 @@ pub async fn run(
         .is_err()
     {
         tracing::error!("tasks did not end in time; stopping anyway");
+    } else {
+        containerizer.release().await;
     }
     if exit == AgentExit::Stopped {
         let left = updates.drain(config.drain_timeout).await;
@@ -251,6 +343,10 @@ pub async fn run(
     }
     link_task.abort();
     let _ = link_task.await;
+    let _ = http_stop.send(());
+    if let Some(t) = http_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
     drop(state);
     drop(updates);
     // The actors stop once their handles are gone; give them a moment to finish logging.

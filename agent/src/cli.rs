@@ -10,6 +10,8 @@ use agora_resources::{Attributes, ResourceError, Resources};
 use clap::Parser;
 
 use crate::agent::{AddrError, AgentConfig, MasterAddr};
+use crate::containerizer::IsolationKind;
+use crate::containerizer::linux::{DEFAULT_PIDS_MAX, LinuxConfig};
 use crate::detect::{self, DetectError};
 
 /// Default work directory.
@@ -48,10 +50,35 @@ pub struct AgentArgs {
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
 
-    /// `HOST:PORT` reported to the master as this agent's own endpoint (`AgentInfo.address`).
-    /// Nothing is served there yet.
+    /// `HOST:PORT` where the agent serves its HTTP endpoint (container usage, sandbox
+    /// files), also reported to the master (`AgentInfo.address`).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<MasterAddr>,
+
+    /// How tasks are isolated: `linux` (cgroups + namespaces, needs root) or `process`
+    /// (plain process groups, no limits). Default: linux when cgroups are usable, else
+    /// process (logged).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub isolation: Option<IsolationKind>,
+
+    /// Enforce each task's `cpus` as a hard CFS quota, not only as a share.
+    #[arg(long)]
+    pub cgroups_cpu_hard_limit: bool,
+
+    /// Most processes per container (0: unlimited).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PIDS_MAX)]
+    pub pids_limit: u64,
+}
+
+impl AgentArgs {
+    /// The Linux containerizer's settings from the flags.
+    pub fn linux_config(&self) -> LinuxConfig {
+        LinuxConfig {
+            cpu_hard_limit: self.cgroups_cpu_hard_limit,
+            pids_max: self.pids_limit,
+            agent_name: None,
+        }
+    }
 }
 
 fn parse_resources(text: &str) -> Result<Resources, ResourceError> {
@@ -113,6 +140,7 @@ impl AgentArgs {
             .as_ref()
             .map(|a| a.authority().to_string())
             .unwrap_or_default();
+        config.http_listen = self.listen.as_ref().map(|a| a.authority().to_string());
         Ok(config)
     }
 }

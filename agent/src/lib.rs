@@ -13,10 +13,20 @@
 //! - [`status_update`]: the actor that owns the per-task status update queues and their
 //!   re-sending until acknowledgement.
 //! - [`containerizer`]: the seam between the agent and how a task's processes are run
-//!   ([`Containerizer`]), with the plain-process implementation in
-//!   [`containerizer::process`].
+//!   ([`Containerizer`]): the Linux implementation ([`containerizer::linux`]: cgroups
+//!   v1/v2 from [`containerizer::cgroups`], namespaces from [`containerizer::spawn`], the
+//!   only module allowed `unsafe`) and the plain-process fallback
+//!   ([`containerizer::process`]), picked by [`containerizer::select`].
 //! - [`sandbox`]: id validation and sandbox paths.
+//! - [`fetcher`]: task URIs (http, file) fetched into the sandbox, archives extracted, a
+//!   bounded cache.
+//! - [`http`]: the agent's HTTP endpoint on `--listen`: container usage, sandbox files.
+//! - [`health`]: command, HTTP and TCP health checks of running tasks.
 //! - [`backoff`]: bounded exponential backoff.
+//! - [`checkpoint`]: the on-disk checkpoint (agent id, launched tasks, the status update
+//!   write-ahead log) that lets a restarted agent recover.
+//! - [`recovery`]: what a starting agent does with a checkpoint: re-attach, refuse, or
+//!   start afresh.
 //!
 //! # Architecture invariants
 //!
@@ -24,18 +34,26 @@
 //!   bounded channels. No lock is shared between actors.
 //! - Nothing the network or a task's input can cause panics the agent: inputs are
 //!   validated and errors turned into status updates or log lines.
-//! - The agent signals only process groups it created, never a process it did not start.
+//! - The agent signals only process groups and cgroups it created, never a process it did
+//!   not start; it creates and removes cgroups only under `<hierarchy>/agora/<agent>/`.
+//! - Tasks do not die with the agent: a restarted agent re-attaches to them from its
+//!   checkpoint; every status update is on disk before it is sent.
 //! - Time is tokio's (`tokio::time`), so tests can pause and advance it; only status
 //!   timestamps read the wall clock.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod agent;
 pub mod backoff;
+pub mod checkpoint;
 pub mod cli;
 pub mod containerizer;
 pub mod detect;
+pub mod fetcher;
+pub mod health;
+pub mod http;
 pub mod master_link;
+pub mod recovery;
 pub mod sandbox;
 pub mod state;
 pub mod status_update;
@@ -44,5 +62,8 @@ pub mod task;
 pub use agent::{
     AgentConfig, AgentError, AgentExit, MasterAddr, run, run_with_process_containerizer,
 };
+pub use containerizer::linux::{LinuxConfig, LinuxContainerizer};
 pub use containerizer::process::ProcessContainerizer;
-pub use containerizer::{Container, Containerizer, LaunchError, LaunchSpec, Termination};
+pub use containerizer::{
+    Container, ContainerRef, Containerizer, LaunchError, LaunchSpec, Termination,
+};

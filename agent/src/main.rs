@@ -1,14 +1,15 @@
-//! `agora-agent`: the agent binary. Parses flags, installs signal handlers and runs
-//! [`agora_agent::run`] with the plain-process containerizer.
+//! `agora-agent`: the agent binary. Parses flags, picks the containerizer (`--isolation`),
+//! installs signal handlers and runs [`agora_agent::run`].
 //!
 //! Exit status: 0 after SIGINT/SIGTERM (all tasks killed); non-zero when the flags are
-//! invalid, the agent cannot start, or the master shut the agent down.
+//! invalid, the agent cannot start (e.g. its checkpoint forbids the configuration), or the
+//! master shut the agent down. A SIGKILLed agent leaves its tasks running; started again
+//! with the same work directory it re-attaches to them.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
 
+use agora_agent::AgentExit;
 use agora_agent::cli::AgentArgs;
-use agora_agent::{AgentExit, ProcessContainerizer};
 use anyhow::Context;
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
@@ -25,9 +26,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let args = AgentArgs::parse();
+    let isolation = args.isolation;
+    let linux_config = args.linux_config();
     let config = args.into_config().context("invalid agent configuration")?;
-    let containerizer = ProcessContainerizer::new(&config.work_dir)
-        .with_context(|| format!("cannot use work directory {}", config.work_dir.display()))?;
+    let containerizer =
+        agora_agent::containerizer::select(isolation, &config.work_dir, linux_config)?;
 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -38,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    match agora_agent::run(config, Arc::new(containerizer), shutdown).await? {
+    match agora_agent::run(config, containerizer, shutdown).await? {
         AgentExit::Stopped => {
             tracing::info!("agent stopped");
             Ok(())

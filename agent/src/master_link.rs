@@ -110,6 +110,8 @@ struct Session {
 
 /// Everything the link needs.
 pub struct MasterLink {
+    /// The id to re-register with (a recovered agent); `None`: register as a new agent.
+    pub agent_id: Option<String>,
     /// Masters, tried in order.
     pub masters: Vec<MasterAddr>,
     /// The agent's description (its `id` is filled in by the link).
@@ -128,7 +130,7 @@ pub struct MasterLink {
 impl MasterLink {
     /// Runs until the master sends `Shutdown` (reported on `shutdown`), or forever.
     pub async fn run(self) {
-        let mut agent_id: Option<String> = None;
+        let mut agent_id: Option<String> = self.agent_id.clone();
         let mut backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
         loop {
             match self.register(agent_id.as_deref()).await {

@@ -19,7 +19,9 @@ use agora_proto::v1::{FrameworkInfo, RunningTask, StatusReason, TaskInfo, TaskSt
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::checkpoint::{AgentMeta, Checkpoint, TaskRecord};
 use crate::containerizer::{Container, Containerizer, LaunchError, LaunchSpec, Termination};
+use crate::health::{self, HealthEvent, HealthSpec};
 use crate::status_update::{ReconcileScope, StatusUpdates, new_status};
 use crate::task::{
     DEFAULT_GRACE, Effect, Event, KillCause, KillRequest, Phase, Report, TaskKey,
@@ -60,6 +62,35 @@ enum Msg {
         cause: KillCause,
         reply: oneshot::Sender<()>,
     },
+    Containers {
+        reply: oneshot::Sender<Vec<(TaskKey, Arc<dyn Container>)>>,
+    },
+    Health {
+        key: TaskKey,
+        instance: u64,
+        event: HealthEvent,
+    },
+}
+
+/// A task a previous run of the agent launched, re-attached to its container.
+pub struct RecoveredTask {
+    /// The task's key.
+    pub key: TaskKey,
+    /// Its framework.
+    pub framework: FrameworkInfo,
+    /// The task.
+    pub task: TaskInfo,
+    /// Its container (possibly already ended: its wait then resolves at once).
+    pub container: Arc<dyn Container>,
+}
+
+/// What the state actor persists, when the agent checkpoints.
+#[derive(Clone, Debug)]
+pub struct Persistence {
+    /// Where.
+    pub checkpoint: Checkpoint,
+    /// The agent meta to write (with the current agent id) on every registration.
+    pub meta: AgentMeta,
 }
 
 /// Handle of the agent state actor. The actor stops when every handle and every task's
@@ -76,14 +107,27 @@ impl std::fmt::Debug for Msg {
 }
 
 impl AgentState {
-    /// Starts the actor.
+    /// Starts the actor with no task and no checkpoint.
     pub fn spawn(
         containerizer: Arc<dyn Containerizer>,
         updates: StatusUpdates,
     ) -> (AgentState, JoinHandle<()>) {
+        AgentState::spawn_with(containerizer, updates, None, String::new(), Vec::new())
+    }
+
+    /// Starts the actor with the tasks recovered from a checkpoint (reported RUNNING; each
+    /// one's end is reported as usual), persisting launches and registrations to
+    /// `persistence`.
+    pub fn spawn_with(
+        containerizer: Arc<dyn Containerizer>,
+        updates: StatusUpdates,
+        persistence: Option<Persistence>,
+        agent_id: String,
+        recovered: Vec<RecoveredTask>,
+    ) -> (AgentState, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-        let actor = Actor {
-            agent_id: String::new(),
+        let mut actor = Actor {
+            agent_id,
             tasks: HashMap::new(),
             containerizer,
             updates,
@@ -91,7 +135,48 @@ impl AgentState {
             next_instance: 0,
             stopping: None,
             kill_all_waiters: Vec::new(),
+            persistence,
         };
+        for r in recovered {
+            actor.next_instance += 1;
+            let instance = actor.next_instance;
+            tracing::info!(task = %r.key, pid = r.container.pid(), "re-attached to task");
+            actor.tasks.insert(
+                r.key.clone(),
+                Entry {
+                    instance,
+                    framework: r.framework,
+                    task: r.task.clone(),
+                    phase: Phase::Running,
+                    container: Some(Arc::clone(&r.container)),
+                    health: None,
+                    checker: None,
+                    healthy: None,
+                },
+            );
+            if let Some(h) = r.task.health_check.as_ref() {
+                match HealthSpec::from_proto(h) {
+                    Ok(spec) => {
+                        if let Some(e) = actor.tasks.get_mut(&r.key) {
+                            e.health = Some(spec);
+                        }
+                        actor.start_checker(&r.key);
+                    }
+                    Err(e) => tracing::warn!(task = %r.key, "health check dropped: {e}"),
+                }
+            }
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let termination = r.container.wait().await;
+                let _ = tx
+                    .send(Msg::Exited {
+                        key: r.key,
+                        instance,
+                        termination,
+                    })
+                    .await;
+            });
+        }
         (AgentState { tx }, tokio::spawn(actor.run(rx)))
     }
 
@@ -118,6 +203,13 @@ impl AgentState {
         rx.await.unwrap_or_default()
     }
 
+    /// The containers of the tasks that run now, sorted by task.
+    pub async fn containers(&self) -> Vec<(TaskKey, Arc<dyn Container>)> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Containers { reply }).await;
+        rx.await.unwrap_or_default()
+    }
+
     /// Kills every task (SIGTERM, its grace period, SIGKILL), refuses new ones, and
     /// resolves once no task is left.
     pub async fn kill_all(&self, cause: KillCause) {
@@ -134,6 +226,20 @@ struct Entry {
     task: TaskInfo,
     phase: Phase,
     container: Option<Arc<dyn Container>>,
+    /// The task's health check, validated.
+    health: Option<HealthSpec>,
+    /// The running checker; aborted when the entry goes.
+    checker: Option<JoinHandle<()>>,
+    /// The latest health result reported.
+    healthy: Option<bool>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(checker) = self.checker.take() {
+            checker.abort();
+        }
+    }
 }
 
 impl Entry {
@@ -156,9 +262,114 @@ struct Actor {
     /// Set once the agent is shutting down: new tasks are refused.
     stopping: Option<KillCause>,
     kill_all_waiters: Vec<oneshot::Sender<()>>,
+    persistence: Option<Persistence>,
 }
 
 impl Actor {
+    fn persist_agent(&self) {
+        if let Some(p) = &self.persistence {
+            let meta = AgentMeta {
+                agent_id: self.agent_id.clone(),
+                ..p.meta.clone()
+            };
+            if let Err(e) = p.checkpoint.write_agent(&meta) {
+                tracing::error!("cannot checkpoint the agent id: {e}");
+            }
+        }
+    }
+
+    fn persist_task(&self, key: &TaskKey) {
+        let (Some(p), Some(entry)) = (&self.persistence, self.tasks.get(key)) else {
+            return;
+        };
+        // Before the launch settles there is no container yet: a restart then reports the
+        // task as failed instead of forgetting it.
+        let mut record = TaskRecord {
+            framework: Some(entry.framework.clone()),
+            task: Some(entry.task.clone()),
+            ..Default::default()
+        };
+        if let Some(reference) = entry.container.as_ref().and_then(|c| c.reference()) {
+            record.container_id = reference.container_id;
+            record.pid = reference.pid;
+            record.start_time = reference.start_time;
+            record.sandbox = reference.sandbox.to_string_lossy().into_owned();
+        }
+        if let Err(e) = p.checkpoint.write_task(key, &record) {
+            tracing::error!(task = %key, "cannot checkpoint the task: {e}");
+        }
+    }
+
+    /// Starts the health checker of a running task that has a health check.
+    fn start_checker(&mut self, key: &TaskKey) {
+        let Some(tx) = self.self_tx.upgrade() else {
+            return;
+        };
+        let Some(entry) = self.tasks.get_mut(key) else {
+            return;
+        };
+        let (Some(spec), Some(container)) = (entry.health.clone(), entry.container.as_ref()) else {
+            return;
+        };
+        let sandbox = container.sandbox().to_path_buf();
+        let (key, instance) = (key.clone(), entry.instance);
+        entry.checker = Some(tokio::spawn(health::run(spec, sandbox, move |event| {
+            let tx = tx.clone();
+            let key = key.clone();
+            async move {
+                tx.send(Msg::Health {
+                    key,
+                    instance,
+                    event,
+                })
+                .await
+                .is_ok()
+            }
+        })));
+    }
+
+    async fn health(&mut self, key: TaskKey, instance: u64, event: HealthEvent) {
+        if !self.is_current(&key, instance) {
+            return;
+        }
+        let Some(entry) = self.tasks.get_mut(&key) else {
+            return;
+        };
+        if entry.phase != Phase::Running {
+            return;
+        }
+        match event {
+            HealthEvent::Changed { healthy } => {
+                entry.healthy = Some(healthy);
+                let mut report = Report::new(
+                    TaskState::Running,
+                    StatusReason::Unspecified,
+                    if healthy {
+                        "health check passed"
+                    } else {
+                        "health check failed"
+                    },
+                );
+                report.healthy = Some(healthy);
+                self.report(&key, report).await;
+            }
+            HealthEvent::Failed => {
+                let grace = entry.grace();
+                let cause = KillCause::HealthCheckFailed;
+                self.apply(&key, Event::KillRequested(KillRequest { cause, grace }))
+                    .await;
+            }
+        }
+    }
+
+    fn forget_task(&self, key: &TaskKey) {
+        if let Some(p) = &self.persistence
+            && let Err(e) = p.checkpoint.remove_task(key)
+        {
+            tracing::error!(task = %key, "cannot remove the task's checkpoint: {e}");
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         while let Some(msg) = rx.recv().await {
             self.handle(msg).await;
@@ -173,6 +384,7 @@ impl Actor {
                     tracing::warn!(old = %self.agent_id, new = %agent_id, "master assigned a new agent id");
                 }
                 self.agent_id = agent_id;
+                self.persist_agent();
             }
             Msg::Command(command) => self.command(*command).await,
             Msg::Launched {
@@ -191,6 +403,20 @@ impl Actor {
             }
             Msg::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
+            }
+            Msg::Health {
+                key,
+                instance,
+                event,
+            } => self.health(key, instance, event).await,
+            Msg::Containers { reply } => {
+                let mut all: Vec<(TaskKey, Arc<dyn Container>)> = self
+                    .tasks
+                    .iter()
+                    .filter_map(|(k, e)| e.container.clone().map(|c| (k.clone(), c)))
+                    .collect();
+                all.sort_by(|a, b| a.0.cmp(&b.0));
+                let _ = reply.send(all);
             }
             Msg::KillAll { cause, reply } => {
                 self.stopping = Some(cause);
@@ -322,6 +548,15 @@ impl Actor {
                 return;
             }
         };
+        let health = match task.health_check.as_ref().map(HealthSpec::from_proto) {
+            None => None,
+            Some(Ok(spec)) => Some(spec),
+            Some(Err(e)) => {
+                let report = Report::new(TaskState::Failed, StatusReason::TaskInvalid, e);
+                self.report(&key, report).await;
+                return;
+            }
+        };
         let Some(tx) = self.self_tx.upgrade() else {
             return;
         };
@@ -335,8 +570,12 @@ impl Actor {
                 task,
                 phase: Phase::new(),
                 container: None,
+                health,
+                checker: None,
+                healthy: None,
             },
         );
+        self.persist_task(&key);
         self.report(&key, Report::starting()).await;
         let launch = self.containerizer.launch(spec);
         tokio::spawn(async move {
@@ -384,9 +623,14 @@ impl Actor {
                 if let Some(entry) = self.tasks.get_mut(&key) {
                     entry.container = Some(container);
                 }
+                self.persist_task(&key);
                 Event::Launched
             }
             Err(e) => Event::LaunchFailed {
+                reason: match &e {
+                    LaunchError::Fetch(_) => StatusReason::FetchFailed,
+                    _ => StatusReason::ContainerLaunchFailed,
+                },
                 error: e.to_string(),
             },
         };
@@ -464,9 +708,13 @@ impl Actor {
                 return;
             }
         };
+        let started = entry.phase != Phase::Running && next == Phase::Running;
         entry.phase = next;
         let container = entry.container.clone();
         let terminal = entry.phase.is_terminal();
+        if started {
+            self.start_checker(key);
+        }
         for effect in effects {
             match effect {
                 Effect::Report(report) => self.report(key, report).await,
@@ -482,6 +730,7 @@ impl Actor {
         }
         if terminal {
             self.tasks.remove(key);
+            self.forget_task(key);
             self.notify_if_empty();
         }
     }

@@ -7,9 +7,10 @@
 //! framework's `Acknowledge` with its uuid; then the next one goes out. Once a task's
 //! queue is empty (after its terminal update is acknowledged) the task is forgotten.
 //!
-//! The queues are kept in memory by [`UpdateQueues`]; checkpointing to disk (a later
-//! issue) replaces that struct with one that writes each push and acknowledgement ahead,
-//! without changing the actor.
+//! [`UpdateQueues`] keeps the queues in memory and, when given an [`UpdateLog`], appends
+//! (and syncs) every update to the log before it can be sent and every acknowledgement
+//! after it arrives, so a restarted agent replays the log and re-sends what was not
+//! acknowledged ([`StatusUpdates::spawn_with`]).
 //!
 //! This module must never decide task states (the state actor does) and never block on
 //! the network: every RPC runs in its own tokio task with a timeout and reports back.
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
+use crate::checkpoint::{COMPACT_AFTER_RECORDS, PendingUpdates, UpdateLog};
 use crate::task::{Report, TaskKey};
 
 /// Capacity of the actor's inbox.
@@ -74,6 +76,7 @@ pub fn new_status(key: &TaskKey, agent_id: &str, report: Report) -> TaskStatus {
         timestamp_ms: now_ms(),
         uuid: uuid::Uuid::new_v4().to_string(),
         exit_code: report.exit_code,
+        healthy: report.healthy,
         ..Default::default()
     }
 }
@@ -128,6 +131,7 @@ pub enum AckOutcome {
 pub struct UpdateQueues {
     queues: HashMap<TaskKey, VecDeque<TaskStatus>>,
     limit: usize,
+    log: Option<UpdateLog>,
 }
 
 impl UpdateQueues {
@@ -136,7 +140,20 @@ impl UpdateQueues {
         UpdateQueues {
             queues: HashMap::new(),
             limit: limit_per_task.max(1),
+            log: None,
         }
+    }
+
+    /// Queues recovered from a replayed log, which keeps recording every change.
+    pub fn recover(log: UpdateLog, pending: PendingUpdates, limit_per_task: usize) -> UpdateQueues {
+        let mut queues = UpdateQueues::new(limit_per_task);
+        for (key, queue) in pending {
+            if !queue.is_empty() {
+                queues.queues.insert(key, queue);
+            }
+        }
+        queues.log = Some(log);
+        queues
     }
 
     /// Appends an update; `Ok(true)` when it is now the oldest of its task.
@@ -148,6 +165,12 @@ impl UpdateQueues {
                 key,
                 limit: self.limit,
             });
+        }
+        if let Some(log) = &mut self.log
+            && let Err(e) = log.push(&status)
+        {
+            // Still deliver it: losing it in memory too would be worse.
+            tracing::error!(task = %key, "status update not checkpointed: {e}");
         }
         queue.push_back(status);
         Ok(queue.len() == 1)
@@ -184,6 +207,17 @@ impl UpdateQueues {
         let popped = queue.pop_front();
         if queue.is_empty() {
             self.queues.remove(key);
+        }
+        if let (Some(log), Some(p)) = (&mut self.log, &popped) {
+            if let Err(e) = log.ack(key, &p.uuid) {
+                tracing::error!(task = %key, "acknowledgement not checkpointed: {e}");
+            }
+            let live: usize = self.queues.values().map(VecDeque::len).sum();
+            if log.records() > COMPACT_AFTER_RECORDS + live
+                && let Err(e) = log.compact(self.queues.values().flat_map(|q| q.iter()))
+            {
+                tracing::error!("cannot compact the status update log: {e}");
+            }
         }
         popped
     }
@@ -278,11 +312,22 @@ impl std::fmt::Debug for Msg {
 }
 
 impl StatusUpdates {
-    /// Starts the actor.
+    /// Starts the actor with empty, in-memory queues.
     pub fn spawn(config: UpdateConfig) -> (StatusUpdates, JoinHandle<()>) {
+        let queues = UpdateQueues::new(config.max_queued_per_task);
+        StatusUpdates::spawn_with(config, queues)
+    }
+
+    /// Starts the actor with these queues (e.g. recovered from the log); their pending
+    /// updates are sent once connected.
+    pub fn spawn_with(
+        config: UpdateConfig,
+        queues: UpdateQueues,
+    ) -> (StatusUpdates, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-        let manager = Manager {
-            queues: UpdateQueues::new(config.max_queued_per_task),
+        let keys: Vec<TaskKey> = queues.keys().cloned().collect();
+        let mut manager = Manager {
+            queues,
             flights: HashMap::new(),
             timers: BinaryHeap::new(),
             link: None,
@@ -293,6 +338,10 @@ impl StatusUpdates {
             self_tx: tx.downgrade(),
             config,
         };
+        let now = Instant::now();
+        for key in keys {
+            manager.start_flight(key, now);
+        }
         let handle = tokio::spawn(manager.run(rx));
         (StatusUpdates { tx }, handle)
     }
@@ -778,6 +827,7 @@ mod tests {
                 reason: StatusReason::CommandExited,
                 message: "command exited with status 3".into(),
                 exit_code: Some(3),
+                healthy: None,
             },
         );
         assert_eq!(s.framework_id, "fw");

@@ -8,7 +8,7 @@
 //! ```text
 //!   (RunTask: STARTING reported)
 //!   Launching{kill: None} --Launched--> Running (RUNNING) --Exited--> Terminated (FINISHED/FAILED)
-//!        |    \--LaunchFailed--> Terminated (FAILED, CONTAINER_LAUNCH_FAILED)
+//!        |    \--LaunchFailed--> Terminated (FAILED, CONTAINER_LAUNCH_FAILED|FETCH_FAILED)
 //!        |                             Running --KillRequested--> Killing --Exited--> Terminated (KILLED)
 //!        \--KillRequested--> Launching{kill: Some} --Launched--> Killing
 //!                                               \--LaunchFailed--> Terminated (KILLED)
@@ -71,6 +71,8 @@ pub enum KillCause {
     AgentStopping,
     /// The master removed the agent (`Shutdown`).
     AgentRemoved,
+    /// Its health check failed too many times in a row (the task ends FAILED).
+    HealthCheckFailed,
 }
 
 impl KillCause {
@@ -80,6 +82,7 @@ impl KillCause {
             KillCause::FrameworkShutdown => StatusReason::FrameworkRemoved,
             KillCause::AgentStopping => StatusReason::KilledByOperator,
             KillCause::AgentRemoved => StatusReason::AgentRemoved,
+            KillCause::HealthCheckFailed => StatusReason::HealthCheckFailed,
         }
     }
 
@@ -89,6 +92,7 @@ impl KillCause {
             KillCause::FrameworkShutdown => "killed because the framework shut down",
             KillCause::AgentStopping => "killed because the agent is stopping",
             KillCause::AgentRemoved => "killed because the master removed the agent",
+            KillCause::HealthCheckFailed => "killed because its health check failed",
         }
     }
 }
@@ -161,6 +165,8 @@ pub enum Event {
     LaunchFailed {
         /// The error, with its OS cause.
         error: String,
+        /// CONTAINER_LAUNCH_FAILED, or FETCH_FAILED when a URI could not be fetched.
+        reason: StatusReason,
     },
     /// Someone asked to kill the task.
     KillRequested(KillRequest),
@@ -190,6 +196,8 @@ pub struct Report {
     pub message: String,
     /// The command's exit status when it exited by itself.
     pub exit_code: Option<i32>,
+    /// The latest health check result, for tasks with a health check.
+    pub healthy: Option<bool>,
 }
 
 impl Report {
@@ -200,6 +208,7 @@ impl Report {
             reason,
             message: message.into(),
             exit_code: None,
+            healthy: None,
         }
     }
 
@@ -248,17 +257,17 @@ pub fn transition(phase: &Phase, event: Event) -> Result<(Phase, Vec<Effect>), I
             Killing { cause: k.cause },
             vec![Effect::Kill { grace: k.grace }],
         ),
-        (Launching { kill: None }, Event::LaunchFailed { error }) => (
+        (Launching { kill: None }, Event::LaunchFailed { error, reason }) => (
             Terminated {
                 state: TaskState::Failed,
             },
             vec![Effect::Report(Report::new(
                 TaskState::Failed,
-                StatusReason::ContainerLaunchFailed,
+                reason,
                 error,
             ))],
         ),
-        (Launching { kill: Some(k) }, Event::LaunchFailed { error }) => (
+        (Launching { kill: Some(k) }, Event::LaunchFailed { error, .. }) => (
             Terminated {
                 state: TaskState::Killed,
             },
@@ -291,20 +300,17 @@ pub fn transition(phase: &Phase, event: Event) -> Result<(Phase, Vec<Effect>), I
             )
         }
         (Killing { cause }, Event::Exited(t)) => {
-            let mut report = Report::new(
-                TaskState::Killed,
-                cause.reason(),
-                format!("{} ({t})", cause.describe()),
-            );
+            // A task killed for failing its health check failed; others were killed.
+            let state = match cause {
+                KillCause::HealthCheckFailed => TaskState::Failed,
+                _ => TaskState::Killed,
+            };
+            let mut report =
+                Report::new(state, cause.reason(), format!("{} ({t})", cause.describe()));
             if let Termination::Exited(code) = t {
                 report.exit_code = Some(code);
             }
-            (
-                Terminated {
-                    state: TaskState::Killed,
-                },
-                vec![Effect::Report(report)],
-            )
+            (Terminated { state }, vec![Effect::Report(report)])
         }
         (phase, event) => {
             return Err(IllegalTransition {
@@ -324,12 +330,14 @@ pub fn exit_report(termination: &Termination) -> Report {
             reason: StatusReason::CommandExited,
             message: termination.to_string(),
             exit_code: Some(0),
+            healthy: None,
         },
         Termination::Exited(code) => Report {
             state: TaskState::Failed,
             reason: StatusReason::CommandExited,
             message: termination.to_string(),
             exit_code: Some(*code),
+            healthy: None,
         },
         Termination::Signaled(_) => Report::new(
             TaskState::Failed,
@@ -339,6 +347,11 @@ pub fn exit_report(termination: &Termination) -> Report {
         Termination::Unknown(_) => Report::new(
             TaskState::Failed,
             StatusReason::ExecutorTerminated,
+            termination.to_string(),
+        ),
+        Termination::MemoryLimit(_) => Report::new(
+            TaskState::Failed,
+            StatusReason::ContainerLimitationMemory,
             termination.to_string(),
         ),
     }
@@ -415,12 +428,38 @@ mod tests {
             &Phase::new(),
             Event::LaunchFailed {
                 error: "cannot start \"nope\": No such file or directory (os error 2)".into(),
+                reason: StatusReason::ContainerLaunchFailed,
             },
         );
         assert_eq!(p.reported_state(), TaskState::Failed);
         let r = only_report(&fx);
         assert_eq!(r.reason, StatusReason::ContainerLaunchFailed);
         assert!(r.message.contains("os error 2"), "{}", r.message);
+    }
+
+    #[test]
+    fn health_check_kill_ends_failed() {
+        let (p, fx) = step(
+            &Phase::Running,
+            Event::KillRequested(kill(KillCause::HealthCheckFailed)),
+        );
+        assert_eq!(fx.len(), 1);
+        let (p, fx) = step(&p, Event::Exited(Termination::Signaled(15)));
+        assert_eq!(p.reported_state(), TaskState::Failed);
+        assert_eq!(only_report(&fx).reason, StatusReason::HealthCheckFailed);
+    }
+
+    #[test]
+    fn fetch_failure_is_fetch_failed() {
+        let (p, fx) = step(
+            &Phase::new(),
+            Event::LaunchFailed {
+                error: "cannot fetch http://h/x: HTTP status 404".into(),
+                reason: StatusReason::FetchFailed,
+            },
+        );
+        assert_eq!(p.reported_state(), TaskState::Failed);
+        assert_eq!(only_report(&fx).reason, StatusReason::FetchFailed);
     }
 
     #[test]
@@ -492,6 +531,7 @@ mod tests {
             &p,
             Event::LaunchFailed {
                 error: "boom".into(),
+                reason: StatusReason::ContainerLaunchFailed,
             },
         );
         assert_eq!(p.reported_state(), TaskState::Killed);
@@ -519,16 +559,34 @@ mod tests {
         let cases = [
             (Phase::new(), Event::Exited(Termination::Exited(0))),
             (Phase::Running, Event::Launched),
-            (Phase::Running, Event::LaunchFailed { error: "x".into() }),
+            (
+                Phase::Running,
+                Event::LaunchFailed {
+                    error: "x".into(),
+                    reason: StatusReason::ContainerLaunchFailed,
+                },
+            ),
             (killing.clone(), Event::Launched),
-            (killing, Event::LaunchFailed { error: "x".into() }),
+            (
+                killing,
+                Event::LaunchFailed {
+                    error: "x".into(),
+                    reason: StatusReason::ContainerLaunchFailed,
+                },
+            ),
             (terminated.clone(), Event::Launched),
             (terminated.clone(), Event::Exited(Termination::Exited(0))),
             (
                 terminated.clone(),
                 Event::KillRequested(kill(KillCause::Framework)),
             ),
-            (terminated, Event::LaunchFailed { error: "x".into() }),
+            (
+                terminated,
+                Event::LaunchFailed {
+                    error: "x".into(),
+                    reason: StatusReason::ContainerLaunchFailed,
+                },
+            ),
         ];
         for (phase, event) in cases {
             let name = event.name();

@@ -106,6 +106,10 @@ async fn sigterm_kills_tasks_and_exits_zero() {
         &work,
         "--resources",
         RESOURCES,
+        // The task's pid below is read from inside the task: host pids need no pid
+        // namespace (the Linux containerizer's kill is tested in linux_isolation.rs).
+        "--isolation",
+        "process",
     ])
     .spawn()
     .unwrap_or_else(|e| panic!("spawn: {e}"));

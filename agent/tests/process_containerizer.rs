@@ -41,6 +41,7 @@ fn spec(task_id: &str, program: Program) -> LaunchSpec {
         ports: vec![],
         user: None,
         resources: Resources::new(),
+        uris: vec![],
     }
 }
 

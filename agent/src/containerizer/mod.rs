@@ -10,7 +10,10 @@
 //! ([`Termination`], [`LaunchError`]). It must never hold task state or talk to the master:
 //! a containerizer knows processes, not the protocol.
 
+pub mod cgroups;
+pub mod linux;
 pub mod process;
+pub mod spawn;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -21,6 +24,7 @@ use agora_proto::v1::{FrameworkInfo, TaskInfo, command_info};
 use agora_resources::Resources;
 use futures::future::BoxFuture;
 
+use crate::fetcher::{BadUri, FetchError, FetchUri};
 use crate::sandbox::{IdKind, InvalidId, validate_id};
 
 /// Most ports a single task may be assigned (each becomes a `PORTn` variable).
@@ -38,6 +42,9 @@ pub enum Termination {
     /// The containerizer lost track of the command (e.g. waiting for it failed); the
     /// processes have been killed.
     Unknown(String),
+    /// The container hit its memory limit: the kernel OOM-killed processes of it. The text
+    /// says how much and how the main process ended.
+    MemoryLimit(String),
 }
 
 impl fmt::Display for Termination {
@@ -46,6 +53,7 @@ impl fmt::Display for Termination {
             Termination::Exited(code) => write!(f, "command exited with status {code}"),
             Termination::Signaled(sig) => write!(f, "terminated by signal {}", signal_name(*sig)),
             Termination::Unknown(why) => write!(f, "lost track of the command: {why}"),
+            Termination::MemoryLimit(what) => f.write_str(what),
         }
     }
 }
@@ -97,6 +105,8 @@ pub struct LaunchSpec {
     /// The task's resources (for isolators that enforce limits; the plain process
     /// containerizer ignores them).
     pub resources: Resources,
+    /// URIs to fetch into the sandbox before the command starts.
+    pub uris: Vec<FetchUri>,
 }
 
 /// A task the agent refuses before trying to start it (reported as TASK_INVALID).
@@ -138,6 +148,9 @@ pub enum InvalidTask {
     /// Resources that do not parse.
     #[error("invalid task resources: {0}")]
     Resources(String),
+    /// A URI that cannot be fetched.
+    #[error(transparent)]
+    Uri(#[from] BadUri),
     /// More ports than [`MAX_PORTS_PER_TASK`].
     #[error("task has {count} ports; at most {MAX_PORTS_PER_TASK} are allowed")]
     TooManyPorts {
@@ -205,6 +218,11 @@ impl LaunchSpec {
         if let Some(u) = &user {
             no_nul("user", u)?;
         }
+        let uris = command
+            .uris
+            .iter()
+            .map(FetchUri::from_proto)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(LaunchSpec {
             framework_id: framework.id.clone(),
             task_id: task.task_id.clone(),
@@ -214,6 +232,7 @@ impl LaunchSpec {
             ports,
             user,
             resources,
+            uris,
         })
     }
 
@@ -293,6 +312,12 @@ pub enum LaunchError {
         /// The OS error.
         error: nix::Error,
     },
+    /// A URI could not be fetched (reported as FETCH_FAILED).
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The container's cgroup could not be created.
+    #[error("cannot create the container's cgroup: {0}")]
+    Cgroup(#[from] cgroups::CgroupError),
     /// fork/exec failed (e.g. the program does not exist).
     #[error("cannot start {program:?}: {error}")]
     Spawn {
@@ -311,6 +336,117 @@ pub trait Containerizer: Send + Sync + 'static {
         &self,
         spec: LaunchSpec,
     ) -> BoxFuture<'static, Result<Arc<dyn Container>, LaunchError>>;
+
+    /// Re-attaches to a container a previous run of the agent started (from its
+    /// checkpointed [`ContainerRef`]). `None`: this containerizer cannot recover
+    /// containers, or the reference is not one of its containers. A container that ended
+    /// while the agent was down is returned already ended, with its termination.
+    fn recover(&self, reference: ContainerRef) -> BoxFuture<'static, Option<Arc<dyn Container>>> {
+        let _ = reference;
+        Box::pin(async { None })
+    }
+
+    /// Destroys containers of this agent left by a previous run that are not in `owned`
+    /// (container ids of checkpointed tasks). Only the implementation's own containers
+    /// are ever touched.
+    fn destroy_orphans(&self, owned: Vec<String>) -> BoxFuture<'static, ()> {
+        let _ = owned;
+        Box::pin(async {})
+    }
+
+    /// The agent stops and no task is left: release what the containerizer holds for the
+    /// agent (the Linux one removes its empty cgroup root).
+    fn release(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+
+    /// The isolation this containerizer provides, as named by `--isolation`.
+    fn isolation(&self) -> &'static str {
+        "process"
+    }
+}
+
+/// Which containerizer to use (`--isolation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationKind {
+    /// cgroups (cpu, memory, pids) and pid/mount/uts/ipc namespaces.
+    Linux,
+    /// Plain processes in their own process group: no resource isolation.
+    Process,
+}
+
+/// The requested isolation is unavailable.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// `--isolation linux` on a host where it cannot work.
+    #[error("--isolation linux is unavailable: {0}")]
+    Linux(cgroups::CgroupError),
+    /// The work directory cannot be resolved.
+    #[error("cannot use work directory {path}: {error}")]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+}
+
+/// Picks the containerizer: the one asked for, or (no choice) Linux when cgroups are
+/// usable and the agent is root, else the plain-process one. The choice and the reason
+/// are logged.
+pub fn select(
+    requested: Option<IsolationKind>,
+    work_dir: &std::path::Path,
+    linux_config: linux::LinuxConfig,
+) -> Result<Arc<dyn Containerizer>, SelectError> {
+    let process = || {
+        process::ProcessContainerizer::new(work_dir).map_err(|error| SelectError::WorkDir {
+            path: work_dir.to_path_buf(),
+            error,
+        })
+    };
+    match requested {
+        Some(IsolationKind::Process) => {
+            tracing::info!("isolation: process (chosen by --isolation)");
+            Ok(Arc::new(process()?))
+        }
+        Some(IsolationKind::Linux) => {
+            let c = linux::LinuxContainerizer::new(work_dir, linux_config)
+                .map_err(SelectError::Linux)?;
+            tracing::info!(cgroups = %c.cgroups().mode(), agent_cgroup = c.agent_name(), "isolation: linux (chosen by --isolation)");
+            Ok(Arc::new(c))
+        }
+        None => {
+            let why_not = if !nix::unistd::Uid::effective().is_root() {
+                "the agent does not run as root".to_string()
+            } else {
+                match linux::LinuxContainerizer::new(work_dir, linux_config) {
+                    Ok(c) => {
+                        tracing::info!(cgroups = %c.cgroups().mode(), agent_cgroup = c.agent_name(), "isolation: linux (cgroups usable)");
+                        return Ok(Arc::new(c));
+                    }
+                    Err(e) => e.to_string(),
+                }
+            };
+            tracing::warn!(
+                "isolation: process, without resource limits ({why_not}); use --isolation process to silence this"
+            );
+            Ok(Arc::new(process()?))
+        }
+    }
+}
+
+/// What identifies a running container across agent restarts (checkpointed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerRef {
+    /// The containerizer's id of the container (its cgroup name).
+    pub container_id: String,
+    /// Pid of the container's first process, in the agent's pid namespace.
+    pub pid: u32,
+    /// Its start time (clock ticks after boot), guarding against pid reuse.
+    pub start_time: u64,
+    /// The sandbox directory.
+    pub sandbox: PathBuf,
 }
 
 /// A running (or ended) task container.
@@ -330,6 +466,18 @@ pub trait Container: Send + Sync + 'static {
     /// after `grace`. Resolves with the termination. Calling it on an ended container just
     /// returns the termination.
     fn kill(&self, grace: Duration) -> BoxFuture<'static, Termination>;
+
+    /// Resource usage, when the implementation measures it (cgroups) and the container
+    /// still runs.
+    fn usage(&self) -> Option<cgroups::Usage> {
+        None
+    }
+
+    /// What to checkpoint to re-attach after an agent restart; `None` when the
+    /// implementation cannot re-attach.
+    fn reference(&self) -> Option<ContainerRef> {
+        None
+    }
 }
 
 #[cfg(test)]

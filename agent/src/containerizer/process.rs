@@ -56,20 +56,27 @@ impl Containerizer for ProcessContainerizer {
         spec: LaunchSpec,
     ) -> BoxFuture<'static, Result<Arc<dyn Container>, LaunchError>> {
         let work_dir = self.work_dir.clone();
-        Box::pin(async move { start(&work_dir, &spec) })
+        Box::pin(async move {
+            if !spec.uris.is_empty() {
+                let sandbox = sandbox_dir(&work_dir, &spec.framework_id, &spec.task_id)?;
+                let config = crate::fetcher::FetchConfig::new(&work_dir);
+                crate::fetcher::fetch_all(&config, &spec.uris, &sandbox).await?;
+            }
+            start(&work_dir, &spec)
+        })
     }
 }
 
 /// Another user the task runs as.
-struct RunAs {
-    name: String,
-    uid: u32,
-    gid: u32,
-    home: PathBuf,
+pub(super) struct RunAs {
+    pub(super) name: String,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) home: PathBuf,
 }
 
 /// `None` when the task runs as the agent's own user.
-fn resolve_user(user: Option<&str>) -> Result<Option<RunAs>, LaunchError> {
+pub(super) fn resolve_user(user: Option<&str>) -> Result<Option<RunAs>, LaunchError> {
     let Some(name) = user else {
         return Ok(None);
     };
@@ -97,7 +104,7 @@ fn resolve_user(user: Option<&str>) -> Result<Option<RunAs>, LaunchError> {
     }))
 }
 
-fn sandbox_error(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
+pub(super) fn sandbox_error(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
     move |error| LaunchError::Sandbox {
         path: path.to_path_buf(),
         error,
@@ -107,7 +114,7 @@ fn sandbox_error(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_
 /// A fresh output file. Whatever a previous run of the same task left at `path` (possibly
 /// a symlink planted by the task) is removed, and the new file is created exclusively, so
 /// the agent never writes through a link.
-fn create_output(path: &Path) -> Result<File, LaunchError> {
+pub(super) fn create_output(path: &Path) -> Result<File, LaunchError> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -122,7 +129,7 @@ fn create_output(path: &Path) -> Result<File, LaunchError> {
         .map_err(sandbox_error(path))
 }
 
-fn give_fd_to(file: &File, path: &Path, run_as: &RunAs) -> Result<(), LaunchError> {
+pub(super) fn give_fd_to(file: &File, path: &Path, run_as: &RunAs) -> Result<(), LaunchError> {
     fchown(
         file,
         Some(Uid::from_raw(run_as.uid)),
@@ -136,7 +143,7 @@ fn give_fd_to(file: &File, path: &Path, run_as: &RunAs) -> Result<(), LaunchErro
 }
 
 /// Gives a directory the agent just created (its parent is the agent's) to the task's user.
-fn give_to(path: &Path, run_as: &RunAs) -> Result<(), LaunchError> {
+pub(super) fn give_to(path: &Path, run_as: &RunAs) -> Result<(), LaunchError> {
     chown(
         path,
         Some(Uid::from_raw(run_as.uid)),
@@ -215,7 +222,7 @@ fn start(work_dir: &Path, spec: &LaunchSpec) -> Result<Arc<dyn Container>, Launc
     Ok(Arc::new(ProcessContainer { pid, sandbox, rx }))
 }
 
-fn termination_of(status: ExitStatus) -> Termination {
+pub(super) fn termination_of(status: ExitStatus) -> Termination {
     match (status.code(), status.signal()) {
         (Some(code), _) => Termination::Exited(code),
         (None, Some(sig)) => Termination::Signaled(sig),

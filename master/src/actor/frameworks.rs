@@ -12,7 +12,7 @@ use tonic::Status;
 use tracing::{info, warn};
 
 use super::{CallReply, FrameworkEntry, Master, SchedulerCall, Subscription, TaskEntry};
-use crate::allocator::FrameworkSpec;
+use crate::allocator::{AttributeConstraint, Demand, FrameworkSpec, Predicate, RoleConstraints};
 use crate::clock::Millis;
 use crate::state::framework::{FrameworkEvent, FrameworkStatus};
 use crate::state::offer::OfferState;
@@ -30,7 +30,53 @@ pub(super) fn spec_of(info: &v1::FrameworkInfo) -> FrameworkSpec {
             .iter()
             .filter_map(|m| Resources::from_proto(&m.resources).ok())
             .collect(),
-        ..FrameworkSpec::default()
+        offer_constraints: info
+            .offer_constraints
+            .iter()
+            .map(role_constraints_of)
+            .collect(),
+        demands: info
+            .demands
+            .iter()
+            .filter_map(|d| {
+                Some(Demand {
+                    role: d.role.clone(),
+                    shape: Resources::from_proto(&d.task_shape).ok()?,
+                    count: d.count,
+                    same_agent: d.same_agent,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Proto offer constraints to the allocator's; a constraint with an unknown predicate
+/// can never hold, so it is kept as "attribute matches nothing".
+fn role_constraints_of(rc: &v1::RoleConstraints) -> RoleConstraints {
+    use v1::attribute_constraint::Predicate as P;
+    RoleConstraints {
+        role: rc.role.clone(),
+        groups: rc
+            .groups
+            .iter()
+            .map(|g| {
+                g.constraints
+                    .iter()
+                    .map(|c| AttributeConstraint {
+                        attribute: c.attribute.clone(),
+                        predicate: match P::try_from(c.predicate) {
+                            Ok(P::Exists) => Predicate::Exists,
+                            Ok(P::NotExists) => Predicate::NotExists,
+                            Ok(P::Equals) => Predicate::Equals(c.value.clone()),
+                            Ok(P::NotEquals) => Predicate::NotEquals(c.value.clone()),
+                            Ok(P::Matches) => Predicate::Matches(c.value.clone()),
+                            Ok(P::NotMatches) => Predicate::NotMatches(c.value.clone()),
+                            Ok(P::Unspecified) | Err(_) => Predicate::Matches("[^\\s\\S]".into()),
+                        },
+                    })
+                    .collect()
+            })
+            .collect(),
     }
 }
 

@@ -464,9 +464,10 @@ impl Master {
         &mut self,
         id: &str,
         total: Resources,
-        _attributes: Attributes,
+        attributes: Attributes,
     ) -> Result<(), allocator::AllocatorError> {
-        self.allocator.add_agent(id, total)
+        self.allocator
+            .add_agent_with_attributes(id, total, attributes)
     }
 
     fn persist(&mut self, op: RegistryOp) {

@@ -1,0 +1,678 @@
+//! The Linux containerizer: each task in its own cgroup (cpu, memory, pids limits) and its
+//! own pid, mount, uts and ipc namespaces.
+//!
+//! Owns, per container, a run directory `<work-dir>/containers/<container-id>/` (where the
+//! container's init leaves the main process' wait status), the cgroup
+//! `<hierarchy>/agora/<agent>/<container-id>` in each hierarchy, and one reaper tokio task
+//! that waits (through a pidfd) for the container's init to end, then kills whatever is left
+//! in the cgroup, reads its OOM counter and removes the cgroup and run directory.
+//!
+//! It must never signal a process that is not in one of its own container cgroups (or the
+//! init it cloned), never create or remove a cgroup outside `<hierarchy>/agora/<agent>/`,
+//! and never leave a cgroup, process or mount behind once a container has ended: mounts
+//! live only in the container's mount namespace, which dies with its last process.
+//!
+//! Containers survive the agent: init runs in its own session and cgroup, so an agent that
+//! dies (even by SIGKILL) leaves them running, and [`LinuxContainerizer::recover`] re-attaches
+//! to them from their checkpointed pid and start time.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use tokio::sync::watch;
+
+use super::cgroups::{CgroupError, Cgroups, ContainerCgroup, Limits, Usage};
+use super::process::{RunAs, create_output, give_fd_to, give_to, resolve_user, sandbox_error};
+use super::spawn::{self, ChildSetup};
+use super::{
+    Container, ContainerRef, Containerizer, LaunchError, LaunchSpec, Program, Termination,
+};
+use crate::sandbox::sandbox_dir;
+
+/// Default most processes per container.
+pub const DEFAULT_PIDS_MAX: u64 = 4096;
+/// PATH used to find a program when neither the command nor the agent has one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Settings of the Linux containerizer.
+#[derive(Clone, Debug)]
+pub struct LinuxConfig {
+    /// Enforce `cpus` as a hard CFS quota (otherwise only as a weight).
+    pub cpu_hard_limit: bool,
+    /// Most processes per container (0: unlimited).
+    pub pids_max: u64,
+    /// Name of the agent's cgroup root below `<hierarchy>/agora/` (default: derived from
+    /// the work directory, so agents with different work directories never collide and a
+    /// restarted agent finds its containers again).
+    pub agent_name: Option<String>,
+}
+
+impl Default for LinuxConfig {
+    fn default() -> LinuxConfig {
+        LinuxConfig {
+            cpu_hard_limit: false,
+            pids_max: DEFAULT_PIDS_MAX,
+            agent_name: None,
+        }
+    }
+}
+
+/// The cgroup root name of an agent with this (absolute) work directory: `w` and the
+/// 64-bit FNV-1a hash of the path, in hex. Stable across runs and Rust versions.
+pub fn agent_cgroup_name(work_dir: &Path) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in work_dir.as_os_str().as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("w{hash:016x}")
+}
+
+/// Runs each task in a cgroup and namespaces of its own.
+#[derive(Clone, Debug)]
+pub struct LinuxContainerizer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    work_dir: PathBuf,
+    cgroups: Cgroups,
+    agent_name: String,
+    config: LinuxConfig,
+}
+
+impl LinuxContainerizer {
+    /// Detects the host's cgroups and prepares the agent's cgroup root. Fails when cgroups
+    /// are unusable (the caller then falls back to the process containerizer, explicitly).
+    pub fn new(
+        work_dir: impl AsRef<Path>,
+        config: LinuxConfig,
+    ) -> Result<LinuxContainerizer, CgroupError> {
+        let work_dir = std::path::absolute(work_dir.as_ref()).map_err(|error| CgroupError::Io {
+            path: work_dir.as_ref().to_path_buf(),
+            error,
+        })?;
+        let cgroups = Cgroups::detect()?;
+        let agent_name = config
+            .agent_name
+            .clone()
+            .unwrap_or_else(|| agent_cgroup_name(&work_dir));
+        cgroups.prepare(&agent_name)?;
+        Ok(LinuxContainerizer {
+            inner: Arc::new(Inner {
+                work_dir,
+                cgroups,
+                agent_name,
+                config,
+            }),
+        })
+    }
+
+    /// The detected cgroups.
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.inner.cgroups
+    }
+
+    /// The agent's cgroup root name.
+    pub fn agent_name(&self) -> &str {
+        &self.inner.agent_name
+    }
+
+    /// The cgroup of a container of this agent.
+    pub fn container_cgroup(&self, container_id: &str) -> Result<ContainerCgroup, CgroupError> {
+        self.inner
+            .cgroups
+            .container(&self.inner.agent_name, container_id)
+    }
+
+    /// Names of the container cgroups that exist under the agent's root.
+    pub fn existing_containers(&self) -> Result<Vec<String>, CgroupError> {
+        self.inner.cgroups.list_containers(&self.inner.agent_name)
+    }
+
+    /// Kills every process of a container cgroup nobody tracks (left by a crashed agent)
+    /// and removes it with its run directory.
+    pub async fn destroy_orphan(&self, container_id: &str) -> Result<(), CgroupError> {
+        let cgroup = self.container_cgroup(container_id)?;
+        cgroup.kill_all().await?;
+        cgroup.remove().await?;
+        let _ = std::fs::remove_dir_all(run_dir(&self.inner.work_dir, container_id));
+        Ok(())
+    }
+}
+
+fn run_dir(work_dir: &Path, container_id: &str) -> PathBuf {
+    work_dir.join("containers").join(container_id)
+}
+
+impl Containerizer for LinuxContainerizer {
+    fn launch(
+        &self,
+        spec: LaunchSpec,
+    ) -> BoxFuture<'static, Result<Arc<dyn Container>, LaunchError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            if !spec.uris.is_empty() {
+                let sandbox = sandbox_dir(&inner.work_dir, &spec.framework_id, &spec.task_id)?;
+                let config = crate::fetcher::FetchConfig::new(&inner.work_dir);
+                crate::fetcher::fetch_all(&config, &spec.uris, &sandbox).await?;
+            }
+            let blocking_inner = Arc::clone(&inner);
+            let started = tokio::task::spawn_blocking(move || start(&blocking_inner, &spec))
+                .await
+                .map_err(|e| LaunchError::Spawn {
+                    program: String::new(),
+                    error: std::io::Error::other(format!("launch task failed: {e}")),
+                })??;
+            Ok(attach(&inner, started, true))
+        })
+    }
+
+    fn recover(&self, reference: ContainerRef) -> BoxFuture<'static, Option<Arc<dyn Container>>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { recover(&inner, reference).await })
+    }
+
+    fn destroy_orphans(&self, owned: Vec<String>) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move {
+            let existing = match this.existing_containers() {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!("cannot list the agent's containers: {e}");
+                    return;
+                }
+            };
+            for id in existing.into_iter().filter(|id| !owned.contains(id)) {
+                tracing::warn!(container = %id, "destroying a container no task owns");
+                if let Err(e) = this.destroy_orphan(&id).await {
+                    tracing::error!(container = %id, "{e}");
+                }
+            }
+        })
+    }
+
+    fn release(&self) -> BoxFuture<'static, ()> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            // Only empty directories go: a container still there (a task that could not
+            // be killed) keeps its root.
+            if let Ok(roots) = inner.cgroups.agent_roots(&inner.agent_name) {
+                for root in roots {
+                    let _ = std::fs::remove_dir(root);
+                }
+            }
+        })
+    }
+
+    fn isolation(&self) -> &'static str {
+        "linux"
+    }
+}
+
+/// A container whose init runs.
+struct Started {
+    reference: ContainerRef,
+    cgroup: ContainerCgroup,
+    pidfd: std::os::fd::OwnedFd,
+}
+
+/// The container's limits from the task's resources.
+fn limits(inner: &Inner, spec: &LaunchSpec) -> Limits {
+    Limits {
+        cpus_thousandths: spec.resources.scalar("cpus").thousandths(),
+        cpu_hard_limit: inner.config.cpu_hard_limit,
+        mem_mb: spec.resources.scalar("mem").thousandths() / 1000,
+        pids_max: inner.config.pids_max,
+    }
+}
+
+fn cstring(what: &str, bytes: impl Into<Vec<u8>>) -> Result<CString, LaunchError> {
+    CString::new(bytes).map_err(|_| LaunchError::Spawn {
+        program: what.to_string(),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidInput, "contains a NUL byte"),
+    })
+}
+
+/// Finds `name` in `path` (or takes it as is when it has a '/').
+fn find_program(name: &str, path: &OsStr) -> Result<PathBuf, LaunchError> {
+    let not_found = || LaunchError::Spawn {
+        program: name.to_string(),
+        error: std::io::Error::from_raw_os_error(libc::ENOENT),
+    };
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    for dir in std::env::split_paths(path) {
+        let candidate = dir.join(name);
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o111 != 0
+        {
+            return Ok(candidate);
+        }
+    }
+    Err(not_found())
+}
+
+/// The task's full environment: the agent's, then the command's, then the user's and
+/// Agora's variables (later entries override earlier ones).
+fn environment(
+    spec: &LaunchSpec,
+    sandbox: &Path,
+    run_as: Option<&RunAs>,
+) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let mut set = |k: OsString, v: OsString| {
+        if let Some(slot) = env.iter_mut().find(|(n, _)| *n == k) {
+            slot.1 = v;
+        } else {
+            env.push((k, v));
+        }
+    };
+    for (k, v) in &spec.environment {
+        set(k.into(), v.into());
+    }
+    if let Some(r) = run_as {
+        set("USER".into(), r.name.clone().into());
+        set("LOGNAME".into(), r.name.clone().into());
+        set("HOME".into(), r.home.clone().into_os_string());
+    }
+    for (k, v) in spec.agora_environment(sandbox) {
+        set(k.into(), v.into());
+    }
+    env
+}
+
+fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
+    let sandbox = sandbox_dir(&inner.work_dir, &spec.framework_id, &spec.task_id)?;
+    let run_as = resolve_user(spec.user.as_deref())?;
+    std::fs::create_dir_all(&sandbox).map_err(sandbox_error(&sandbox))?;
+    let stdout_path = sandbox.join("stdout");
+    let stderr_path = sandbox.join("stderr");
+    let stdout = create_output(&stdout_path)?;
+    let stderr = create_output(&stderr_path)?;
+    if let Some(run_as) = &run_as {
+        give_to(&sandbox, run_as)?;
+        give_fd_to(&stdout, &stdout_path, run_as)?;
+        give_fd_to(&stderr, &stderr_path, run_as)?;
+    }
+    let stdin = std::fs::File::open("/dev/null").map_err(sandbox_error(Path::new("/dev/null")))?;
+
+    let env = environment(spec, &sandbox, run_as.as_ref());
+    let (program, argv) = match &spec.program {
+        Program::Shell(script) => (
+            PathBuf::from("/bin/sh"),
+            vec![
+                cstring("/bin/sh", "/bin/sh")?,
+                cstring("/bin/sh", "-c")?,
+                cstring("shell command", script.as_bytes())?,
+            ],
+        ),
+        Program::Argv(args) => {
+            let path = env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map_or_else(|| OsString::from(DEFAULT_PATH), |(_, v)| v.clone());
+            let program = find_program(spec.program.executable(), &path)?;
+            let argv = args
+                .iter()
+                .map(|a| cstring(spec.program.executable(), a.as_bytes()))
+                .collect::<Result<Vec<_>, _>>()?;
+            (program, argv)
+        }
+    };
+    let envp = env
+        .into_iter()
+        .map(|(k, v)| {
+            let mut entry = k.into_vec();
+            entry.push(b'=');
+            entry.extend(v.into_vec());
+            cstring("environment", entry)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let container_id = uuid::Uuid::new_v4().simple().to_string();
+    let run = run_dir(&inner.work_dir, &container_id);
+    std::fs::create_dir_all(&run).map_err(sandbox_error(&run))?;
+    let cgroup = match inner.cgroups.container(&inner.agent_name, &container_id) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&run);
+            return Err(e.into());
+        }
+    };
+    let result = (|| {
+        cgroup.create(&limits(inner, spec))?;
+        let mut procs = Vec::new();
+        for file in cgroup.procs_files() {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .map_err(|error| CgroupError::Io { path: file, error })?;
+            procs.push(std::os::fd::OwnedFd::from(f));
+        }
+        let setup = ChildSetup {
+            program: cstring(spec.program.executable(), program.as_os_str().as_bytes())?,
+            argv,
+            envp,
+            cwd: cstring("sandbox path", sandbox.as_os_str().as_bytes())?,
+            hostname: None,
+            stdin: stdin.into(),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            cgroup_procs: procs,
+            status_path: cstring("run path", run.join("status").as_os_str().as_bytes())?,
+            run_as: run_as.as_ref().map(|r| (r.uid, r.gid)),
+        };
+        let pid = spawn::spawn(&setup).map_err(|e| LaunchError::Spawn {
+            program: spec.program.executable().to_string(),
+            error: match e {
+                spawn::SpawnError::Parent { error, .. } => error,
+                spawn::SpawnError::Child { stage, error } => {
+                    if stage == spawn::Stage::Exec {
+                        error
+                    } else {
+                        std::io::Error::new(error.kind(), format!("{stage}: {error}"))
+                    }
+                }
+            },
+        })?;
+        let pidfd = spawn::pidfd_open(pid).map_err(|error| LaunchError::Spawn {
+            program: "pidfd_open".into(),
+            error,
+        })?;
+        Ok::<_, LaunchError>((pid, pidfd))
+    })();
+    let (pid, pidfd) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            // Nothing runs in it (spawn reaps a failed init): remove it now.
+            if let Err(re) = cgroup.remove_now() {
+                tracing::warn!(error = %re, "cannot remove the cgroup of a failed launch");
+            }
+            let _ = std::fs::remove_dir_all(&run);
+            return Err(e);
+        }
+    };
+    let reference = ContainerRef {
+        container_id,
+        pid: pid as u32,
+        start_time: process_start_time(pid).unwrap_or(0),
+        sandbox,
+    };
+    tracing::debug!(pid, container = %reference.container_id, "container started");
+    Ok(Started {
+        reference,
+        cgroup,
+        pidfd,
+    })
+}
+
+/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot): with the pid, it
+/// identifies a process across pid reuse.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After the name: state is field 3, so start time (22) is the 20th field here.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+async fn recover(inner: &Arc<Inner>, reference: ContainerRef) -> Option<Arc<dyn Container>> {
+    let cgroup = inner
+        .cgroups
+        .container(&inner.agent_name, &reference.container_id)
+        .ok()?;
+    let pid = i32::try_from(reference.pid).ok()?;
+    let alive = process_start_time(pid).is_some_and(|t| t == reference.start_time)
+        && cgroup.pids().contains(&pid);
+    let pidfd = if alive {
+        spawn::pidfd_open(pid).ok()
+    } else {
+        None
+    };
+    match pidfd {
+        Some(pidfd) => Some(attach(
+            inner,
+            Started {
+                reference,
+                cgroup,
+                pidfd,
+            },
+            false,
+        )),
+        None => {
+            // It ended while the agent was away: report how, from init's status file.
+            let termination = finish(inner, &reference, &cgroup, None).await;
+            let (tx, rx) = watch::channel(Some(termination));
+            drop(tx);
+            Some(Arc::new(LinuxContainer {
+                reference,
+                cgroup,
+                pidfd: None,
+                rx,
+            }))
+        }
+    }
+}
+
+/// Starts the reaper of a running container.
+fn attach(inner: &Arc<Inner>, started: Started, own_child: bool) -> Arc<dyn Container> {
+    let Started {
+        reference,
+        cgroup,
+        pidfd,
+    } = started;
+    let pidfd = Arc::new(pidfd);
+    let (tx, rx) = watch::channel(None);
+    let container = Arc::new(LinuxContainer {
+        reference: reference.clone(),
+        cgroup: cgroup.clone(),
+        pidfd: Some(Arc::clone(&pidfd)),
+        rx,
+    });
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        let waited = spawn::pidfd_exited(Arc::clone(&pidfd)).await;
+        let init_status = if own_child { reap(reference.pid) } else { None };
+        let termination = match waited {
+            Ok(()) => finish(&inner, &reference, &cgroup, init_status).await,
+            Err(e) => {
+                // Cannot watch it: destroy it so nothing runs untracked.
+                let _ = cgroup.kill_all().await;
+                let t = finish(&inner, &reference, &cgroup, reap(reference.pid)).await;
+                tracing::error!(container = %reference.container_id, "cannot wait for the container: {e}");
+                match t {
+                    Termination::Unknown(_) => Termination::Unknown(format!("waiting failed: {e}")),
+                    other => other,
+                }
+            }
+        };
+        tx.send_replace(Some(termination));
+    });
+    container
+}
+
+/// Reaps init (our child); its wait status.
+fn reap(pid: u32) -> Option<WaitStatus> {
+    let pid = Pid::from_raw(i32::try_from(pid).ok()?);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(status) => return Some(status),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// After init ended: what the main process did (init's status file, else init's own
+/// status), any remaining process killed, OOM kills checked, cgroup and run dir removed.
+async fn finish(
+    inner: &Inner,
+    reference: &ContainerRef,
+    cgroup: &ContainerCgroup,
+    init_status: Option<WaitStatus>,
+) -> Termination {
+    let run = run_dir(&inner.work_dir, &reference.container_id);
+    let main = std::fs::read(run.join("status"))
+        .ok()
+        .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+        .map(i32::from_ne_bytes);
+    let termination = match (main, init_status) {
+        (Some(raw), _) => termination_of_raw(raw),
+        (None, Some(WaitStatus::Exited(_, code))) => Termination::Exited(code),
+        (None, Some(WaitStatus::Signaled(_, sig, _))) => Termination::Signaled(sig as i32),
+        (None, _) => Termination::Unknown(
+            "the container ended without recording its main process' status".into(),
+        ),
+    };
+    if let Err(e) = cgroup.kill_all().await {
+        tracing::error!(container = %reference.container_id, "{e}");
+    }
+    let usage = cgroup.usage();
+    if let Err(e) = cgroup.remove().await {
+        tracing::error!(container = %reference.container_id, "cannot remove cgroup: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&run);
+    if usage.oom_kills > 0 {
+        let limit_mb = usage.memory_limit_bytes.map(|b| b / (1024 * 1024));
+        return Termination::MemoryLimit(format!(
+            "memory limit{} reached: {} process(es) OOM-killed; {termination}",
+            limit_mb.map(|m| format!(" of {m} MB")).unwrap_or_default(),
+            usage.oom_kills
+        ));
+    }
+    termination
+}
+
+fn termination_of_raw(raw: i32) -> Termination {
+    if libc::WIFEXITED(raw) {
+        Termination::Exited(libc::WEXITSTATUS(raw))
+    } else if libc::WIFSIGNALED(raw) {
+        Termination::Signaled(libc::WTERMSIG(raw))
+    } else {
+        Termination::Unknown(format!("unexpected wait status {raw:#x}"))
+    }
+}
+
+/// One container.
+struct LinuxContainer {
+    reference: ContainerRef,
+    cgroup: ContainerCgroup,
+    /// `None` for a container found ended at recovery.
+    pidfd: Option<Arc<std::os::fd::OwnedFd>>,
+    rx: watch::Receiver<Option<Termination>>,
+}
+
+async fn wait_termination(rx: &mut watch::Receiver<Option<Termination>>) -> Termination {
+    if let Some(t) = rx.borrow().clone() {
+        return t;
+    }
+    match rx.wait_for(Option::is_some).await {
+        Ok(done) => match &*done {
+            Some(t) => t.clone(),
+            None => Termination::Unknown("no termination recorded".into()),
+        },
+        Err(_) => Termination::Unknown("the container's reaper stopped".into()),
+    }
+}
+
+impl Container for LinuxContainer {
+    fn pid(&self) -> u32 {
+        self.reference.pid
+    }
+
+    fn sandbox(&self) -> &Path {
+        &self.reference.sandbox
+    }
+
+    fn wait(&self) -> BoxFuture<'static, Termination> {
+        let mut rx = self.rx.clone();
+        Box::pin(async move { wait_termination(&mut rx).await })
+    }
+
+    fn kill(&self, grace: Duration) -> BoxFuture<'static, Termination> {
+        let mut rx = self.rx.clone();
+        let cgroup = self.cgroup.clone();
+        let pidfd = self.pidfd.clone();
+        let id = self.reference.container_id.clone();
+        Box::pin(async move {
+            let ended = rx.borrow().clone();
+            if let Some(t) = ended {
+                return t;
+            }
+            // Init ignores SIGTERM (pid 1 without a handler); every other process gets it.
+            cgroup.signal_all(Signal::SIGTERM);
+            if let Ok(t) = tokio::time::timeout(grace, wait_termination(&mut rx)).await {
+                return t;
+            }
+            tracing::info!(container = %id, grace_ms = grace.as_millis(), "container outlived its grace period; sending SIGKILL");
+            // Killing init makes the kernel kill the whole pid namespace.
+            if let Some(fd) = &pidfd
+                && let Err(e) = spawn::pidfd_send_signal(fd, libc::SIGKILL)
+                && e.raw_os_error() != Some(libc::ESRCH)
+            {
+                tracing::warn!(container = %id, "cannot SIGKILL init: {e}");
+            }
+            if let Err(e) = cgroup.kill_all().await {
+                tracing::error!(container = %id, "{e}");
+            }
+            wait_termination(&mut rx).await
+        })
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.cgroup.exists().then(|| self.cgroup.usage())
+    }
+
+    fn reference(&self) -> Option<ContainerRef> {
+        Some(self.reference.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_name_is_stable_and_safe() {
+        let a = agent_cgroup_name(Path::new("/tmp/agora-agent"));
+        assert_eq!(a, agent_cgroup_name(Path::new("/tmp/agora-agent")));
+        assert_ne!(a, agent_cgroup_name(Path::new("/tmp/agora-agent2")));
+        assert_eq!(a.len(), 17);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn raw_status_decoding() {
+        assert_eq!(termination_of_raw(3 << 8), Termination::Exited(3));
+        assert_eq!(termination_of_raw(9), Termination::Signaled(9));
+    }
+
+    #[test]
+    fn program_lookup() {
+        let found = find_program("sh", OsStr::new("/nonexistent:/bin:/usr/bin")).expect("sh");
+        assert!(found.ends_with("sh"));
+        assert!(find_program("no-such-program-xyz", OsStr::new("/bin")).is_err());
+        assert_eq!(
+            find_program("./x", OsStr::new("")).expect("path"),
+            PathBuf::from("./x")
+        );
+    }
+
+    #[test]
+    fn own_start_time_is_readable() {
+        let me = i32::try_from(std::process::id()).expect("pid fits");
+        assert!(process_start_time(me).is_some());
+    }
+}

@@ -1,0 +1,347 @@
+//! The Linux containerizer against the real kernel (cgroups + namespaces), as root.
+//!
+//! Every test runs with its own agent cgroup root (`<hierarchy>/agora/test-<pid>-<n>`),
+//! purged by a drop guard even when the test fails. Tests print why and pass when the host
+//! has no usable cgroups or the test does not run as root.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use agora_agent::containerizer::Program;
+use agora_agent::containerizer::cgroups::Cgroups;
+use agora_agent::{
+    Container, Containerizer, LaunchSpec, LinuxConfig, LinuxContainerizer, Termination,
+};
+use agora_resources::Resources;
+
+/// A work directory and an agent cgroup root, both removed on drop.
+struct Fixture {
+    dir: PathBuf,
+    name: String,
+    cgroups: Cgroups,
+    containerizer: LinuxContainerizer,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Err(e) = self.cgroups.purge_agent(&self.name) {
+            eprintln!("cleanup of test cgroups {} failed: {e}", self.name);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fixture(test: &str, config: LinuxConfig) -> Option<Fixture> {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED {test}: the Linux containerizer needs root");
+        return None;
+    }
+    let cgroups = match Cgroups::detect() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("SKIPPED {test}: {e}");
+            return None;
+        }
+    };
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("test-{}-{n}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("agora-linux-it-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = LinuxConfig {
+        agent_name: Some(name.clone()),
+        ..config
+    };
+    // The guard exists before anything is created, so a failing `new` is cleaned too.
+    let containerizer = match LinuxContainerizer::new(&dir, config) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = cgroups.purge_agent(&name);
+            panic!("linux containerizer: {e}");
+        }
+    };
+    Some(Fixture {
+        dir,
+        name,
+        cgroups,
+        containerizer,
+    })
+}
+
+fn spec(task_id: &str, script: &str, resources: &str) -> LaunchSpec {
+    LaunchSpec {
+        framework_id: "fw-1".into(),
+        task_id: task_id.into(),
+        agent_id: "agent-1".into(),
+        program: Program::Shell(script.into()),
+        environment: vec![],
+        ports: vec![],
+        user: None,
+        resources: Resources::parse(resources)
+            .unwrap_or_else(|e| panic!("resources {resources}: {e}")),
+        uris: vec![],
+    }
+}
+
+async fn start(f: &Fixture, spec: LaunchSpec) -> Arc<dyn Container> {
+    match f.containerizer.launch(spec).await {
+        Ok(c) => c,
+        Err(e) => panic!("launch failed: {e}"),
+    }
+}
+
+async fn wait(container: &Arc<dyn Container>, secs: u64) -> Termination {
+    match tokio::time::timeout(Duration::from_secs(secs), container.wait()).await {
+        Ok(t) => t,
+        Err(_) => panic!("container did not end within {secs} s"),
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+async fn wait_for_file(path: &Path) -> String {
+    for _ in 0..500 {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && text.ends_with('\n')
+        {
+            return text.trim().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} never appeared", path.display());
+}
+
+fn mount_count() -> usize {
+    read(Path::new("/proc/self/mountinfo")).lines().count()
+}
+
+/// Nothing of the agent's containers is left: no cgroup, no run directory.
+fn assert_clean(f: &Fixture) {
+    let left = f
+        .containerizer
+        .existing_containers()
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    let runs: Vec<_> = std::fs::read_dir(f.dir.join("containers"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(runs.is_empty(), "run directories left behind: {runs:?}");
+}
+
+#[tokio::test]
+async fn exit_status_output_and_cleanup() {
+    let Some(f) = fixture("exit_status_output_and_cleanup", LinuxConfig::default()) else {
+        return;
+    };
+    let c = start(
+        &f,
+        spec("t1", "echo out; echo err >&2; exit 3", "cpus:0.1;mem:32"),
+    )
+    .await;
+    assert_eq!(wait(&c, 10).await, Termination::Exited(3));
+    assert_eq!(read(&c.sandbox().join("stdout")), "out\n");
+    assert_eq!(read(&c.sandbox().join("stderr")), "err\n");
+    assert!(is_gone(c.pid()));
+    assert_clean(&f);
+
+    let c = start(&f, spec("t2", "kill -SEGV $$", "cpus:0.1")).await;
+    assert_eq!(wait(&c, 10).await, Termination::Signaled(11));
+
+    let mut bad = spec("t3", "", "cpus:0.1");
+    bad.program = Program::Argv(vec!["no-such-program-xyz".into()]);
+    let err = f
+        .containerizer
+        .launch(bad)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a missing program must not launch"));
+    assert!(err.to_string().contains("no-such-program-xyz"), "{err}");
+    assert_clean(&f);
+}
+
+#[tokio::test]
+async fn own_pid_namespace_proc_hostname_and_environment() {
+    let Some(f) = fixture("own_pid_namespace", LinuxConfig::default()) else {
+        return;
+    };
+    let host_name = read(Path::new("/proc/sys/kernel/hostname"));
+    let script = "echo $$; for p in /proc/[0-9]*; do echo $p; done; \
+                  echo changed > /proc/sys/kernel/hostname; cat /proc/sys/kernel/hostname; \
+                  echo $AGORA_TASK_ID; pwd";
+    let c = start(&f, spec("ns", script, "cpus:0.1")).await;
+    assert_eq!(wait(&c, 10).await, Termination::Exited(0));
+    let out = read(&c.sandbox().join("stdout"));
+    let lines: Vec<&str> = out.lines().collect();
+    // The shell is pid 2 (its init is 1) and sees only the container's processes.
+    assert_eq!(lines[0], "2", "{out}");
+    assert_eq!(lines[1..3], ["/proc/1", "/proc/2"], "{out}");
+    assert_eq!(lines[3], "changed", "{out}");
+    assert_eq!(lines[4], "ns");
+    assert_eq!(Path::new(lines[5]), c.sandbox());
+    // The host's hostname did not change.
+    assert_eq!(read(Path::new("/proc/sys/kernel/hostname")), host_name);
+    assert_clean(&f);
+}
+
+#[tokio::test]
+async fn a_task_cannot_see_or_signal_other_tasks_or_the_agent() {
+    let Some(f) = fixture("cannot_signal", LinuxConfig::default()) else {
+        return;
+    };
+    let victim = start(&f, spec("victim", "sleep 30", "cpus:0.1")).await;
+    let agent = std::process::id();
+    let script = format!(
+        "kill -0 {} 2>/dev/null && echo saw-victim; kill -0 {agent} 2>/dev/null && echo saw-agent; \
+         kill -9 {} 2>/dev/null && echo killed-victim; echo done",
+        victim.pid(),
+        victim.pid()
+    );
+    let attacker = start(&f, spec("attacker", &script, "cpus:0.1")).await;
+    assert_eq!(wait(&attacker, 10).await, Termination::Exited(0));
+    let out = read(&attacker.sandbox().join("stdout"));
+    assert_eq!(out, "done\n", "the attacker reached another pid: {out}");
+    assert!(!is_gone(victim.pid()), "victim died");
+    let t = victim.kill(Duration::from_secs(2)).await;
+    assert_eq!(t, Termination::Signaled(15));
+    assert!(is_gone(victim.pid()));
+    assert_clean(&f);
+}
+
+#[tokio::test]
+async fn memory_hog_is_oom_killed_in_its_own_cgroup() {
+    let Some(f) = fixture("memory_hog", LinuxConfig::default()) else {
+        return;
+    };
+    let neighbour = start(&f, spec("neighbour", "sleep 30", "cpus:0.1;mem:32")).await;
+    // `tail` buffers /dev/zero looking for a newline: it grows until the limit.
+    let hog = start(&f, spec("hog", "tail /dev/zero", "cpus:0.1;mem:32")).await;
+    let t = wait(&hog, 30).await;
+    let Termination::MemoryLimit(message) = &t else {
+        panic!("expected an OOM kill, got {t:?}");
+    };
+    assert!(message.contains("32 MB"), "{message}");
+    assert!(message.contains("OOM-killed"), "{message}");
+    // The neighbour, in its own cgroup, is untouched.
+    assert!(!is_gone(neighbour.pid()));
+    assert!(neighbour.usage().is_some_and(|u| u.oom_kills == 0));
+    neighbour.kill(Duration::from_secs(1)).await;
+    assert_clean(&f);
+}
+
+#[tokio::test]
+async fn fork_bomb_stops_at_the_pids_limit() {
+    let config = LinuxConfig {
+        pids_max: 32,
+        ..LinuxConfig::default()
+    };
+    let Some(f) = fixture("fork_bomb", config) else {
+        return;
+    };
+    let bomb = start(
+        &f,
+        spec("bomb", "b() { b | b & }; b; sleep 30", "cpus:0.2;mem:64"),
+    )
+    .await;
+    let mut peak = 0;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        if let Some(u) = bomb.usage() {
+            peak = peak.max(u.pids_current);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(peak > 1, "the bomb never forked");
+    assert!(peak <= 32, "pids exceeded the limit: {peak}");
+    let init = bomb.pid();
+    bomb.kill(Duration::from_millis(200)).await;
+    assert!(is_gone(init));
+    assert_clean(&f);
+}
+
+#[tokio::test]
+async fn cpu_hog_with_half_a_cpu_gets_half_a_core() {
+    let config = LinuxConfig {
+        cpu_hard_limit: true,
+        ..LinuxConfig::default()
+    };
+    let Some(f) = fixture("cpu_hog", config) else {
+        return;
+    };
+    let hog = start(&f, spec("hog", "while :; do :; done", "cpus:0.5;mem:32")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = hog.usage().unwrap_or_else(|| panic!("no usage"));
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = hog.usage().unwrap_or_else(|| panic!("no usage"));
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = (after.cpu_time_ns - before.cpu_time_ns) as f64 / 1e9;
+    let share = cpu / wall;
+    eprintln!(
+        "cpu hog: {share:.3} cores over {wall:.2} s; throttled {} of {} periods",
+        after.cpu_throttled_periods, after.cpu_periods
+    );
+    assert!((0.35..=0.65).contains(&share), "got {share:.3} cores");
+    assert!(after.cpu_throttled_periods > 0, "{after:?}");
+    assert!(after.cpu_throttled_ns > before.cpu_throttled_ns);
+    hog.kill(Duration::from_millis(200)).await;
+    assert_clean(&f);
+}
+
+#[tokio::test]
+async fn kill_leaves_no_process_and_sigkills_after_grace() {
+    let Some(f) = fixture("kill", LinuxConfig::default()) else {
+        return;
+    };
+    // Children in the background, one that ignores SIGTERM and one in a new session.
+    let script = "trap '' TERM; sleep 60 & setsid sleep 60 & echo $! > pids; sleep 60";
+    let c = start(&f, spec("stubborn", script, "cpus:0.1")).await;
+    wait_for_file(&c.sandbox().join("pids")).await;
+    let cgroup = f
+        .containerizer
+        .existing_containers()
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    assert_eq!(cgroup.len(), 1);
+    let t0 = Instant::now();
+    let t = c.kill(Duration::from_millis(300)).await;
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert!(matches!(t, Termination::Signaled(9)), "{t:?}");
+    assert!(is_gone(c.pid()));
+    assert_clean(&f);
+}
+
+#[tokio::test]
+async fn many_launches_leave_nothing_behind() {
+    let Some(f) = fixture("many", LinuxConfig::default()) else {
+        return;
+    };
+    let mounts = mount_count();
+    let t0 = Instant::now();
+    for i in 0..100 {
+        let c = start(
+            &f,
+            spec(&format!("t{i}"), "exec /bin/true", "cpus:0.01;mem:32"),
+        )
+        .await;
+        assert_eq!(wait(&c, 10).await, Termination::Exited(0));
+    }
+    eprintln!("100 sequential launches: {:?}", t0.elapsed());
+    assert_clean(&f);
+    assert_eq!(
+        mount_count(),
+        mounts,
+        "mounts leaked into the agent's namespace"
+    );
+}

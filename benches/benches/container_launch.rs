@@ -1,0 +1,268 @@
+//! Agent container launch: N sequential `/bin/true` containers through the agent's Linux
+//! containerizer (cgroups + pid/mount/uts/ipc namespaces), side by side with `runc run`
+//! of the same command in the same run.
+//!
+//! Run as root: `cargo bench -p agora-benches --bench container_launch` (env `LAUNCHES`,
+//! default 1000; `RUNC_LAUNCHES`, default the same). Installs Debian's `runc` with apt-get
+//! when it is missing. Prints total time, median launch (until the program executes) and
+//! median full cycle (launch, exit, teardown of cgroup and run directory); checks that no
+//! cgroup, process or mount is left behind. Every cgroup it creates is removed by a drop
+//! guard, also on failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use agora_agent::containerizer::Program;
+use agora_agent::containerizer::cgroups::Cgroups;
+use agora_agent::{Containerizer, LaunchSpec, LinuxConfig, LinuxContainerizer, Termination};
+use agora_resources::Resources;
+
+struct Guard {
+    cgroups: Cgroups,
+    name: String,
+    dir: PathBuf,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Err(e) = self.cgroups.purge_agent(&self.name) {
+            eprintln!("cleanup of {} failed: {e}", self.name);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn count_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn mounts() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+async fn agora(n: usize) -> Result<(Duration, Duration, Duration), String> {
+    let cgroups = Cgroups::detect().map_err(|e| e.to_string())?;
+    let name = format!("bench-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("agora-bench-{name}"));
+    let guard = Guard {
+        cgroups,
+        name: name.clone(),
+        dir: dir.clone(),
+    };
+    let containerizer = LinuxContainerizer::new(
+        &dir,
+        LinuxConfig {
+            agent_name: Some(name),
+            ..LinuxConfig::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let resources = Resources::parse("cpus:0.1;mem:32").map_err(|e| e.to_string())?;
+    let mounts_before = mounts();
+    let mut launch = Vec::with_capacity(n);
+    let mut cycle = Vec::with_capacity(n);
+    let total = Instant::now();
+    for i in 0..n {
+        let spec = LaunchSpec {
+            framework_id: "bench".into(),
+            task_id: format!("t{i}"),
+            agent_id: "bench".into(),
+            program: Program::Argv(vec!["/bin/true".into()]),
+            environment: vec![],
+            ports: vec![],
+            user: None,
+            resources: resources.clone(),
+            uris: vec![],
+        };
+        let t0 = Instant::now();
+        let c = containerizer
+            .launch(spec)
+            .await
+            .map_err(|e| format!("launch {i}: {e}"))?;
+        launch.push(t0.elapsed());
+        let t = c.wait().await;
+        cycle.push(t0.elapsed());
+        if t != Termination::Exited(0) {
+            return Err(format!("launch {i}: {t}"));
+        }
+    }
+    let total = total.elapsed();
+    let left = containerizer
+        .existing_containers()
+        .map_err(|e| e.to_string())?;
+    if !left.is_empty() {
+        return Err(format!("{} cgroups left behind", left.len()));
+    }
+    if mounts() != mounts_before {
+        return Err("mounts leaked into the host namespace".into());
+    }
+    let runs = std::fs::read_dir(dir.join("containers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    if runs != 0 {
+        return Err(format!("{runs} run directories left behind"));
+    }
+    drop(guard);
+    Ok((total, median(&mut launch), median(&mut cycle)))
+}
+
+fn ensure_runc() -> Result<(), String> {
+    if Command::new("runc").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("runc missing: apt-get install -y runc");
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-q", "runc"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("apt-get: {e}"))?
+        .success();
+    if ok {
+        Ok(())
+    } else {
+        Err("apt-get install runc failed".into())
+    }
+}
+
+/// A bundle whose rootfs holds /bin/true and the libraries it needs.
+fn runc_bundle(dir: &Path) -> Result<(), String> {
+    let rootfs = dir.join("rootfs");
+    for d in ["bin", "proc", "dev", "sys", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).map_err(|e| e.to_string())?;
+    }
+    std::fs::copy("/bin/true", rootfs.join("bin/true")).map_err(|e| e.to_string())?;
+    let ldd = Command::new("ldd")
+        .arg("/bin/true")
+        .output()
+        .map_err(|e| format!("ldd: {e}"))?;
+    for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if word.starts_with('/') {
+            let dest = rootfs.join(word.trim_start_matches('/'));
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            std::fs::copy(word, &dest).map_err(|e| format!("{word}: {e}"))?;
+        }
+    }
+    let spec = Command::new("runc")
+        .args(["spec", "--bundle"])
+        .arg(dir)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !spec.success() {
+        return Err("runc spec failed".into());
+    }
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    config["process"]["terminal"] = serde_json::Value::Bool(false);
+    config["process"]["args"] = serde_json::json!(["/bin/true"]);
+    std::fs::write(&path, config.to_string()).map_err(|e| e.to_string())
+}
+
+fn runc(n: usize) -> Result<(Duration, Duration), String> {
+    ensure_runc()?;
+    let dir = std::env::temp_dir().join(format!("agora-bench-runc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = (|| {
+        runc_bundle(&dir)?;
+        let mut each = Vec::with_capacity(n);
+        let total = Instant::now();
+        for i in 0..n {
+            let id = format!("agora-bench-{}-{i}", std::process::id());
+            let t0 = Instant::now();
+            let out = Command::new("runc")
+                .args(["run", "--bundle"])
+                .arg(&dir)
+                .arg(&id)
+                .output()
+                .map_err(|e| e.to_string())?;
+            each.push(t0.elapsed());
+            if !out.status.success() {
+                return Err(format!(
+                    "runc run failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok((total.elapsed(), median(&mut each)))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("container_launch: bench");
+        return;
+    }
+    if !nix_root() {
+        eprintln!("SKIPPED container_launch: needs root");
+        return;
+    }
+    let n = count_env("LAUNCHES", 1000);
+    let runc_n = count_env("RUNC_LAUNCHES", n);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "== Agent container launch: {n} x /bin/true (cgroups + pid/mount/uts/ipc namespaces) =="
+    );
+    match rt.block_on(agora(n)) {
+        Ok((total, launch, cycle)) => {
+            println!(
+                "agora-agent  total {:>10.3} s   median launch {}   median launch+exit+teardown {}",
+                total.as_secs_f64(),
+                ms(launch),
+                ms(cycle)
+            );
+        }
+        Err(e) => {
+            eprintln!("agora launch failed: {e}");
+            std::process::exit(1);
+        }
+    }
+    match runc(runc_n) {
+        Ok((total, each)) => println!(
+            "runc run     total {:>10.3} s   median run (create+start+exit+delete) {}   ({runc_n} runs)",
+            total.as_secs_f64(),
+            ms(each)
+        ),
+        Err(e) => println!("runc: not measured: {e}"),
+    }
+}
+
+fn nix_root() -> bool {
+    // The effective uid from /proc (keeps this file free of unsafe).
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,588 @@
+//! An emulated agent: speaks the real agent protocol (`agora.v1.AgentApi`) to the master,
+//! but runs no processes. It registers with configurable resources and attributes,
+//! heartbeats at the interval REGISTERED gives, "runs" each task it is sent (STARTING,
+//! RUNNING, then FINISHED after the task's duration, or KILLED when told), sends each
+//! task's oldest unacknowledged update and re-sends it with backoff (0.5 s doubling to
+//! 10 s) until the ACKNOWLEDGE command comes back, and after losing the master re-registers
+//! with its id, the tasks it runs and their frameworks.
+//!
+//! Thousands of these share a handful of HTTP/2 connections: the `Channel` is handed in.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use agora_proto::TaskState;
+use agora_proto::v1::{self, agent_api_client::AgentApiClient, agent_command::Command as Cmd};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tonic::transport::Channel;
+use tonic::{Code, Streaming};
+
+use crate::shared::Shared;
+
+/// Label carrying a task's run time, set by emulated frameworks.
+pub const DURATION_LABEL: &str = "loadgen.duration_ms";
+
+const RESEND_FIRST: Duration = Duration::from_millis(500);
+const RESEND_MAX: Duration = Duration::from_secs(10);
+const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug)]
+pub struct AgentSpec {
+    pub index: usize,
+    pub hostname: String,
+    pub resources: Vec<v1::Resource>,
+    pub attributes: Vec<v1::Attribute>,
+    /// Run time of tasks that carry no duration label.
+    pub default_task: Duration,
+    /// Longest wait between registration attempts.
+    pub reconnect_max: Duration,
+    /// First registration not before this.
+    pub start_at: Instant,
+}
+
+type Key = (String, String);
+
+struct TaskRec {
+    info: v1::TaskInfo,
+    framework_id: String,
+    /// The latest state the agent knows.
+    state: TaskState,
+    /// Updates not yet acknowledged, oldest first; only the first is in flight.
+    pending: VecDeque<v1::TaskStatus>,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+    /// Whether the head update has been sent at least once.
+    head_sent: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Timer {
+    End(Key),
+    Retry(Key),
+}
+
+/// Things spawned RPCs report back, tagged with the session they belong to.
+enum Note {
+    NotRegistered(u64),
+}
+
+enum SessionEnd {
+    Stop,
+    Lost,
+    Shutdown,
+}
+
+struct Agent {
+    spec: AgentSpec,
+    shared: Arc<Shared>,
+    client: AgentApiClient<Channel>,
+    id: String,
+    session: u64,
+    tasks: HashMap<Key, TaskRec>,
+    frameworks: HashMap<String, v1::FrameworkInfo>,
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    timer_kinds: HashMap<u64, Timer>,
+    next_timer: u64,
+    notes_tx: mpsc::UnboundedSender<Note>,
+    heartbeat_interval: Duration,
+}
+
+/// Start an emulated agent on the runtime; it ends when the run stops or the master shuts
+/// it down.
+pub fn spawn(
+    spec: AgentSpec,
+    channel: Channel,
+    shared: Arc<Shared>,
+) -> tokio::task::JoinHandle<()> {
+    let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+    let agent = Agent {
+        spec,
+        shared,
+        client: AgentApiClient::new(channel).max_decoding_message_size(64 << 20),
+        id: String::new(),
+        session: 0,
+        tasks: HashMap::new(),
+        frameworks: HashMap::new(),
+        timers: BinaryHeap::new(),
+        timer_kinds: HashMap::new(),
+        next_timer: 0,
+        notes_tx,
+        heartbeat_interval: Duration::from_secs(15),
+    };
+    tokio::spawn(agent.run(notes_rx))
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn jitter(max: Duration) -> Duration {
+    let ms = max.as_millis().max(1) as u64;
+    Duration::from_millis(rand::rng().random_range(0..ms))
+}
+
+impl Agent {
+    async fn run(mut self, mut notes: mpsc::UnboundedReceiver<Note>) {
+        let mut stop = self.shared.stop.subscribe();
+        tokio::select! {
+            _ = sleep_until(self.spec.start_at) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if self.shared.stopped() {
+                return;
+            }
+            match self.register().await {
+                Ok(Some(stream)) => {
+                    backoff = Duration::from_millis(200);
+                    match self.session(stream, &mut notes).await {
+                        SessionEnd::Stop | SessionEnd::Shutdown => return,
+                        SessionEnd::Lost => {
+                            self.shared
+                                .counters
+                                .agent_streams_lost
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    self.shared
+                        .counters
+                        .agent_register_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Wait before trying again; tasks keep running (and ending) meanwhile.
+            let until = Instant::now() + jitter(backoff);
+            backoff = (backoff * 2).min(self.spec.reconnect_max);
+            loop {
+                let next = self.timers.peek().map(|r| r.0.0).filter(|t| *t < until);
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = sleep_until(next.unwrap_or(until)) => {
+                        if next.is_none() {
+                            break;
+                        }
+                        self.fire_timers();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Register (or re-register with id, tasks and frameworks). `Ok(None)`: the master
+    /// shut this agent down.
+    async fn register(&mut self) -> Result<Option<Streaming<v1::AgentCommand>>, tonic::Status> {
+        let reregister = !self.id.is_empty();
+        let request = v1::RegisterAgentRequest {
+            info: Some(v1::AgentInfo {
+                id: self.id.clone(),
+                hostname: self.spec.hostname.clone(),
+                address: format!("{}:5051", self.spec.hostname),
+                resources: self.spec.resources.clone(),
+                attributes: self.spec.attributes.clone(),
+            }),
+            tasks: self
+                .tasks
+                .values()
+                .filter(|t| !t.state.is_terminal())
+                .map(|t| v1::RunningTask {
+                    task: Some(t.info.clone()),
+                    framework_id: t.framework_id.clone(),
+                    state: t.state as i32,
+                })
+                .collect(),
+            frameworks: self.frameworks.values().cloned().collect(),
+            version: "agora-loadgen".into(),
+            secret: String::new(),
+        };
+        let mut stream = tokio::time::timeout(RPC_TIMEOUT, self.client.register(request))
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("register"))??
+            .into_inner();
+        let first = tokio::time::timeout(RPC_TIMEOUT, stream.message())
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("registered"))??;
+        match first.and_then(|c| c.command) {
+            Some(Cmd::Registered(r)) => {
+                let now = Instant::now();
+                self.id = r.agent_id;
+                self.session += 1;
+                let c = &self.shared.counters;
+                if reregister {
+                    c.agent_reregistrations.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    c.agent_registrations.fetch_add(1, Ordering::Relaxed);
+                }
+                self.shared
+                    .agent_registered(&r.master_id, self.spec.index, now.into_std());
+                self.heartbeat_interval =
+                    Duration::from_secs_f64(r.heartbeat_interval_seconds.clamp(0.05, 3600.0));
+                // A new master knows none of our pending updates: send them now.
+                let keys: Vec<Key> = self
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| !t.pending.is_empty())
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in keys {
+                    if let Some(t) = self.tasks.get_mut(&k) {
+                        t.backoff = RESEND_FIRST;
+                    }
+                    self.send_head(&k);
+                }
+                Ok(Some(stream))
+            }
+            Some(Cmd::Shutdown(_)) => Ok(None),
+            other => Err(tonic::Status::internal(format!(
+                "first command is not REGISTERED: {other:?}"
+            ))),
+        }
+    }
+}
+
+impl Agent {
+    async fn session(
+        &mut self,
+        mut stream: Streaming<v1::AgentCommand>,
+        notes: &mut mpsc::UnboundedReceiver<Note>,
+    ) -> SessionEnd {
+        let mut stop = self.shared.stop.subscribe();
+        let interval = self.heartbeat_interval;
+        // Spread heartbeats over the interval so thousands of agents do not beat at once.
+        let mut hb = tokio::time::interval_at(Instant::now() + jitter(interval), interval);
+        hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next = self.timers.peek().map(|r| r.0.0);
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return SessionEnd::Stop,
+                msg = stream.message() => match msg {
+                    Ok(Some(cmd)) => {
+                        if let Some(end) = self.command(cmd) {
+                            return end;
+                        }
+                    }
+                    Ok(None) | Err(_) => return SessionEnd::Lost,
+                },
+                _ = async {
+                    match next {
+                        Some(t) => sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => self.fire_timers(),
+                _ = hb.tick() => self.heartbeat(),
+                Some(note) = notes.recv() => match note {
+                    Note::NotRegistered(s) if s == self.session => return SessionEnd::Lost,
+                    Note::NotRegistered(_) => {}
+                },
+            }
+        }
+    }
+
+    fn heartbeat(&self) {
+        let mut client = self.client.clone();
+        let request = v1::AgentHeartbeatRequest {
+            agent_id: self.id.clone(),
+        };
+        let shared = self.shared.clone();
+        let notes = self.notes_tx.clone();
+        let session = self.session;
+        tokio::spawn(async move {
+            match tokio::time::timeout(RPC_TIMEOUT, client.heartbeat(request)).await {
+                Ok(Ok(_)) => {
+                    shared.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Err(s)) => {
+                    shared
+                        .counters
+                        .heartbeat_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    if s.code() == Code::NotFound {
+                        let _ = notes.send(Note::NotRegistered(session));
+                    }
+                }
+                Err(_) => {
+                    shared
+                        .counters
+                        .heartbeat_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    /// Handle one command; `Some` ends the session.
+    fn command(&mut self, cmd: v1::AgentCommand) -> Option<SessionEnd> {
+        let c = &self.shared.counters;
+        match cmd.command? {
+            Cmd::RunTask(r) => {
+                c.run_task.fetch_add(1, Ordering::Relaxed);
+                let (Some(fw), Some(task)) = (r.framework, r.task) else {
+                    return None;
+                };
+                self.run_task(fw, task);
+            }
+            Cmd::KillTask(k) => {
+                c.kill_task.fetch_add(1, Ordering::Relaxed);
+                self.kill_task(k.framework_id, k.task_id);
+            }
+            Cmd::ShutdownFramework(s) => {
+                let keys: Vec<Key> = self
+                    .tasks
+                    .keys()
+                    .filter(|k| k.0 == s.framework_id)
+                    .cloned()
+                    .collect();
+                for k in keys {
+                    self.kill_task(k.0, k.1);
+                }
+            }
+            Cmd::Acknowledge(a) => {
+                c.acks_to_agents.fetch_add(1, Ordering::Relaxed);
+                self.acknowledge((a.framework_id, a.task_id), &a.uuid);
+            }
+            Cmd::Shutdown(_) => return Some(SessionEnd::Shutdown),
+            // Nothing of these concerns an agent without executors.
+            Cmd::Registered(_)
+            | Cmd::RunTaskGroup(_)
+            | Cmd::ShutdownExecutor(_)
+            | Cmd::FrameworkMessage(_)
+            | Cmd::ApplyOperation(_)
+            | Cmd::ReconcileTasks(_) => {}
+        }
+        None
+    }
+
+    fn status(
+        &self,
+        key: &Key,
+        state: TaskState,
+        reason: v1::StatusReason,
+        message: &str,
+    ) -> v1::TaskStatus {
+        v1::TaskStatus {
+            task_id: key.1.clone(),
+            framework_id: key.0.clone(),
+            agent_id: self.id.clone(),
+            state: state as i32,
+            reason: reason as i32,
+            message: message.to_string(),
+            source: v1::StatusSource::SourceAgent as i32,
+            timestamp_ms: unix_ms(),
+            uuid: uuid::Uuid::new_v4().to_string(),
+            exit_code: (state == TaskState::Finished).then_some(0),
+            ..v1::TaskStatus::default()
+        }
+    }
+
+    fn run_task(&mut self, framework: v1::FrameworkInfo, task: v1::TaskInfo) {
+        let key = (framework.id.clone(), task.task_id.clone());
+        if self.tasks.contains_key(&key) {
+            return;
+        }
+        let duration = task
+            .labels
+            .iter()
+            .find(|l| l.key == DURATION_LABEL)
+            .and_then(|l| l.value.parse::<u64>().ok())
+            .map_or(self.spec.default_task, Duration::from_millis);
+        self.frameworks.insert(framework.id.clone(), framework);
+        let starting = self.status(&key, TaskState::Starting, v1::StatusReason::Unspecified, "");
+        // No process to wait for: the task runs at once.
+        let running = self.status(&key, TaskState::Running, v1::StatusReason::Unspecified, "");
+        self.tasks.insert(
+            key.clone(),
+            TaskRec {
+                info: task,
+                framework_id: key.0.clone(),
+                state: TaskState::Running,
+                pending: VecDeque::from([starting, running]),
+                backoff: RESEND_FIRST,
+                retry_at: None,
+                head_sent: false,
+            },
+        );
+        self.shared.task_started(key.clone());
+        self.add_timer(Instant::now() + duration, Timer::End(key.clone()));
+        self.send_head(&key);
+    }
+
+    fn kill_task(&mut self, framework_id: String, task_id: String) {
+        let key = (framework_id, task_id);
+        match self.tasks.get(&key) {
+            Some(t) if t.state.is_terminal() => {}
+            Some(_) => self.end_task(
+                &key,
+                TaskState::Killed,
+                v1::StatusReason::KilledByFramework,
+                "killed by the framework",
+            ),
+            None => {
+                self.shared
+                    .counters
+                    .kills_of_unknown
+                    .fetch_add(1, Ordering::Relaxed);
+                let lost = self.status(
+                    &key,
+                    TaskState::Lost,
+                    v1::StatusReason::TaskUnknown,
+                    "the agent does not know this task",
+                );
+                self.tasks.insert(
+                    key.clone(),
+                    TaskRec {
+                        info: v1::TaskInfo {
+                            task_id: key.1.clone(),
+                            ..v1::TaskInfo::default()
+                        },
+                        framework_id: key.0.clone(),
+                        state: TaskState::Lost,
+                        pending: VecDeque::from([lost]),
+                        backoff: RESEND_FIRST,
+                        retry_at: None,
+                        head_sent: false,
+                    },
+                );
+                self.send_head(&key);
+            }
+        }
+    }
+
+    /// The task reaches a terminal state: its resources are free from now on.
+    fn end_task(&mut self, key: &Key, state: TaskState, reason: v1::StatusReason, message: &str) {
+        let status = self.status(key, state, reason, message);
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
+        t.state = state;
+        t.pending.push_back(status);
+        let send_now = t.pending.len() == 1;
+        self.shared
+            .task_ended(key, &self.id, std::time::Instant::now());
+        if send_now {
+            t.backoff = RESEND_FIRST;
+            self.send_head(key);
+        }
+    }
+
+    fn acknowledge(&mut self, key: Key, uuid: &str) {
+        let Some(t) = self.tasks.get_mut(&key) else {
+            return;
+        };
+        if t.pending.front().is_none_or(|h| h.uuid != uuid) {
+            return;
+        }
+        t.pending.pop_front();
+        t.retry_at = None;
+        t.head_sent = false;
+        if t.pending.is_empty() {
+            if t.state.is_terminal() {
+                self.tasks.remove(&key);
+            }
+            return;
+        }
+        t.backoff = RESEND_FIRST;
+        self.send_head(&key);
+    }
+
+    /// Send (or re-send) a task's oldest unacknowledged update and arm its retry.
+    fn send_head(&mut self, key: &Key) {
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
+        let Some(head) = t.pending.front() else {
+            return;
+        };
+        let mut status = head.clone();
+        // The id may have been unknown when the update was made (never, for emulated
+        // agents, but keep the master's check satisfied).
+        status.agent_id.clone_from(&self.id);
+        let request = v1::StatusUpdateRequest {
+            agent_id: self.id.clone(),
+            status: Some(status),
+            latest_state: t.state as i32,
+        };
+        let c = &self.shared.counters;
+        if t.head_sent {
+            c.update_resends.fetch_add(1, Ordering::Relaxed);
+        }
+        c.updates_sent.fetch_add(1, Ordering::Relaxed);
+        t.head_sent = true;
+        let at = Instant::now() + t.backoff;
+        t.retry_at = Some(at);
+        t.backoff = (t.backoff * 2).min(RESEND_MAX);
+        self.add_timer(at, Timer::Retry(key.clone()));
+
+        let mut client = self.client.clone();
+        let shared = self.shared.clone();
+        let notes = self.notes_tx.clone();
+        let session = self.session;
+        tokio::spawn(async move {
+            match tokio::time::timeout(RPC_TIMEOUT, client.update_status(request)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(s)) => {
+                    shared
+                        .counters
+                        .update_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    if s.code() == Code::NotFound && s.message().contains("register again") {
+                        let _ = notes.send(Note::NotRegistered(session));
+                    }
+                }
+                Err(_) => {
+                    shared
+                        .counters
+                        .update_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    fn add_timer(&mut self, at: Instant, timer: Timer) {
+        self.next_timer += 1;
+        self.timers.push(Reverse((at, self.next_timer)));
+        self.timer_kinds.insert(self.next_timer, timer);
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, seq))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(timer) = self.timer_kinds.remove(&seq) else {
+                continue;
+            };
+            match timer {
+                Timer::End(key) => {
+                    if self.tasks.get(&key).is_some_and(|t| !t.state.is_terminal()) {
+                        self.end_task(
+                            &key,
+                            TaskState::Finished,
+                            v1::StatusReason::CommandExited,
+                            "command exited with status 0",
+                        );
+                    }
+                }
+                Timer::Retry(key) => {
+                    // Only the retry armed last for this head counts.
+                    if self.tasks.get(&key).is_some_and(|t| t.retry_at == Some(at)) {
+                        self.send_head(&key);
+                    }
+                }
+            }
+        }
+    }
+}
