@@ -28,6 +28,11 @@ pub fn router(handle: MasterHandle) -> Router {
         .route("/api/v1/state", get(state))
         .route("/api/v1/version", get(version))
         .route("/api/v1/weights", get(get_weights).put(put_weights))
+        .route(
+            "/api/v1/quota",
+            get(get_quota).put(put_quota).delete(delete_quota),
+        )
+        .route("/api/v1/allocator/explain", get(explain))
         .route("/api/v1/frameworks/{id}/teardown", post(teardown))
         .route("/api/v1/agents/{id}/deactivate", post(deactivate))
         .route("/api/v1/agents/{id}/reactivate", post(reactivate))
@@ -386,4 +391,130 @@ async fn drain(
         },
     )
     .await
+}
+
+async fn get_quota(State(handle): State<MasterHandle>) -> Response {
+    match handle.ask(|reply| Command::Quotas { reply }).await {
+        Ok(quotas) => axum::Json(
+            quotas
+                .iter()
+                .map(|q| {
+                    json!({
+                        "role": q.role,
+                        "guarantee": q.guarantee.to_string(),
+                        "limit": q.limit.as_ref().map(ToString::to_string),
+                        "consumed": q.consumed.to_string(),
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(s) => from_status(s),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaBody {
+    role: String,
+    /// Resource flag syntax, e.g. `cpus:10;mem:4096`.
+    guarantee: String,
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn put_quota(
+    State(handle): State<MasterHandle>,
+    body: Result<axum::Json<QuotaBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(axum::Json(b)) => b,
+        Err(r) => return bad_body(r),
+    };
+    let guarantee = match Resources::parse(&body.guarantee) {
+        Ok(g) => g,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("quota guarantee: {e}")),
+    };
+    let limit = match body.limit.as_deref().map(Resources::parse).transpose() {
+        Ok(l) => l,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("quota limit: {e}")),
+    };
+    done(
+        handle
+            .ask(|reply| Command::SetQuota {
+                role: body.role,
+                guarantee,
+                limit,
+                force: body.force,
+                reply,
+            })
+            .await
+            .and_then(|r| r),
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleQuery {
+    role: String,
+}
+
+async fn delete_quota(
+    State(handle): State<MasterHandle>,
+    query: Result<axum::extract::Query<RoleQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let role = match query {
+        Ok(q) => q.0.role,
+        Err(r) => return error(StatusCode::BAD_REQUEST, r.body_text()),
+    };
+    done(
+        handle
+            .ask(|reply| Command::RemoveQuota { role, reply })
+            .await
+            .and_then(|r| r),
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainQuery {
+    role: Option<String>,
+    framework: Option<String>,
+}
+
+async fn explain(
+    State(handle): State<MasterHandle>,
+    query: Result<axum::extract::Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    use crate::allocator::ExplainTarget;
+    let target = match query {
+        Ok(axum::extract::Query(ExplainQuery {
+            role: Some(r),
+            framework: None,
+        })) => ExplainTarget::Role(r),
+        Ok(axum::extract::Query(ExplainQuery {
+            role: None,
+            framework: Some(f),
+        })) => ExplainTarget::Framework(f),
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of ?role=ROLE or ?framework=FRAMEWORK_ID",
+            );
+        }
+        Err(r) => return error(StatusCode::BAD_REQUEST, r.body_text()),
+    };
+    match handle
+        .ask(|reply| Command::Explain { target, reply })
+        .await
+        .and_then(|r| r)
+    {
+        Ok(e) => match serde_json::to_value(&e) {
+            Ok(v) => axum::Json(v).into_response(),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
+        Err(s) => from_status(s),
+    }
 }

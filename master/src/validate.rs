@@ -96,6 +96,21 @@ pub fn framework_info(info: &mut FrameworkInfo) -> Result<(), Status> {
             Ok(_) => {}
         }
     }
+    for (i, d) in info.demands.iter().enumerate() {
+        if !info.roles.contains(&d.role) {
+            return Err(Status::invalid_argument(format!(
+                "framework demands[{i}] names role '{}' which the framework does not hold",
+                d.role
+            )));
+        }
+        let shape = Resources::from_proto(&d.task_shape)
+            .map_err(|e| Status::invalid_argument(format!("framework demands[{i}]: {e}")))?;
+        if shape.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "framework demands[{i}] has an empty task shape"
+            )));
+        }
+    }
     for (i, alt) in info.min_allocatable.iter().enumerate() {
         Resources::from_proto(&alt.resources).map_err(|e| {
             Status::invalid_argument(format!("framework min_allocatable[{i}]: {e}"))

@@ -328,3 +328,138 @@ fn http_operator_endpoints_change_state_and_refuse_bad_input() {
         s["agents"][0]["status"] == "deactivated"
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_explain_and_constraints_through_the_apis() {
+    let mut cluster = Cluster::start(1);
+    let a = cluster.addr;
+    let mut operator = v1::operator_client::OperatorClient::connect(cluster.url())
+        .await
+        .expect("connect");
+    let quota = |role: &str, g: &str, l: Option<&str>, force| v1::SetQuotaRequest {
+        quota: Some(v1::QuotaInfo {
+            role: role.into(),
+            guarantee: res(g).to_proto(),
+            limit: l.map(|l| res(l).to_proto()).unwrap_or_default(),
+        }),
+        force,
+    };
+    // More than the cluster holds (one agent of 4 cpus) is refused unless forced.
+    let r = operator
+        .set_quota(quota("e2e", "cpus:100", None, false))
+        .await;
+    assert_eq!(r.expect_err("too big").code(), tonic::Code::InvalidArgument);
+    let r = operator
+        .set_quota(quota("e2e", "cpus:2", Some("cpus:1"), false))
+        .await;
+    assert_eq!(
+        r.expect_err("guarantee above limit").code(),
+        tonic::Code::InvalidArgument
+    );
+    operator
+        .set_quota(quota("e2e", "cpus:2;mem:64", Some("cpus:3;mem:512"), false))
+        .await
+        .expect("a valid quota");
+    let q = operator
+        .get_quota(v1::Empty {})
+        .await
+        .expect("get quota")
+        .into_inner();
+    assert_eq!(q.quotas.len(), 1);
+    assert_eq!(q.quotas[0].role, "e2e");
+
+    // HTTP views of the same, and its bad inputs.
+    let (code, body) = http_get(a, "/api/v1/quota").expect("quota");
+    assert_eq!(code, 200);
+    assert!(body.contains(r#""role":"e2e""#), "{body}");
+    let (code, body) = http_request(
+        a,
+        "PUT",
+        "/api/v1/quota",
+        Some(r#"{"role":"batch","guarantee":"cpus:-1"}"#),
+    )
+    .expect("put");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("quota guarantee"), "{body}");
+
+    // A framework under the quota'd role; the limit caps what it is offered.
+    let mut fw = Framework::subscribe(a, "e2e-quota").await;
+    let offers = fw.wait_offers(1).await;
+    let cpus: u64 = offers
+        .iter()
+        .map(|o| {
+            agora_resources::Resources::from_proto(&o.resources)
+                .expect("offer")
+                .scalar("cpus")
+                .thousandths()
+        })
+        .sum();
+    assert!(cpus <= 3000, "limit cpus:3 caps offers, got {cpus}");
+
+    // Explain the role and the framework.
+    let (code, body) = http_get(a, "/api/v1/allocator/explain?role=e2e").expect("explain");
+    assert_eq!(code, 200, "{body}");
+    let e: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(e["kind"], "role");
+    assert!(e["roles"][0]["quota"].is_object(), "{e}");
+    let (code, body) = http_get(a, &format!("/api/v1/allocator/explain?framework={}", fw.id))
+        .expect("explain framework");
+    assert_eq!(code, 200, "{body}");
+    let e: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(e["kind"], "framework");
+    let (code, _) = http_get(a, "/api/v1/allocator/explain?role=nope").expect("explain");
+    assert_eq!(code, 404);
+    let (code, body) = http_get(a, "/api/v1/allocator/explain").expect("explain");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("exactly one"), "{body}");
+
+    // An offer constraint whose pattern does not compile is refused at subscribe.
+    let mut client = v1::scheduler_client::SchedulerClient::connect(cluster.url())
+        .await
+        .expect("connect");
+    let r = client
+        .subscribe(v1::SubscribeRequest {
+            framework: Some(v1::FrameworkInfo {
+                name: "bad-constraint".into(),
+                roles: vec!["e2e".into()],
+                offer_constraints: vec![v1::RoleConstraints {
+                    role: "e2e".into(),
+                    groups: vec![v1::ConstraintGroup {
+                        constraints: vec![v1::AttributeConstraint {
+                            attribute: "rack".into(),
+                            predicate: v1::attribute_constraint::Predicate::Matches as i32,
+                            value: "r[".into(),
+                        }],
+                    }],
+                }],
+                ..Default::default()
+            }),
+            secret: String::new(),
+        })
+        .await;
+    assert_code(
+        r.map(|_| ()),
+        tonic::Code::InvalidArgument,
+        "offer constraint",
+    );
+
+    // Quota survives a master restart; removal works and is refused for unknown roles.
+    drop(fw);
+    cluster.master.kill9();
+    cluster.restart_master();
+    let mut operator = v1::operator_client::OperatorClient::connect(cluster.url())
+        .await
+        .expect("connect");
+    let q = operator
+        .get_quota(v1::Empty {})
+        .await
+        .expect("get quota")
+        .into_inner();
+    assert_eq!(q.quotas.len(), 1, "quota restored from the registry");
+    operator
+        .remove_quota(v1::RemoveQuotaRequest { role: "e2e".into() })
+        .await
+        .expect("remove");
+    let (code, _) = http_request(a, "DELETE", "/api/v1/quota?role=e2e", None).expect("delete");
+    assert_ne!(code, 200, "removing a quota twice is refused");
+}

@@ -97,6 +97,7 @@ impl Master {
             .framework
             .ok_or_else(|| Status::invalid_argument("subscribe needs a framework"))?;
         validate::framework_info(&mut info)?;
+        crate::allocator::check_spec(&spec_of(&info)).map_err(Status::invalid_argument)?;
         let now = self.now();
         let id = if info.id.is_empty() {
             self.fresh_id('F')
@@ -278,6 +279,7 @@ impl Master {
                     .ok_or_else(|| Status::invalid_argument("update needs a framework"))?;
                 self.connected_framework(&info.id)?;
                 validate::framework_info(&mut info)?;
+                crate::allocator::check_spec(&spec_of(&info)).map_err(Status::invalid_argument)?;
                 let id = info.id.clone();
                 self.allocator
                     .update_framework(&id, spec_of(&info))

@@ -134,6 +134,24 @@ pub enum Command {
     CloseStreams {
         reply: oneshot::Sender<()>,
     },
+    SetQuota {
+        role: String,
+        guarantee: Resources,
+        limit: Option<Resources>,
+        force: bool,
+        reply: Reply<()>,
+    },
+    RemoveQuota {
+        role: String,
+        reply: Reply<()>,
+    },
+    Quotas {
+        reply: oneshot::Sender<Vec<allocator::QuotaStatus>>,
+    },
+    Explain {
+        target: allocator::ExplainTarget,
+        reply: Reply<allocator::Explanation>,
+    },
     /// Operator event stream: a snapshot, then every change.
     /// Agent maintenance by an operator.
     Maintenance {
@@ -384,6 +402,25 @@ impl Master {
         self.torn_down = recovered.torn_down.into_iter().collect();
         self.removed_agents = recovered.removed_agents.into_iter().collect();
         self.deactivated = recovered.deactivated_agents.into_iter().collect();
+        // Quota comes back forced: agents re-register after the master starts, so the
+        // cluster looks empty at this point.
+        for (role, (guarantee, limit)) in &recovered.quotas {
+            let parsed = Resources::parse(guarantee).and_then(|g| {
+                limit
+                    .as_deref()
+                    .map(Resources::parse)
+                    .transpose()
+                    .map(|l| (g, l))
+            });
+            match parsed {
+                Ok((g, l)) => {
+                    if let Err(e) = self.allocator.set_quota(role, g, l, true) {
+                        warn!(role = %role, error = %e, "cannot restore quota from the registry");
+                    }
+                }
+                Err(e) => warn!(role = %role, error = %e, "unreadable quota in the registry"),
+            }
+        }
         let now = self.now();
         let mut infos = Vec::new();
         for (id, hex) in &recovered.frameworks {
@@ -404,6 +441,27 @@ impl Master {
                 "recovered the registry"
             );
         }
+    }
+
+    fn set_quota(
+        &mut self,
+        role: String,
+        guarantee: Resources,
+        limit: Option<Resources>,
+        force: bool,
+    ) -> Result<(), Status> {
+        agora_resources::validate_role(&role)
+            .map_err(|e| Status::invalid_argument(format!("quota: {e}")))?;
+        self.allocator
+            .set_quota(&role, guarantee.clone(), limit.clone(), force)
+            .map_err(allocator_status)?;
+        self.persist(RegistryOp::SetQuota {
+            role,
+            guarantee: guarantee.to_string(),
+            limit: limit.map(|l| l.to_string()),
+        });
+        self.needs_allocation = true;
+        Ok(())
     }
 
     /// Publish an operator event built from current state, if anyone listens.
@@ -569,6 +627,38 @@ impl Master {
                     } => self.drain_agent(&agent_id, grace_period_seconds, mark_gone),
                     MaintenanceOp::MarkGone { agent_id } => self.operator_mark_gone(&agent_id),
                 };
+                let _ = reply.send(r);
+            }
+            Command::SetQuota {
+                role,
+                guarantee,
+                limit,
+                force,
+                reply,
+            } => {
+                let r = self.set_quota(role, guarantee, limit, force);
+                let _ = reply.send(r);
+            }
+            Command::RemoveQuota { role, reply } => {
+                let r = self
+                    .allocator
+                    .remove_quota(&role)
+                    .map_err(allocator_status)
+                    .map(|()| {
+                        self.persist(RegistryOp::RemoveQuota { role });
+                        self.needs_allocation = true;
+                    });
+                let _ = reply.send(r);
+            }
+            Command::Quotas { reply } => {
+                let _ = reply.send(self.allocator.quotas());
+            }
+            Command::Explain { target, reply } => {
+                let now = self.now();
+                let r = self
+                    .allocator
+                    .explain(&target, now)
+                    .map_err(allocator_status);
                 let _ = reply.send(r);
             }
             Command::SubscribeEvents { reply } => {
@@ -779,12 +869,12 @@ impl Master {
             };
             self.metrics.offers_rescinded += 1;
             self.metrics.offers_timed_out += 1;
-            if let Err(e) = self.allocator.recover(
+            if let Err(e) = self.allocator.recover_rescinded(
                 &entry.offer.agent_id,
                 &entry.offer.framework_id,
                 &entry.offer.role,
                 &entry.resources,
-                Some(now.saturating_add(refuse)),
+                now.saturating_add(refuse),
             ) {
                 warn!(error = %e, "recovering a timed-out offer");
             }
@@ -1019,5 +1109,22 @@ impl Master {
         Attributes::from_proto(attrs)
             .map(|_| ())
             .map_err(|e| Status::invalid_argument(format!("agent attributes: {e}")))
+    }
+}
+
+/// The status an operator sees for an allocator refusal.
+fn allocator_status(e: allocator::AllocatorError) -> Status {
+    use allocator::AllocatorError as E;
+    match e {
+        E::UnknownRole(_) | E::UnknownFramework(_) | E::UnknownAgent(_) => {
+            Status::not_found(e.to_string())
+        }
+        E::Unsupported { .. } => Status::unimplemented(e.to_string()),
+        E::InvalidQuota { .. }
+        | E::InvalidRole { .. }
+        | E::InvalidWeight { .. }
+        | E::InvalidConstraint { .. }
+        | E::RoleNotSubscribed { .. } => Status::invalid_argument(e.to_string()),
+        _ => Status::internal(e.to_string()),
     }
 }

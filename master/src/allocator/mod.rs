@@ -370,6 +370,16 @@ pub trait Allocator: Send {
     }
 }
 
+/// Refuse a spec the allocator could not use (an offer constraint whose pattern does not
+/// compile), before the master changes anything.
+pub fn check_spec(spec: &FrameworkSpec) -> Result<(), String> {
+    for rc in &spec.offer_constraints {
+        constraints::CompiledConstraints::compile(rc)
+            .map_err(|e| format!("offer constraint for role '{}': {e}", rc.role))?;
+    }
+    Ok(())
+}
+
 /// Configuration common to policies.
 #[derive(Clone, Debug)]
 pub struct AllocatorConfig {

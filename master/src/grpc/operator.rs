@@ -9,6 +9,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::actor::{Command, MaintenanceOp, MasterHandle};
+use agora_resources::Resources;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -122,21 +123,58 @@ impl Operator for OperatorService {
         &self,
         _r: Request<v1::Empty>,
     ) -> Result<Response<v1::QuotaResponse>, Status> {
-        Err(not_yet("quota"))
+        let quotas = self.handle.ask(|reply| Command::Quotas { reply }).await?;
+        Ok(Response::new(v1::QuotaResponse {
+            quotas: quotas
+                .into_iter()
+                .map(|q| v1::QuotaInfo {
+                    role: q.role,
+                    guarantee: q.guarantee.to_proto(),
+                    limit: q.limit.map(|l| l.to_proto()).unwrap_or_default(),
+                })
+                .collect(),
+        }))
     }
 
     async fn set_quota(
         &self,
-        _r: Request<v1::SetQuotaRequest>,
+        r: Request<v1::SetQuotaRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        Err(not_yet("quota"))
+        let r = r.into_inner();
+        let q = r
+            .quota
+            .ok_or_else(|| Status::invalid_argument("set quota needs a quota"))?;
+        let guarantee = Resources::from_proto(&q.guarantee)
+            .map_err(|e| Status::invalid_argument(format!("quota guarantee: {e}")))?;
+        let limit = if q.limit.is_empty() {
+            None
+        } else {
+            Some(
+                Resources::from_proto(&q.limit)
+                    .map_err(|e| Status::invalid_argument(format!("quota limit: {e}")))?,
+            )
+        };
+        self.handle
+            .ask(|reply| Command::SetQuota {
+                role: q.role,
+                guarantee,
+                limit,
+                force: r.force,
+                reply,
+            })
+            .await??;
+        Ok(Response::new(v1::Empty {}))
     }
 
     async fn remove_quota(
         &self,
-        _r: Request<v1::RemoveQuotaRequest>,
+        r: Request<v1::RemoveQuotaRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        Err(not_yet("quota"))
+        let role = r.into_inner().role;
+        self.handle
+            .ask(|reply| Command::RemoveQuota { role, reply })
+            .await??;
+        Ok(Response::new(v1::Empty {}))
     }
 
     async fn reserve_resources(

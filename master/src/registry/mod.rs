@@ -28,6 +28,8 @@ pub struct RegistryState {
     /// Agents in maintenance: nothing on them is offered.
     pub deactivated_agents: BTreeSet<String>,
     pub weights: BTreeMap<String, f64>,
+    /// Role -> (guarantee, limit) in the resource flag syntax.
+    pub quotas: BTreeMap<String, (String, Option<String>)>,
 }
 
 /// One change, in the order the master made it.
@@ -51,6 +53,14 @@ pub enum RegistryOp {
     },
     ReactivateAgent {
         id: String,
+    },
+    SetQuota {
+        role: String,
+        guarantee: String,
+        limit: Option<String>,
+    },
+    RemoveQuota {
+        role: String,
     },
     SetWeight {
         role: String,
@@ -77,6 +87,17 @@ impl RegistryState {
             RegistryOp::RemoveAgent { id } => {
                 self.deactivated_agents.remove(id);
                 self.removed_agents.insert(id.clone());
+            }
+            RegistryOp::SetQuota {
+                role,
+                guarantee,
+                limit,
+            } => {
+                self.quotas
+                    .insert(role.clone(), (guarantee.clone(), limit.clone()));
+            }
+            RegistryOp::RemoveQuota { role } => {
+                self.quotas.remove(role);
             }
             RegistryOp::SetWeight { role, weight } => {
                 self.weights.insert(role.clone(), *weight);
