@@ -574,19 +574,6 @@ struct LinuxContainer {
     rx: watch::Receiver<Option<Termination>>,
 }
 
-async fn wait_termination(rx: &mut watch::Receiver<Option<Termination>>) -> Termination {
-    if let Some(t) = rx.borrow().clone() {
-        return t;
-    }
-    match rx.wait_for(Option::is_some).await {
-        Ok(done) => match &*done {
-            Some(t) => t.clone(),
-            None => Termination::Unknown("no termination recorded".into()),
-        },
-        Err(_) => Termination::Unknown("the container's reaper stopped".into()),
-    }
-}
-
 impl Container for LinuxContainer {
     fn pid(&self) -> u32 {
         self.reference.pid
@@ -598,7 +585,7 @@ impl Container for LinuxContainer {
 
     fn wait(&self) -> BoxFuture<'static, Termination> {
         let mut rx = self.rx.clone();
-        Box::pin(async move { wait_termination(&mut rx).await })
+        Box::pin(async move { super::wait_termination(&mut rx).await })
     }
 
     fn kill(&self, grace: Duration) -> BoxFuture<'static, Termination> {
@@ -613,7 +600,7 @@ impl Container for LinuxContainer {
             }
             // Init ignores SIGTERM (pid 1 without a handler); every other process gets it.
             cgroup.signal_all(Signal::SIGTERM);
-            if let Ok(t) = tokio::time::timeout(grace, wait_termination(&mut rx)).await {
+            if let Ok(t) = tokio::time::timeout(grace, super::wait_termination(&mut rx)).await {
                 return t;
             }
             tracing::info!(container = %id, grace_ms = grace.as_millis(), "container outlived its grace period; sending SIGKILL");
@@ -627,7 +614,7 @@ impl Container for LinuxContainer {
             if let Err(e) = cgroup.kill_all().await {
                 tracing::error!(container = %id, "{e}");
             }
-            wait_termination(&mut rx).await
+            super::wait_termination(&mut rx).await
         })
     }
 

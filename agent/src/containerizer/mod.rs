@@ -480,6 +480,23 @@ pub trait Container: Send + Sync + 'static {
     }
 }
 
+/// Wait for a container's termination as its reaper records it (shared by every
+/// containerizer: each keeps a `watch` its reaper fills in exactly once).
+pub(crate) async fn wait_termination(
+    rx: &mut tokio::sync::watch::Receiver<Option<Termination>>,
+) -> Termination {
+    if let Some(t) = rx.borrow().clone() {
+        return t;
+    }
+    match rx.wait_for(Option::is_some).await {
+        Ok(done) => match &*done {
+            Some(t) => t.clone(),
+            None => Termination::Unknown("no termination recorded".into()),
+        },
+        Err(_) => Termination::Unknown("the container's reaper stopped".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

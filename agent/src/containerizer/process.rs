@@ -315,16 +315,6 @@ struct ProcessContainer {
     rx: watch::Receiver<Option<Termination>>,
 }
 
-async fn wait_termination(rx: &mut watch::Receiver<Option<Termination>>) -> Termination {
-    match rx.wait_for(Option::is_some).await {
-        Ok(done) => match &*done {
-            Some(t) => t.clone(),
-            None => Termination::Unknown("no termination recorded".into()),
-        },
-        Err(_) => Termination::Unknown("the container's reaper stopped".into()),
-    }
-}
-
 impl Container for ProcessContainer {
     fn pid(&self) -> u32 {
         self.pid
@@ -336,7 +326,7 @@ impl Container for ProcessContainer {
 
     fn wait(&self) -> BoxFuture<'static, Termination> {
         let mut rx = self.rx.clone();
-        Box::pin(async move { wait_termination(&mut rx).await })
+        Box::pin(async move { super::wait_termination(&mut rx).await })
     }
 
     fn kill(&self, grace: Duration) -> BoxFuture<'static, Termination> {
@@ -348,7 +338,7 @@ impl Container for ProcessContainer {
                 return t;
             }
             signal_group(pid, Signal::SIGTERM);
-            if let Ok(t) = tokio::time::timeout(grace, wait_termination(&mut rx)).await {
+            if let Ok(t) = tokio::time::timeout(grace, super::wait_termination(&mut rx)).await {
                 return t;
             }
             tracing::info!(
@@ -357,7 +347,7 @@ impl Container for ProcessContainer {
                 "task outlived its grace period; sending SIGKILL"
             );
             signal_group(pid, Signal::SIGKILL);
-            wait_termination(&mut rx).await
+            super::wait_termination(&mut rx).await
         })
     }
 }
