@@ -326,6 +326,13 @@ proptest! {
         a.add_framework("q", spec(&["q"])).unwrap();
         let guarantee = res(&format!("cpus:{g};mem:{}", g * 1024));
         let limit = res(&format!("cpus:{l};mem:{}", l * 1024));
+        if l == 0 {
+            // A zero limit normalises to an empty one, which is refused rather than read as
+            // "unlimited" (found by this property).
+            let refused = a.set_quota("q", guarantee, Some(limit), false);
+            prop_assert!(refused.is_err(), "an empty limit must be refused");
+            return Ok(());
+        }
         a.set_quota("q", guarantee.clone(), Some(limit.clone()), false).unwrap();
         let mut q_total = Resources::new();
         for cycle in 0..3 {

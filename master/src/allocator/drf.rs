@@ -1566,6 +1566,15 @@ impl DrfAllocator {
                 return Err(bad(format!("'{r}' must be unreserved and non-revocable")));
             }
         }
+        // A zero amount cannot be written (zero scalars vanish from `Resources`), so an
+        // empty limit would silently mean "nothing limited". Refuse it instead.
+        if limit.is_some_and(Resources::is_empty) {
+            return Err(bad(
+                "the limit names no resource with a positive amount; give at least one \
+                 (e.g. cpus:1), or no limit at all (a limit of zero cannot be expressed yet)"
+                    .to_string(),
+            ));
+        }
         if let Some(l) = limit {
             for name in guarantee.names() {
                 let g = guarantee.scalar(name);
