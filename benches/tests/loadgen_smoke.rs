@@ -22,7 +22,11 @@ fn master_bin() -> PathBuf {
     p
 }
 
-fn pids_of(bin: &Path) -> Vec<u32> {
+/// Live processes of `bin` whose command line mentions `marker` (the run's results
+/// directory, which holds the spawned master's data dir). Other tests start the same binary
+/// concurrently; only this run's master counts.
+fn pids_of(bin: &Path, marker: &Path) -> Vec<u32> {
+    let marker = marker.display().to_string();
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
@@ -31,7 +35,9 @@ fn pids_of(bin: &Path) -> Vec<u32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == bin) {
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker));
+        if ours && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == bin) {
             out.push(pid);
         }
     }
@@ -46,7 +52,7 @@ fn tiny_launch_run_reports_and_cleans_up() {
         std::process::id(),
         uuid::Uuid::new_v4()
     ));
-    let before = pids_of(&master);
+    let before = pids_of(&master, &results);
     let t0 = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_agora-loadgen"))
         .args(["--results", results.to_str().expect("utf-8 temp dir")])
@@ -114,7 +120,7 @@ fn tiny_launch_run_reports_and_cleans_up() {
     assert!(results.join("agents-20").join("master-1.log").exists());
 
     // The master the harness spawned is gone (reaped before the harness exited).
-    let leaked: Vec<u32> = pids_of(&master)
+    let leaked: Vec<u32> = pids_of(&master, &results)
         .into_iter()
         .filter(|p| !before.contains(p))
         .collect();

@@ -9,7 +9,6 @@ use agora_proto::v1::{
     agent_api_server::AgentApiServer, operator_server::OperatorServer,
     scheduler_server::SchedulerServer,
 };
-use axum::serve::ListenerExt;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
@@ -131,40 +130,79 @@ impl RunningMaster {
 
     /// Serve until `shutdown` resolves. Open event streams are then closed (peers see a lost
     /// master, not an error), and connections still open after `SHUTDOWN_GRACE` are cut.
+    ///
+    /// Connections are served with hyper directly rather than `axum::serve`, to set what
+    /// the latter leaves at defaults that do not fit a master with thousands of long-lived
+    /// streams: TCP_NODELAY (small frames waited up to 40 ms for delayed ACKs), HTTP/2
+    /// flow-control windows that grow with the traffic, and stream limits above hyper's
+    /// 200 concurrent / 20 pending-reset per connection.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let handle = self.handle.clone();
-        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
-        let graceful = async move {
-            shutdown.await;
-            let _ = handle.ask(|reply| Command::CloseStreams { reply }).await;
-            let _ = closed_tx.send(());
-        };
-        // Small gRPC frames (offers, status updates, acks) must not wait for delayed ACKs:
-        // without TCP_NODELAY they sat up to 40 ms in the kernel (found by the load harness).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, self.router).with_graceful_shutdown(graceful);
-        tokio::select! {
-            r = server.into_future() => r.map_err(ServerError::Serve),
-            _ = async {
-                if closed_rx.await.is_ok() {
-                    tokio::time::sleep(SHUTDOWN_GRACE).await;
-                } else {
-                    std::future::pending::<()>().await;
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::server::conn::auto::Builder;
+        use hyper_util::server::graceful::GracefulShutdown;
+        use hyper_util::service::TowerToHyperService;
+
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http2()
+            .adaptive_window(true)
+            .max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
+            .max_pending_accept_reset_streams(Some(HTTP2_MAX_PENDING_RESETS));
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            tracing::warn!(error = %e, "accepting a connection failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                    let service = TowerToHyperService::new(self.router.clone());
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
                 }
-            } => {
-                tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them");
-                Ok(())
+                () = &mut shutdown => break,
             }
         }
+        drop(self.listener);
+        let _ = self
+            .handle
+            .ask(|reply| Command::CloseStreams { reply })
+            .await;
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them"
+            );
+        }
+        Ok(())
     }
 }
+
+/// Concurrent HTTP/2 streams per connection (every framework and agent holds one open).
+pub const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 10_000;
+/// Streams a peer may reset before the master accepts them, per connection.
+pub const HTTP2_MAX_PENDING_RESETS: usize = 10_000;
 
 /// How long open connections may take to finish after shutdown began.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
