@@ -502,14 +502,7 @@ impl Master {
                     task.relayed = Some((status.uuid.clone(), epoch, now));
                 }
                 let framework_id = status.framework_id.clone();
-                self.send_event(
-                    &framework_id,
-                    Event {
-                        event: Some(v1::event::Event::Update(v1::event::Update {
-                            status: Some(status),
-                        })),
-                    },
-                );
+                self.send_event(&framework_id, super::update_event(status));
             }
             Some(_) => {
                 // Disconnected: the agent keeps re-sending until the framework is back.

@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{info, warn};
 
-use super::{CallReply, FrameworkEntry, Master, SchedulerCall, Subscription, TaskEntry};
+use super::{
+    CallReply, FrameworkEntry, Master, SchedulerCall, Subscription, TaskEntry, update_event,
+};
 use crate::allocator::{AttributeConstraint, Demand, FrameworkSpec, Predicate, RoleConstraints};
 use crate::clock::Millis;
 use crate::state::framework::{FrameworkEvent, FrameworkStatus};
@@ -77,14 +79,6 @@ fn role_constraints_of(rc: &v1::RoleConstraints) -> RoleConstraints {
                     .collect()
             })
             .collect(),
-    }
-}
-
-fn update_event(status: v1::TaskStatus) -> Event {
-    Event {
-        event: Some(v1::event::Event::Update(v1::event::Update {
-            status: Some(status),
-        })),
     }
 }
 
@@ -234,7 +228,7 @@ impl Master {
                 self.connected_framework(&r.framework_id)?;
                 validate::id("executor id", &r.executor_id)?;
                 self.known_agent(&r.agent_id)?;
-                if !self.send_agent(
+                self.command_agent(
                     &r.agent_id,
                     v1::agent_command::Command::ShutdownExecutor(
                         v1::agent_command::ShutdownExecutor {
@@ -242,12 +236,8 @@ impl Master {
                             executor_id: r.executor_id,
                         },
                     ),
-                ) {
-                    return Err(Status::unavailable(format!(
-                        "agent '{}' is not connected; retry later",
-                        r.agent_id
-                    )));
-                }
+                    "retry later",
+                )?;
                 Ok(CallReply::Done)
             }
             SchedulerCall::Acknowledge(r) => self.acknowledge(r).map(|_| CallReply::Done),
@@ -256,7 +246,7 @@ impl Master {
                 self.connected_framework(&r.framework_id)?;
                 validate::id("executor id", &r.executor_id)?;
                 self.known_agent(&r.agent_id)?;
-                if !self.send_agent(
+                self.command_agent(
                     &r.agent_id,
                     v1::agent_command::Command::FrameworkMessage(
                         v1::agent_command::FrameworkMessage {
@@ -265,12 +255,8 @@ impl Master {
                             data: r.data,
                         },
                     ),
-                ) {
-                    return Err(Status::unavailable(format!(
-                        "agent '{}' is not connected; retry later",
-                        r.agent_id
-                    )));
-                }
+                    "retry later",
+                )?;
                 Ok(CallReply::Done)
             }
             SchedulerCall::UpdateFramework(r) => {
@@ -563,19 +549,15 @@ impl Master {
         }
         let agent_id = task.agent_id.clone();
         let kill_policy = r.kill_policy.or(task.info.kill_policy);
-        if !self.send_agent(
+        self.command_agent(
             &agent_id,
             v1::agent_command::Command::KillTask(v1::agent_command::KillTask {
                 framework_id: r.framework_id,
                 task_id: r.task_id,
                 kill_policy,
             }),
-        ) {
-            return Err(Status::unavailable(format!(
-                "agent '{agent_id}' is not connected; retry the kill later"
-            )));
-        }
-        Ok(())
+            "retry the kill later",
+        )
     }
 
     fn acknowledge(&mut self, r: v1::AcknowledgeRequest) -> Result<(), Status> {

@@ -838,15 +838,7 @@ impl Master {
             }
             self.needs_allocation = true;
         }
-        self.send_event(
-            &entry.offer.framework_id,
-            Event {
-                event: Some(v1::event::Event::Rescind(v1::event::Rescind {
-                    offer_id: offer_id.to_string(),
-                    reason: reason.to_string(),
-                })),
-            },
-        );
+        self.send_event(&entry.offer.framework_id, rescind_event(offer_id, reason));
     }
 
     /// Greed: an offer nobody answers is taken back, and its framework does not see the
@@ -881,18 +873,30 @@ impl Master {
             self.needs_allocation = true;
             self.send_event(
                 &entry.offer.framework_id,
-                Event {
-                    event: Some(v1::event::Event::Rescind(v1::event::Rescind {
-                        offer_id: id,
-                        reason: "offer timed out".to_string(),
-                    })),
-                },
+                rescind_event(&id, "offer timed out"),
             );
         }
     }
 
     // ---------------------------------------------------------------------------------
     // Sending to peers
+
+    /// Queue a command a scheduler call asked for; a disconnected agent is UNAVAILABLE
+    /// ("agent 'a' is not connected; <retry>").
+    fn command_agent(
+        &mut self,
+        agent_id: &str,
+        command: v1::agent_command::Command,
+        retry: &str,
+    ) -> Result<(), Status> {
+        if self.send_agent(agent_id, command) {
+            Ok(())
+        } else {
+            Err(Status::unavailable(format!(
+                "agent '{agent_id}' is not connected; {retry}"
+            )))
+        }
+    }
     // ---------------------------------------------------------------------------------
 
     /// Queue an event for a connected framework. A framework whose queue is full is cut
@@ -1092,14 +1096,7 @@ impl Master {
         let status = self.master_status(task, state, reason, message);
         let fw = task.framework_id.clone();
         self.apply_task_state(key, &status);
-        self.send_event(
-            &fw,
-            Event {
-                event: Some(v1::event::Event::Update(v1::event::Update {
-                    status: Some(status),
-                })),
-            },
-        );
+        self.send_event(&fw, update_event(status));
         if state.is_terminal() {
             self.complete_task(key);
         }
@@ -1126,5 +1123,24 @@ fn allocator_status(e: allocator::AllocatorError) -> Status {
         | E::InvalidConstraint { .. }
         | E::RoleNotSubscribed { .. } => Status::invalid_argument(e.to_string()),
         _ => Status::internal(e.to_string()),
+    }
+}
+
+/// An UPDATE event carrying `status`.
+fn update_event(status: TaskStatus) -> Event {
+    Event {
+        event: Some(v1::event::Event::Update(v1::event::Update {
+            status: Some(status),
+        })),
+    }
+}
+
+/// A RESCIND event for `offer_id`.
+fn rescind_event(offer_id: &str, reason: &str) -> Event {
+    Event {
+        event: Some(v1::event::Event::Rescind(v1::event::Rescind {
+            offer_id: offer_id.to_string(),
+            reason: reason.to_string(),
+        })),
     }
 }

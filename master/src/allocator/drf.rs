@@ -288,6 +288,20 @@ fn progress(have: &[u64], need: &[u64]) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
+/// Put `item` into a slot freed by an earlier removal, or a new one; its index.
+fn insert_slot<T>(items: &mut Vec<Option<T>>, free: &mut Vec<u32>, item: T) -> u32 {
+    match free.pop() {
+        Some(i) => {
+            items[i as usize] = Some(item);
+            i
+        }
+        None => {
+            items.push(Some(item));
+            (items.len() - 1) as u32
+        }
+    }
+}
+
 impl DrfAllocator {
     pub fn new(config: AllocatorConfig) -> Self {
         let mut rng = SmallRng::seed_from_u64(config.seed);
@@ -524,16 +538,7 @@ impl DrfAllocator {
             holds: BTreeSet::new(),
             cooldowns: BTreeMap::new(),
         };
-        let m = match self.member_slots.pop() {
-            Some(m) => {
-                self.members[m as usize] = Some(member);
-                m
-            }
-            None => {
-                self.members.push(Some(member));
-                (self.members.len() - 1) as u32
-            }
-        };
+        let m = insert_slot(&mut self.members, &mut self.member_slots, member);
         self.live_members += 1;
         if let Some(fw) = self.fw_mut(f) {
             fw.members.insert(role.to_string(), m);
@@ -1738,16 +1743,7 @@ impl Allocator for DrfAllocator {
             mismatch,
             hold: None,
         };
-        let a = match self.agent_slots.pop() {
-            Some(a) => {
-                self.agents[a as usize] = Some(book);
-                a
-            }
-            None => {
-                self.agents.push(Some(book));
-                (self.agents.len() - 1) as u32
-            }
-        };
+        let a = insert_slot(&mut self.agents, &mut self.agent_slots, book);
         self.agent_ids.insert(agent.to_string(), a);
         kinds::add(&mut self.totals, &amounts);
         kinds::add(&mut self.available, &unreserved);
@@ -1813,16 +1809,7 @@ impl Allocator for DrfAllocator {
             active: true,
             members: BTreeMap::new(),
         };
-        let f = match self.framework_slots.pop() {
-            Some(f) => {
-                self.frameworks[f as usize] = Some(fw);
-                f
-            }
-            None => {
-                self.frameworks.push(Some(fw));
-                (self.frameworks.len() - 1) as u32
-            }
-        };
+        let f = insert_slot(&mut self.frameworks, &mut self.framework_slots, fw);
         self.framework_ids.insert(framework.to_string(), f);
         self.apply_spec(f, constraints)
     }

@@ -41,11 +41,6 @@ pub fn transition(from: TaskState, to: TaskState) -> Result<TaskState, InvalidTr
     if ok { Ok(to) } else { err }
 }
 
-/// Upper-case name as operators see it (`RUNNING`).
-pub fn state_name(state: TaskState) -> &'static str {
-    state.as_str_name()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +122,6 @@ mod tests {
                 GoneByOperator
             ]
         );
-        assert_eq!(state_name(Running), "RUNNING");
+        assert_eq!(Running.as_str_name(), "RUNNING");
     }
 }
