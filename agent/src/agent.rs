@@ -159,6 +159,8 @@ impl AgentConfig {
             address: self.advertise_address.clone(),
             resources: self.resources.to_proto(),
             attributes: self.attributes.to_proto(),
+            // Known once the containerizer is chosen; `run` fills it in.
+            isolation: String::new(),
         }
     }
 }
@@ -289,7 +291,10 @@ pub async fn run(
     let link = MasterLink {
         agent_id: recovered.agent_id,
         masters: config.masters.clone(),
-        info: config.agent_info(),
+        info: AgentInfo {
+            isolation: containerizer.isolation().to_string(),
+            ..config.agent_info()
+        },
         config: config.link.clone(),
         state: state.clone(),
         updates: updates.clone(),

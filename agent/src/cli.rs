@@ -65,6 +65,10 @@ pub struct AgentArgs {
     #[arg(long)]
     pub cgroups_cpu_hard_limit: bool,
 
+    /// Seconds between container usage reports to the master (0: never).
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = parse_interval)]
+    pub usage_interval: f64,
+
     /// Most processes per container (0: unlimited).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PIDS_MAX)]
     pub pids_limit: u64,
@@ -83,6 +87,21 @@ impl AgentArgs {
 
 fn parse_resources(text: &str) -> Result<Resources, ResourceError> {
     Resources::parse(text)
+}
+
+fn parse_interval(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
+        return Err(format!("'{text}' must be between 0 and 86400 seconds"));
+    }
+    if v > 0.0 && v < 0.1 {
+        return Err(format!(
+            "'{text}' is shorter than the 0.1 s minimum (0 turns reports off)"
+        ));
+    }
+    Ok(v)
 }
 
 fn parse_attributes(text: &str) -> Result<Attributes, ResourceError> {
@@ -141,6 +160,8 @@ impl AgentArgs {
             .map(|a| a.authority().to_string())
             .unwrap_or_default();
         config.http_listen = self.listen.as_ref().map(|a| a.authority().to_string());
+        config.link.usage_interval = (self.usage_interval > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(self.usage_interval));
         Ok(config)
     }
 }
@@ -182,6 +203,18 @@ mod tests {
         assert!(err.to_string().contains("cpus"), "{err}");
         assert!(parse(&["--master", "m:1", "--resources", "ports:[30-20]"]).is_err());
         assert!(parse(&["--master", "m:1", "--attributes", "rack:[9-1]"]).is_err());
+    }
+
+    #[test]
+    fn usage_interval_is_validated() {
+        let args = parse(&["--master", "m:1"]).expect("valid");
+        assert_eq!(args.usage_interval, 15.0);
+        let args = parse(&["--master", "m:1", "--usage-interval", "0"]).expect("off");
+        assert_eq!(args.usage_interval, 0.0);
+        for bad in ["-1", "abc", "0.01", "NaN", "1e9"] {
+            let err = parse(&["--master", "m:1", "--usage-interval", bad]).expect_err(bad);
+            assert!(err.to_string().contains(bad), "{err}");
+        }
     }
 
     #[test]

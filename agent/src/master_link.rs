@@ -40,6 +40,10 @@ pub const MAX_HEARTBEAT: Duration = Duration::from_secs(60);
 /// Consecutive failed heartbeats after which the session is considered lost.
 pub const MAX_HEARTBEAT_FAILURES: u32 = 3;
 
+/// How often usage goes to the master by default (Mesos' resource estimator polls at
+/// the same pace).
+pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(15);
+
 /// Timing of the link.
 #[derive(Clone, Debug)]
 pub struct LinkConfig {
@@ -51,6 +55,8 @@ pub struct LinkConfig {
     pub connect_timeout: Duration,
     /// Timeout of unary calls and of waiting for `Registered`.
     pub rpc_timeout: Duration,
+    /// How often container usage is sent to the master; `None`: never.
+    pub usage_interval: Option<Duration>,
 }
 
 impl Default for LinkConfig {
@@ -60,6 +66,7 @@ impl Default for LinkConfig {
             max_backoff: crate::backoff::MAX_DELAY,
             connect_timeout: Duration::from_secs(2),
             rpc_timeout: Duration::from_secs(5),
+            usage_interval: Some(DEFAULT_USAGE_INTERVAL),
         }
     }
 }
@@ -259,9 +266,26 @@ impl MasterLink {
             session.heartbeat,
             self.config.rpc_timeout,
         );
+        let usage = async {
+            match self.config.usage_interval {
+                Some(interval) => {
+                    crate::usage_report::report_loop(
+                        session.client.clone(),
+                        session.agent_id.clone(),
+                        self.info.isolation.clone(),
+                        self.state.clone(),
+                        interval,
+                        self.config.rpc_timeout,
+                    )
+                    .await
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             end = self.read_commands(&mut session.stream) => end,
             end = heartbeats => end,
+            () = usage => SessionEnd::Lost("the usage reporter stopped".into()),
         }
     }
 

@@ -27,6 +27,7 @@ pub fn router(handle: MasterHandle) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/v1/state", get(state))
         .route("/api/v1/version", get(version))
+        .route("/api/v1/usage", get(usage))
         .route("/api/v1/weights", get(get_weights).put(put_weights))
         .route(
             "/api/v1/quota",
@@ -109,6 +110,77 @@ async fn state(State(handle): State<MasterHandle>) -> Response {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct UsageQuery {
+    agent_id: Option<String>,
+}
+
+async fn usage(
+    State(handle): State<MasterHandle>,
+    axum::extract::Query(q): axum::extract::Query<UsageQuery>,
+) -> Response {
+    let answer =
+        tokio::time::timeout(ACTOR_TIMEOUT, handle.ask(|reply| Command::Usage { reply })).await;
+    let usage = match answer {
+        Ok(Ok(u)) => u,
+        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.message()),
+        Err(_) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the master did not answer within 5 s",
+            );
+        }
+    };
+    let agents: Vec<Value> = usage
+        .agents
+        .iter()
+        .filter(|a| q.agent_id.as_ref().is_none_or(|id| *id == a.agent_id))
+        .map(usage_json)
+        .collect();
+    if let Some(id) = &q.agent_id
+        && agents.is_empty()
+    {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no usage report from agent '{id}' (unknown, unreachable or not reported yet)"),
+        );
+    }
+    axum::Json(json!({ "agents": agents })).into_response()
+}
+
+fn usage_json(a: &v1::AgentUsage) -> Value {
+    let containers: Vec<Value> = a
+        .containers
+        .iter()
+        .map(|c| {
+            json!({
+                "framework_id": c.framework_id,
+                "task_id": c.task_id,
+                "executor_id": c.executor_id,
+                "container_id": c.container_id,
+                "cpu_time_ns": c.cpu_time_ns,
+                "cpu_user_ns": c.cpu_user_ns,
+                "cpu_system_ns": c.cpu_system_ns,
+                "cpu_periods": c.cpu_periods,
+                "cpu_throttled_periods": c.cpu_throttled_periods,
+                "cpu_throttled_ns": c.cpu_throttled_ns,
+                "memory_bytes": c.memory_bytes,
+                "memory_peak_bytes": c.memory_peak_bytes,
+                "memory_limit_bytes": c.memory_limit_bytes,
+                "oom_kills": c.oom_kills,
+                "pids_current": c.pids_current,
+            })
+        })
+        .collect();
+    json!({
+        "agent_id": a.agent_id,
+        "hostname": a.hostname,
+        "isolation": a.isolation,
+        "reported_at_seconds": a.reported_at_seconds,
+        "containers": containers,
+    })
+}
+
 fn resources(r: &[v1::Resource]) -> Value {
     match Resources::from_proto(r) {
         Ok(r) => r.to_json(),
@@ -167,6 +239,7 @@ pub fn state_json(s: &v1::ClusterState) -> Value {
                 "id": info.id,
                 "hostname": info.hostname,
                 "address": info.address,
+                "isolation": info.isolation,
                 "status": a.status,
                 "resources": resources(&a.total),
                 "allocated": resources(&a.allocated),

@@ -15,7 +15,7 @@ use agora_proto::v1::agent_command::{self, Command};
 use agora_proto::v1::{
     AgentCommand, AgentHeartbeatRequest, CommandInfo, Empty, ExecutorExitedRequest,
     ExecutorToFrameworkMessage, FrameworkInfo, KillPolicy, RegisterAgentRequest,
-    StatusUpdateRequest, TaskInfo, TaskState, TaskStatus, UpdateOversubscribedRequest,
+    StatusUpdateRequest, TaskInfo, TaskState, TaskStatus, UpdateOversubscribedRequest, UsageReport,
     command_info,
 };
 use tokio::sync::mpsc;
@@ -52,6 +52,7 @@ struct Shared {
     heartbeats: AtomicUsize,
     forget_agent: AtomicBool,
     reject_updates: AtomicBool,
+    usage: Mutex<Vec<UsageReport>>,
 }
 
 struct Service {
@@ -125,6 +126,13 @@ impl AgentApi for Service {
         &self,
         _: Request<ExecutorExitedRequest>,
     ) -> Result<Response<Empty>, Status> {
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn update_usage(&self, request: Request<UsageReport>) -> Result<Response<Empty>, Status> {
+        if let Ok(mut reports) = self.shared.usage.lock() {
+            reports.push(request.into_inner());
+        }
         Ok(Response::new(Empty {}))
     }
 
@@ -302,6 +310,15 @@ impl TestMaster {
 
     pub fn reject_updates(&self, reject: bool) {
         self.shared.reject_updates.store(reject, Ordering::SeqCst);
+    }
+
+    /// Usage reports received so far.
+    pub fn usage_reports(&self) -> Vec<UsageReport> {
+        self.shared
+            .usage
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     pub fn heartbeats(&self) -> usize {

@@ -30,6 +30,11 @@ impl Master {
         if info.hostname.trim().is_empty() {
             return Err(Status::invalid_argument("agent hostname is empty"));
         }
+        if info.isolation.len() > 64 {
+            return Err(Status::invalid_argument(
+                "agent isolation name is longer than 64 bytes",
+            ));
+        }
         let total = Resources::from_proto(&info.resources)
             .map_err(|e| Status::invalid_argument(format!("agent resources: {e}")))?;
         if total.is_empty() {
@@ -389,6 +394,7 @@ impl Master {
         agent.tx = None;
         let offers: Vec<String> = agent.offers.iter().cloned().collect();
         let tasks: Vec<(String, String)> = agent.tasks.iter().cloned().collect();
+        self.forget_usage(id);
         for o in offers {
             self.rescind_offer(&o, "agent unreachable", false);
         }

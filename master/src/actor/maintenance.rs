@@ -222,6 +222,7 @@ impl Master {
         self.deactivated.remove(id);
         self.draining.remove(id);
         self.removed_agents.insert(id.to_string());
+        self.forget_usage(id);
         self.persist(RegistryOp::RemoveAgent { id: id.to_string() });
         warn!(agent = %id, "agent marked gone");
         self.emit(|_| {

@@ -11,6 +11,7 @@ mod events;
 mod frameworks;
 mod maintenance;
 mod snapshot;
+pub(crate) mod usage;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -120,6 +121,13 @@ pub enum Command {
     },
     Metrics {
         reply: oneshot::Sender<MetricsSnapshot>,
+    },
+    UpdateUsage {
+        report: v1::UsageReport,
+        reply: Reply<()>,
+    },
+    Usage {
+        reply: oneshot::Sender<v1::UsageResponse>,
     },
     UpdateWeights {
         weights: Vec<(String, f64)>,
@@ -303,6 +311,8 @@ pub struct Master {
     /// Agents in maintenance (persisted) and those being drained.
     deactivated: HashSet<String>,
     draining: HashMap<String, maintenance::Drain>,
+    /// The latest usage report per reachable agent.
+    usage: HashMap<String, usage::UsageEntry>,
 }
 
 impl Master {
@@ -353,6 +363,7 @@ impl Master {
             subscribers: events::Subscribers::new(peer_queue_capacity),
             deactivated: HashSet::new(),
             draining: HashMap::new(),
+            usage: HashMap::new(),
         };
         master.resume(recovered);
         Ok((master, handle, rx))
@@ -611,6 +622,13 @@ impl Master {
             }
             Command::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
+            }
+            Command::UpdateUsage { report, reply } => {
+                let r = self.update_usage(report);
+                let _ = reply.send(r);
+            }
+            Command::Usage { reply } => {
+                let _ = reply.send(self.usage_view());
             }
             Command::UpdateWeights { weights, reply } => {
                 let r = self.update_weights(weights);

@@ -87,6 +87,19 @@ impl AgentApi for AgentService {
         Ok(Response::new(v1::Empty {}))
     }
 
+    async fn update_usage(
+        &self,
+        r: Request<v1::UsageReport>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        let report = r.into_inner();
+        // Checked here, off the actor: a report can be large.
+        crate::actor::usage::validate_report(&report)?;
+        self.handle
+            .ask(|reply| Command::UpdateUsage { report, reply })
+            .await??;
+        Ok(Response::new(v1::Empty {}))
+    }
+
     async fn update_oversubscribed(
         &self,
         _r: Request<v1::UpdateOversubscribedRequest>,

@@ -261,6 +261,14 @@ impl Operator for OperatorService {
         self.maintenance(MaintenanceOp::MarkGone { agent_id }).await
     }
 
+    async fn get_usage(
+        &self,
+        _r: Request<v1::Empty>,
+    ) -> Result<Response<v1::UsageResponse>, Status> {
+        let usage = self.handle.ask(|reply| Command::Usage { reply }).await?;
+        Ok(Response::new(usage))
+    }
+
     async fn subscribe(
         &self,
         _r: Request<v1::Empty>,

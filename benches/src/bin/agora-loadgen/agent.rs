@@ -191,6 +191,7 @@ impl Agent {
                 address: format!("{}:5051", self.spec.hostname),
                 resources: self.spec.resources.clone(),
                 attributes: self.spec.attributes.clone(),
+                isolation: "emulated".into(),
             }),
             tasks: self
                 .tasks
