@@ -43,6 +43,8 @@ pub enum Command {
     Frameworks(StateArgs),
     /// List tasks.
     Tasks(StateArgs),
+    /// Show each running container's cpu, memory and pids usage, as agents last reported it.
+    Usage(StateArgs),
 }
 
 /// Where the master is.

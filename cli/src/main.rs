@@ -69,7 +69,24 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Agents(a) => show("agents", a, View::Agents).await,
         Command::Frameworks(a) => show("frameworks", a, View::Frameworks).await,
         Command::Tasks(a) => show("tasks", a, View::Tasks).await,
+        Command::Usage(a) => show_usage(a).await,
     }
+}
+
+async fn show_usage(args: agora_cli::args::StateArgs) -> anyhow::Result<ExitCode> {
+    let masters = match validate_masters(&args.master.master) {
+        Ok(m) => m,
+        Err(message) => return Ok(usage("usage", message)),
+    };
+    let reports = state::fetch_usage(&masters).await?;
+    if args.json {
+        let v = agora_views::usage::usage_json(&reports);
+        // Serialising a `Value` cannot fail.
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!("{}", state::usage_table(&reports));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn show(

@@ -10,11 +10,11 @@ use std::time::Duration;
 use agora_proto::v1::operator_client::OperatorClient;
 use agora_proto::v1::{
     AgentState, ClusterState, Empty, FrameworkCapability, FrameworkInfo, FrameworkState,
-    OfferRecord, RoleState, TaskRecord, TaskStatus, command_info,
+    OfferRecord, RoleState, TaskRecord, TaskStatus, UsageResponse, command_info,
 };
 use agora_resources::{Attributes, Resources};
 use serde_json::{Value, json};
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::table;
 
@@ -32,10 +32,36 @@ pub enum View {
 
 /// Fetch the cluster state from the first master that answers.
 pub async fn fetch(masters: &[String]) -> anyhow::Result<ClusterState> {
+    first_answer(masters, "GetState", |mut c| async move {
+        c.get_state(Empty {}).await.map(|r| r.into_inner())
+    })
+    .await
+}
+
+/// Fetch every agent's latest usage report from the first master that answers.
+pub async fn fetch_usage(masters: &[String]) -> anyhow::Result<UsageResponse> {
+    first_answer(masters, "GetUsage", |mut c| async move {
+        c.get_usage(Empty {}).await.map(|r| r.into_inner())
+    })
+    .await
+}
+
+/// The answer of `call` from the first master that answers it.
+async fn first_answer<T, F, Fut>(masters: &[String], name: &str, call: F) -> anyhow::Result<T>
+where
+    F: Fn(OperatorClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
     let mut errors = Vec::new();
     for address in masters {
-        match fetch_one(address).await {
-            Ok(state) => return Ok(state),
+        let answer = match connect(address).await {
+            Ok(client) => call(client).await.map_err(|status| {
+                format!("{name} failed: {:?}: {}", status.code(), status.message())
+            }),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(value) => return Ok(value),
             Err(e) => errors.push(format!("{address}: {e}")),
         }
     }
@@ -45,25 +71,16 @@ pub async fn fetch(masters: &[String]) -> anyhow::Result<ClusterState> {
     )
 }
 
-async fn fetch_one(address: &str) -> Result<ClusterState, String> {
+async fn connect(address: &str) -> Result<OperatorClient<Channel>, String> {
     let uri = agora_sdk::master_uri(address).map_err(|e| e.to_string())?;
     let endpoint = Endpoint::from_shared(uri)
         .map_err(|e| error_chain(&e))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT);
-    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
-        Err(_) => return Err("connection timed out".into()),
-        Ok(Err(e)) => return Err(error_chain(&e)),
-        Ok(Ok(c)) => c,
-    };
-    let mut client = OperatorClient::new(channel);
-    match client.get_state(Empty {}).await {
-        Ok(r) => Ok(r.into_inner()),
-        Err(status) => Err(format!(
-            "GetState failed: {:?}: {}",
-            status.code(),
-            status.message()
-        )),
+    match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+        Err(_) => Err("connection timed out".into()),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Ok(Ok(c)) => Ok(OperatorClient::new(c)),
     }
 }
 
@@ -231,6 +248,56 @@ pub fn agents_table(state: &ClusterState) -> String {
             "ALLOCATED",
             "OFFERED",
             "ATTRIBUTES",
+        ],
+        &rows,
+    )
+}
+
+/// One row per container of every agent's latest usage report.
+pub fn usage_table(usage: &UsageResponse) -> String {
+    let mib = |b: u64| format!("{:.1}", b as f64 / f64::from(1u32 << 20));
+    let rows: Vec<Vec<String>> = usage
+        .agents
+        .iter()
+        .flat_map(|a| {
+            a.containers.iter().map(move |c| {
+                let throttled = if c.cpu_periods > 0 {
+                    format!(
+                        "{:.1}%",
+                        100.0 * c.cpu_throttled_periods as f64 / c.cpu_periods as f64
+                    )
+                } else {
+                    "-".to_string()
+                };
+                vec![
+                    dash(&a.hostname),
+                    dash(&c.framework_id),
+                    dash(if c.task_id.is_empty() {
+                        &c.executor_id
+                    } else {
+                        &c.task_id
+                    }),
+                    format!("{:.2}", c.cpu_time_ns as f64 / 1e9),
+                    throttled,
+                    mib(c.memory_bytes),
+                    c.memory_limit_bytes.map_or_else(|| "-".to_string(), mib),
+                    c.pids_current.to_string(),
+                    c.oom_kills.to_string(),
+                ]
+            })
+        })
+        .collect();
+    table::render(
+        &[
+            "HOSTNAME",
+            "FRAMEWORK",
+            "TASK",
+            "CPU_SECONDS",
+            "THROTTLED",
+            "MEM_MIB",
+            "LIMIT_MIB",
+            "PIDS",
+            "OOM_KILLS",
         ],
         &rows,
     )
@@ -569,6 +636,46 @@ mod tests {
                 ..Default::default()
             }],
         }
+    }
+
+    #[test]
+    fn usage_table_has_a_row_per_container_with_units() {
+        let usage = UsageResponse {
+            agents: vec![agora_proto::v1::AgentUsage {
+                agent_id: "a1".into(),
+                hostname: "h1".into(),
+                containers: vec![
+                    agora_proto::v1::ContainerUsage {
+                        framework_id: "f".into(),
+                        task_id: "t1".into(),
+                        cpu_time_ns: 1_500_000_000,
+                        cpu_periods: 10,
+                        cpu_throttled_periods: 5,
+                        memory_bytes: 3 << 20,
+                        memory_limit_bytes: Some(64 << 20),
+                        pids_current: 2,
+                        ..Default::default()
+                    },
+                    agora_proto::v1::ContainerUsage {
+                        framework_id: "f".into(),
+                        executor_id: "e1".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+        };
+        let t = usage_table(&usage);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("HOSTNAME"));
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            ["h1", "f", "t1", "1.50", "50.0%", "3.0", "64.0", "2", "0"]
+        );
+        let cells: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(cells, ["h1", "f", "e1", "0.00", "-", "0.0", "-", "0", "0"]);
     }
 
     #[test]

@@ -131,11 +131,10 @@ async fn usage(
             );
         }
     };
-    let agents: Vec<Value> = usage
+    let agents: Vec<&v1::AgentUsage> = usage
         .agents
         .iter()
         .filter(|a| q.agent_id.as_ref().is_none_or(|id| *id == a.agent_id))
-        .map(usage_json)
         .collect();
     if let Some(id) = &q.agent_id
         && agents.is_empty()
@@ -145,40 +144,7 @@ async fn usage(
             format!("no usage report from agent '{id}' (unknown, unreachable or not reported yet)"),
         );
     }
-    axum::Json(json!({ "agents": agents })).into_response()
-}
-
-fn usage_json(a: &v1::AgentUsage) -> Value {
-    let containers: Vec<Value> = a
-        .containers
-        .iter()
-        .map(|c| {
-            json!({
-                "framework_id": c.framework_id,
-                "task_id": c.task_id,
-                "executor_id": c.executor_id,
-                "container_id": c.container_id,
-                "cpu_time_ns": c.cpu_time_ns,
-                "cpu_user_ns": c.cpu_user_ns,
-                "cpu_system_ns": c.cpu_system_ns,
-                "cpu_periods": c.cpu_periods,
-                "cpu_throttled_periods": c.cpu_throttled_periods,
-                "cpu_throttled_ns": c.cpu_throttled_ns,
-                "memory_bytes": c.memory_bytes,
-                "memory_peak_bytes": c.memory_peak_bytes,
-                "memory_limit_bytes": c.memory_limit_bytes,
-                "oom_kills": c.oom_kills,
-                "pids_current": c.pids_current,
-            })
-        })
-        .collect();
-    json!({
-        "agent_id": a.agent_id,
-        "hostname": a.hostname,
-        "isolation": a.isolation,
-        "reported_at_seconds": a.reported_at_seconds,
-        "containers": containers,
-    })
+    axum::Json(agora_views::usage::response_json(agents)).into_response()
 }
 
 fn resources(r: &[v1::Resource]) -> Value {

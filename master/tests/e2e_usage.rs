@@ -84,6 +84,26 @@ async fn agent_usage_reaches_the_master_and_bad_reports_are_refused() {
         let limit = c["memory_limit_bytes"].as_u64().expect("a memory limit");
         assert!(limit >= 32 << 20, "limit {limit} below mem:32");
         assert!(!c["container_id"].as_str().unwrap_or("").is_empty(), "{c}");
+        // The CLI shows the same report.
+        let out = std::process::Command::new(binary("agora"))
+            .args(["usage", "--master", &cluster.addr.to_string()])
+            .output()
+            .expect("run agora usage");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "agora usage failed: {out:?}");
+        assert!(text.starts_with("HOSTNAME"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("e2e-agent-0") && l.contains("u1")),
+            "{text}"
+        );
+        let out = std::process::Command::new(binary("agora"))
+            .args(["usage", "--json", "--master", &cluster.addr.to_string()])
+            .output()
+            .expect("run agora usage --json");
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("agora usage --json is JSON");
+        assert_eq!(v["agents"][0]["agent_id"], agent_id.as_str());
     } else {
         println!("skipping the cgroup usage assertions: the agent fell back to process isolation");
         wait_usage(&cluster, &agent_id, |a| a["isolation"] == "process");
