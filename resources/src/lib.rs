@@ -160,6 +160,7 @@ mod resources;
 mod role;
 mod scalar;
 mod value;
+mod volume;
 
 pub use attributes::{Attribute, AttributeValue, Attributes};
 pub use error::ResourceError;
@@ -170,3 +171,4 @@ pub use resources::Resources;
 pub use role::validate_role;
 pub use scalar::Scalar;
 pub use value::Value;
+pub use volume::Volume;

@@ -32,12 +32,7 @@ pub fn cpus_mem(cpus: f64, mem_mb: f64) -> Result<Resources, SdkError> {
             ))
         })?;
         if !scalar.is_zero() {
-            shape.push(Resource {
-                name: name.to_string(),
-                value: Value::Scalar(scalar),
-                reservation: None,
-                revocable: false,
-            })?;
+            shape.push(Resource::new(name, Value::Scalar(scalar)))?;
         }
     }
     Ok(shape)
