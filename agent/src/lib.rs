@@ -58,6 +58,7 @@ pub mod sandbox;
 pub mod state;
 pub mod status_update;
 pub mod task;
+pub mod volumes;
 
 pub use agent::{
     AgentConfig, AgentError, AgentExit, MasterAddr, run, run_with_process_containerizer,

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{info, warn};
 
+use super::operations::{Conversion, OpKind, Requester};
 use super::{
     CallReply, FrameworkEntry, Master, SchedulerCall, Subscription, TaskEntry, update_event,
 };
@@ -356,6 +357,14 @@ impl Master {
         let mut remaining = offered.clone();
         let mut launches: Vec<(v1::TaskInfo, Resources)> = Vec::new();
         let mut ids_in_call = HashSet::new();
+        // RESERVE/UNRESERVE/CREATE/DESTROY, in call order; a later LAUNCH may use what
+        // they produce (it is added to `remaining`).
+        let mut conversions = Vec::new();
+        let mut planned_total = self
+            .agents
+            .get(&agent_id)
+            .map(|a| a.total.clone())
+            .unwrap_or_default();
         for (i, op) in r.operations.iter().enumerate() {
             use v1::operation::Operation as Op;
             match &op.operation {
@@ -398,16 +407,46 @@ impl Master {
                         "operation {i}: LAUNCH_GROUP is not supported by this master yet"
                     )));
                 }
-                Some(Op::Reserve(_) | Op::Unreserve(_)) => {
-                    return Err(Status::unimplemented(format!(
-                        "operation {i}: RESERVE/UNRESERVE are not supported by this master yet"
-                    )));
-                }
-                Some(Op::Create(_) | Op::Destroy(_)) => {
-                    return Err(Status::unimplemented(format!(
-                        "operation {i}: persistent volumes are not supported by this master yet"
-                    )));
-                }
+                Some(Op::Reserve(x)) => conversions.push(self.accept_op(
+                    i,
+                    OpKind::Reserve,
+                    &x.resources,
+                    &fw_info,
+                    &role,
+                    &agent_id,
+                    &mut remaining,
+                    &mut planned_total,
+                )?),
+                Some(Op::Unreserve(x)) => conversions.push(self.accept_op(
+                    i,
+                    OpKind::Unreserve,
+                    &x.resources,
+                    &fw_info,
+                    &role,
+                    &agent_id,
+                    &mut remaining,
+                    &mut planned_total,
+                )?),
+                Some(Op::Create(x)) => conversions.push(self.accept_op(
+                    i,
+                    OpKind::Create,
+                    &x.volumes,
+                    &fw_info,
+                    &role,
+                    &agent_id,
+                    &mut remaining,
+                    &mut planned_total,
+                )?),
+                Some(Op::Destroy(x)) => conversions.push(self.accept_op(
+                    i,
+                    OpKind::Destroy,
+                    &x.volumes,
+                    &fw_info,
+                    &role,
+                    &agent_id,
+                    &mut remaining,
+                    &mut planned_total,
+                )?),
             }
         }
         if !launches.is_empty() && self.agents.get(&agent_id).is_none_or(|a| a.tx.is_none()) {
@@ -416,7 +455,11 @@ impl Master {
             )));
         }
 
-        // Apply.
+        // Apply. The conversions go first: if the allocator refuses one (its book
+        // disagrees), they are undone and the offers stay outstanding.
+        if !conversions.is_empty() {
+            self.apply_conversions(&agent_id, Some((&r.framework_id, &role)), &conversions)?;
+        }
         for id in &r.offer_ids {
             self.close_offer(id, OfferState::Accepted);
             self.metrics.offers_accepted += 1;
@@ -479,6 +522,27 @@ impl Master {
         Ok(v1::AcceptResponse {
             launched_task_ids: launched,
         })
+    }
+
+    /// Validate operation `i` (a resource operation) of an ACCEPT.
+    #[allow(clippy::too_many_arguments)]
+    fn accept_op(
+        &self,
+        i: usize,
+        kind: OpKind,
+        items: &[v1::Resource],
+        fw: &v1::FrameworkInfo,
+        role: &str,
+        agent_id: &str,
+        remaining: &mut Resources,
+        planned_total: &mut Resources,
+    ) -> Result<Conversion, Status> {
+        let who = Requester::Framework {
+            role,
+            principal: &fw.principal,
+        };
+        let what = format!("operation {i}");
+        self.plan_op(agent_id, &what, kind, items, who, remaining, planned_total)
     }
 
     fn decline(&mut self, r: v1::DeclineRequest) -> Result<(), Status> {

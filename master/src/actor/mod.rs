@@ -10,6 +10,7 @@ mod agents;
 mod events;
 mod frameworks;
 mod maintenance;
+mod operations;
 mod snapshot;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -32,6 +33,7 @@ use crate::state::agent::AgentStatus;
 use crate::state::framework::FrameworkStatus;
 use crate::state::offer::OfferState;
 
+pub use operations::OpKind;
 pub use snapshot::MetricsSnapshot;
 
 /// Capacity of the actor's command queue; senders wait when it is full (backpressure).
@@ -160,6 +162,13 @@ pub enum Command {
     },
     SubscribeEvents {
         reply: oneshot::Sender<mpsc::Receiver<Result<v1::OperatorEvent, Status>>>,
+    },
+    /// An operator's RESERVE / UNRESERVE / CREATE / DESTROY on an agent.
+    ResourceOp {
+        agent_id: String,
+        kind: OpKind,
+        resources: Vec<v1::Resource>,
+        reply: Reply<()>,
     },
 }
 
@@ -303,6 +312,9 @@ pub struct Master {
     /// Agents in maintenance (persisted) and those being drained.
     deactivated: HashSet<String>,
     draining: HashMap<String, maintenance::Drain>,
+    /// Per agent id: its dynamic reservations and volumes (persisted; applied to what the
+    /// agent reports when it registers). Owned by `operations`.
+    checkpointed: HashMap<String, Resources>,
 }
 
 impl Master {
@@ -353,6 +365,7 @@ impl Master {
             subscribers: events::Subscribers::new(peer_queue_capacity),
             deactivated: HashSet::new(),
             draining: HashMap::new(),
+            checkpointed: HashMap::new(),
         };
         master.resume(recovered);
         Ok((master, handle, rx))
@@ -402,6 +415,16 @@ impl Master {
         self.torn_down = recovered.torn_down.into_iter().collect();
         self.removed_agents = recovered.removed_agents.into_iter().collect();
         self.deactivated = recovered.deactivated_agents.into_iter().collect();
+        for (agent, text) in &recovered.agent_resources {
+            match Resources::parse(text) {
+                Ok(r) => {
+                    self.checkpointed.insert(agent.clone(), r);
+                }
+                Err(e) => {
+                    warn!(agent = %agent, error = %e, "unreadable agent reservations in the registry")
+                }
+            }
+        }
         // Quota comes back forced: agents re-register after the master starts, so the
         // cluster looks empty at this point.
         for (role, (guarantee, limit)) in &recovered.quotas {
@@ -674,6 +697,15 @@ impl Master {
                     agent.tx = None;
                 }
                 let _ = reply.send(());
+            }
+            Command::ResourceOp {
+                agent_id,
+                kind,
+                resources,
+                reply,
+            } => {
+                let r = self.operator_resource_op(&agent_id, kind, &resources);
+                let _ = reply.send(r);
             }
             Command::OperatorTeardown {
                 framework_id,
