@@ -485,4 +485,249 @@ mod tests {
         assert_eq!(total, res("cpus:3;disk:10;cpus(db,dynamic):1"));
         assert_eq!(skipped.len(), 2);
     }
+
+    // -------------------------------------------------------------------------------
+    // The actor's bookkeeping, driven in-process (no network, a manual clock).
+    // -------------------------------------------------------------------------------
+
+    use std::sync::{Arc, Mutex};
+
+    use crate::actor::{CallReply, SchedulerCall};
+    use crate::clock::ManualClock;
+    use crate::config::MasterConfig;
+    use crate::registry::{Registry, RegistryError, RegistryState};
+
+    /// Keeps what the actor writes, so a test can restart from it.
+    struct MemRegistry(Arc<Mutex<RegistryState>>);
+
+    impl Registry for MemRegistry {
+        fn recover(&mut self) -> Result<RegistryState, RegistryError> {
+            Ok(self.0.lock().map(|s| s.clone()).unwrap_or_default())
+        }
+        fn append(&mut self, ops: &[RegistryOp]) -> Result<(), RegistryError> {
+            if let Ok(mut s) = self.0.lock() {
+                for op in ops {
+                    s.apply(op);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    const BASE: &str = "cpus:4;mem:1024;disk:1000;disk(db):100";
+
+    fn start(stored: &Arc<Mutex<RegistryState>>) -> Master {
+        let recovered = stored.lock().unwrap().clone();
+        let (m, _handle, _rx) = Master::new(
+            MasterConfig::default(),
+            Arc::new(ManualClock::new(1_000)),
+            Box::new(MemRegistry(Arc::clone(stored))),
+            recovered,
+        )
+        .unwrap();
+        m
+    }
+
+    fn register(m: &mut Master, id: &str) -> super::super::AgentStream {
+        m.register_agent(v1::RegisterAgentRequest {
+            info: Some(v1::AgentInfo {
+                id: id.to_string(),
+                hostname: "h".into(),
+                resources: res(BASE).to_proto(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// The resources of the last `CheckpointResources` the agent was sent.
+    fn last_checkpoint(stream: &mut super::super::AgentStream) -> Option<Resources> {
+        let mut last = None;
+        while let Ok(Ok(cmd)) = stream.commands.try_recv() {
+            if let Some(v1::agent_command::Command::CheckpointResources(c)) = cmd.command {
+                last = Some(Resources::from_proto(&c.resources).unwrap());
+            }
+        }
+        last
+    }
+
+    fn offers(sub: &mut super::super::Subscription) -> Vec<v1::Offer> {
+        let mut out = Vec::new();
+        while let Ok(Ok(ev)) = sub.events.try_recv() {
+            if let Some(v1::event::Event::Offers(o)) = ev.event {
+                out.extend(o.offers);
+            }
+        }
+        out
+    }
+
+    fn accept(
+        m: &mut Master,
+        fw: &str,
+        offer: &str,
+        ops: Vec<v1::Operation>,
+    ) -> Result<(), Status> {
+        m.scheduler_call(SchedulerCall::Accept(Box::new(v1::AcceptRequest {
+            framework_id: fw.to_string(),
+            offer_ids: vec![offer.to_string()],
+            operations: ops,
+            filters: Some(v1::Filters {
+                refuse_seconds: Some(0.0),
+            }),
+        })))
+        .map(|r| assert!(matches!(r, CallReply::Accepted(_))))
+    }
+
+    fn operation(kind: OpKind, text: &str) -> v1::Operation {
+        use v1::operation::{Create, Destroy, Operation as Op, Reserve, Unreserve};
+        let r = res(text).to_proto();
+        v1::Operation {
+            operation: Some(match kind {
+                OpKind::Reserve => Op::Reserve(Reserve { resources: r }),
+                OpKind::Unreserve => Op::Unreserve(Unreserve { resources: r }),
+                OpKind::Create => Op::Create(Create { volumes: r }),
+                OpKind::Destroy => Op::Destroy(Destroy { volumes: r }),
+            }),
+        }
+    }
+
+    #[test]
+    fn accept_converts_master_allocator_registry_and_agent_in_step() {
+        let stored = Arc::new(Mutex::new(RegistryState::default()));
+        let mut m = start(&stored);
+        let mut agent = register(&mut m, "");
+        let aid = agent.agent_id.clone();
+        assert_eq!(last_checkpoint(&mut agent), Some(Resources::new()));
+        let mut sub = m
+            .subscribe(v1::SubscribeRequest {
+                framework: Some(v1::FrameworkInfo {
+                    name: "db".into(),
+                    roles: vec!["db".into()],
+                    principal: "alice".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .unwrap();
+        let fw = sub.framework_id.clone();
+        m.allocate();
+        m.flush_registry();
+        let offer = offers(&mut sub).remove(0);
+
+        // Refused: a volume on unreserved disk, a second op over the same resources.
+        let before = m.agents[&aid].total.clone();
+        let e = accept(
+            &mut m,
+            &fw,
+            &offer.id,
+            vec![
+                operation(OpKind::Reserve, "disk(db,dynamic):600"),
+                operation(OpKind::Reserve, "disk(db,dynamic):600"),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.message().contains("operation 1 (RESERVE)"), "{e:?}");
+        assert_eq!(m.agents[&aid].total, before);
+        assert!(m.registry_pending.is_empty());
+        assert!(last_checkpoint(&mut agent).is_none());
+
+        // RESERVE then CREATE on the reservation, one call.
+        accept(
+            &mut m,
+            &fw,
+            &offer.id,
+            vec![
+                operation(OpKind::Reserve, "disk(db,dynamic):300"),
+                operation(
+                    OpKind::Create,
+                    "disk(db,dynamic,principal=alice,volume=v,path=d):200",
+                ),
+                operation(OpKind::Create, "disk(db,volume=s,path=d):100"),
+            ],
+        )
+        .unwrap();
+        let record = res("disk(db,dynamic,principal=alice):100;\
+             disk(db,dynamic,principal=alice,volume=v,path=d):200;disk(db,volume=s,path=d):100");
+        let total = res(BASE)
+            .checked_sub(&res("disk:300;disk(db):100"))
+            .unwrap()
+            .checked_add(&record)
+            .unwrap();
+        assert_eq!(m.agents[&aid].total, total);
+        assert_eq!(m.checkpointed[&aid], record);
+        assert_eq!(last_checkpoint(&mut agent), Some(record.clone()));
+        m.allocator.check_invariants().unwrap();
+        m.flush_registry();
+        assert_eq!(
+            stored.lock().unwrap().agent_resources[&aid],
+            record.to_string()
+        );
+
+        // A restarted master re-applies the record when the agent re-registers.
+        drop(m);
+        let mut m = start(&stored);
+        let mut agent = register(&mut m, &aid);
+        assert_eq!(m.agents[&aid].total, total);
+        assert_eq!(last_checkpoint(&mut agent), Some(record.clone()));
+
+        // Operator: DESTROY and UNRESERVE the dynamic part; the static volume stays.
+        let e = m
+            .operator_resource_op(
+                &aid,
+                OpKind::Unreserve,
+                &res("disk(db,dynamic,principal=alice):300").to_proto(),
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        m.operator_resource_op(
+            &aid,
+            OpKind::Destroy,
+            &res("disk(db,dynamic,principal=alice,volume=v,path=d):200").to_proto(),
+        )
+        .unwrap();
+        m.operator_resource_op(
+            &aid,
+            OpKind::Unreserve,
+            &res("disk(db,dynamic,principal=alice):300").to_proto(),
+        )
+        .unwrap();
+        let left = res("disk(db,volume=s,path=d):100");
+        assert_eq!(m.checkpointed[&aid], left);
+        assert_eq!(last_checkpoint(&mut agent), Some(left));
+        m.allocator.check_invariants().unwrap();
+        let e = m
+            .operator_resource_op(
+                "nope",
+                OpKind::Reserve,
+                &res("cpus(x,dynamic):1").to_proto(),
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+    }
+
+    proptest::proptest! {
+        /// Whatever an agent reports and however its resources were converted (reserve
+        /// some cpus and disk, make a volume of part of the disk), the record re-applied
+        /// to the report gives back exactly the converted total.
+        #[test]
+        fn the_record_rebuilds_the_total(
+            cpus in 1u64..64, mem in 1u64..4096, disk in 2u64..4096,
+            rc in 0u64..64, rd in 0u64..4096, vd in 0u64..4096,
+        ) {
+            let base = res(&format!("cpus:{cpus};mem:{mem};disk:{disk};ports:[1-9]"));
+            let rc = rc.min(cpus);
+            let rd = rd.min(disk);
+            let vd = vd.min(rd);
+            let mut total = base.clone();
+            let convert = |t: &Resources, from: &str, to: &str| {
+                t.checked_sub(&res(from)).unwrap().checked_add(&res(to)).unwrap()
+            };
+            total = convert(&total, &format!("cpus:{rc};disk:{rd}"), &format!("cpus(r,dynamic,principal=p):{rc};disk(r,dynamic):{rd}"));
+            total = convert(&total, &format!("disk(r,dynamic):{vd}"), &format!("disk(r,dynamic,volume=v,path=p):{vd}"));
+            let (rebuilt, skipped) = apply_record(&base, &checkpointed_of(&total));
+            proptest::prop_assert!(skipped.is_empty());
+            proptest::prop_assert_eq!(rebuilt, total);
+        }
+    }
 }
