@@ -125,10 +125,11 @@ impl Resource {
     }
 
     /// The canonical order of entries in a [`crate::Resources`], which hold at most one
-    /// entry per slot (name, reservation, revocability) and one value type per name:
+    /// entry per slot (name, reservation, revocability, volume) and one value type per name:
     /// unreserved first, then by reservation (role, static before dynamic, principal,
     /// labels); then non-revocable before revocable; then by name (built-ins `cpus`,
-    /// `gpus`, `mem`, `disk`, `ports` first, then others in byte order).
+    /// `gpus`, `mem`, `disk`, `ports` first, then others in byte order); then plain before
+    /// volumes, volumes by persistence id and container path.
     pub(crate) fn slot_cmp(&self, other: &Resource) -> Ordering {
         let reservation = match (&self.reservation, &other.reservation) {
             (None, None) => Ordering::Equal,
