@@ -2420,8 +2420,15 @@ impl Allocator for DrfAllocator {
 
     fn check_invariants(&self) -> Result<(), String> {
         let mut totals: Amounts = Vec::new();
+        let mut available: Amounts = Vec::new();
         let mut member_alloc: BTreeMap<u32, Amounts> = BTreeMap::new();
         for agent in self.agents.iter().flatten() {
+            kinds::add(
+                &mut available,
+                &self
+                    .kinds
+                    .amounts_where(&agent.free, |r| r.reservation.is_none()),
+            );
             let mut sum = agent.free.clone();
             for (m, r) in &agent.allocations {
                 if self.member(*m).is_none() {
@@ -2453,6 +2460,9 @@ impl Allocator for DrfAllocator {
         };
         if trim(&totals) != trim(&self.totals) {
             return Err("cluster totals drift".to_string());
+        }
+        if trim(&available) != trim(&self.available) {
+            return Err("unreserved availability drift".to_string());
         }
         for (i, mem) in self.members.iter().enumerate() {
             if let Some(mem) = mem {
