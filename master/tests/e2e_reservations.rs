@@ -256,10 +256,12 @@ async fn accept_reserve_offers_only_to_the_role_and_unreserve_returns_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_volume_keeps_data_between_tasks_and_is_destroyed_only_when_unused() {
     let mut cluster = Cluster::start(0);
+    // Default isolation: the Linux containerizer when the tests run as root with cgroups
+    // (the volume link must resolve inside its mount namespace), else plain processes.
     cluster.add_agent_resources(
         0,
         "cpus:4;mem:1024;disk:1024;disk(db):512;ports:[31000-31099]",
-        &["--isolation", "process"],
+        &[],
     );
     cluster.wait_agents(1);
     let aid = agent_id(&cluster);
