@@ -294,6 +294,8 @@ async fn a_volume_keeps_data_between_tasks_and_is_destroyed_only_when_unused() {
 
     // The volume comes back in db's offers; a duplicate CREATE is refused.
     let o = wait_offer_with(&mut db, &res(vol)).await;
+    let with_volume = agent_resources(&cluster);
+    assert!(with_volume.contains(&res(vol)), "{with_volume}");
     assert_code(
         db.accept(o.clone(), vec![create(vol)], None).await,
         Code::AlreadyExists,
@@ -342,6 +344,11 @@ async fn a_volume_keeps_data_between_tasks_and_is_destroyed_only_when_unused() {
         "in use by task 'busy'",
     );
     assert!(dir.join("f").exists());
+    assert_eq!(
+        agent_resources(&cluster),
+        with_volume,
+        "a refusal changed nothing"
+    );
 
     db.client
         .kill(v1::KillRequest {
