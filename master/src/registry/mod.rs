@@ -95,6 +95,8 @@ impl RegistryState {
             }
             RegistryOp::RemoveAgent { id } => {
                 self.deactivated_agents.remove(id);
+                // A removed agent never comes back: its reservations and volumes go too.
+                self.agent_resources.remove(id);
                 self.removed_agents.insert(id.clone());
             }
             RegistryOp::SetQuota {
@@ -211,6 +213,9 @@ mod tests {
         s.apply(&set("cpus(db,dynamic):2"));
         assert_eq!(s.agent_resources["a"], "cpus(db,dynamic):2");
         s.apply(&set(""));
+        assert!(s.agent_resources.is_empty());
+        s.apply(&set("cpus(db,dynamic):2"));
+        s.apply(&RegistryOp::RemoveAgent { id: "a".into() });
         assert!(s.agent_resources.is_empty());
         // A snapshot and a log line written before the field existed.
         let old: RegistryState = serde_json::from_str(r#"{"weights":{"r":1.0}}"#).unwrap();
