@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{info, warn};
 
-use super::operations::{Conversion, OpKind, Requester};
+use super::operations::Requester;
 use super::{
     CallReply, FrameworkEntry, Master, SchedulerCall, Subscription, TaskEntry, update_event,
 };
@@ -407,46 +407,20 @@ impl Master {
                         "operation {i}: LAUNCH_GROUP is not supported by this master yet"
                     )));
                 }
-                Some(Op::Reserve(x)) => conversions.push(self.accept_op(
-                    i,
-                    OpKind::Reserve,
-                    &x.resources,
-                    &fw_info,
-                    &role,
-                    &agent_id,
-                    &mut remaining,
-                    &mut planned_total,
-                )?),
-                Some(Op::Unreserve(x)) => conversions.push(self.accept_op(
-                    i,
-                    OpKind::Unreserve,
-                    &x.resources,
-                    &fw_info,
-                    &role,
-                    &agent_id,
-                    &mut remaining,
-                    &mut planned_total,
-                )?),
-                Some(Op::Create(x)) => conversions.push(self.accept_op(
-                    i,
-                    OpKind::Create,
-                    &x.volumes,
-                    &fw_info,
-                    &role,
-                    &agent_id,
-                    &mut remaining,
-                    &mut planned_total,
-                )?),
-                Some(Op::Destroy(x)) => conversions.push(self.accept_op(
-                    i,
-                    OpKind::Destroy,
-                    &x.volumes,
-                    &fw_info,
-                    &role,
-                    &agent_id,
-                    &mut remaining,
-                    &mut planned_total,
-                )?),
+                Some(op @ (Op::Reserve(_) | Op::Unreserve(_) | Op::Create(_) | Op::Destroy(_))) => {
+                    let who = Requester::Framework {
+                        role: &role,
+                        principal: &fw_info.principal,
+                    };
+                    conversions.push(self.plan_accept_op(
+                        i,
+                        op,
+                        who,
+                        &agent_id,
+                        &mut remaining,
+                        &mut planned_total,
+                    )?);
+                }
             }
         }
         if !launches.is_empty() && self.agents.get(&agent_id).is_none_or(|a| a.tx.is_none()) {
@@ -522,27 +496,6 @@ impl Master {
         Ok(v1::AcceptResponse {
             launched_task_ids: launched,
         })
-    }
-
-    /// Validate operation `i` (a resource operation) of an ACCEPT.
-    #[allow(clippy::too_many_arguments)]
-    fn accept_op(
-        &self,
-        i: usize,
-        kind: OpKind,
-        items: &[v1::Resource],
-        fw: &v1::FrameworkInfo,
-        role: &str,
-        agent_id: &str,
-        remaining: &mut Resources,
-        planned_total: &mut Resources,
-    ) -> Result<Conversion, Status> {
-        let who = Requester::Framework {
-            role,
-            principal: &fw.principal,
-        };
-        let what = format!("operation {i}");
-        self.plan_op(agent_id, &what, kind, items, who, remaining, planned_total)
     }
 
     fn decline(&mut self, r: v1::DeclineRequest) -> Result<(), Status> {

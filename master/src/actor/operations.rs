@@ -281,6 +281,33 @@ impl Master {
         Ok(Conversion { from, to })
     }
 
+    /// Validate operation `i` of an ACCEPT, a RESERVE, UNRESERVE, CREATE or DESTROY (see
+    /// [`Master::plan_op`]).
+    pub(super) fn plan_accept_op(
+        &self,
+        i: usize,
+        op: &v1::operation::Operation,
+        who: Requester<'_>,
+        agent_id: &str,
+        remaining: &mut Resources,
+        planned_total: &mut Resources,
+    ) -> Result<Conversion, Status> {
+        use v1::operation::Operation as Op;
+        let (kind, items) = match op {
+            Op::Reserve(x) => (OpKind::Reserve, &x.resources),
+            Op::Unreserve(x) => (OpKind::Unreserve, &x.resources),
+            Op::Create(x) => (OpKind::Create, &x.volumes),
+            Op::Destroy(x) => (OpKind::Destroy, &x.volumes),
+            Op::Launch(_) | Op::LaunchGroup(_) => {
+                return Err(Status::internal(format!(
+                    "operation {i} is not a resource operation"
+                )));
+            }
+        };
+        let what = format!("operation {i}");
+        self.plan_op(agent_id, &what, kind, items, who, remaining, planned_total)
+    }
+
     /// The first live task on the agent whose resources hold that volume.
     fn task_using_volume(
         &self,
