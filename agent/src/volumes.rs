@@ -180,9 +180,31 @@ impl Volumes {
                 std::fs::remove_file(&link).map_err(|e| fail(&link, e))?;
             }
             std::os::unix::fs::symlink(&dir, &link).map_err(|e| fail(&link, e))?;
+            give_to_user(&dir, spec.user.as_deref())?;
         }
         Ok(())
     }
+}
+
+/// A task running as another user must be able to write its volume: the volume's
+/// directory (not its contents) is given to that user, as Mesos does on first use. An
+/// unknown user is left for the containerizer to refuse with its own error.
+fn give_to_user(dir: &Path, user: Option<&str>) -> Result<(), LaunchError> {
+    use nix::unistd::{Uid, User, chown};
+    let Some(name) = user else {
+        return Ok(());
+    };
+    let Ok(Some(entry)) = User::from_name(name) else {
+        return Ok(());
+    };
+    if entry.uid == Uid::current() || !Uid::current().is_root() {
+        return Ok(());
+    }
+    chown(dir, Some(entry.uid), Some(entry.gid)).map_err(|error| LaunchError::Chown {
+        path: dir.to_path_buf(),
+        user: name.to_string(),
+        error,
+    })
 }
 
 /// A containerizer that makes volumes visible in the sandbox before the one it wraps
@@ -300,8 +322,19 @@ mod tests {
         std::fs::write(link.join("x"), "1").unwrap();
         assert!(v.dir("db", "v1").join("x").is_file());
         // Again (same task id re-run): the link is replaced.
-        v.prepare_sandbox(&spec(vol)).unwrap();
+        v.prepare_sandbox(&spec(vol.clone())).unwrap();
         assert!(link.join("x").is_file());
+        // As root, a task of another user gets the volume's directory.
+        if nix::unistd::Uid::current().is_root() {
+            use std::os::unix::fs::MetadataExt as _;
+            let mut as_nobody = spec(vol);
+            as_nobody.user = Some("nobody".into());
+            if let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") {
+                v.prepare_sandbox(&as_nobody).unwrap();
+                let meta = std::fs::metadata(v.dir("db", "v1")).unwrap();
+                assert_eq!(meta.uid(), nobody.uid.as_raw());
+            }
+        }
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }
