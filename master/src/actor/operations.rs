@@ -147,6 +147,20 @@ impl Master {
         let mut from = Resources::new();
         let mut to = Resources::new();
         for r in &asked {
+            // An offer may hold reservations of an ancestor role (`eng` offered to
+            // `eng/ml`); a framework changes only those of its offer's own role.
+            if let (Requester::Framework { role, .. }, Some(res), false) =
+                (who, &r.reservation, kind == OpKind::Reserve)
+                && res.role != role
+            {
+                return Err(bad(
+                    r,
+                    &format!(
+                        "is reserved for role '{}', not the offer's role '{role}': a framework changes only reservations of its offer's role",
+                        res.role
+                    ),
+                ));
+            }
             let (f, t) = match kind {
                 OpKind::Reserve => {
                     let Some(res) = &r.reservation else {
@@ -756,5 +770,54 @@ mod tests {
             proptest::prop_assert!(skipped.is_empty());
             proptest::prop_assert_eq!(rebuilt, total);
         }
+    }
+
+    #[test]
+    fn a_framework_of_a_sub_role_cannot_change_its_parents_reservations() {
+        let stored = Arc::new(Mutex::new(RegistryState::default()));
+        let mut m = start(&stored);
+        let _agent = register(&mut m, "");
+        let mut sub = m
+            .subscribe(v1::SubscribeRequest {
+                framework: Some(v1::FrameworkInfo {
+                    name: "ml".into(),
+                    roles: vec!["db/ml".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .unwrap();
+        let fw = sub.framework_id.clone();
+        m.allocate();
+        let offer = offers(&mut sub).remove(0);
+        // The offer holds db's static disk, usable by db/ml, but not db/ml's to change.
+        assert!(
+            Resources::from_proto(&offer.resources)
+                .unwrap()
+                .contains(&res("disk(db):100"))
+        );
+        let e = accept(
+            &mut m,
+            &fw,
+            &offer.id,
+            vec![operation(OpKind::Create, "disk(db,volume=x,path=p):100")],
+        )
+        .unwrap_err();
+        assert!(
+            e.message().contains("not the offer's role 'db/ml'"),
+            "{e:?}"
+        );
+        // Its own role it may reserve for, and make a volume of that.
+        accept(
+            &mut m,
+            &fw,
+            &offer.id,
+            vec![
+                operation(OpKind::Reserve, "disk(db/ml,dynamic):10"),
+                operation(OpKind::Create, "disk(db/ml,dynamic,volume=x,path=p):10"),
+            ],
+        )
+        .unwrap();
+        m.allocator.check_invariants().unwrap();
     }
 }
