@@ -238,6 +238,12 @@ pub async fn run(
             error,
         })?;
 
+    // Volumes are made visible in sandboxes before whichever containerizer starts a task.
+    let volumes = crate::volumes::Volumes::new(&config.work_dir);
+    let containerizer: Arc<dyn Containerizer> = Arc::new(crate::volumes::VolumeContainerizer::new(
+        containerizer,
+        volumes.clone(),
+    ));
     let listener = match &config.http_listen {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr.as_str()).await.map_err(
             |error| AgentError::Listen {
@@ -299,6 +305,7 @@ pub async fn run(
         state: state.clone(),
         updates: updates.clone(),
         shutdown: shutdown_tx,
+        volumes,
     };
     tracing::info!(
         masters = %config.masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),

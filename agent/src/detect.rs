@@ -129,12 +129,7 @@ impl HostProbe for SystemProbe {
 
 fn scalar(name: &'static str, units: u64) -> Result<Resource, DetectError> {
     let value = Scalar::from_units(units).ok_or(DetectError::Overflow { name, value: units })?;
-    Ok(Resource {
-        name: name.to_string(),
-        value: Value::Scalar(value),
-        reservation: None,
-        revocable: false,
-    })
+    Ok(Resource::new(name, Value::Scalar(value)))
 }
 
 /// `given` plus a detected entry for each of cpus, mem, disk, ports it does not name.
@@ -159,12 +154,7 @@ pub fn complete(given: Resources, probe: &impl HostProbe) -> Result<Resources, D
             name: "ports",
             error,
         })?;
-        let ports = Resource {
-            name: "ports".to_string(),
-            value: Value::Ranges(ranges),
-            reservation: None,
-            revocable: false,
-        };
+        let ports = Resource::new("ports", Value::Ranges(ranges));
         detected.push(("ports", ports));
     }
     let mut all = given;

@@ -59,6 +59,7 @@ pub mod state;
 pub mod status_update;
 pub mod task;
 pub mod usage_report;
+pub mod volumes;
 
 pub use agent::{
     AgentConfig, AgentError, AgentExit, MasterAddr, run, run_with_process_containerizer,

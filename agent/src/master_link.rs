@@ -132,6 +132,8 @@ pub struct MasterLink {
     pub updates: StatusUpdates,
     /// Where a master's `Shutdown` reason is reported.
     pub shutdown: mpsc::Sender<String>,
+    /// Where `CheckpointResources` is recorded.
+    pub volumes: crate::volumes::Volumes,
 }
 
 impl MasterLink {
@@ -317,6 +319,17 @@ impl MasterLink {
                         .await;
                 }
                 Command::Shutdown(s) => return SessionEnd::Shutdown(s.reason),
+                Command::CheckpointResources(c) => {
+                    // Awaited here, so a RunTask that follows finds its volumes on disk.
+                    let volumes = self.volumes.clone();
+                    match tokio::task::spawn_blocking(move || volumes.checkpoint(&c.resources))
+                        .await
+                    {
+                        Ok(Ok(r)) => tracing::info!(resources = %r, "checkpointed resources"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "cannot checkpoint resources"),
+                        Err(e) => tracing::error!(error = %e, "checkpointing resources panicked"),
+                    }
+                }
                 other => self.state.command(other).await,
             }
         }
@@ -375,6 +388,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::ApplyOperation(_) => "ApplyOperation",
         Command::ReconcileTasks(_) => "ReconcileTasks",
         Command::Shutdown(_) => "Shutdown",
+        Command::CheckpointResources(_) => "CheckpointResources",
     }
 }
 

@@ -508,7 +508,10 @@ impl Actor {
             Command::ApplyOperation(_) => {
                 tracing::warn!("ApplyOperation ignored: not supported by this agent yet");
             }
-            Command::Registered(_) | Command::Acknowledge(_) | Command::Shutdown(_) => {
+            Command::Registered(_)
+            | Command::Acknowledge(_)
+            | Command::Shutdown(_)
+            | Command::CheckpointResources(_) => {
                 tracing::warn!("command routed to the state actor by mistake; ignored");
             }
         }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::actor::{Command, MaintenanceOp, MasterHandle};
+use crate::actor::{Command, MaintenanceOp, MasterHandle, OpKind};
 use crate::metrics;
 
 /// An actor that does not answer within this time is reported unhealthy.
@@ -34,6 +34,10 @@ pub fn router(handle: MasterHandle) -> Router {
             get(get_quota).put(put_quota).delete(delete_quota),
         )
         .route("/api/v1/allocator/explain", get(explain))
+        .route("/api/v1/reserve", post(reserve))
+        .route("/api/v1/unreserve", post(unreserve))
+        .route("/api/v1/volumes/create", post(create_volumes))
+        .route("/api/v1/volumes/destroy", post(destroy_volumes))
         .route("/api/v1/frameworks/{id}/teardown", post(teardown))
         .route("/api/v1/agents/{id}/deactivate", post(deactivate))
         .route("/api/v1/agents/{id}/reactivate", post(reactivate))
@@ -556,4 +560,103 @@ async fn explain(
         },
         Err(s) => from_status(s),
     }
+}
+
+/// Body of `/api/v1/reserve` and `/api/v1/unreserve` (`resources`) and of
+/// `/api/v1/volumes/{create,destroy}` (`volumes`): the resources as the JSON array form or
+/// as a string in the flag syntax.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceOpBody {
+    agent_id: String,
+    #[serde(default)]
+    resources: Option<Value>,
+    #[serde(default)]
+    volumes: Option<Value>,
+}
+
+async fn resource_op(
+    handle: MasterHandle,
+    kind: OpKind,
+    body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(axum::Json(b)) => b,
+        Err(r) => return bad_body(r),
+    };
+    let field = match kind {
+        OpKind::Reserve | OpKind::Unreserve => "resources",
+        OpKind::Create | OpKind::Destroy => "volumes",
+    };
+    let (given, other) = match kind {
+        OpKind::Reserve | OpKind::Unreserve => (body.resources, body.volumes),
+        OpKind::Create | OpKind::Destroy => (body.volumes, body.resources),
+    };
+    if other.is_some() {
+        let wrong = if field == "resources" {
+            "volumes"
+        } else {
+            "resources"
+        };
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown field '{wrong}' for {}; use '{field}'", kind.name()),
+        );
+    }
+    let parsed = match given {
+        None => return error(StatusCode::BAD_REQUEST, format!("missing field '{field}'")),
+        Some(Value::String(text)) => Resources::parse(&text),
+        Some(v @ Value::Array(_)) => Resources::from_json(&v.to_string()),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "'{field}' must be an array of resource objects or a string in the resource flag syntax"
+                ),
+            );
+        }
+    };
+    let resources = match parsed {
+        Ok(r) => r.to_proto(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{field}: {e}")),
+    };
+    done(
+        handle
+            .ask(|reply| Command::ResourceOp {
+                agent_id: body.agent_id,
+                kind,
+                resources,
+                reply,
+            })
+            .await
+            .and_then(|r| r),
+    )
+}
+
+async fn reserve(
+    State(handle): State<MasterHandle>,
+    body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
+) -> Response {
+    resource_op(handle, OpKind::Reserve, body).await
+}
+
+async fn unreserve(
+    State(handle): State<MasterHandle>,
+    body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
+) -> Response {
+    resource_op(handle, OpKind::Unreserve, body).await
+}
+
+async fn create_volumes(
+    State(handle): State<MasterHandle>,
+    body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
+) -> Response {
+    resource_op(handle, OpKind::Create, body).await
+}
+
+async fn destroy_volumes(
+    State(handle): State<MasterHandle>,
+    body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
+) -> Response {
+    resource_op(handle, OpKind::Destroy, body).await
 }

@@ -2,7 +2,8 @@
 //! outstanding allocations; free + allocated = total on every agent after every event;
 //! weights 2:1 give shares in ratio 2; equal frameworks stay within one allocation of each
 //! other; quota guarantees are met whenever the cluster can and limits are never exceeded;
-//! reserved resources never reach another role; filters expire.
+//! reserved resources never reach another role (also when frameworks reserve and
+//! unreserve inside their offers); filters expire.
 //!
 //! Case counts are modest so the whole suite stays fast on a 2-core machine.
 
@@ -79,6 +80,14 @@ enum Op {
     Tick {
         ms: u64,
     },
+    /// RESERVE one unreserved cpu of outstanding offer `i % n` for the offer's role.
+    Reserve {
+        i: usize,
+    },
+    /// UNRESERVE every dynamic reservation in outstanding offer `i % n`.
+    Unreserve {
+        i: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -96,6 +105,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::option::of(0usize..5).prop_map(|r| Op::AddAgent { reserved_for: r }),
         1 => any::<usize>().prop_map(|i| Op::RemoveAgent { i }),
         2 => (0u64..3000).prop_map(|ms| Op::Tick { ms }),
+        2 => any::<usize>().prop_map(|i| Op::Reserve { i }),
+        1 => any::<usize>().prop_map(|i| Op::Unreserve { i }),
     ]
 }
 
@@ -237,6 +248,45 @@ fn run_workload(seed: u64, ops: Vec<Op>) {
                 }
             }
             Op::Tick { ms } => now += ms,
+            Op::Reserve { i } | Op::Unreserve { i } if !offers.is_empty() => {
+                let n = offers.len();
+                let o = &mut offers[i % n];
+                let (from, to) = if matches!(op, Op::Reserve { .. }) {
+                    let free_cpus = o
+                        .resources
+                        .filter(|r| r.reservation.is_none() && !r.revocable)
+                        .scalar("cpus");
+                    if free_cpus.thousandths() < 1000 {
+                        continue;
+                    }
+                    (res("cpus:1"), res(&format!("cpus({},dynamic):1", o.role)))
+                } else {
+                    let dynamic = o.resources.filter(|r| {
+                        r.reservation
+                            .as_ref()
+                            .is_some_and(|x| x.kind == agora_resources::ReservationKind::Dynamic)
+                    });
+                    let mut plain = Resources::new();
+                    for e in &dynamic {
+                        let mut e = e.clone();
+                        e.reservation = None;
+                        plain.push(e).unwrap();
+                    }
+                    (dynamic, plain)
+                };
+                if from.is_empty() {
+                    continue;
+                }
+                a.convert_resources(&o.agent, Some((&o.framework, &o.role)), &from, &to)
+                    .unwrap();
+                let convert =
+                    |r: &Resources| r.checked_sub(&from).unwrap().checked_add(&to).unwrap();
+                o.resources = convert(&o.resources);
+                if let Some((total, _)) = agents.get_mut(&o.agent) {
+                    *total = convert(total);
+                }
+            }
+            Op::Reserve { .. } | Op::Unreserve { .. } => {}
         }
         sync(&mut agents, &offers, &tasks);
         check(&a, &agents);

@@ -22,6 +22,7 @@ use crate::resource::Resource;
 use crate::resources::Resources;
 use crate::scalar::{Scalar, parse_decimal_with_exponent};
 use crate::value::Value;
+use crate::volume::Volume;
 
 /// A resource object as read, before validation.
 #[derive(Deserialize)]
@@ -38,6 +39,15 @@ struct ResourceIn {
     reservation: Option<ReservationIn>,
     #[serde(default)]
     revocable: bool,
+    #[serde(default)]
+    volume: Option<VolumeIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VolumeIn {
+    persistence_id: String,
+    container_path: String,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +174,9 @@ impl ResourceIn {
             value,
             reservation,
             revocable: self.revocable,
+            volume: self
+                .volume
+                .map(|v| Volume::new(v.persistence_id, v.container_path)),
         };
         r.validate()?;
         Ok(r)
@@ -249,6 +262,18 @@ pub(crate) fn resource_to_json(r: &Resource) -> Json {
     }
     if r.revocable {
         m.insert("revocable".into(), Json::Bool(true));
+    }
+    if let Some(v) = &r.volume {
+        let mut o = Map::new();
+        o.insert(
+            "persistence_id".into(),
+            Json::String(v.persistence_id.clone()),
+        );
+        o.insert(
+            "container_path".into(),
+            Json::String(v.container_path.clone()),
+        );
+        m.insert("volume".into(), Json::Object(o));
     }
     Json::Object(m)
 }

@@ -18,7 +18,8 @@
 //!   `[1-4]`).
 //! * Sets: sorted unique words (`{a,b,c}`); a repeated item in input is an error.
 //! * [`Resource`]: a name, a [`Value`], an optional [`Reservation`] (`None` = unreserved,
-//!   written `*`) and a `revocable` flag.
+//!   written `*`), a `revocable` flag and an optional persistent [`Volume`] (persistence
+//!   id and container path; only on reserved, non-revocable `disk`).
 //! * [`Resources`]: a normalised bag (see below). Scalars add; ranges and sets add by
 //!   union, so `(a + b) - b == a` holds whenever `a` and `b` share no range value or set
 //!   item (always for scalars).
@@ -41,13 +42,16 @@
 //!   `eng/ml`, not for `eng/ml2` or `eng/ml/x`.
 //! * A static reservation (from the agent's flag) has no principal and no labels; only a
 //!   dynamic one may carry them.
+//! * A volume is only on `disk` with a reservation (static or dynamic), never revocable.
+//!   Its persistence id is a name (`[A-Za-z0-9_.-]+`, not `.` or `..`); its container path
+//!   is relative, of `/`-separated names, none empty, `.` or `..`.
 //!
 //! These rules are enforced identically by the text parser, the JSON reader,
 //! [`Resources::from_proto`] (untrusted input) and [`Resources::push`].
 //!
 //! ## Normal form and canonical order
 //!
-//! A [`Resources`] holds at most one entry per (name, reservation, revocable); entries of
+//! A [`Resources`] holds at most one entry per (name, reservation, revocable, volume); entries of
 //! the same slot add up; zero scalars, empty ranges and empty sets are dropped (so
 //! `cpus:0` is accepted and yields nothing). Entries are kept in the **canonical order**,
 //! which is also the order of `Display`, JSON and protobuf output:
@@ -56,7 +60,8 @@
 //!    dynamic, then principal (none first), then labels;
 //! 2. within that, non-revocable before revocable;
 //! 3. then by name: `cpus`, `gpus`, `mem`, `disk`, `ports`, then every other name in
-//!    byte order.
+//!    byte order;
+//! 4. then plain before volumes, volumes by persistence id, then container path.
 //!
 //! So `cpus:30;gpus:2;mem:122880;disk:921600;ports:[80,21000-29000];bugs:{a,b,c}` and
 //! `cpus:4;mem:2048;cpus(spark):8;mem(spark):4096` are canonical and print back exactly,
@@ -70,6 +75,7 @@
 //! item       := name [ '(' qualifiers ')' ] ':' value
 //! qualifiers := role ( ',' qualifier )*        role "*" = unreserved
 //! qualifier  := 'dynamic' | 'principal=' P | 'label=' K '=' V | 'revocable'
+//!             | 'volume=' ID | 'path=' P           (volume= and path= together)
 //! value      := scalar | '[' range ( ',' range )* ']' | '{' item ( ',' item )* '}'
 //! range      := N | N '-' N
 //! scalar     := digits [ '.' digits ]          (no sign, no exponent)
@@ -77,13 +83,14 @@
 //!
 //! Examples: `cpus:30;gpus:2;mem:122880;disk:921600;ports:[80,21000-29000];bugs:{a,b,c}`,
 //! `cpus:4;mem:2048;cpus(spark):8;mem(spark):4096` (static reservation for role `spark`),
-//! `cpus(spark,dynamic,principal=ops,label=team=ml):4`, `cpus(*,revocable):2`.
+//! `cpus(spark,dynamic,principal=ops,label=team=ml):4`, `cpus(*,revocable):2`,
+//! `disk(db,dynamic,principal=ops,volume=data1,path=store):100` (a persistent volume).
 //!
 //! Details:
 //!
 //! * Qualifiers after the role may come in any order, each at most once (labels once per
 //!   key); they are printed as role, `dynamic`, `principal=`, `label=`s by key,
-//!   `revocable`. `principal=` and `label=` require `dynamic`; `*` cannot be `dynamic`.
+//!   `volume=`, `path=`, `revocable`. `principal=` and `label=` require `dynamic`; `*` cannot be `dynamic`.
 //! * The same name with the same qualifiers adds up (`cpus:1;cpus:2` is `cpus:3`).
 //! * Empty items (`cpus:1;;mem:2;`) are ignored; the empty text is the empty bag.
 //!   `[]` and `{}` are accepted as empty values (and, like zero, yield nothing).
@@ -122,6 +129,7 @@
 //!   `"dynamic"` (default `"static"`); `role` is required; `principal` and `labels` (an
 //!   object of strings) are optional and only allowed for `"dynamic"`.
 //! * `revocable` is optional (default `false`; written only when `true`).
+//! * `volume` is optional: `{"persistence_id": "data1", "container_path": "store"}`.
 //! * Unknown fields are refused.
 //! * Scalars are written as integers when whole and as decimals otherwise; they are read
 //!   exactly from the number's decimal text (an exponent such as `2e3` is allowed), with
@@ -160,6 +168,7 @@ mod resources;
 mod role;
 mod scalar;
 mod value;
+mod volume;
 
 pub use attributes::{Attribute, AttributeValue, Attributes};
 pub use error::ResourceError;
@@ -170,3 +179,4 @@ pub use resources::Resources;
 pub use role::validate_role;
 pub use scalar::Scalar;
 pub use value::Value;
+pub use volume::Volume;

@@ -19,6 +19,7 @@ use crate::resources::Resources;
 use crate::role::validate_role;
 use crate::scalar::{is_decimal_syntax, parse_decimal};
 use crate::value::Value;
+use crate::volume::Volume;
 
 /// The characters that open or close a group; outside their place they are unbalanced.
 const BRACKETS: [char; 6] = ['[', ']', '{', '}', '(', ')'];
@@ -60,9 +61,9 @@ fn parse_resource_item(item: &str) -> Result<Resource, String> {
         return Err(format!("unbalanced '{c}'"));
     }
     check_name(name)?;
-    let (reservation, revocable) = match qualifiers {
+    let (reservation, revocable, volume) = match qualifiers {
         Some(q) => parse_qualifiers(q)?,
-        None => (None, false),
+        None => (None, false, None),
     };
     let value = match lex_value(value)? {
         RawValue::Ranges(r) => Value::Ranges(r),
@@ -74,6 +75,7 @@ fn parse_resource_item(item: &str) -> Result<Resource, String> {
         value,
         reservation,
         revocable,
+        volume,
     })
 }
 
@@ -113,8 +115,13 @@ fn split_item(item: &str) -> Result<(&str, Option<&str>, &str), String> {
     }
 }
 
-/// `role ( ',' qualifier )*` into the reservation (`None` for `*`) and revocability.
-fn parse_qualifiers(text: &str) -> Result<(Option<Reservation>, bool), String> {
+/// What the qualifiers of one item say: reservation (`None` for `*`), revocability and
+/// persistent volume.
+type Qualifiers = (Option<Reservation>, bool, Option<Volume>);
+
+/// `role ( ',' qualifier )*` into the reservation (`None` for `*`), revocability and
+/// volume (`volume=ID` and `path=P` come together).
+fn parse_qualifiers(text: &str) -> Result<Qualifiers, String> {
     let mut parts = text.split(',').map(str::trim);
     let role = parts.next().unwrap_or_default();
     if role.is_empty() {
@@ -124,6 +131,8 @@ fn parse_qualifiers(text: &str) -> Result<(Option<Reservation>, bool), String> {
     let mut revocable = false;
     let mut principal: Option<String> = None;
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    let mut volume_id: Option<String> = None;
+    let mut volume_path: Option<String> = None;
     for q in parts {
         match q {
             "" => return Err("empty qualifier".to_string()),
@@ -141,6 +150,16 @@ fn parse_qualifiers(text: &str) -> Result<(Option<Reservation>, bool), String> {
                     check_token("principal", p)?;
                     principal = Some(p.to_string());
                 }
+                Some(("volume", id)) => {
+                    if volume_id.replace(id.to_string()).is_some() {
+                        return Err("duplicate qualifier 'volume'".to_string());
+                    }
+                }
+                Some(("path", path)) => {
+                    if volume_path.replace(path.to_string()).is_some() {
+                        return Err("duplicate qualifier 'path'".to_string());
+                    }
+                }
                 Some(("label", kv)) => {
                     let Some((k, v)) = kv.split_once('=') else {
                         return Err(format!("label '{kv}' must be written label=key=value"));
@@ -154,14 +173,22 @@ fn parse_qualifiers(text: &str) -> Result<(Option<Reservation>, bool), String> {
             },
         }
     }
+    let volume = match (volume_id, volume_path) {
+        (None, None) => None,
+        (Some(id), Some(path)) => Some(Volume::new(id, path)),
+        _ => return Err("'volume=' and 'path=' must be given together".to_string()),
+    };
     if role == "*" {
+        if volume.is_some() {
+            return Err("a persistent volume needs reserved disk (a role)".to_string());
+        }
         if dynamic {
             return Err("'*' (unreserved) cannot be dynamically reserved".to_string());
         }
         if principal.is_some() || !labels.is_empty() {
             return Err("principal and labels need a reserved role, not '*'".to_string());
         }
-        return Ok((None, revocable));
+        return Ok((None, revocable, None));
     }
     validate_role(role).map_err(|e| e.to_string())?;
     if !dynamic && (principal.is_some() || !labels.is_empty()) {
@@ -183,6 +210,7 @@ fn parse_qualifiers(text: &str) -> Result<(Option<Reservation>, bool), String> {
             labels,
         }),
         revocable,
+        volume,
     ))
 }
 

@@ -6,8 +6,9 @@
 //! (unknown or unspecified reservation type, reversed ranges, duplicate set items or
 //! label keys, then every rule of [`Resource::validate`]).
 //! Must never: trust a message (everything from the wire is checked), silently drop a
-//! value, or panic on any input. The `disk` field (persistent volume info) is not part of
-//! this model: `from_proto` ignores it and `to_proto` leaves it unset.
+//! value, or panic on any input. The `disk` field maps to [`Volume`]
+//! (`persistence_id`, `container_path`); its `principal` is not kept and a read-only
+//! volume is refused (not supported).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +20,7 @@ use crate::reservation::{Reservation, ReservationKind};
 use crate::resource::Resource;
 use crate::scalar::Scalar;
 use crate::value::Value;
+use crate::volume::Volume;
 
 /// Protobuf ranges into the normal form; a reversed range is an error.
 pub(crate) fn ranges_from_proto(r: &pb::Ranges) -> Result<Ranges, String> {
@@ -105,7 +107,7 @@ fn reservation_to_proto(r: &Reservation) -> pb::Reservation {
 
 impl Resource {
     /// Converts one untrusted protobuf resource, validating it like the text parser.
-    /// The zero value is accepted (a bag drops it). `disk` info is ignored.
+    /// The zero value is accepted (a bag drops it). `disk` info becomes the volume.
     pub fn from_proto(p: &pb::Resource) -> Result<Resource, ResourceError> {
         use pb::resource::Value as V;
         let fail = |reason: String| ResourceError::resource(&p.name, reason);
@@ -123,17 +125,29 @@ impl Resource {
             None => None,
             Some(r) => Some(reservation_from_proto(r).map_err(fail)?),
         };
+        let volume = match &p.disk {
+            None => None,
+            Some(d) if d.read_only => {
+                return Err(fail("read-only volumes are not supported".to_string()));
+            }
+            Some(d) if d.persistence_id.is_empty() && d.container_path.is_empty() => None,
+            Some(d) => Some(Volume::new(
+                d.persistence_id.clone(),
+                d.container_path.clone(),
+            )),
+        };
         let r = Resource {
             name: p.name.clone(),
             value,
             reservation,
             revocable: p.revocable,
+            volume,
         };
         r.validate()?;
         Ok(r)
     }
 
-    /// The protobuf form (`disk` unset).
+    /// The protobuf form (`disk` set for a volume).
     pub fn to_proto(&self) -> pb::Resource {
         use pb::resource::Value as V;
         let value = match &self.value {
@@ -150,7 +164,12 @@ impl Resource {
             value: Some(value),
             reservation: self.reservation.as_ref().map(reservation_to_proto),
             revocable: self.revocable,
-            disk: None,
+            disk: self.volume.as_ref().map(|v| pb::DiskInfo {
+                persistence_id: v.persistence_id.clone(),
+                principal: String::new(),
+                container_path: v.container_path.clone(),
+                read_only: false,
+            }),
         }
     }
 }
@@ -319,14 +338,28 @@ mod tests {
     }
 
     #[test]
-    fn ignores_disk_info() {
+    fn disk_info_is_a_volume_on_reserved_disk_only() {
         let mut p = scalar("disk", 1000);
         p.disk = Some(pb::DiskInfo {
             persistence_id: "v1".into(),
+            container_path: "data".into(),
+            ..Default::default()
+        });
+        let e = Resources::from_proto(std::slice::from_ref(&p))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs reserved disk"), "{e}");
+        p.reservation = Some(pb::Reservation {
+            r#type: pb::reservation::Type::Static as i32,
+            role: "db".into(),
             ..Default::default()
         });
         let r = Resources::from_proto(&[p]).unwrap();
-        assert_eq!(r.to_string(), "disk:1");
+        assert_eq!(r.to_string(), "disk(db,volume=v1,path=data):1");
+        // An empty DiskInfo is no volume.
+        let mut q = scalar("disk", 1000);
+        q.disk = Some(pb::DiskInfo::default());
+        let r = Resources::from_proto(&[q]).unwrap();
         assert_eq!(r.to_proto()[0].disk, None);
     }
 }

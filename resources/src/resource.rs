@@ -15,6 +15,7 @@ use crate::names::{check_name, check_token};
 use crate::reservation::Reservation;
 use crate::scalar::Scalar;
 use crate::value::Value;
+use crate::volume::Volume;
 
 /// The built-in resource names, in canonical order, with their required value type.
 pub(crate) const BUILT_INS: [(&str, &str); 5] = [
@@ -37,6 +38,9 @@ pub struct Resource {
     pub reservation: Option<Reservation>,
     /// Revocable (oversubscribed) resources may be taken back at any time.
     pub revocable: bool,
+    /// A persistent volume (only on reserved, non-revocable `disk`); `None` for plain
+    /// resources. A volume's disk never merges with plain disk or another volume.
+    pub volume: Option<Volume>,
 }
 
 impl Resource {
@@ -48,12 +52,19 @@ impl Resource {
             value: value.into(),
             reservation: None,
             revocable: false,
+            volume: None,
         }
     }
 
     /// The same resource reserved by `reservation`.
     pub fn reserved(mut self, reservation: Reservation) -> Resource {
         self.reservation = Some(reservation);
+        self
+    }
+
+    /// The same resource carrying `volume` (valid only on reserved `disk`).
+    pub fn with_volume(mut self, volume: Volume) -> Resource {
+        self.volume = Some(volume);
         self
     }
 
@@ -98,14 +109,27 @@ impl Resource {
         if let Some(r) = &self.reservation {
             r.check()?;
         }
+        if let Some(v) = &self.volume {
+            if self.name != "disk" {
+                return Err("only disk can be a persistent volume".to_string());
+            }
+            if self.reservation.is_none() {
+                return Err("a persistent volume needs reserved disk (a role)".to_string());
+            }
+            if self.revocable {
+                return Err("a persistent volume cannot be revocable".to_string());
+            }
+            v.check()?;
+        }
         Ok(())
     }
 
     /// The canonical order of entries in a [`crate::Resources`], which hold at most one
-    /// entry per slot (name, reservation, revocability) and one value type per name:
+    /// entry per slot (name, reservation, revocability, volume) and one value type per name:
     /// unreserved first, then by reservation (role, static before dynamic, principal,
     /// labels); then non-revocable before revocable; then by name (built-ins `cpus`,
-    /// `gpus`, `mem`, `disk`, `ports` first, then others in byte order).
+    /// `gpus`, `mem`, `disk`, `ports` first, then others in byte order); then plain before
+    /// volumes, volumes by persistence id and container path.
     pub(crate) fn slot_cmp(&self, other: &Resource) -> Ordering {
         let reservation = match (&self.reservation, &other.reservation) {
             (None, None) => Ordering::Equal,
@@ -116,6 +140,7 @@ impl Resource {
         reservation
             .then(self.revocable.cmp(&other.revocable))
             .then_with(|| name_key(&self.name).cmp(&name_key(&other.name)))
+            .then_with(|| self.volume.cmp(&other.volume))
     }
 }
 
@@ -137,6 +162,9 @@ impl fmt::Display for Resource {
             (None, true) => f.write_str("(*,revocable)")?,
             (Some(r), revocable) => {
                 write!(f, "({r}")?;
+                if let Some(v) = &self.volume {
+                    write!(f, ",{v}")?;
+                }
                 if revocable {
                     f.write_str(",revocable")?;
                 }

@@ -1,7 +1,7 @@
 //! [`Resources`]: the normalised bag of resources and its arithmetic.
 //!
 //! Owns: the bag's invariants (every entry valid; at most one entry per name,
-//! reservation and revocability; one value type per name across the bag; no zero or
+//! reservation, revocability and volume; one value type per name across the bag; no zero or
 //! empty entries; entries in canonical order, so `==` is semantic equality), checked
 //! addition and subtraction, containment, and the filters the allocator needs.
 //! Must never: hold an entry that breaks those invariants, lose or invent resources
@@ -19,7 +19,7 @@ use crate::role::is_self_or_ancestor;
 use crate::scalar::Scalar;
 use crate::value::{AddError, Value};
 
-/// A normalised bag: at most one entry per (name, reservation, revocable, value type),
+/// A normalised bag: at most one entry per (name, reservation, revocable, volume, value type),
 /// no zero or empty entries, entries in a canonical order (so `==` is semantic equality).
 ///
 /// Canonical order: unreserved entries first, then reserved ones by role (static before

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use agora_resources::{
     Attribute, AttributeValue, Attributes, Ranges, Reservation, ReservationKind, Resource,
-    ResourceError, Resources, Scalar, Value,
+    ResourceError, Resources, Scalar, Value, Volume,
 };
 use proptest::collection::{btree_map, btree_set, vec};
 use proptest::prelude::*;
@@ -99,14 +99,23 @@ fn resource(side: Side) -> impl Strategy<Value = Resource> {
         ranges(side).prop_map(|r| ("x-ranges", Value::Ranges(r))),
         set(side).prop_map(|s| ("bugs", Value::Set(s))),
     ];
-    (value, reservation(), any::<bool>()).prop_map(|((name, value), reservation, revocable)| {
-        Resource {
-            name: name.to_string(),
-            value,
-            reservation,
-            revocable,
-        }
-    })
+    let volume =
+        proptest::option::of(("[a-z0-9_.-]{1,4}x", "[a-z0-9]{1,4}(/[a-z0-9_-]{1,3}){0,2}"));
+    (value, reservation(), any::<bool>(), volume).prop_map(
+        |((name, value), reservation, revocable, volume)| {
+            // A volume is only valid on reserved, non-revocable disk.
+            let volume = volume
+                .filter(|_| name == "disk" && reservation.is_some() && !revocable)
+                .map(|(id, path)| Volume::new(id, path));
+            Resource {
+                name: name.to_string(),
+                value,
+                reservation,
+                revocable,
+                volume,
+            }
+        },
+    )
 }
 
 fn resources(side: Side) -> impl Strategy<Value = Resources> {

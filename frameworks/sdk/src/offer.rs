@@ -32,12 +32,7 @@ pub fn cpus_mem(cpus: f64, mem_mb: f64) -> Result<Resources, SdkError> {
             ))
         })?;
         if !scalar.is_zero() {
-            shape.push(Resource {
-                name: name.to_string(),
-                value: Value::Scalar(scalar),
-                reservation: None,
-                revocable: false,
-            })?;
+            shape.push(Resource::new(name, Value::Scalar(scalar)))?;
         }
     }
     Ok(shape)
@@ -100,7 +95,9 @@ pub fn take_many(
 fn candidates<'a>(rest: &'a Resources, want: &'a Resource) -> Vec<&'a Resource> {
     let mut c: Vec<&Resource> = rest
         .iter()
-        .filter(|r| r.name == want.name && r.revocable == want.revocable)
+        // A volume is only ever picked when asked for by name: plain disk never takes a
+        // slice of one (the task would see the volume).
+        .filter(|r| r.name == want.name && r.revocable == want.revocable && r.volume == want.volume)
         .filter(|r| match &want.reservation {
             Some(w) => r.reservation.as_ref() == Some(w),
             None => true,
@@ -255,6 +252,15 @@ mod tests {
         assert!(cpus_mem(-1.0, 32.0).is_err());
         assert!(cpus_mem(f64::NAN, 32.0).is_err());
         assert!(cpus_mem(1.0, f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn plain_disk_never_takes_a_slice_of_a_volume() {
+        let avail = r("disk(db):10;disk(db,volume=v,path=d):100");
+        assert_eq!(pick(&avail, &r("disk:50")), None);
+        assert_eq!(pick(&avail, &r("disk:5")), Some(r("disk(db):5")));
+        let vol = r("disk(db,volume=v,path=d):100");
+        assert_eq!(pick(&avail, &vol), Some(vol));
     }
 
     #[test]

@@ -109,6 +109,7 @@ impl Master {
                 warn!(error = %e, "removing re-registering agent from allocator");
             }
         }
+        let total = self.with_checkpointed(&id, total);
         // A deactivated agent stays out of the allocator until an operator reactivates it.
         if !self.deactivated.contains(&id) {
             let attributes = Attributes::from_proto(&info.attributes).unwrap_or_default();
@@ -155,6 +156,8 @@ impl Master {
                 },
             )),
         }));
+
+        self.send_checkpoint(&id);
 
         // Reconcile: what the agent runs is the truth.
         let frameworks_info = request.frameworks.clone();

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{info, warn};
 
+use super::operations::Requester;
 use super::{
     CallReply, FrameworkEntry, Master, SchedulerCall, Subscription, TaskEntry, update_event,
 };
@@ -356,6 +357,14 @@ impl Master {
         let mut remaining = offered.clone();
         let mut launches: Vec<(v1::TaskInfo, Resources)> = Vec::new();
         let mut ids_in_call = HashSet::new();
+        // RESERVE/UNRESERVE/CREATE/DESTROY, in call order; a later LAUNCH may use what
+        // they produce (it is added to `remaining`).
+        let mut conversions = Vec::new();
+        let mut planned_total = self
+            .agents
+            .get(&agent_id)
+            .map(|a| a.total.clone())
+            .unwrap_or_default();
         for (i, op) in r.operations.iter().enumerate() {
             use v1::operation::Operation as Op;
             match &op.operation {
@@ -398,15 +407,19 @@ impl Master {
                         "operation {i}: LAUNCH_GROUP is not supported by this master yet"
                     )));
                 }
-                Some(Op::Reserve(_) | Op::Unreserve(_)) => {
-                    return Err(Status::unimplemented(format!(
-                        "operation {i}: RESERVE/UNRESERVE are not supported by this master yet"
-                    )));
-                }
-                Some(Op::Create(_) | Op::Destroy(_)) => {
-                    return Err(Status::unimplemented(format!(
-                        "operation {i}: persistent volumes are not supported by this master yet"
-                    )));
+                Some(op @ (Op::Reserve(_) | Op::Unreserve(_) | Op::Create(_) | Op::Destroy(_))) => {
+                    let who = Requester::Framework {
+                        role: &role,
+                        principal: &fw_info.principal,
+                    };
+                    conversions.push(self.plan_accept_op(
+                        i,
+                        op,
+                        who,
+                        &agent_id,
+                        &mut remaining,
+                        &mut planned_total,
+                    )?);
                 }
             }
         }
@@ -416,7 +429,11 @@ impl Master {
             )));
         }
 
-        // Apply.
+        // Apply. The conversions go first: if the allocator refuses one (its book
+        // disagrees), they are undone and the offers stay outstanding.
+        if !conversions.is_empty() {
+            self.apply_conversions(&agent_id, Some((&r.framework_id, &role)), &conversions)?;
+        }
         for id in &r.offer_ids {
             self.close_offer(id, OfferState::Accepted);
             self.metrics.offers_accepted += 1;

@@ -10,6 +10,7 @@ mod agents;
 mod events;
 mod frameworks;
 mod maintenance;
+mod operations;
 mod snapshot;
 pub(crate) mod usage;
 
@@ -33,6 +34,7 @@ use crate::state::agent::AgentStatus;
 use crate::state::framework::FrameworkStatus;
 use crate::state::offer::OfferState;
 
+pub use operations::OpKind;
 pub use snapshot::MetricsSnapshot;
 
 /// Capacity of the actor's command queue; senders wait when it is full (backpressure).
@@ -168,6 +170,13 @@ pub enum Command {
     },
     SubscribeEvents {
         reply: oneshot::Sender<mpsc::Receiver<Result<v1::OperatorEvent, Status>>>,
+    },
+    /// An operator's RESERVE / UNRESERVE / CREATE / DESTROY on an agent.
+    ResourceOp {
+        agent_id: String,
+        kind: OpKind,
+        resources: Vec<v1::Resource>,
+        reply: Reply<()>,
     },
 }
 
@@ -313,6 +322,9 @@ pub struct Master {
     draining: HashMap<String, maintenance::Drain>,
     /// The latest usage report per reachable agent.
     usage: HashMap<String, usage::UsageEntry>,
+    /// Per agent id: its dynamic reservations and volumes (persisted; applied to what the
+    /// agent reports when it registers). Owned by `operations`.
+    checkpointed: HashMap<String, Resources>,
 }
 
 impl Master {
@@ -364,6 +376,7 @@ impl Master {
             deactivated: HashSet::new(),
             draining: HashMap::new(),
             usage: HashMap::new(),
+            checkpointed: HashMap::new(),
         };
         master.resume(recovered);
         Ok((master, handle, rx))
@@ -413,6 +426,16 @@ impl Master {
         self.torn_down = recovered.torn_down.into_iter().collect();
         self.removed_agents = recovered.removed_agents.into_iter().collect();
         self.deactivated = recovered.deactivated_agents.into_iter().collect();
+        for (agent, text) in &recovered.agent_resources {
+            match Resources::parse(text) {
+                Ok(r) => {
+                    self.checkpointed.insert(agent.clone(), r);
+                }
+                Err(e) => {
+                    warn!(agent = %agent, error = %e, "unreadable agent reservations in the registry")
+                }
+            }
+        }
         // Quota comes back forced: agents re-register after the master starts, so the
         // cluster looks empty at this point.
         for (role, (guarantee, limit)) in &recovered.quotas {
@@ -692,6 +715,15 @@ impl Master {
                     agent.tx = None;
                 }
                 let _ = reply.send(());
+            }
+            Command::ResourceOp {
+                agent_id,
+                kind,
+                resources,
+                reply,
+            } => {
+                let r = self.operator_resource_op(&agent_id, kind, &resources);
+                let _ = reply.send(r);
             }
             Command::OperatorTeardown {
                 framework_id,

@@ -1953,6 +1953,79 @@ impl Allocator for DrfAllocator {
         Ok(())
     }
 
+    fn convert_resources(
+        &mut self,
+        agent: &str,
+        allocated_to: Option<(&str, &str)>,
+        from: &Resources,
+        to: &Resources,
+    ) -> Result<(), AllocatorError> {
+        let a = self.agent_index(agent)?;
+        let m = match allocated_to {
+            None => None,
+            Some((framework, role)) => {
+                let f = self.framework_index(framework)?;
+                Some(self.member_index(f, role).ok_or_else(|| {
+                    accounting(agent, format!("nothing allocated to {framework}/{role}"))
+                })?)
+            }
+        };
+        // Everything is checked before the first change, so an error leaves the book as
+        // it was.
+        let Some(book) = self.agent(a) else {
+            return Err(AllocatorError::UnknownAgent(agent.to_string()));
+        };
+        let holder = match m {
+            Some(m) => book.allocations.get(&m).cloned().unwrap_or_default(),
+            None => book.free.clone(),
+        };
+        if let Err(e) = holder.checked_sub(from) {
+            let place = if m.is_some() { "allocated" } else { "free" };
+            return Err(accounting(agent, format!("not {place} on the agent: {e}")));
+        }
+        let new_total = book
+            .total
+            .checked_sub(from)
+            .and_then(|t| t.checked_add(to))
+            .map_err(|e| accounting(agent, e))?;
+        self.kinds.intern_all(from);
+        self.kinds.intern_all(to);
+        if let Some(m) = m {
+            self.book(a, m, from, false)?;
+        }
+        let Some(book) = self.agent_mut(a) else {
+            return Err(AllocatorError::UnknownAgent(agent.to_string()));
+        };
+        // `from` is free now (it was, or the booking above freed it).
+        let new_free = book
+            .free
+            .checked_sub(from)
+            .and_then(|f| f.checked_add(to))
+            .map_err(|e| accounting(agent, e))?;
+        book.free = new_free;
+        book.total = new_total;
+        book.plain = is_plain(&book.total);
+        let unreserved = |r: &agora_resources::Resource| r.reservation.is_none();
+        let (from_unres, to_unres) = (
+            self.kinds.amounts_where(from, unreserved),
+            self.kinds.amounts_where(to, unreserved),
+        );
+        kinds::sub(&mut self.available, &from_unres);
+        kinds::add(&mut self.available, &to_unres);
+        let (from_all, to_all) = (self.kinds.amounts(from), self.kinds.amounts(to));
+        kinds::sub(&mut self.totals, &from_all);
+        kinds::add(&mut self.totals, &to_all);
+        self.totals_dirty = true;
+        self.account_reservations(from, false);
+        self.account_reservations(to, true);
+        match m {
+            Some(m) => self.book(a, m, to, true)?,
+            // Unreserved resources may now suit members filtered on this agent.
+            None => self.free_grew(a),
+        }
+        Ok(())
+    }
+
     fn suppress(&mut self, framework: &str, roles: &[String]) -> Result<(), AllocatorError> {
         let f = self.framework_index(framework)?;
         let spec_roles = self.fw(f).map(|x| x.spec.roles.clone()).unwrap_or_default();
@@ -2347,8 +2420,15 @@ impl Allocator for DrfAllocator {
 
     fn check_invariants(&self) -> Result<(), String> {
         let mut totals: Amounts = Vec::new();
+        let mut available: Amounts = Vec::new();
         let mut member_alloc: BTreeMap<u32, Amounts> = BTreeMap::new();
         for agent in self.agents.iter().flatten() {
+            kinds::add(
+                &mut available,
+                &self
+                    .kinds
+                    .amounts_where(&agent.free, |r| r.reservation.is_none()),
+            );
             let mut sum = agent.free.clone();
             for (m, r) in &agent.allocations {
                 if self.member(*m).is_none() {
@@ -2380,6 +2460,9 @@ impl Allocator for DrfAllocator {
         };
         if trim(&totals) != trim(&self.totals) {
             return Err("cluster totals drift".to_string());
+        }
+        if trim(&available) != trim(&self.available) {
+            return Err("unreserved availability drift".to_string());
         }
         for (i, mem) in self.members.iter().enumerate() {
             if let Some(mem) = mem {

@@ -315,6 +315,26 @@ pub trait Allocator: Send {
         self.recover(agent, framework, role, resources, Some(refuse_until))
     }
 
+    /// Replace `from` by `to` in an agent's resources (RESERVE, UNRESERVE, CREATE,
+    /// DESTROY): `to` holds the same amounts as `from` under another reservation or
+    /// volume. With `allocated_to = Some((framework, role))` the resources are part of
+    /// that member's allocation (an accepted offer) and stay allocated to it; otherwise
+    /// they must be free on the agent. The agent's total changes accordingly, so what was
+    /// reserved is from then on offered only to its role. Nothing changes on error.
+    fn convert_resources(
+        &mut self,
+        agent: &str,
+        allocated_to: Option<(&str, &str)>,
+        from: &Resources,
+        to: &Resources,
+    ) -> Result<(), AllocatorError> {
+        let _ = (agent, allocated_to, from, to);
+        Err(AllocatorError::Unsupported {
+            policy: self.policy(),
+            what: "reservations and volumes",
+        })
+    }
+
     /// Stop offers to the framework's `roles` (all its roles when empty).
     fn suppress(&mut self, framework: &str, roles: &[String]) -> Result<(), AllocatorError>;
     /// Clear the framework's filters and un-suppress `roles` (all when empty).

@@ -866,3 +866,76 @@ fn multi_role_framework_gets_offers_under_each_role() {
     );
     a.check_invariants().unwrap();
 }
+
+#[test]
+fn converting_an_accepted_offer_reserves_it_for_the_role_only() {
+    let mut a = alloc(3);
+    a.add_agent("a1", res("cpus:4;mem:100")).unwrap();
+    a.add_framework("db", spec(&["db"])).unwrap();
+    let offers = a.allocate(0);
+    assert_eq!(offers[0].resources, res("cpus:4;mem:100"));
+    // The framework reserves 2 cpus of its offer and returns everything.
+    let reserved = res("cpus(db,dynamic,principal=p):2");
+    a.convert_resources("a1", Some(("db", "db")), &res("cpus:2"), &reserved)
+        .unwrap();
+    a.check_invariants().unwrap();
+    a.recover("a1", "db", "db", &res("cpus:2;mem:100"), None)
+        .unwrap();
+    a.recover("a1", "db", "db", &reserved, Some(FAR)).unwrap();
+    a.check_invariants().unwrap();
+    // Another role is offered only the unreserved rest.
+    a.add_framework("web", spec(&["web"])).unwrap();
+    let offers = a.allocate(0);
+    let web = offers.iter().find(|o| o.framework == "web").unwrap();
+    assert_eq!(web.resources, res("cpus:2;mem:100"), "{offers:?}");
+    for o in &offers {
+        if o.resources.iter().any(|r| r.reservation.is_some()) {
+            assert_eq!((o.framework.as_str(), &o.resources), ("db", &reserved));
+            a.recover("a1", "db", "db", &reserved, None).unwrap();
+        }
+    }
+    // Unreserving the free reservation gives the cpus to everyone again.
+    a.convert_resources("a1", None, &reserved, &res("cpus:2"))
+        .unwrap();
+    a.check_invariants().unwrap();
+    let offers = a.allocate(0);
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].resources, res("cpus:2"));
+}
+
+#[test]
+fn conversion_of_what_is_not_there_changes_nothing() {
+    let mut a = alloc(4);
+    a.add_agent("a1", res("cpus:4;disk(db):100")).unwrap();
+    a.add_framework("db", spec(&["db"])).unwrap();
+    let before = format!("{:?}", a.role_shares());
+    let e = a
+        .convert_resources("a1", None, &res("cpus:8"), &res("cpus(db,dynamic):8"))
+        .unwrap_err();
+    assert!(e.to_string().contains("not free on the agent"), "{e}");
+    let e = a
+        .convert_resources(
+            "a1",
+            Some(("db", "db")),
+            &res("cpus:1"),
+            &res("cpus(db,dynamic):1"),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("not allocated on the agent"), "{e}");
+    assert!(matches!(
+        a.convert_resources("nope", None, &res("cpus:1"), &res("cpus(db,dynamic):1")),
+        Err(AllocatorError::UnknownAgent(_))
+    ));
+    assert_eq!(before, format!("{:?}", a.role_shares()));
+    a.check_invariants().unwrap();
+    // A volume made from free static reserved disk is offered to its role as a volume.
+    let vol = res("disk(db,volume=v1,path=data):100");
+    a.convert_resources("a1", None, &res("disk(db):100"), &vol)
+        .unwrap();
+    a.check_invariants().unwrap();
+    let offers = a.allocate(0);
+    assert_eq!(
+        offers[0].resources,
+        res("cpus:4").checked_add(&vol).unwrap()
+    );
+}

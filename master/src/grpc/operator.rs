@@ -8,7 +8,7 @@ use agora_proto::v1::{self, operator_server::Operator};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::actor::{Command, MaintenanceOp, MasterHandle};
+use crate::actor::{Command, MaintenanceOp, MasterHandle, OpKind};
 use agora_resources::Resources;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -26,13 +26,26 @@ impl OperatorService {
         Ok(Response::new(v1::Empty {}))
     }
 
+    async fn resource_op(
+        &self,
+        agent_id: String,
+        kind: OpKind,
+        resources: Vec<v1::Resource>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        self.handle
+            .ask(|reply| Command::ResourceOp {
+                agent_id,
+                kind,
+                resources,
+                reply,
+            })
+            .await??;
+        Ok(Response::new(v1::Empty {}))
+    }
+
     pub fn new(handle: MasterHandle, flags: HashMap<String, String>) -> Self {
         Self { handle, flags }
     }
-}
-
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not supported by this master yet"))
 }
 
 #[tonic::async_trait]
@@ -179,30 +192,38 @@ impl Operator for OperatorService {
 
     async fn reserve_resources(
         &self,
-        _r: Request<v1::ReserveResourcesRequest>,
+        r: Request<v1::ReserveResourcesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        Err(not_yet("dynamic reservation"))
+        let r = r.into_inner();
+        self.resource_op(r.agent_id, OpKind::Reserve, r.resources)
+            .await
     }
 
     async fn unreserve_resources(
         &self,
-        _r: Request<v1::UnreserveResourcesRequest>,
+        r: Request<v1::UnreserveResourcesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        Err(not_yet("dynamic reservation"))
+        let r = r.into_inner();
+        self.resource_op(r.agent_id, OpKind::Unreserve, r.resources)
+            .await
     }
 
     async fn create_volumes(
         &self,
-        _r: Request<v1::VolumesRequest>,
+        r: Request<v1::VolumesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        Err(not_yet("persistent volumes"))
+        let r = r.into_inner();
+        self.resource_op(r.agent_id, OpKind::Create, r.volumes)
+            .await
     }
 
     async fn destroy_volumes(
         &self,
-        _r: Request<v1::VolumesRequest>,
+        r: Request<v1::VolumesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        Err(not_yet("persistent volumes"))
+        let r = r.into_inner();
+        self.resource_op(r.agent_id, OpKind::Destroy, r.volumes)
+            .await
     }
 
     async fn teardown_framework(

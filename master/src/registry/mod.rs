@@ -1,6 +1,7 @@
 //! The registry: what the master persists because it cannot rebuild it from agents and
 //! frameworks: framework descriptions (so a framework with no running task survives a
-//! master restart), retired framework ids, removed agents and role weights.
+//! master restart), retired framework ids, removed agents, role weights and quota, and
+//! each agent's dynamic reservations and persistent volumes.
 //!
 //! `Registry` is the seam: the embedded default is `FileRegistry` (a local snapshot plus
 //! an append-only log); a replicated store (etcd) implements the same trait. This module
@@ -30,6 +31,9 @@ pub struct RegistryState {
     pub weights: BTreeMap<String, f64>,
     /// Role -> (guarantee, limit) in the resource flag syntax.
     pub quotas: BTreeMap<String, (String, Option<String>)>,
+    /// Agent id -> its dynamically reserved resources and persistent volumes, in the
+    /// resource flag syntax (absent: none). Older registries lack it: empty.
+    pub agent_resources: BTreeMap<String, String>,
 }
 
 /// One change, in the order the master made it.
@@ -66,6 +70,11 @@ pub enum RegistryOp {
         role: String,
         weight: f64,
     },
+    /// Replace an agent's dynamic reservations and volumes (flag syntax; empty: none).
+    SetAgentResources {
+        id: String,
+        resources: String,
+    },
 }
 
 impl RegistryState {
@@ -86,6 +95,8 @@ impl RegistryState {
             }
             RegistryOp::RemoveAgent { id } => {
                 self.deactivated_agents.remove(id);
+                // A removed agent never comes back: its reservations and volumes go too.
+                self.agent_resources.remove(id);
                 self.removed_agents.insert(id.clone());
             }
             RegistryOp::SetQuota {
@@ -101,6 +112,13 @@ impl RegistryState {
             }
             RegistryOp::SetWeight { role, weight } => {
                 self.weights.insert(role.clone(), *weight);
+            }
+            RegistryOp::SetAgentResources { id, resources } => {
+                if resources.is_empty() {
+                    self.agent_resources.remove(id);
+                } else {
+                    self.agent_resources.insert(id.clone(), resources.clone());
+                }
             }
         }
     }
@@ -182,5 +200,29 @@ mod tests {
         assert!(s.torn_down.contains("f"));
         assert!(s.removed_agents.contains("a"));
         assert_eq!(s.weights["r"], 2.5);
+    }
+
+    #[test]
+    fn agent_resources_replace_and_clear_and_old_records_still_read() {
+        let mut s = RegistryState::default();
+        let set = |r: &str| RegistryOp::SetAgentResources {
+            id: "a".into(),
+            resources: r.into(),
+        };
+        s.apply(&set("cpus(db,dynamic):1"));
+        s.apply(&set("cpus(db,dynamic):2"));
+        assert_eq!(s.agent_resources["a"], "cpus(db,dynamic):2");
+        s.apply(&set(""));
+        assert!(s.agent_resources.is_empty());
+        s.apply(&set("cpus(db,dynamic):2"));
+        s.apply(&RegistryOp::RemoveAgent { id: "a".into() });
+        assert!(s.agent_resources.is_empty());
+        // A snapshot and a log line written before the field existed.
+        let old: RegistryState = serde_json::from_str(r#"{"weights":{"r":1.0}}"#).unwrap();
+        assert!(old.agent_resources.is_empty());
+        let line =
+            r#"{"op":"set_agent_resources","id":"a","resources":"disk(db,volume=v,path=d):5"}"#;
+        let op: RegistryOp = serde_json::from_str(line).unwrap();
+        assert_eq!(op, set("disk(db,volume=v,path=d):5"));
     }
 }

@@ -183,13 +183,18 @@ impl Cluster {
     /// Tests that SIGKILL an agent start it with `--isolation process`: Linux containers
     /// outlive a killed agent by design and would leave their cgroups behind.
     pub fn add_agent_with(&mut self, i: usize, extra: &[&str]) {
+        self.add_agent_resources(i, AGENT_RESOURCES, extra);
+    }
+
+    /// `add_agent_with`, offering `resources` instead of `AGENT_RESOURCES`.
+    pub fn add_agent_resources(&mut self, i: usize, resources: &str, extra: &[&str]) {
         let mut args = vec![
             "--master".to_string(),
             self.addr.to_string(),
             "--work-dir".to_string(),
             self.dir.0.join(format!("agent-{i}")).display().to_string(),
             "--resources".to_string(),
-            AGENT_RESOURCES.to_string(),
+            resources.to_string(),
             "--attributes".to_string(),
             format!("rack:r{i};zone:test"),
             "--hostname".to_string(),

@@ -359,6 +359,7 @@ impl Agent {
             | Cmd::ShutdownExecutor(_)
             | Cmd::FrameworkMessage(_)
             | Cmd::ApplyOperation(_)
+            | Cmd::CheckpointResources(_)
             | Cmd::ReconcileTasks(_) => {}
         }
         None
