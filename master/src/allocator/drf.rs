@@ -918,12 +918,31 @@ impl DrfAllocator {
         }
     }
 
-    fn add_filter(&mut self, a: u32, m: u32, refused: &Resources, until: Millis) {
+    /// Filters member `m` on agent `a`; `prior` is the filter `m` had there before the
+    /// refused resources came back (recovering them may have dropped it as stale).
+    fn add_filter(
+        &mut self,
+        a: u32,
+        m: u32,
+        refused: &Resources,
+        until: Millis,
+        prior: Option<Filter>,
+    ) {
         let (Some(agent), Some(mem)) = (self.agent(a), self.member(m)) else {
             return;
         };
         let Some(fw) = self.fw(mem.framework) else {
             return;
+        };
+        // Several offers of one agent declined together each come back here: their refusals
+        // add up (until the earliest expiry), or the second would see the first's resources
+        // free again and not filter at all.
+        let (refused, until) = match prior {
+            Some(f) => match f.refused.checked_add(refused) {
+                Ok(sum) => (sum, f.until.min(until)),
+                Err(_) => (refused.clone(), until),
+            },
+            None => (refused.clone(), until),
         };
         let cand = Self::candidate_from(agent.plain, &fw.spec, &mem.role, &agent.free);
         if !refused.contains(&cand) {
@@ -936,13 +955,7 @@ impl DrfAllocator {
         if agent.filters.is_empty() {
             agent.filter_basis = agent.free.clone();
         }
-        agent.filters.insert(
-            m,
-            Filter {
-                refused: refused.clone(),
-                until,
-            },
-        );
+        agent.filters.insert(m, Filter { refused, until });
         if set_bit(&mut agent.filtered, m) {
             agent.filtered_count += 1;
         }
@@ -1945,10 +1958,13 @@ impl Allocator for DrfAllocator {
             .member_index(f, role)
             .ok_or_else(|| accounting(agent, format!("nothing allocated to {framework}/{role}")))?;
         self.kinds.intern_all(resources);
+        let prior = refuse_until
+            .and_then(|_| self.agent(a))
+            .and_then(|ag| ag.filters.get(&m).cloned());
         self.book(a, m, resources, false)?;
         self.free_grew(a);
         if let Some(until) = refuse_until {
-            self.add_filter(a, m, resources, until);
+            self.add_filter(a, m, resources, until, prior);
         }
         Ok(())
     }

@@ -318,6 +318,26 @@ fn decline_filter_holds_until_expiry_unless_more_is_free() {
 }
 
 #[test]
+fn offers_of_one_agent_declined_together_all_stay_filtered() {
+    let mut a = alloc(1);
+    a.add_agent("a1", res("cpus:4;mem:1024")).unwrap();
+    a.add_framework("f", spec(&["r"])).unwrap();
+    a.allocate(0).remove(0);
+    // A cpu comes back while the first offer is outstanding: a second offer.
+    a.recover("a1", "f", "r", &res("cpus:1"), None).unwrap();
+    let second = a.allocate(1).remove(0);
+    assert_eq!(second.resources, res("cpus:1"));
+    // Both declined in one call: each recovery adds a filter on the same agent.
+    a.recover("a1", "f", "r", &res("cpus:3;mem:1024"), Some(5_000))
+        .unwrap();
+    a.recover("a1", "f", "r", &second.resources, Some(8_000))
+        .unwrap();
+    assert!(a.allocate(1_000).is_empty(), "both refusals filter");
+    // The combined filter ends with the earliest refusal.
+    assert_eq!(a.allocate(5_000).len(), 1);
+}
+
+#[test]
 fn filter_on_one_framework_passes_the_agent_to_the_next() {
     let mut a = alloc(4);
     a.add_agent("a1", res("cpus:4;mem:1024")).unwrap();
