@@ -1,27 +1,59 @@
 //! HTTP endpoints beside gRPC on the master's port: `/health`, `/metrics` (Prometheus
 //! text), and the JSON operator views under `/api/v1`. Handlers ask the actor for a
-//! snapshot and render it; they never hold or mutate master state.
+//! snapshot and render it; they never hold or mutate master state. Changes are checked
+//! against the ACLs (`Gate::authorize`) before the actor sees them; the state view shows
+//! only what the caller may view.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::v1;
 use agora_resources::{Attributes, Resources};
 use axum::Router;
 use axum::extract::Path;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, FromRef, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::actor::{Command, MaintenanceOp, MasterHandle};
+use crate::auth::{Action, Caller, Gate};
 use crate::metrics;
 
 /// An actor that does not answer within this time is reported unhealthy.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn router(handle: MasterHandle) -> Router {
+/// What the handlers share: the actor and the security gate.
+#[derive(Clone)]
+pub struct HttpState {
+    pub handle: MasterHandle,
+    pub gate: Arc<Gate>,
+}
+
+impl FromRef<HttpState> for MasterHandle {
+    fn from_ref(s: &HttpState) -> MasterHandle {
+        s.handle.clone()
+    }
+}
+
+impl FromRef<HttpState> for Arc<Gate> {
+    fn from_ref(s: &HttpState) -> Arc<Gate> {
+        s.gate.clone()
+    }
+}
+
+/// The caller the auth middleware attached (unauthenticated if it did not run).
+fn caller_of(c: Option<Extension<Caller>>) -> Caller {
+    c.map(|Extension(c)| c).unwrap_or_default()
+}
+
+fn denied(s: tonic::Status) -> Response {
+    from_status(s)
+}
+
+pub fn router(handle: MasterHandle, gate: Arc<Gate>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
@@ -38,7 +70,7 @@ pub fn router(handle: MasterHandle) -> Router {
         .route("/api/v1/agents/{id}/reactivate", post(reactivate))
         .route("/api/v1/agents/{id}/drain", post(drain))
         .route("/api/v1/agents/{id}/gone", post(mark_gone))
-        .with_state(handle)
+        .with_state(HttpState { handle, gate })
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -82,7 +114,10 @@ async fn version() -> Response {
     axum::Json(json!({ "version": crate::grpc::operator::VERSION })).into_response()
 }
 
-async fn metrics_text(State(handle): State<MasterHandle>) -> Response {
+async fn metrics_text(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+) -> Response {
     let snap = tokio::time::timeout(
         ACTOR_TIMEOUT,
         handle.ask(|reply| Command::Metrics { reply }),
@@ -91,7 +126,7 @@ async fn metrics_text(State(handle): State<MasterHandle>) -> Response {
     match snap {
         Ok(Ok(s)) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            metrics::render(&s.metrics, &s.gauges),
+            metrics::render(&s.metrics, &s.gauges) + &gate.render_metrics(),
         )
             .into_response(),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.message()),
@@ -102,9 +137,14 @@ async fn metrics_text(State(handle): State<MasterHandle>) -> Response {
     }
 }
 
-async fn state(State(handle): State<MasterHandle>) -> Response {
+async fn state(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
+) -> Response {
+    let caller = caller_of(caller);
     match ask_state(&handle).await {
-        Ok(s) => axum::Json(state_json(&s)).into_response(),
+        Ok(s) => axum::Json(state_json(&gate.filter_state(&caller, s))).into_response(),
         Err(r) => r,
     }
 }
@@ -317,12 +357,20 @@ struct WeightBody {
 
 async fn put_weights(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     body: Result<axum::Json<Vec<WeightBody>>, JsonRejection>,
 ) -> Response {
-    let weights = match body {
+    let weights: Vec<(String, f64)> = match body {
         Ok(axum::Json(w)) => w.into_iter().map(|w| (w.role, w.weight)).collect(),
         Err(r) => return bad_body(r),
     };
+    let caller = caller_of(caller);
+    for (role, _) in &weights {
+        if let Err(s) = gate.authorize(&caller, Action::UpdateWeights, role) {
+            return denied(s);
+        }
+    }
     done(
         handle
             .ask(|reply| Command::UpdateWeights { weights, reply })
@@ -331,19 +379,49 @@ async fn put_weights(
     )
 }
 
-async fn teardown(State(handle): State<MasterHandle>, Path(id): Path<String>) -> Response {
-    done(
-        handle
-            .ask(|reply| Command::OperatorTeardown {
-                framework_id: id,
-                reply,
-            })
-            .await
-            .and_then(|r| r),
-    )
+async fn teardown(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> Response {
+    if gate.acls_configured() {
+        let principal = match crate::grpc::operator::framework_principal(&handle, &id).await {
+            Ok(p) => p,
+            Err(s) => return from_status(s),
+        };
+        if let Err(s) = gate.authorize(&caller_of(caller), Action::TeardownFramework, &principal) {
+            return denied(s);
+        }
+    }
+    let r = handle
+        .ask(|reply| Command::OperatorTeardown {
+            framework_id: id.clone(),
+            reply,
+        })
+        .await
+        .and_then(|r| r);
+    if r.is_ok() {
+        gate.forget_framework(&id);
+    }
+    done(r)
 }
 
-async fn maintenance(handle: &MasterHandle, op: MaintenanceOp) -> Response {
+async fn maintenance(
+    handle: &MasterHandle,
+    gate: &Gate,
+    caller: Option<Extension<Caller>>,
+    op: MaintenanceOp,
+) -> Response {
+    let agent_id = match &op {
+        MaintenanceOp::Deactivate { agent_id }
+        | MaintenanceOp::Reactivate { agent_id }
+        | MaintenanceOp::Drain { agent_id, .. }
+        | MaintenanceOp::MarkGone { agent_id } => agent_id.clone(),
+    };
+    if let Err(s) = gate.authorize(&caller_of(caller), Action::DrainAgent, &agent_id) {
+        return denied(s);
+    }
     done(
         handle
             .ask(|reply| Command::Maintenance { op, reply })
@@ -352,16 +430,43 @@ async fn maintenance(handle: &MasterHandle, op: MaintenanceOp) -> Response {
     )
 }
 
-async fn deactivate(State(handle): State<MasterHandle>, Path(agent_id): Path<String>) -> Response {
-    maintenance(&handle, MaintenanceOp::Deactivate { agent_id }).await
+async fn deactivate(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
+    Path(agent_id): Path<String>,
+) -> Response {
+    maintenance(
+        &handle,
+        &gate,
+        caller,
+        MaintenanceOp::Deactivate { agent_id },
+    )
+    .await
 }
 
-async fn reactivate(State(handle): State<MasterHandle>, Path(agent_id): Path<String>) -> Response {
-    maintenance(&handle, MaintenanceOp::Reactivate { agent_id }).await
+async fn reactivate(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
+    Path(agent_id): Path<String>,
+) -> Response {
+    maintenance(
+        &handle,
+        &gate,
+        caller,
+        MaintenanceOp::Reactivate { agent_id },
+    )
+    .await
 }
 
-async fn mark_gone(State(handle): State<MasterHandle>, Path(agent_id): Path<String>) -> Response {
-    maintenance(&handle, MaintenanceOp::MarkGone { agent_id }).await
+async fn mark_gone(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
+    Path(agent_id): Path<String>,
+) -> Response {
+    maintenance(&handle, &gate, caller, MaintenanceOp::MarkGone { agent_id }).await
 }
 
 #[derive(serde::Deserialize)]
@@ -375,6 +480,8 @@ struct DrainBody {
 
 async fn drain(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     Path(agent_id): Path<String>,
     body: Result<axum::Json<DrainBody>, JsonRejection>,
 ) -> Response {
@@ -384,6 +491,8 @@ async fn drain(
     };
     maintenance(
         &handle,
+        &gate,
+        caller,
         MaintenanceOp::Drain {
             agent_id,
             grace_period_seconds: body.grace_period_seconds,
@@ -427,12 +536,17 @@ struct QuotaBody {
 
 async fn put_quota(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     body: Result<axum::Json<QuotaBody>, JsonRejection>,
 ) -> Response {
     let body = match body {
         Ok(axum::Json(b)) => b,
         Err(r) => return bad_body(r),
     };
+    if let Err(s) = gate.authorize(&caller_of(caller), Action::SetQuota, &body.role) {
+        return denied(s);
+    }
     let guarantee = match Resources::parse(&body.guarantee) {
         Ok(g) => g,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("quota guarantee: {e}")),
@@ -463,12 +577,17 @@ struct RoleQuery {
 
 async fn delete_quota(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     query: Result<axum::extract::Query<RoleQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let role = match query {
         Ok(q) => q.0.role,
         Err(r) => return error(StatusCode::BAD_REQUEST, r.body_text()),
     };
+    if let Err(s) = gate.authorize(&caller_of(caller), Action::SetQuota, &role) {
+        return denied(s);
+    }
     done(
         handle
             .ask(|reply| Command::RemoveQuota { role, reply })

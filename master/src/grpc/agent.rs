@@ -1,6 +1,8 @@
-//! Agent API service (agents -> master).
+//! Agent API service (agents -> master). Authentication happened in the auth middleware;
+//! registration is checked against the ACLs (register_agent, object: hostname) here.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use agora_proto::v1::{self, agent_api_server::AgentApi};
 use futures::Stream;
@@ -8,14 +10,16 @@ use tonic::{Request, Response, Status};
 
 use super::ClosingStream;
 use crate::actor::{Command, MasterHandle};
+use crate::auth::{Action, Caller, Gate};
 
 pub struct AgentService {
     handle: MasterHandle,
+    gate: Arc<Gate>,
 }
 
 impl AgentService {
-    pub fn new(handle: MasterHandle) -> Self {
-        Self { handle }
+    pub fn new(handle: MasterHandle, gate: Arc<Gate>) -> Self {
+        Self { handle, gate }
     }
 }
 
@@ -27,7 +31,15 @@ impl AgentApi for AgentService {
         &self,
         request: Request<v1::RegisterAgentRequest>,
     ) -> Result<Response<Self::RegisterStream>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
+        let hostname = request
+            .info
+            .as_ref()
+            .map(|i| i.hostname.as_str())
+            .unwrap_or("");
+        self.gate
+            .authorize(&caller, Action::RegisterAgent, hostname)?;
         let s = self
             .handle
             .ask(|reply| Command::RegisterAgent { request, reply })
