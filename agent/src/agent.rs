@@ -25,10 +25,12 @@ use crate::state::{AgentState, Persistence};
 use crate::status_update::{StatusUpdates, UpdateConfig, UpdateQueues, new_status};
 use crate::task::{KillCause, MAX_GRACE};
 
-/// A master's `HOST:PORT` (an `http://` prefix is accepted and dropped).
+/// A master's `HOST:PORT` (an `http://` prefix is accepted and dropped; `https://` means
+/// the master serves TLS).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MasterAddr {
     authority: String,
+    tls: bool,
 }
 
 /// A `HOST:PORT` that does not parse.
@@ -42,9 +44,15 @@ pub struct AddrError {
 }
 
 impl MasterAddr {
-    /// The gRPC endpoint URI, `http://HOST:PORT`.
+    /// The gRPC endpoint URI, `http://HOST:PORT` (or `https://` for a TLS master).
     pub fn uri(&self) -> String {
-        format!("http://{}", self.authority)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority)
+    }
+
+    /// Whether the master was given as `https://`.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// `HOST:PORT`.
@@ -55,6 +63,9 @@ impl MasterAddr {
 
 impl fmt::Display for MasterAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tls {
+            f.write_str("https://")?;
+        }
         f.write_str(&self.authority)
     }
 }
@@ -68,14 +79,17 @@ impl FromStr for MasterAddr {
             reason: reason.to_string(),
         };
         let trimmed = s.trim();
-        let bare = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+        let (tls, bare) = match trimmed.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, trimmed.strip_prefix("http://").unwrap_or(trimmed)),
+        };
         let bare = bare.strip_suffix('/').unwrap_or(bare);
         if bare.is_empty() {
             return Err(err("empty"));
         }
         if bare.contains("://") {
             return Err(err(
-                "only plain HOST:PORT (or http://HOST:PORT) is supported",
+                "only HOST:PORT, http://HOST:PORT or https://HOST:PORT is supported",
             ));
         }
         if bare.contains('/') || bare.contains('@') || bare.contains('?') {
@@ -97,6 +111,7 @@ impl FromStr for MasterAddr {
         }
         Ok(MasterAddr {
             authority: authority.as_str().to_string(),
+            tls,
         })
     }
 }
@@ -383,6 +398,10 @@ mod tests {
             MasterAddr::from_str("m1:5050").map(|a| a.uri()),
             Ok("http://m1:5050".into())
         );
+        let tls = MasterAddr::from_str("https://m1:5050").expect("https");
+        assert!(tls.is_tls());
+        assert_eq!(tls.uri(), "https://m1:5050");
+        assert_eq!(tls.to_string(), "https://m1:5050");
         for bad in [
             "",
             "m1",
@@ -390,7 +409,7 @@ mod tests {
             ":5050",
             "m1:0",
             "m1:99999",
-            "https://m1:5050",
+            "ftp://m1:5050",
             "m1:5050/x",
             "u@m1:1",
         ] {

@@ -68,6 +68,26 @@ pub struct AgentArgs {
     /// Most processes per container (0: unlimited).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PIDS_MAX)]
     pub pids_limit: u64,
+
+    /// Principal to authenticate as, for masters started with --authenticate-agents.
+    #[arg(long, value_name = "NAME", requires = "secret_file")]
+    pub principal: Option<String>,
+
+    /// File holding the principal's secret (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE", requires = "principal")]
+    pub secret_file: Option<PathBuf>,
+
+    /// PEM CA certificate(s) to verify an https:// master with.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate, for masters that require client certificates.
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "tls_ca")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -109,6 +129,60 @@ pub enum ConfigError {
     /// A bad address.
     #[error(transparent)]
     Addr(#[from] AddrError),
+    /// Unusable credential or TLS files.
+    #[error("{0}")]
+    Security(String),
+}
+
+fn read_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::Security(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+impl AgentArgs {
+    /// The credential from --principal and --secret-file (one trailing newline dropped).
+    pub fn credential(&self) -> Result<Option<agora_proto::auth::Credential>, ConfigError> {
+        let (Some(principal), Some(file)) = (&self.principal, &self.secret_file) else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(read_file("--secret-file", file)?).map_err(|_| {
+            ConfigError::Security(format!(
+                "--secret-file {} is not UTF-8 text",
+                file.display()
+            ))
+        })?;
+        let secret = text
+            .strip_suffix('\n')
+            .map(|s| s.strip_suffix('\r').unwrap_or(s))
+            .unwrap_or(&text)
+            .to_string();
+        let c = agora_proto::auth::Credential {
+            principal: principal.clone(),
+            secret,
+        };
+        agora_proto::auth::AuthInterceptor::new(Some(&c)).map_err(|e| {
+            ConfigError::Security(format!(
+                "credential of principal '{principal}' ({}): {e}",
+                file.display()
+            ))
+        })?;
+        Ok(Some(c))
+    }
+
+    /// TLS settings from --tls-ca, --tls-cert and --tls-key.
+    pub fn client_tls(&self) -> Result<Option<crate::master_link::ClientTls>, ConfigError> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((read_file("--tls-cert", c)?, read_file("--tls-key", k)?)),
+            _ => None,
+        };
+        Ok(Some(crate::master_link::ClientTls {
+            ca_pem: read_file("--tls-ca", ca)?,
+            identity,
+        }))
+    }
 }
 
 impl AgentArgs {
@@ -141,6 +215,13 @@ impl AgentArgs {
             .map(|a| a.authority().to_string())
             .unwrap_or_default();
         config.http_listen = self.listen.as_ref().map(|a| a.authority().to_string());
+        config.link.credential = self.credential()?;
+        config.link.tls = self.client_tls()?;
+        if self.master.iter().any(|m| m.is_tls()) && config.link.tls.is_none() {
+            return Err(ConfigError::Security(
+                "an https:// master needs --tls-ca to verify it".into(),
+            ));
+        }
         Ok(config)
     }
 }
@@ -182,6 +263,57 @@ mod tests {
         assert!(err.to_string().contains("cpus"), "{err}");
         assert!(parse(&["--master", "m:1", "--resources", "ports:[30-20]"]).is_err());
         assert!(parse(&["--master", "m:1", "--attributes", "rack:[9-1]"]).is_err());
+    }
+
+    #[test]
+    fn credentials_and_tls_flags() {
+        let dir = std::env::temp_dir().join(format!("agora-agent-sec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s3cret\n").expect("write");
+        let secret_arg = secret.to_string_lossy().into_owned();
+        let args = parse(&[
+            "--master",
+            "m:1",
+            "--principal",
+            "agent",
+            "--secret-file",
+            &secret_arg,
+        ])
+        .expect("valid");
+        let c = args.credential().expect("readable").expect("given");
+        assert_eq!(
+            (c.principal.as_str(), c.secret.as_str()),
+            ("agent", "s3cret")
+        );
+        // Each needs the other.
+        assert!(parse(&["--master", "m:1", "--principal", "agent"]).is_err());
+        assert!(parse(&["--master", "m:1", "--secret-file", &secret_arg]).is_err());
+        std::fs::write(&secret, "\n").expect("write");
+        let e = args.credential().expect_err("empty secret");
+        assert!(e.to_string().contains("empty secret"), "{e}");
+        let missing = parse(&[
+            "--master",
+            "m:1",
+            "--principal",
+            "a",
+            "--secret-file",
+            "/nonexistent/x",
+        ])
+        .expect("valid flags");
+        assert!(missing.credential().is_err());
+        // https needs a CA; a client certificate needs its key.
+        let https = parse(&[
+            "--master",
+            "https://m:1",
+            "--work-dir",
+            &dir.to_string_lossy(),
+        ])
+        .expect("valid");
+        let e = https.into_config().expect_err("no CA");
+        assert!(e.to_string().contains("needs --tls-ca"), "{e}");
+        assert!(parse(&["--master", "m:1", "--tls-ca", "ca", "--tls-cert", "c"]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

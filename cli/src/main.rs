@@ -81,7 +81,7 @@ async fn show(
         Ok(m) => m,
         Err(message) => return Ok(usage(name, message)),
     };
-    let cluster = state::fetch(&masters).await?;
+    let cluster = state::fetch(&masters, &args.master.security).await?;
     print!("{}", state::render(&cluster, view, args.json));
     Ok(ExitCode::SUCCESS)
 }

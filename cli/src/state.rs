@@ -14,7 +14,6 @@ use agora_proto::v1::{
 };
 use agora_resources::{Attributes, Resources};
 use serde_json::{Value, json};
-use tonic::transport::Endpoint;
 
 use crate::table;
 
@@ -31,10 +30,15 @@ pub enum View {
 }
 
 /// Fetch the cluster state from the first master that answers.
-pub async fn fetch(masters: &[String]) -> anyhow::Result<ClusterState> {
+pub async fn fetch(
+    masters: &[String],
+    security: &crate::args::SecurityArgs,
+) -> anyhow::Result<ClusterState> {
+    let (credential, tls) = security.load()?;
+    let interceptor = agora_sdk::connect::interceptor(credential.as_ref())?;
     let mut errors = Vec::new();
     for address in masters {
-        match fetch_one(address).await {
+        match fetch_one(address, tls.as_ref(), interceptor.clone()).await {
             Ok(state) => return Ok(state),
             Err(e) => errors.push(format!("{address}: {e}")),
         }
@@ -45,10 +49,14 @@ pub async fn fetch(masters: &[String]) -> anyhow::Result<ClusterState> {
     )
 }
 
-async fn fetch_one(address: &str) -> Result<ClusterState, String> {
+async fn fetch_one(
+    address: &str,
+    tls: Option<&agora_sdk::TlsOptions>,
+    interceptor: agora_sdk::connect::AuthInterceptor,
+) -> Result<ClusterState, String> {
     let uri = agora_sdk::master_uri(address).map_err(|e| e.to_string())?;
-    let endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| error_chain(&e))?
+    let endpoint = agora_sdk::connect::endpoint(&uri, tls)
+        .map_err(|e| e.to_string())?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT);
     let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
@@ -56,7 +64,7 @@ async fn fetch_one(address: &str) -> Result<ClusterState, String> {
         Ok(Err(e)) => return Err(error_chain(&e)),
         Ok(Ok(c)) => c,
     };
-    let mut client = OperatorClient::new(channel);
+    let mut client = OperatorClient::with_interceptor(channel, interceptor);
     match client.get_state(Empty {}).await {
         Ok(r) => Ok(r.into_inner()),
         Err(status) => Err(format!(
@@ -667,13 +675,16 @@ mod tests {
     #[tokio::test]
     async fn unreachable_master_is_a_clear_error() {
         // Port 1 on localhost: nothing listens there.
-        let e = fetch(&["127.0.0.1:1".into()])
+        let e = fetch(&["127.0.0.1:1".into()], &Default::default())
             .await
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot reach the master"), "{e}");
         assert!(e.contains("127.0.0.1:1"), "{e}");
-        let e = fetch(&["ftp://x".into()]).await.unwrap_err().to_string();
+        let e = fetch(&["ftp://x".into()], &Default::default())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unsupported scheme"), "{e}");
     }
 }

@@ -60,6 +60,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod connect;
 mod driver;
 mod error;
 pub mod offer;
@@ -67,13 +68,15 @@ mod scheduler;
 mod session;
 pub mod task;
 
+pub use connect::{Credential, TlsOptions};
 pub use driver::{Driver, DriverConfig, Finished, StopReason, run};
 pub use error::SdkError;
 pub use offer::{cpus_mem, fits, offer_resources, pick, take, take_many};
 pub use scheduler::{Scheduler, Subscribed};
 
 /// Turn a master address as operators write it (`host:port`, `http://host:port`,
-/// `https://host:port`) into the URI a gRPC client connects to (`http://host:port`).
+/// `https://host:port`) into the URI a gRPC client connects to (`http://host:port`, or
+/// `https://host:port` kept as is).
 pub fn master_uri(address: &str) -> Result<String, SdkError> {
     session::normalize_address(address).map_err(|reason| SdkError::InvalidAddress {
         address: address.to_string(),
