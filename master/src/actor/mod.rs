@@ -10,6 +10,8 @@ mod agents;
 mod events;
 mod frameworks;
 mod maintenance;
+#[cfg(test)]
+mod removal_tests;
 mod snapshot;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -303,6 +305,8 @@ pub struct Master {
     /// Agents in maintenance (persisted) and those being drained.
     deactivated: HashSet<String>,
     draining: HashMap<String, maintenance::Drain>,
+    /// When the last agent was marked unreachable, for `agent_removal_interval`.
+    last_agent_removal: Option<Millis>,
 }
 
 impl Master {
@@ -353,6 +357,7 @@ impl Master {
             subscribers: events::Subscribers::new(peer_queue_capacity),
             deactivated: HashSet::new(),
             draining: HashMap::new(),
+            last_agent_removal: None,
         };
         master.resume(recovered);
         Ok((master, handle, rx))
