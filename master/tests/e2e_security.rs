@@ -195,6 +195,33 @@ async fn frameworks_agents_and_operators_must_authenticate() {
     names.sort();
     assert_eq!(names, vec!["good".to_string(), "other".to_string()]);
 
+    // Another principal cannot speak for a registered agent.
+    let agent_id = cluster.state()["agents"][0]["id"]
+        .as_str()
+        .expect("agent id")
+        .to_string();
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut impostor = v1::agent_api_client::AgentApiClient::with_interceptor(
+        channel,
+        AuthInterceptor::new(Some(&cred("fw2"))).expect("cred"),
+    );
+    let e = impostor
+        .heartbeat(v1::AgentHeartbeatRequest {
+            agent_id: agent_id.clone(),
+        })
+        .await
+        .expect_err("not the agent's principal");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(
+        e.message().contains("belongs to principal 'agent'"),
+        "{}",
+        e.message()
+    );
+
     // An agent without credentials is refused and does not join.
     let mut c = cluster;
     c.add_agent_with(1, &[]);

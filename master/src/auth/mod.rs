@@ -148,6 +148,8 @@ pub struct Gate {
     limiter: Mutex<rate::Limiter>,
     rate_limited: Mutex<BTreeMap<String, u64>>,
     owners: Mutex<HashMap<String, Owner>>,
+    /// Agent id -> the principal that registered it.
+    agent_owners: Mutex<HashMap<String, String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -190,6 +192,7 @@ impl Gate {
             limiter: Mutex::new(limiter),
             rate_limited: Mutex::new(BTreeMap::new()),
             owners: Mutex::new(HashMap::new()),
+            agent_owners: Mutex::new(HashMap::new()),
         }
     }
 
@@ -447,6 +450,33 @@ impl Gate {
             }
         }
         Ok(())
+    }
+
+    // ---- agents -----------------------------------------------------------------------
+
+    /// After a successful registration: remember which principal the agent id belongs to.
+    pub fn record_agent(&self, caller: &Caller, agent_id: &str) {
+        lock(&self.agent_owners).insert(
+            agent_id.to_string(),
+            caller.principal().unwrap_or("").to_string(),
+        );
+    }
+
+    /// With agent authentication on, only the principal that registered an agent may
+    /// re-register it, heartbeat for it or report its status updates.
+    pub fn check_agent_owner(&self, caller: &Caller, agent_id: &str) -> Result<(), Status> {
+        if !self.config.authenticate_agents {
+            return Ok(());
+        }
+        match lock(&self.agent_owners).get(agent_id) {
+            Some(p) if Some(p.as_str()) != caller.principal() => {
+                Err(Status::permission_denied(format!(
+                    "agent '{agent_id}' belongs to principal '{p}', not to {}",
+                    caller.describe()
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     // ---- state views ------------------------------------------------------------------
@@ -815,6 +845,93 @@ mod tests {
         g.check_owner(&fw, "F1").expect("owner");
         g.check_owner(&ops, "unknown")
             .expect("the actor answers for unknown ids");
+    }
+
+    #[test]
+    fn agents_belong_to_the_principal_that_registered_them() {
+        let (g, _) = gate(SecurityConfig {
+            credentials: Some(creds()),
+            authenticate_agents: true,
+            ..SecurityConfig::default()
+        });
+        let fw = Caller(Some("fw".into()));
+        let ops = Caller(Some("ops".into()));
+        g.record_agent(&fw, "A1");
+        g.check_agent_owner(&fw, "A1").expect("owner");
+        let e = g.check_agent_owner(&ops, "A1").expect_err("not the owner");
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert_eq!(
+            e.message(),
+            "agent 'A1' belongs to principal 'fw', not to principal 'ops'"
+        );
+        g.check_agent_owner(&ops, "A2")
+            .expect("unknown ids are the actor's business");
+        let (open, _) = gate(SecurityConfig::default());
+        open.record_agent(&fw, "A1");
+        open.check_agent_owner(&ops, "A1")
+            .expect("without agent authentication nothing is checked");
+    }
+
+    #[test]
+    fn operator_events_are_filtered_by_view_acls() {
+        use v1::operator_event::{Event as E, FrameworkAdded, TaskAdded, TaskUpdated};
+        let (g, _) = gate(SecurityConfig {
+            acls: Some(
+                Acls::parse(
+                    r#"{"view_frameworks": [{"principals": ["dev"], "objects": ["dev"]}],
+                        "view_tasks": [{"principals": ["dev"], "objects": ["dev"]}]}"#,
+                )
+                .expect("valid"),
+            ),
+            ..SecurityConfig::default()
+        });
+        let mut f = EventFilter::new(Arc::new(g), Caller(Some("dev".into())));
+        let fw = |id: &str, user: &str| v1::OperatorEvent {
+            event: Some(E::FrameworkAdded(FrameworkAdded {
+                framework: Some(v1::FrameworkState {
+                    info: Some(v1::FrameworkInfo {
+                        id: id.into(),
+                        user: user.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            })),
+        };
+        let task = |fw: &str, id: &str| v1::OperatorEvent {
+            event: Some(E::TaskAdded(TaskAdded {
+                task: Some(v1::TaskRecord {
+                    framework_id: fw.into(),
+                    task: Some(v1::TaskInfo {
+                        task_id: id.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            })),
+        };
+        let update = |fw: &str, id: &str| v1::OperatorEvent {
+            event: Some(E::TaskUpdated(TaskUpdated {
+                framework_id: fw.into(),
+                status: Some(v1::TaskStatus {
+                    task_id: id.into(),
+                    ..Default::default()
+                }),
+            })),
+        };
+        assert!(f.pass(fw("A", "dev")).is_some());
+        assert!(f.pass(fw("B", "root")).is_none());
+        assert!(f.pass(task("A", "a1")).is_some());
+        assert!(f.pass(task("B", "b1")).is_none());
+        assert!(f.pass(update("A", "a1")).is_some());
+        assert!(f.pass(update("B", "b1")).is_none());
+        assert!(f.pass(update("A", "unknown")).is_none());
+        let agent = v1::OperatorEvent {
+            event: Some(E::AgentRemoved(v1::operator_event::AgentRemoved {
+                agent_id: "x".into(),
+            })),
+        };
+        assert!(f.pass(agent).is_some());
     }
 
     #[test]

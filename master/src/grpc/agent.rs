@@ -40,10 +40,16 @@ impl AgentApi for AgentService {
             .unwrap_or("");
         self.gate
             .authorize(&caller, Action::RegisterAgent, hostname)?;
+        if let Some(id) = request.info.as_ref().map(|i| i.id.as_str())
+            && !id.is_empty()
+        {
+            self.gate.check_agent_owner(&caller, id)?;
+        }
         let s = self
             .handle
             .ask(|reply| Command::RegisterAgent { request, reply })
             .await??;
+        self.gate.record_agent(&caller, &s.agent_id);
         let stream = ClosingStream::new(
             s.commands,
             self.handle.clone(),
@@ -59,7 +65,9 @@ impl AgentApi for AgentService {
         &self,
         r: Request<v1::AgentHeartbeatRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let agent_id = r.into_inner().agent_id;
+        self.gate.check_agent_owner(&caller, &agent_id)?;
         self.handle
             .ask(|reply| Command::AgentHeartbeat { agent_id, reply })
             .await??;
@@ -70,7 +78,9 @@ impl AgentApi for AgentService {
         &self,
         r: Request<v1::StatusUpdateRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let request = r.into_inner();
+        self.gate.check_agent_owner(&caller, &request.agent_id)?;
         self.handle
             .ask(|reply| Command::StatusUpdate { request, reply })
             .await??;
@@ -81,7 +91,9 @@ impl AgentApi for AgentService {
         &self,
         r: Request<v1::ExecutorToFrameworkMessage>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let request = r.into_inner();
+        self.gate.check_agent_owner(&caller, &request.agent_id)?;
         self.handle
             .ask(|reply| Command::ExecutorMessage { request, reply })
             .await??;
@@ -92,7 +104,9 @@ impl AgentApi for AgentService {
         &self,
         r: Request<v1::ExecutorExitedRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let request = r.into_inner();
+        self.gate.check_agent_owner(&caller, &request.agent_id)?;
         self.handle
             .ask(|reply| Command::ExecutorExited { request, reply })
             .await??;
