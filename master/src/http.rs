@@ -605,6 +605,8 @@ struct ExplainQuery {
 
 async fn explain(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     query: Result<axum::extract::Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     use crate::allocator::ExplainTarget;
@@ -625,6 +627,33 @@ async fn explain(
         }
         Err(r) => return error(StatusCode::BAD_REQUEST, r.body_text()),
     };
+    // Explaining a framework shows its allocation: only for callers who may view it.
+    if let ExplainTarget::Framework(id) = &target
+        && gate.acls_configured()
+    {
+        let caller = caller_of(caller);
+        let visible = match ask_state(&handle).await {
+            Ok(s) => gate
+                .filter_state(&caller, s)
+                .frameworks
+                .iter()
+                .any(|f| f.info.as_ref().is_some_and(|i| &i.id == id)),
+            Err(r) => return r,
+        };
+        if !visible {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} is not authorized to view_frameworks on framework '{id}'",
+                    caller
+                        .principal()
+                        .map_or("an unauthenticated caller".to_string(), |p| format!(
+                            "principal '{p}'"
+                        ))
+                ),
+            );
+        }
+    }
     match handle
         .ask(|reply| Command::Explain { target, reply })
         .await

@@ -129,6 +129,35 @@ async fn frameworks_agents_and_operators_must_authenticate() {
     );
     let addr = cluster.addr;
 
+    // The SDK driver (agora run) with and without credentials; it tears its framework
+    // down when done, so it does not hold the agent's resources later.
+    let fw_secret = write(&cluster.dir.0, "fw.secret", "fw-secret");
+    let master = addr.to_string();
+    let ok = agora(&[
+        "run",
+        "--master",
+        &master,
+        "--principal",
+        "fw",
+        "--secret-file",
+        &fw_secret,
+        "--timeout",
+        "60",
+        "--",
+        "true",
+    ]);
+    assert!(
+        ok.status.success(),
+        "agora run with credentials:\n{}",
+        text(&ok)
+    );
+    let refused = agora(&["run", "--master", &master, "--timeout", "60", "--", "true"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("missing credentials"),
+        "{}",
+        text(&refused)
+    );
     // The right secret subscribes.
     let mut fw = Framework::try_subscribe(addr, info("good", "fw", &["e2e"]), Some(cred("fw")))
         .await
@@ -275,6 +304,21 @@ async fn frameworks_agents_and_operators_must_authenticate() {
     )
     .expect("state");
     assert_eq!(code, 200, "{body}");
+
+    let ops_secret = write(&c.dir.0, "ops.secret", "ops-secret\n");
+    let view = agora(&[
+        "frameworks",
+        "--master",
+        &master,
+        "--principal",
+        "ops",
+        "--secret-file",
+        &ops_secret,
+    ]);
+    assert!(view.status.success(), "{}", text(&view));
+    let view = agora(&["frameworks", "--master", &master]);
+    assert!(!view.status.success());
+    assert!(text(&view).contains("Unauthenticated"), "{}", text(&view));
 
     // Operator gRPC the same.
     let e = operator(addr, None)
