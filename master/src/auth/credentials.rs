@@ -190,4 +190,22 @@ mod tests {
             "credentials: principal 'a' is listed twice (entries 0 and 1)"
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(text in "\\PC{0,120}") {
+            let _ = Credentials::parse(&text);
+            let _ = Credential::from_header(&text);
+            let _ = Credential::from_header(&format!("Basic {text}"));
+        }
+
+        /// Only the exact secret of a known principal verifies.
+        #[test]
+        fn only_the_exact_secret_verifies(secret in "[ -~]{1,40}", guess in "[ -~]{0,40}") {
+            let file = serde_json::json!([{"principal": "p", "secret": secret}]).to_string();
+            let c = Credentials::parse(&file).expect("valid");
+            proptest::prop_assert_eq!(c.verify(&cred("p", &guess)), guess == secret);
+            proptest::prop_assert!(!c.verify(&cred("q", &secret)));
+        }
+    }
 }

@@ -268,4 +268,34 @@ mod tests {
         );
         assert_eq!(defaults.limit_for("b"), None);
     }
+
+    proptest::proptest! {
+        /// Whatever the call times, a bucket never lets through more than
+        /// `burst + qps * elapsed` calls, and never panics.
+        #[test]
+        fn bucket_never_exceeds_burst_plus_rate(
+            qps in 0.1f64..1000.0,
+            burst in 1.0f64..500.0,
+            steps in proptest::collection::vec(0u64..2_000, 1..300),
+        ) {
+            let limit = Limit { qps, burst };
+            let start = 1_000_000;
+            let mut now = start;
+            let mut bucket = Bucket::new(limit, now);
+            let mut allowed = 0u64;
+            for step in steps {
+                now += step;
+                if bucket.try_take(limit, now) {
+                    allowed += 1;
+                }
+            }
+            let bound = burst + qps * (now - start) as f64 / 1000.0;
+            proptest::prop_assert!(allowed as f64 <= bound + 1e-6, "{allowed} > {bound}");
+        }
+
+        #[test]
+        fn parser_never_panics(text in "\\PC{0,120}") {
+            let _ = RateLimits::parse(&text);
+        }
+    }
 }
