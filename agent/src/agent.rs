@@ -135,6 +135,8 @@ pub struct AgentConfig {
     pub advertise_address: String,
     /// Where to serve the agent's HTTP endpoint ([`crate::http`]); `None`: not served.
     pub http_listen: Option<String>,
+    /// Serve that endpoint over TLS with this certificate and key.
+    pub http_tls: Option<crate::http::HttpTls>,
     /// Timing of the master link.
     pub link: LinkConfig,
     /// Timing and limits of the status update manager.
@@ -160,6 +162,7 @@ impl AgentConfig {
             hostname: hostname.into(),
             advertise_address: String::new(),
             http_listen: None,
+            http_tls: None,
             link: LinkConfig::default(),
             updates: UpdateConfig::default(),
             drain_timeout: Duration::from_secs(2),
@@ -215,6 +218,9 @@ pub enum AgentError {
         /// The OS error.
         error: std::io::Error,
     },
+    /// The HTTP endpoint's TLS certificate or key is unusable.
+    #[error("agent HTTP endpoint TLS: {0}")]
+    HttpTls(String),
     /// The host's boot id cannot be read.
     #[error("cannot read the boot id from {path}: {error}")]
     BootId {
@@ -251,6 +257,10 @@ pub async fn run(
             error,
         })?;
 
+    let http_tls = match &config.http_tls {
+        Some(t) => Some(t.server_config().map_err(AgentError::HttpTls)?),
+        None => None,
+    };
     let listener = match &config.http_listen {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr.as_str()).await.map_err(
             |error| AgentError::Listen {
@@ -325,6 +335,7 @@ pub async fn run(
             l,
             state.clone(),
             config.work_dir.clone(),
+            http_tls,
             async move {
                 let _ = http_stopped.await;
             },

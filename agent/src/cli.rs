@@ -88,6 +88,19 @@ pub struct AgentArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// PEM certificate: serve the --listen endpoint over TLS (https).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "listen",
+        requires = "listen_tls_key"
+    )]
+    pub listen_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --listen-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "listen_tls_cert")]
+    pub listen_tls_key: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -215,6 +228,18 @@ impl AgentArgs {
             .map(|a| a.authority().to_string())
             .unwrap_or_default();
         config.http_listen = self.listen.as_ref().map(|a| a.authority().to_string());
+        config.http_tls = match (&self.listen_tls_cert, &self.listen_tls_key) {
+            (Some(c), Some(k)) => {
+                let t = crate::http::HttpTls {
+                    cert_pem: read_file("--listen-tls-cert", c)?,
+                    key_pem: read_file("--listen-tls-key", k)?,
+                };
+                // Refuse unusable files now, not at the first connection.
+                t.server_config().map_err(ConfigError::Security)?;
+                Some(t)
+            }
+            _ => None,
+        };
         config.link.credential = self.credential()?;
         config.link.tls = self.client_tls()?;
         if self.master.iter().any(|m| m.is_tls()) && config.link.tls.is_none() {
@@ -313,6 +338,37 @@ mod tests {
         let e = https.into_config().expect_err("no CA");
         assert!(e.to_string().contains("needs --tls-ca"), "{e}");
         assert!(parse(&["--master", "m:1", "--tls-ca", "ca", "--tls-cert", "c"]).is_err());
+        // The --listen endpoint's TLS: needs --listen and both files, usable ones.
+        assert!(
+            parse(&[
+                "--master",
+                "m:1",
+                "--listen-tls-cert",
+                "c",
+                "--listen-tls-key",
+                "k"
+            ])
+            .is_err()
+        );
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "junk").expect("write");
+        let junk = junk.to_string_lossy().into_owned();
+        let dir_arg = dir.to_string_lossy().into_owned();
+        let bad = parse(&[
+            "--master",
+            "m:1",
+            "--work-dir",
+            &dir_arg,
+            "--listen",
+            "127.0.0.1:7000",
+            "--listen-tls-cert",
+            &junk,
+            "--listen-tls-key",
+            &junk,
+        ])
+        .expect("valid flags");
+        let e = bad.into_config().expect_err("junk PEM");
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -10,12 +10,16 @@
 //! - `GET /files/tail?framework_id=F&task_id=T&path=P&bytes=N`: the last N bytes
 //!   (default 64 KiB, at most 1 MiB), e.g. of `stdout`.
 //!
+//! Served over TLS when the agent has `--listen-tls-cert/--listen-tls-key` (`HttpTls`).
+//!
 //! Owns nothing: usage comes from the state actor's containers, files from the disk. It
 //! must never serve a path outside the task's sandbox: the path must be relative without
 //! `..`, and its canonical form (symlinks resolved) must stay inside the canonical sandbox.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -52,19 +56,123 @@ pub fn router(state: AgentState, work_dir: PathBuf) -> Router {
         .with_state(Ctx { state, work_dir })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// PEM certificate (chain) and private key for serving the endpoint over TLS.
+#[derive(Clone)]
+pub struct HttpTls {
+    /// The certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Its private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("HttpTls").finish_non_exhaustive()
+    }
+}
+
+impl HttpTls {
+    /// The rustls server configuration (ring provider, ALPN http/1.1), or why the PEM
+    /// files are unusable.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--listen-tls-cert: {e}"))?;
+        if chain.is_empty() {
+            return Err("--listen-tls-cert holds no PEM certificate".into());
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| format!("--listen-tls-key holds no PEM private key: {e}"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| {
+                format!("--listen-tls-cert and --listen-tls-key do not fit together: {e}")
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AgentState,
     work_dir: PathBuf,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(e) = axum::serve(listener, router(state, work_dir))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!("agent HTTP endpoint failed: {e}");
+    let app = router(state, work_dir);
+    let Some(tls) = tls else {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("agent HTTP endpoint failed: {e}");
+        }
+        return;
+    };
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let builder = Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let service = TowerToHyperService::new(app.clone());
+                // The handshake runs on the connection's task so a silent client never
+                // holds up the accept loop.
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(
+                        TLS_HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
     }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
 }
 
 #[derive(Serialize)]

@@ -1044,3 +1044,90 @@ fn master_refuses_bad_security_files_at_start() {
     assert!(run(&["--tls-cert", &junk, "--tls-key", &junk]).contains("holds no PEM certificate"));
     assert!(run(&["--agent-removal-rate", "5/min"]).contains("expected 1/<number><unit>"));
 }
+
+/// GET `path` over TLS, verifying the server against `ca_pem`; the status line and body.
+async fn https_get(
+    addr: std::net::SocketAddr,
+    ca_pem: &[u8],
+    path: &str,
+) -> Result<String, String> {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    // A peer closing without close_notify is fine for this check.
+    let _ = tls.read_to_end(&mut out).await;
+    Ok(String::from_utf8_lossy(&out).to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_http_endpoint_serves_tls() {
+    let dir = TempDir::new("agent-tls");
+    let pki = make_pki(&dir.0);
+    let mut c = Cluster::start_in(dir, 0, &[], None, &[]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    c.add_agent_with(
+        0,
+        &[
+            "--listen",
+            &listen,
+            "--listen-tls-cert",
+            &pki.server_cert,
+            "--listen-tls-key",
+            &pki.server_key,
+            "--isolation",
+            "process",
+        ],
+    );
+    c.wait_agents(1);
+    let addr: std::net::SocketAddr = listen.parse().expect("addr");
+    let ca = std::fs::read(&pki.ca).expect("ca");
+    let deadline = Instant::now() + WAIT;
+    let reply = loop {
+        match https_get(addr, &ca, "/health").await {
+            Ok(r) if r.starts_with("HTTP/1.1 200") => break r,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no TLS answer: {other:?}\n{}",
+                    c.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(reply.ends_with("ok"), "{reply}");
+    plain_http_fails(addr);
+    // A client that does not trust the agent's CA is refused.
+    let other_dir = c.dir.0.join("other");
+    std::fs::create_dir_all(&other_dir).expect("dir");
+    let other = make_pki(&other_dir);
+    let foreign = std::fs::read(&other.ca).expect("ca");
+    assert!(https_get(addr, &foreign, "/health").await.is_err());
+}
