@@ -137,6 +137,8 @@ pub struct AgentConfig {
     pub http_listen: Option<String>,
     /// Serve that endpoint over TLS with this certificate and key.
     pub http_tls: Option<crate::http::HttpTls>,
+    /// Authentication and sandbox ACLs of that endpoint.
+    pub http_security: crate::http::HttpSecurity,
     /// Timing of the master link.
     pub link: LinkConfig,
     /// Timing and limits of the status update manager.
@@ -163,6 +165,7 @@ impl AgentConfig {
             advertise_address: String::new(),
             http_listen: None,
             http_tls: None,
+            http_security: crate::http::HttpSecurity::default(),
             link: LinkConfig::default(),
             updates: UpdateConfig::default(),
             drain_timeout: Duration::from_secs(2),
@@ -336,6 +339,7 @@ pub async fn run(
             state.clone(),
             config.work_dir.clone(),
             http_tls,
+            Arc::new(config.http_security.clone()),
             async move {
                 let _ = http_stopped.await;
             },

@@ -101,6 +101,20 @@ pub struct AgentArgs {
     /// PEM private key of --listen-tls-cert.
     #[arg(long, value_name = "FILE", requires = "listen_tls_cert")]
     pub listen_tls_key: Option<PathBuf>,
+
+    /// JSON file of principals and secrets (the master's format) the --listen endpoint
+    /// checks `authorization` headers against.
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub http_credentials: Option<PathBuf>,
+
+    /// Every request to the --listen endpoint but /health needs valid credentials.
+    #[arg(long, requires = "http_credentials")]
+    pub authenticate_http: bool,
+
+    /// JSON ACL file (the master's format); its `access_sandbox` rules decide who may read
+    /// which task's sandbox (object: the task's user). Deny by default once given.
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub http_acls: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -182,6 +196,35 @@ impl AgentArgs {
         Ok(Some(c))
     }
 
+    /// The --listen endpoint's authentication and ACLs from their files.
+    pub fn http_security(&self) -> Result<crate::http::HttpSecurity, ConfigError> {
+        let text = |flag: &str, p: &PathBuf| {
+            String::from_utf8(read_file(flag, p)?).map_err(|_| {
+                ConfigError::Security(format!("{flag} {} is not UTF-8 text", p.display()))
+            })
+        };
+        let credentials = match &self.http_credentials {
+            Some(p) => Some(
+                agora_auth::Credentials::parse(&text("--http-credentials", p)?).map_err(|e| {
+                    ConfigError::Security(format!("--http-credentials {}: {e}", p.display()))
+                })?,
+            ),
+            None => None,
+        };
+        let acls =
+            match &self.http_acls {
+                Some(p) => Some(agora_auth::Acls::parse(&text("--http-acls", p)?).map_err(
+                    |e| ConfigError::Security(format!("--http-acls {}: {e}", p.display())),
+                )?),
+                None => None,
+            };
+        Ok(crate::http::HttpSecurity {
+            credentials,
+            authenticate: self.authenticate_http,
+            acls,
+        })
+    }
+
     /// TLS settings from --tls-ca, --tls-cert and --tls-key.
     pub fn client_tls(&self) -> Result<Option<crate::master_link::ClientTls>, ConfigError> {
         let Some(ca) = &self.tls_ca else {
@@ -240,6 +283,7 @@ impl AgentArgs {
             }
             _ => None,
         };
+        config.http_security = self.http_security()?;
         config.link.credential = self.credential()?;
         config.link.tls = self.client_tls()?;
         if self.master.iter().any(|m| m.is_tls()) && config.link.tls.is_none() {

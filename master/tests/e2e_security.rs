@@ -1131,3 +1131,107 @@ async fn agent_http_endpoint_serves_tls() {
     let foreign = std::fs::read(&other.ca).expect("ca");
     assert!(https_get(addr, &foreign, "/health").await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_sandbox_endpoints_need_credentials_and_access_sandbox() {
+    let dir = TempDir::new("sandbox-acl");
+    let me = String::from_utf8(
+        Command::new("id")
+            .arg("-un")
+            .output()
+            .expect("id -un")
+            .stdout,
+    )
+    .expect("utf-8")
+    .trim()
+    .to_string();
+    let creds = write(&dir.0, "credentials.json", CREDENTIALS);
+    let acls = write(
+        &dir.0,
+        "acls.json",
+        &serde_json::json!({
+            "access_sandbox": [{"principals": ["alice"], "objects": [me]}]
+        })
+        .to_string(),
+    );
+    let mut c = Cluster::start_in(dir, 0, &[], None, &[]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    c.add_agent_with(
+        0,
+        &[
+            "--listen",
+            &listen,
+            "--http-credentials",
+            &creds,
+            "--authenticate-http",
+            "--http-acls",
+            &acls,
+            "--isolation",
+            "process",
+        ],
+    );
+    c.wait_agents(1);
+    let agent: std::net::SocketAddr = listen.parse().expect("addr");
+
+    let mut fw = Framework::subscribe(c.addr, "sandboxed").await;
+    let offers = fw.wait_offers(1).await;
+    let mut task = shell_task("sleeper", "cpus:0.1;mem:16", "echo hello; sleep 30");
+    if let Some(cmd) = task.command.as_mut() {
+        cmd.user = me.clone();
+    }
+    fw.accept(vec![offers[0].id.clone()], vec![launch(vec![task])], None)
+        .await
+        .expect("launch");
+    fw.wait_for("sleeper running", |s| {
+        s.get("sleeper")
+            .is_some_and(|s| state_of(s) == agora_proto::TaskState::Running)
+    })
+    .await;
+
+    let tail = format!(
+        "/files/tail?framework_id={}&task_id=sleeper&path=stdout",
+        fw.id
+    );
+    let get = |path: &str, who: Option<&str>| {
+        let auth = who.map(basic);
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("authorization", a))
+            .into_iter()
+            .collect();
+        http_request_with(agent, "GET", path, None, &headers).expect("agent http")
+    };
+    assert_eq!(get("/health", None).0, 200);
+    let (code, body) = get(&tail, None);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("missing credentials"), "{body}");
+    assert_eq!(get("/containers", None).0, 401);
+    let (code, body) = get(&tail, Some("mallory"));
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains(&format!(
+            "principal 'mallory' is not authorized to access_sandbox on '{me}'"
+        )),
+        "{body}"
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, body) = get(&tail, Some("alice"));
+        assert_eq!(code, 200, "{body}");
+        if body.contains("hello") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stdout never showed hello: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A sandbox the agent cannot attribute to a running task has no user: denied.
+    let (code, body) = get(
+        "/files/tail?framework_id=nope&task_id=nope&path=stdout",
+        Some("alice"),
+    );
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(get("/containers", Some("mallory")).0, 200);
+}

@@ -10,8 +10,7 @@
 //! It must never mutate master state, never log a secret, and never let a request that
 //! needs authentication through without a verified principal.
 
-pub mod acl;
-pub mod credentials;
+pub use agora_auth::{acl, credentials};
 pub mod rate;
 pub mod tls;
 
@@ -157,22 +156,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The user a task runs as: its command's, its executor's, else the framework's.
-pub fn task_user<'a>(task: &'a v1::TaskInfo, framework_user: &'a str) -> &'a str {
-    let own = task
-        .command
-        .as_ref()
-        .map(|c| c.user.as_str())
-        .filter(|u| !u.is_empty())
-        .or_else(|| {
-            task.executor
-                .as_ref()
-                .and_then(|e| e.command.as_ref())
-                .map(|c| c.user.as_str())
-                .filter(|u| !u.is_empty())
-        });
-    own.unwrap_or(framework_user)
-}
+pub use agora_auth::task_user;
 
 /// The role a resource is reserved for (`*` when unreserved).
 fn reservation_role(r: &v1::Resource) -> &str {
