@@ -9,6 +9,9 @@
 //!   and `stop`.
 //! - [`task`]: building `TaskInfo`s from a shell string or an argv plus resources.
 //! - [`offer`]: reading offers and taking task shapes out of them.
+//! - [`connect`]: secured masters: [`DriverConfig::credential`] is sent on every call
+//!   (`authorization: Basic ...`), [`DriverConfig::tls`] verifies `https://` masters (and
+//!   presents a client certificate for mutual TLS).
 //!
 //! The SDK owns the client side of `proto/agora/v1/scheduler.proto` and nothing else: it
 //! must never make scheduling decisions for the framework, never hide a master error, and
