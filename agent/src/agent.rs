@@ -25,10 +25,12 @@ use crate::state::{AgentState, Persistence};
 use crate::status_update::{StatusUpdates, UpdateConfig, UpdateQueues, new_status};
 use crate::task::{KillCause, MAX_GRACE};
 
-/// A master's `HOST:PORT` (an `http://` prefix is accepted and dropped).
+/// A master's `HOST:PORT` (an `http://` prefix is accepted and dropped; `https://` means
+/// the master serves TLS).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MasterAddr {
     authority: String,
+    tls: bool,
 }
 
 /// A `HOST:PORT` that does not parse.
@@ -42,9 +44,15 @@ pub struct AddrError {
 }
 
 impl MasterAddr {
-    /// The gRPC endpoint URI, `http://HOST:PORT`.
+    /// The gRPC endpoint URI, `http://HOST:PORT` (or `https://` for a TLS master).
     pub fn uri(&self) -> String {
-        format!("http://{}", self.authority)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority)
+    }
+
+    /// Whether the master was given as `https://`.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// `HOST:PORT`.
@@ -55,6 +63,9 @@ impl MasterAddr {
 
 impl fmt::Display for MasterAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tls {
+            f.write_str("https://")?;
+        }
         f.write_str(&self.authority)
     }
 }
@@ -68,14 +79,17 @@ impl FromStr for MasterAddr {
             reason: reason.to_string(),
         };
         let trimmed = s.trim();
-        let bare = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+        let (tls, bare) = match trimmed.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, trimmed.strip_prefix("http://").unwrap_or(trimmed)),
+        };
         let bare = bare.strip_suffix('/').unwrap_or(bare);
         if bare.is_empty() {
             return Err(err("empty"));
         }
         if bare.contains("://") {
             return Err(err(
-                "only plain HOST:PORT (or http://HOST:PORT) is supported",
+                "only HOST:PORT, http://HOST:PORT or https://HOST:PORT is supported",
             ));
         }
         if bare.contains('/') || bare.contains('@') || bare.contains('?') {
@@ -97,6 +111,7 @@ impl FromStr for MasterAddr {
         }
         Ok(MasterAddr {
             authority: authority.as_str().to_string(),
+            tls,
         })
     }
 }
@@ -120,6 +135,10 @@ pub struct AgentConfig {
     pub advertise_address: String,
     /// Where to serve the agent's HTTP endpoint ([`crate::http`]); `None`: not served.
     pub http_listen: Option<String>,
+    /// Serve that endpoint over TLS with this certificate and key.
+    pub http_tls: Option<crate::http::HttpTls>,
+    /// Authentication and sandbox ACLs of that endpoint.
+    pub http_security: crate::http::HttpSecurity,
     /// Timing of the master link.
     pub link: LinkConfig,
     /// Timing and limits of the status update manager.
@@ -145,6 +164,8 @@ impl AgentConfig {
             hostname: hostname.into(),
             advertise_address: String::new(),
             http_listen: None,
+            http_tls: None,
+            http_security: crate::http::HttpSecurity::default(),
             link: LinkConfig::default(),
             updates: UpdateConfig::default(),
             drain_timeout: Duration::from_secs(2),
@@ -202,6 +223,9 @@ pub enum AgentError {
         /// The OS error.
         error: std::io::Error,
     },
+    /// The HTTP endpoint's TLS certificate or key is unusable.
+    #[error("agent HTTP endpoint TLS: {0}")]
+    HttpTls(String),
     /// The host's boot id cannot be read.
     #[error("cannot read the boot id from {path}: {error}")]
     BootId {
@@ -244,6 +268,10 @@ pub async fn run(
         containerizer,
         volumes.clone(),
     ));
+    let http_tls = match &config.http_tls {
+        Some(t) => Some(t.server_config().map_err(AgentError::HttpTls)?),
+        None => None,
+    };
     let listener = match &config.http_listen {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr.as_str()).await.map_err(
             |error| AgentError::Listen {
@@ -322,6 +350,8 @@ pub async fn run(
             l,
             state.clone(),
             config.work_dir.clone(),
+            http_tls,
+            Arc::new(config.http_security.clone()),
             async move {
                 let _ = http_stopped.await;
             },
@@ -395,6 +425,10 @@ mod tests {
             MasterAddr::from_str("m1:5050").map(|a| a.uri()),
             Ok("http://m1:5050".into())
         );
+        let tls = MasterAddr::from_str("https://m1:5050").expect("https");
+        assert!(tls.is_tls());
+        assert_eq!(tls.uri(), "https://m1:5050");
+        assert_eq!(tls.to_string(), "https://m1:5050");
         for bad in [
             "",
             "m1",
@@ -402,7 +436,7 @@ mod tests {
             ":5050",
             "m1:0",
             "m1:99999",
-            "https://m1:5050",
+            "ftp://m1:5050",
             "m1:5050/x",
             "u@m1:1",
         ] {

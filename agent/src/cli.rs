@@ -72,6 +72,53 @@ pub struct AgentArgs {
     /// Most processes per container (0: unlimited).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PIDS_MAX)]
     pub pids_limit: u64,
+
+    /// Principal to authenticate as, for masters started with --authenticate-agents.
+    #[arg(long, value_name = "NAME", requires = "secret_file")]
+    pub principal: Option<String>,
+
+    /// File holding the principal's secret (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE", requires = "principal")]
+    pub secret_file: Option<PathBuf>,
+
+    /// PEM CA certificate(s) to verify an https:// master with.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate, for masters that require client certificates.
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "tls_ca")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM certificate: serve the --listen endpoint over TLS (https).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "listen",
+        requires = "listen_tls_key"
+    )]
+    pub listen_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --listen-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "listen_tls_cert")]
+    pub listen_tls_key: Option<PathBuf>,
+
+    /// JSON file of principals and secrets (the master's format) the --listen endpoint
+    /// checks `authorization` headers against.
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub http_credentials: Option<PathBuf>,
+
+    /// Every request to the --listen endpoint but /health needs valid credentials.
+    #[arg(long, requires = "http_credentials")]
+    pub authenticate_http: bool,
+
+    /// JSON ACL file (the master's format); its `access_sandbox` rules decide who may read
+    /// which task's sandbox (object: the task's user). Deny by default once given.
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub http_acls: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -128,6 +175,89 @@ pub enum ConfigError {
     /// A bad address.
     #[error(transparent)]
     Addr(#[from] AddrError),
+    /// Unusable credential or TLS files.
+    #[error("{0}")]
+    Security(String),
+}
+
+fn read_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::Security(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+impl AgentArgs {
+    /// The credential from --principal and --secret-file (one trailing newline dropped).
+    pub fn credential(&self) -> Result<Option<agora_proto::auth::Credential>, ConfigError> {
+        let (Some(principal), Some(file)) = (&self.principal, &self.secret_file) else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(read_file("--secret-file", file)?).map_err(|_| {
+            ConfigError::Security(format!(
+                "--secret-file {} is not UTF-8 text",
+                file.display()
+            ))
+        })?;
+        let secret = text
+            .strip_suffix('\n')
+            .map(|s| s.strip_suffix('\r').unwrap_or(s))
+            .unwrap_or(&text)
+            .to_string();
+        let c = agora_proto::auth::Credential {
+            principal: principal.clone(),
+            secret,
+        };
+        agora_proto::auth::AuthInterceptor::new(Some(&c)).map_err(|e| {
+            ConfigError::Security(format!(
+                "credential of principal '{principal}' ({}): {e}",
+                file.display()
+            ))
+        })?;
+        Ok(Some(c))
+    }
+
+    /// The --listen endpoint's authentication and ACLs from their files.
+    pub fn http_security(&self) -> Result<crate::http::HttpSecurity, ConfigError> {
+        let text = |flag: &str, p: &PathBuf| {
+            String::from_utf8(read_file(flag, p)?).map_err(|_| {
+                ConfigError::Security(format!("{flag} {} is not UTF-8 text", p.display()))
+            })
+        };
+        let credentials = match &self.http_credentials {
+            Some(p) => Some(
+                agora_auth::Credentials::parse(&text("--http-credentials", p)?).map_err(|e| {
+                    ConfigError::Security(format!("--http-credentials {}: {e}", p.display()))
+                })?,
+            ),
+            None => None,
+        };
+        let acls =
+            match &self.http_acls {
+                Some(p) => Some(agora_auth::Acls::parse(&text("--http-acls", p)?).map_err(
+                    |e| ConfigError::Security(format!("--http-acls {}: {e}", p.display())),
+                )?),
+                None => None,
+            };
+        Ok(crate::http::HttpSecurity {
+            credentials,
+            authenticate: self.authenticate_http,
+            acls,
+        })
+    }
+
+    /// TLS settings from --tls-ca, --tls-cert and --tls-key.
+    pub fn client_tls(&self) -> Result<Option<crate::master_link::ClientTls>, ConfigError> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((read_file("--tls-cert", c)?, read_file("--tls-key", k)?)),
+            _ => None,
+        };
+        Ok(Some(crate::master_link::ClientTls {
+            ca_pem: read_file("--tls-ca", ca)?,
+            identity,
+        }))
+    }
 }
 
 impl AgentArgs {
@@ -162,6 +292,26 @@ impl AgentArgs {
         config.http_listen = self.listen.as_ref().map(|a| a.authority().to_string());
         config.link.usage_interval = (self.usage_interval > 0.0)
             .then(|| std::time::Duration::from_secs_f64(self.usage_interval));
+        config.http_tls = match (&self.listen_tls_cert, &self.listen_tls_key) {
+            (Some(c), Some(k)) => {
+                let t = crate::http::HttpTls {
+                    cert_pem: read_file("--listen-tls-cert", c)?,
+                    key_pem: read_file("--listen-tls-key", k)?,
+                };
+                // Refuse unusable files now, not at the first connection.
+                t.server_config().map_err(ConfigError::Security)?;
+                Some(t)
+            }
+            _ => None,
+        };
+        config.http_security = self.http_security()?;
+        config.link.credential = self.credential()?;
+        config.link.tls = self.client_tls()?;
+        if self.master.iter().any(|m| m.is_tls()) && config.link.tls.is_none() {
+            return Err(ConfigError::Security(
+                "an https:// master needs --tls-ca to verify it".into(),
+            ));
+        }
         Ok(config)
     }
 }
@@ -215,6 +365,88 @@ mod tests {
             let err = parse(&["--master", "m:1", "--usage-interval", bad]).expect_err(bad);
             assert!(err.to_string().contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn credentials_and_tls_flags() {
+        let dir = std::env::temp_dir().join(format!("agora-agent-sec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s3cret\n").expect("write");
+        let secret_arg = secret.to_string_lossy().into_owned();
+        let args = parse(&[
+            "--master",
+            "m:1",
+            "--principal",
+            "agent",
+            "--secret-file",
+            &secret_arg,
+        ])
+        .expect("valid");
+        let c = args.credential().expect("readable").expect("given");
+        assert_eq!(
+            (c.principal.as_str(), c.secret.as_str()),
+            ("agent", "s3cret")
+        );
+        // Each needs the other.
+        assert!(parse(&["--master", "m:1", "--principal", "agent"]).is_err());
+        assert!(parse(&["--master", "m:1", "--secret-file", &secret_arg]).is_err());
+        std::fs::write(&secret, "\n").expect("write");
+        let e = args.credential().expect_err("empty secret");
+        assert!(e.to_string().contains("empty secret"), "{e}");
+        let missing = parse(&[
+            "--master",
+            "m:1",
+            "--principal",
+            "a",
+            "--secret-file",
+            "/nonexistent/x",
+        ])
+        .expect("valid flags");
+        assert!(missing.credential().is_err());
+        // https needs a CA; a client certificate needs its key.
+        let https = parse(&[
+            "--master",
+            "https://m:1",
+            "--work-dir",
+            &dir.to_string_lossy(),
+        ])
+        .expect("valid");
+        let e = https.into_config().expect_err("no CA");
+        assert!(e.to_string().contains("needs --tls-ca"), "{e}");
+        assert!(parse(&["--master", "m:1", "--tls-ca", "ca", "--tls-cert", "c"]).is_err());
+        // The --listen endpoint's TLS: needs --listen and both files, usable ones.
+        assert!(
+            parse(&[
+                "--master",
+                "m:1",
+                "--listen-tls-cert",
+                "c",
+                "--listen-tls-key",
+                "k"
+            ])
+            .is_err()
+        );
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "junk").expect("write");
+        let junk = junk.to_string_lossy().into_owned();
+        let dir_arg = dir.to_string_lossy().into_owned();
+        let bad = parse(&[
+            "--master",
+            "m:1",
+            "--work-dir",
+            &dir_arg,
+            "--listen",
+            "127.0.0.1:7000",
+            "--listen-tls-cert",
+            &junk,
+            "--listen-tls-key",
+            &junk,
+        ])
+        .expect("valid flags");
+        let e = bad.into_config().expect_err("junk PEM");
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

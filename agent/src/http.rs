@@ -10,12 +10,19 @@
 //! - `GET /files/tail?framework_id=F&task_id=T&path=P&bytes=N`: the last N bytes
 //!   (default 64 KiB, at most 1 MiB), e.g. of `stdout`.
 //!
+//! Served over TLS when the agent has `--listen-tls-cert/--listen-tls-key` (`HttpTls`).
+//! With `HttpSecurity` (`--http-credentials`, `--authenticate-http`, `--http-acls`) every
+//! endpoint but `/health` checks the `authorization: Basic` header, and the file endpoints
+//! check the `access_sandbox` ACL (object: the task's user) before touching the disk.
+//!
 //! Owns nothing: usage comes from the state actor's containers, files from the disk. It
 //! must never serve a path outside the task's sandbox: the path must be relative without
 //! `..`, and its canonical form (symlinks resolved) must stay inside the canonical sandbox.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -39,32 +46,259 @@ pub const BROWSE_MAX_ENTRIES: usize = 10_000;
 struct Ctx {
     state: AgentState,
     work_dir: PathBuf,
+    security: Arc<HttpSecurity>,
+}
+
+/// Who may use the endpoint. Default: everybody (no credentials, no ACLs).
+#[derive(Clone, Debug, Default)]
+pub struct HttpSecurity {
+    /// Principals and secrets `authorization` headers are checked against.
+    pub credentials: Option<agora_auth::Credentials>,
+    /// Every request but `/health` must carry valid credentials.
+    pub authenticate: bool,
+    /// `access_sandbox` decides who may read which task's sandbox (deny by default).
+    pub acls: Option<agora_auth::Acls>,
+}
+
+impl HttpSecurity {
+    /// The verified principal of a request, or the refusal's message.
+    fn authenticate(
+        &self,
+        header: Option<&axum::http::HeaderValue>,
+    ) -> Result<Option<String>, String> {
+        let how = "send the header 'authorization: Basic base64(principal:secret)'";
+        let Some(value) = header else {
+            if self.authenticate {
+                return Err(format!(
+                    "missing credentials: this agent authenticates its HTTP endpoint; {how}"
+                ));
+            }
+            return Ok(None);
+        };
+        let Some(credentials) = &self.credentials else {
+            return Ok(None);
+        };
+        let text = value
+            .to_str()
+            .map_err(|_| "the authorization header is not ASCII text".to_string())?;
+        let c =
+            agora_proto::auth::Credential::from_header(text).map_err(|e| format!("{e}; {how}"))?;
+        if credentials.verify(&c) {
+            Ok(Some(c.principal))
+        } else {
+            Err(format!(
+                "authentication failed for principal '{}': unknown principal or wrong secret",
+                c.principal
+            ))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TaskQuery {
+    framework_id: Option<String>,
+    task_id: Option<String>,
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    let mut r = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Basic realm=\"agora-agent\""),
+        );
+    }
+    r
+}
+
+/// Authentication for every route but `/health`; `access_sandbox` for the file routes.
+async fn guard(
+    State(ctx): State<Ctx>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    if path == "/health" {
+        return next.run(request).await;
+    }
+    let principal = match ctx
+        .security
+        .authenticate(request.headers().get(header::AUTHORIZATION))
+    {
+        Ok(p) => p,
+        Err(message) => return refuse(StatusCode::UNAUTHORIZED, message),
+    };
+    if let (Some(acls), true) = (&ctx.security.acls, path.starts_with("/files/")) {
+        let q = Query::<TaskQuery>::try_from_uri(request.uri())
+            .map(|Query(q)| q)
+            .unwrap_or(TaskQuery {
+                framework_id: None,
+                task_id: None,
+            });
+        // The sandbox's owner among the tasks that still run; an ended task's sandbox has
+        // no known user and is readable only where the ACLs allow the object "".
+        let snapshot = ctx.state.snapshot().await;
+        let user = snapshot
+            .tasks
+            .iter()
+            .filter(|t| Some(&t.framework_id) == q.framework_id.as_ref())
+            .filter_map(|t| t.task.as_ref().map(|task| (t, task)))
+            .find(|(_, task)| Some(&task.task_id) == q.task_id.as_ref())
+            .map(|(t, task)| {
+                let fw_user = snapshot
+                    .frameworks
+                    .iter()
+                    .find(|f| f.id == t.framework_id)
+                    .map(|f| f.user.as_str())
+                    .unwrap_or("");
+                agora_auth::task_user(task, fw_user).to_string()
+            })
+            .unwrap_or_default();
+        let action = agora_auth::Action::AccessSandbox;
+        let d = acls.decide(principal.as_deref(), action, &user);
+        if !d.allowed() {
+            let message = agora_auth::acl::denial_message(principal.as_deref(), action, &user, &d);
+            return refuse(StatusCode::FORBIDDEN, message);
+        }
+    }
+    next.run(request).await
 }
 
 /// The router serving the endpoints above.
-pub fn router(state: AgentState, work_dir: PathBuf) -> Router {
+pub fn router(state: AgentState, work_dir: PathBuf, security: Arc<HttpSecurity>) -> Router {
+    let ctx = Ctx {
+        state,
+        work_dir,
+        security,
+    };
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/containers", get(containers))
         .route("/files/browse", get(browse))
         .route("/files/download", get(download))
         .route("/files/tail", get(tail))
-        .with_state(Ctx { state, work_dir })
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard))
+        .with_state(ctx)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// PEM certificate (chain) and private key for serving the endpoint over TLS.
+#[derive(Clone)]
+pub struct HttpTls {
+    /// The certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Its private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("HttpTls").finish_non_exhaustive()
+    }
+}
+
+impl HttpTls {
+    /// The rustls server configuration (ring provider, ALPN http/1.1), or why the PEM
+    /// files are unusable.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--listen-tls-cert: {e}"))?;
+        if chain.is_empty() {
+            return Err("--listen-tls-cert holds no PEM certificate".into());
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
+            .map_err(|e| format!("--listen-tls-key holds no PEM private key: {e}"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| {
+                format!("--listen-tls-cert and --listen-tls-key do not fit together: {e}")
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AgentState,
     work_dir: PathBuf,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    security: Arc<HttpSecurity>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(e) = axum::serve(listener, router(state, work_dir))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!("agent HTTP endpoint failed: {e}");
+    let app = router(state, work_dir, security);
+    let Some(tls) = tls else {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("agent HTTP endpoint failed: {e}");
+        }
+        return;
+    };
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let builder = Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let service = TowerToHyperService::new(app.clone());
+                // The handshake runs on the connection's task so a silent client never
+                // holds up the accept loop.
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(
+                        TLS_HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
     }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
 }
 
 #[derive(Serialize)]
@@ -255,6 +489,48 @@ async fn tail(State(ctx): State<Ctx>, Query(q): Query<FileQuery>) -> Response {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn http_security_authenticates_like_the_master() {
+        use axum::http::HeaderValue;
+        let creds = agora_auth::Credentials::parse(r#"[{"principal": "alice", "secret": "pw"}]"#)
+            .expect("valid");
+        let header = |p: &str, s: &str| {
+            HeaderValue::from_str(
+                &agora_proto::auth::Credential {
+                    principal: p.into(),
+                    secret: s.into(),
+                }
+                .to_header(),
+            )
+            .expect("ascii")
+        };
+        let on = HttpSecurity {
+            credentials: Some(creds.clone()),
+            authenticate: true,
+            acls: None,
+        };
+        assert_eq!(
+            on.authenticate(Some(&header("alice", "pw"))),
+            Ok(Some("alice".into()))
+        );
+        assert!(
+            on.authenticate(None)
+                .expect_err("required")
+                .starts_with("missing credentials")
+        );
+        assert!(on.authenticate(Some(&header("alice", "no"))).is_err());
+        let optional = HttpSecurity {
+            authenticate: false,
+            ..on
+        };
+        assert_eq!(optional.authenticate(None), Ok(None));
+        assert!(optional.authenticate(Some(&header("bob", "pw"))).is_err());
+        assert_eq!(
+            HttpSecurity::default().authenticate(Some(&header("x", "y"))),
+            Ok(None)
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agora_proto::auth::{AuthInterceptor, Credential};
 use agora_proto::v1::agent_api_client::AgentApiClient;
 use agora_proto::v1::agent_command::Command;
 use agora_proto::v1::{
@@ -22,7 +23,11 @@ use agora_proto::v1::{
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// A channel whose every call carries the agent's credential (if any).
+pub(crate) type AuthChannel = InterceptedService<Channel, AuthInterceptor>;
 use tonic::{Code, Streaming};
 
 use crate::agent::MasterAddr;
@@ -57,6 +62,47 @@ pub struct LinkConfig {
     pub rpc_timeout: Duration,
     /// How often container usage is sent to the master; `None`: never.
     pub usage_interval: Option<Duration>,
+    /// Principal and secret sent with every call, for masters that authenticate agents.
+    pub credential: Option<Credential>,
+    /// TLS for `https://` masters.
+    pub tls: Option<ClientTls>,
+}
+
+/// How the agent verifies a TLS master and, for mutual TLS, proves itself (PEM contents).
+#[derive(Clone)]
+pub struct ClientTls {
+    /// CA certificates the master's certificate must chain to.
+    pub ca_pem: Vec<u8>,
+    /// Client certificate and key, for masters that require one.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("client_certificate", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The endpoint of one master: plain, or TLS verified against the configured CA.
+fn master_endpoint(master: &MasterAddr, tls: Option<&ClientTls>) -> Result<Endpoint, String> {
+    let endpoint =
+        Endpoint::from_shared(master.uri()).map_err(|e| format!("invalid address: {e}"))?;
+    match (master.is_tls(), tls) {
+        (false, _) => Ok(endpoint),
+        (true, None) => Err("an https:// master needs --tls-ca to verify it".into()),
+        (true, Some(t)) => {
+            let mut config =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&t.ca_pem));
+            if let Some((cert, key)) = &t.identity {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            endpoint
+                .tls_config(config)
+                .map_err(|e| format!("TLS set-up: {e}"))
+        }
+    }
 }
 
 impl Default for LinkConfig {
@@ -67,6 +113,8 @@ impl Default for LinkConfig {
             connect_timeout: Duration::from_secs(2),
             rpc_timeout: Duration::from_secs(5),
             usage_interval: Some(DEFAULT_USAGE_INTERVAL),
+            credential: None,
+            tls: None,
         }
     }
 }
@@ -82,7 +130,7 @@ pub fn heartbeat_interval(seconds: f64) -> Duration {
 
 /// Sends status updates through the current connection.
 struct GrpcSink {
-    client: AgentApiClient<Channel>,
+    client: AgentApiClient<AuthChannel>,
     timeout: Duration,
 }
 
@@ -109,7 +157,7 @@ enum SessionEnd {
 /// A registered session with one master.
 struct Session {
     master: MasterAddr,
-    client: AgentApiClient<Channel>,
+    client: AgentApiClient<AuthChannel>,
     stream: Streaming<AgentCommand>,
     agent_id: String,
     heartbeat: Duration,
@@ -200,8 +248,7 @@ impl MasterLink {
         master: &MasterAddr,
         agent_id: Option<&str>,
     ) -> Result<Session, String> {
-        let endpoint = Endpoint::from_shared(master.uri())
-            .map_err(|e| format!("invalid address: {e}"))?
+        let endpoint = master_endpoint(master, self.config.tls.as_ref())?
             .connect_timeout(self.config.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -211,7 +258,9 @@ impl MasterLink {
             .connect()
             .await
             .map_err(|e| format!("cannot connect: {}", error_chain(&e)))?;
-        let mut client = AgentApiClient::new(channel);
+        let interceptor = AuthInterceptor::new(self.config.credential.as_ref())
+            .map_err(|e| format!("unusable credential: {e}"))?;
+        let mut client = AgentApiClient::with_interceptor(channel, interceptor);
 
         let mut info = self.info.clone();
         let snapshot = match agent_id {
@@ -337,7 +386,7 @@ impl MasterLink {
 }
 
 async fn heartbeat_loop(
-    mut client: AgentApiClient<Channel>,
+    mut client: AgentApiClient<AuthChannel>,
     agent_id: String,
     interval: Duration,
     rpc_timeout: Duration,

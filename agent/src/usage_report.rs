@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use agora_proto::v1::{self, agent_api_client::AgentApiClient};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::containerizer::cgroups::Usage;
 use crate::state::AgentState;
@@ -65,7 +64,7 @@ pub async fn collect(state: &AgentState) -> Vec<v1::ContainerUsage> {
 
 /// Sends a report every `interval` until the session ends (the caller drops this future).
 pub async fn report_loop(
-    mut client: AgentApiClient<Channel>,
+    mut client: AgentApiClient<crate::master_link::AuthChannel>,
     agent_id: String,
     isolation: String,
     state: AgentState,

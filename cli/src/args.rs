@@ -59,6 +59,60 @@ pub struct MasterArg {
         value_name = "ADDR[,ADDR..]"
     )]
     pub master: Vec<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// Credentials and TLS for talking to a secured master (paths only; read when used).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct SecurityArgs {
+    /// Principal to authenticate as (masters started with --authenticate-*).
+    #[arg(
+        long,
+        env = "AGORA_PRINCIPAL",
+        requires = "secret_file",
+        value_name = "NAME"
+    )]
+    pub principal: Option<String>,
+    /// File holding the principal's secret (one trailing newline is ignored).
+    #[arg(
+        long,
+        env = "AGORA_SECRET_FILE",
+        requires = "principal",
+        value_name = "FILE"
+    )]
+    pub secret_file: Option<PathBuf>,
+    /// PEM CA certificate(s) to verify an https:// master with.
+    #[arg(long, env = "AGORA_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for masters that require client certificates.
+    #[arg(long, requires = "tls_key", requires = "tls_ca", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The credential and TLS settings these flags name (reads the files).
+    pub fn load(
+        &self,
+    ) -> Result<(Option<agora_sdk::Credential>, Option<agora_sdk::TlsOptions>), agora_sdk::SdkError>
+    {
+        let credential = match (&self.principal, &self.secret_file) {
+            (Some(p), Some(f)) => Some(agora_sdk::connect::credential_from_file(p, f)?),
+            _ => None,
+        };
+        let tls = match &self.tls_ca {
+            Some(ca) => Some(agora_sdk::TlsOptions::from_files(
+                ca,
+                self.tls_cert.as_deref(),
+                self.tls_key.as_deref(),
+            )?),
+            None => None,
+        };
+        Ok((credential, tls))
+    }
 }
 
 /// Flags of `agora run`.
@@ -100,6 +154,7 @@ pub struct RunArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSpec {
     pub masters: Vec<String>,
+    pub security: SecurityArgs,
     pub instances: usize,
     pub shape: Resources,
     pub name: String,
@@ -165,6 +220,7 @@ impl RunArgs {
         };
         Ok(RunSpec {
             masters,
+            security: self.master.security.clone(),
             instances: self.instances as usize,
             shape,
             name: self.name.clone(),

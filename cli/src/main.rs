@@ -78,7 +78,7 @@ async fn show_usage(args: agora_cli::args::StateArgs) -> anyhow::Result<ExitCode
         Ok(m) => m,
         Err(message) => return Ok(usage("usage", message)),
     };
-    let reports = state::fetch_usage(&masters).await?;
+    let reports = state::fetch_usage(&masters, &args.master.security).await?;
     if args.json {
         let v = agora_views::usage::usage_json(&reports);
         // Serialising a `Value` cannot fail.
@@ -98,7 +98,7 @@ async fn show(
         Ok(m) => m,
         Err(message) => return Ok(usage(name, message)),
     };
-    let cluster = state::fetch(&masters).await?;
+    let cluster = state::fetch(&masters, &args.master.security).await?;
     print!("{}", state::render(&cluster, view, args.json));
     Ok(ExitCode::SUCCESS)
 }

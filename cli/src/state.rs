@@ -14,7 +14,8 @@ use agora_proto::v1::{
 };
 use agora_resources::{Attributes, Resources};
 use serde_json::{Value, json};
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 use crate::table;
 
@@ -31,30 +32,45 @@ pub enum View {
 }
 
 /// Fetch the cluster state from the first master that answers.
-pub async fn fetch(masters: &[String]) -> anyhow::Result<ClusterState> {
-    first_answer(masters, "GetState", |mut c| async move {
+pub async fn fetch(
+    masters: &[String],
+    security: &crate::args::SecurityArgs,
+) -> anyhow::Result<ClusterState> {
+    first_answer(masters, security, "GetState", |mut c| async move {
         c.get_state(Empty {}).await.map(|r| r.into_inner())
     })
     .await
 }
 
 /// Fetch every agent's latest usage report from the first master that answers.
-pub async fn fetch_usage(masters: &[String]) -> anyhow::Result<UsageResponse> {
-    first_answer(masters, "GetUsage", |mut c| async move {
+pub async fn fetch_usage(
+    masters: &[String],
+    security: &crate::args::SecurityArgs,
+) -> anyhow::Result<UsageResponse> {
+    first_answer(masters, security, "GetUsage", |mut c| async move {
         c.get_usage(Empty {}).await.map(|r| r.into_inner())
     })
     .await
 }
 
+type Client = OperatorClient<InterceptedService<Channel, agora_sdk::connect::AuthInterceptor>>;
+
 /// The answer of `call` from the first master that answers it.
-async fn first_answer<T, F, Fut>(masters: &[String], name: &str, call: F) -> anyhow::Result<T>
+async fn first_answer<T, F, Fut>(
+    masters: &[String],
+    security: &crate::args::SecurityArgs,
+    name: &str,
+    call: F,
+) -> anyhow::Result<T>
 where
-    F: Fn(OperatorClient<Channel>) -> Fut,
+    F: Fn(Client) -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
+    let (credential, tls) = security.load()?;
+    let interceptor = agora_sdk::connect::interceptor(credential.as_ref())?;
     let mut errors = Vec::new();
     for address in masters {
-        let answer = match connect(address).await {
+        let answer = match connect(address, tls.as_ref(), interceptor.clone()).await {
             Ok(client) => call(client).await.map_err(|status| {
                 format!("{name} failed: {:?}: {}", status.code(), status.message())
             }),
@@ -71,16 +87,20 @@ where
     )
 }
 
-async fn connect(address: &str) -> Result<OperatorClient<Channel>, String> {
+async fn connect(
+    address: &str,
+    tls: Option<&agora_sdk::TlsOptions>,
+    interceptor: agora_sdk::connect::AuthInterceptor,
+) -> Result<Client, String> {
     let uri = agora_sdk::master_uri(address).map_err(|e| e.to_string())?;
-    let endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| error_chain(&e))?
+    let endpoint = agora_sdk::connect::endpoint(&uri, tls)
+        .map_err(|e| e.to_string())?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT);
     match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
         Err(_) => Err("connection timed out".into()),
         Ok(Err(e)) => Err(error_chain(&e)),
-        Ok(Ok(c)) => Ok(OperatorClient::new(c)),
+        Ok(Ok(c)) => Ok(OperatorClient::with_interceptor(c, interceptor)),
     }
 }
 
@@ -774,13 +794,16 @@ mod tests {
     #[tokio::test]
     async fn unreachable_master_is_a_clear_error() {
         // Port 1 on localhost: nothing listens there.
-        let e = fetch(&["127.0.0.1:1".into()])
+        let e = fetch(&["127.0.0.1:1".into()], &Default::default())
             .await
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot reach the master"), "{e}");
         assert!(e.contains("127.0.0.1:1"), "{e}");
-        let e = fetch(&["ftp://x".into()]).await.unwrap_err().to_string();
+        let e = fetch(&["ftp://x".into()], &Default::default())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unsupported scheme"), "{e}");
     }
 }

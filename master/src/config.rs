@@ -37,6 +37,11 @@ pub struct MasterConfig {
     /// Capacity of each framework's and agent's outgoing event queue. A peer that lets its
     /// queue fill is disconnected rather than growing the master's memory.
     pub peer_queue_capacity: usize,
+    /// Authentication, ACLs, rate limits and TLS (all off by default).
+    pub security: crate::auth::SecurityConfig,
+    /// At most one agent is marked unreachable per this interval when many miss their
+    /// heartbeats at once (a network split must not wipe the cluster). `None`: no limit.
+    pub agent_removal_interval: Option<Duration>,
 }
 
 impl Default for MasterConfig {
@@ -56,6 +61,8 @@ impl Default for MasterConfig {
             weights: Vec::new(),
             max_completed_tasks: 1000,
             peer_queue_capacity: 4096,
+            security: crate::auth::SecurityConfig::default(),
+            agent_removal_interval: None,
         }
     }
 }

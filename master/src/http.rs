@@ -1,27 +1,59 @@
 //! HTTP endpoints beside gRPC on the master's port: `/health`, `/metrics` (Prometheus
 //! text), and the JSON operator views under `/api/v1`. Handlers ask the actor for a
-//! snapshot and render it; they never hold or mutate master state.
+//! snapshot and render it; they never hold or mutate master state. Changes are checked
+//! against the ACLs (`Gate::authorize`) before the actor sees them; the state view shows
+//! only what the caller may view.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::v1;
 use agora_resources::{Attributes, Resources};
 use axum::Router;
 use axum::extract::Path;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, FromRef, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::actor::{Command, MaintenanceOp, MasterHandle, OpKind};
+use crate::auth::{Action, Caller, Gate};
 use crate::metrics;
 
 /// An actor that does not answer within this time is reported unhealthy.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn router(handle: MasterHandle) -> Router {
+/// What the handlers share: the actor and the security gate.
+#[derive(Clone)]
+pub struct HttpState {
+    pub handle: MasterHandle,
+    pub gate: Arc<Gate>,
+}
+
+impl FromRef<HttpState> for MasterHandle {
+    fn from_ref(s: &HttpState) -> MasterHandle {
+        s.handle.clone()
+    }
+}
+
+impl FromRef<HttpState> for Arc<Gate> {
+    fn from_ref(s: &HttpState) -> Arc<Gate> {
+        s.gate.clone()
+    }
+}
+
+/// The caller the auth middleware attached (unauthenticated if it did not run).
+fn caller_of(c: Option<Extension<Caller>>) -> Caller {
+    c.map(|Extension(c)| c).unwrap_or_default()
+}
+
+fn denied(s: tonic::Status) -> Response {
+    from_status(s)
+}
+
+pub fn router(handle: MasterHandle, gate: Arc<Gate>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
@@ -43,7 +75,7 @@ pub fn router(handle: MasterHandle) -> Router {
         .route("/api/v1/agents/{id}/reactivate", post(reactivate))
         .route("/api/v1/agents/{id}/drain", post(drain))
         .route("/api/v1/agents/{id}/gone", post(mark_gone))
-        .with_state(handle)
+        .with_state(HttpState { handle, gate })
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -87,7 +119,10 @@ async fn version() -> Response {
     axum::Json(json!({ "version": crate::grpc::operator::VERSION })).into_response()
 }
 
-async fn metrics_text(State(handle): State<MasterHandle>) -> Response {
+async fn metrics_text(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+) -> Response {
     let snap = tokio::time::timeout(
         ACTOR_TIMEOUT,
         handle.ask(|reply| Command::Metrics { reply }),
@@ -96,7 +131,7 @@ async fn metrics_text(State(handle): State<MasterHandle>) -> Response {
     match snap {
         Ok(Ok(s)) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            metrics::render(&s.metrics, &s.gauges),
+            metrics::render(&s.metrics, &s.gauges) + &gate.render_metrics(),
         )
             .into_response(),
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.message()),
@@ -107,9 +142,14 @@ async fn metrics_text(State(handle): State<MasterHandle>) -> Response {
     }
 }
 
-async fn state(State(handle): State<MasterHandle>) -> Response {
+async fn state(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
+) -> Response {
+    let caller = caller_of(caller);
     match ask_state(&handle).await {
-        Ok(s) => axum::Json(state_json(&s)).into_response(),
+        Ok(s) => axum::Json(state_json(&gate.filter_state(&caller, s))).into_response(),
         Err(r) => r,
     }
 }
@@ -121,6 +161,8 @@ struct UsageQuery {
 
 async fn usage(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     axum::extract::Query(q): axum::extract::Query<UsageQuery>,
 ) -> Response {
     let answer =
@@ -135,6 +177,15 @@ async fn usage(
             );
         }
     };
+    let state = if gate.acls_configured() {
+        match ask_state(&handle).await {
+            Ok(s) => Some(s),
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
+    let usage = gate.filter_usage(&caller_of(caller), usage, state);
     let agents: Vec<&v1::AgentUsage> = usage
         .agents
         .iter()
@@ -360,12 +411,20 @@ struct WeightBody {
 
 async fn put_weights(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     body: Result<axum::Json<Vec<WeightBody>>, JsonRejection>,
 ) -> Response {
-    let weights = match body {
+    let weights: Vec<(String, f64)> = match body {
         Ok(axum::Json(w)) => w.into_iter().map(|w| (w.role, w.weight)).collect(),
         Err(r) => return bad_body(r),
     };
+    let caller = caller_of(caller);
+    for (role, _) in &weights {
+        if let Err(s) = gate.authorize(&caller, Action::UpdateWeights, role) {
+            return denied(s);
+        }
+    }
     done(
         handle
             .ask(|reply| Command::UpdateWeights { weights, reply })
@@ -374,19 +433,49 @@ async fn put_weights(
     )
 }
 
-async fn teardown(State(handle): State<MasterHandle>, Path(id): Path<String>) -> Response {
-    done(
-        handle
-            .ask(|reply| Command::OperatorTeardown {
-                framework_id: id,
-                reply,
-            })
-            .await
-            .and_then(|r| r),
-    )
+async fn teardown(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> Response {
+    if gate.acls_configured() {
+        let principal = match crate::grpc::operator::framework_principal(&handle, &id).await {
+            Ok(p) => p,
+            Err(s) => return from_status(s),
+        };
+        if let Err(s) = gate.authorize(&caller_of(caller), Action::TeardownFramework, &principal) {
+            return denied(s);
+        }
+    }
+    let r = handle
+        .ask(|reply| Command::OperatorTeardown {
+            framework_id: id.clone(),
+            reply,
+        })
+        .await
+        .and_then(|r| r);
+    if r.is_ok() {
+        gate.forget_framework(&id);
+    }
+    done(r)
 }
 
-async fn maintenance(handle: &MasterHandle, op: MaintenanceOp) -> Response {
+async fn maintenance(
+    handle: &MasterHandle,
+    gate: &Gate,
+    caller: Option<Extension<Caller>>,
+    op: MaintenanceOp,
+) -> Response {
+    let agent_id = match &op {
+        MaintenanceOp::Deactivate { agent_id }
+        | MaintenanceOp::Reactivate { agent_id }
+        | MaintenanceOp::Drain { agent_id, .. }
+        | MaintenanceOp::MarkGone { agent_id } => agent_id.clone(),
+    };
+    if let Err(s) = gate.authorize(&caller_of(caller), Action::DrainAgent, &agent_id) {
+        return denied(s);
+    }
     done(
         handle
             .ask(|reply| Command::Maintenance { op, reply })
@@ -395,16 +484,43 @@ async fn maintenance(handle: &MasterHandle, op: MaintenanceOp) -> Response {
     )
 }
 
-async fn deactivate(State(handle): State<MasterHandle>, Path(agent_id): Path<String>) -> Response {
-    maintenance(&handle, MaintenanceOp::Deactivate { agent_id }).await
+async fn deactivate(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
+    Path(agent_id): Path<String>,
+) -> Response {
+    maintenance(
+        &handle,
+        &gate,
+        caller,
+        MaintenanceOp::Deactivate { agent_id },
+    )
+    .await
 }
 
-async fn reactivate(State(handle): State<MasterHandle>, Path(agent_id): Path<String>) -> Response {
-    maintenance(&handle, MaintenanceOp::Reactivate { agent_id }).await
+async fn reactivate(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
+    Path(agent_id): Path<String>,
+) -> Response {
+    maintenance(
+        &handle,
+        &gate,
+        caller,
+        MaintenanceOp::Reactivate { agent_id },
+    )
+    .await
 }
 
-async fn mark_gone(State(handle): State<MasterHandle>, Path(agent_id): Path<String>) -> Response {
-    maintenance(&handle, MaintenanceOp::MarkGone { agent_id }).await
+async fn mark_gone(
+    State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
+    Path(agent_id): Path<String>,
+) -> Response {
+    maintenance(&handle, &gate, caller, MaintenanceOp::MarkGone { agent_id }).await
 }
 
 #[derive(serde::Deserialize)]
@@ -418,6 +534,8 @@ struct DrainBody {
 
 async fn drain(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     Path(agent_id): Path<String>,
     body: Result<axum::Json<DrainBody>, JsonRejection>,
 ) -> Response {
@@ -427,6 +545,8 @@ async fn drain(
     };
     maintenance(
         &handle,
+        &gate,
+        caller,
         MaintenanceOp::Drain {
             agent_id,
             grace_period_seconds: body.grace_period_seconds,
@@ -470,12 +590,17 @@ struct QuotaBody {
 
 async fn put_quota(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     body: Result<axum::Json<QuotaBody>, JsonRejection>,
 ) -> Response {
     let body = match body {
         Ok(axum::Json(b)) => b,
         Err(r) => return bad_body(r),
     };
+    if let Err(s) = gate.authorize(&caller_of(caller), Action::SetQuota, &body.role) {
+        return denied(s);
+    }
     let guarantee = match Resources::parse(&body.guarantee) {
         Ok(g) => g,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("quota guarantee: {e}")),
@@ -506,12 +631,17 @@ struct RoleQuery {
 
 async fn delete_quota(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     query: Result<axum::extract::Query<RoleQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let role = match query {
         Ok(q) => q.0.role,
         Err(r) => return error(StatusCode::BAD_REQUEST, r.body_text()),
     };
+    if let Err(s) = gate.authorize(&caller_of(caller), Action::SetQuota, &role) {
+        return denied(s);
+    }
     done(
         handle
             .ask(|reply| Command::RemoveQuota { role, reply })
@@ -529,6 +659,8 @@ struct ExplainQuery {
 
 async fn explain(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     query: Result<axum::extract::Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     use crate::allocator::ExplainTarget;
@@ -549,6 +681,33 @@ async fn explain(
         }
         Err(r) => return error(StatusCode::BAD_REQUEST, r.body_text()),
     };
+    // Explaining a framework shows its allocation: only for callers who may view it.
+    if let ExplainTarget::Framework(id) = &target
+        && gate.acls_configured()
+    {
+        let caller = caller_of(caller);
+        let visible = match ask_state(&handle).await {
+            Ok(s) => gate
+                .filter_state(&caller, s)
+                .frameworks
+                .iter()
+                .any(|f| f.info.as_ref().is_some_and(|i| &i.id == id)),
+            Err(r) => return r,
+        };
+        if !visible {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} is not authorized to view_frameworks on framework '{id}'",
+                    caller
+                        .principal()
+                        .map_or("an unauthenticated caller".to_string(), |p| format!(
+                            "principal '{p}'"
+                        ))
+                ),
+            );
+        }
+    }
     match handle
         .ask(|reply| Command::Explain { target, reply })
         .await
@@ -577,6 +736,8 @@ struct ResourceOpBody {
 
 async fn resource_op(
     handle: MasterHandle,
+    gate: &Gate,
+    caller: Caller,
     kind: OpKind,
     body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
 ) -> Response {
@@ -620,6 +781,15 @@ async fn resource_op(
         Ok(r) => r.to_proto(),
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("{field}: {e}")),
     };
+    let action = match kind {
+        OpKind::Reserve => Action::ReserveResources,
+        OpKind::Unreserve => Action::UnreserveResources,
+        OpKind::Create => Action::CreateVolume,
+        OpKind::Destroy => Action::DestroyVolume,
+    };
+    if let Err(s) = gate.authorize_resources(&caller, action, &resources) {
+        return denied(s);
+    }
     done(
         handle
             .ask(|reply| Command::ResourceOp {
@@ -635,28 +805,36 @@ async fn resource_op(
 
 async fn reserve(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
 ) -> Response {
-    resource_op(handle, OpKind::Reserve, body).await
+    resource_op(handle, &gate, caller_of(caller), OpKind::Reserve, body).await
 }
 
 async fn unreserve(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
 ) -> Response {
-    resource_op(handle, OpKind::Unreserve, body).await
+    resource_op(handle, &gate, caller_of(caller), OpKind::Unreserve, body).await
 }
 
 async fn create_volumes(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
 ) -> Response {
-    resource_op(handle, OpKind::Create, body).await
+    resource_op(handle, &gate, caller_of(caller), OpKind::Create, body).await
 }
 
 async fn destroy_volumes(
     State(handle): State<MasterHandle>,
+    State(gate): State<Arc<Gate>>,
+    caller: Option<Extension<Caller>>,
     body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
 ) -> Response {
-    resource_op(handle, OpKind::Destroy, body).await
+    resource_op(handle, &gate, caller_of(caller), OpKind::Destroy, body).await
 }

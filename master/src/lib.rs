@@ -9,6 +9,7 @@
 
 pub mod actor;
 pub mod allocator;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod grpc;

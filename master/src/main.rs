@@ -46,6 +46,126 @@ struct Flags {
     /// Role weights, e.g. `spark=2.5,marathon=1.5`.
     #[arg(long, default_value = "")]
     weights: String,
+    /// JSON file of principals and secrets: `[{"principal": "p", "secret": "s"}]`.
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    /// Scheduler API calls must carry valid credentials.
+    #[arg(long)]
+    authenticate_frameworks: bool,
+    /// Agent API calls must carry valid credentials.
+    #[arg(long)]
+    authenticate_agents: bool,
+    /// Operator API (gRPC) and HTTP endpoints (all but /health) must carry valid credentials.
+    #[arg(long)]
+    authenticate_http: bool,
+    /// JSON file of ACLs (deny by default once given); see docs/operator-guide.md.
+    #[arg(long)]
+    acls: Option<PathBuf>,
+    /// JSON file of per-principal scheduler call rate limits.
+    #[arg(long)]
+    rate_limits: Option<PathBuf>,
+    /// PEM certificate chain: serve gRPC and HTTP over TLS only.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: require client certificates signed by one of them (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Mark at most one agent unreachable per interval when many miss heartbeats at once,
+    /// e.g. `1/20mins`, `1/30secs`, `1/1hrs` (default: no limit).
+    #[arg(long)]
+    agent_removal_rate: Option<String>,
+}
+
+fn read(flag: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("--{flag}: cannot read {}", path.display()))
+}
+
+fn read_text(flag: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    String::from_utf8(read(flag, path)?)
+        .with_context(|| format!("--{flag}: {} is not UTF-8 text", path.display()))
+}
+
+/// `1/20mins` -> 20 minutes. Units: secs, mins, hrs (singular forms too).
+fn parse_removal_rate(text: &str) -> anyhow::Result<Duration> {
+    let bad = || {
+        format!(
+            "--agent-removal-rate '{text}': expected 1/<number><unit> with unit secs, mins or hrs, e.g. 1/20mins"
+        )
+    };
+    let Some(("1", period)) = text.trim().split_once('/') else {
+        bail!(bad());
+    };
+    let split = period
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .with_context(bad)?;
+    let (n, unit) = period.split_at(split);
+    let n: f64 = n
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n > 0.0)
+        .with_context(bad)?;
+    let unit_seconds = match unit {
+        "sec" | "secs" | "s" => 1.0,
+        "min" | "mins" | "m" => 60.0,
+        "hr" | "hrs" | "h" => 3600.0,
+        _ => bail!(bad()),
+    };
+    Ok(Duration::from_secs_f64(n * unit_seconds))
+}
+
+fn security(flags: &Flags) -> anyhow::Result<agora_master::auth::SecurityConfig> {
+    use agora_master::auth::{Acls, Credentials, RateLimits, SecurityConfig, TlsFiles};
+    let credentials = match &flags.credentials {
+        Some(p) => Some(
+            Credentials::parse(&read_text("credentials", p)?)
+                .with_context(|| format!("--credentials {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let acls = match &flags.acls {
+        Some(p) => Some(
+            Acls::parse(&read_text("acls", p)?)
+                .with_context(|| format!("--acls {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let rate_limits = match &flags.rate_limits {
+        Some(p) => Some(
+            RateLimits::parse(&read_text("rate-limits", p)?)
+                .with_context(|| format!("--rate-limits {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let tls = match (&flags.tls_cert, &flags.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert_pem: read("tls-cert", cert)?,
+            key_pem: read("tls-key", key)?,
+            client_ca_pem: flags
+                .tls_client_ca
+                .as_deref()
+                .map(|p| read("tls-client-ca", p))
+                .transpose()?,
+        }),
+        _ => None,
+    };
+    let config = SecurityConfig {
+        credentials,
+        authenticate_frameworks: flags.authenticate_frameworks,
+        authenticate_agents: flags.authenticate_agents,
+        authenticate_http: flags.authenticate_http,
+        acls,
+        rate_limits,
+        tls,
+    };
+    config.check()?;
+    if let Some(files) = &config.tls {
+        // Fail at start-up, not at the first connection.
+        agora_master::auth::tls::server_config(files)?;
+    }
+    Ok(config)
 }
 
 fn parse_weights(text: &str) -> anyhow::Result<Vec<(String, f64)>> {
@@ -88,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
     if flags.agent_max_missed_heartbeats == 0 {
         bail!("--agent-max-missed-heartbeats must be > 0");
     }
+    let security = security(&flags)?;
     let config = MasterConfig {
         listen: flags.listen,
         data_dir: flags.data_dir,
@@ -105,6 +226,12 @@ async fn main() -> anyhow::Result<()> {
             s => Some(seconds("offer-timeout-seconds", s)?),
         },
         weights: parse_weights(&flags.weights)?,
+        security,
+        agent_removal_interval: flags
+            .agent_removal_rate
+            .as_deref()
+            .map(parse_removal_rate)
+            .transpose()?,
         ..MasterConfig::default()
     };
     let master = RunningMaster::start(config, Arc::new(SystemClock))
@@ -150,5 +277,31 @@ mod tests {
         assert!(parse_weights("spark").is_err());
         assert!(parse_weights("spark=0").is_err());
         assert!(parse_weights("spark=x").is_err());
+    }
+
+    #[test]
+    fn removal_rate_parses() {
+        assert_eq!(
+            parse_removal_rate("1/20mins").expect("ok"),
+            Duration::from_secs(1200)
+        );
+        assert_eq!(
+            parse_removal_rate("1/30secs").expect("ok"),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            parse_removal_rate("1/1hrs").expect("ok"),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            parse_removal_rate("1/1.5min").expect("ok"),
+            Duration::from_secs(90)
+        );
+        for bad in [
+            "", "20mins", "2/20mins", "1/mins", "1/0mins", "1/20days", "1/-3secs", "1/20",
+        ] {
+            let e = parse_removal_rate(bad).expect_err(bad).to_string();
+            assert!(e.contains("expected 1/<number><unit>"), "{bad}: {e}");
+        }
     }
 }

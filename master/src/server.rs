@@ -13,6 +13,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 
 use crate::actor::{Command, Master, MasterHandle};
+use crate::auth::{Gate, tls};
 use crate::clock::Clock;
 use crate::config::MasterConfig;
 use crate::grpc::{agent::AgentService, operator::OperatorService, scheduler::SchedulerService};
@@ -36,6 +37,10 @@ pub enum ServerError {
     Allocator(#[from] crate::allocator::AllocatorError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Security(#[from] crate::auth::SecurityError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A master bound to its socket, ready to serve.
@@ -45,6 +50,7 @@ pub struct RunningMaster {
     pub master_id: String,
     listener: TcpListener,
     router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 fn flags_of(config: &MasterConfig) -> HashMap<String, String> {
@@ -82,12 +88,38 @@ fn flags_of(config: &MasterConfig) -> HashMap<String, String> {
         "max_refuse_seconds".into(),
         config.max_refuse_seconds.to_string(),
     );
+    let sec = &config.security;
+    for (name, on) in [
+        ("authenticate_frameworks", sec.authenticate_frameworks),
+        ("authenticate_agents", sec.authenticate_agents),
+        ("authenticate_http", sec.authenticate_http),
+        ("acls", sec.acls.is_some()),
+        ("rate_limits", sec.rate_limits.is_some()),
+        ("tls", sec.tls.is_some()),
+        (
+            "tls_client_certificates",
+            sec.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
+        ),
+    ] {
+        f.insert(name.into(), on.to_string());
+    }
+    f.insert(
+        "agent_removal_interval_seconds".into(),
+        config
+            .agent_removal_interval
+            .map_or("none".to_string(), |d| d.as_secs_f64().to_string()),
+    );
     f
 }
 
 impl RunningMaster {
     /// Bind the socket and start the actor. Serving starts with `serve`.
     pub async fn start(config: MasterConfig, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
+        config.security.check()?;
+        let tls = match &config.security.tls {
+            Some(files) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(files)?)),
+            None => None,
+        };
         std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -101,6 +133,7 @@ impl RunningMaster {
                 })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let flags = flags_of(&config);
+        let gate = Arc::new(Gate::new(config.security.clone(), clock.clone()));
         let mut registry = FileRegistry::new(config.data_dir.clone());
         let recovered = registry.recover()?;
         let (master, handle, rx) = Master::new(config, clock, Box::new(registry), recovered)?;
@@ -109,22 +142,34 @@ impl RunningMaster {
 
         let grpc = tonic::service::Routes::new(SchedulerServer::new(SchedulerService::new(
             handle.clone(),
+            gate.clone(),
         )))
-        .add_service(AgentApiServer::new(AgentService::new(handle.clone())))
+        .add_service(AgentApiServer::new(AgentService::new(
+            handle.clone(),
+            gate.clone(),
+        )))
         .add_service(OperatorServer::new(OperatorService::new(
             handle.clone(),
             flags,
+            gate.clone(),
         )))
         .into_axum_router();
+        // The auth middleware is the outermost layer: no route, not even the fallback,
+        // runs before the caller is authenticated.
         let router = grpc
-            .merge(crate::http::router(handle.clone()))
-            .fallback(crate::http::not_found);
+            .merge(crate::http::router(handle.clone(), gate.clone()))
+            .fallback(crate::http::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                gate,
+                crate::auth::middleware,
+            ));
         Ok(Self {
             addr,
             handle,
             master_id,
             listener,
             router,
+            tls,
         })
     }
 
@@ -169,15 +214,50 @@ impl RunningMaster {
                         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                     }
                     let service = TowerToHyperService::new(self.router.clone());
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                    match &self.tls {
+                        None => {
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .into_owned();
+                            let conn = graceful.watch(conn);
+                            tokio::spawn(async move {
+                                if let Err(e) = conn.await {
+                                    tracing::debug!(error = %e, "connection ended with an error");
+                                }
+                            });
                         }
-                    });
+                        Some(acceptor) => {
+                            // The handshake runs on the connection's own task, so a slow or
+                            // silent client never holds up the accept loop.
+                            let acceptor = acceptor.clone();
+                            let builder = builder.clone();
+                            let watcher = graceful.watcher();
+                            tokio::spawn(async move {
+                                let stream = match tokio::time::timeout(
+                                    TLS_HANDSHAKE_TIMEOUT,
+                                    acceptor.accept(stream),
+                                )
+                                .await
+                                {
+                                    Ok(Ok(s)) => s,
+                                    Ok(Err(e)) => {
+                                        tracing::info!(error = %e, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::info!("TLS handshake timed out");
+                                        return;
+                                    }
+                                };
+                                let conn = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .into_owned();
+                                if let Err(e) = watcher.watch(conn).await {
+                                    tracing::debug!(error = %e, "connection ended with an error");
+                                }
+                            });
+                        }
+                    }
                 }
                 () = &mut shutdown => break,
             }
@@ -203,6 +283,9 @@ impl RunningMaster {
 pub const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 10_000;
 /// Streams a peer may reset before the master accepts them, per connection.
 pub const HTTP2_MAX_PENDING_RESETS: usize = 10_000;
+
+/// How long a client may take to complete the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long open connections may take to finish after shutdown began.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

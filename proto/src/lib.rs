@@ -1,10 +1,13 @@
 //! Agora's wire protocol: the generated types and gRPC services of the four APIs
 //! (scheduler, agent, executor, operator), plus small helpers on the generated enums.
 //!
-//! This crate owns only the protocol. It must never hold behaviour: no I/O, no policy.
+//! This crate owns only the protocol (including the credential header format in `auth`). It
+//! must never hold behaviour: no I/O, no policy.
 //! Resource arithmetic lives in `agora-resources`.
 
 #![forbid(unsafe_code)]
+
+pub mod auth;
 
 /// Version 1 of the protocol (`package agora.v1`).
 pub mod v1 {

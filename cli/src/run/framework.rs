@@ -214,8 +214,11 @@ pub async fn execute(spec: RunSpec) -> anyhow::Result<bool> {
         failover_timeout_seconds: FAILOVER_TIMEOUT_SECONDS,
         ..Default::default()
     };
-    let config =
+    let (credential, tls) = spec.security.load()?;
+    let mut config =
         DriverConfig::new(spec.masters.clone()).with_max_connect_attempts(Some(CONNECT_ATTEMPTS));
+    config.credential = credential;
+    config.tls = tls;
     let driver = Driver::new(config);
     let mut run = tokio::spawn(driver.clone().run(framework, scheduler));
 

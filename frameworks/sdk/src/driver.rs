@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::connect::{AuthChannel, Credential, TlsOptions};
 use agora_proto::v1::operation::Launch;
 use agora_proto::v1::scheduler_client::SchedulerClient;
 use agora_proto::v1::{
@@ -24,7 +25,6 @@ use agora_proto::v1::{
 };
 use tokio::sync::watch;
 use tonic::codec::Streaming;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::error::SdkError;
 use crate::scheduler::Scheduler;
@@ -52,8 +52,12 @@ pub struct DriverConfig {
     pub subscribe_timeout: Duration,
     /// Timeout of every unary scheduler call. Default 10 s.
     pub call_timeout: Duration,
-    /// Shared-secret credential sent with `Subscribe`, when the master authenticates.
-    pub secret: Option<String>,
+    /// Principal and secret sent with every call, for masters that authenticate
+    /// frameworks. The framework's principal defaults to this principal.
+    pub credential: Option<Credential>,
+    /// TLS for `https://` masters: the CA to verify them, and a client certificate for
+    /// masters that require one.
+    pub tls: Option<TlsOptions>,
 }
 
 impl DriverConfig {
@@ -67,7 +71,8 @@ impl DriverConfig {
             connect_timeout: Duration::from_secs(5),
             subscribe_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(10),
-            secret: None,
+            credential: None,
+            tls: None,
         }
     }
 
@@ -116,7 +121,7 @@ pub async fn run<S: Scheduler>(
 /// The live subscription: a channel to the master that accepted it, and the framework id.
 #[derive(Clone)]
 struct Conn {
-    client: SchedulerClient<Channel>,
+    client: SchedulerClient<AuthChannel>,
     framework_id: String,
 }
 
@@ -166,7 +171,7 @@ enum AttemptError {
 
 struct Subscription {
     address: String,
-    client: SchedulerClient<Channel>,
+    client: SchedulerClient<AuthChannel>,
     stream: Streaming<agora_proto::v1::Event>,
     session: Session,
     first: Step,
@@ -219,6 +224,12 @@ impl Driver {
             return Err(SdkError::AlreadyRun);
         }
         let addresses = self.addresses()?;
+        let mut framework = framework;
+        if let Some(c) = &self.inner.config.credential
+            && framework.principal.is_empty()
+        {
+            framework.principal = c.principal.clone();
+        }
         self.state().framework = framework;
         let result = self.run_loop(&addresses, &mut scheduler).await;
         self.state().conn = None;
@@ -343,13 +354,8 @@ impl Driver {
     /// Connect to one master and wait for SUBSCRIBED (or an ERROR).
     async fn subscribe_at(&self, address: &str) -> Result<Subscription, AttemptError> {
         let cfg = &self.inner.config;
-        let endpoint = Endpoint::from_shared(address.to_string())
-            .map_err(|e| {
-                AttemptError::Fatal(SdkError::InvalidAddress {
-                    address: address.to_string(),
-                    reason: error_chain(&e),
-                })
-            })?
+        let endpoint = crate::connect::endpoint(address, cfg.tls.as_ref())
+            .map_err(AttemptError::Fatal)?
             .connect_timeout(cfg.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -365,12 +371,14 @@ impl Driver {
             }
             Ok(Ok(c)) => c,
         };
-        let mut client = SchedulerClient::new(channel);
+        let interceptor =
+            crate::connect::interceptor(cfg.credential.as_ref()).map_err(AttemptError::Fatal)?;
+        let mut client = SchedulerClient::with_interceptor(channel, interceptor);
         let framework = self.state().framework.clone();
         let requested_id = Some(framework.id.clone()).filter(|id| !id.is_empty());
         let request = SubscribeRequest {
             framework: Some(framework),
-            secret: cfg.secret.clone().unwrap_or_default(),
+            secret: String::new(),
         };
         let refused = |status: tonic::Status| {
             if subscribe_error_is_retryable(status.code()) {
@@ -515,7 +523,7 @@ impl Driver {
 
     async fn call<T, F, Fut>(&self, name: &'static str, f: F) -> Result<T, SdkError>
     where
-        F: FnOnce(SchedulerClient<Channel>, String) -> Fut,
+        F: FnOnce(SchedulerClient<AuthChannel>, String) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let conn = self.state().conn.clone().ok_or(SdkError::NotSubscribed)?;

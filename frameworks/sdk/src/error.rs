@@ -72,6 +72,14 @@ pub enum SdkError {
     #[error("this driver has already been run; create a new one")]
     AlreadyRun,
 
+    /// The credential or TLS settings are unusable (unreadable file, empty secret, a
+    /// certificate without its key, ...).
+    #[error("security settings: {reason}")]
+    Security {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A task description is unusable (e.g. an empty argv).
     #[error("invalid task: {0}")]
     InvalidTask(String),

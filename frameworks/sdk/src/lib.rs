@@ -9,6 +9,9 @@
 //!   and `stop`.
 //! - [`task`]: building `TaskInfo`s from a shell string or an argv plus resources.
 //! - [`offer`]: reading offers and taking task shapes out of them.
+//! - [`connect`]: secured masters: [`DriverConfig::credential`] is sent on every call
+//!   (`authorization: Basic ...`), [`DriverConfig::tls`] verifies `https://` masters (and
+//!   presents a client certificate for mutual TLS).
 //!
 //! The SDK owns the client side of `proto/agora/v1/scheduler.proto` and nothing else: it
 //! must never make scheduling decisions for the framework, never hide a master error, and
@@ -60,6 +63,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod connect;
 mod driver;
 mod error;
 pub mod offer;
@@ -67,13 +71,15 @@ mod scheduler;
 mod session;
 pub mod task;
 
+pub use connect::{Credential, TlsOptions};
 pub use driver::{Driver, DriverConfig, Finished, StopReason, run};
 pub use error::SdkError;
 pub use offer::{cpus_mem, fits, offer_resources, pick, take, take_many};
 pub use scheduler::{Scheduler, Subscribed};
 
 /// Turn a master address as operators write it (`host:port`, `http://host:port`,
-/// `https://host:port`) into the URI a gRPC client connects to (`http://host:port`).
+/// `https://host:port`) into the URI a gRPC client connects to (`http://host:port`, or
+/// `https://host:port` kept as is).
 pub fn master_uri(address: &str) -> Result<String, SdkError> {
     session::normalize_address(address).map_err(|reason| SdkError::InvalidAddress {
         address: address.to_string(),

@@ -369,15 +369,29 @@ impl Master {
     pub(super) fn check_agent_timeouts(&mut self, now: Millis) {
         let limit = self.config.agent_heartbeat.as_millis() as Millis
             * self.config.agent_max_missed_heartbeats as Millis;
-        let late: Vec<String> = self
+        let mut late: Vec<(Millis, String)> = self
             .agents
             .iter()
             .filter(|(_, a)| {
                 a.status.is_schedulable() && now.saturating_sub(a.last_heartbeat) > limit
             })
-            .map(|(id, _)| id.clone())
+            .map(|(id, a)| (a.last_heartbeat, id.clone()))
             .collect();
-        for id in late {
+        // Longest silent first; the rest wait their turn under a removal rate limit, so a
+        // network split cannot take the whole cluster's tasks down at once, and agents
+        // that come back meanwhile are never marked.
+        late.sort();
+        for (_, id) in late {
+            if let Some(interval) = self.config.agent_removal_interval {
+                let interval = interval.as_millis() as Millis;
+                if self
+                    .last_agent_removal
+                    .is_some_and(|at| now.saturating_sub(at) < interval)
+                {
+                    break;
+                }
+                self.last_agent_removal = Some(now);
+            }
             self.mark_unreachable(&id);
         }
     }

@@ -104,6 +104,17 @@ impl Master {
                 "framework '{id}' was torn down; subscribe without an id to register anew"
             )));
         }
+        // A framework's principal never changes hands, also not across a master restart
+        // (recovered frameworks are not in the edge's ownership map).
+        if let Some(old) = self.frameworks.get(&id)
+            && !old.info.principal.is_empty()
+            && old.info.principal != info.principal
+        {
+            return Err(Status::permission_denied(format!(
+                "framework '{id}' belongs to principal '{}'; principal '{}' cannot subscribe it",
+                old.info.principal, info.principal
+            )));
+        }
         info.id = id.clone();
         let epoch = self.fresh_epoch();
         let (tx, rx) = mpsc::channel(self.config.peer_queue_capacity);

@@ -11,6 +11,8 @@ mod events;
 mod frameworks;
 mod maintenance;
 mod operations;
+#[cfg(test)]
+mod removal_tests;
 mod snapshot;
 pub(crate) mod usage;
 
@@ -325,6 +327,8 @@ pub struct Master {
     /// Per agent id: its dynamic reservations and volumes (persisted; applied to what the
     /// agent reports when it registers). Owned by `operations`.
     checkpointed: HashMap<String, Resources>,
+    /// When the last agent was marked unreachable, for `agent_removal_interval`.
+    last_agent_removal: Option<Millis>,
 }
 
 impl Master {
@@ -377,6 +381,7 @@ impl Master {
             draining: HashMap::new(),
             usage: HashMap::new(),
             checkpointed: HashMap::new(),
+            last_agent_removal: None,
         };
         master.resume(recovered);
         Ok((master, handle, rx))

@@ -1,6 +1,8 @@
-//! Agent API service (agents -> master).
+//! Agent API service (agents -> master). Authentication happened in the auth middleware;
+//! registration is checked against the ACLs (register_agent, object: hostname) here.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use agora_proto::v1::{self, agent_api_server::AgentApi};
 use futures::Stream;
@@ -8,14 +10,16 @@ use tonic::{Request, Response, Status};
 
 use super::ClosingStream;
 use crate::actor::{Command, MasterHandle};
+use crate::auth::{Action, Caller, Gate};
 
 pub struct AgentService {
     handle: MasterHandle,
+    gate: Arc<Gate>,
 }
 
 impl AgentService {
-    pub fn new(handle: MasterHandle) -> Self {
-        Self { handle }
+    pub fn new(handle: MasterHandle, gate: Arc<Gate>) -> Self {
+        Self { handle, gate }
     }
 }
 
@@ -27,11 +31,25 @@ impl AgentApi for AgentService {
         &self,
         request: Request<v1::RegisterAgentRequest>,
     ) -> Result<Response<Self::RegisterStream>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
+        let hostname = request
+            .info
+            .as_ref()
+            .map(|i| i.hostname.as_str())
+            .unwrap_or("");
+        self.gate
+            .authorize(&caller, Action::RegisterAgent, hostname)?;
+        if let Some(id) = request.info.as_ref().map(|i| i.id.as_str())
+            && !id.is_empty()
+        {
+            self.gate.check_agent_owner(&caller, id)?;
+        }
         let s = self
             .handle
             .ask(|reply| Command::RegisterAgent { request, reply })
             .await??;
+        self.gate.record_agent(&caller, &s.agent_id);
         let stream = ClosingStream::new(
             s.commands,
             self.handle.clone(),
@@ -47,7 +65,9 @@ impl AgentApi for AgentService {
         &self,
         r: Request<v1::AgentHeartbeatRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let agent_id = r.into_inner().agent_id;
+        self.gate.check_agent_owner(&caller, &agent_id)?;
         self.handle
             .ask(|reply| Command::AgentHeartbeat { agent_id, reply })
             .await??;
@@ -58,7 +78,9 @@ impl AgentApi for AgentService {
         &self,
         r: Request<v1::StatusUpdateRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let request = r.into_inner();
+        self.gate.check_agent_owner(&caller, &request.agent_id)?;
         self.handle
             .ask(|reply| Command::StatusUpdate { request, reply })
             .await??;
@@ -69,7 +91,9 @@ impl AgentApi for AgentService {
         &self,
         r: Request<v1::ExecutorToFrameworkMessage>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let request = r.into_inner();
+        self.gate.check_agent_owner(&caller, &request.agent_id)?;
         self.handle
             .ask(|reply| Command::ExecutorMessage { request, reply })
             .await??;
@@ -80,7 +104,9 @@ impl AgentApi for AgentService {
         &self,
         r: Request<v1::ExecutorExitedRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let request = r.into_inner();
+        self.gate.check_agent_owner(&caller, &request.agent_id)?;
         self.handle
             .ask(|reply| Command::ExecutorExited { request, reply })
             .await??;
@@ -91,7 +117,9 @@ impl AgentApi for AgentService {
         &self,
         r: Request<v1::UsageReport>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let report = r.into_inner();
+        self.gate.check_agent_owner(&caller, &report.agent_id)?;
         // Checked here, off the actor: a report can be large.
         crate::actor::usage::validate_report(&report)?;
         self.handle

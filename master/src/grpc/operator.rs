@@ -1,14 +1,17 @@
 //! Operator API service (operators, CLI, web UI -> master). Reads come from snapshots the
-//! actor builds; changes go through actor commands like every other call.
+//! actor builds; changes go through actor commands like every other call. Every change is
+//! checked against the ACLs first, and state reads show only what the caller may view.
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use agora_proto::v1::{self, operator_server::Operator};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::actor::{Command, MaintenanceOp, MasterHandle, OpKind};
+use crate::auth::{Action, Caller, Gate};
 use agora_resources::Resources;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -16,10 +19,35 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct OperatorService {
     handle: MasterHandle,
     flags: HashMap<String, String>,
+    gate: Arc<Gate>,
+}
+
+/// The principal of framework `id` as the actor knows it ("" if unknown), the object of
+/// teardown_framework.
+pub async fn framework_principal(handle: &MasterHandle, id: &str) -> Result<String, Status> {
+    let state = handle.ask(|reply| Command::State { reply }).await?;
+    Ok(state
+        .frameworks
+        .into_iter()
+        .filter_map(|f| f.info)
+        .find(|i| i.id == id)
+        .map(|i| i.principal)
+        .unwrap_or_default())
 }
 
 impl OperatorService {
-    async fn maintenance(&self, op: MaintenanceOp) -> Result<Response<v1::Empty>, Status> {
+    async fn maintenance(
+        &self,
+        caller: &Caller,
+        op: MaintenanceOp,
+    ) -> Result<Response<v1::Empty>, Status> {
+        let agent_id = match &op {
+            MaintenanceOp::Deactivate { agent_id }
+            | MaintenanceOp::Reactivate { agent_id }
+            | MaintenanceOp::Drain { agent_id, .. }
+            | MaintenanceOp::MarkGone { agent_id } => agent_id.clone(),
+        };
+        self.gate.authorize(caller, Action::DrainAgent, &agent_id)?;
         self.handle
             .ask(|reply| Command::Maintenance { op, reply })
             .await??;
@@ -43,8 +71,12 @@ impl OperatorService {
         Ok(Response::new(v1::Empty {}))
     }
 
-    pub fn new(handle: MasterHandle, flags: HashMap<String, String>) -> Self {
-        Self { handle, flags }
+    pub fn new(handle: MasterHandle, flags: HashMap<String, String>, gate: Arc<Gate>) -> Self {
+        Self {
+            handle,
+            flags,
+            gate,
+        }
     }
 }
 
@@ -83,19 +115,19 @@ impl Operator for OperatorService {
         }))
     }
 
-    async fn get_state(
-        &self,
-        _r: Request<v1::Empty>,
-    ) -> Result<Response<v1::ClusterState>, Status> {
+    async fn get_state(&self, r: Request<v1::Empty>) -> Result<Response<v1::ClusterState>, Status> {
+        let caller = Caller::of(&r);
         let state = self.handle.ask(|reply| Command::State { reply }).await?;
-        Ok(Response::new(state))
+        Ok(Response::new(self.gate.filter_state(&caller, state)))
     }
 
     async fn get_roles(
         &self,
-        _r: Request<v1::Empty>,
+        r: Request<v1::Empty>,
     ) -> Result<Response<v1::RolesResponse>, Status> {
+        let caller = Caller::of(&r);
         let state = self.handle.ask(|reply| Command::State { reply }).await?;
+        let state = self.gate.filter_state(&caller, state);
         Ok(Response::new(v1::RolesResponse { roles: state.roles }))
     }
 
@@ -120,12 +152,16 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::UpdateWeightsRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        let weights = r
+        let caller = Caller::of(&r);
+        let weights: Vec<(String, f64)> = r
             .into_inner()
             .weights
             .into_iter()
             .map(|w| (w.role, w.weight))
             .collect();
+        for (role, _) in &weights {
+            self.gate.authorize(&caller, Action::UpdateWeights, role)?;
+        }
         self.handle
             .ask(|reply| Command::UpdateWeights { weights, reply })
             .await??;
@@ -153,10 +189,12 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::SetQuotaRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let r = r.into_inner();
         let q = r
             .quota
             .ok_or_else(|| Status::invalid_argument("set quota needs a quota"))?;
+        self.gate.authorize(&caller, Action::SetQuota, &q.role)?;
         let guarantee = Resources::from_proto(&q.guarantee)
             .map_err(|e| Status::invalid_argument(format!("quota guarantee: {e}")))?;
         let limit = if q.limit.is_empty() {
@@ -183,7 +221,9 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::RemoveQuotaRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let role = r.into_inner().role;
+        self.gate.authorize(&caller, Action::SetQuota, &role)?;
         self.handle
             .ask(|reply| Command::RemoveQuota { role, reply })
             .await??;
@@ -194,6 +234,11 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::ReserveResourcesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        self.gate.authorize_resources(
+            &Caller::of(&r),
+            Action::ReserveResources,
+            &r.get_ref().resources,
+        )?;
         let r = r.into_inner();
         self.resource_op(r.agent_id, OpKind::Reserve, r.resources)
             .await
@@ -203,6 +248,11 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::UnreserveResourcesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        self.gate.authorize_resources(
+            &Caller::of(&r),
+            Action::UnreserveResources,
+            &r.get_ref().resources,
+        )?;
         let r = r.into_inner();
         self.resource_op(r.agent_id, OpKind::Unreserve, r.resources)
             .await
@@ -212,6 +262,11 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::VolumesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        self.gate.authorize_resources(
+            &Caller::of(&r),
+            Action::CreateVolume,
+            &r.get_ref().volumes,
+        )?;
         let r = r.into_inner();
         self.resource_op(r.agent_id, OpKind::Create, r.volumes)
             .await
@@ -221,6 +276,11 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::VolumesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        self.gate.authorize_resources(
+            &Caller::of(&r),
+            Action::DestroyVolume,
+            &r.get_ref().volumes,
+        )?;
         let r = r.into_inner();
         self.resource_op(r.agent_id, OpKind::Destroy, r.volumes)
             .await
@@ -230,16 +290,23 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::TeardownRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let framework_id = r.into_inner().framework_id;
         if framework_id.is_empty() {
             return Err(Status::invalid_argument("framework_id is empty"));
         }
+        if self.gate.acls_configured() {
+            let principal = framework_principal(&self.handle, &framework_id).await?;
+            self.gate
+                .authorize(&caller, Action::TeardownFramework, &principal)?;
+        }
         self.handle
             .ask(|reply| Command::OperatorTeardown {
-                framework_id,
+                framework_id: framework_id.clone(),
                 reply,
             })
             .await??;
+        self.gate.forget_framework(&framework_id);
         Ok(Response::new(v1::Empty {}))
     }
 
@@ -247,12 +314,16 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::DrainAgentRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let r = r.into_inner();
-        self.maintenance(MaintenanceOp::Drain {
-            agent_id: r.agent_id,
-            grace_period_seconds: r.grace_period_seconds,
-            mark_gone: r.mark_gone,
-        })
+        self.maintenance(
+            &caller,
+            MaintenanceOp::Drain {
+                agent_id: r.agent_id,
+                grace_period_seconds: r.grace_period_seconds,
+                mark_gone: r.mark_gone,
+            },
+        )
         .await
     }
 
@@ -260,8 +331,9 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::AgentRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let agent_id = r.into_inner().agent_id;
-        self.maintenance(MaintenanceOp::Deactivate { agent_id })
+        self.maintenance(&caller, MaintenanceOp::Deactivate { agent_id })
             .await
     }
 
@@ -269,8 +341,9 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::AgentRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let agent_id = r.into_inner().agent_id;
-        self.maintenance(MaintenanceOp::Reactivate { agent_id })
+        self.maintenance(&caller, MaintenanceOp::Reactivate { agent_id })
             .await
     }
 
@@ -278,28 +351,43 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::AgentRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
         let agent_id = r.into_inner().agent_id;
-        self.maintenance(MaintenanceOp::MarkGone { agent_id }).await
+        self.maintenance(&caller, MaintenanceOp::MarkGone { agent_id })
+            .await
     }
 
     async fn get_usage(
         &self,
-        _r: Request<v1::Empty>,
+        r: Request<v1::Empty>,
     ) -> Result<Response<v1::UsageResponse>, Status> {
+        let caller = Caller::of(&r);
         let usage = self.handle.ask(|reply| Command::Usage { reply }).await?;
-        Ok(Response::new(usage))
+        let state = if self.gate.acls_configured() {
+            Some(self.handle.ask(|reply| Command::State { reply }).await?)
+        } else {
+            None
+        };
+        Ok(Response::new(self.gate.filter_usage(&caller, usage, state)))
     }
 
     async fn subscribe(
         &self,
-        _r: Request<v1::Empty>,
+        r: Request<v1::Empty>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        use futures::StreamExt;
+        let mut filter = crate::auth::EventFilter::new(self.gate.clone(), Caller::of(&r));
         let rx = self
             .handle
             .ask(|reply| Command::SubscribeEvents { reply })
             .await?;
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let events = tokio_stream::wrappers::ReceiverStream::new(rx).filter_map(move |item| {
+            let out = match item {
+                Ok(event) => filter.pass(event).map(Ok),
+                Err(e) => Some(Err(e)),
+            };
+            futures::future::ready(out)
+        });
+        Ok(Response::new(Box::pin(events)))
     }
 }

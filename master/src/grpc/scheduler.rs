@@ -1,6 +1,9 @@
-//! Scheduler API service (frameworks -> master).
+//! Scheduler API service (frameworks -> master). Authentication and rate limits happened
+//! in the auth middleware; here each call is checked against the `Gate` (principal,
+//! framework ownership, ACLs) before the actor sees it.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use agora_proto::v1::{self, scheduler_server::Scheduler};
 use futures::Stream;
@@ -8,14 +11,27 @@ use tonic::{Request, Response, Status};
 
 use super::ClosingStream;
 use crate::actor::{CallReply, Command, MasterHandle, SchedulerCall};
+use crate::auth::{Caller, Gate};
 
 pub struct SchedulerService {
     handle: MasterHandle,
+    gate: Arc<Gate>,
 }
 
 impl SchedulerService {
-    pub fn new(handle: MasterHandle) -> Self {
-        Self { handle }
+    pub fn new(handle: MasterHandle, gate: Arc<Gate>) -> Self {
+        Self { handle, gate }
+    }
+
+    /// Calls that name a framework: only its owner may make them.
+    async fn owned(
+        &self,
+        caller: &Caller,
+        framework_id: &str,
+        call: SchedulerCall,
+    ) -> Result<Response<v1::Empty>, Status> {
+        self.gate.check_owner(caller, framework_id)?;
+        self.done(call).await
     }
 
     async fn call(&self, call: SchedulerCall) -> Result<CallReply, Status> {
@@ -37,11 +53,16 @@ impl Scheduler for SchedulerService {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let caller = Caller::of(&request);
         let request = request.into_inner();
+        let info = request.framework.clone().unwrap_or_default();
+        self.gate.check_subscribe(&caller, &info)?;
         let sub = self
             .handle
             .ask(|reply| Command::Subscribe { request, reply })
             .await??;
+        self.gate
+            .record_framework(&caller, &sub.framework_id, &info.user);
         let stream = ClosingStream::new(
             sub.events,
             self.handle.clone(),
@@ -57,71 +78,110 @@ impl Scheduler for SchedulerService {
         &self,
         r: Request<v1::TeardownRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::Teardown(r.into_inner())).await
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        let id = r.framework_id.clone();
+        self.owned(&caller, &id, SchedulerCall::Teardown(r)).await?;
+        self.gate.forget_framework(&id);
+        Ok(Response::new(v1::Empty {}))
     }
 
     async fn accept(
         &self,
         r: Request<v1::AcceptRequest>,
     ) -> Result<Response<v1::AcceptResponse>, Status> {
-        match self
-            .call(SchedulerCall::Accept(Box::new(r.into_inner())))
-            .await?
-        {
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        self.gate.check_accept(&caller, &r)?;
+        match self.call(SchedulerCall::Accept(Box::new(r))).await? {
             CallReply::Accepted(resp) => Ok(Response::new(resp)),
             CallReply::Done => Ok(Response::new(v1::AcceptResponse::default())),
         }
     }
 
     async fn decline(&self, r: Request<v1::DeclineRequest>) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::Decline(r.into_inner())).await
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        let id = r.framework_id.clone();
+        self.owned(&caller, &id, SchedulerCall::Decline(r)).await
     }
 
     async fn revive(&self, r: Request<v1::ReviveRequest>) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::Revive(r.into_inner())).await
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        let id = r.framework_id.clone();
+        self.owned(&caller, &id, SchedulerCall::Revive(r)).await
     }
 
     async fn suppress(
         &self,
         r: Request<v1::SuppressRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::Suppress(r.into_inner())).await
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        let id = r.framework_id.clone();
+        self.owned(&caller, &id, SchedulerCall::Suppress(r)).await
     }
 
     async fn kill(&self, r: Request<v1::KillRequest>) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::Kill(r.into_inner())).await
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        let id = r.framework_id.clone();
+        self.owned(&caller, &id, SchedulerCall::Kill(r)).await
     }
 
     async fn shutdown(
         &self,
         r: Request<v1::ShutdownRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::Shutdown(r.into_inner())).await
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        let id = r.framework_id.clone();
+        self.owned(&caller, &id, SchedulerCall::Shutdown(r)).await
     }
 
     async fn acknowledge(
         &self,
         r: Request<v1::AcknowledgeRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::Acknowledge(r.into_inner())).await
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        let id = r.framework_id.clone();
+        self.owned(&caller, &id, SchedulerCall::Acknowledge(r))
+            .await
     }
 
     async fn reconcile(
         &self,
         r: Request<v1::ReconcileRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::Reconcile(r.into_inner())).await
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        let id = r.framework_id.clone();
+        self.owned(&caller, &id, SchedulerCall::Reconcile(r)).await
     }
 
     async fn message(&self, r: Request<v1::MessageRequest>) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::Message(r.into_inner())).await
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        let id = r.framework_id.clone();
+        self.owned(&caller, &id, SchedulerCall::Message(r)).await
     }
 
     async fn update_framework(
         &self,
         r: Request<v1::UpdateFrameworkRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.done(SchedulerCall::UpdateFramework(Box::new(r.into_inner())))
-            .await
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        let info = r.framework.clone().unwrap_or_default();
+        // The same checks as a subscription: the principal cannot change hands and the
+        // ACLs must allow every role.
+        self.gate.check_subscribe(&caller, &info)?;
+        self.gate.check_owner(&caller, &info.id)?;
+        self.done(SchedulerCall::UpdateFramework(Box::new(r)))
+            .await?;
+        self.gate.record_framework(&caller, &info.id, &info.user);
+        Ok(Response::new(v1::Empty {}))
     }
 }

@@ -15,8 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agora_proto::TaskState;
+use agora_proto::auth::{AuthInterceptor, Credential};
 use agora_proto::v1::{self, Event, scheduler_client::SchedulerClient};
 use agora_resources::Resources;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
@@ -81,7 +83,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, bin: &Path, args: &[String], log: PathBuf) -> Proc {
+    pub fn spawn(name: &str, bin: &Path, args: &[String], log: PathBuf) -> Proc {
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file clone");
         let child = Command::new(bin)
@@ -133,6 +135,8 @@ pub struct Cluster {
     pub master: Proc,
     pub agents: Vec<Proc>,
     pub master_args: Vec<String>,
+    /// `authorization` header for the HTTP reads the helpers make (secured masters).
+    pub http_auth: Option<String>,
 }
 
 pub const AGENT_RESOURCES: &str = "cpus:4;mem:1024;disk:1024;ports:[31000-31099]";
@@ -144,7 +148,18 @@ impl Cluster {
 
     /// Start with extra `agora-master` flags (e.g. short heartbeat timeouts).
     pub fn start_with(agents: usize, extra: &[&str]) -> Cluster {
-        let dir = TempDir::new("cluster");
+        Self::start_in(TempDir::new("cluster"), agents, extra, None, &[])
+    }
+
+    /// Start in `dir` (where a test may have written credential or certificate files),
+    /// reading state with `http_auth` and starting agents with `agent_extra` flags.
+    pub fn start_in(
+        dir: TempDir,
+        agents: usize,
+        extra: &[&str],
+        http_auth: Option<String>,
+        agent_extra: &[&str],
+    ) -> Cluster {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let mut master_args = vec![
             "--listen".to_string(),
@@ -167,10 +182,11 @@ impl Cluster {
             master,
             agents: Vec::new(),
             master_args,
+            http_auth,
         };
         c.wait_healthy();
         for i in 0..agents {
-            c.add_agent(i);
+            c.add_agent_with(i, agent_extra);
         }
         c.wait_agents(agents);
         c
@@ -237,7 +253,14 @@ impl Cluster {
     }
 
     pub fn state(&self) -> serde_json::Value {
-        let (code, body) = http_get(self.addr, "/api/v1/state").expect("GET /api/v1/state");
+        let auth: Vec<(&str, &str)> = self
+            .http_auth
+            .as_deref()
+            .map(|a| ("authorization", a))
+            .into_iter()
+            .collect();
+        let (code, body) = http_request_with(self.addr, "GET", "/api/v1/state", None, &auth)
+            .expect("GET /api/v1/state");
         assert_eq!(code, 200, "state endpoint: {body}");
         serde_json::from_str(&body).expect("state is JSON")
     }
@@ -296,12 +319,27 @@ pub fn http_request(
     path: &str,
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    http_request_with(addr, method, path, body, &[])
+}
+
+/// `http_request` with extra headers (e.g. `authorization`).
+pub fn http_request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = Vec::new();
@@ -342,7 +380,7 @@ fn dechunk(mut body: &str) -> String {
 /// A framework speaking the scheduler API directly.
 pub struct Framework {
     pub id: String,
-    pub client: SchedulerClient<Channel>,
+    pub client: SchedulerClient<InterceptedService<Channel, AuthInterceptor>>,
     events: Streaming<Event>,
     /// Latest status per task id.
     pub statuses: HashMap<String, v1::TaskStatus>,
@@ -391,16 +429,30 @@ impl Framework {
     }
 
     pub async fn subscribe_info(addr: SocketAddr, info: v1::FrameworkInfo) -> Framework {
-        let mut client = SchedulerClient::connect(format!("http://{addr}"))
+        Self::try_subscribe(addr, info, None)
+            .await
+            .expect("subscribe")
+    }
+
+    /// Subscribe sending `credential` with every call; the master's refusal as `Err`.
+    pub async fn try_subscribe(
+        addr: SocketAddr,
+        info: v1::FrameworkInfo,
+        credential: Option<Credential>,
+    ) -> Result<Framework, tonic::Status> {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
             .await
             .expect("connect to master");
+        let interceptor = AuthInterceptor::new(credential.as_ref()).expect("sendable credential");
+        let mut client = SchedulerClient::with_interceptor(channel, interceptor);
         let mut events = client
             .subscribe(v1::SubscribeRequest {
                 framework: Some(info),
                 secret: String::new(),
             })
-            .await
-            .expect("subscribe")
+            .await?
             .into_inner();
         let first = tokio::time::timeout(WAIT, events.message())
             .await
@@ -411,7 +463,7 @@ impl Framework {
             Some(v1::event::Event::Subscribed(s)) => s.framework_id,
             other => panic!("first event is not SUBSCRIBED: {other:?}"),
         };
-        Framework {
+        Ok(Framework {
             id,
             client,
             events,
@@ -419,7 +471,7 @@ impl Framework {
             history: Vec::new(),
             offers: Vec::new(),
             rescinded: Vec::new(),
-        }
+        })
     }
 
     /// Handle one event (acknowledging updates). Returns false on timeout.
