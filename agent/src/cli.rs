@@ -5,6 +5,7 @@
 //! never start anything: running is [`crate::run`]'s job.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use agora_resources::{Attributes, ResourceError, Resources};
 use clap::Parser;
@@ -68,6 +69,31 @@ pub struct AgentArgs {
     /// Most processes per container (0: unlimited).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PIDS_MAX)]
     pub pids_limit: u64,
+
+    /// A custom executor that has not subscribed to the executor API this long after it
+    /// started (or after it lost its connection) is killed and its tasks fail.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    pub executor_subscribe_timeout: Duration,
+
+    /// Time between an executor's SHUTDOWN event and killing its container.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub executor_shutdown_grace: Duration,
+
+    /// How long executors keep trying to reach a restarted agent before they exit.
+    #[arg(long, value_name = "SECONDS", default_value = "900", value_parser = parse_seconds)]
+    pub executor_recovery_timeout: Duration,
+
+    /// The default executor program (runs task groups whose executor names no command).
+    /// Default: `agora-default-executor` next to this binary.
+    #[arg(long, value_name = "PATH")]
+    pub default_executor: Option<PathBuf>,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("{text:?} is not a number of seconds in (0, 86400]")),
+    }
 }
 
 impl AgentArgs {
@@ -141,6 +167,12 @@ impl AgentArgs {
             .map(|a| a.authority().to_string())
             .unwrap_or_default();
         config.http_listen = self.listen.as_ref().map(|a| a.authority().to_string());
+        config.executors.subscribe_timeout = self.executor_subscribe_timeout;
+        config.executors.shutdown_grace = self.executor_shutdown_grace;
+        config.executors.recovery_timeout = self.executor_recovery_timeout;
+        if let Some(path) = &self.default_executor {
+            config.executors.default_executor = path.clone();
+        }
         Ok(config)
     }
 }

@@ -49,6 +49,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod containerizer;
 pub mod detect;
+pub mod executor;
 pub mod fetcher;
 pub mod health;
 pub mod http;

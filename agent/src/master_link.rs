@@ -20,7 +20,7 @@ use agora_proto::v1::{
     AgentCommand, AgentHeartbeatRequest, AgentInfo, RegisterAgentRequest, StatusUpdateRequest,
 };
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Streaming};
@@ -125,6 +125,79 @@ pub struct MasterLink {
     pub updates: StatusUpdates,
     /// Where a master's `Shutdown` reason is reported.
     pub shutdown: mpsc::Sender<String>,
+    /// Where the current connection is published for [`Outbox`] users.
+    pub outbox: OutboxPublisher,
+}
+
+/// The sending side of [`Outbox`]: only the link writes it.
+pub type OutboxPublisher = watch::Sender<Option<OutboxLink>>;
+
+/// The current registered connection.
+#[derive(Clone, Debug)]
+pub struct OutboxLink {
+    client: AgentApiClient<Channel>,
+    agent_id: String,
+    timeout: Duration,
+}
+
+/// Unary calls to the master made by other actors (executor messages and exits), over
+/// the link's current connection. Best effort: while the agent is not registered, a call
+/// fails at once with UNAVAILABLE; nothing is queued.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    rx: watch::Receiver<Option<OutboxLink>>,
+}
+
+impl Outbox {
+    /// A new outbox and the publisher the link keeps.
+    pub fn new() -> (OutboxPublisher, Outbox) {
+        let (tx, rx) = watch::channel(None);
+        (tx, Outbox { rx })
+    }
+
+    fn link(&self) -> Result<OutboxLink, tonic::Status> {
+        self.rx
+            .borrow()
+            .clone()
+            .ok_or_else(|| tonic::Status::unavailable("the agent is not connected to a master"))
+    }
+
+    /// Relays an executor's message to its framework (through the master). The future
+    /// does not borrow `self`.
+    pub fn executor_message(
+        &self,
+        mut request: agora_proto::v1::ExecutorToFrameworkMessage,
+    ) -> BoxFuture<'static, Result<(), tonic::Status>> {
+        let link = self.link();
+        Box::pin(async move {
+            let mut link = link?;
+            request.agent_id = link.agent_id.clone();
+            match tokio::time::timeout(link.timeout, link.client.executor_message(request)).await {
+                Ok(r) => r.map(|_| ()),
+                Err(_) => Err(tonic::Status::deadline_exceeded(
+                    "the master did not answer",
+                )),
+            }
+        })
+    }
+
+    /// Tells the master an executor ended (it tells the framework with a FAILURE event).
+    pub fn executor_exited(
+        &self,
+        mut request: agora_proto::v1::ExecutorExitedRequest,
+    ) -> BoxFuture<'static, Result<(), tonic::Status>> {
+        let link = self.link();
+        Box::pin(async move {
+            let mut link = link?;
+            request.agent_id = link.agent_id.clone();
+            match tokio::time::timeout(link.timeout, link.client.executor_exited(request)).await {
+                Ok(r) => r.map(|_| ()),
+                Err(_) => Err(tonic::Status::deadline_exceeded(
+                    "the master did not answer",
+                )),
+            }
+        })
+    }
 }
 
 impl MasterLink {
@@ -146,7 +219,13 @@ impl MasterLink {
                     self.updates
                         .connected(Arc::new(sink), session.agent_id.clone())
                         .await;
+                    self.outbox.send_replace(Some(OutboxLink {
+                        client: session.client.clone(),
+                        agent_id: session.agent_id.clone(),
+                        timeout: self.config.rpc_timeout,
+                    }));
                     let end = self.drive(&mut session).await;
+                    self.outbox.send_replace(None);
                     self.updates.disconnected().await;
                     match end {
                         SessionEnd::Shutdown(reason) => {
@@ -288,9 +367,12 @@ impl MasterLink {
                     tracing::warn!(agent_id = %r.agent_id, "unexpected second Registered; ignored");
                 }
                 Command::Acknowledge(ack) => {
+                    let key = TaskKey::new(ack.framework_id, ack.task_id);
                     self.updates
-                        .acknowledge(TaskKey::new(ack.framework_id, ack.task_id), ack.uuid)
+                        .acknowledge(key.clone(), ack.uuid.clone())
                         .await;
+                    // An executor's task: the executor hears of the acknowledgement too.
+                    self.state.acknowledged(key, ack.uuid).await;
                 }
                 Command::Shutdown(s) => return SessionEnd::Shutdown(s.reason),
                 other => self.state.command(other).await,
