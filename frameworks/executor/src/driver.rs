@@ -193,8 +193,9 @@ pub async fn run_with<E: Executor>(
         executor_id: config.executor_id.clone(),
     };
     let result = drive(&mut executor, &handle, &config, &mut stop_rx).await;
-    drop(handle);
-    let _ = book_task.await;
+    // Handles the executor keeps (its own tasks may hold clones) would keep the book
+    // alive forever; nothing is left for it to do.
+    book_task.abort();
     result
 }
 
@@ -257,7 +258,8 @@ fn is_transient(status: &tonic::Status) -> bool {
     )
 }
 
-async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
+/// A channel to the agent's executor API socket at `path`.
+pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
     let path = path.to_path_buf();
     // The URI is never resolved: the connector always dials the socket.
     Endpoint::from_static("http://agent.invalid")
