@@ -615,7 +615,7 @@ async fn executor_survives_agent_kill9_and_no_update_is_lost() {
         vec![launch(vec![executor_task(
             "r1",
             &ex,
-            "sleep 5; echo survived",
+            "sleep 2; echo survived",
         )])],
         Some(60.0),
     )
@@ -627,7 +627,10 @@ async fn executor_survives_agent_kill9_and_no_update_is_lost() {
     })
     .await;
     cluster.agents[0].kill9();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The task ends while the agent is down: the executor keeps its FINISHED update and
+    // brings it along when it re-subscribes to the restarted agent.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!is(&fw, "r1", TaskState::Finished));
     cluster.add_agent_with(0, &["--isolation", "linux"]);
     fw.wait_for("r1 FINISHED", |s| {
         s.get("r1")
@@ -643,7 +646,9 @@ async fn executor_survives_agent_kill9_and_no_update_is_lost() {
     assert_eq!(out.trim(), "survived");
     let log = cluster.agents[1].log_text();
     assert!(log.contains("re-attached to executor"), "{log}");
-    assert!(log.contains("executor subscribed"), "{log}");
+    assert!(log.contains("resubscribed=true"), "{log}");
+    // With its last task done, the re-subscribed executor is shut down as usual.
+    wait_event(&mut fw, "FAILURE for durable", failure_of("durable")).await;
 }
 
 fn nix_root() -> bool {

@@ -541,6 +541,13 @@ pub trait Container: Send + Sync + 'static {
     /// returns the termination.
     fn kill(&self, grace: Duration) -> BoxFuture<'static, Termination>;
 
+    /// Changes the container's limits to `resources` (an executor's container follows
+    /// its tasks). Implementations without limits accept and ignore it.
+    fn update_resources(&self, resources: &Resources) -> Result<(), String> {
+        let _ = resources;
+        Ok(())
+    }
+
     /// Resource usage, when the implementation measures it (cgroups) and the container
     /// still runs.
     fn usage(&self) -> Option<cgroups::Usage> {

@@ -175,6 +175,34 @@ fn launch_events(tasks: Vec<(u64, TaskInfo)>) -> Vec<XEvent> {
 }
 
 impl Actor {
+    /// Sets the executor's container limits to its own resources plus those of its tasks
+    /// that have not ended (done off the actor: it writes cgroup files).
+    fn resize(&self, key: &ExecutorKey) {
+        let Some(entry) = self.executors.get(key) else {
+            return;
+        };
+        let Some(container) = entry.container.clone() else {
+            return;
+        };
+        let mut total = Resources::from_proto(&entry.info.resources).unwrap_or_default();
+        for task in entry.tasks.values().filter(|t| !t.state.is_terminal()) {
+            if let Ok(r) = Resources::from_proto(&task.info.resources)
+                && let Ok(sum) = total.checked_add(&r)
+            {
+                total = sum;
+            }
+        }
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || match container.update_resources(&total) {
+            Ok(()) => {
+                tracing::debug!(executor = %key, resources = %total, "executor container resized")
+            }
+            Err(e) => {
+                tracing::warn!(executor = %key, resources = %total, "cannot resize the executor's container: {e}")
+            }
+        });
+    }
+
     pub(super) fn recover_executors(&mut self, recovered: Vec<RecoveredExecutor>) {
         for r in recovered {
             let (Some(framework), Some(info)) =
@@ -383,6 +411,7 @@ impl Actor {
             }
             tracing::info!(executor = %key, tasks = tasks.len(), "tasks handed to a running executor");
             self.persist_executor(&key);
+            self.resize(&key);
             return;
         }
         // A new executor: its container gets the executor's and the tasks' resources.
@@ -546,6 +575,8 @@ impl Actor {
                 tracing::info!(executor = %key, pid = container.pid(), "executor started");
                 entry.container = Some(Arc::clone(&container));
                 self.persist_executor(&key);
+                // Tasks handed over while it was starting count too.
+                self.resize(&key);
                 self.watch_executor(key.clone(), instance, container);
                 self.exec_apply(&key, ExecEvent::Launched).await;
             }
@@ -848,6 +879,15 @@ impl Actor {
         }
         tracing::info!(executor = %key, resubscribed = !request.unacknowledged_updates.is_empty() || !request.unacknowledged_tasks.is_empty(), "executor subscribed");
         self.exec_apply(&key, ExecEvent::Subscribed).await;
+        // Its last updates may have come with the re-subscription: nothing left to run.
+        if self
+            .executors
+            .get(&key)
+            .is_some_and(ExecEntry::all_terminal)
+        {
+            tracing::info!(executor = %key, "executor has no task left; shutting it down");
+            self.exec_apply(&key, ExecEvent::Shutdown).await;
+        }
         Ok(events_rx)
     }
 
@@ -924,6 +964,9 @@ impl Actor {
         let idle = entry.all_terminal();
         tracing::info!(executor = %key, task = %status.task_id, state = ?state, "{}", status.message);
         self.persist_executor(key);
+        if state.is_terminal() && !idle {
+            self.resize(key);
+        }
         self.updates.enqueue(status).await;
         if idle && !resent {
             tracing::info!(executor = %key, "executor has no task left; shutting it down");
