@@ -129,6 +129,9 @@ pub struct MasterLink {
     pub outbox: OutboxPublisher,
 }
 
+/// Longest wait for a master connection before an executor's end goes unreported.
+pub const EXITED_WAIT: Duration = Duration::from_secs(60);
+
 /// The sending side of [`Outbox`]: only the link writes it.
 pub type OutboxPublisher = watch::Sender<Option<OutboxLink>>;
 
@@ -182,13 +185,21 @@ impl Outbox {
     }
 
     /// Tells the master an executor ended (it tells the framework with a FAILURE event).
+    /// Waits up to [`EXITED_WAIT`] for a connection: an executor found ended at recovery
+    /// is reported before the agent has re-registered.
     pub fn executor_exited(
         &self,
         mut request: agora_proto::v1::ExecutorExitedRequest,
     ) -> BoxFuture<'static, Result<(), tonic::Status>> {
-        let link = self.link();
+        let mut rx = self.rx.clone();
         Box::pin(async move {
-            let mut link = link?;
+            let link = match tokio::time::timeout(EXITED_WAIT, rx.wait_for(Option::is_some)).await {
+                Ok(Ok(link)) => link.clone(),
+                _ => None,
+            };
+            let mut link = link.ok_or_else(|| {
+                tonic::Status::unavailable("the agent is not connected to a master")
+            })?;
             request.agent_id = link.agent_id.clone();
             match tokio::time::timeout(link.timeout, link.client.executor_exited(request)).await {
                 Ok(r) => r.map(|_| ()),
@@ -287,7 +298,11 @@ impl MasterLink {
         let snapshot = match agent_id {
             Some(id) => {
                 info.id = id.to_string();
-                self.state.snapshot().await
+                let mut snapshot = self.state.snapshot().await;
+                // Asked after the state actor answered, so the terminal updates it produced
+                // before answering are queued by now.
+                add_ended_tasks(&mut snapshot, self.updates.pending().await);
+                snapshot
             }
             None => Default::default(),
         };
@@ -416,6 +431,35 @@ async fn heartbeat_loop(
                     return SessionEnd::Lost(format!("{failures} heartbeats in a row failed"));
                 }
             }
+        }
+    }
+}
+
+/// Tasks that ended (e.g. while the agent was down) but whose terminal update still waits
+/// for acknowledgement are listed with that terminal state, so the master does not take
+/// them for lost; the update itself follows through the update manager.
+fn add_ended_tasks(
+    snapshot: &mut crate::state::Snapshot,
+    pending: Vec<(TaskKey, Vec<agora_proto::v1::TaskStatus>)>,
+) {
+    for (key, statuses) in pending {
+        let Some(last) = statuses.last() else {
+            continue;
+        };
+        let terminal = agora_proto::TaskState::try_from(last.state).is_ok_and(|s| s.is_terminal());
+        let listed = snapshot.tasks.iter().any(|t| {
+            t.framework_id == key.framework_id
+                && t.task.as_ref().is_some_and(|i| i.task_id == key.task_id)
+        });
+        if terminal && !listed {
+            snapshot.tasks.push(agora_proto::v1::RunningTask {
+                task: Some(agora_proto::v1::TaskInfo {
+                    task_id: key.task_id,
+                    ..Default::default()
+                }),
+                framework_id: key.framework_id,
+                state: last.state,
+            });
         }
     }
 }

@@ -662,3 +662,87 @@ fn nix_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_that_ends_while_the_agent_is_down_fails_its_tasks() {
+    if !nix_root() {
+        eprintln!("skipped: re-attaching to an executor needs Linux containers (root)");
+        return;
+    }
+    let mut cluster = Cluster::start(0);
+    cluster.add_agent_with(0, &["--isolation", "linux"]);
+    cluster.wait_agents(1);
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-executor-gone").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    let ex = example_executor("doomed", "cpus:0.1;mem:32");
+    // The task's parent is the executor: it kills it while the agent is down.
+    fw.accept(
+        vec![offer.id],
+        vec![launch(vec![executor_task(
+            "d1",
+            &ex,
+            "sleep 2; kill -9 $PPID; sleep 60",
+        )])],
+        Some(60.0),
+    )
+    .await
+    .expect("accept");
+    fw.wait_for("d1 RUNNING", |s| {
+        s.get("d1")
+            .is_some_and(|x| state_of(x) == TaskState::Running)
+    })
+    .await;
+    cluster.agents[0].kill9();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.add_agent_with(0, &["--isolation", "linux"]);
+    fw.wait_for("d1 FAILED", |s| {
+        s.get("d1")
+            .is_some_and(|x| state_of(x) == TaskState::Failed)
+    })
+    .await;
+    let d1 = &fw.statuses["d1"];
+    assert_eq!(
+        d1.reason,
+        v1::StatusReason::ExecutorTerminated as i32,
+        "{d1:?}"
+    );
+    assert!(d1.message.contains("SIGKILL"), "{d1:?}");
+    wait_event(&mut fw, "FAILURE for doomed", failure_of("doomed")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_executor_and_group_with_process_isolation() {
+    let mut cluster = Cluster::start(0);
+    cluster.add_agent_with(0, &["--isolation", "process"]);
+    cluster.wait_agents(1);
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-executor-process").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    let ex = example_executor("px", "cpus:0.1;mem:32");
+    fw.accept(
+        vec![offer.id],
+        vec![
+            launch(vec![executor_task("p1", &ex, "echo p1")]),
+            group(
+                default_executor("pg"),
+                vec![
+                    shell_task("q1", "cpus:0.1;mem:32", "true"),
+                    shell_task("q2", "cpus:0.1;mem:32", "exit 2"),
+                ],
+            ),
+        ],
+        Some(60.0),
+    )
+    .await
+    .expect("accept");
+    fw.wait_for("p1 FINISHED, q2 FAILED", |s| {
+        s.get("p1")
+            .is_some_and(|x| state_of(x) == TaskState::Finished)
+            && s.get("q2")
+                .is_some_and(|x| state_of(x) == TaskState::Failed)
+            && s.get("q1").is_some_and(|x| state_of(x).is_terminal())
+    })
+    .await;
+    assert_eq!(fw.statuses["q2"].exit_code, Some(2));
+    wait_event(&mut fw, "FAILURE for px", failure_of("px")).await;
+    wait_event(&mut fw, "FAILURE for pg", failure_of("pg")).await;
+}
