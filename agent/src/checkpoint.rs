@@ -570,6 +570,51 @@ mod tests {
         dir
     }
 
+    #[test]
+    fn executor_records_round_trip_and_are_removed() {
+        let dir = temp("executors");
+        let cp = Checkpoint::new(&dir);
+        let key = ExecutorKey::new("fw", "e1");
+        let record = ExecutorRecord {
+            executor: Some(agora_proto::v1::ExecutorInfo {
+                executor_id: "e1".into(),
+                ..Default::default()
+            }),
+            container_id: "c1".into(),
+            pid: 42,
+            start_time: 7,
+            sandbox: "/w/s".into(),
+            tasks: vec![ExecutorTaskRecord {
+                task: Some(TaskInfo {
+                    task_id: "t1".into(),
+                    ..Default::default()
+                }),
+                group: 3,
+                state: TaskState::Running as i32,
+                kill_requested: true,
+            }],
+            ..Default::default()
+        };
+        cp.write_executor(&key, &record).expect("write");
+        let (read, errors) = cp.read_executors();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(read, vec![(key.clone(), record.clone())]);
+        assert_eq!(record.container().pid, 42);
+        // A corrupt record is reported, not fatal.
+        let bad = dir.join("meta/executors/fw/bad.pb");
+        std::fs::write(&bad, b"\xff\xff\xff").expect("write garbage");
+        let (read, errors) = cp.read_executors();
+        assert_eq!(read.len(), 1);
+        assert_eq!(errors.len(), 1);
+        cp.remove_executor(&key).expect("remove");
+        cp.remove_executor(&key).expect("removing twice is fine");
+        assert!(
+            cp.write_executor(&ExecutorKey::new("fw", "a/b"), &record)
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn status(task: &str, state: TaskState, uuid: &str) -> TaskStatus {
         TaskStatus {
             framework_id: "fw".into(),

@@ -531,4 +531,55 @@ mod tests {
         };
         assert!(msg(refuse_ms(Some(&f), 5.0, 3600.0)).contains("refuse_seconds"));
     }
+
+    #[test]
+    fn executors_and_group_tasks() {
+        let exec = |id: &str| v1::ExecutorInfo {
+            executor_id: id.into(),
+            resources: Resources::parse("cpus:0.1;mem:32")
+                .expect("resources")
+                .to_proto(),
+            ..Default::default()
+        };
+        let mem = executor(&exec("e1"), "fw").map(|r| r.scalar("mem").as_f64());
+        assert!(matches!(mem, Ok(m) if m == 32.0), "{mem:?}");
+        assert!(msg(executor(&exec(""), "fw")).contains("executor id"));
+        let mut other_fw = exec("e1");
+        other_fw.framework_id = "fw2".into();
+        assert!(msg(executor(&other_fw, "fw")).contains("names framework 'fw2'"));
+        let mut bad_res = exec("e1");
+        bad_res.resources = vec![v1::Resource {
+            name: "cpus".into(),
+            ..Default::default()
+        }];
+        assert!(msg(executor(&bad_res, "fw")).contains("executor 'e1' resources"));
+
+        let mut t = TaskInfo {
+            task_id: "t1".into(),
+            resources: Resources::parse("cpus:1").expect("resources").to_proto(),
+            command: Some(CommandInfo {
+                run: Some(v1::command_info::Run::Shell("true".into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(group_task(&t, "a1", "e1").is_ok());
+        t.executor = Some(exec("e1"));
+        assert!(
+            group_task(&t, "a1", "e1").is_ok(),
+            "its own group executor is fine"
+        );
+        t.executor = Some(exec("e2"));
+        assert!(msg(group_task(&t, "a1", "e1")).contains("names executor 'e2'"));
+        t.executor = None;
+        t.command = None;
+        assert!(msg(group_task(&t, "a1", "e1")).contains("of a task group has no command"));
+        // A LAUNCH task naming an executor without a program.
+        let launch_task = TaskInfo {
+            command: None,
+            executor: Some(exec("e1")),
+            ..t.clone()
+        };
+        assert!(msg(task(&launch_task, "a1")).contains("has no command"));
+    }
 }

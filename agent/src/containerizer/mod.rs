@@ -115,8 +115,8 @@ pub enum InvalidTask {
     /// An id that cannot be a directory name.
     #[error(transparent)]
     Id(#[from] InvalidId),
-    /// The task names a custom executor; only commands run in the skeleton.
-    #[error("custom executors are not supported by this agent yet")]
+    /// The task names a custom executor: its executor runs it, not the command path.
+    #[error("a task with an executor is run by that executor, not as a command")]
     ExecutorUnsupported,
     /// No command to run.
     #[error("task has no command")]
@@ -731,6 +731,44 @@ mod tests {
             LaunchSpec::from_task(&fw, &nul, "a"),
             Err(InvalidTask::NulByte { .. })
         ));
+    }
+
+    #[test]
+    fn executor_spec() {
+        let fw = framework();
+        let mut exec = ExecutorInfo {
+            executor_id: "e1".into(),
+            command: Some(CommandInfo {
+                run: Some(command_info::Run::Shell("run-executor".into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let res = Resources::parse("cpus:0.5;mem:64;ports:[31000-31001]").expect("resources");
+        let env = vec![("AGORA_EXECUTOR_ID".to_string(), "e1".to_string())];
+        let default = std::path::Path::new("/opt/agora/agora-default-executor");
+        let spec = LaunchSpec::for_executor(&fw, &exec, default, res.clone(), "a1", env.clone())
+            .expect("valid executor");
+        assert_eq!(spec.task_id, "executor.e1");
+        assert_eq!(spec.program, Program::Shell("run-executor".into()));
+        assert_eq!(spec.environment, env);
+        assert_eq!(spec.ports, vec![31000, 31001]);
+        assert_eq!(spec.resources, res);
+        // No command: the default executor.
+        exec.command = None;
+        let spec = LaunchSpec::for_executor(&fw, &exec, default, Resources::new(), "a1", vec![])
+            .expect("default executor");
+        assert_eq!(
+            spec.program,
+            Program::Argv(vec!["/opt/agora/agora-default-executor".into()])
+        );
+        exec.executor_id = "a/b".into();
+        let err = LaunchSpec::for_executor(&fw, &exec, default, Resources::new(), "a1", vec![])
+            .expect_err("bad id");
+        assert_eq!(
+            err.to_string(),
+            "invalid executor id \"a/b\": must not contain '/'"
+        );
     }
 
     #[test]

@@ -472,3 +472,56 @@ impl Supervisor {
         self.notify_idle();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_proto::v1::CommandInfo;
+
+    #[test]
+    fn program_comes_from_command_then_data() {
+        let mut task = TaskInfo {
+            task_id: "t".into(),
+            data: b"echo from data".to_vec(),
+            ..Default::default()
+        };
+        let c = program_of(&task).expect("data script");
+        let args: Vec<_> = c.as_std().get_args().collect();
+        assert_eq!(c.as_std().get_program(), "/bin/sh");
+        assert_eq!(args, ["-c", "echo from data"]);
+        task.command = Some(CommandInfo {
+            run: Some(command_info::Run::Argv(command_info::Argv {
+                args: vec!["/bin/echo".into(), "x".into()],
+            })),
+            ..Default::default()
+        });
+        let c = program_of(&task).expect("argv");
+        assert_eq!(c.as_std().get_program(), "/bin/echo");
+        task.command = Some(CommandInfo::default());
+        assert_eq!(
+            program_of(&task).err().as_deref(),
+            Some("command has neither shell nor argv")
+        );
+        task.command = None;
+        task.data = b"   ".to_vec();
+        assert_eq!(
+            program_of(&task).err().as_deref(),
+            Some("task has no command and no data to run")
+        );
+    }
+
+    #[test]
+    fn grace_and_ids() {
+        assert_eq!(grace_of(None), DEFAULT_GRACE);
+        let p = |s: f64| KillPolicy {
+            grace_period_seconds: s,
+        };
+        assert_eq!(grace_of(Some(&p(1.5))), Duration::from_millis(1500));
+        assert_eq!(grace_of(Some(&p(-1.0))), DEFAULT_GRACE);
+        assert_eq!(grace_of(Some(&p(f64::NAN))), DEFAULT_GRACE);
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert!(!safe_component(bad), "{bad:?}");
+        }
+        assert!(safe_component("web.1"));
+    }
+}
