@@ -183,6 +183,76 @@ async fn custom_executor_runs_kills_and_relays_messages() {
         matches!(e, v1::event::Event::Failure(f) if f.executor_id == "ex1" && f.exit_code == Some(0))
     })
     .await;
+    // The framework's acknowledgements reached the executor (ACKNOWLEDGED events).
+    let stderr = std::fs::read_to_string(
+        cluster
+            .dir
+            .0
+            .join("agent-0/sandboxes")
+            .join(&fw.id)
+            .join("executor.ex1/stderr"),
+    )
+    .expect("executor stderr");
+    let acked = stderr.matches("update acknowledged").count();
+    assert!(
+        acked >= 3,
+        "{acked} acknowledgements seen by the executor:\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_shuts_an_executor_down() {
+    let cluster = Cluster::start(1);
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-executor-shutdown").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    let ex = example_executor("sd", "cpus:0.1;mem:32");
+    fw.accept(
+        vec![offer.id],
+        vec![launch(vec![
+            executor_task("s1", &ex, "sleep 60"),
+            executor_task("s2", &ex, "sleep 60"),
+        ])],
+        Some(60.0),
+    )
+    .await
+    .expect("accept");
+    fw.wait_for("s1 and s2 RUNNING", |s| {
+        ["s1", "s2"]
+            .iter()
+            .all(|t| s.get(*t).is_some_and(|x| state_of(x) == TaskState::Running))
+    })
+    .await;
+    let started = Instant::now();
+    fw.client
+        .shutdown(v1::ShutdownRequest {
+            framework_id: fw.id.clone(),
+            executor_id: "sd".into(),
+            agent_id: offer.agent_id.clone(),
+        })
+        .await
+        .expect("shutdown");
+    fw.wait_for("s1 and s2 KILLED", |s| {
+        ["s1", "s2"]
+            .iter()
+            .all(|t| s.get(*t).is_some_and(|x| state_of(x) == TaskState::Killed))
+    })
+    .await;
+    for t in ["s1", "s2"] {
+        let s = &fw.statuses[t];
+        assert_eq!(
+            s.reason,
+            v1::StatusReason::ExecutorTerminated as i32,
+            "{s:?}"
+        );
+        assert_eq!(s.message, "killed because the executor shut down");
+    }
+    wait_event(&mut fw, "FAILURE for sd", failure_of("sd")).await;
+    // The executor ended by itself well within the 5 s shutdown grace.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

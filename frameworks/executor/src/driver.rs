@@ -428,7 +428,10 @@ impl Book {
                         self.unreported.insert(task.task_id.clone(), task);
                     }
                 }
-                BookMsg::Acked { uuid } => self.unacked.retain(|u| u.uuid != uuid),
+                BookMsg::Acked { uuid } => {
+                    tracing::info!(%uuid, "update acknowledged");
+                    self.unacked.retain(|u| u.uuid != uuid);
+                }
                 BookMsg::Connected(client) => self.client = Some(client),
                 BookMsg::Disconnected => self.client = None,
                 BookMsg::Snapshot { reply } => {
@@ -493,5 +496,40 @@ impl Book {
                 "message timed out",
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_proto::v1::KillPolicy;
+
+    struct Idle;
+
+    impl Executor for Idle {
+        async fn launch_task(&mut self, _: &ExecutorHandle, _: TaskInfo) {}
+        async fn kill_task(&mut self, _: &ExecutorHandle, _: String, _: Option<KillPolicy>) {}
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_recovery_timeout_without_an_agent() {
+        let config = DriverConfig {
+            socket: std::env::temp_dir()
+                .join(format!("agora-no-agent-{}.sock", std::process::id())),
+            framework_id: "fw".into(),
+            executor_id: "e".into(),
+            recovery_timeout: Duration::from_millis(300),
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(100),
+        };
+        let started = Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(10), run_with(Idle, config)).await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(Err(DriverError::AgentGone(t))) => assert_eq!(t, Duration::from_millis(300)),
+            other => panic!("expected AgentGone, got {other:?}"),
+        }
+        assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     }
 }
