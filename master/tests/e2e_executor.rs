@@ -816,3 +816,59 @@ async fn custom_executor_and_group_with_process_isolation() {
     wait_event(&mut fw, "FAILURE for px", failure_of("px")).await;
     wait_event(&mut fw, "FAILURE for pg", failure_of("pg")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_isolation_restart_fails_executor_tasks_and_leaves_no_process() {
+    let mut cluster = Cluster::start(0);
+    cluster.add_agent_with(0, &["--isolation", "process"]);
+    cluster.wait_agents(1);
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-executor-process-restart").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    let ex = example_executor("orphan", "cpus:0.1;mem:32");
+    let pid_file = cluster.dir.0.join("orphan-task.pid");
+    let script = format!("echo $$ > {}; exec sleep 300", pid_file.display());
+    fw.accept(
+        vec![offer.id],
+        vec![launch(vec![executor_task("o1", &ex, &script)])],
+        Some(60.0),
+    )
+    .await
+    .expect("accept");
+    fw.wait_for("o1 RUNNING", |s| {
+        s.get("o1")
+            .is_some_and(|x| state_of(x) == TaskState::Running)
+    })
+    .await;
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .expect("the task wrote its pid");
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    assert!(alive(pid));
+    cluster.agents[0].kill9();
+    cluster.add_agent_with(0, &["--isolation", "process"]);
+    // Plain processes cannot be re-attached: the task fails...
+    fw.wait_for("o1 FAILED", |s| {
+        s.get("o1")
+            .is_some_and(|x| state_of(x) == TaskState::Failed)
+    })
+    .await;
+    assert_eq!(
+        fw.statuses["o1"].reason,
+        v1::StatusReason::ExecutorTerminated as i32
+    );
+    // ... and the orphaned executor, refused by the new agent, takes its task with it.
+    let deadline = Instant::now() + WAIT;
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "task process {pid} outlived its executor"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -173,6 +173,17 @@ struct Supervisor {
     idle_waiters: Vec<oneshot::Sender<()>>,
 }
 
+impl Drop for Supervisor {
+    /// The executor is going away (its driver returned, or the runtime is shutting down):
+    /// tasks still running would outlive it in their own process groups (the Linux
+    /// containerizer's cgroup would catch them, plain processes would not).
+    fn drop(&mut self) {
+        for child in self.tasks.values() {
+            let _ = killpg(Pid::from_raw(child.pgid), Signal::SIGKILL);
+        }
+    }
+}
+
 fn status(task_id: &str, state: TaskState, reason: StatusReason, message: String) -> TaskStatus {
     TaskStatus {
         task_id: task_id.to_string(),
