@@ -118,6 +118,7 @@ async fn custom_executor_runs_kills_and_relays_messages() {
         executor_task("t1", &ex, "echo hi from $AGORA_TASK_ID"),
         executor_task("t2", &ex, "sleep 60"),
     ];
+    let accepted = Instant::now();
     let resp = fw
         .accept(vec![offer.id.clone()], vec![launch(tasks)], Some(60.0))
         .await
@@ -130,6 +131,10 @@ async fn custom_executor_runs_kills_and_relays_messages() {
                 .is_some_and(|x| state_of(x) == TaskState::Running)
     })
     .await;
+    eprintln!(
+        "accept -> t1 FINISHED through a new custom executor: {:?}",
+        accepted.elapsed()
+    );
     assert_eq!(
         states_of(&fw, "t1"),
         vec![TaskState::Starting, TaskState::Running, TaskState::Finished]
