@@ -119,8 +119,9 @@ async fn custom_executor_runs_kills_and_relays_messages() {
         executor_task("t2", &ex, "sleep 60"),
     ];
     let accepted = Instant::now();
+    // No decline filter: what is left comes back in a new offer for the relaunch below.
     let resp = fw
-        .accept(vec![offer.id.clone()], vec![launch(tasks)], Some(60.0))
+        .accept(vec![offer.id.clone()], vec![launch(tasks)], Some(0.0))
         .await
         .expect("accept");
     assert_eq!(resp.launched_task_ids, vec!["t1", "t2"]);
@@ -145,6 +146,34 @@ async fn custom_executor_runs_kills_and_relays_messages() {
     let out = std::fs::read_to_string(sandbox_file(&cluster, 0, &fw.id, "ex1", "t1"))
         .expect("t1 stdout in the executor's sandbox");
     assert_eq!(out.trim(), "hi from t1");
+
+    // Once its FINISHED is acknowledged, t1's id may run again on the same executor.
+    let again = fw.wait_offers(1).await.remove(0);
+    fw.accept(
+        vec![again.id],
+        vec![launch(vec![executor_task("t1", &ex, "echo again")])],
+        Some(60.0),
+    )
+    .await
+    .expect("relaunch t1");
+    let finished = |fw: &Framework| {
+        fw.history
+            .iter()
+            .filter(|s| s.task_id == "t1" && state_of(s) == TaskState::Finished)
+            .count()
+    };
+    let deadline = Instant::now() + WAIT;
+    while finished(&fw) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "t1 did not finish twice: {:?}",
+            fw.statuses.get("t1")
+        );
+        fw.pump(Duration::from_millis(200)).await;
+    }
+    let out =
+        std::fs::read_to_string(sandbox_file(&cluster, 0, &fw.id, "ex1", "t1")).expect("t1 stdout");
+    assert_eq!(out.trim(), "again");
 
     // Framework -> executor -> framework.
     fw.client
@@ -628,13 +657,6 @@ async fn executor_api_refuses_bad_calls() {
     );
     assert_code(
         client
-            .update(update("quick", TaskState::Running, &uuid))
-            .await,
-        Code::FailedPrecondition,
-        "already FINISHED",
-    );
-    assert_code(
-        client
             .update(update("slow", TaskState::Staging, &uuid))
             .await,
         Code::InvalidArgument,
@@ -671,6 +693,25 @@ async fn executor_api_refuses_bad_calls() {
     assert_code(r, Code::NotFound, "executor 'ghost'");
     // None of that disturbed the real task.
     assert!(is(&fw, "slow", TaskState::Running));
+    // A terminal update, then anything after it: refused. (The framework cannot have
+    // acknowledged the terminal one in between: this test is not pumping its events.)
+    let finished = uuid::Uuid::new_v4().to_string();
+    client
+        .update(update("slow", TaskState::Finished, &finished))
+        .await
+        .expect("a terminal update from the executor's side");
+    assert_code(
+        client
+            .update(update("slow", TaskState::Running, &uuid))
+            .await,
+        Code::FailedPrecondition,
+        "task 'slow' is already FINISHED; no update may follow a terminal one",
+    );
+    fw.wait_for("slow FINISHED", |s| {
+        s.get("slow")
+            .is_some_and(|x| state_of(x) == TaskState::Finished)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,6 +82,10 @@ pub(super) struct ExecTask {
     /// Latest state reported (STAGING until the executor reports).
     state: TaskState,
     kill_requested: bool,
+    /// The uuid of its terminal update: once the framework acknowledges it the task is
+    /// forgotten (its id may be used again). Not checkpointed: after a restart such
+    /// tasks stay until their executor ends.
+    terminal_uuid: Option<String>,
 }
 
 pub(super) struct ExecEntry {
@@ -222,6 +226,7 @@ impl Actor {
                         group: t.group,
                         state: TaskState::try_from(t.state).unwrap_or(TaskState::Staging),
                         kill_requested: t.kill_requested,
+                        terminal_uuid: None,
                     },
                 );
             }
@@ -385,6 +390,7 @@ impl Actor {
                         group: group_id,
                         state: TaskState::Staging,
                         kill_requested: false,
+                        terminal_uuid: None,
                     },
                 )
             })
@@ -954,6 +960,9 @@ impl Actor {
             )));
         }
         task.state = state;
+        if state.is_terminal() {
+            task.terminal_uuid = Some(status.uuid.clone());
+        }
         status.framework_id = key.framework_id.clone();
         status.executor_id = key.executor_id.clone();
         status.agent_id = agent_id;
@@ -1010,11 +1019,20 @@ impl Actor {
         let Some(ek) = self.executor_of(&key) else {
             return;
         };
-        if let Some(entry) = self.executors.get_mut(&ek) {
-            entry.send(XEvent::Acknowledged(executor_event::Acknowledged {
-                task_id: key.task_id,
-                uuid,
-            }));
+        let Some(entry) = self.executors.get_mut(&ek) else {
+            return;
+        };
+        let done = entry
+            .tasks
+            .get(&key.task_id)
+            .is_some_and(|t| t.terminal_uuid.as_deref() == Some(uuid.as_str()));
+        entry.send(XEvent::Acknowledged(executor_event::Acknowledged {
+            task_id: key.task_id.clone(),
+            uuid,
+        }));
+        if done {
+            entry.tasks.remove(&key.task_id);
+            self.persist_executor(&ek);
         }
     }
 
