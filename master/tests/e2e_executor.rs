@@ -693,13 +693,86 @@ async fn executor_api_refuses_bad_calls() {
     assert_code(r, Code::NotFound, "executor 'ghost'");
     // None of that disturbed the real task.
     assert!(is(&fw, "slow", TaskState::Running));
+    // A re-subscription (here: taking the executor's place) carrying an update of a task
+    // the agent has forgotten and a task it never heard of: the update is acknowledged,
+    // the stranger killed; the subscription itself is accepted.
+    let forgotten_uuid = uuid::Uuid::new_v4().to_string();
+    let mut events = client
+        .subscribe(v1::ExecutorSubscribeRequest {
+            framework_id: fw.id.clone(),
+            executor_id: "api".into(),
+            unacknowledged_updates: vec![v1::TaskStatus {
+                task_id: "forgotten".into(),
+                state: TaskState::Finished as i32,
+                uuid: forgotten_uuid.clone(),
+                ..Default::default()
+            }],
+            unacknowledged_tasks: vec![v1::TaskInfo {
+                task_id: "stranger".into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect("re-subscription accepted")
+        .into_inner();
+    let (mut acked, mut killed, mut subscribed) = (false, false, false);
+    while !(acked && killed && subscribed) {
+        let event = tokio::time::timeout(WAIT, events.message())
+            .await
+            .expect("events in time")
+            .expect("stream ok")
+            .expect("an event");
+        use v1::executor_event::Event as X;
+        match event.event {
+            Some(X::Subscribed(_)) => subscribed = true,
+            Some(X::Acknowledged(a)) => {
+                assert_eq!(
+                    (a.task_id.as_str(), a.uuid.as_str()),
+                    ("forgotten", forgotten_uuid.as_str())
+                );
+                acked = true;
+            }
+            Some(X::Kill(k)) => {
+                assert_eq!(k.task_id, "stranger");
+                killed = true;
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    drop(events);
+    // The executor's own stream was replaced, so it ended: the executor noticed and
+    // reconnects (a replaced stream left hanging open would leave it deaf forever).
+    let stderr = cluster
+        .dir
+        .0
+        .join("agent-0/sandboxes")
+        .join(&fw.id)
+        .join("executor.api/stderr");
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&stderr).is_ok_and(|t| t.contains("lost the agent")) {
+        assert!(
+            Instant::now() < deadline,
+            "the replaced executor never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // A terminal update, then anything after it: refused. (The framework cannot have
     // acknowledged the terminal one in between: this test is not pumping its events.)
+    // (The real executor re-subscribes within its backoff after losing its stream above.)
     let finished = uuid::Uuid::new_v4().to_string();
-    client
-        .update(update("slow", TaskState::Finished, &finished))
-        .await
-        .expect("a terminal update from the executor's side");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match client
+            .update(update("slow", TaskState::Finished, &finished))
+            .await
+        {
+            Ok(_) => break,
+            Err(s) if s.message().contains("has not subscribed") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) => panic!("terminal update refused: {s:?}"),
+        }
+    }
     assert_code(
         client
             .update(update("slow", TaskState::Running, &uuid))

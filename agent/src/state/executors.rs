@@ -88,14 +88,29 @@ pub(super) struct ExecTask {
     terminal_uuid: Option<String>,
 }
 
+/// One open event stream. Dropping it ends the stream for the executor (its watcher,
+/// which holds a sender to notice the executor going away, is aborted with it), so a
+/// replaced subscription does not hang open.
+pub(super) struct Subscription {
+    connection: u64,
+    tx: EventTx,
+    watcher: JoinHandle<()>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
 pub(super) struct ExecEntry {
     instance: u64,
     framework: FrameworkInfo,
     info: ExecutorInfo,
     phase: ExecPhase,
     container: Option<Arc<dyn Container>>,
-    /// The open subscription: its connection number and event sender.
-    stream: Option<(u64, EventTx)>,
+    /// The open subscription.
+    stream: Option<Subscription>,
     /// Task ids the (re-)subscribing executor said it already has.
     known: HashSet<String>,
     tasks: BTreeMap<String, ExecTask>,
@@ -139,7 +154,7 @@ impl ExecEntry {
     /// Sends an event on the open subscription; a full or closed stream is dropped (the
     /// executor re-subscribes and gets its undelivered launches again).
     fn send(&mut self, event: XEvent) -> bool {
-        let Some((_, tx)) = &self.stream else {
+        let Some(Subscription { tx, .. }) = &self.stream else {
             return false;
         };
         match tx.try_send(Ok(ExecutorEvent { event: Some(event) })) {
@@ -639,7 +654,11 @@ impl Actor {
         else {
             return;
         };
-        if entry.stream.as_ref().is_some_and(|(c, _)| *c == connection) {
+        if entry
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.connection == connection)
+        {
             entry.stream = None;
             tracing::info!(executor = %key, "executor disconnected");
             self.exec_apply(&key, ExecEvent::Disconnected).await;
@@ -812,22 +831,21 @@ impl Actor {
                 key.executor_id
             )));
         }
-        for status in &request.unacknowledged_updates {
-            if !entry.tasks.contains_key(&status.task_id) {
-                return Err(Status::invalid_argument(format!(
-                    "unacknowledged update for task '{}', which does not belong to executor '{}'",
-                    status.task_id, key.executor_id
-                )));
-            }
-        }
-        for task in &request.unacknowledged_tasks {
-            if !entry.tasks.contains_key(&task.task_id) {
-                return Err(Status::invalid_argument(format!(
-                    "task '{}' does not belong to executor '{}'",
-                    task.task_id, key.executor_id
-                )));
-            }
-        }
+        // Tasks the agent no longer has were forgotten after their terminal update was
+        // acknowledged (the ACKNOWLEDGED was lost with the previous agent): their updates
+        // are acknowledged now, and their processes, if any still run, are killed.
+        let foreign_updates: Vec<(String, String)> = request
+            .unacknowledged_updates
+            .iter()
+            .filter(|s| !entry.tasks.contains_key(&s.task_id))
+            .map(|s| (s.task_id.clone(), s.uuid.clone()))
+            .collect();
+        let foreign_tasks: Vec<String> = request
+            .unacknowledged_tasks
+            .iter()
+            .filter(|t| !entry.tasks.contains_key(&t.task_id))
+            .map(|t| t.task_id.clone())
+            .collect();
         // Updates sent before an agent restart: the ones already in the update log are
         // pending there; the rest never reached it and are taken now, in order.
         if !request.unacknowledged_updates.is_empty() {
@@ -839,7 +857,9 @@ impl Actor {
                 .flat_map(|(_, statuses)| statuses.into_iter().map(|s| s.uuid))
                 .collect();
             for status in request.unacknowledged_updates.iter() {
-                if pending.contains(&status.uuid) {
+                if pending.contains(&status.uuid)
+                    || foreign_updates.iter().any(|(_, u)| *u == status.uuid)
+                {
                     continue;
                 }
                 if let Err(e) = self.accept_update(&key, status.clone(), true).await {
@@ -867,13 +887,12 @@ impl Actor {
                     .map(|s| s.task_id.clone()),
             )
             .collect();
-        let watcher = events_tx.clone();
+        let closed = events_tx.clone();
         let instance = entry.instance;
-        entry.stream = Some((connection, events_tx));
-        {
+        let watcher = {
             let key = key.clone();
             tokio::spawn(async move {
-                watcher.closed().await;
+                closed.closed().await;
                 let _ = tx
                     .send(Msg::ExecStreamClosed {
                         key,
@@ -881,10 +900,32 @@ impl Actor {
                         connection,
                     })
                     .await;
-            });
-        }
+            })
+        };
+        // Replacing an older subscription ends its stream.
+        entry.stream = Some(Subscription {
+            connection,
+            tx: events_tx,
+            watcher,
+        });
         tracing::info!(executor = %key, resubscribed = !request.unacknowledged_updates.is_empty() || !request.unacknowledged_tasks.is_empty(), "executor subscribed");
         self.exec_apply(&key, ExecEvent::Subscribed).await;
+        if let Some(entry) = self.executors.get_mut(&key) {
+            for (task_id, uuid) in foreign_updates {
+                tracing::info!(executor = %key, task = %task_id, "update of a forgotten task: acknowledging it");
+                entry.send(XEvent::Acknowledged(executor_event::Acknowledged {
+                    task_id,
+                    uuid,
+                }));
+            }
+            for task_id in foreign_tasks {
+                tracing::warn!(executor = %key, task = %task_id, "executor runs a task this agent does not know; killing it");
+                entry.send(XEvent::Kill(executor_event::Kill {
+                    task_id,
+                    kill_policy: None,
+                }));
+            }
+        }
         // Its last updates may have come with the re-subscription: nothing left to run.
         if self
             .executors
