@@ -317,6 +317,8 @@ async fn executor_crash_fails_its_tasks() {
     .await;
     let b1 = &fw.statuses["b1"];
     assert_eq!(b1.reason, v1::StatusReason::ExecutorTerminated as i32);
+    assert_eq!(b1.executor_id, "broken");
+    assert_eq!(b1.source, v1::StatusSource::SourceAgent as i32);
     assert_eq!(
         b1.message, "executor exited with code 3 before reporting the task",
         "{b1:?}"

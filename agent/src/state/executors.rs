@@ -793,11 +793,11 @@ impl Actor {
             } else {
                 TaskState::Failed
             };
-            self.report(
-                &tkey,
-                Report::new(state, StatusReason::ExecutorTerminated, why.clone()),
-            )
-            .await;
+            let report = Report::new(state, StatusReason::ExecutorTerminated, why.clone());
+            tracing::info!(task = %tkey, state = ?state, "{why}");
+            let mut status = new_status(&tkey, &self.agent_id, report);
+            status.executor_id = key.executor_id.clone();
+            self.updates.enqueue(status).await;
         }
         self.forget_executor(key);
         // Only executors that ran are reported; one that never started has nothing for
