@@ -147,6 +147,9 @@ pub struct ExecutorRecord {
     /// Its tasks (terminal ones too, until the executor ends).
     #[prost(message, repeated, tag = "7")]
     pub tasks: Vec<ExecutorTaskRecord>,
+    /// The secret the executor authenticates its calls with.
+    #[prost(string, tag = "8")]
+    pub token: String,
 }
 
 impl ExecutorRecord {

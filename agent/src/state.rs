@@ -84,14 +84,17 @@ enum Msg {
     },
     ExecSubscribe {
         request: ExecutorSubscribeRequest,
+        token: String,
         reply: oneshot::Sender<Result<EventRx, tonic::Status>>,
     },
     ExecUpdate {
         request: ExecutorUpdateRequest,
+        token: String,
         reply: oneshot::Sender<Result<(), tonic::Status>>,
     },
     ExecMessage {
         request: ExecutorMessageRequest,
+        token: String,
         reply: oneshot::Sender<Result<(), tonic::Status>>,
     },
     ExecLaunched {
@@ -262,13 +265,20 @@ impl AgentState {
         self.send(Msg::Acknowledged { key, uuid }).await;
     }
 
-    /// An executor subscribes: the stream of its events, or why it is refused.
+    /// An executor subscribes (with its token): the stream of its events, or why it is
+    /// refused.
     pub async fn executor_subscribe(
         &self,
         request: ExecutorSubscribeRequest,
+        token: String,
     ) -> Result<EventRx, tonic::Status> {
         let (reply, rx) = oneshot::channel();
-        self.send(Msg::ExecSubscribe { request, reply }).await;
+        self.send(Msg::ExecSubscribe {
+            request,
+            token,
+            reply,
+        })
+        .await;
         rx.await
             .unwrap_or_else(|_| Err(tonic::Status::unavailable("the agent is stopping")))
     }
@@ -277,9 +287,15 @@ impl AgentState {
     pub async fn executor_update(
         &self,
         request: ExecutorUpdateRequest,
+        token: String,
     ) -> Result<(), tonic::Status> {
         let (reply, rx) = oneshot::channel();
-        self.send(Msg::ExecUpdate { request, reply }).await;
+        self.send(Msg::ExecUpdate {
+            request,
+            token,
+            reply,
+        })
+        .await;
         rx.await
             .unwrap_or_else(|_| Err(tonic::Status::unavailable("the agent is stopping")))
     }
@@ -288,9 +304,15 @@ impl AgentState {
     pub async fn executor_message(
         &self,
         request: ExecutorMessageRequest,
+        token: String,
     ) -> Result<(), tonic::Status> {
         let (reply, rx) = oneshot::channel();
-        self.send(Msg::ExecMessage { request, reply }).await;
+        self.send(Msg::ExecMessage {
+            request,
+            token,
+            reply,
+        })
+        .await;
         rx.await
             .unwrap_or_else(|_| Err(tonic::Status::unavailable("the agent is stopping")))
     }
@@ -512,13 +534,25 @@ impl Actor {
                 event,
             } => self.health(key, instance, event).await,
             Msg::Acknowledged { key, uuid } => self.exec_acknowledged(key, uuid),
-            Msg::ExecSubscribe { request, reply } => {
-                let _ = reply.send(self.exec_subscribe(request).await);
+            Msg::ExecSubscribe {
+                request,
+                token,
+                reply,
+            } => {
+                let _ = reply.send(self.exec_subscribe(request, &token).await);
             }
-            Msg::ExecUpdate { request, reply } => {
-                let _ = reply.send(self.exec_update(request).await);
+            Msg::ExecUpdate {
+                request,
+                token,
+                reply,
+            } => {
+                let _ = reply.send(self.exec_update(request, &token).await);
             }
-            Msg::ExecMessage { request, reply } => self.exec_message(request, reply),
+            Msg::ExecMessage {
+                request,
+                token,
+                reply,
+            } => self.exec_message(request, &token, reply),
             Msg::ExecLaunched {
                 key,
                 instance,

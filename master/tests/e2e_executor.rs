@@ -115,7 +115,11 @@ async fn custom_executor_runs_kills_and_relays_messages() {
     let offer = fw.wait_offers(1).await.remove(0);
     let ex = example_executor("ex1", "cpus:0.1;mem:32");
     let tasks = vec![
-        executor_task("t1", &ex, "echo hi from $AGORA_TASK_ID"),
+        executor_task(
+            "t1",
+            &ex,
+            "echo hi from $AGORA_TASK_ID ${AGORA_EXECUTOR_TOKEN:-no-token}",
+        ),
         executor_task("t2", &ex, "sleep 60"),
     ];
     let accepted = Instant::now();
@@ -145,7 +149,8 @@ async fn custom_executor_runs_kills_and_relays_messages() {
     assert_eq!(t1.source, v1::StatusSource::SourceExecutor as i32);
     let out = std::fs::read_to_string(sandbox_file(&cluster, 0, &fw.id, "ex1", "t1"))
         .expect("t1 stdout in the executor's sandbox");
-    assert_eq!(out.trim(), "hi from t1");
+    // The executor's secret is not passed on to its tasks.
+    assert_eq!(out.trim(), "hi from t1 no-token");
 
     // Once its FINISHED is acknowledged, t1's id may run again on the same executor.
     let again = fw.wait_offers(1).await.remove(0);
@@ -639,6 +644,52 @@ async fn executor_api_refuses_bad_calls() {
                 .is_some_and(|x| state_of(x) == TaskState::Running)
     })
     .await;
+    // Calls must prove they come from the executor: its token is in the agent's
+    // checkpoint (and in the executor's environment).
+    let record_path = cluster
+        .dir
+        .0
+        .join("agent-0/meta/executors")
+        .join(&fw.id)
+        .join("api.pb");
+    let record: agora_agent::checkpoint::ExecutorRecord = prost::Message::decode(
+        std::fs::read(&record_path)
+            .expect("executor record")
+            .as_slice(),
+    )
+    .expect("record decodes");
+    let token = record.token.clone();
+    assert_eq!(token.len(), 32, "{token:?}");
+    macro_rules! authed {
+        ($m:expr) => {
+            agora_executor::driver::with_token($m, &token)
+        };
+    }
+    macro_rules! impostor {
+        ($m:expr) => {
+            agora_executor::driver::with_token($m, "not-the-token")
+        };
+    }
+    let r = client.subscribe(subscribe(&fw.id, "api")).await;
+    assert_code(
+        r.map(|_| ()),
+        Code::Unauthenticated,
+        "wrong or missing token for executor 'api'",
+    );
+    let r = client.subscribe(impostor!(subscribe(&fw.id, "api"))).await;
+    assert_code(
+        r.map(|_| ()),
+        Code::Unauthenticated,
+        "wrong or missing token",
+    );
+    let r = client
+        .message(impostor!(v1::ExecutorMessageRequest {
+            framework_id: fw.id.clone(),
+            executor_id: "api".into(),
+            data: b"x".to_vec(),
+        }))
+        .await;
+    assert_code(r, Code::Unauthenticated, "wrong or missing token");
     let update = |task: &str, state: TaskState, uuid: &str| v1::ExecutorUpdateRequest {
         framework_id: fw.id.clone(),
         executor_id: "api".into(),
@@ -652,21 +703,28 @@ async fn executor_api_refuses_bad_calls() {
     let uuid = uuid::Uuid::new_v4().to_string();
     assert_code(
         client
-            .update(update("other", TaskState::Running, &uuid))
+            .update(impostor!(update("slow", TaskState::Finished, &uuid)))
+            .await,
+        Code::Unauthenticated,
+        "wrong or missing token",
+    );
+    assert_code(
+        client
+            .update(authed!(update("other", TaskState::Running, &uuid)))
             .await,
         Code::NotFound,
         "task 'other' does not belong to executor 'api'",
     );
     assert_code(
         client
-            .update(update("slow", TaskState::Staging, &uuid))
+            .update(authed!(update("slow", TaskState::Staging, &uuid)))
             .await,
         Code::InvalidArgument,
         "not a state an executor may report",
     );
     assert_code(
         client
-            .update(update("slow", TaskState::Running, "not-a-uuid"))
+            .update(authed!(update("slow", TaskState::Running, "not-a-uuid")))
             .await,
         Code::InvalidArgument,
         "not a UUID",
@@ -674,7 +732,7 @@ async fn executor_api_refuses_bad_calls() {
     let mut no_status = update("slow", TaskState::Running, &uuid);
     no_status.status = None;
     assert_code(
-        client.update(no_status).await,
+        client.update(authed!(no_status)).await,
         Code::InvalidArgument,
         "no status",
     );
@@ -700,7 +758,7 @@ async fn executor_api_refuses_bad_calls() {
     // the stranger killed; the subscription itself is accepted.
     let forgotten_uuid = uuid::Uuid::new_v4().to_string();
     let mut events = client
-        .subscribe(v1::ExecutorSubscribeRequest {
+        .subscribe(authed!(v1::ExecutorSubscribeRequest {
             framework_id: fw.id.clone(),
             executor_id: "api".into(),
             unacknowledged_updates: vec![v1::TaskStatus {
@@ -713,7 +771,7 @@ async fn executor_api_refuses_bad_calls() {
                 task_id: "stranger".into(),
                 ..Default::default()
             }],
-        })
+        }))
         .await
         .expect("re-subscription accepted")
         .into_inner();
@@ -765,7 +823,7 @@ async fn executor_api_refuses_bad_calls() {
     let deadline = Instant::now() + WAIT;
     loop {
         match client
-            .update(update("slow", TaskState::Finished, &finished))
+            .update(authed!(update("slow", TaskState::Finished, &finished)))
             .await
         {
             Ok(_) => break,
@@ -777,7 +835,7 @@ async fn executor_api_refuses_bad_calls() {
     }
     assert_code(
         client
-            .update(update("slow", TaskState::Running, &uuid))
+            .update(authed!(update("slow", TaskState::Running, &uuid)))
             .await,
         Code::FailedPrecondition,
         "task 'slow' is already FINISHED; no update may follow a terminal one",

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 /// Environment variable naming the agent's executor API socket.
 pub const ENV_SOCKET: &str = "AGORA_EXECUTOR_SOCKET";
+/// Environment variable holding the executor's secret token (sent with every call).
+pub const ENV_TOKEN: &str = "AGORA_EXECUTOR_TOKEN";
 /// Environment variable holding the executor's id.
 pub const ENV_EXECUTOR_ID: &str = "AGORA_EXECUTOR_ID";
 /// Environment variable: seconds the executor keeps trying to reach a restarted agent.

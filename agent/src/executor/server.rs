@@ -17,6 +17,9 @@ use tonic::{Request, Response, Status};
 use crate::sandbox::{IdKind, validate_id};
 use crate::state::AgentState;
 
+/// Metadata key carrying the executor's token (`AGORA_EXECUTOR_TOKEN`) on every call.
+pub const TOKEN_HEADER: &str = "x-agora-executor-token";
+
 /// Largest framework message an executor may send (the master bounds it too).
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
@@ -36,6 +39,16 @@ pub struct ExecutorService {
     state: AgentState,
 }
 
+/// The executor's token from the call's metadata (empty when absent or not text).
+fn token_of<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn ids(framework_id: &str, executor_id: &str) -> Result<(), Status> {
     validate_id(IdKind::Framework, framework_id)
         .and_then(|()| validate_id(IdKind::Executor, executor_id))
@@ -50,9 +63,10 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<ExecutorSubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let token = token_of(&request);
         let r = request.into_inner();
         ids(&r.framework_id, &r.executor_id)?;
-        let rx = self.state.executor_subscribe(r).await?;
+        let rx = self.state.executor_subscribe(r, token).await?;
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -60,12 +74,13 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<ExecutorUpdateRequest>,
     ) -> Result<Response<Empty>, Status> {
+        let token = token_of(&request);
         let r = request.into_inner();
         ids(&r.framework_id, &r.executor_id)?;
         if r.status.is_none() {
             return Err(Status::invalid_argument("update carries no status"));
         }
-        self.state.executor_update(r).await?;
+        self.state.executor_update(r, token).await?;
         Ok(Response::new(Empty {}))
     }
 
@@ -73,6 +88,7 @@ impl ExecutorApi for ExecutorService {
         &self,
         request: Request<ExecutorMessageRequest>,
     ) -> Result<Response<Empty>, Status> {
+        let token = token_of(&request);
         let r = request.into_inner();
         ids(&r.framework_id, &r.executor_id)?;
         if r.data.len() > MAX_MESSAGE_BYTES {
@@ -81,14 +97,14 @@ impl ExecutorApi for ExecutorService {
                 r.data.len()
             )));
         }
-        self.state.executor_message(r).await?;
+        self.state.executor_message(r, token).await?;
         Ok(Response::new(Empty {}))
     }
 }
 
-/// Binds the socket, replacing a stale one a previous run left. Anyone may connect:
-/// executors can run as the framework's user, and every call must name a framework and
-/// executor id the agent launched.
+/// Binds the socket, replacing a stale one a previous run left. Anyone may connect
+/// (executors can run as the framework's user); every call must carry the token the
+/// agent gave the executor it names.
 pub fn bind(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
     let err = |error| ServeError {
         path: path.to_path_buf(),

@@ -24,7 +24,7 @@ use super::*;
 use crate::checkpoint::{ExecutorRecord, ExecutorTaskRecord};
 use crate::executor::lifecycle::{ExecEffect, ExecEvent, ExecPhase, transition as exec_transition};
 use crate::executor::{
-    ENV_EXECUTOR_ID, ENV_RECOVERY_TIMEOUT, ENV_SOCKET, ExecutorConfig, ExecutorKey,
+    ENV_EXECUTOR_ID, ENV_RECOVERY_TIMEOUT, ENV_SOCKET, ENV_TOKEN, ExecutorConfig, ExecutorKey,
 };
 use crate::master_link::Outbox;
 use crate::sandbox::{IdKind, validate_id};
@@ -119,6 +119,8 @@ pub(super) struct ExecEntry {
     /// Why the agent is killing the executor (names its tasks' failure).
     kill_reason: Option<String>,
     termination: Option<Termination>,
+    /// The secret the executor got in `AGORA_EXECUTOR_TOKEN`; every call must carry it.
+    token: String,
 }
 
 impl ExecEntry {
@@ -136,6 +138,7 @@ impl ExecEntry {
                     kill_requested: t.kill_requested,
                 })
                 .collect(),
+            token: self.token.clone(),
             ..Default::default()
         };
         if let Some(reference) = self.container.as_ref().and_then(|c| c.reference()) {
@@ -165,6 +168,32 @@ impl ExecEntry {
                 false
             }
         }
+    }
+}
+
+/// The executor named by a call, if the call proves it is that executor.
+fn authenticated<'a>(
+    executors: &'a HashMap<ExecutorKey, ExecEntry>,
+    key: &ExecutorKey,
+    token: &str,
+) -> Result<&'a ExecEntry, Status> {
+    let entry = executors.get(key).ok_or_else(|| not_found(key))?;
+    // No early exit on the first differing byte.
+    let same = entry.token.len() == token.len()
+        && entry
+            .token
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(entry)
+    } else {
+        Err(Status::unauthenticated(format!(
+            "wrong or missing token for executor '{}' (send AGORA_EXECUTOR_TOKEN as {})",
+            key.executor_id,
+            crate::executor::server::TOKEN_HEADER
+        )))
     }
 }
 
@@ -260,6 +289,7 @@ impl Actor {
                     timer_generation: 0,
                     kill_reason: None,
                     termination: None,
+                    token: r.record.token.clone(),
                 },
             );
             self.start_subscribe_timer(&r.key);
@@ -448,11 +478,13 @@ impl Actor {
         let Some(socket) = config.socket.clone() else {
             return;
         };
+        let token = uuid::Uuid::new_v4().simple().to_string();
         let env = vec![
             (
                 ENV_SOCKET.to_string(),
                 socket.to_string_lossy().into_owned(),
             ),
+            (ENV_TOKEN.to_string(), token.clone()),
             (ENV_EXECUTOR_ID.to_string(), info.executor_id.clone()),
             (
                 ENV_RECOVERY_TIMEOUT.to_string(),
@@ -501,6 +533,7 @@ impl Actor {
                 timer_generation: 0,
                 kill_reason: None,
                 termination: None,
+                token,
             },
         );
         self.persist_executor(&key);
@@ -822,9 +855,10 @@ impl Actor {
     pub(super) async fn exec_subscribe(
         &mut self,
         request: ExecutorSubscribeRequest,
+        token: &str,
     ) -> Result<EventRx, Status> {
         let key = ExecutorKey::new(request.framework_id.clone(), request.executor_id.clone());
-        let entry = self.executors.get(&key).ok_or_else(|| not_found(&key))?;
+        let entry = authenticated(&self.executors, &key, token)?;
         if matches!(entry.phase, ExecPhase::ShuttingDown | ExecPhase::Terminated) {
             return Err(Status::failed_precondition(format!(
                 "executor '{}' is shutting down",
@@ -941,8 +975,10 @@ impl Actor {
     pub(super) async fn exec_update(
         &mut self,
         request: agora_proto::v1::ExecutorUpdateRequest,
+        token: &str,
     ) -> Result<(), Status> {
         let key = ExecutorKey::new(request.framework_id, request.executor_id);
+        authenticated(&self.executors, &key, token)?;
         let status = request
             .status
             .ok_or_else(|| Status::invalid_argument("update carries no status"))?;
@@ -1028,12 +1064,16 @@ impl Actor {
     pub(super) fn exec_message(
         &mut self,
         request: ExecutorMessageRequest,
+        token: &str,
         reply: oneshot::Sender<Result<(), Status>>,
     ) {
         let key = ExecutorKey::new(request.framework_id.clone(), request.executor_id.clone());
-        let Some(entry) = self.executors.get(&key) else {
-            let _ = reply.send(Err(not_found(&key)));
-            return;
+        let entry = match authenticated(&self.executors, &key, token) {
+            Ok(entry) => entry,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
         };
         if !matches!(entry.phase, ExecPhase::Subscribed | ExecPhase::ShuttingDown) {
             let _ = reply.send(Err(Status::failed_precondition(format!(

@@ -383,6 +383,7 @@ impl Supervisor {
         };
         command
             .current_dir(&dir)
+            .env_remove(crate::env::TOKEN)
             .env("AGORA_TASK_ID", id)
             .env(crate::env::SANDBOX, &dir)
             .stdin(Stdio::null())

@@ -28,6 +28,9 @@ use tonic::{Code, Streaming};
 
 use crate::executor::{Executor, Subscribed};
 
+/// Metadata key carrying the executor's token on every call.
+pub const TOKEN_HEADER: &str = "x-agora-executor-token";
+
 /// Timeout of one `Update` or `Message` call.
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,6 +43,8 @@ pub struct DriverConfig {
     pub framework_id: String,
     /// The executor's id.
     pub executor_id: String,
+    /// The secret the agent gave this executor.
+    pub token: String,
     /// Longest time without a connection to the agent before the driver gives up.
     pub recovery_timeout: Duration,
     /// First reconnection delay.
@@ -73,6 +78,7 @@ impl DriverConfig {
             socket: PathBuf::from(var(crate::env::SOCKET)?),
             framework_id: var(crate::env::FRAMEWORK_ID)?,
             executor_id: var(crate::env::EXECUTOR_ID)?,
+            token: var(crate::env::TOKEN)?,
             recovery_timeout,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(2),
@@ -184,6 +190,7 @@ pub async fn run_with<E: Executor>(
         client: None,
         framework_id: config.framework_id.clone(),
         executor_id: config.executor_id.clone(),
+        token: config.token.clone(),
         stop: stop_tx,
     };
     let book_task = tokio::spawn(book.run(rx));
@@ -271,6 +278,19 @@ pub async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
         .await
 }
 
+/// A request carrying the executor's token.
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    match tonic::metadata::MetadataValue::try_from(token) {
+        Ok(value) => {
+            request.metadata_mut().insert(TOKEN_HEADER, value);
+        }
+        // The agent refuses the call as unauthenticated, which says what is wrong.
+        Err(_) => tracing::error!("the executor token is not a valid header value"),
+    }
+    request
+}
+
 async fn subscribe(
     config: &DriverConfig,
     handle: &ExecutorHandle,
@@ -292,7 +312,7 @@ async fn subscribe(
         unacknowledged_updates,
         unacknowledged_tasks,
     };
-    match client.subscribe(request).await {
+    match client.subscribe(with_token(request, &config.token)).await {
         Ok(response) => Ok((client, response.into_inner())),
         Err(status) if is_transient(&status) => {
             Err(Failure::Unreachable(status.message().to_string()))
@@ -410,6 +430,7 @@ struct Book {
     client: Option<ExecutorApiClient<Channel>>,
     framework_id: String,
     executor_id: String,
+    token: String,
     stop: watch::Sender<bool>,
 }
 
@@ -467,7 +488,9 @@ impl Book {
             executor_id: self.executor_id.clone(),
             status: Some(status.clone()),
         };
-        match tokio::time::timeout(RPC_TIMEOUT, client.update(request)).await {
+        match tokio::time::timeout(RPC_TIMEOUT, client.update(with_token(request, &self.token)))
+            .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(s)) if !is_transient(&s) => {
                 self.unacked.retain(|u| u.uuid != status.uuid);
@@ -489,7 +512,12 @@ impl Book {
             executor_id: self.executor_id.clone(),
             data,
         };
-        match tokio::time::timeout(RPC_TIMEOUT, client.message(request)).await {
+        match tokio::time::timeout(
+            RPC_TIMEOUT,
+            client.message(with_token(request, &self.token)),
+        )
+        .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(s)) => Err(DriverError::CallRefused(s)),
             Err(_) => Err(DriverError::CallRefused(tonic::Status::deadline_exceeded(
@@ -518,6 +546,7 @@ mod tests {
                 .join(format!("agora-no-agent-{}.sock", std::process::id())),
             framework_id: "fw".into(),
             executor_id: "e".into(),
+            token: "t".into(),
             recovery_timeout: Duration::from_millis(300),
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(100),

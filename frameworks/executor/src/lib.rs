@@ -19,7 +19,7 @@ pub mod driver;
 pub mod executor;
 
 pub use agora_proto::v1 as proto;
-pub use driver::{DriverConfig, DriverError, ExecutorHandle, run, run_with};
+pub use driver::{DriverConfig, DriverError, ExecutorHandle, TOKEN_HEADER, run, run_with};
 pub use executor::{Executor, Subscribed};
 
 /// Environment variables the agent gives every executor it starts.
@@ -30,6 +30,8 @@ pub mod env {
     pub const FRAMEWORK_ID: &str = "AGORA_FRAMEWORK_ID";
     /// The executor's id.
     pub const EXECUTOR_ID: &str = "AGORA_EXECUTOR_ID";
+    /// The executor's secret, sent with every call (never passed on to tasks).
+    pub const TOKEN: &str = "AGORA_EXECUTOR_TOKEN";
     /// The agent's id.
     pub const AGENT_ID: &str = "AGORA_AGENT_ID";
     /// How long (seconds) the executor keeps trying to reach a restarted agent.
