@@ -19,9 +19,11 @@ use tokio::sync::mpsc;
 use crate::checkpoint::{AgentMeta, Checkpoint, CheckpointError, UpdateLog};
 use crate::containerizer::Containerizer;
 use crate::containerizer::process::ProcessContainerizer;
+use crate::executor::{ExecutorConfig, SOCKET_NAME, server as executor_server};
+use crate::master_link::Outbox;
 use crate::master_link::{LinkConfig, MasterLink};
 use crate::recovery::{self, RecoveryError};
-use crate::state::{AgentState, Persistence};
+use crate::state::{AgentState, ExecutorSupport, Persistence};
 use crate::status_update::{StatusUpdates, UpdateConfig, UpdateQueues, new_status};
 use crate::task::{KillCause, MAX_GRACE};
 
@@ -145,6 +147,9 @@ pub struct AgentConfig {
     pub updates: UpdateConfig,
     /// On a local stop (signal), how long to keep delivering the final status updates.
     pub drain_timeout: Duration,
+    /// Custom executors (the socket is always `<work_dir>/executor.sock`; the field's
+    /// `socket` is filled in by [`run`]).
+    pub executors: ExecutorConfig,
 }
 
 impl AgentConfig {
@@ -169,6 +174,7 @@ impl AgentConfig {
             link: LinkConfig::default(),
             updates: UpdateConfig::default(),
             drain_timeout: Duration::from_secs(2),
+            executors: ExecutorConfig::default(),
         }
     }
 
@@ -226,6 +232,9 @@ pub enum AgentError {
     /// The HTTP endpoint's TLS certificate or key is unusable.
     #[error("agent HTTP endpoint TLS: {0}")]
     HttpTls(String),
+    /// The executor API socket cannot be served.
+    #[error(transparent)]
+    ExecutorSocket(#[from] executor_server::ServeError),
     /// The host's boot id cannot be read.
     #[error("cannot read the boot id from {path}: {error}")]
     BootId {
@@ -314,13 +323,37 @@ pub async fn run(
         checkpoint: checkpoint.clone(),
         meta,
     };
+    // The socket path is handed to executors; an absolute path keeps it valid whatever
+    // their working directory.
+    let work_dir = std::path::absolute(&config.work_dir).map_err(|error| AgentError::WorkDir {
+        path: config.work_dir.clone(),
+        error,
+    })?;
+    let socket = work_dir.join(SOCKET_NAME);
+    let executor_listener = executor_server::bind(&socket)?;
+    let (outbox_tx, outbox) = Outbox::new();
+    let mut executor_config = config.executors.clone();
+    executor_config.socket = Some(socket);
     let (state, state_task) = AgentState::spawn_with(
         Arc::clone(&containerizer),
         updates.clone(),
         Some(persistence),
         agent_id,
         recovered.tasks,
+        ExecutorSupport {
+            config: executor_config,
+            outbox,
+            recovered: recovered.executors,
+        },
     );
+    let (executor_stop, executor_stopped) = tokio::sync::oneshot::channel::<()>();
+    let executor_task = tokio::spawn(executor_server::serve(
+        executor_listener,
+        state.clone(),
+        async move {
+            let _ = executor_stopped.await;
+        },
+    ));
     let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
     let link = MasterLink {
         agent_id: recovered.agent_id,
@@ -334,6 +367,7 @@ pub async fn run(
         updates: updates.clone(),
         shutdown: shutdown_tx,
         volumes,
+        outbox: outbox_tx,
     };
     tracing::info!(
         masters = %config.masters.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
@@ -385,6 +419,8 @@ pub async fn run(
     }
     link_task.abort();
     let _ = link_task.await;
+    let _ = executor_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), executor_task).await;
     let _ = http_stop.send(());
     if let Some(t) = http_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;

@@ -26,6 +26,7 @@ use agora_proto::v1::{Attribute, FrameworkInfo, Resource, TaskInfo, TaskStatus};
 use prost::Message;
 
 use crate::containerizer::ContainerRef;
+use crate::executor::ExecutorKey;
 use crate::sandbox::{IdKind, InvalidId, validate_id};
 use crate::task::TaskKey;
 
@@ -122,6 +123,64 @@ impl TaskRecord {
     }
 }
 
+/// A launched custom executor that has not ended, with its tasks.
+#[derive(Clone, PartialEq, Message)]
+pub struct ExecutorRecord {
+    /// Its framework.
+    #[prost(message, optional, tag = "1")]
+    pub framework: Option<FrameworkInfo>,
+    /// The executor as the master sent it.
+    #[prost(message, optional, tag = "2")]
+    pub executor: Option<agora_proto::v1::ExecutorInfo>,
+    /// The containerizer's id of its container (empty before the launch settled).
+    #[prost(string, tag = "3")]
+    pub container_id: String,
+    /// Pid of the container's first process.
+    #[prost(uint32, tag = "4")]
+    pub pid: u32,
+    /// Its start time, in clock ticks after boot.
+    #[prost(uint64, tag = "5")]
+    pub start_time: u64,
+    /// The sandbox directory.
+    #[prost(string, tag = "6")]
+    pub sandbox: String,
+    /// Its tasks (terminal ones too, until the executor ends).
+    #[prost(message, repeated, tag = "7")]
+    pub tasks: Vec<ExecutorTaskRecord>,
+    /// The secret the executor authenticates its calls with.
+    #[prost(string, tag = "8")]
+    pub token: String,
+}
+
+impl ExecutorRecord {
+    /// The container to re-attach to.
+    pub fn container(&self) -> ContainerRef {
+        ContainerRef {
+            container_id: self.container_id.clone(),
+            pid: self.pid,
+            start_time: self.start_time,
+            sandbox: PathBuf::from(&self.sandbox),
+        }
+    }
+}
+
+/// A task of a custom executor.
+#[derive(Clone, PartialEq, Message)]
+pub struct ExecutorTaskRecord {
+    /// The task.
+    #[prost(message, optional, tag = "1")]
+    pub task: Option<TaskInfo>,
+    /// Its task group (0: launched alone).
+    #[prost(uint64, tag = "2")]
+    pub group: u64,
+    /// The latest state reported for it (STAGING before the executor reported any).
+    #[prost(int32, tag = "3")]
+    pub state: i32,
+    /// The framework asked to kill it.
+    #[prost(bool, tag = "4")]
+    pub kill_requested: bool,
+}
+
 /// One entry of the update log.
 #[derive(Clone, PartialEq, Message)]
 pub struct UpdateRecord {
@@ -201,6 +260,72 @@ impl Checkpoint {
             .join("tasks")
             .join(&key.framework_id)
             .join(format!("{}.pb", key.task_id)))
+    }
+
+    fn executor_path(&self, key: &ExecutorKey) -> Result<PathBuf, CheckpointError> {
+        validate_id(IdKind::Framework, &key.framework_id)?;
+        validate_id(IdKind::Executor, &key.executor_id)?;
+        Ok(self
+            .meta
+            .join("executors")
+            .join(&key.framework_id)
+            .join(format!("{}.pb", key.executor_id)))
+    }
+
+    /// Records a launched executor (rewritten whenever its tasks change).
+    pub fn write_executor(
+        &self,
+        key: &ExecutorKey,
+        record: &ExecutorRecord,
+    ) -> Result<(), CheckpointError> {
+        write_atomic(&self.executor_path(key)?, &record.encode_to_vec())
+    }
+
+    /// Forgets an ended executor.
+    pub fn remove_executor(&self, key: &ExecutorKey) -> Result<(), CheckpointError> {
+        let path = self.executor_path(key)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Every executor record, sorted by key; undecodable ones as errors.
+    pub fn read_executors(&self) -> (Vec<(ExecutorKey, ExecutorRecord)>, Vec<CheckpointError>) {
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        let Ok(frameworks) = std::fs::read_dir(self.meta.join("executors")) else {
+            return (out, errors);
+        };
+        for fw in frameworks.flatten() {
+            let Some(framework_id) = fw.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(files) = std::fs::read_dir(fw.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let path = file.path();
+                let Some(executor_id) = file
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".pb"))
+                    .map(str::to_string)
+                else {
+                    continue;
+                };
+                match std::fs::read(&path) {
+                    Ok(bytes) => match ExecutorRecord::decode(bytes.as_slice()) {
+                        Ok(r) => out.push((ExecutorKey::new(framework_id.clone(), executor_id), r)),
+                        Err(error) => errors.push(CheckpointError::Decode { path, error }),
+                    },
+                    Err(e) => errors.push(io_err(&path)(e)),
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        (out, errors)
     }
 
     /// The agent's meta, if one was written.
@@ -446,6 +571,51 @@ mod tests {
             std::env::temp_dir().join(format!("agora-checkpoint-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn executor_records_round_trip_and_are_removed() {
+        let dir = temp("executors");
+        let cp = Checkpoint::new(&dir);
+        let key = ExecutorKey::new("fw", "e1");
+        let record = ExecutorRecord {
+            executor: Some(agora_proto::v1::ExecutorInfo {
+                executor_id: "e1".into(),
+                ..Default::default()
+            }),
+            container_id: "c1".into(),
+            pid: 42,
+            start_time: 7,
+            sandbox: "/w/s".into(),
+            tasks: vec![ExecutorTaskRecord {
+                task: Some(TaskInfo {
+                    task_id: "t1".into(),
+                    ..Default::default()
+                }),
+                group: 3,
+                state: TaskState::Running as i32,
+                kill_requested: true,
+            }],
+            ..Default::default()
+        };
+        cp.write_executor(&key, &record).expect("write");
+        let (read, errors) = cp.read_executors();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(read, vec![(key.clone(), record.clone())]);
+        assert_eq!(record.container().pid, 42);
+        // A corrupt record is reported, not fatal.
+        let bad = dir.join("meta/executors/fw/bad.pb");
+        std::fs::write(&bad, b"\xff\xff\xff").expect("write garbage");
+        let (read, errors) = cp.read_executors();
+        assert_eq!(read.len(), 1);
+        assert_eq!(errors.len(), 1);
+        cp.remove_executor(&key).expect("remove");
+        cp.remove_executor(&key).expect("removing twice is fine");
+        assert!(
+            cp.write_executor(&ExecutorKey::new("fw", "a/b"), &record)
+                .is_err()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn status(task: &str, state: TaskState, uuid: &str) -> TaskStatus {

@@ -5,6 +5,7 @@
 //! never start anything: running is [`crate::run`]'s job.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use agora_resources::{Attributes, ResourceError, Resources};
 use clap::Parser;
@@ -119,6 +120,30 @@ pub struct AgentArgs {
     /// which task's sandbox (object: the task's user). Deny by default once given.
     #[arg(long, value_name = "FILE", requires = "listen")]
     pub http_acls: Option<PathBuf>,
+    /// A custom executor that has not subscribed to the executor API this long after it
+    /// started (or after it lost its connection) is killed and its tasks fail.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    pub executor_subscribe_timeout: Duration,
+
+    /// Time between an executor's SHUTDOWN event and killing its container.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub executor_shutdown_grace: Duration,
+
+    /// How long executors keep trying to reach a restarted agent before they exit.
+    #[arg(long, value_name = "SECONDS", default_value = "900", value_parser = parse_seconds)]
+    pub executor_recovery_timeout: Duration,
+
+    /// The default executor program (runs task groups whose executor names no command).
+    /// Default: `agora-default-executor` next to this binary.
+    #[arg(long, value_name = "PATH")]
+    pub default_executor: Option<PathBuf>,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("{text:?} is not a number of seconds in (0, 86400]")),
+    }
 }
 
 impl AgentArgs {
@@ -311,6 +336,12 @@ impl AgentArgs {
             return Err(ConfigError::Security(
                 "an https:// master needs --tls-ca to verify it".into(),
             ));
+        }
+        config.executors.subscribe_timeout = self.executor_subscribe_timeout;
+        config.executors.shutdown_grace = self.executor_shutdown_grace;
+        config.executors.recovery_timeout = self.executor_recovery_timeout;
+        if let Some(path) = &self.default_executor {
+            config.executors.default_executor = path.clone();
         }
         Ok(config)
     }

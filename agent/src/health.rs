@@ -5,6 +5,9 @@
 //! bounded by `timeout`, and reports through a callback each time the result changes
 //! (the first result included) and once `consecutive_failures` probes in a row failed after
 //! the grace period (the state actor then kills the task, reason HEALTH_CHECK_FAILED).
+//! As in Mesos, a failure inside the grace period before the first success is ignored
+//! altogether (not even reported as unhealthy): the task is still starting. After the
+//! first success every failure counts.
 //!
 //! Probes: COMMAND runs `/bin/sh -c` (or argv) on the agent's host with the task's sandbox
 //! as working directory and `AGORA_SANDBOX` set, healthy on exit 0; HTTP GETs
@@ -225,6 +228,7 @@ where
     let started = tokio::time::Instant::now();
     let mut last: Option<bool> = None;
     let mut failures = 0u32;
+    let mut ever_healthy = false;
     let mut ticker = tokio::time::interval(spec.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -234,15 +238,21 @@ where
         if let Err(why) = &result {
             tracing::debug!(sandbox = %sandbox.display(), "health check failed: {why}");
         }
+        if !healthy && !ever_healthy && started.elapsed() < spec.grace_period {
+            continue;
+        }
+        ever_healthy |= healthy;
         if last != Some(healthy) {
             last = Some(healthy);
             if !report(HealthEvent::Changed { healthy }).await {
                 return;
             }
         }
+        // A failure reaching here counts: the task became healthy once, or the grace
+        // period is over.
         if healthy {
             failures = 0;
-        } else if started.elapsed() >= spec.grace_period {
+        } else {
             failures += 1;
             if failures >= spec.consecutive_failures {
                 let _ = report(HealthEvent::Failed).await;
@@ -367,5 +377,48 @@ mod tests {
             got,
             vec![HealthEvent::Changed { healthy: false }, HealthEvent::Failed]
         );
+
+        // Inside the grace period, failures before the first success are not reported;
+        // after a success the grace period no longer hides anything.
+        let dir = tmp.join(format!("agora-health-grace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let flag = dir.join("ready");
+        let _ = std::fs::remove_file(&flag);
+        let mut graced = sh(&format!("test -f {0} && rm {0}", flag.to_string_lossy()));
+        graced.grace_period = Duration::from_secs(30);
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&events);
+        let touch = {
+            let flag = flag.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = std::fs::write(&flag, b"");
+            }
+        };
+        let probe = run(graced, dir.clone(), move |e| {
+            let log = std::sync::Arc::clone(&log);
+            async move {
+                if let Ok(mut l) = log.lock() {
+                    l.push(e);
+                }
+                true
+            }
+        });
+        // The probe succeeds once (it removes the file), then fails for good: after a
+        // success the grace period no longer hides failures, so the loop ends with Failed.
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(touch, probe);
+        })
+        .await;
+        let got = events.lock().map(|l| l.clone()).unwrap_or_default();
+        assert_eq!(
+            got,
+            vec![
+                HealthEvent::Changed { healthy: true },
+                HealthEvent::Changed { healthy: false },
+                HealthEvent::Failed
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -17,6 +17,8 @@
 //!   v1/v2 from [`containerizer::cgroups`], namespaces from [`containerizer::spawn`], the
 //!   only module allowed `unsafe`) and the plain-process fallback
 //!   ([`containerizer::process`]), picked by [`containerizer::select`].
+//! - [`executor`]: custom executors: their life cycle and the executor API server on the
+//!   agent's unix socket (the state actor owns the executors themselves).
 //! - [`sandbox`]: id validation and sandbox paths.
 //! - [`fetcher`]: task URIs (http, file) fetched into the sandbox, archives extracted, a
 //!   bounded cache.
@@ -49,6 +51,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod containerizer;
 pub mod detect;
+pub mod executor;
 pub mod fetcher;
 pub mod health;
 pub mod http;

@@ -21,7 +21,7 @@ use agora_proto::v1::{
     AgentCommand, AgentHeartbeatRequest, AgentInfo, RegisterAgentRequest, StatusUpdateRequest,
 };
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -182,6 +182,90 @@ pub struct MasterLink {
     pub shutdown: mpsc::Sender<String>,
     /// Where `CheckpointResources` is recorded.
     pub volumes: crate::volumes::Volumes,
+    /// Where the current connection is published for [`Outbox`] users.
+    pub outbox: OutboxPublisher,
+}
+
+/// Longest wait for a master connection before an executor's end goes unreported.
+pub const EXITED_WAIT: Duration = Duration::from_secs(60);
+
+/// The sending side of [`Outbox`]: only the link writes it.
+pub type OutboxPublisher = watch::Sender<Option<OutboxLink>>;
+
+/// The current registered connection.
+#[derive(Clone, Debug)]
+pub struct OutboxLink {
+    client: AgentApiClient<AuthChannel>,
+    agent_id: String,
+    timeout: Duration,
+}
+
+/// Unary calls to the master made by other actors (executor messages and exits), over
+/// the link's current connection. Best effort: while the agent is not registered, a call
+/// fails at once with UNAVAILABLE; nothing is queued.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    rx: watch::Receiver<Option<OutboxLink>>,
+}
+
+impl Outbox {
+    /// A new outbox and the publisher the link keeps.
+    pub fn new() -> (OutboxPublisher, Outbox) {
+        let (tx, rx) = watch::channel(None);
+        (tx, Outbox { rx })
+    }
+
+    fn link(&self) -> Result<OutboxLink, tonic::Status> {
+        self.rx
+            .borrow()
+            .clone()
+            .ok_or_else(|| tonic::Status::unavailable("the agent is not connected to a master"))
+    }
+
+    /// Relays an executor's message to its framework (through the master). The future
+    /// does not borrow `self`.
+    pub fn executor_message(
+        &self,
+        mut request: agora_proto::v1::ExecutorToFrameworkMessage,
+    ) -> BoxFuture<'static, Result<(), tonic::Status>> {
+        let link = self.link();
+        Box::pin(async move {
+            let mut link = link?;
+            request.agent_id = link.agent_id.clone();
+            match tokio::time::timeout(link.timeout, link.client.executor_message(request)).await {
+                Ok(r) => r.map(|_| ()),
+                Err(_) => Err(tonic::Status::deadline_exceeded(
+                    "the master did not answer",
+                )),
+            }
+        })
+    }
+
+    /// Tells the master an executor ended (it tells the framework with a FAILURE event).
+    /// Waits up to [`EXITED_WAIT`] for a connection: an executor found ended at recovery
+    /// is reported before the agent has re-registered.
+    pub fn executor_exited(
+        &self,
+        mut request: agora_proto::v1::ExecutorExitedRequest,
+    ) -> BoxFuture<'static, Result<(), tonic::Status>> {
+        let mut rx = self.rx.clone();
+        Box::pin(async move {
+            let link = match tokio::time::timeout(EXITED_WAIT, rx.wait_for(Option::is_some)).await {
+                Ok(Ok(link)) => link.clone(),
+                _ => None,
+            };
+            let mut link = link.ok_or_else(|| {
+                tonic::Status::unavailable("the agent is not connected to a master")
+            })?;
+            request.agent_id = link.agent_id.clone();
+            match tokio::time::timeout(link.timeout, link.client.executor_exited(request)).await {
+                Ok(r) => r.map(|_| ()),
+                Err(_) => Err(tonic::Status::deadline_exceeded(
+                    "the master did not answer",
+                )),
+            }
+        })
+    }
 }
 
 impl MasterLink {
@@ -203,7 +287,13 @@ impl MasterLink {
                     self.updates
                         .connected(Arc::new(sink), session.agent_id.clone())
                         .await;
+                    self.outbox.send_replace(Some(OutboxLink {
+                        client: session.client.clone(),
+                        agent_id: session.agent_id.clone(),
+                        timeout: self.config.rpc_timeout,
+                    }));
                     let end = self.drive(&mut session).await;
+                    self.outbox.send_replace(None);
                     self.updates.disconnected().await;
                     match end {
                         SessionEnd::Shutdown(reason) => {
@@ -266,7 +356,11 @@ impl MasterLink {
         let snapshot = match agent_id {
             Some(id) => {
                 info.id = id.to_string();
-                self.state.snapshot().await
+                let mut snapshot = self.state.snapshot().await;
+                // Asked after the state actor answered, so the terminal updates it produced
+                // before answering are queued by now.
+                add_ended_tasks(&mut snapshot, self.updates.pending().await);
+                snapshot
             }
             None => Default::default(),
         };
@@ -363,9 +457,12 @@ impl MasterLink {
                     tracing::warn!(agent_id = %r.agent_id, "unexpected second Registered; ignored");
                 }
                 Command::Acknowledge(ack) => {
+                    let key = TaskKey::new(ack.framework_id, ack.task_id);
                     self.updates
-                        .acknowledge(TaskKey::new(ack.framework_id, ack.task_id), ack.uuid)
+                        .acknowledge(key.clone(), ack.uuid.clone())
                         .await;
+                    // An executor's task: the executor hears of the acknowledgement too.
+                    self.state.acknowledged(key, ack.uuid).await;
                 }
                 Command::Shutdown(s) => return SessionEnd::Shutdown(s.reason),
                 Command::CheckpointResources(c) => {
@@ -420,6 +517,35 @@ async fn heartbeat_loop(
                     return SessionEnd::Lost(format!("{failures} heartbeats in a row failed"));
                 }
             }
+        }
+    }
+}
+
+/// Tasks that ended (e.g. while the agent was down) but whose terminal update still waits
+/// for acknowledgement are listed with that terminal state, so the master does not take
+/// them for lost; the update itself follows through the update manager.
+fn add_ended_tasks(
+    snapshot: &mut crate::state::Snapshot,
+    pending: Vec<(TaskKey, Vec<agora_proto::v1::TaskStatus>)>,
+) {
+    for (key, statuses) in pending {
+        let Some(last) = statuses.last() else {
+            continue;
+        };
+        let terminal = agora_proto::TaskState::try_from(last.state).is_ok_and(|s| s.is_terminal());
+        let listed = snapshot.tasks.iter().any(|t| {
+            t.framework_id == key.framework_id
+                && t.task.as_ref().is_some_and(|i| i.task_id == key.task_id)
+        });
+        if terminal && !listed {
+            snapshot.tasks.push(agora_proto::v1::RunningTask {
+                task: Some(agora_proto::v1::TaskInfo {
+                    task_id: key.task_id,
+                    ..Default::default()
+                }),
+                framework_id: key.framework_id,
+                state: last.state,
+            });
         }
     }
 }

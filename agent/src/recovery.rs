@@ -21,7 +21,7 @@ use agora_resources::{Attributes, Resources};
 
 use crate::checkpoint::{AgentMeta, Checkpoint, CheckpointError, TaskRecord};
 use crate::containerizer::Containerizer;
-use crate::state::RecoveredTask;
+use crate::state::{RecoveredExecutor, RecoveredTask};
 use crate::task::{Report, TaskKey};
 
 /// What to do with a checkpoint.
@@ -147,6 +147,8 @@ pub struct Recovered {
     pub tasks: Vec<RecoveredTask>,
     /// Terminal reports for checkpointed tasks whose container is gone without a trace.
     pub lost: Vec<(TaskKey, Report)>,
+    /// Custom executors re-attached to their containers.
+    pub executors: Vec<RecoveredExecutor>,
 }
 
 /// Reads the checkpoint, decides, re-attaches. On a fresh start the old checkpoint is
@@ -177,6 +179,7 @@ pub async fn recover(
                 agent_id: None,
                 tasks: Vec::new(),
                 lost: Vec::new(),
+                executors: Vec::new(),
             });
         }
         Decision::Resume { agent_id } => agent_id,
@@ -209,11 +212,52 @@ pub async fn recover(
             }
         }
     }
+    let (records, errors) = checkpoint.read_executors();
+    for e in errors {
+        tracing::error!("skipping an executor checkpoint: {e}");
+    }
+    let mut executors = Vec::new();
+    for (key, record) in records {
+        owned.push(record.container_id.clone());
+        let container = if record.container_id.is_empty() {
+            None
+        } else {
+            containerizer.recover(record.container()).await
+        };
+        match container {
+            Some(container) => executors.push(RecoveredExecutor {
+                key,
+                record,
+                container,
+            }),
+            None => {
+                tracing::warn!(executor = %key, "cannot re-attach to the executor's container");
+                if let Err(e) = checkpoint.remove_executor(&key) {
+                    tracing::error!(executor = %key, "{e}");
+                }
+                for t in &record.tasks {
+                    let state = TaskState::try_from(t.state).unwrap_or(TaskState::Staging);
+                    let Some(task) = t.task.as_ref().filter(|_| !state.is_terminal()) else {
+                        continue;
+                    };
+                    lost.push((
+                        TaskKey::new(key.framework_id.clone(), task.task_id.clone()),
+                        Report::new(
+                            TaskState::Failed,
+                            StatusReason::ExecutorTerminated,
+                            "the agent restarted and could not re-attach to the task's executor",
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     containerizer.destroy_orphans(owned).await;
     Ok(Recovered {
         agent_id: Some(agent_id),
         tasks,
         lost,
+        executors,
     })
 }
 

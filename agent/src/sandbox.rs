@@ -16,6 +16,8 @@ pub enum IdKind {
     Framework,
     /// A task id.
     Task,
+    /// An executor id.
+    Executor,
 }
 
 impl std::fmt::Display for IdKind {
@@ -23,6 +25,7 @@ impl std::fmt::Display for IdKind {
         f.write_str(match self {
             IdKind::Framework => "framework",
             IdKind::Task => "task",
+            IdKind::Executor => "executor",
         })
     }
 }

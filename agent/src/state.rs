@@ -10,17 +10,25 @@
 //! in their own tokio tasks and come back as messages, so a slow container or a slow
 //! master never stalls the others.
 
+mod executors;
+
+pub use executors::{EVENT_CAPACITY, EventRx, ExecutorSupport, RecoveredExecutor};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::v1::agent_command::{self, Command};
-use agora_proto::v1::{FrameworkInfo, RunningTask, StatusReason, TaskInfo, TaskState};
+use agora_proto::v1::{
+    ExecutorMessageRequest, ExecutorSubscribeRequest, ExecutorUpdateRequest, FrameworkInfo,
+    RunningTask, StatusReason, TaskInfo, TaskState,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{AgentMeta, Checkpoint, TaskRecord};
 use crate::containerizer::{Container, Containerizer, LaunchError, LaunchSpec, Termination};
+use crate::executor::ExecutorKey;
 use crate::health::{self, HealthEvent, HealthSpec};
 use crate::status_update::{ReconcileScope, StatusUpdates, new_status};
 use crate::task::{
@@ -70,6 +78,45 @@ enum Msg {
         instance: u64,
         event: HealthEvent,
     },
+    Acknowledged {
+        key: TaskKey,
+        uuid: String,
+    },
+    ExecSubscribe {
+        request: ExecutorSubscribeRequest,
+        token: String,
+        reply: oneshot::Sender<Result<EventRx, tonic::Status>>,
+    },
+    ExecUpdate {
+        request: ExecutorUpdateRequest,
+        token: String,
+        reply: oneshot::Sender<Result<(), tonic::Status>>,
+    },
+    ExecMessage {
+        request: ExecutorMessageRequest,
+        token: String,
+        reply: oneshot::Sender<Result<(), tonic::Status>>,
+    },
+    ExecLaunched {
+        key: ExecutorKey,
+        instance: u64,
+        result: Result<Arc<dyn Container>, LaunchError>,
+    },
+    ExecExited {
+        key: ExecutorKey,
+        instance: u64,
+        termination: Termination,
+    },
+    ExecTimer {
+        key: ExecutorKey,
+        instance: u64,
+        generation: u64,
+    },
+    ExecStreamClosed {
+        key: ExecutorKey,
+        instance: u64,
+        connection: u64,
+    },
 }
 
 /// A task a previous run of the agent launched, re-attached to its container.
@@ -112,7 +159,14 @@ impl AgentState {
         containerizer: Arc<dyn Containerizer>,
         updates: StatusUpdates,
     ) -> (AgentState, JoinHandle<()>) {
-        AgentState::spawn_with(containerizer, updates, None, String::new(), Vec::new())
+        AgentState::spawn_with(
+            containerizer,
+            updates,
+            None,
+            String::new(),
+            Vec::new(),
+            ExecutorSupport::disabled(),
+        )
     }
 
     /// Starts the actor with the tasks recovered from a checkpoint (reported RUNNING; each
@@ -124,9 +178,17 @@ impl AgentState {
         persistence: Option<Persistence>,
         agent_id: String,
         recovered: Vec<RecoveredTask>,
+        executors: ExecutorSupport,
     ) -> (AgentState, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let ExecutorSupport {
+            config,
+            outbox,
+            recovered: recovered_executors,
+        } = executors;
         let mut actor = Actor {
+            executors: HashMap::new(),
+            exec: executors::ExecSettings { config, outbox },
             agent_id,
             tasks: HashMap::new(),
             containerizer,
@@ -177,6 +239,7 @@ impl AgentState {
                     .await;
             });
         }
+        actor.recover_executors(recovered_executors);
         (AgentState { tx }, tokio::spawn(actor.run(rx)))
     }
 
@@ -194,6 +257,64 @@ impl AgentState {
     /// A command from the master (everything but `Registered`, `Acknowledge`, `Shutdown`).
     pub async fn command(&self, command: Command) {
         self.send(Msg::Command(Box::new(command))).await;
+    }
+
+    /// The framework acknowledged update `uuid` of a task (forwarded to its executor, if
+    /// it has one).
+    pub async fn acknowledged(&self, key: TaskKey, uuid: String) {
+        self.send(Msg::Acknowledged { key, uuid }).await;
+    }
+
+    /// An executor subscribes (with its token): the stream of its events, or why it is
+    /// refused.
+    pub async fn executor_subscribe(
+        &self,
+        request: ExecutorSubscribeRequest,
+        token: String,
+    ) -> Result<EventRx, tonic::Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::ExecSubscribe {
+            request,
+            token,
+            reply,
+        })
+        .await;
+        rx.await
+            .unwrap_or_else(|_| Err(tonic::Status::unavailable("the agent is stopping")))
+    }
+
+    /// A status update from an executor.
+    pub async fn executor_update(
+        &self,
+        request: ExecutorUpdateRequest,
+        token: String,
+    ) -> Result<(), tonic::Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::ExecUpdate {
+            request,
+            token,
+            reply,
+        })
+        .await;
+        rx.await
+            .unwrap_or_else(|_| Err(tonic::Status::unavailable("the agent is stopping")))
+    }
+
+    /// A message from an executor to its framework.
+    pub async fn executor_message(
+        &self,
+        request: ExecutorMessageRequest,
+        token: String,
+    ) -> Result<(), tonic::Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::ExecMessage {
+            request,
+            token,
+            reply,
+        })
+        .await;
+        rx.await
+            .unwrap_or_else(|_| Err(tonic::Status::unavailable("the agent is stopping")))
     }
 
     /// The tasks not yet ended, for re-registration.
@@ -263,6 +384,9 @@ struct Actor {
     stopping: Option<KillCause>,
     kill_all_waiters: Vec<oneshot::Sender<()>>,
     persistence: Option<Persistence>,
+    /// Custom executors and their tasks.
+    executors: HashMap<ExecutorKey, executors::ExecEntry>,
+    exec: executors::ExecSettings,
 }
 
 impl Actor {
@@ -409,12 +533,53 @@ impl Actor {
                 instance,
                 event,
             } => self.health(key, instance, event).await,
+            Msg::Acknowledged { key, uuid } => self.exec_acknowledged(key, uuid),
+            Msg::ExecSubscribe {
+                request,
+                token,
+                reply,
+            } => {
+                let _ = reply.send(self.exec_subscribe(request, &token).await);
+            }
+            Msg::ExecUpdate {
+                request,
+                token,
+                reply,
+            } => {
+                let _ = reply.send(self.exec_update(request, &token).await);
+            }
+            Msg::ExecMessage {
+                request,
+                token,
+                reply,
+            } => self.exec_message(request, &token, reply),
+            Msg::ExecLaunched {
+                key,
+                instance,
+                result,
+            } => self.exec_launched(key, instance, result).await,
+            Msg::ExecExited {
+                key,
+                instance,
+                termination,
+            } => self.exec_exited(key, instance, termination).await,
+            Msg::ExecTimer {
+                key,
+                instance,
+                generation,
+            } => self.exec_timer(key, instance, generation).await,
+            Msg::ExecStreamClosed {
+                key,
+                instance,
+                connection,
+            } => self.exec_stream_closed(key, instance, connection).await,
             Msg::Containers { reply } => {
                 let mut all: Vec<(TaskKey, Arc<dyn Container>)> = self
                     .tasks
                     .iter()
                     .filter_map(|(k, e)| e.container.clone().map(|c| (k.clone(), c)))
                     .collect();
+                all.extend(self.executor_containers());
                 all.sort_by(|a, b| a.0.cmp(&b.0));
                 let _ = reply.send(all);
             }
@@ -427,6 +592,7 @@ impl Actor {
                     self.apply(&key, Event::KillRequested(KillRequest { cause, grace }))
                         .await;
                 }
+                self.exec_shutdown_all(None).await;
                 self.notify_if_empty();
             }
         }
@@ -454,6 +620,16 @@ impl Actor {
                 snapshot.frameworks.push(entry.framework.clone());
             }
         }
+        for (key, framework, task, state) in self.executor_tasks() {
+            snapshot.tasks.push(RunningTask {
+                task: Some(task.clone()),
+                framework_id: key.framework_id.clone(),
+                state: state as i32,
+            });
+            if !snapshot.frameworks.iter().any(|f| f.id == framework.id) {
+                snapshot.frameworks.push(framework.clone());
+            }
+        }
         snapshot
     }
 
@@ -466,7 +642,23 @@ impl Actor {
 
     async fn command(&mut self, command: Command) {
         match command {
-            Command::RunTask(run) => self.run_task(run).await,
+            Command::RunTask(run) => {
+                let executor = run.task.as_ref().and_then(|t| t.executor.clone());
+                match (executor, run.task) {
+                    (Some(executor), Some(task)) => {
+                        let framework = run.framework.unwrap_or_default();
+                        self.launch_on_executor(framework, executor, vec![task], false)
+                            .await;
+                    }
+                    (_, task) => {
+                        self.run_task(agent_command::RunTask {
+                            framework: run.framework,
+                            task,
+                        })
+                        .await;
+                    }
+                }
+            }
             Command::KillTask(kill) => self.kill_task(kill).await,
             Command::ShutdownFramework(shutdown) => {
                 let keys: Vec<TaskKey> = self
@@ -482,28 +674,36 @@ impl Actor {
                     self.apply(&key, Event::KillRequested(KillRequest { cause, grace }))
                         .await;
                 }
+                self.exec_shutdown_all(Some(&shutdown.framework_id)).await;
             }
             Command::ReconcileTasks(reconcile) => self.reconcile(reconcile.task_ids).await,
             Command::RunTaskGroup(group) => {
-                let framework_id = group.framework.map(|f| f.id).unwrap_or_default();
-                for task in group.task_group.map(|g| g.tasks).unwrap_or_default() {
-                    let key = TaskKey::new(framework_id.clone(), task.task_id);
-                    self.report(
-                        &key,
-                        Report::new(
-                            TaskState::Failed,
-                            StatusReason::TaskInvalid,
-                            "task groups are not supported by this agent yet",
-                        ),
-                    )
-                    .await;
+                let framework = group.framework.unwrap_or_default();
+                let tasks = group.task_group.map(|g| g.tasks).unwrap_or_default();
+                match group.executor {
+                    Some(executor) => {
+                        self.launch_on_executor(framework, executor, tasks, true)
+                            .await;
+                    }
+                    None => {
+                        for task in tasks {
+                            let key = TaskKey::new(framework.id.clone(), task.task_id);
+                            let report = Report::new(
+                                TaskState::Failed,
+                                StatusReason::TaskInvalid,
+                                "task group without an executor",
+                            );
+                            self.report(&key, report).await;
+                        }
+                    }
                 }
             }
-            Command::ShutdownExecutor(_) => {
-                tracing::warn!("ShutdownExecutor ignored: this agent runs no custom executors");
+            Command::ShutdownExecutor(shutdown) => {
+                let key = ExecutorKey::new(shutdown.framework_id, shutdown.executor_id);
+                self.exec_shutdown(&key).await;
             }
-            Command::FrameworkMessage(_) => {
-                tracing::warn!("FrameworkMessage dropped: this agent runs no custom executors");
+            Command::FrameworkMessage(m) => {
+                self.exec_framework_message(&m.framework_id, &m.executor_id, m.data);
             }
             Command::ApplyOperation(_) => {
                 tracing::warn!("ApplyOperation ignored: not supported by this agent yet");
@@ -533,7 +733,7 @@ impl Actor {
             self.report(&key, report).await;
             return;
         }
-        if self.tasks.contains_key(&key) {
+        if self.tasks.contains_key(&key) || self.executor_of(&key).is_some() {
             let report = Report::new(
                 TaskState::Failed,
                 StatusReason::TaskInvalid,
@@ -642,6 +842,10 @@ impl Actor {
 
     async fn kill_task(&mut self, kill: agent_command::KillTask) {
         let key = TaskKey::new(kill.framework_id, kill.task_id);
+        if let Some(executor) = self.executor_of(&key) {
+            self.exec_kill_task(executor, key, kill.kill_policy).await;
+            return;
+        }
         let Some(entry) = self.tasks.get(&key) else {
             tracing::info!(task = %key, "kill for an unknown task; answering LOST");
             let report = Report::new(
@@ -677,7 +881,7 @@ impl Actor {
                 }
             }
         }
-        let statuses: Vec<_> = answers
+        let mut statuses: Vec<_> = answers
             .into_iter()
             .map(|(key, entry)| {
                 let state = entry.phase.reported_state();
@@ -685,6 +889,13 @@ impl Actor {
                 new_status(key, &self.agent_id, report)
             })
             .collect();
+        for (key, _, _, state) in self.executor_tasks() {
+            if task_ids.is_empty() || task_ids.contains(&key.task_id) {
+                unknown.retain(|id| id != &key.task_id);
+                let report = Report::new(state, StatusReason::Reconciliation, "");
+                statuses.push(new_status(&key, &self.agent_id, report));
+            }
+        }
         for status in statuses {
             self.updates.send_once(status).await;
         }
@@ -739,7 +950,7 @@ impl Actor {
     }
 
     fn notify_if_empty(&mut self) {
-        if self.tasks.is_empty() {
+        if self.tasks.is_empty() && self.executors.is_empty() {
             for waiter in self.kill_all_waiters.drain(..) {
                 let _ = waiter.send(());
             }

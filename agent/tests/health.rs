@@ -52,7 +52,12 @@ async fn results_are_reported_and_failing_tasks_are_killed() {
 
     // Healthy once the file exists (the check runs in the sandbox).
     let mut ok = shell_task("ok", "touch ready; exec sleep 30");
-    ok.health_check = Some(command_check("test -f ready"));
+    // A probe may run before `touch`: the grace period hides failures until the first
+    // success.
+    ok.health_check = Some(HealthCheck {
+        grace_period_seconds: 10.0,
+        ..command_check("test -f ready")
+    });
     master.run_task("fw-1", ok).await;
     master
         .expect_and_ack(&mut seen, "ok", TaskState::Starting)

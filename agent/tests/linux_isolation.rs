@@ -345,3 +345,38 @@ async fn many_launches_leave_nothing_behind() {
         "mounts leaked into the agent's namespace"
     );
 }
+
+#[tokio::test]
+async fn executor_container_limits_follow_its_tasks() {
+    let Some(f) = fixture("resize", LinuxConfig::default()) else {
+        return;
+    };
+    let c = start(&f, spec("executor.e1", "sleep 30", "cpus:0.5;mem:64")).await;
+    let Some(reference) = c.reference() else {
+        panic!("a Linux container has a reference");
+    };
+    let cgroup = f
+        .containerizer
+        .container_cgroup(&reference.container_id)
+        .unwrap_or_else(|e| panic!("cgroup: {e}"));
+    let Some(mem_file) = cgroup
+        .dirs()
+        .into_iter()
+        .flat_map(|d| [d.join("memory.limit_in_bytes"), d.join("memory.max")])
+        .find(|p| p.exists())
+    else {
+        panic!("no memory limit file in {:?}", cgroup.dirs());
+    };
+    assert_eq!(read(&mem_file).trim(), (64u64 << 20).to_string());
+    let grown = Resources::parse("cpus:1;mem:128").unwrap_or_default();
+    c.update_resources(&grown)
+        .unwrap_or_else(|e| panic!("grow: {e}"));
+    assert_eq!(read(&mem_file).trim(), (128u64 << 20).to_string());
+    let shrunk = Resources::parse("cpus:0.5;mem:96").unwrap_or_default();
+    c.update_resources(&shrunk)
+        .unwrap_or_else(|e| panic!("shrink: {e}"));
+    assert_eq!(read(&mem_file).trim(), (96u64 << 20).to_string());
+    c.kill(Duration::ZERO).await;
+    wait(&c, 10).await;
+    assert_clean(&f);
+}

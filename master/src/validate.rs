@@ -285,10 +285,13 @@ pub fn task(task: &TaskInfo, offer_agent: &str) -> Result<Resources, Status> {
                 "task '{tid}' has both a command and an executor; give exactly one"
             )));
         }
-        (None, Some(_)) => {
-            return Err(Status::unimplemented(format!(
-                "task '{tid}': custom executors are not supported by this master yet"
-            )));
+        (None, Some(e)) => {
+            if e.command.is_none() {
+                return Err(Status::invalid_argument(format!(
+                    "task '{tid}' executor '{}' has no command (the default executor runs task groups only)",
+                    e.executor_id
+                )));
+            }
         }
     }
     if let Some(hc) = &task.health_check {
@@ -301,6 +304,57 @@ pub fn task(task: &TaskInfo, offer_agent: &str) -> Result<Resources, Status> {
         )?;
     }
     Ok(resources)
+}
+
+/// Checks an executor of a LAUNCH or LAUNCH_GROUP and returns its resources (possibly
+/// none). `framework_id`: the accepting framework.
+pub fn executor(e: &v1::ExecutorInfo, framework_id: &str) -> Result<Resources, Status> {
+    id("executor id", &e.executor_id)?;
+    let eid = &e.executor_id;
+    if !e.framework_id.is_empty() && e.framework_id != framework_id {
+        return Err(Status::invalid_argument(format!(
+            "executor '{eid}' names framework '{}' but the call is from '{framework_id}'",
+            e.framework_id
+        )));
+    }
+    if e.name.len() > MAX_ID_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "executor '{eid}' name is longer than {MAX_ID_BYTES} bytes"
+        )));
+    }
+    if let Some(cmd) = &e.command {
+        command(&format!("executor {eid}"), cmd)?;
+    }
+    Resources::from_proto(&e.resources)
+        .map_err(|err| Status::invalid_argument(format!("executor '{eid}' resources: {err}")))
+}
+
+/// Checks one task of a LAUNCH_GROUP run by executor `executor_id` and returns its
+/// resources: a command is required, and a task's own executor (if any) must be the
+/// group's.
+pub fn group_task(
+    task: &TaskInfo,
+    offer_agent: &str,
+    executor_id: &str,
+) -> Result<Resources, Status> {
+    let tid = &task.task_id;
+    if let Some(own) = &task.executor
+        && own.executor_id != executor_id
+    {
+        return Err(Status::invalid_argument(format!(
+            "task '{tid}' names executor '{}' but its group runs on executor '{executor_id}'",
+            own.executor_id
+        )));
+    }
+    if task.command.is_none() {
+        id("task id", tid)?;
+        return Err(Status::invalid_argument(format!(
+            "task '{tid}' of a task group has no command"
+        )));
+    }
+    let mut plain = task.clone();
+    plain.executor = None;
+    self::task(&plain, offer_agent)
 }
 
 /// Decline filter duration in ms, defaulted and capped.
@@ -476,5 +530,56 @@ mod tests {
             refuse_seconds: Some(f64::NAN),
         };
         assert!(msg(refuse_ms(Some(&f), 5.0, 3600.0)).contains("refuse_seconds"));
+    }
+
+    #[test]
+    fn executors_and_group_tasks() {
+        let exec = |id: &str| v1::ExecutorInfo {
+            executor_id: id.into(),
+            resources: Resources::parse("cpus:0.1;mem:32")
+                .expect("resources")
+                .to_proto(),
+            ..Default::default()
+        };
+        let mem = executor(&exec("e1"), "fw").map(|r| r.scalar("mem").as_f64());
+        assert!(matches!(mem, Ok(m) if m == 32.0), "{mem:?}");
+        assert!(msg(executor(&exec(""), "fw")).contains("executor id"));
+        let mut other_fw = exec("e1");
+        other_fw.framework_id = "fw2".into();
+        assert!(msg(executor(&other_fw, "fw")).contains("names framework 'fw2'"));
+        let mut bad_res = exec("e1");
+        bad_res.resources = vec![v1::Resource {
+            name: "cpus".into(),
+            ..Default::default()
+        }];
+        assert!(msg(executor(&bad_res, "fw")).contains("executor 'e1' resources"));
+
+        let mut t = TaskInfo {
+            task_id: "t1".into(),
+            resources: Resources::parse("cpus:1").expect("resources").to_proto(),
+            command: Some(CommandInfo {
+                run: Some(v1::command_info::Run::Shell("true".into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(group_task(&t, "a1", "e1").is_ok());
+        t.executor = Some(exec("e1"));
+        assert!(
+            group_task(&t, "a1", "e1").is_ok(),
+            "its own group executor is fine"
+        );
+        t.executor = Some(exec("e2"));
+        assert!(msg(group_task(&t, "a1", "e1")).contains("names executor 'e2'"));
+        t.executor = None;
+        t.command = None;
+        assert!(msg(group_task(&t, "a1", "e1")).contains("of a task group has no command"));
+        // A LAUNCH task naming an executor without a program.
+        let launch_task = TaskInfo {
+            command: None,
+            executor: Some(exec("e1")),
+            ..t.clone()
+        };
+        assert!(msg(task(&launch_task, "a1")).contains("has no command"));
     }
 }

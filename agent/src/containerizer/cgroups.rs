@@ -664,8 +664,19 @@ impl ContainerCgroup {
                 Err(e) => return Err(io_err(dir)(e)),
             }
         }
+        self.write_limits(limits)
+    }
+
+    /// Rewrites the limits of an existing container cgroup (an executor's container grows
+    /// and shrinks with its tasks). Lowering memory below what is in use fails on cgroup
+    /// v1 with the kernel's error; the old limit then stays.
+    pub fn write_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
         match self {
             ContainerCgroup::V1 { .. } => {
+                // v1 wants memory <= memory+swap at every step: growing needs memsw
+                // first, shrinking memory first. A write refused in the first pass is
+                // retried once after the others.
+                let mut retry = Vec::new();
                 for (controller, file, value) in limits.v1_writes() {
                     let Some(dir) = self.v1_dir(controller) else {
                         continue;
@@ -677,8 +688,14 @@ impl ContainerCgroup {
                         Err(e)
                             if file == "memory.memsw.limit_in_bytes"
                                 && e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            retry.push((path, value));
+                        }
                         Err(e) => return Err(io_err(&path)(e)),
                     }
+                }
+                for (path, value) in retry {
+                    std::fs::write(&path, &value).map_err(io_err(&path))?;
                 }
             }
             ContainerCgroup::V2 { dir } => {

@@ -228,11 +228,22 @@ struct Started {
 
 /// The container's limits from the task's resources.
 fn limits(inner: &Inner, spec: &LaunchSpec) -> Limits {
+    limits_of(base_limits(inner), &spec.resources)
+}
+
+fn base_limits(inner: &Inner) -> Limits {
     Limits {
-        cpus_thousandths: spec.resources.scalar("cpus").thousandths(),
         cpu_hard_limit: inner.config.cpu_hard_limit,
-        mem_mb: spec.resources.scalar("mem").thousandths() / 1000,
         pids_max: inner.config.pids_max,
+        ..Limits::default()
+    }
+}
+
+fn limits_of(base: Limits, resources: &agora_resources::Resources) -> Limits {
+    Limits {
+        cpus_thousandths: resources.scalar("cpus").thousandths(),
+        mem_mb: resources.scalar("mem").thousandths() / 1000,
+        ..base
     }
 }
 
@@ -458,6 +469,7 @@ async fn recover(inner: &Arc<Inner>, reference: ContainerRef) -> Option<Arc<dyn 
             Some(Arc::new(LinuxContainer {
                 reference,
                 cgroup,
+                base_limits: base_limits(inner),
                 pidfd: None,
                 rx,
             }))
@@ -477,6 +489,7 @@ fn attach(inner: &Arc<Inner>, started: Started, own_child: bool) -> Arc<dyn Cont
     let container = Arc::new(LinuxContainer {
         reference: reference.clone(),
         cgroup: cgroup.clone(),
+        base_limits: base_limits(inner),
         pidfd: Some(Arc::clone(&pidfd)),
         rx,
     });
@@ -569,6 +582,8 @@ fn termination_of_raw(raw: i32) -> Termination {
 struct LinuxContainer {
     reference: ContainerRef,
     cgroup: ContainerCgroup,
+    /// The limits not derived from resources (cpu hard limit, pids).
+    base_limits: Limits,
     /// `None` for a container found ended at recovery.
     pidfd: Option<Arc<std::os::fd::OwnedFd>>,
     rx: watch::Receiver<Option<Termination>>,
@@ -577,6 +592,11 @@ struct LinuxContainer {
 impl Container for LinuxContainer {
     fn pid(&self) -> u32 {
         self.reference.pid
+    }
+
+    fn update_resources(&self, resources: &agora_resources::Resources) -> Result<(), String> {
+        let limits = limits_of(self.base_limits.clone(), resources);
+        self.cgroup.write_limits(&limits).map_err(|e| e.to_string())
     }
 
     fn sandbox(&self) -> &Path {

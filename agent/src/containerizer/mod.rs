@@ -115,8 +115,8 @@ pub enum InvalidTask {
     /// An id that cannot be a directory name.
     #[error(transparent)]
     Id(#[from] InvalidId),
-    /// The task names a custom executor; only commands run in the skeleton.
-    #[error("custom executors are not supported by this agent yet")]
+    /// The task names a custom executor: its executor runs it, not the command path.
+    #[error("a task with an executor is run by that executor, not as a command")]
     ExecutorUnsupported,
     /// No command to run.
     #[error("task has no command")]
@@ -172,37 +172,7 @@ impl LaunchSpec {
             return Err(InvalidTask::ExecutorUnsupported);
         }
         let command = task.command.as_ref().ok_or(InvalidTask::NoCommand)?;
-        let program = match &command.run {
-            None => return Err(InvalidTask::NoProgram),
-            Some(command_info::Run::Shell(script)) => {
-                no_nul("shell command", script)?;
-                Program::Shell(script.clone())
-            }
-            Some(command_info::Run::Argv(argv)) => {
-                if argv.args.is_empty() || argv.args[0].is_empty() {
-                    return Err(InvalidTask::EmptyArgv);
-                }
-                for (i, arg) in argv.args.iter().enumerate() {
-                    no_nul(&format!("argv[{i}]"), arg)?;
-                }
-                Program::Argv(argv.args.clone())
-            }
-        };
-        if command.environment.len() > MAX_ENV_VARS {
-            return Err(InvalidTask::TooManyEnvVars {
-                count: command.environment.len(),
-            });
-        }
-        let mut environment = Vec::with_capacity(command.environment.len());
-        for var in &command.environment {
-            if var.name.is_empty() || var.name.contains('=') || var.name.contains('\0') {
-                return Err(InvalidTask::BadEnvName {
-                    name: var.name.chars().take(64).collect(),
-                });
-            }
-            no_nul(&format!("environment variable {}", var.name), &var.value)?;
-            environment.push((var.name.clone(), var.value.clone()));
-        }
+        let (program, environment) = parse_command(command)?;
         let resources = Resources::from_proto(&task.resources)
             .map_err(|e| InvalidTask::Resources(e.to_string()))?;
         let port_ranges = resources.ranges("ports");
@@ -257,6 +227,110 @@ impl LaunchSpec {
             env.push(("PORTS".to_string(), list.join(",")));
         }
         env
+    }
+}
+
+/// The program and environment of a command, validated.
+fn parse_command(
+    command: &agora_proto::v1::CommandInfo,
+) -> Result<(Program, Vec<(String, String)>), InvalidTask> {
+    let program = match &command.run {
+        None => return Err(InvalidTask::NoProgram),
+        Some(command_info::Run::Shell(script)) => {
+            no_nul("shell command", script)?;
+            Program::Shell(script.clone())
+        }
+        Some(command_info::Run::Argv(argv)) => {
+            if argv.args.is_empty() || argv.args[0].is_empty() {
+                return Err(InvalidTask::EmptyArgv);
+            }
+            for (i, arg) in argv.args.iter().enumerate() {
+                no_nul(&format!("argv[{i}]"), arg)?;
+            }
+            Program::Argv(argv.args.clone())
+        }
+    };
+    if command.environment.len() > MAX_ENV_VARS {
+        return Err(InvalidTask::TooManyEnvVars {
+            count: command.environment.len(),
+        });
+    }
+    let mut environment = Vec::with_capacity(command.environment.len());
+    for var in &command.environment {
+        if var.name.is_empty() || var.name.contains('=') || var.name.contains('\0') {
+            return Err(InvalidTask::BadEnvName {
+                name: var.name.chars().take(64).collect(),
+            });
+        }
+        no_nul(&format!("environment variable {}", var.name), &var.value)?;
+        environment.push((var.name.clone(), var.value.clone()));
+    }
+    Ok((program, environment))
+}
+
+/// The sandbox name (in place of a task id) of an executor's container: executors and
+/// tasks share `<work-dir>/sandboxes/<framework>/`, so the prefix keeps them apart.
+pub fn executor_sandbox_name(executor_id: &str) -> String {
+    format!("executor.{executor_id}")
+}
+
+impl LaunchSpec {
+    /// The launch spec of an executor's container. `program`: the executor's own command
+    /// (`None`: run `default_program`, the agent's default executor). `resources`: what the
+    /// container may use (the executor's plus its tasks'). `environment` is added to the
+    /// command's own (the `AGORA_EXECUTOR_*` variables).
+    pub fn for_executor(
+        framework: &FrameworkInfo,
+        executor: &agora_proto::v1::ExecutorInfo,
+        default_program: &std::path::Path,
+        resources: Resources,
+        agent_id: &str,
+        extra_environment: Vec<(String, String)>,
+    ) -> Result<LaunchSpec, InvalidTask> {
+        validate_id(IdKind::Framework, &framework.id)?;
+        validate_id(IdKind::Executor, &executor.executor_id)?;
+        let task_id = executor_sandbox_name(&executor.executor_id);
+        validate_id(IdKind::Task, &task_id)?;
+        let (program, mut environment, uris, user) = match &executor.command {
+            Some(command) => {
+                let (program, environment) = parse_command(command)?;
+                let uris = command
+                    .uris
+                    .iter()
+                    .map(FetchUri::from_proto)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let user = Some(command.user.clone()).filter(|u| !u.is_empty());
+                (program, environment, uris, user)
+            }
+            None => (
+                Program::Argv(vec![default_program.to_string_lossy().into_owned()]),
+                Vec::new(),
+                Vec::new(),
+                None,
+            ),
+        };
+        environment.extend(extra_environment);
+        let user = user.or_else(|| Some(framework.user.clone()).filter(|u| !u.is_empty()));
+        if let Some(u) = &user {
+            no_nul("user", u)?;
+        }
+        let port_ranges = resources.ranges("ports");
+        let count = port_ranges.count();
+        if count > MAX_PORTS_PER_TASK {
+            return Err(InvalidTask::TooManyPorts { count });
+        }
+        let ports = port_ranges.iter().flat_map(|(lo, hi)| lo..=hi).collect();
+        Ok(LaunchSpec {
+            framework_id: framework.id.clone(),
+            task_id,
+            agent_id: agent_id.to_string(),
+            program,
+            environment,
+            ports,
+            user,
+            resources,
+            uris,
+        })
     }
 }
 
@@ -467,6 +541,13 @@ pub trait Container: Send + Sync + 'static {
     /// returns the termination.
     fn kill(&self, grace: Duration) -> BoxFuture<'static, Termination>;
 
+    /// Changes the container's limits to `resources` (an executor's container follows
+    /// its tasks). Implementations without limits accept and ignore it.
+    fn update_resources(&self, resources: &Resources) -> Result<(), String> {
+        let _ = resources;
+        Ok(())
+    }
+
     /// Resource usage, when the implementation measures it (cgroups) and the container
     /// still runs.
     fn usage(&self) -> Option<cgroups::Usage> {
@@ -650,6 +731,44 @@ mod tests {
             LaunchSpec::from_task(&fw, &nul, "a"),
             Err(InvalidTask::NulByte { .. })
         ));
+    }
+
+    #[test]
+    fn executor_spec() {
+        let fw = framework();
+        let mut exec = ExecutorInfo {
+            executor_id: "e1".into(),
+            command: Some(CommandInfo {
+                run: Some(command_info::Run::Shell("run-executor".into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let res = Resources::parse("cpus:0.5;mem:64;ports:[31000-31001]").expect("resources");
+        let env = vec![("AGORA_EXECUTOR_ID".to_string(), "e1".to_string())];
+        let default = std::path::Path::new("/opt/agora/agora-default-executor");
+        let spec = LaunchSpec::for_executor(&fw, &exec, default, res.clone(), "a1", env.clone())
+            .expect("valid executor");
+        assert_eq!(spec.task_id, "executor.e1");
+        assert_eq!(spec.program, Program::Shell("run-executor".into()));
+        assert_eq!(spec.environment, env);
+        assert_eq!(spec.ports, vec![31000, 31001]);
+        assert_eq!(spec.resources, res);
+        // No command: the default executor.
+        exec.command = None;
+        let spec = LaunchSpec::for_executor(&fw, &exec, default, Resources::new(), "a1", vec![])
+            .expect("default executor");
+        assert_eq!(
+            spec.program,
+            Program::Argv(vec!["/opt/agora/agora-default-executor".into()])
+        );
+        exec.executor_id = "a/b".into();
+        let err = LaunchSpec::for_executor(&fw, &exec, default, Resources::new(), "a1", vec![])
+            .expect_err("bad id");
+        assert_eq!(
+            err.to_string(),
+            "invalid executor id \"a/b\": must not contain '/'"
+        );
     }
 
     #[test]

@@ -376,6 +376,8 @@ impl Master {
             .get(&agent_id)
             .map(|a| a.total.clone())
             .unwrap_or_default();
+        let mut executors: HashMap<String, v1::ExecutorInfo> = HashMap::new();
+        let mut groups: Vec<(v1::ExecutorInfo, Vec<(v1::TaskInfo, Resources)>)> = Vec::new();
         for (i, op) in r.operations.iter().enumerate() {
             use v1::operation::Operation as Op;
             match &op.operation {
@@ -390,6 +392,7 @@ impl Master {
                     }
                     for task in &launch.tasks {
                         let res = validate::task(task, &agent_id)?;
+                        let res = with_executor(res, task, &r.framework_id, &mut executors)?;
                         let tid = &task.task_id;
                         if !ids_in_call.insert(tid.clone()) {
                             return Err(Status::invalid_argument(format!(
@@ -413,10 +416,17 @@ impl Master {
                         launches.push((task.clone(), res));
                     }
                 }
-                Some(Op::LaunchGroup(_)) => {
-                    return Err(Status::unimplemented(format!(
-                        "operation {i}: LAUNCH_GROUP is not supported by this master yet"
-                    )));
+                Some(Op::LaunchGroup(group)) => {
+                    let (executor, tasks) = self.check_group(
+                        i,
+                        group,
+                        &r.framework_id,
+                        &agent_id,
+                        &mut remaining,
+                        &mut ids_in_call,
+                        &mut executors,
+                    )?;
+                    groups.push((executor, tasks));
                 }
                 Some(op @ (Op::Reserve(_) | Op::Unreserve(_) | Op::Create(_) | Op::Destroy(_))) => {
                     let who = Requester::Framework {
@@ -434,7 +444,9 @@ impl Master {
                 }
             }
         }
-        if !launches.is_empty() && self.agents.get(&agent_id).is_none_or(|a| a.tx.is_none()) {
+        if (!launches.is_empty() || !groups.is_empty())
+            && self.agents.get(&agent_id).is_none_or(|a| a.tx.is_none())
+        {
             return Err(Status::unavailable(format!(
                 "agent '{agent_id}' is not connected; decline the offer and wait for another"
             )));
@@ -490,6 +502,9 @@ impl Master {
                     "the agent disconnected before the task could be sent to it",
                 );
             }
+        }
+        for (executor, tasks) in groups {
+            launched.extend(self.launch_group(&fw_info, &agent_id, &role, executor, tasks));
         }
         if !remaining.is_empty() {
             let until = self.now().saturating_add(refuse_ms);
@@ -806,5 +821,174 @@ impl Master {
             ))
         });
         self.needs_allocation = true;
+    }
+}
+
+/// A task's resources plus, the first time its executor appears in the call, the
+/// executor's (booked with that task). An executor id used twice in one call must carry
+/// the same `ExecutorInfo`.
+fn with_executor(
+    resources: Resources,
+    task: &v1::TaskInfo,
+    framework_id: &str,
+    seen: &mut HashMap<String, v1::ExecutorInfo>,
+) -> Result<Resources, Status> {
+    let Some(executor) = &task.executor else {
+        return Ok(resources);
+    };
+    let executor_resources = validate::executor(executor, framework_id)?;
+    match seen.get(&executor.executor_id) {
+        Some(known) if known != executor => Err(Status::invalid_argument(format!(
+            "executor '{}' is described differently by two launches of this call",
+            executor.executor_id
+        ))),
+        Some(_) => Ok(resources),
+        None => {
+            seen.insert(executor.executor_id.clone(), executor.clone());
+            resources
+                .checked_add(&executor_resources)
+                .map_err(|e| Status::invalid_argument(e.to_string()))
+        }
+    }
+}
+
+impl Master {
+    /// Validates LAUNCH_GROUP operation `i` and takes its resources out of `remaining`:
+    /// an executor with an id, a non-empty group of tasks with unique, unused ids, and
+    /// the executor's plus every task's resources fitting the offer. The executor's
+    /// resources are booked with the group's first task.
+    #[allow(clippy::too_many_arguments)]
+    fn check_group(
+        &self,
+        i: usize,
+        group: &v1::operation::LaunchGroup,
+        framework_id: &str,
+        agent_id: &str,
+        remaining: &mut Resources,
+        ids_in_call: &mut HashSet<String>,
+        executors: &mut HashMap<String, v1::ExecutorInfo>,
+    ) -> Result<(v1::ExecutorInfo, Vec<(v1::TaskInfo, Resources)>), Status> {
+        let Some(executor) = group.executor.clone() else {
+            return Err(Status::invalid_argument(format!(
+                "operation {i} (LAUNCH_GROUP) has no executor"
+            )));
+        };
+        if executor.executor_id.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "operation {i} (LAUNCH_GROUP) executor has no executor_id"
+            )));
+        }
+        let tasks = group
+            .task_group
+            .as_ref()
+            .map(|g| g.tasks.as_slice())
+            .unwrap_or(&[]);
+        if tasks.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "operation {i} (LAUNCH_GROUP) has no tasks"
+            )));
+        }
+        let mut executor_resources = validate::executor(&executor, framework_id)?;
+        if executors.contains_key(&executor.executor_id) {
+            return Err(Status::invalid_argument(format!(
+                "executor '{}' is used by two operations of this call",
+                executor.executor_id
+            )));
+        }
+        executors.insert(executor.executor_id.clone(), executor.clone());
+        *remaining = remaining.checked_sub(&executor_resources).map_err(|e| {
+            Status::invalid_argument(format!(
+                "executor '{}' does not fit in the offered resources ({remaining}): {e}",
+                executor.executor_id
+            ))
+        })?;
+        let mut out = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let res = validate::group_task(task, agent_id, &executor.executor_id)?;
+            let tid = &task.task_id;
+            if !ids_in_call.insert(tid.clone()) {
+                return Err(Status::invalid_argument(format!(
+                    "duplicate task id '{tid}' in this call"
+                )));
+            }
+            if let Some(existing) = self.tasks.get(&(framework_id.to_string(), tid.clone())) {
+                return Err(Status::already_exists(format!(
+                    "task id '{tid}' is already used by a task in state {}",
+                    existing.state.as_str_name()
+                )));
+            }
+            *remaining = remaining.checked_sub(&res).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "task '{tid}' of the group does not fit in the offered resources ({remaining}): {e}"
+                ))
+            })?;
+            let booked = res
+                .checked_add(&executor_resources)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            executor_resources = Resources::new();
+            out.push((task.clone(), booked));
+        }
+        Ok((executor, out))
+    }
+
+    /// Books every task of a validated group and sends one RunTaskGroup; returns the
+    /// launched task ids.
+    fn launch_group(
+        &mut self,
+        fw_info: &v1::FrameworkInfo,
+        agent_id: &str,
+        role: &str,
+        executor: v1::ExecutorInfo,
+        tasks: Vec<(v1::TaskInfo, Resources)>,
+    ) -> Vec<String> {
+        let framework_id = fw_info.id.clone();
+        let mut keys = Vec::with_capacity(tasks.len());
+        let mut infos = Vec::with_capacity(tasks.len());
+        for (mut task, resources) in tasks {
+            task.agent_id = agent_id.to_string();
+            let key = (framework_id.clone(), task.task_id.clone());
+            let entry = TaskEntry {
+                info: task.clone(),
+                framework_id: framework_id.clone(),
+                agent_id: agent_id.to_string(),
+                role: role.to_string(),
+                resources,
+                state: TaskState::Staging,
+                latest: None,
+                booked: true,
+                history: Vec::new(),
+                relayed: None,
+            };
+            self.tasks.insert(key.clone(), entry);
+            self.emit_task_added(&key);
+            if let Some(a) = self.agents.get_mut(agent_id) {
+                a.tasks.insert(key.clone());
+            }
+            if let Some(f) = self.frameworks.get_mut(&framework_id) {
+                f.tasks.insert(task.task_id.clone());
+            }
+            self.metrics.tasks_launched += 1;
+            keys.push(key);
+            infos.push(task);
+        }
+        let sent = self.send_agent(
+            agent_id,
+            v1::agent_command::Command::RunTaskGroup(v1::agent_command::RunTaskGroup {
+                framework: Some(fw_info.clone()),
+                executor: Some(executor),
+                task_group: Some(v1::TaskGroupInfo { tasks: infos }),
+            }),
+        );
+        if !sent {
+            for key in &keys {
+                self.fail_task(
+                    key,
+                    TaskState::Dropped,
+                    v1::StatusReason::AgentDisconnected,
+                    "the agent disconnected before the task group could be sent to it",
+                );
+            }
+        }
+        keys.into_iter().map(|(_, t)| t).collect()
     }
 }

@@ -387,6 +387,8 @@ pub struct Framework {
     pub history: Vec<v1::TaskStatus>,
     pub offers: Vec<v1::Offer>,
     pub rescinded: Vec<String>,
+    /// Events the helpers do not handle (MESSAGE, FAILURE, ...), in order.
+    pub others: Vec<v1::event::Event>,
 }
 
 pub fn res(text: &str) -> Resources {
@@ -471,6 +473,7 @@ impl Framework {
             history: Vec::new(),
             offers: Vec::new(),
             rescinded: Vec::new(),
+            others: Vec::new(),
         })
     }
 
@@ -503,7 +506,8 @@ impl Framework {
                 self.history.push(s.clone());
                 self.statuses.insert(s.task_id.clone(), s);
             }
-            _ => {}
+            Some(other) => self.others.push(other),
+            None => {}
         }
         true
     }
