@@ -426,7 +426,7 @@ impl Master {
             task.agent_id = agent_id.clone();
             let key = (r.framework_id.clone(), task.task_id.clone());
             let entry = TaskEntry {
-                info: task.clone(),
+                info: task.clone().into(),
                 framework_id: r.framework_id.clone(),
                 agent_id: agent_id.clone(),
                 role: role.clone(),

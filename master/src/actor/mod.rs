@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agora_proto::TaskState;
-use agora_proto::v1::{self, AgentCommand, Event, FrameworkInfo, TaskInfo, TaskStatus};
+use agora_proto::v1::{self, AgentCommand, Event, FrameworkInfo, TaskStatus};
 use agora_resources::{Attributes, Resources};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
@@ -31,6 +31,7 @@ use crate::registry::{Registry, RegistryOp, RegistryState};
 use crate::state::agent::AgentStatus;
 use crate::state::framework::FrameworkStatus;
 use crate::state::offer::OfferState;
+use crate::state::stored::StoredTaskInfo;
 
 pub use snapshot::MetricsSnapshot;
 
@@ -48,11 +49,16 @@ pub struct Subscription {
     pub events: mpsc::Receiver<Result<Event, Status>>,
 }
 
+/// An agent's queue of commands. Boxed: the queue's slots are allocated ahead in blocks
+/// of 32, and an `AgentCommand` is 944 bytes (a `RunTask` holds a `TaskInfo` and a
+/// `FrameworkInfo` inline); a box is 8.
+pub type AgentCommands = mpsc::Receiver<Result<Box<AgentCommand>, Status>>;
+
 /// An agent's command stream as handed to the gRPC layer.
 pub struct AgentStream {
     pub agent_id: String,
     pub epoch: u64,
-    pub commands: mpsc::Receiver<Result<AgentCommand, Status>>,
+    pub commands: AgentCommands,
 }
 
 /// Scheduler calls other than SUBSCRIBE.
@@ -229,7 +235,7 @@ pub(crate) struct AgentEntry {
     pub info: v1::AgentInfo,
     pub total: Resources,
     pub status: AgentStatus,
-    pub tx: Option<mpsc::Sender<Result<AgentCommand, Status>>>,
+    pub tx: Option<mpsc::Sender<Result<Box<AgentCommand>, Status>>>,
     pub epoch: u64,
     pub registered_at: Millis,
     pub last_heartbeat: Millis,
@@ -258,7 +264,7 @@ pub(crate) struct OfferEntry {
 
 #[derive(Clone)]
 pub(crate) struct TaskEntry {
-    pub info: TaskInfo,
+    pub info: StoredTaskInfo,
     pub framework_id: String,
     pub agent_id: String,
     pub role: String,
@@ -935,9 +941,9 @@ impl Master {
         let Some(tx) = &agent.tx else {
             return false;
         };
-        match tx.try_send(Ok(AgentCommand {
+        match tx.try_send(Ok(Box::new(AgentCommand {
             command: Some(command),
-        })) {
+        }))) {
             Ok(()) => true,
             Err(e) => {
                 if matches!(e, mpsc::error::TrySendError::Full(_)) {
@@ -998,6 +1004,9 @@ impl Master {
                 if task.history.len() >= MAX_TASK_HISTORY {
                     task.history.remove(0);
                 }
+                // Grow by one: most tasks see two or three updates, and a first push
+                // would reserve room for four 200-byte statuses.
+                task.history.reserve_exact(1);
                 task.history.push(status.clone());
             }
             task.latest = Some(status.clone());

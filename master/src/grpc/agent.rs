@@ -32,7 +32,7 @@ impl AgentApi for AgentService {
             .handle
             .ask(|reply| Command::RegisterAgent { request, reply })
             .await??;
-        let stream = ClosingStream::new(
+        let stream = ClosingStream::boxed(
             s.commands,
             self.handle.clone(),
             Command::AgentStreamClosed {

@@ -70,6 +70,11 @@ pub struct Common {
     /// Resources of every emulated agent.
     #[arg(long, global = true, default_value = "cpus:8;mem:16384;disk:65536")]
     pub agent_resources: String,
+    /// Emulated agents report RUNNING only, without STARTING first (STARTING is optional
+    /// in the protocol). Halves the status updates and acknowledgements per task; launch
+    /// latency then lacks one acknowledgement round trip.
+    #[arg(long, global = true)]
+    pub skip_starting: bool,
     /// Longest wait between an emulator's reconnection attempts, ms.
     #[arg(long, global = true, default_value_t = 1000)]
     pub reconnect_max_ms: u64,
