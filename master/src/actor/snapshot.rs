@@ -269,3 +269,34 @@ impl Master {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metrics sums equal what adding the bags whole gave (the code they replaced),
+    /// reservations, ranges and sets included.
+    #[test]
+    fn scalar_totals_match_summing_whole_bags() {
+        let bags: Vec<Resources> = [
+            "cpus:1.5;mem:256;ports:[31000-31001]",
+            "cpus(spark):2;mem:1024;disk:10",
+            "gpus:1;bugs:{a,b}",
+            "",
+        ]
+        .iter()
+        .map(|t| Resources::parse(t).expect("valid"))
+        .collect();
+        let mut whole = Resources::new();
+        for b in &bags {
+            whole = whole.checked_add(b).expect("adds");
+        }
+        let sums = scalar_totals(bags.iter());
+        for name in whole.names() {
+            let want = whole.scalar(name).thousandths();
+            assert_eq!(sums.get(name).copied().unwrap_or(0), want, "{name}");
+        }
+        assert_eq!(sums.get("cpus"), Some(&3500));
+        assert!(!sums.contains_key("ports") && !sums.contains_key("bugs"));
+    }
+}

@@ -67,7 +67,7 @@ mod tests {
                 value: "v".into(),
             }],
             kill_policy: Some(v1::KillPolicy::default()),
-            data: b"payload".to_vec().into(),
+            data: b"payload".to_vec(),
             ..v1::TaskInfo::default()
         }
     }

@@ -59,9 +59,9 @@ pub struct Common {
     /// Worker threads of the harness's one tokio runtime.
     #[arg(long, global = true, default_value_t = 2)]
     pub threads: usize,
-    /// Emulated agents per HTTP/2 connection. The master's HTTP/2 server allows 200
-    /// concurrent streams per connection and each agent holds one open (its command
-    /// stream), so this must stay well below 200.
+    /// Emulated agents per HTTP/2 connection. Each agent holds one stream open (its
+    /// command stream) plus its calls in flight; the master allows 10,000 concurrent
+    /// streams per connection.
     #[arg(long, global = true, default_value_t = 150)]
     pub agents_per_channel: usize,
     /// Agents registering per second (staggered start).
