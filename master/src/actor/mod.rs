@@ -31,7 +31,7 @@ use crate::registry::{Registry, RegistryOp, RegistryState};
 use crate::state::agent::AgentStatus;
 use crate::state::framework::FrameworkStatus;
 use crate::state::offer::OfferState;
-use crate::state::stored::StoredTaskInfo;
+use crate::state::stored::{StoredTaskInfo, status_without_ids};
 
 pub use snapshot::MetricsSnapshot;
 
@@ -270,6 +270,8 @@ pub(crate) struct TaskEntry {
     pub role: String,
     pub resources: Resources,
     pub state: TaskState,
+    /// The latest status and the history keep statuses without the task's own ids
+    /// (`state::stored::status_without_ids`); `snapshot::task_record` puts them back.
     pub latest: Option<TaskStatus>,
     /// Whether the allocator counts this task's resources as used.
     pub booked: bool,
@@ -1007,9 +1009,9 @@ impl Master {
                 // Grow by one: most tasks see two or three updates, and a first push
                 // would reserve room for four 200-byte statuses.
                 task.history.reserve_exact(1);
-                task.history.push(status.clone());
+                task.history.push(status_without_ids(status));
             }
-            task.latest = Some(status.clone());
+            task.latest = Some(status_without_ids(status));
         }
         let framework_id = key.0.clone();
         self.emit(|_| {

@@ -9,6 +9,7 @@ use agora_resources::{Resources, Scalar, Value};
 
 use super::{Master, TaskEntry};
 use crate::metrics::{Gauges, Metrics};
+use crate::state::stored::status_with_ids;
 
 /// Counters plus gauges derived from state, as `/metrics` renders them.
 #[derive(Clone, Debug)]
@@ -18,12 +19,14 @@ pub struct MetricsSnapshot {
 }
 
 fn task_record(t: &TaskEntry) -> v1::TaskRecord {
+    let full =
+        |s: &v1::TaskStatus| status_with_ids(s, &t.info.task_id, &t.framework_id, &t.agent_id);
     v1::TaskRecord {
         task: Some(t.info.to_proto()),
         framework_id: t.framework_id.clone(),
         state: t.state as i32,
-        latest_status: t.latest.clone(),
-        history: t.history.clone(),
+        latest_status: t.latest.as_ref().map(full),
+        history: t.history.iter().map(full).collect(),
     }
 }
 
