@@ -596,10 +596,20 @@ async fn rss_now(c: &Cluster) -> anyhow::Result<f64> {
     Ok(v.iter().sum::<f64>() / v.len() as f64)
 }
 
+/// Wait until `n` tasks reached RUNNING, or all `n` were launched and each reached RUNNING
+/// or ended otherwise (a task lost while the load builds up is never RUNNING again, and
+/// waiting for it would only end at the timeout).
 async fn wait_running(c: &mut Cluster, n: u64, timeout: Duration) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     let mut last = Instant::now();
-    while c.shared.counters.running.load(Ordering::Relaxed) < n {
+    let done = |c: &Cluster| {
+        let k = &c.shared.counters;
+        let running = k.running.load(Ordering::Relaxed);
+        running >= n
+            || (k.tasks_launched.load(Ordering::Relaxed) >= n
+                && running + k.lost_or_failed.load(Ordering::Relaxed) >= n)
+    };
+    while !done(c) {
         c.master.check_alive()?;
         if last.elapsed() >= Duration::from_secs(5) {
             last = Instant::now();
