@@ -77,13 +77,13 @@ impl Master {
         info.id = id.clone();
 
         if self.removed_agents.contains(&id) {
-            let _ = tx.try_send(Ok(v1::AgentCommand {
+            let _ = tx.try_send(Ok(Box::new(v1::AgentCommand {
                 command: Some(v1::agent_command::Command::Shutdown(
                     v1::agent_command::Shutdown {
                         reason: format!("agent '{id}' was removed from the cluster"),
                     },
                 )),
-            }));
+            })));
             return Ok(AgentStream {
                 agent_id: id,
                 epoch,
@@ -147,7 +147,7 @@ impl Master {
         );
 
         // REGISTERED goes first on the fresh queue, before any kill the reconciliation sends.
-        let _ = tx.try_send(Ok(v1::AgentCommand {
+        let _ = tx.try_send(Ok(Box::new(v1::AgentCommand {
             command: Some(v1::agent_command::Command::Registered(
                 v1::agent_command::Registered {
                     agent_id: id.clone(),
@@ -155,7 +155,7 @@ impl Master {
                     master_id: self.master_id.clone(),
                 },
             )),
-        }));
+        })));
 
         self.send_checkpoint(&id);
 
@@ -206,7 +206,7 @@ impl Master {
                     self.tasks.insert(
                         key.clone(),
                         TaskEntry {
-                            info: task,
+                            info: task.into(),
                             framework_id: fw_id.clone(),
                             agent_id: id.clone(),
                             role,

@@ -466,7 +466,7 @@ impl Master {
             task.agent_id = agent_id.clone();
             let key = (r.framework_id.clone(), task.task_id.clone());
             let entry = TaskEntry {
-                info: task.clone(),
+                info: task.clone().into(),
                 framework_id: r.framework_id.clone(),
                 agent_id: agent_id.clone(),
                 role: role.clone(),
@@ -948,7 +948,7 @@ impl Master {
             task.agent_id = agent_id.to_string();
             let key = (framework_id.clone(), task.task_id.clone());
             let entry = TaskEntry {
-                info: task.clone(),
+                info: task.clone().into(),
                 framework_id: framework_id.clone(),
                 agent_id: agent_id.to_string(),
                 role: role.to_string(),

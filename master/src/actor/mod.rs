@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agora_proto::TaskState;
-use agora_proto::v1::{self, AgentCommand, Event, FrameworkInfo, TaskInfo, TaskStatus};
+use agora_proto::v1::{self, AgentCommand, Event, FrameworkInfo, TaskStatus};
 use agora_resources::{Attributes, Resources};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
@@ -35,6 +35,7 @@ use crate::registry::{Registry, RegistryOp, RegistryState};
 use crate::state::agent::AgentStatus;
 use crate::state::framework::FrameworkStatus;
 use crate::state::offer::OfferState;
+use crate::state::stored::{StoredTaskInfo, status_without_ids};
 
 pub use operations::OpKind;
 pub use snapshot::MetricsSnapshot;
@@ -53,11 +54,16 @@ pub struct Subscription {
     pub events: mpsc::Receiver<Result<Event, Status>>,
 }
 
+/// An agent's queue of commands. Boxed: the queue's slots are allocated ahead in blocks
+/// of 32, and an `AgentCommand` is 944 bytes (a `RunTask` holds a `TaskInfo` and a
+/// `FrameworkInfo` inline); a box is 8.
+pub type AgentCommands = mpsc::Receiver<Result<Box<AgentCommand>, Status>>;
+
 /// An agent's command stream as handed to the gRPC layer.
 pub struct AgentStream {
     pub agent_id: String,
     pub epoch: u64,
-    pub commands: mpsc::Receiver<Result<AgentCommand, Status>>,
+    pub commands: AgentCommands,
 }
 
 /// Scheduler calls other than SUBSCRIBE.
@@ -248,7 +254,7 @@ pub(crate) struct AgentEntry {
     pub info: v1::AgentInfo,
     pub total: Resources,
     pub status: AgentStatus,
-    pub tx: Option<mpsc::Sender<Result<AgentCommand, Status>>>,
+    pub tx: Option<mpsc::Sender<Result<Box<AgentCommand>, Status>>>,
     pub epoch: u64,
     pub registered_at: Millis,
     pub last_heartbeat: Millis,
@@ -277,12 +283,14 @@ pub(crate) struct OfferEntry {
 
 #[derive(Clone)]
 pub(crate) struct TaskEntry {
-    pub info: TaskInfo,
+    pub info: StoredTaskInfo,
     pub framework_id: String,
     pub agent_id: String,
     pub role: String,
     pub resources: Resources,
     pub state: TaskState,
+    /// The latest status and the history keep statuses without the task's own ids
+    /// (`state::stored::status_without_ids`); `snapshot::task_record` puts them back.
     pub latest: Option<TaskStatus>,
     /// Whether the allocator counts this task's resources as used.
     pub booked: bool,
@@ -990,9 +998,9 @@ impl Master {
         let Some(tx) = &agent.tx else {
             return false;
         };
-        match tx.try_send(Ok(AgentCommand {
+        match tx.try_send(Ok(Box::new(AgentCommand {
             command: Some(command),
-        })) {
+        }))) {
             Ok(()) => true,
             Err(e) => {
                 if matches!(e, mpsc::error::TrySendError::Full(_)) {
@@ -1053,9 +1061,12 @@ impl Master {
                 if task.history.len() >= MAX_TASK_HISTORY {
                     task.history.remove(0);
                 }
-                task.history.push(status.clone());
+                // Grow by one: most tasks see two or three updates, and a first push
+                // would reserve room for four 200-byte statuses.
+                task.history.reserve_exact(1);
+                task.history.push(status_without_ids(status));
             }
-            task.latest = Some(status.clone());
+            task.latest = Some(status_without_ids(status));
         }
         let framework_id = key.0.clone();
         self.emit(|_| {

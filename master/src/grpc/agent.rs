@@ -50,7 +50,7 @@ impl AgentApi for AgentService {
             .ask(|reply| Command::RegisterAgent { request, reply })
             .await??;
         self.gate.record_agent(&caller, &s.agent_id);
-        let stream = ClosingStream::new(
+        let stream = ClosingStream::boxed(
             s.commands,
             self.handle.clone(),
             Command::AgentStreamClosed {

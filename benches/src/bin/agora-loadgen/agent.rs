@@ -6,6 +6,16 @@
 //! 10 s) until the ACKNOWLEDGE command comes back, and after losing the master re-registers
 //! with its id, the tasks it runs and their frameworks.
 //!
+//! Like agora-agent's status update manager, at most one send of a task's update is in
+//! flight: a re-send falls due only after the previous call returned. The call's timeout
+//! is 30 s, not the agent's 5 s: thousands of emulated agents share two threads and a few
+//! connections, so on a busy machine a 5 s timeout measured the harness's own backlog and
+//! every timeout added a re-send (the run at load average 7 re-sent 770,000 times). The
+//! first version re-sent on every backoff tick regardless, so once the master took longer
+//! than 0.5 s to answer, each update was in flight up to five times at once (30 s
+//! timeout), which at 10,000 agents turned a slow master into a flood (over a million
+//! re-sends in three minutes).
+//!
 //! Thousands of these share a handful of HTTP/2 connections: the `Channel` is handed in.
 
 use std::cmp::Reverse;
@@ -30,6 +40,8 @@ pub const DURATION_LABEL: &str = "loadgen.duration_ms";
 const RESEND_FIRST: Duration = Duration::from_millis(500);
 const RESEND_MAX: Duration = Duration::from_secs(10);
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of one status update call (see the module doc for why not the agent's 5 s).
+const UPDATE_TIMEOUT: Duration = RPC_TIMEOUT;
 
 #[derive(Clone, Debug)]
 pub struct AgentSpec {
@@ -41,6 +53,8 @@ pub struct AgentSpec {
     pub default_task: Duration,
     /// Longest wait between registration attempts.
     pub reconnect_max: Duration,
+    /// Report RUNNING without STARTING first.
+    pub skip_starting: bool,
     /// First registration not before this.
     pub start_at: Instant,
 }
@@ -58,6 +72,8 @@ struct TaskRec {
     retry_at: Option<Instant>,
     /// Whether the head update has been sent at least once.
     head_sent: bool,
+    /// A send of the head update has not returned yet.
+    in_flight: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +85,12 @@ enum Timer {
 /// Things spawned RPCs report back, tagged with the session they belong to.
 enum Note {
     NotRegistered(u64),
+    /// A status update call of this session returned (or timed out).
+    SendDone {
+        session: u64,
+        key: Key,
+        uuid: String,
+    },
 }
 
 enum SessionEnd {
@@ -155,7 +177,8 @@ impl Agent {
                     }
                 }
                 Ok(None) => return,
-                Err(_) => {
+                Err(s) => {
+                    self.shared.note_error("agent register", &s);
                     self.shared
                         .counters
                         .agent_register_errors
@@ -239,6 +262,8 @@ impl Agent {
                 for k in keys {
                     if let Some(t) = self.tasks.get_mut(&k) {
                         t.backoff = RESEND_FIRST;
+                        // Sends of the previous session no longer count.
+                        t.in_flight = false;
                     }
                     self.send_head(&k);
                 }
@@ -273,7 +298,14 @@ impl Agent {
                             return end;
                         }
                     }
-                    Ok(None) | Err(_) => return SessionEnd::Lost,
+                    Ok(None) => {
+                        self.shared.note_error("agent stream", &tonic::Status::ok("ended by the master"));
+                        return SessionEnd::Lost;
+                    }
+                    Err(s) => {
+                        self.shared.note_error("agent stream", &s);
+                        return SessionEnd::Lost;
+                    }
                 },
                 _ = async {
                     match next {
@@ -285,6 +317,10 @@ impl Agent {
                 Some(note) = notes.recv() => match note {
                     Note::NotRegistered(s) if s == self.session => return SessionEnd::Lost,
                     Note::NotRegistered(_) => {}
+                    Note::SendDone { session, key, uuid } if session == self.session => {
+                        self.send_done(&key, &uuid);
+                    }
+                    Note::SendDone { .. } => {}
                 },
             }
         }
@@ -304,6 +340,7 @@ impl Agent {
                     shared.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(Err(s)) => {
+                    shared.note_error("heartbeat", &s);
                     shared
                         .counters
                         .heartbeat_errors
@@ -313,6 +350,10 @@ impl Agent {
                     }
                 }
                 Err(_) => {
+                    shared.note_error(
+                        "heartbeat",
+                        &tonic::Status::deadline_exceeded("harness timeout"),
+                    );
                     shared
                         .counters
                         .heartbeat_errors
@@ -408,10 +449,15 @@ impl Agent {
                 info: task,
                 framework_id: key.0.clone(),
                 state: TaskState::Running,
-                pending: VecDeque::from([starting, running]),
+                pending: if self.spec.skip_starting {
+                    VecDeque::from([running])
+                } else {
+                    VecDeque::from([starting, running])
+                },
                 backoff: RESEND_FIRST,
                 retry_at: None,
                 head_sent: false,
+                in_flight: false,
             },
         );
         self.shared.task_started(key.clone());
@@ -453,6 +499,7 @@ impl Agent {
                         backoff: RESEND_FIRST,
                         retry_at: None,
                         head_sent: false,
+                        in_flight: false,
                     },
                 );
                 self.send_head(&key);
@@ -487,6 +534,7 @@ impl Agent {
         t.pending.pop_front();
         t.retry_at = None;
         t.head_sent = false;
+        t.in_flight = false;
         if t.pending.is_empty() {
             if t.state.is_terminal() {
                 self.tasks.remove(&key);
@@ -520,6 +568,8 @@ impl Agent {
         }
         c.updates_sent.fetch_add(1, Ordering::Relaxed);
         t.head_sent = true;
+        t.in_flight = true;
+        let uuid = head.uuid.clone();
         let at = Instant::now() + t.backoff;
         t.retry_at = Some(at);
         t.backoff = (t.backoff * 2).min(RESEND_MAX);
@@ -529,10 +579,14 @@ impl Agent {
         let shared = self.shared.clone();
         let notes = self.notes_tx.clone();
         let session = self.session;
+        let key = key.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(RPC_TIMEOUT, client.update_status(request)).await {
+            let result = tokio::time::timeout(UPDATE_TIMEOUT, client.update_status(request)).await;
+            let _ = notes.send(Note::SendDone { session, key, uuid });
+            match result {
                 Ok(Ok(_)) => {}
                 Ok(Err(s)) => {
+                    shared.note_error("status update", &s);
                     shared
                         .counters
                         .update_errors
@@ -542,6 +596,10 @@ impl Agent {
                     }
                 }
                 Err(_) => {
+                    shared.note_error(
+                        "status update",
+                        &tonic::Status::deadline_exceeded("harness timeout"),
+                    );
                     shared
                         .counters
                         .update_errors
@@ -549,6 +607,21 @@ impl Agent {
                 }
             }
         });
+    }
+
+    /// A send of `key`'s update `uuid` returned: a re-send that fell due meanwhile goes now.
+    fn send_done(&mut self, key: &Key, uuid: &str) {
+        let Some(t) = self.tasks.get_mut(key) else {
+            return;
+        };
+        if !t.in_flight || t.pending.front().is_none_or(|h| h.uuid != uuid) {
+            return;
+        }
+        t.in_flight = false;
+        if let Some(at) = t.retry_at {
+            // Re-arm at the same instant, so `fire_timers` recognises it as the live retry.
+            self.add_timer(at, Timer::Retry(key.clone()));
+        }
     }
 
     fn add_timer(&mut self, at: Instant, timer: Timer) {
@@ -579,8 +652,13 @@ impl Agent {
                     }
                 }
                 Timer::Retry(key) => {
-                    // Only the retry armed last for this head counts.
-                    if self.tasks.get(&key).is_some_and(|t| t.retry_at == Some(at)) {
+                    // Only the retry armed last for this head counts, and only once the
+                    // previous send returned (`send_done` re-arms it then).
+                    if self
+                        .tasks
+                        .get(&key)
+                        .is_some_and(|t| t.retry_at == Some(at) && !t.in_flight)
+                    {
                         self.send_head(&key);
                     }
                 }

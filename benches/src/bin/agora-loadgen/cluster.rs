@@ -32,9 +32,21 @@ pub struct Cluster {
     pub default_task: Duration,
 }
 
+/// A lazily connecting channel to the master.
+///
+/// h2 closes a connection (GOAWAY ENHANCE_YOUR_CALM) after 1,024 streams it had to reset
+/// itself over the connection's lifetime, and it resets one each time an answer arrives
+/// for a call it has already forgotten: a call the emulator gave up on (timeout) is
+/// remembered only among the last 10 reset streams by default. Under load, hundreds of
+/// emulators time out calls on one connection, so the harness closed its own connections
+/// (the h2 warning "locally-reset streams reached limit (1024)", 14 to 75 times per
+/// 10,000-agent run), failing every call and stream on them at once. Reset streams are
+/// remembered longer and the lifetime cap (a guard against hostile servers) is lifted.
 pub fn channel(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))
         .context("master address")?
+        .http2_max_concurrent_reset_streams(50_000)
+        .http2_max_local_error_reset_streams(None)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5))
         .initial_connection_window_size(Some(16 << 20))
@@ -125,6 +137,7 @@ impl Cluster {
                 attributes,
                 default_task: self.default_task,
                 reconnect_max: Duration::from_millis(self.common.reconnect_max_ms),
+                skip_starting: self.common.skip_starting,
                 start_at: self.next_agent_start,
             };
             self.next_agent_start += gap;
@@ -205,6 +218,10 @@ impl Cluster {
                 .map(|c| (c * 100.0).round() / 100.0),
             c["update_resends"],
         );
+        let errors = self.shared.error_kinds();
+        if !errors.is_empty() {
+            tracing::info!("{label} failures so far: {errors:?}");
+        }
     }
 
     /// Stop every emulator and wait briefly for them; the master is killed on drop.

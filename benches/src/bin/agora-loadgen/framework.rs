@@ -208,7 +208,14 @@ impl Framework {
                             return end;
                         }
                     }
-                    Ok(None) | Err(_) => return SessionEnd::Lost,
+                    Ok(None) => {
+                        self.shared.note_error("framework stream", &tonic::Status::ok("ended by the master"));
+                        return SessionEnd::Lost;
+                    }
+                    Err(s) => {
+                        self.shared.note_error("framework stream", &s);
+                        return SessionEnd::Lost;
+                    }
                 },
                 Ok(()) = budget.changed() => self.revive(),
                 Some(note) = notes.recv() => match note {
@@ -367,8 +374,15 @@ impl Framework {
             match tokio::time::timeout(RPC_TIMEOUT, client.accept(request)).await {
                 Ok(Ok(_)) => shared.launched(n, std::time::Instant::now()),
                 other => {
-                    if let Ok(Err(s)) = &other {
-                        tracing::debug!("accept refused: {s}");
+                    match &other {
+                        Ok(Err(s)) => {
+                            tracing::debug!("accept refused: {s}");
+                            shared.note_error("accept", s);
+                        }
+                        _ => shared.note_error(
+                            "accept",
+                            &tonic::Status::deadline_exceeded("harness timeout"),
+                        ),
                     }
                     shared
                         .counters
@@ -397,7 +411,17 @@ impl Framework {
             tokio::spawn(async move {
                 match tokio::time::timeout(RPC_TIMEOUT, client.acknowledge(request)).await {
                     Ok(Ok(_)) => shared.counters.acks_sent.fetch_add(1, Ordering::Relaxed),
-                    _ => shared.counters.ack_errors.fetch_add(1, Ordering::Relaxed),
+                    Ok(Err(s)) => {
+                        shared.note_error("acknowledge", &s);
+                        shared.counters.ack_errors.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(_) => {
+                        shared.note_error(
+                            "acknowledge",
+                            &tonic::Status::deadline_exceeded("harness timeout"),
+                        );
+                        shared.counters.ack_errors.fetch_add(1, Ordering::Relaxed)
+                    }
                 };
             });
         }

@@ -59,9 +59,9 @@ pub struct Common {
     /// Worker threads of the harness's one tokio runtime.
     #[arg(long, global = true, default_value_t = 2)]
     pub threads: usize,
-    /// Emulated agents per HTTP/2 connection. The master's HTTP/2 server allows 200
-    /// concurrent streams per connection and each agent holds one open (its command
-    /// stream), so this must stay well below 200.
+    /// Emulated agents per HTTP/2 connection. Each agent holds one stream open (its
+    /// command stream) plus its calls in flight; the master allows 10,000 concurrent
+    /// streams per connection.
     #[arg(long, global = true, default_value_t = 150)]
     pub agents_per_channel: usize,
     /// Agents registering per second (staggered start).
@@ -70,6 +70,11 @@ pub struct Common {
     /// Resources of every emulated agent.
     #[arg(long, global = true, default_value = "cpus:8;mem:16384;disk:65536")]
     pub agent_resources: String,
+    /// Emulated agents report RUNNING only, without STARTING first (STARTING is optional
+    /// in the protocol). Halves the status updates and acknowledgements per task; launch
+    /// latency then lacks one acknowledgement round trip.
+    #[arg(long, global = true)]
+    pub skip_starting: bool,
     /// Longest wait between an emulator's reconnection attempts, ms.
     #[arg(long, global = true, default_value_t = 1000)]
     pub reconnect_max_ms: u64,

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::cluster::{self, Cluster};
 use crate::framework::FrameworkSpec;
 use crate::master::{self, Sample};
 use crate::report::{Chart, ResultsDir, Style};
+use crate::shared::Shared;
 use crate::stats::{linear_fit, peak_window};
 use crate::{Cli, Common, Scenario};
 
@@ -110,6 +112,29 @@ pub struct FailoverArgs {
     /// Longest wait to reach the load, and to recover.
     #[arg(long, default_value_t = 300.0)]
     pub step_timeout_secs: f64,
+    /// Tasks the frameworks may launch per second while building the load (0: all at
+    /// once). The figure is the recovery; a paced launch keeps a contended machine out of
+    /// overload (every update re-sent after its 5 s timeout) while reaching it.
+    #[arg(long, default_value_t = 0.0)]
+    pub launch_rate: f64,
+}
+
+/// Grow the launch budget by `rate` tasks per second up to `total`, in 100 ms steps; ends
+/// when all is granted or the run stops.
+fn pace_budget(shared: Arc<Shared>, total: u64, rate: f64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let step = Duration::from_millis(100);
+        let t0 = Instant::now();
+        let mut granted = 0u64;
+        while granted < total && !shared.stopped() {
+            let due = ((t0.elapsed().as_secs_f64() * rate) as u64).clamp(1, total);
+            if due > granted {
+                shared.add_budget(due - granted);
+                granted = due;
+            }
+            tokio::time::sleep(step).await;
+        }
+    })
 }
 
 pub async fn run(cli: &Cli, results: PathBuf) -> anyhow::Result<PathBuf> {
@@ -331,6 +356,7 @@ async fn churn_run(
             "metrics_ms_max": max_of(&samples, |s| s.metrics_ms).map(|v| round(v, 1)),
         },
         "counters": counters,
+        "error_kinds": c.shared.error_kinds(),
         "running_per_s": counts,
         "launch_latency_cdf_ms": launch_cdf,
         "offer_latency_cdf_ms": offer_cdf,
@@ -570,11 +596,27 @@ async fn rss_now(c: &Cluster) -> anyhow::Result<f64> {
     Ok(v.iter().sum::<f64>() / v.len() as f64)
 }
 
+/// Wait until `n` tasks reached RUNNING, or all `n` were launched and each reached RUNNING
+/// or ended otherwise (a task lost while the load builds up is never RUNNING again, and
+/// waiting for it would only end at the timeout).
 async fn wait_running(c: &mut Cluster, n: u64, timeout: Duration) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
-    while c.shared.counters.running.load(Ordering::Relaxed) < n {
+    let mut last = Instant::now();
+    let done = |c: &Cluster| {
+        let k = &c.shared.counters;
+        let running = k.running.load(Ordering::Relaxed);
+        running >= n
+            || (k.tasks_launched.load(Ordering::Relaxed) >= n
+                && running + k.lost_or_failed.load(Ordering::Relaxed) >= n)
+    };
+    while !done(c) {
         c.master.check_alive()?;
+        if last.elapsed() >= Duration::from_secs(5) {
+            last = Instant::now();
+            c.progress("launching");
+        }
         if t0.elapsed() > timeout {
+            c.progress("launching");
             bail!(
                 "only {} of {n} tasks RUNNING after {timeout:?}",
                 c.shared.counters.running.load(Ordering::Relaxed)
@@ -676,6 +718,7 @@ async fn memory(common: &Common, a: &MemoryArgs, dir: &ResultsDir) -> anyhow::Re
         "rss_kib_vs_agents": agent_pts,
         "rss_kib_vs_tasks": task_pts,
         "counters": counters,
+        "error_kinds": c.shared.error_kinds(),
         "samples": samples_json(&samples),
     }))
 }
@@ -729,7 +772,9 @@ async fn failover(common: &Common, a: &FailoverArgs, dir: &ResultsDir) -> anyhow
         );
     }
     let step_timeout = Duration::from_secs_f64(a.step_timeout_secs);
-    let mut c = Cluster::start(common, &size_dir(dir, "cluster"), a.tasks as i64).await?;
+    let paced = a.launch_rate > 0.0;
+    let budget = if paced { 0 } else { a.tasks as i64 };
+    let mut c = Cluster::start(common, &size_dir(dir, "cluster"), budget).await?;
     c.default_task = Duration::from_secs(86_400);
     c.add_agents(a.agents)?;
     let reg = c.wait_registered(a.agents, 0, step_timeout).await?;
@@ -742,7 +787,12 @@ async fn failover(common: &Common, a: &FailoverArgs, dir: &ResultsDir) -> anyhow
     for _ in 0..a.frameworks {
         c.add_framework(spec.clone())?;
     }
-    let load = wait_running(&mut c, a.tasks as u64, step_timeout).await?;
+    let pacer = paced.then(|| pace_budget(c.shared.clone(), a.tasks as u64, a.launch_rate));
+    let load = wait_running(&mut c, a.tasks as u64, step_timeout).await;
+    if let Some(p) = pacer {
+        p.abort();
+    }
+    let load = load?;
     info!(
         "failover: {} tasks RUNNING after {:.2}s",
         a.tasks,
@@ -837,6 +887,8 @@ async fn failover(common: &Common, a: &FailoverArgs, dir: &ResultsDir) -> anyhow
         "agents": a.agents,
         "frameworks": a.frameworks,
         "tasks": a.tasks,
+        "launch_rate": a.launch_rate,
+        "load_running_secs": round(load.as_secs_f64(), 2),
         "recovered": recovered,
         "master_healthy_secs": round(t_healthy.as_secs_f64(), 3),
         "all_agents_reregistered_secs": round(agents_secs, 3),
@@ -856,6 +908,7 @@ async fn failover(common: &Common, a: &FailoverArgs, dir: &ResultsDir) -> anyhow
         "registration_error": rec.err().map(|e| e.to_string()),
         "missing_examples": missing.iter().take(10).map(|k| format!("{}/{}", k.0, k.1)).collect::<Vec<_>>(),
         "counters": counters,
+        "error_kinds": c.shared.error_kinds(),
         "samples": samples_json(&samples),
     }))
 }

@@ -137,6 +137,9 @@ pub struct Shared {
     freed: Mutex<HashMap<String, Instant>>,
     measurements: Mutex<Measurements>,
     registrations: Mutex<HashMap<String, Seen>>,
+    /// Why calls and streams failed, by "where: code: message" (messages cut short), so a
+    /// run's report says what broke rather than only how often.
+    errors: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Who registered with one master, by emulator index.
@@ -175,7 +178,37 @@ impl Shared {
                 ended_per_sec: PerSecond::new(start),
             }),
             registrations: Mutex::new(HashMap::new()),
+            errors: Mutex::new(std::collections::BTreeMap::new()),
         }
+    }
+
+    /// Count one failure of kind `place` (e.g. "heartbeat") with its status.
+    pub fn note_error(&self, place: &str, status: &tonic::Status) {
+        // Ids and addresses vary per call; keep the first words, enough to tell causes apart.
+        let mut msg = String::new();
+        let mut quoted = false;
+        for ch in status.message().chars().take(120) {
+            // Quoted parts are ids ('agent-123'); one kind per message shape, not per id.
+            if ch == '\'' {
+                quoted = !quoted;
+                msg.push_str(if quoted { "'…" } else { "'" });
+            } else if !quoted {
+                msg.push(ch);
+            }
+        }
+        let key = format!("{place}: {:?}: {msg}", status.code());
+        let mut e = lock(&self.errors);
+        // A bounded map: past 200 kinds, new ones are lumped together.
+        if e.len() >= 200 && !e.contains_key(&key) {
+            *e.entry(format!("{place}: other")).or_default() += 1;
+        } else {
+            *e.entry(key).or_default() += 1;
+        }
+    }
+
+    /// The failure histogram so far.
+    pub fn error_kinds(&self) -> std::collections::BTreeMap<String, u64> {
+        lock(&self.errors).clone()
     }
 
     pub fn secs(&self, at: Instant) -> f64 {
