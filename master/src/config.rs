@@ -37,12 +37,21 @@ pub struct MasterConfig {
     /// Capacity of each framework's and agent's outgoing event queue. A peer that lets its
     /// queue fill is disconnected rather than growing the master's memory.
     pub peer_queue_capacity: usize,
+    /// Capacity of each framework's event queue (the same rule: a framework that lets it
+    /// fill is disconnected). Larger than an agent's: a framework with many tasks gets two
+    /// or three updates per task in a launch burst, and cutting it off there makes every
+    /// agent re-send every unacknowledged update. A queue holds memory only for events
+    /// actually waiting.
+    pub framework_queue_capacity: usize,
     /// Authentication, ACLs, rate limits and TLS (all off by default).
     pub security: crate::auth::SecurityConfig,
     /// At most one agent is marked unreachable per this interval when many miss their
     /// heartbeats at once (a network split must not wipe the cluster). `None`: no limit.
     pub agent_removal_interval: Option<Duration>,
 }
+
+/// Default [`MasterConfig::framework_queue_capacity`].
+pub const DEFAULT_FRAMEWORK_QUEUE_CAPACITY: usize = 65_536;
 
 impl Default for MasterConfig {
     fn default() -> Self {
@@ -61,6 +70,7 @@ impl Default for MasterConfig {
             weights: Vec::new(),
             max_completed_tasks: 1000,
             peer_queue_capacity: 4096,
+            framework_queue_capacity: DEFAULT_FRAMEWORK_QUEUE_CAPACITY,
             security: crate::auth::SecurityConfig::default(),
             agent_removal_interval: None,
         }

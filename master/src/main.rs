@@ -43,6 +43,11 @@ struct Flags {
     /// Seconds before an unanswered offer is rescinded (0 disables).
     #[arg(long, default_value_t = 60.0)]
     offer_timeout_seconds: f64,
+    /// Events a framework may leave unread before it is disconnected (it re-subscribes and
+    /// reconciles).
+    #[arg(long, default_value_t = agora_master::config::DEFAULT_FRAMEWORK_QUEUE_CAPACITY as u32,
+          value_parser = clap::value_parser!(u32).range(16..=4_194_304))]
+    framework_queue_capacity: u32,
     /// Role weights, e.g. `spark=2.5,marathon=1.5`.
     #[arg(long, default_value = "")]
     weights: String,
@@ -226,6 +231,7 @@ async fn main() -> anyhow::Result<()> {
             s => Some(seconds("offer-timeout-seconds", s)?),
         },
         weights: parse_weights(&flags.weights)?,
+        framework_queue_capacity: flags.framework_queue_capacity as usize,
         security,
         agent_removal_interval: flags
             .agent_removal_rate

@@ -117,7 +117,7 @@ impl Master {
         }
         info.id = id.clone();
         let epoch = self.fresh_epoch();
-        let (tx, rx) = mpsc::channel(self.config.peer_queue_capacity);
+        let (tx, rx) = mpsc::channel(self.config.framework_queue_capacity);
 
         if self.frameworks.contains_key(&id) {
             // Failover or reconnect: the old stream (if any) is superseded and the offers it

@@ -12,6 +12,8 @@ mod frameworks;
 mod maintenance;
 mod operations;
 #[cfg(test)]
+mod queue_tests;
+#[cfg(test)]
 mod removal_tests;
 mod snapshot;
 pub(crate) mod usage;

@@ -1,0 +1,100 @@
+//! Framework event queues: a framework that leaves `framework_queue_capacity` events
+//! unread is disconnected (not grown without bound), and one that keeps up is not.
+
+use std::sync::Arc;
+
+use agora_proto::v1;
+
+use super::{Master, Subscription};
+use crate::clock::ManualClock;
+use crate::config::MasterConfig;
+use crate::registry::{FileRegistry, RegistryState};
+use crate::state::framework::FrameworkStatus;
+
+fn master(capacity: usize) -> (Master, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("agora-queue-{}", uuid::Uuid::new_v4()));
+    let config = MasterConfig {
+        data_dir: dir.clone(),
+        framework_queue_capacity: capacity,
+        ..MasterConfig::default()
+    };
+    let registry = Box::new(FileRegistry::new(dir.clone()));
+    let (master, _handle, _rx) = Master::new(
+        config,
+        Arc::new(ManualClock::new(1_000_000)),
+        registry,
+        RegistryState::default(),
+    )
+    .expect("master");
+    (master, dir)
+}
+
+fn subscribe(m: &mut Master) -> Subscription {
+    m.subscribe(v1::SubscribeRequest {
+        framework: Some(v1::FrameworkInfo {
+            name: "slow".into(),
+            roles: vec!["r".into()],
+            ..Default::default()
+        }),
+        secret: String::new(),
+    })
+    .expect("subscribe")
+}
+
+fn heartbeat() -> v1::Event {
+    v1::Event {
+        event: Some(v1::event::Event::Heartbeat(v1::event::Heartbeat {})),
+    }
+}
+
+#[test]
+fn a_framework_that_does_not_read_is_cut_off_at_its_queue_capacity() {
+    let (mut m, dir) = master(16);
+    let mut sub = subscribe(&mut m);
+    // SUBSCRIBED is already queued; fill the rest.
+    for _ in 0..15 {
+        m.send_event(&sub.framework_id, heartbeat());
+    }
+    assert_eq!(
+        m.frameworks[&sub.framework_id].status,
+        FrameworkStatus::Connected
+    );
+    m.send_event(&sub.framework_id, heartbeat());
+    assert_eq!(
+        m.frameworks[&sub.framework_id].status,
+        FrameworkStatus::Disconnected,
+        "one event over the capacity disconnects"
+    );
+    assert_eq!(m.metrics.frameworks_disconnected_slow, 1);
+    // What was queued is still delivered; nothing more is.
+    let mut got = 0;
+    while sub.events.try_recv().is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, 16);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_framework_that_reads_is_never_cut_off_and_the_default_holds_a_launch_burst() {
+    let (mut m, dir) = master(MasterConfig::default().framework_queue_capacity);
+    let mut sub = subscribe(&mut m);
+    // Three updates per task of a 10,000-task burst fit without reading.
+    for _ in 0..30_000 {
+        m.send_event(&sub.framework_id, heartbeat());
+    }
+    assert_eq!(
+        m.frameworks[&sub.framework_id].status,
+        FrameworkStatus::Connected
+    );
+    while sub.events.try_recv().is_ok() {}
+    for _ in 0..100_000 {
+        m.send_event(&sub.framework_id, heartbeat());
+        let _ = sub.events.try_recv();
+    }
+    assert_eq!(
+        m.frameworks[&sub.framework_id].status,
+        FrameworkStatus::Connected
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
