@@ -556,9 +556,9 @@ impl Master {
             |history: &[v1::TaskStatus]| history.iter().rev().skip(1).any(|h| h.uuid == uuid);
         match self.tasks.get(key) {
             Some(task) => superseded_in(&task.history),
-            None => self.completed.iter().rev().any(|t| {
-                t.framework_id == key.0 && t.info.task_id == key.1 && superseded_in(&t.history)
-            }),
+            None => self
+                .completed_task(key)
+                .is_some_and(|t| superseded_in(&t.history)),
         }
     }
 

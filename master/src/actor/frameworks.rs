@@ -560,12 +560,7 @@ impl Master {
         }
         let key = (r.framework_id.clone(), r.task_id.clone());
         let Some(task) = self.tasks.get(&key) else {
-            if let Some(done) = self
-                .completed
-                .iter()
-                .rev()
-                .find(|t| t.framework_id == r.framework_id && t.info.task_id == r.task_id)
-            {
+            if let Some(done) = self.completed_task(&key) {
                 return Err(Status::failed_precondition(format!(
                     "task '{}' already ended ({})",
                     r.task_id,
@@ -621,12 +616,7 @@ impl Master {
             None => {
                 // An ended task's last ack, or an ack for a task from before a master
                 // restart: pass it on to the agent the framework names.
-                match self
-                    .completed
-                    .iter()
-                    .rev()
-                    .find(|t| t.framework_id == r.framework_id && t.info.task_id == r.task_id)
-                {
+                match self.completed_task(&(r.framework_id.clone(), r.task_id.clone())) {
                     Some(t) => (t.agent_id.clone(), false),
                     None if !r.agent_id.is_empty() => (r.agent_id.clone(), false),
                     None => {
@@ -694,12 +684,7 @@ impl Master {
         } else {
             for t in &r.tasks {
                 let key = (r.framework_id.clone(), t.task_id.clone());
-                let found = self.tasks.get(&key).or_else(|| {
-                    self.completed
-                        .iter()
-                        .rev()
-                        .find(|c| c.framework_id == r.framework_id && c.info.task_id == t.task_id)
-                });
+                let found = self.tasks.get(&key).or_else(|| self.completed_task(&key));
                 out.push(match found {
                     Some(task) => answer(task),
                     None => v1::TaskStatus {

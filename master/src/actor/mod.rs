@@ -319,6 +319,11 @@ pub struct Master {
     offers: HashMap<String, OfferEntry>,
     tasks: HashMap<(String, String), TaskEntry>,
     completed: VecDeque<TaskEntry>,
+    /// Where each key's latest entry of `completed` is: its sequence number (the front's
+    /// is `completed_front_seq`). Looking an ended task up must not scan the deque: every
+    /// acknowledgement of a terminal update does it.
+    completed_index: HashMap<(String, String), u64>,
+    completed_front_seq: u64,
     metrics: Metrics,
     needs_allocation: bool,
     next_id: u64,
@@ -378,6 +383,8 @@ impl Master {
             offers: HashMap::new(),
             tasks: HashMap::new(),
             completed: VecDeque::new(),
+            completed_index: HashMap::new(),
+            completed_front_seq: 0,
             metrics: Metrics::default(),
             needs_allocation: false,
             next_id: 0,
@@ -1120,10 +1127,28 @@ impl Master {
         if let Some(fw) = self.frameworks.get_mut(&task.framework_id) {
             fw.tasks.remove(&key.1);
         }
-        if self.completed.len() >= self.config.max_completed_tasks {
-            self.completed.pop_front();
+        if self.completed.len() >= self.config.max_completed_tasks
+            && let Some(old) = self.completed.pop_front()
+        {
+            let old_key = (old.framework_id, old.info.task_id.clone());
+            if self.completed_index.get(&old_key) == Some(&self.completed_front_seq) {
+                self.completed_index.remove(&old_key);
+            }
+            self.completed_front_seq += 1;
         }
+        let seq = self.completed_front_seq + self.completed.len() as u64;
+        self.completed_index.insert(key.clone(), seq);
         self.completed.push_back(task);
+    }
+
+    /// The latest record of an ended task still kept for the state endpoint.
+    fn completed_task(&self, key: &(String, String)) -> Option<&TaskEntry> {
+        let seq = *self.completed_index.get(key)?;
+        let entry = self
+            .completed
+            .get(usize::try_from(seq.checked_sub(self.completed_front_seq)?).ok()?)?;
+        // The index is kept in step with the deque; the check guards against a slip.
+        (entry.framework_id == key.0 && entry.info.task_id == key.1).then_some(entry)
     }
 
     fn master_status(

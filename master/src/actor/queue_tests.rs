@@ -1,5 +1,6 @@
-//! Framework event queues: a framework that leaves `framework_queue_capacity` events
-//! unread is disconnected (not grown without bound), and one that keeps up is not.
+//! Bounded bookkeeping in the actor: a framework that leaves `framework_queue_capacity`
+//! events unread is disconnected (not grown without bound), one that keeps up is not; the
+//! bounded record of ended tasks is looked up through an index that follows eviction.
 
 use std::sync::Arc;
 
@@ -96,5 +97,79 @@ fn a_framework_that_reads_is_never_cut_off_and_the_default_holds_a_launch_burst(
         m.frameworks[&sub.framework_id].status,
         FrameworkStatus::Connected
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Ended tasks are found through the index, which follows the bounded deque: evicted
+/// entries are gone, a reused task id finds its latest record.
+#[test]
+fn ended_tasks_are_looked_up_through_an_index_that_follows_eviction() {
+    use agora_proto::TaskState;
+    use agora_resources::Resources;
+
+    use super::TaskEntry;
+
+    let dir = std::env::temp_dir().join(format!("agora-completed-{}", uuid::Uuid::new_v4()));
+    let config = MasterConfig {
+        data_dir: dir.clone(),
+        max_completed_tasks: 3,
+        ..MasterConfig::default()
+    };
+    let (mut m, _handle, _rx) = Master::new(
+        config,
+        Arc::new(ManualClock::new(1_000_000)),
+        Box::new(FileRegistry::new(dir.clone())),
+        RegistryState::default(),
+    )
+    .expect("master");
+    let end = |m: &mut Master, task: &str, state: TaskState| {
+        let key = ("fw".to_string(), task.to_string());
+        m.tasks.insert(
+            key.clone(),
+            TaskEntry {
+                info: v1::TaskInfo {
+                    task_id: task.into(),
+                    ..Default::default()
+                }
+                .into(),
+                framework_id: "fw".into(),
+                agent_id: "a".into(),
+                role: "r".into(),
+                resources: Resources::new(),
+                state,
+                latest: None,
+                booked: false,
+                history: Vec::new(),
+                relayed: None,
+            },
+        );
+        m.complete_task(&key);
+    };
+    for t in ["t0", "t1", "t2", "t3"] {
+        end(&mut m, t, TaskState::Finished);
+    }
+    let key = |t: &str| ("fw".to_string(), t.to_string());
+    assert!(m.completed_task(&key("t0")).is_none(), "evicted");
+    for t in ["t1", "t2", "t3"] {
+        assert_eq!(
+            m.completed_task(&key(t)).map(|e| e.info.task_id.clone()),
+            Some(t.to_string())
+        );
+    }
+    // t1 runs again and fails: the lookup finds the newer record; when the older one is
+    // evicted the index still points at the newer.
+    end(&mut m, "t1", TaskState::Failed);
+    assert!(
+        m.completed_task(&key("t1"))
+            .is_some_and(|e| e.state == TaskState::Failed)
+    );
+    end(&mut m, "t4", TaskState::Finished);
+    assert!(
+        m.completed_task(&key("t1"))
+            .is_some_and(|e| e.state == TaskState::Failed)
+    );
+    assert!(m.completed_task(&key("t2")).is_none());
+    assert_eq!(m.completed.len(), 3);
+    assert_eq!(m.completed_index.len(), 3);
     let _ = std::fs::remove_dir_all(dir);
 }
