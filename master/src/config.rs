@@ -38,10 +38,9 @@ pub struct MasterConfig {
     /// queue fill is disconnected rather than growing the master's memory.
     pub peer_queue_capacity: usize,
     /// Capacity of each framework's event queue (the same rule: a framework that lets it
-    /// fill is disconnected). Larger than an agent's: a framework with many tasks gets two
-    /// or three updates per task in a launch burst, and cutting it off there makes every
-    /// agent re-send every unacknowledged update. A queue holds memory only for events
-    /// actually waiting.
+    /// fill is disconnected and re-subscribes). A framework with many tasks gets two or
+    /// three updates per task in a launch burst; a larger queue avoids the cut-off but holds
+    /// the backlog in the master's memory (docs/performance.md has both measured).
     pub framework_queue_capacity: usize,
     /// Authentication, ACLs, rate limits and TLS (all off by default).
     pub security: crate::auth::SecurityConfig,
@@ -51,7 +50,7 @@ pub struct MasterConfig {
 }
 
 /// Default [`MasterConfig::framework_queue_capacity`].
-pub const DEFAULT_FRAMEWORK_QUEUE_CAPACITY: usize = 65_536;
+pub const DEFAULT_FRAMEWORK_QUEUE_CAPACITY: usize = 4096;
 
 impl Default for MasterConfig {
     fn default() -> Self {
