@@ -87,8 +87,14 @@ impl std::fmt::Debug for ClientTls {
 
 /// The endpoint of one master: plain, or TLS verified against the configured CA.
 fn master_endpoint(master: &MasterAddr, tls: Option<&ClientTls>) -> Result<Endpoint, String> {
-    let endpoint =
-        Endpoint::from_shared(master.uri()).map_err(|e| format!("invalid address: {e}"))?;
+    // h2 closes a connection after 1,024 streams it had to reset itself over the
+    // connection's lifetime (each answer arriving after a call timed out is one), and an
+    // agent's connection lives for days: the lifetime cap is lifted and more reset streams
+    // are remembered (the scale harness hit this at 10,000 agents; docs/performance.md).
+    let endpoint = Endpoint::from_shared(master.uri())
+        .map_err(|e| format!("invalid address: {e}"))?
+        .http2_max_concurrent_reset_streams(4096)
+        .http2_max_local_error_reset_streams(None);
     match (master.is_tls(), tls) {
         (false, _) => Ok(endpoint),
         (true, None) => Err("an https:// master needs --tls-ca to verify it".into()),
