@@ -299,15 +299,16 @@ impl Gate {
             return Ok(());
         }
         for r in resources {
+            // Unreserve and destroy are judged by the principal that made the reservation
+            // under the resources: the master matches it against what it recorded, so the
+            // caller cannot choose it. (A volume's own `disk.principal` is not recorded, so
+            // trusting it would let a caller name any principal.)
             let object = match action {
-                Action::UnreserveResources => r
+                Action::UnreserveResources | Action::DestroyVolume => r
                     .reservation
                     .as_ref()
                     .map(|x| x.principal.as_str())
                     .unwrap_or(""),
-                Action::DestroyVolume => {
-                    r.disk.as_ref().map(|d| d.principal.as_str()).unwrap_or("")
-                }
                 _ => reservation_role(r),
             };
             self.authorize(caller, action, object)?;
@@ -1042,6 +1043,44 @@ mod tests {
             )
             .expect_err("db");
         assert!(e.message().contains("reserve_resources on 'db'"));
+    }
+
+    #[test]
+    fn destroy_is_judged_by_the_reservations_principal_not_the_volumes_own_field() {
+        let (g, _) = gate(SecurityConfig {
+            acls: Some(
+                Acls::parse(r#"{"destroy_volume": [{"principals": ["ops"], "objects": ["ops"]}]}"#)
+                    .expect("valid"),
+            ),
+            ..SecurityConfig::default()
+        });
+        let volume = |reserver: &str, claimed: &str| {
+            let mut r = agora_resources::Resources::parse("disk:10")
+                .expect("res")
+                .to_proto()
+                .remove(0);
+            r.reservation = Some(v1::Reservation {
+                r#type: v1::reservation::Type::Dynamic as i32,
+                role: "db".into(),
+                principal: reserver.into(),
+                labels: Vec::new(),
+            });
+            r.disk = Some(v1::DiskInfo {
+                persistence_id: "v1".into(),
+                principal: claimed.into(),
+                ..Default::default()
+            });
+            r
+        };
+        let ops = Caller(Some("ops".into()));
+        assert!(
+            g.authorize_resources(&ops, Action::DestroyVolume, &[volume("ops", "x")])
+                .is_ok()
+        );
+        let e = g
+            .authorize_resources(&ops, Action::DestroyVolume, &[volume("dev", "ops")])
+            .expect_err("the volume's own principal field is not trusted");
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
     }
 
     #[test]
