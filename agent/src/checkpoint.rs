@@ -210,6 +210,15 @@ pub fn boot_id() -> std::io::Result<String> {
     Ok(std::fs::read_to_string(BOOT_ID_PATH)?.trim().to_string())
 }
 
+/// Removes a file; one that is already gone is fine.
+fn remove_if_present(path: &Path) -> Result<(), CheckpointError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
 /// Replaces `path` with `bytes` atomically (temp file, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     if let Some(parent) = path.parent() {
@@ -283,19 +292,29 @@ impl Checkpoint {
 
     /// Forgets an ended executor.
     pub fn remove_executor(&self, key: &ExecutorKey) -> Result<(), CheckpointError> {
-        let path = self.executor_path(key)?;
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&path)(e)),
-        }
+        remove_if_present(&self.executor_path(key)?)
     }
 
     /// Every executor record, sorted by key; undecodable ones as errors.
     pub fn read_executors(&self) -> (Vec<(ExecutorKey, ExecutorRecord)>, Vec<CheckpointError>) {
+        let (records, errors) = self.read_records::<ExecutorRecord>("executors");
+        let out = records
+            .into_iter()
+            .map(|(fw, id, r)| (ExecutorKey::new(fw, id), r))
+            .collect();
+        (out, errors)
+    }
+
+    /// Every `<dir>/<framework_id>/<id>.pb` record under the meta directory, sorted by
+    /// (framework id, id); records that do not decode are reported as errors next to the
+    /// good ones, and a missing directory means none.
+    fn read_records<M: Message + Default>(
+        &self,
+        dir: &str,
+    ) -> (Vec<(String, String, M)>, Vec<CheckpointError>) {
         let mut out = Vec::new();
         let mut errors = Vec::new();
-        let Ok(frameworks) = std::fs::read_dir(self.meta.join("executors")) else {
+        let Ok(frameworks) = std::fs::read_dir(self.meta.join(dir)) else {
             return (out, errors);
         };
         for fw in frameworks.flatten() {
@@ -307,7 +326,7 @@ impl Checkpoint {
             };
             for file in files.flatten() {
                 let path = file.path();
-                let Some(executor_id) = file
+                let Some(id) = file
                     .file_name()
                     .to_str()
                     .and_then(|n| n.strip_suffix(".pb"))
@@ -316,15 +335,15 @@ impl Checkpoint {
                     continue;
                 };
                 match std::fs::read(&path) {
-                    Ok(bytes) => match ExecutorRecord::decode(bytes.as_slice()) {
-                        Ok(r) => out.push((ExecutorKey::new(framework_id.clone(), executor_id), r)),
+                    Ok(bytes) => match M::decode(bytes.as_slice()) {
+                        Ok(r) => out.push((framework_id.clone(), id, r)),
                         Err(error) => errors.push(CheckpointError::Decode { path, error }),
                     },
                     Err(e) => errors.push(io_err(&path)(e)),
                 }
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         (out, errors)
     }
 
@@ -352,50 +371,17 @@ impl Checkpoint {
 
     /// Forgets an ended task.
     pub fn remove_task(&self, key: &TaskKey) -> Result<(), CheckpointError> {
-        let path = self.task_path(key)?;
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&path)(e)),
-        }
+        remove_if_present(&self.task_path(key)?)
     }
 
     /// Every task record, sorted by key. Records that do not decode are reported as
     /// errors next to the good ones.
     pub fn read_tasks(&self) -> (Vec<(TaskKey, TaskRecord)>, Vec<CheckpointError>) {
-        let mut tasks = Vec::new();
-        let mut errors = Vec::new();
-        let root = self.meta.join("tasks");
-        let Ok(frameworks) = std::fs::read_dir(&root) else {
-            return (tasks, errors);
-        };
-        for fw in frameworks.flatten() {
-            let Some(framework_id) = fw.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            let Ok(files) = std::fs::read_dir(fw.path()) else {
-                continue;
-            };
-            for file in files.flatten() {
-                let path = file.path();
-                let Some(task_id) = file
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".pb"))
-                    .map(str::to_string)
-                else {
-                    continue;
-                };
-                match std::fs::read(&path) {
-                    Ok(bytes) => match TaskRecord::decode(bytes.as_slice()) {
-                        Ok(r) => tasks.push((TaskKey::new(framework_id.clone(), task_id), r)),
-                        Err(error) => errors.push(CheckpointError::Decode { path, error }),
-                    },
-                    Err(e) => errors.push(io_err(&path)(e)),
-                }
-            }
-        }
-        tasks.sort_by(|a, b| a.0.cmp(&b.0));
+        let (records, errors) = self.read_records::<TaskRecord>("tasks");
+        let tasks = records
+            .into_iter()
+            .map(|(fw, id, r)| (TaskKey::new(fw, id), r))
+            .collect();
         (tasks, errors)
     }
 

@@ -272,15 +272,12 @@ impl AgentState {
         request: ExecutorSubscribeRequest,
         token: String,
     ) -> Result<EventRx, tonic::Status> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Msg::ExecSubscribe {
+        self.executor_call(|reply| Msg::ExecSubscribe {
             request,
             token,
             reply,
         })
-        .await;
-        rx.await
-            .unwrap_or_else(|_| Err(tonic::Status::unavailable("the agent is stopping")))
+        .await
     }
 
     /// A status update from an executor.
@@ -289,15 +286,12 @@ impl AgentState {
         request: ExecutorUpdateRequest,
         token: String,
     ) -> Result<(), tonic::Status> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Msg::ExecUpdate {
+        self.executor_call(|reply| Msg::ExecUpdate {
             request,
             token,
             reply,
         })
-        .await;
-        rx.await
-            .unwrap_or_else(|_| Err(tonic::Status::unavailable("the agent is stopping")))
+        .await
     }
 
     /// A message from an executor to its framework.
@@ -306,13 +300,21 @@ impl AgentState {
         request: ExecutorMessageRequest,
         token: String,
     ) -> Result<(), tonic::Status> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Msg::ExecMessage {
+        self.executor_call(|reply| Msg::ExecMessage {
             request,
             token,
             reply,
         })
-        .await;
+        .await
+    }
+
+    /// Sends an executor call to the actor and waits for its answer.
+    async fn executor_call<T>(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<Result<T, tonic::Status>>) -> Msg,
+    ) -> Result<T, tonic::Status> {
+        let (reply, rx) = oneshot::channel();
+        self.send(msg(reply)).await;
         rx.await
             .unwrap_or_else(|_| Err(tonic::Status::unavailable("the agent is stopping")))
     }

@@ -66,10 +66,13 @@ pub fn router(handle: MasterHandle, gate: Arc<Gate>) -> Router {
             get(get_quota).put(put_quota).delete(delete_quota),
         )
         .route("/api/v1/allocator/explain", get(explain))
-        .route("/api/v1/reserve", post(reserve))
-        .route("/api/v1/unreserve", post(unreserve))
-        .route("/api/v1/volumes/create", post(create_volumes))
-        .route("/api/v1/volumes/destroy", post(destroy_volumes))
+        .route("/api/v1/reserve", resource_op_route(OpKind::Reserve))
+        .route("/api/v1/unreserve", resource_op_route(OpKind::Unreserve))
+        .route("/api/v1/volumes/create", resource_op_route(OpKind::Create))
+        .route(
+            "/api/v1/volumes/destroy",
+            resource_op_route(OpKind::Destroy),
+        )
         .route("/api/v1/frameworks/{id}/teardown", post(teardown))
         .route("/api/v1/agents/{id}/deactivate", post(deactivate))
         .route("/api/v1/agents/{id}/reactivate", post(reactivate))
@@ -803,38 +806,14 @@ async fn resource_op(
     )
 }
 
-async fn reserve(
-    State(handle): State<MasterHandle>,
-    State(gate): State<Arc<Gate>>,
-    caller: Option<Extension<Caller>>,
-    body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
-) -> Response {
-    resource_op(handle, &gate, caller_of(caller), OpKind::Reserve, body).await
-}
-
-async fn unreserve(
-    State(handle): State<MasterHandle>,
-    State(gate): State<Arc<Gate>>,
-    caller: Option<Extension<Caller>>,
-    body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
-) -> Response {
-    resource_op(handle, &gate, caller_of(caller), OpKind::Unreserve, body).await
-}
-
-async fn create_volumes(
-    State(handle): State<MasterHandle>,
-    State(gate): State<Arc<Gate>>,
-    caller: Option<Extension<Caller>>,
-    body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
-) -> Response {
-    resource_op(handle, &gate, caller_of(caller), OpKind::Create, body).await
-}
-
-async fn destroy_volumes(
-    State(handle): State<MasterHandle>,
-    State(gate): State<Arc<Gate>>,
-    caller: Option<Extension<Caller>>,
-    body: Result<axum::Json<ResourceOpBody>, JsonRejection>,
-) -> Response {
-    resource_op(handle, &gate, caller_of(caller), OpKind::Destroy, body).await
+/// The POST route of one resource operation; the four differ only in their kind.
+fn resource_op_route(kind: OpKind) -> axum::routing::MethodRouter<HttpState> {
+    post(
+        move |State(handle): State<MasterHandle>,
+              State(gate): State<Arc<Gate>>,
+              caller: Option<Extension<Caller>>,
+              body: Result<axum::Json<ResourceOpBody>, JsonRejection>| async move {
+            resource_op(handle, &gate, caller_of(caller), kind, body).await
+        },
+    )
 }
