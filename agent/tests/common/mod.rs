@@ -115,6 +115,19 @@ impl AgentApi for Service {
         Ok(Response::new(Empty {}))
     }
 
+    async fn update_statuses(
+        &self,
+        request: Request<agora_proto::v1::StatusUpdateBatch>,
+    ) -> Result<Response<agora_proto::v1::BatchResponse>, Status> {
+        if self.shared.reject_updates.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("not now"));
+        }
+        for update in request.into_inner().updates {
+            let _ = self.updates.send(update);
+        }
+        Ok(Response::new(agora_proto::v1::BatchResponse::default()))
+    }
+
     async fn executor_message(
         &self,
         _: Request<ExecutorToFrameworkMessage>,

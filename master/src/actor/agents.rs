@@ -550,6 +550,28 @@ impl Master {
         Ok(())
     }
 
+    /// A batch of one agent's updates, each judged as `status_update` judges one; only an
+    /// unregistered agent fails the whole batch (it must register again first).
+    pub(super) fn status_updates(
+        &mut self,
+        agent_id: &str,
+        updates: Vec<v1::StatusUpdateRequest>,
+    ) -> Result<Vec<v1::batch_response::Refused>, Status> {
+        validate::id("agent id", agent_id)?;
+        if self.agents.get(agent_id).is_none_or(|a| a.tx.is_none()) {
+            return Err(Status::not_found(format!(
+                "agent '{agent_id}' is not registered with this master; register again"
+            )));
+        }
+        let mut refused = Vec::new();
+        for (i, update) in updates.into_iter().enumerate() {
+            if let Err(s) = self.status_update(update) {
+                refused.push(super::refusal(i, &s));
+            }
+        }
+        Ok(refused)
+    }
+
     /// Whether an update with this uuid was received before and a newer one has followed.
     fn is_superseded(&self, key: &(String, String), uuid: &str) -> bool {
         let superseded_in =

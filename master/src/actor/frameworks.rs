@@ -253,6 +253,7 @@ impl Master {
                 Ok(CallReply::Done)
             }
             SchedulerCall::Acknowledge(r) => self.acknowledge(r).map(|_| CallReply::Done),
+            SchedulerCall::AcknowledgeBatch(r) => self.acknowledge_batch(r).map(CallReply::Batch),
             SchedulerCall::Reconcile(r) => self.reconcile(r).map(|_| CallReply::Done),
             SchedulerCall::Message(r) => {
                 self.connected_framework(&r.framework_id)?;
@@ -596,6 +597,21 @@ impl Master {
             }),
             "retry the kill later",
         )
+    }
+
+    /// Acknowledgements in one call, each judged as `acknowledge` judges one.
+    fn acknowledge_batch(
+        &mut self,
+        r: v1::AcknowledgeBatchRequest,
+    ) -> Result<Vec<v1::batch_response::Refused>, Status> {
+        self.connected_framework(&r.framework_id)?;
+        let mut refused = Vec::new();
+        for (i, ack) in r.acks.into_iter().enumerate() {
+            if let Err(s) = self.acknowledge(ack) {
+                refused.push(super::refusal(i, &s));
+            }
+        }
+        Ok(refused)
     }
 
     fn acknowledge(&mut self, r: v1::AcknowledgeRequest) -> Result<(), Status> {

@@ -79,6 +79,7 @@ pub enum SchedulerCall {
     Kill(v1::KillRequest),
     Shutdown(v1::ShutdownRequest),
     Acknowledge(v1::AcknowledgeRequest),
+    AcknowledgeBatch(v1::AcknowledgeBatchRequest),
     Reconcile(v1::ReconcileRequest),
     Message(v1::MessageRequest),
     UpdateFramework(Box<v1::UpdateFrameworkRequest>),
@@ -89,6 +90,8 @@ pub enum CallReply {
     #[default]
     Done,
     Accepted(v1::AcceptResponse),
+    /// A batched call's refused items.
+    Batch(Vec<v1::batch_response::Refused>),
 }
 
 pub enum Command {
@@ -119,6 +122,12 @@ pub enum Command {
     StatusUpdate {
         request: v1::StatusUpdateRequest,
         reply: Reply<()>,
+    },
+    /// A batch of one agent's updates (each update names the batch's agent).
+    StatusUpdates {
+        agent_id: String,
+        updates: Vec<v1::StatusUpdateRequest>,
+        reply: Reply<Vec<v1::batch_response::Refused>>,
     },
     ExecutorMessage {
         request: v1::ExecutorToFrameworkMessage,
@@ -652,6 +661,14 @@ impl Master {
             }
             Command::StatusUpdate { request, reply } => {
                 let r = self.status_update(request);
+                let _ = reply.send(r);
+            }
+            Command::StatusUpdates {
+                agent_id,
+                updates,
+                reply,
+            } => {
+                let r = self.status_updates(&agent_id, updates);
                 let _ = reply.send(r);
             }
             Command::ExecutorMessage { request, reply } => {
@@ -1203,6 +1220,15 @@ impl Master {
 }
 
 /// The status an operator sees for an allocator refusal.
+/// A batched call's refusal of item `index`.
+fn refusal(index: usize, status: &Status) -> v1::batch_response::Refused {
+    v1::batch_response::Refused {
+        index: index as u32,
+        code: status.code() as i32,
+        message: status.message().to_string(),
+    }
+}
+
 fn allocator_status(e: allocator::AllocatorError) -> Status {
     use allocator::AllocatorError as E;
     match e {

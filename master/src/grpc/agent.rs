@@ -87,6 +87,30 @@ impl AgentApi for AgentService {
         Ok(Response::new(v1::Empty {}))
     }
 
+    async fn update_statuses(
+        &self,
+        r: Request<v1::StatusUpdateBatch>,
+    ) -> Result<Response<v1::BatchResponse>, Status> {
+        let caller = Caller::of(&r);
+        let v1::StatusUpdateBatch {
+            agent_id,
+            mut updates,
+        } = r.into_inner();
+        self.gate.check_agent_owner(&caller, &agent_id)?;
+        super::check_batch("status updates", "agent id", &agent_id, &mut updates, |u| {
+            &mut u.agent_id
+        })?;
+        let refused = self
+            .handle
+            .ask(|reply| Command::StatusUpdates {
+                agent_id,
+                updates,
+                reply,
+            })
+            .await??;
+        Ok(Response::new(v1::BatchResponse { refused }))
+    }
+
     async fn executor_message(
         &self,
         r: Request<v1::ExecutorToFrameworkMessage>,

@@ -15,6 +15,38 @@ use tonic::Status;
 
 use crate::actor::{Command, MasterHandle};
 
+/// Most items in one batched call (`UpdateStatuses`, `AcknowledgeBatch`): one call is one
+/// actor command, and a command must stay short so others are not held up behind it.
+pub const MAX_BATCH: usize = 10_000;
+
+/// Check a batch's size and that every item names the batch's owner or nobody (then it is
+/// filled in): `what` names the items, `owner` the field ("agent id", "framework id").
+pub fn check_batch<T>(
+    what: &str,
+    owner_kind: &str,
+    owner: &str,
+    items: &mut [T],
+    field: impl Fn(&mut T) -> &mut String,
+) -> Result<(), Status> {
+    if items.len() > MAX_BATCH {
+        return Err(Status::invalid_argument(format!(
+            "{} {what} in one call; at most {MAX_BATCH}",
+            items.len()
+        )));
+    }
+    for (i, item) in items.iter_mut().enumerate() {
+        let f = field(item);
+        if f.is_empty() {
+            f.push_str(owner);
+        } else if f != owner {
+            return Err(Status::invalid_argument(format!(
+                "{what} #{i} names {owner_kind} '{f}', not the batch's '{owner}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A response stream that tells the actor when the peer goes away (tonic drops the stream
 /// when the client disconnects), so the actor can mark the framework or agent disconnected.
 pub struct ClosingStream<T> {

@@ -95,7 +95,9 @@ impl Scheduler for SchedulerService {
         self.gate.check_accept(&caller, &r)?;
         match self.call(SchedulerCall::Accept(Box::new(r))).await? {
             CallReply::Accepted(resp) => Ok(Response::new(resp)),
-            CallReply::Done => Ok(Response::new(v1::AcceptResponse::default())),
+            CallReply::Done | CallReply::Batch(_) => {
+                Ok(Response::new(v1::AcceptResponse::default()))
+            }
         }
     }
 
@@ -149,6 +151,26 @@ impl Scheduler for SchedulerService {
         let id = r.framework_id.clone();
         self.owned(&caller, &id, SchedulerCall::Acknowledge(r))
             .await
+    }
+
+    async fn acknowledge_batch(
+        &self,
+        r: Request<v1::AcknowledgeBatchRequest>,
+    ) -> Result<Response<v1::BatchResponse>, Status> {
+        let caller = Caller::of(&r);
+        let mut r = r.into_inner();
+        self.gate.check_owner(&caller, &r.framework_id)?;
+        super::check_batch(
+            "acknowledgements",
+            "framework id",
+            &r.framework_id,
+            &mut r.acks,
+            |a| &mut a.framework_id,
+        )?;
+        match self.call(SchedulerCall::AcknowledgeBatch(r)).await? {
+            CallReply::Batch(refused) => Ok(Response::new(v1::BatchResponse { refused })),
+            _ => Ok(Response::new(v1::BatchResponse::default())),
+        }
     }
 
     async fn reconcile(

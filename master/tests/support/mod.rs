@@ -389,6 +389,8 @@ pub struct Framework {
     pub rescinded: Vec<String>,
     /// Events the helpers do not handle (MESSAGE, FAILURE, ...), in order.
     pub others: Vec<v1::event::Event>,
+    /// `pump` acknowledges every update it reads (default); off, the test does.
+    pub auto_ack: bool,
 }
 
 pub fn res(text: &str) -> Resources {
@@ -474,6 +476,7 @@ impl Framework {
             offers: Vec::new(),
             rescinded: Vec::new(),
             others: Vec::new(),
+            auto_ack: true,
         })
     }
 
@@ -492,7 +495,7 @@ impl Framework {
             }
             Some(v1::event::Event::Update(u)) => {
                 let s = u.status.expect("update carries a status");
-                if !s.uuid.is_empty() {
+                if self.auto_ack && !s.uuid.is_empty() {
                     self.client
                         .acknowledge(v1::AcknowledgeRequest {
                             framework_id: self.id.clone(),

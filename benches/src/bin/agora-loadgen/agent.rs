@@ -7,14 +7,14 @@
 //! with its id, the tasks it runs and their frameworks.
 //!
 //! Like agora-agent's status update manager, at most one send of a task's update is in
-//! flight: a re-send falls due only after the previous call returned. The call's timeout
-//! is 30 s, not the agent's 5 s: thousands of emulated agents share two threads and a few
-//! connections, so on a busy machine a 5 s timeout measured the harness's own backlog and
-//! every timeout added a re-send (the run at load average 7 re-sent 770,000 times). The
-//! first version re-sent on every backoff tick regardless, so once the master took longer
-//! than 0.5 s to answer, each update was in flight up to five times at once (30 s
-//! timeout), which at 10,000 agents turned a slow master into a flood (over a million
-//! re-sends in three minutes).
+//! flight: a re-send falls due only after the previous send returned. Updates that fall due
+//! are gathered and sent together in one `UpdateStatuses` call, with at most one such call
+//! in flight per agent: what falls due meanwhile goes in the next call, so batches grow
+//! exactly when the master is slow to answer (one unary call per update cost the master
+//! more in call handling than in the updates themselves). The call's timeout is 30 s, not
+//! the agent's 5 s: thousands of emulated agents share two threads and a few connections,
+//! so on a busy machine a 5 s timeout measured the harness's own backlog and every timeout
+//! added a re-send.
 //!
 //! Thousands of these share a handful of HTTP/2 connections: the `Channel` is handed in.
 
@@ -42,6 +42,8 @@ const RESEND_MAX: Duration = Duration::from_secs(10);
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of one status update call (see the module doc for why not the agent's 5 s).
 const UPDATE_TIMEOUT: Duration = RPC_TIMEOUT;
+/// Most updates in one `UpdateStatuses` call.
+const MAX_BATCH: usize = 1_000;
 
 #[derive(Clone, Debug)]
 pub struct AgentSpec {
@@ -74,6 +76,8 @@ struct TaskRec {
     head_sent: bool,
     /// A send of the head update has not returned yet.
     in_flight: bool,
+    /// The head update waits in `Agent::due` for the next call.
+    queued: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -85,11 +89,11 @@ enum Timer {
 /// Things spawned RPCs report back, tagged with the session they belong to.
 enum Note {
     NotRegistered(u64),
-    /// A status update call of this session returned (or timed out).
-    SendDone {
+    /// A status update call of this session returned (or timed out); it carried these
+    /// tasks' updates.
+    BatchDone {
         session: u64,
-        key: Key,
-        uuid: String,
+        sent: Vec<(Key, String)>,
     },
 }
 
@@ -112,6 +116,10 @@ struct Agent {
     next_timer: u64,
     notes_tx: mpsc::UnboundedSender<Note>,
     heartbeat_interval: Duration,
+    /// Tasks whose head update goes in the next call, in the order they fell due.
+    due: Vec<Key>,
+    /// An `UpdateStatuses` call of this session has not returned yet.
+    batch_in_flight: bool,
 }
 
 /// Start an emulated agent on the runtime; it ends when the run stops or the master shuts
@@ -135,6 +143,8 @@ pub fn spawn(
         next_timer: 0,
         notes_tx,
         heartbeat_interval: Duration::from_secs(15),
+        due: Vec::new(),
+        batch_in_flight: false,
     };
     tokio::spawn(agent.run(notes_rx))
 }
@@ -252,7 +262,9 @@ impl Agent {
                     .agent_registered(&r.master_id, self.spec.index, now.into_std());
                 self.heartbeat_interval =
                     Duration::from_secs_f64(r.heartbeat_interval_seconds.clamp(0.05, 3600.0));
-                // A new master knows none of our pending updates: send them now.
+                // A new master knows none of our pending updates: send them now. A call of
+                // the previous session may still be out; it no longer holds the next back.
+                self.batch_in_flight = false;
                 let keys: Vec<Key> = self
                     .tasks
                     .iter()
@@ -289,6 +301,7 @@ impl Agent {
         let mut hb = tokio::time::interval_at(Instant::now() + jitter(interval), interval);
         hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.flush();
             let next = self.timers.peek().map(|r| r.0.0);
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return SessionEnd::Stop,
@@ -317,10 +330,13 @@ impl Agent {
                 Some(note) = notes.recv() => match note {
                     Note::NotRegistered(s) if s == self.session => return SessionEnd::Lost,
                     Note::NotRegistered(_) => {}
-                    Note::SendDone { session, key, uuid } if session == self.session => {
-                        self.send_done(&key, &uuid);
+                    Note::BatchDone { session, sent } if session == self.session => {
+                        self.batch_in_flight = false;
+                        for (key, uuid) in sent {
+                            self.send_done(&key, &uuid);
+                        }
                     }
-                    Note::SendDone { .. } => {}
+                    Note::BatchDone { .. } => {}
                 },
             }
         }
@@ -458,6 +474,7 @@ impl Agent {
                 retry_at: None,
                 head_sent: false,
                 in_flight: false,
+                queued: false,
             },
         );
         self.shared.task_started(key.clone());
@@ -500,6 +517,7 @@ impl Agent {
                         retry_at: None,
                         head_sent: false,
                         in_flight: false,
+                        queued: false,
                     },
                 );
                 self.send_head(&key);
@@ -545,46 +563,88 @@ impl Agent {
         self.send_head(&key);
     }
 
-    /// Send (or re-send) a task's oldest unacknowledged update and arm its retry.
+    /// Mark a task's oldest unacknowledged update for the next call (`flush`).
     fn send_head(&mut self, key: &Key) {
         let Some(t) = self.tasks.get_mut(key) else {
             return;
         };
-        let Some(head) = t.pending.front() else {
+        if t.pending.is_empty() || t.queued {
             return;
-        };
-        let mut status = head.clone();
-        // The id may have been unknown when the update was made (never, for emulated
-        // agents, but keep the master's check satisfied).
-        status.agent_id.clone_from(&self.id);
-        let request = v1::StatusUpdateRequest {
-            agent_id: self.id.clone(),
-            status: Some(status),
-            latest_state: t.state as i32,
-        };
-        let c = &self.shared.counters;
-        if t.head_sent {
-            c.update_resends.fetch_add(1, Ordering::Relaxed);
         }
-        c.updates_sent.fetch_add(1, Ordering::Relaxed);
-        t.head_sent = true;
-        t.in_flight = true;
-        let uuid = head.uuid.clone();
-        let at = Instant::now() + t.backoff;
-        t.retry_at = Some(at);
-        t.backoff = (t.backoff * 2).min(RESEND_MAX);
-        self.add_timer(at, Timer::Retry(key.clone()));
+        t.queued = true;
+        self.due.push(key.clone());
+    }
 
+    /// Send the due head updates in one call, unless a call is still out; arm each one's
+    /// retry.
+    fn flush(&mut self) {
+        if self.batch_in_flight || self.due.is_empty() {
+            return;
+        }
+        let take = self.due.len().min(MAX_BATCH);
+        let keys: Vec<Key> = self.due.drain(..take).collect();
+        let mut updates = Vec::with_capacity(keys.len());
+        let mut sent = Vec::with_capacity(keys.len());
+        let now = Instant::now();
+        for key in keys {
+            let Some(t) = self.tasks.get_mut(&key) else {
+                continue;
+            };
+            t.queued = false;
+            let Some(head) = t.pending.front() else {
+                continue;
+            };
+            let mut status = head.clone();
+            // The id may have been unknown when the update was made (never, for emulated
+            // agents, but keep the master's check satisfied).
+            status.agent_id.clone_from(&self.id);
+            let c = &self.shared.counters;
+            if t.head_sent {
+                c.update_resends.fetch_add(1, Ordering::Relaxed);
+            }
+            c.updates_sent.fetch_add(1, Ordering::Relaxed);
+            t.head_sent = true;
+            t.in_flight = true;
+            let uuid = head.uuid.clone();
+            updates.push(v1::StatusUpdateRequest {
+                agent_id: String::new(),
+                status: Some(status),
+                latest_state: t.state as i32,
+            });
+            let at = now + t.backoff;
+            t.retry_at = Some(at);
+            t.backoff = (t.backoff * 2).min(RESEND_MAX);
+            self.add_timer(at, Timer::Retry(key.clone()));
+            sent.push((key, uuid));
+        }
+        if updates.is_empty() {
+            return;
+        }
+        self.batch_in_flight = true;
+        let request = v1::StatusUpdateBatch {
+            agent_id: self.id.clone(),
+            updates,
+        };
         let mut client = self.client.clone();
         let shared = self.shared.clone();
         let notes = self.notes_tx.clone();
         let session = self.session;
-        let key = key.clone();
         tokio::spawn(async move {
-            let result = tokio::time::timeout(UPDATE_TIMEOUT, client.update_status(request)).await;
-            let _ = notes.send(Note::SendDone { session, key, uuid });
+            let result =
+                tokio::time::timeout(UPDATE_TIMEOUT, client.update_statuses(request)).await;
+            let _ = notes.send(Note::BatchDone { session, sent });
             match result {
-                Ok(Ok(_)) => {}
+                Ok(Ok(r)) => {
+                    let refused = r.into_inner().refused;
+                    if let Some(first) = refused.first() {
+                        let s = tonic::Status::new(Code::from(first.code), first.message.clone());
+                        shared.note_error("status update", &s);
+                        shared
+                            .counters
+                            .update_errors
+                            .fetch_add(refused.len() as u64, Ordering::Relaxed);
+                    }
+                }
                 Ok(Err(s)) => {
                     shared.note_error("status update", &s);
                     shared

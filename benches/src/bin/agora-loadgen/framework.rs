@@ -1,6 +1,8 @@
 //! An emulated framework: speaks the real scheduler protocol (`agora.v1.Scheduler`). It
 //! subscribes, packs offered resources with tasks of a configured shape and duration while
-//! the run's launch budget lasts (declining what it cannot use), acknowledges every update,
+//! the run's launch budget lasts (declining what it cannot use), acknowledges every update
+//! (gathered: the acknowledgements of all events read in one go travel in one
+//! `AcknowledgeBatch` call, with one such call in flight at a time),
 //! optionally kills a fraction of its tasks, re-subscribes with its id after losing the
 //! master, and measures: ACCEPT sent -> RUNNING received per task, and (through `Shared`)
 //! resources freed on an agent -> next offer of that agent.
@@ -50,7 +52,11 @@ pub struct FrameworkSpec {
 
 enum Note {
     AcceptFailed(Vec<String>),
+    AcksDone,
 }
+
+/// Most acknowledgements in one call.
+const MAX_ACKS: usize = 5_000;
 
 enum SessionEnd {
     Stop,
@@ -72,6 +78,9 @@ struct Framework {
     agent_of: HashMap<String, String>,
     kills: BinaryHeap<Reverse<(Instant, String)>>,
     notes_tx: mpsc::UnboundedSender<Note>,
+    /// Acknowledgements for the next `AcknowledgeBatch` call.
+    acks: Vec<v1::AcknowledgeRequest>,
+    acks_in_flight: bool,
 }
 
 pub fn spawn(
@@ -99,6 +108,8 @@ pub fn spawn(
         agent_of: HashMap::new(),
         kills: BinaryHeap::new(),
         notes_tx,
+        acks: Vec::new(),
+        acks_in_flight: false,
     };
     tokio::spawn(fw.run(notes_rx))
 }
@@ -198,14 +209,25 @@ impl Framework {
         let mut stop = self.shared.stop.subscribe();
         let mut budget = self.shared.budget_epoch.subscribe();
         budget.mark_unchanged();
+        // Acknowledgements of an earlier session were for another subscription.
+        self.acks.clear();
+        self.acks_in_flight = false;
         loop {
             let next_kill = self.kills.peek().map(|k| k.0.0);
+            let flush = !self.acks.is_empty() && !self.acks_in_flight;
             tokio::select! {
+                // In this order, so the acknowledgements go only once no event is ready:
+                // everything read in one go is acknowledged in one call.
+                biased;
                 _ = stop.wait_for(|s| *s) => return SessionEnd::Stop,
                 ev = stream.message() => match ev {
                     Ok(Some(ev)) => {
                         if let Some(end) = self.event(ev) {
                             return end;
+                        }
+                        // Under a steady stream of events, do not wait for a pause.
+                        if self.acks.len() >= MAX_ACKS && !self.acks_in_flight {
+                            self.flush_acks();
                         }
                     }
                     Ok(None) => {
@@ -225,6 +247,7 @@ impl Framework {
                             self.agent_of.remove(&id);
                         }
                     }
+                    Note::AcksDone => self.acks_in_flight = false,
                 },
                 _ = async {
                     match next_kill {
@@ -232,6 +255,7 @@ impl Framework {
                         None => std::future::pending().await,
                     }
                 } => self.fire_kills(),
+                _ = std::future::ready(()), if flush => self.flush_acks(),
             }
         }
     }
@@ -400,29 +424,11 @@ impl Framework {
         let c = &self.shared.counters;
         c.updates_received.fetch_add(1, Ordering::Relaxed);
         if !s.uuid.is_empty() {
-            let mut client = self.client.clone();
-            let shared = self.shared.clone();
-            let request = v1::AcknowledgeRequest {
-                framework_id: self.id.clone(),
+            self.acks.push(v1::AcknowledgeRequest {
+                framework_id: String::new(),
                 agent_id: s.agent_id.clone(),
                 task_id: s.task_id.clone(),
                 uuid: s.uuid.clone(),
-            };
-            tokio::spawn(async move {
-                match tokio::time::timeout(RPC_TIMEOUT, client.acknowledge(request)).await {
-                    Ok(Ok(_)) => shared.counters.acks_sent.fetch_add(1, Ordering::Relaxed),
-                    Ok(Err(s)) => {
-                        shared.note_error("acknowledge", &s);
-                        shared.counters.ack_errors.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Err(_) => {
-                        shared.note_error(
-                            "acknowledge",
-                            &tonic::Status::deadline_exceeded("harness timeout"),
-                        );
-                        shared.counters.ack_errors.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
             });
         }
         if s.reason == v1::StatusReason::Reconciliation as i32 {
@@ -461,6 +467,53 @@ impl Framework {
             }
             _ => {}
         }
+    }
+
+    /// Send the gathered acknowledgements in one call.
+    fn flush_acks(&mut self) {
+        let take = self.acks.len().min(MAX_ACKS);
+        let acks: Vec<v1::AcknowledgeRequest> = self.acks.drain(..take).collect();
+        let n = acks.len() as u64;
+        let request = v1::AcknowledgeBatchRequest {
+            framework_id: self.id.clone(),
+            acks,
+        };
+        self.acks_in_flight = true;
+        let mut client = self.client.clone();
+        let shared = self.shared.clone();
+        let notes = self.notes_tx.clone();
+        tokio::spawn(async move {
+            let result = tokio::time::timeout(RPC_TIMEOUT, client.acknowledge_batch(request)).await;
+            let _ = notes.send(Note::AcksDone);
+            let c = &shared.counters;
+            match result {
+                Ok(Ok(r)) => {
+                    let refused = r.into_inner().refused;
+                    c.acks_sent
+                        .fetch_add(n - refused.len() as u64, Ordering::Relaxed);
+                    if let Some(first) = refused.first() {
+                        let s = tonic::Status::new(
+                            tonic::Code::from(first.code),
+                            first.message.clone(),
+                        );
+                        shared.note_error("acknowledge", &s);
+                        c.ack_errors
+                            .fetch_add(refused.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                Ok(Err(s)) => {
+                    shared.note_error("acknowledge", &s);
+                    c.ack_errors.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    shared.note_error(
+                        "acknowledge",
+                        &tonic::Status::deadline_exceeded("harness timeout"),
+                    );
+                    c.ack_errors.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        });
     }
 
     fn fire_kills(&mut self) {
