@@ -25,6 +25,8 @@ pub struct Metrics {
     pub stale_status_updates: u64,
     /// Re-sent updates not relayed because the same update was relayed moments ago.
     pub duplicate_status_updates: u64,
+    /// Updates refused (UNAVAILABLE) because their framework was behind on its events.
+    pub status_updates_deferred: u64,
     pub invalid_calls: u64,
     pub frameworks_disconnected_slow: u64,
     pub registry_write_errors: u64,
@@ -128,6 +130,12 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "agora_duplicate_status_updates_total",
         "Re-sent status updates not relayed again because they were relayed moments ago.",
         m.duplicate_status_updates,
+    );
+    counter(
+        &mut o,
+        "agora_status_updates_deferred_total",
+        "Status updates refused for now (the agent re-sends) because their framework was behind on its events.",
+        m.status_updates_deferred,
     );
     counter(
         &mut o,

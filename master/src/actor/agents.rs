@@ -491,6 +491,18 @@ impl Master {
             self.metrics.stale_status_updates += 1;
             return Ok(());
         }
+        // A framework falling behind on its events is sent no more updates until it
+        // catches up: the update is refused before anything changes, and the agent keeps
+        // it and sends it again after its backoff. Cutting the framework off instead (what
+        // a full queue does) costs a re-subscription and a reconciliation; a longer queue
+        // only lets the delay grow until agents re-send everything.
+        if self.framework_backlogged(&status.framework_id) {
+            self.metrics.status_updates_deferred += 1;
+            return Err(Status::unavailable(format!(
+                "framework '{}' is behind on its events; send the update again later",
+                status.framework_id
+            )));
+        }
         self.apply_task_state(&key, &status);
         // The agent may already know a newer state while older updates await their
         // acknowledgement; the master's view moves ahead (and frees resources) at once, but
@@ -508,16 +520,20 @@ impl Master {
                 // The agent re-sends until the acknowledgement comes back; when acks lag
                 // under load, relaying every re-send multiplies the load (the load harness
                 // saw 3 re-sends per update). Relay the same update to the same
-                // subscription again only after RELAY_AGAIN_MS.
+                // subscription again only after RELAY_AGAIN_MS, and only once the
+                // framework has read nearly all its queue: before, the first relay may
+                // still be waiting in it (relaying again then fed a collapse: a backlog
+                // past RELAY_AGAIN_MS doubled itself).
                 let epoch = self
                     .frameworks
                     .get(&status.framework_id)
                     .map_or(0, |f| f.epoch);
+                let caught_up = self.framework_caught_up(&status.framework_id);
                 if let Some(task) = self.tasks.get_mut(&key) {
                     if task.relayed.as_ref().is_some_and(|(uuid, e, at)| {
                         *uuid == status.uuid
                             && *e == epoch
-                            && now.saturating_sub(*at) < super::RELAY_AGAIN_MS
+                            && (now.saturating_sub(*at) < super::RELAY_AGAIN_MS || !caught_up)
                     }) {
                         self.metrics.duplicate_status_updates += 1;
                         return Ok(());

@@ -1015,6 +1015,24 @@ impl Master {
         }
     }
 
+    /// Whether a connected framework has less than a quarter of its event queue free.
+    /// That quarter is kept for what cannot wait (offers, rescinds, errors); status updates
+    /// for it are deferred to the agents until it reads on (`status_update`).
+    fn framework_backlogged(&self, framework_id: &str) -> bool {
+        self.frameworks
+            .get(framework_id)
+            .and_then(|f| f.tx.as_ref())
+            .is_some_and(|tx| tx.capacity() < tx.max_capacity() / 4)
+    }
+
+    /// Whether a connected framework has read all but a sixteenth of its event queue.
+    fn framework_caught_up(&self, framework_id: &str) -> bool {
+        self.frameworks
+            .get(framework_id)
+            .and_then(|f| f.tx.as_ref())
+            .is_some_and(|tx| tx.max_capacity() - tx.capacity() <= tx.max_capacity() / 16)
+    }
+
     /// Queue a command for a connected agent. Returns false if it could not be queued (the
     /// agent is disconnected, or its queue was full and it has been disconnected).
     fn send_agent(&mut self, agent_id: &str, command: v1::agent_command::Command) -> bool {

@@ -13,6 +13,12 @@ use crate::registry::{FileRegistry, RegistryState};
 use crate::state::framework::FrameworkStatus;
 
 fn master(capacity: usize) -> (Master, std::path::PathBuf) {
+    let (m, _clock, dir) = master_with_clock(capacity);
+    (m, dir)
+}
+
+fn master_with_clock(capacity: usize) -> (Master, ManualClock, std::path::PathBuf) {
+    let clock = ManualClock::new(1_000_000);
     let dir = std::env::temp_dir().join(format!("agora-queue-{}", uuid::Uuid::new_v4()));
     let config = MasterConfig {
         data_dir: dir.clone(),
@@ -22,12 +28,12 @@ fn master(capacity: usize) -> (Master, std::path::PathBuf) {
     let registry = Box::new(FileRegistry::new(dir.clone()));
     let (master, _handle, _rx) = Master::new(
         config,
-        Arc::new(ManualClock::new(1_000_000)),
+        Arc::new(clock.clone()),
         registry,
         RegistryState::default(),
     )
     .expect("master");
-    (master, dir)
+    (master, clock, dir)
 }
 
 fn subscribe(m: &mut Master) -> Subscription {
@@ -173,5 +179,110 @@ fn ended_tasks_are_looked_up_through_an_index_that_follows_eviction() {
     assert!(m.completed_task(&key("t2")).is_none());
     assert_eq!(m.completed.len(), 3);
     assert_eq!(m.completed_index.len(), 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A framework with less than a quarter of its queue free gets no more status updates:
+/// they are refused as UNAVAILABLE before anything changes (the agent re-sends), and taken
+/// once the framework has read on. It is not cut off.
+#[test]
+fn updates_for_a_backlogged_framework_are_deferred_not_dropped() {
+    use agora_proto::TaskState;
+    use agora_resources::Resources;
+
+    use super::{CallReply, SchedulerCall};
+
+    let (mut m, clock, dir) = master_with_clock(16);
+    let mut sub = subscribe(&mut m);
+    let agent = m
+        .register_agent(v1::RegisterAgentRequest {
+            info: Some(v1::AgentInfo {
+                hostname: "h".into(),
+                resources: Resources::parse("cpus:2;mem:64").expect("res").to_proto(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .expect("register");
+    m.allocate();
+    let mut offer = None;
+    while let Ok(Ok(ev)) = sub.events.try_recv() {
+        if let Some(v1::event::Event::Offers(o)) = ev.event {
+            offer = o.offers.into_iter().next();
+        }
+    }
+    let offer = offer.expect("an offer");
+    let task = v1::TaskInfo {
+        task_id: "t".into(),
+        name: "t".into(),
+        resources: Resources::parse("cpus:1").expect("res").to_proto(),
+        command: Some(v1::CommandInfo {
+            run: Some(v1::command_info::Run::Shell("true".into())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let r = m.scheduler_call(SchedulerCall::Accept(Box::new(v1::AcceptRequest {
+        framework_id: sub.framework_id.clone(),
+        offer_ids: vec![offer.id],
+        operations: vec![v1::Operation {
+            operation: Some(v1::operation::Operation::Launch(v1::operation::Launch {
+                tasks: vec![task],
+            })),
+        }],
+        filters: None,
+    })));
+    assert!(matches!(r, Ok(CallReply::Accepted(_))), "{r:?}");
+    // 13 of 16 slots taken: 3 free, under a quarter.
+    for _ in 0..13 {
+        m.send_event(&sub.framework_id, heartbeat());
+    }
+    let update = |uuid: &str| v1::StatusUpdateRequest {
+        agent_id: agent.agent_id.clone(),
+        status: Some(v1::TaskStatus {
+            task_id: "t".into(),
+            framework_id: sub.framework_id.clone(),
+            state: TaskState::Starting as i32,
+            uuid: uuid.into(),
+            ..Default::default()
+        }),
+        latest_state: TaskState::Starting as i32,
+    };
+    let key = (sub.framework_id.clone(), "t".to_string());
+    let err = m.status_update(update("u1")).expect_err("deferred");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("behind on its events"), "{err:?}");
+    assert_eq!(m.tasks[&key].state, TaskState::Staging, "nothing changed");
+    assert_eq!(m.metrics.status_updates_deferred, 1);
+    assert_eq!(
+        m.frameworks[&sub.framework_id].status,
+        FrameworkStatus::Connected
+    );
+    // The framework reads on; the re-sent update is taken and relayed.
+    while sub.events.try_recv().is_ok() {}
+    m.status_update(update("u1")).expect("taken");
+    assert_eq!(m.tasks[&key].state, TaskState::Starting);
+    let relayed = std::iter::from_fn(|| sub.events.try_recv().ok())
+        .filter_map(|e| e.ok()?.event)
+        .any(|e| matches!(e, v1::event::Event::Update(u) if u.status.as_ref().is_some_and(|s| s.uuid == "u1")));
+    assert!(relayed);
+
+    // The agent re-sends (the ack is slow). Long after the relay, but with the framework
+    // still behind (2 events unread), the update is not relayed again: the first relay may
+    // still be in the queue.
+    m.send_event(&sub.framework_id, heartbeat());
+    m.send_event(&sub.framework_id, heartbeat());
+    clock.advance_ms(10_000);
+    m.status_update(update("u1")).expect("re-send taken");
+    assert_eq!(m.metrics.duplicate_status_updates, 1);
+    // Once it has read its queue, a re-send that late is relayed again (its event or
+    // acknowledgement may have been lost).
+    while sub.events.try_recv().is_ok() {}
+    m.status_update(update("u1")).expect("re-send taken");
+    assert_eq!(m.metrics.duplicate_status_updates, 1);
+    let relayed = std::iter::from_fn(|| sub.events.try_recv().ok())
+        .filter_map(|e| e.ok()?.event)
+        .any(|e| matches!(e, v1::event::Event::Update(u) if u.status.as_ref().is_some_and(|s| s.uuid == "u1")));
+    assert!(relayed, "relayed again");
     let _ = std::fs::remove_dir_all(dir);
 }

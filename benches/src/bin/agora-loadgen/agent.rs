@@ -635,7 +635,17 @@ impl Agent {
             let _ = notes.send(Note::BatchDone { session, sent });
             match result {
                 Ok(Ok(r)) => {
-                    let refused = r.into_inner().refused;
+                    // Deferred updates (their framework is behind) are flow control, not
+                    // errors: they go again at their retry.
+                    let (deferred, refused): (Vec<_>, Vec<_>) = r
+                        .into_inner()
+                        .refused
+                        .into_iter()
+                        .partition(|x| x.code == Code::Unavailable as i32);
+                    shared
+                        .counters
+                        .updates_deferred
+                        .fetch_add(deferred.len() as u64, Ordering::Relaxed);
                     if let Some(first) = refused.first() {
                         let s = tonic::Status::new(Code::from(first.code), first.message.clone());
                         shared.note_error("status update", &s);

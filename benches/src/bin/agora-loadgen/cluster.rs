@@ -151,7 +151,7 @@ impl Cluster {
     pub fn add_framework(&mut self, mut spec: FrameworkSpec) -> anyhow::Result<()> {
         spec.index = self.frameworks.len();
         spec.reconnect_max = Duration::from_millis(self.common.reconnect_max_ms);
-        let ch = channel(self.master.addr)?;
+        let ch = framework::channel(self.master.addr)?;
         self.frameworks
             .push(framework::spawn(spec, ch, self.shared.clone()));
         Ok(())

@@ -83,6 +83,19 @@ struct Framework {
     acks_in_flight: bool,
 }
 
+/// The runtime emulated frameworks run on (see `main`); unset: the caller's.
+static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+
+pub fn use_runtime(handle: tokio::runtime::Handle) {
+    let _ = RUNTIME.set(handle);
+}
+
+/// A channel to the master whose connection is driven on the frameworks' runtime.
+pub fn channel(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
+    let _guard = RUNTIME.get().map(|h| h.enter());
+    crate::cluster::channel(addr)
+}
+
 pub fn spawn(
     spec: FrameworkSpec,
     channel: Channel,
@@ -111,7 +124,10 @@ pub fn spawn(
         acks: Vec::new(),
         acks_in_flight: false,
     };
-    tokio::spawn(fw.run(notes_rx))
+    match RUNTIME.get() {
+        Some(h) => h.spawn(fw.run(notes_rx)),
+        None => tokio::spawn(fw.run(notes_rx)),
+    }
 }
 
 fn jitter(max: Duration) -> Duration {
@@ -451,7 +467,12 @@ impl Framework {
             }
             st if st.is_terminal() => {
                 self.accepted_at.remove(&s.task_id);
-                self.agent_of.remove(&s.task_id);
+                // Count each task's end once: a re-sent terminal update may be relayed
+                // again (its first relay's acknowledgement was slow).
+                if self.agent_of.remove(&s.task_id).is_none() {
+                    c.duplicate_ends.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 self.shared.ended(now.into_std());
                 match st {
                     TaskState::Finished => c.finished.fetch_add(1, Ordering::Relaxed),

@@ -27,6 +27,9 @@ pub struct Counters {
     pub updates_sent: AtomicU64,
     pub update_resends: AtomicU64,
     pub update_errors: AtomicU64,
+    /// Updates the master refused for now (UNAVAILABLE: their framework was behind); they
+    /// are re-sent.
+    pub updates_deferred: AtomicU64,
     pub acks_to_agents: AtomicU64,
     pub subscriptions: AtomicU64,
     pub resubscriptions: AtomicU64,
@@ -47,6 +50,8 @@ pub struct Counters {
     pub ack_errors: AtomicU64,
     pub kills_sent: AtomicU64,
     pub reconcile_answers: AtomicU64,
+    /// Terminal updates for a task whose end was already counted (relayed again).
+    pub duplicate_ends: AtomicU64,
 }
 
 /// Snapshot of `Counters` for the report.
@@ -76,6 +81,7 @@ impl Counters {
             updates_sent,
             update_resends,
             update_errors,
+            updates_deferred,
             acks_to_agents,
             subscriptions,
             resubscriptions,
@@ -94,7 +100,8 @@ impl Counters {
             acks_sent,
             ack_errors,
             kills_sent,
-            reconcile_answers
+            reconcile_answers,
+            duplicate_ends
         )
     }
 }
