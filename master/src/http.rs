@@ -111,10 +111,19 @@ async fn ask_state(handle: &MasterHandle) -> Result<v1::ClusterState, Response> 
     }
 }
 
+/// Answered by the actor (a wedged actor shows as unavailable) with a ping: probes and the
+/// load harness poll this, and the whole cluster state it used to build is megabytes at
+/// 10,000 agents.
 async fn health(State(handle): State<MasterHandle>) -> Response {
-    match ask_state(&handle).await {
-        Ok(s) => axum::Json(json!({ "healthy": true, "master_id": s.master_id })).into_response(),
-        Err(r) => r,
+    match tokio::time::timeout(ACTOR_TIMEOUT, handle.ask(|reply| Command::Ping { reply })).await {
+        Ok(Ok(master_id)) => {
+            axum::Json(json!({ "healthy": true, "master_id": master_id })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.message()),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the master did not answer within 5 s",
+        ),
     }
 }
 

@@ -143,6 +143,10 @@ pub enum Command {
     Metrics {
         reply: oneshot::Sender<MetricsSnapshot>,
     },
+    /// Liveness: answered with the master id, by the actor (a wedged actor times out).
+    Ping {
+        reply: oneshot::Sender<String>,
+    },
     UpdateUsage {
         report: v1::UsageReport,
         reply: Reply<()>,
@@ -684,6 +688,9 @@ impl Master {
             }
             Command::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
+            }
+            Command::Ping { reply } => {
+                let _ = reply.send(self.master_id.clone());
             }
             Command::UpdateUsage { report, reply } => {
                 let r = self.update_usage(report);

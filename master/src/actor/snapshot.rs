@@ -33,16 +33,21 @@ fn task_record(t: &TaskEntry) -> v1::TaskRecord {
 /// Per scalar name, the sum (thousandths, saturating) over `bags`, like
 /// `Resources::scalar` of their sum but without building the sum.
 fn scalar_totals<'a>(bags: impl Iterator<Item = &'a Resources>) -> BTreeMap<&'a str, u64> {
-    let mut sums: BTreeMap<&str, u64> = BTreeMap::new();
+    // A cluster has a handful of scalar names: a short list searched in place beats a map
+    // entry per resource (this runs over every agent and task on each `/metrics` scrape).
+    let mut sums: Vec<(&str, u64)> = Vec::new();
     for bag in bags {
         for r in bag.iter() {
             if let Value::Scalar(v) = r.value {
-                let e = sums.entry(r.name.as_str()).or_default();
-                *e = e.saturating_add(v.thousandths());
+                let name = r.name.as_str();
+                match sums.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, e)) => *e = e.saturating_add(v.thousandths()),
+                    None => sums.push((name, v.thousandths())),
+                }
             }
         }
     }
-    sums
+    sums.into_iter().collect()
 }
 
 fn units(r: &Resources, name: &str) -> f64 {
@@ -87,10 +92,21 @@ impl Master {
     pub(super) fn agent_status_name(&self, id: &str) -> &'static str {
         match self.agents.get(id) {
             None => "unknown",
-            Some(a) if a.status == crate::state::agent::AgentStatus::Removed => a.status.name(),
-            Some(_) if self.draining.contains_key(id) => "draining",
-            Some(_) if self.deactivated.contains(id) => "deactivated",
-            Some(a) => a.status.name(),
+            Some(a) => self.agent_status_name_of(id, a),
+        }
+    }
+
+    /// `agent_status_name` for an entry in hand (no second lookup; the maintenance sets
+    /// are usually empty and then not hashed into).
+    fn agent_status_name_of(&self, id: &str, a: &super::AgentEntry) -> &'static str {
+        if a.status == crate::state::agent::AgentStatus::Removed {
+            a.status.name()
+        } else if !self.draining.is_empty() && self.draining.contains_key(id) {
+            "draining"
+        } else if !self.deactivated.is_empty() && self.deactivated.contains(id) {
+            "deactivated"
+        } else {
+            a.status.name()
         }
     }
 
@@ -211,9 +227,9 @@ impl Master {
 
     pub(super) fn metrics_snapshot(&self) -> MetricsSnapshot {
         let mut g = Gauges::default();
-        for id in self.agents.keys() {
+        for (id, a) in &self.agents {
             *g.agents_by_status
-                .entry(self.agent_status_name(id))
+                .entry(self.agent_status_name_of(id, a))
                 .or_default() += 1;
         }
         for f in self.frameworks.values() {
@@ -230,7 +246,10 @@ impl Master {
         let total = scalar_totals(
             self.agents
                 .iter()
-                .filter(|(id, _)| self.agent_in_allocator(id))
+                .filter(|(id, a)| {
+                    a.status.is_schedulable()
+                        && (self.deactivated.is_empty() || !self.deactivated.contains(*id))
+                })
                 .map(|(_, a)| &a.total),
         );
         let used = scalar_totals(
