@@ -46,6 +46,11 @@ pub struct UpdateConfig {
     pub initial_backoff: Duration,
     /// Largest re-send delay.
     pub max_backoff: Duration,
+    /// Earliest re-send of an update the master answered OK: the master relays the same
+    /// update to the same subscription again only after 5 s anyway, so sooner re-sends
+    /// only add load (under a burst they multiplied the master's work). Failed and
+    /// refused sends keep the backoff.
+    pub taken_resend: Duration,
     /// Timeout of one `UpdateStatus` call.
     pub rpc_timeout: Duration,
     /// Most updates queued for one task; more are dropped with an error log.
@@ -57,6 +62,7 @@ impl Default for UpdateConfig {
         UpdateConfig {
             initial_backoff: crate::backoff::INITIAL_DELAY,
             max_backoff: crate::backoff::MAX_DELAY,
+            taken_resend: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(5),
             max_queued_per_task: 32,
         }
@@ -647,6 +653,15 @@ impl Manager {
                 self.start_flight(key, now);
             }
             Ok(()) => {
+                let at = flight
+                    .next_attempt
+                    .max(later(now, self.config.taken_resend));
+                flight.next_attempt = at;
+                self.timers.push(Reverse((at, key)));
+            }
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                // Flow control (the framework is behind) or a master going away: routine.
+                tracing::debug!(task = %key, uuid, "status update deferred: {}", status.message());
                 let at = flight.next_attempt.max(now);
                 self.timers.push(Reverse((at, key)));
             }
@@ -863,6 +878,7 @@ mod tests {
         UpdateConfig {
             initial_backoff: Duration::from_millis(40),
             max_backoff: Duration::from_millis(160),
+            taken_resend: Duration::from_millis(40),
             rpc_timeout: Duration::from_secs(1),
             max_queued_per_task: 8,
         }

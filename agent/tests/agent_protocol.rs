@@ -35,6 +35,7 @@ impl RunningAgent {
         config.link.max_backoff = Duration::from_millis(200);
         config.updates.initial_backoff = Duration::from_millis(200);
         config.updates.max_backoff = Duration::from_millis(800);
+        config.updates.taken_resend = Duration::from_millis(200);
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(run_with_process_containerizer(config, async move {
             let _ = stopped.await;
