@@ -291,3 +291,67 @@ async fn batched_updates_and_acknowledgements_are_judged_one_by_one() {
             .is_some_and(|t| t.len() == 2 && t.iter().all(|t| t["state"] == "FINISHED"))
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_accepts_are_applied_one_by_one() {
+    let cluster = Cluster::start(0);
+    let (_agent, mut commands, _agent_id) = scripted_agent(&cluster).await;
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-accept-batch").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    let accept = |offer_id: &str, task: &str| v1::AcceptRequest {
+        framework_id: String::new(),
+        offer_ids: vec![offer_id.to_string()],
+        operations: vec![launch(vec![shell_task(task, "cpus:1", "true")])],
+        filters: None,
+    };
+
+    // An item naming another framework: the whole call is refused, nothing launched.
+    let mut foreign = accept(&offer.id, "x");
+    foreign.framework_id = "not-me".into();
+    let err = fw
+        .client
+        .accept_batch(v1::AcceptBatchRequest {
+            framework_id: fw.id.clone(),
+            accepts: vec![accept(&offer.id, "x"), foreign],
+        })
+        .await
+        .expect_err("foreign framework id");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    // A good accept, one of an unknown offer, and the good offer again (no longer
+    // outstanding): the first applies, the others are named.
+    let reply = fw
+        .client
+        .accept_batch(v1::AcceptBatchRequest {
+            framework_id: fw.id.clone(),
+            accepts: vec![
+                accept(&offer.id, "c"),
+                accept("no-such-offer", "d"),
+                accept(&offer.id, "e"),
+            ],
+        })
+        .await
+        .expect("accept batch")
+        .into_inner();
+    assert_eq!(reply.responses.len(), 3);
+    assert_eq!(reply.responses[0].launched_task_ids, vec!["c"]);
+    assert!(reply.responses[1].launched_task_ids.is_empty());
+    let refused: Vec<(u32, i32)> = reply.refused.iter().map(|r| (r.index, r.code)).collect();
+    assert_eq!(
+        refused,
+        vec![(1, Code::NotFound as i32), (2, Code::NotFound as i32)],
+        "{:?}",
+        reply.refused
+    );
+    let launched = next_commands(&mut commands, 1, |c| match c {
+        v1::agent_command::Command::RunTask(r) => r.task.map(|t| t.task_id),
+        _ => None,
+    })
+    .await;
+    assert_eq!(launched, vec!["c"]);
+    let (_, metrics) = http_get(cluster.addr, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("agora_tasks_launched_total 1"),
+        "{metrics}"
+    );
+}

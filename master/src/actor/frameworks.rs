@@ -219,6 +219,15 @@ impl Master {
                 Ok(CallReply::Done)
             }
             SchedulerCall::Accept(r) => self.accept(*r).map(CallReply::Accepted),
+            SchedulerCall::AcceptBatch(items) => {
+                let results: Vec<_> = items
+                    .into_iter()
+                    .map(|(i, r)| (i, self.accept(r)))
+                    .collect();
+                self.metrics.invalid_calls +=
+                    results.iter().filter(|(_, r)| r.is_err()).count() as u64;
+                Ok(CallReply::Accepts(results))
+            }
             SchedulerCall::Decline(r) => self.decline(r).map(|_| CallReply::Done),
             SchedulerCall::Revive(r) => {
                 self.connected_framework(&r.framework_id)?;

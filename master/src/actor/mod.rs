@@ -80,6 +80,9 @@ pub enum SchedulerCall {
     Shutdown(v1::ShutdownRequest),
     Acknowledge(v1::AcknowledgeRequest),
     AcknowledgeBatch(v1::AcknowledgeBatchRequest),
+    /// Accepts of one framework (already checked against the ACLs), with their index in
+    /// the caller's request.
+    AcceptBatch(Vec<(usize, v1::AcceptRequest)>),
     Reconcile(v1::ReconcileRequest),
     Message(v1::MessageRequest),
     UpdateFramework(Box<v1::UpdateFrameworkRequest>),
@@ -92,6 +95,8 @@ pub enum CallReply {
     Accepted(v1::AcceptResponse),
     /// A batched call's refused items.
     Batch(Vec<v1::batch_response::Refused>),
+    /// Each accept's outcome, by its index in the caller's request.
+    Accepts(Vec<(usize, Result<v1::AcceptResponse, Status>)>),
 }
 
 pub enum Command {
@@ -1246,7 +1251,7 @@ impl Master {
 
 /// The status an operator sees for an allocator refusal.
 /// A batched call's refusal of item `index`.
-fn refusal(index: usize, status: &Status) -> v1::batch_response::Refused {
+pub(crate) fn refusal(index: usize, status: &Status) -> v1::batch_response::Refused {
     v1::batch_response::Refused {
         index: index as u32,
         code: status.code() as i32,

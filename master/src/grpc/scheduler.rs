@@ -95,10 +95,56 @@ impl Scheduler for SchedulerService {
         self.gate.check_accept(&caller, &r)?;
         match self.call(SchedulerCall::Accept(Box::new(r))).await? {
             CallReply::Accepted(resp) => Ok(Response::new(resp)),
-            CallReply::Done | CallReply::Batch(_) => {
-                Ok(Response::new(v1::AcceptResponse::default()))
+            _ => Ok(Response::new(v1::AcceptResponse::default())),
+        }
+    }
+
+    async fn accept_batch(
+        &self,
+        r: Request<v1::AcceptBatchRequest>,
+    ) -> Result<Response<v1::AcceptBatchResponse>, Status> {
+        let caller = Caller::of(&r);
+        let mut r = r.into_inner();
+        self.gate.check_owner(&caller, &r.framework_id)?;
+        super::check_batch(
+            "accepts",
+            "framework id",
+            &r.framework_id,
+            &mut r.accepts,
+            |a| &mut a.framework_id,
+        )?;
+        let n = r.accepts.len();
+        // The ACLs judge each item; the ones they refuse never reach the actor.
+        let mut refused = Vec::new();
+        let mut items = Vec::with_capacity(n);
+        for (i, a) in r.accepts.into_iter().enumerate() {
+            match self.gate.check_accept(&caller, &a) {
+                Ok(()) => items.push((i, a)),
+                Err(s) => refused.push(crate::actor::refusal(i, &s)),
             }
         }
+        let mut responses = vec![v1::AcceptResponse::default(); n];
+        if !items.is_empty() {
+            if let CallReply::Accepts(results) =
+                self.call(SchedulerCall::AcceptBatch(items)).await?
+            {
+                for (i, result) in results {
+                    match result {
+                        Ok(resp) => {
+                            if let Some(slot) = responses.get_mut(i) {
+                                *slot = resp;
+                            }
+                        }
+                        Err(s) => refused.push(crate::actor::refusal(i, &s)),
+                    }
+                }
+            }
+        }
+        refused.sort_by_key(|x| x.index);
+        Ok(Response::new(v1::AcceptBatchResponse {
+            responses,
+            refused,
+        }))
     }
 
     async fn decline(&self, r: Request<v1::DeclineRequest>) -> Result<Response<v1::Empty>, Status> {

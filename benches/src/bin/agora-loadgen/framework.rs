@@ -57,6 +57,8 @@ enum Note {
 
 /// Most acknowledgements in one call.
 const MAX_ACKS: usize = 5_000;
+/// Most accepts in one call.
+const MAX_ACCEPTS: usize = 1_000;
 
 enum SessionEnd {
     Stop,
@@ -339,6 +341,7 @@ impl Framework {
         let c = &self.shared.counters;
         c.offers.fetch_add(offers.len() as u64, Ordering::Relaxed);
         let mut decline = Vec::new();
+        let mut accepts = Vec::new();
         for offer in offers {
             self.shared.offer_received(&offer.agent_id, now.into_std());
             let n = self.shared.take_budget(self.fits(&offer));
@@ -372,7 +375,12 @@ impl Framework {
                 self.accepted_at.insert(task_id.clone(), now);
                 self.agent_of.insert(task_id, offer.agent_id.clone());
             }
-            self.accept(offer.id, tasks);
+            accepts.push((offer.id, tasks));
+        }
+        // All of one event's accepts in one call (10,000 offers of a 50,000-agent cluster
+        // as one call each flooded the frameworks' thread and the master's queue).
+        for chunk in accepts.chunks(MAX_ACCEPTS) {
+            self.accept(chunk.to_vec());
         }
         if !decline.is_empty() {
             c.offers_declined
@@ -391,46 +399,85 @@ impl Framework {
         }
     }
 
-    fn accept(&self, offer_id: String, tasks: Vec<v1::TaskInfo>) {
-        let n = tasks.len() as u64;
-        let ids: Vec<String> = tasks.iter().map(|t| t.task_id.clone()).collect();
-        let request = v1::AcceptRequest {
+    /// Accept offers, each with its tasks, in one `AcceptBatch` call.
+    fn accept(&self, offers: Vec<(String, Vec<v1::TaskInfo>)>) {
+        let per_item: Vec<(u64, Vec<String>)> = offers
+            .iter()
+            .map(|(_, tasks)| {
+                (
+                    tasks.len() as u64,
+                    tasks.iter().map(|t| t.task_id.clone()).collect(),
+                )
+            })
+            .collect();
+        let accepts = offers
+            .into_iter()
+            .map(|(offer_id, tasks)| v1::AcceptRequest {
+                framework_id: String::new(),
+                offer_ids: vec![offer_id],
+                operations: vec![v1::Operation {
+                    operation: Some(v1::operation::Operation::Launch(v1::operation::Launch {
+                        tasks,
+                    })),
+                }],
+                filters: Some(v1::Filters {
+                    refuse_seconds: Some(self.spec.refuse_seconds),
+                }),
+            })
+            .collect();
+        let request = v1::AcceptBatchRequest {
             framework_id: self.id.clone(),
-            offer_ids: vec![offer_id],
-            operations: vec![v1::Operation {
-                operation: Some(v1::operation::Operation::Launch(v1::operation::Launch {
-                    tasks,
-                })),
-            }],
-            filters: Some(v1::Filters {
-                refuse_seconds: Some(self.spec.refuse_seconds),
-            }),
+            accepts,
         };
         let mut client = self.client.clone();
         let shared = self.shared.clone();
         let notes = self.notes_tx.clone();
         tokio::spawn(async move {
-            shared.counters.accepts.fetch_add(1, Ordering::Relaxed);
-            match tokio::time::timeout(RPC_TIMEOUT, client.accept(request)).await {
-                Ok(Ok(_)) => shared.launched(n, std::time::Instant::now()),
-                other => {
-                    match &other {
-                        Ok(Err(s)) => {
-                            tracing::debug!("accept refused: {s}");
-                            shared.note_error("accept", s);
+            shared
+                .counters
+                .accepts
+                .fetch_add(per_item.len() as u64, Ordering::Relaxed);
+            let result = tokio::time::timeout(RPC_TIMEOUT, client.accept_batch(request)).await;
+            let mut failed = vec![true; per_item.len()];
+            match &result {
+                Ok(Ok(r)) => {
+                    failed.iter_mut().for_each(|f| *f = false);
+                    for x in &r.get_ref().refused {
+                        if let Some(f) = failed.get_mut(x.index as usize) {
+                            *f = true;
                         }
-                        _ => shared.note_error(
-                            "accept",
-                            &tonic::Status::deadline_exceeded("harness timeout"),
-                        ),
                     }
+                    if let Some(first) = r.get_ref().refused.first() {
+                        let s = tonic::Status::new(
+                            tonic::Code::from(first.code),
+                            first.message.clone(),
+                        );
+                        tracing::debug!("accept refused: {s}");
+                        shared.note_error("accept", &s);
+                    }
+                }
+                Ok(Err(s)) => shared.note_error("accept", s),
+                Err(_) => shared.note_error(
+                    "accept",
+                    &tonic::Status::deadline_exceeded("harness timeout"),
+                ),
+            }
+            let now = std::time::Instant::now();
+            let mut lost_ids = Vec::new();
+            for ((n, ids), failed) in per_item.into_iter().zip(failed) {
+                if failed {
                     shared
                         .counters
                         .accept_errors
                         .fetch_add(1, Ordering::Relaxed);
                     shared.give_back_budget(n);
-                    let _ = notes.send(Note::AcceptFailed(ids));
+                    lost_ids.extend(ids);
+                } else {
+                    shared.launched(n, now);
                 }
+            }
+            if !lost_ids.is_empty() {
+                let _ = notes.send(Note::AcceptFailed(lost_ids));
             }
         });
     }
