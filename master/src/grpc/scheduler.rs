@@ -124,19 +124,18 @@ impl Scheduler for SchedulerService {
             }
         }
         let mut responses = vec![v1::AcceptResponse::default(); n];
-        if !items.is_empty() {
-            if let CallReply::Accepts(results) =
+        if !items.is_empty()
+            && let CallReply::Accepts(results) =
                 self.call(SchedulerCall::AcceptBatch(items)).await?
-            {
-                for (i, result) in results {
-                    match result {
-                        Ok(resp) => {
-                            if let Some(slot) = responses.get_mut(i) {
-                                *slot = resp;
-                            }
+        {
+            for (i, result) in results {
+                match result {
+                    Ok(resp) => {
+                        if let Some(slot) = responses.get_mut(i) {
+                            *slot = resp;
                         }
-                        Err(s) => refused.push(crate::actor::refusal(i, &s)),
                     }
+                    Err(s) => refused.push(crate::actor::refusal(i, &s)),
                 }
             }
         }
