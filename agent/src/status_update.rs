@@ -660,9 +660,13 @@ impl Manager {
                 self.timers.push(Reverse((at, key)));
             }
             Err(status) if status.code() == tonic::Code::Unavailable => {
-                // Flow control (the framework is behind) or a master going away: routine.
+                // Flow control (the framework is behind) or a master going away: routine,
+                // and no reason to back off further (a growing backoff left updates
+                // waiting up to 10 s after the framework had caught up).
                 tracing::debug!(task = %key, uuid, "status update deferred: {}", status.message());
-                let at = flight.next_attempt.max(now);
+                flight.backoff.reset();
+                let at = later(now, flight.backoff.next_delay());
+                flight.next_attempt = at;
                 self.timers.push(Reverse((at, key)));
             }
             Err(status) => {

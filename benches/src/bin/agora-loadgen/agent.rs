@@ -100,9 +100,22 @@ enum Note {
     BatchDone {
         session: u64,
         sent: Vec<(Key, String)>,
-        /// Per item of `sent`: the master took it (not refused, the call did not fail).
-        taken: Vec<bool>,
+        /// Per item of `sent`: what became of it.
+        outcomes: Vec<Outcome>,
     },
+}
+
+/// What the master did with one update of a batch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Outcome {
+    /// Taken: it will be relayed; no re-send before `TAKEN_RESEND`.
+    Taken,
+    /// Refused for now because its framework is behind (UNAVAILABLE): flow control, so
+    /// re-sent after the first backoff step again, not a growing one (a growing backoff
+    /// left updates waiting up to 10 s after the framework had caught up).
+    Deferred,
+    /// Refused otherwise, or the call failed: the backoff goes on.
+    Failed,
 }
 
 enum SessionEnd {
@@ -338,10 +351,10 @@ impl Agent {
                 Some(note) = notes.recv() => match note {
                     Note::NotRegistered(s) if s == self.session => return SessionEnd::Lost,
                     Note::NotRegistered(_) => {}
-                    Note::BatchDone { session, sent, taken } if session == self.session => {
+                    Note::BatchDone { session, sent, outcomes } if session == self.session => {
                         self.batch_in_flight = false;
-                        for ((key, uuid), taken) in sent.into_iter().zip(taken) {
-                            self.send_done(&key, &uuid, taken);
+                        for ((key, uuid), outcome) in sent.into_iter().zip(outcomes) {
+                            self.send_done(&key, &uuid, outcome);
                         }
                     }
                     Note::BatchDone { .. } => {}
@@ -640,18 +653,27 @@ impl Agent {
         tokio::spawn(async move {
             let result =
                 tokio::time::timeout(UPDATE_TIMEOUT, client.update_statuses(request)).await;
-            let mut taken = vec![matches!(result, Ok(Ok(_))); sent.len()];
+            let all = if matches!(result, Ok(Ok(_))) {
+                Outcome::Taken
+            } else {
+                Outcome::Failed
+            };
+            let mut outcomes = vec![all; sent.len()];
             if let Ok(Ok(r)) = &result {
                 for x in &r.get_ref().refused {
-                    if let Some(t) = taken.get_mut(x.index as usize) {
-                        *t = false;
+                    if let Some(o) = outcomes.get_mut(x.index as usize) {
+                        *o = if x.code == Code::Unavailable as i32 {
+                            Outcome::Deferred
+                        } else {
+                            Outcome::Failed
+                        };
                     }
                 }
             }
             let _ = notes.send(Note::BatchDone {
                 session,
                 sent,
-                taken,
+                outcomes,
             });
             match result {
                 Ok(Ok(r)) => {
@@ -700,8 +722,8 @@ impl Agent {
     }
 
     /// A send of `key`'s update `uuid` returned: a re-send that fell due meanwhile goes now;
-    /// if the master took the update, not before `TAKEN_RESEND`.
-    fn send_done(&mut self, key: &Key, uuid: &str, taken: bool) {
+    /// see `Outcome` for the exceptions.
+    fn send_done(&mut self, key: &Key, uuid: &str, outcome: Outcome) {
         let Some(t) = self.tasks.get_mut(key) else {
             return;
         };
@@ -709,9 +731,16 @@ impl Agent {
             return;
         }
         t.in_flight = false;
-        if taken {
-            let earliest = Instant::now() + TAKEN_RESEND;
-            t.retry_at = Some(t.retry_at.map_or(earliest, |at| at.max(earliest)));
+        match outcome {
+            Outcome::Taken => {
+                let earliest = Instant::now() + TAKEN_RESEND;
+                t.retry_at = Some(t.retry_at.map_or(earliest, |at| at.max(earliest)));
+            }
+            Outcome::Deferred => {
+                t.backoff = RESEND_FIRST;
+                t.retry_at = Some(Instant::now() + RESEND_FIRST);
+            }
+            Outcome::Failed => {}
         }
         if let Some(at) = t.retry_at {
             // Re-arm at the same instant, so `fire_timers` recognises it as the live retry.

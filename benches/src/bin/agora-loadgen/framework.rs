@@ -59,6 +59,8 @@ enum Note {
 const MAX_ACKS: usize = 5_000;
 /// Most accepts in one call.
 const MAX_ACCEPTS: usize = 1_000;
+/// Most tasks launched by one call (a task here encodes to about 140 bytes).
+const MAX_TASKS_PER_CALL: usize = 4_000;
 
 enum SessionEnd {
     Stop,
@@ -377,10 +379,23 @@ impl Framework {
             }
             accepts.push((offer.id, tasks));
         }
-        // All of one event's accepts in one call (10,000 offers of a 50,000-agent cluster
-        // as one call each flooded the frameworks' thread and the master's queue).
-        for chunk in accepts.chunks(MAX_ACCEPTS) {
-            self.accept(chunk.to_vec());
+        // One event's accepts in few calls (10,000 offers of a 50,000-agent cluster as one
+        // call each flooded the frameworks' thread and the master's queue), each call under
+        // the master's 4 MiB message limit (1,000 offers of 32 tasks were 4.5 MB).
+        let mut call = Vec::new();
+        let mut tasks_in_call = 0;
+        for (offer_id, tasks) in accepts {
+            if !call.is_empty()
+                && (call.len() >= MAX_ACCEPTS || tasks_in_call + tasks.len() > MAX_TASKS_PER_CALL)
+            {
+                self.accept(std::mem::take(&mut call));
+                tasks_in_call = 0;
+            }
+            tasks_in_call += tasks.len();
+            call.push((offer_id, tasks));
+        }
+        if !call.is_empty() {
+            self.accept(call);
         }
         if !decline.is_empty() {
             c.offers_declined
