@@ -68,7 +68,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use agora_resources::{Attributes, Resources, Scalar, Value};
 use rand::SeedableRng;
@@ -168,10 +168,13 @@ pub struct DrfAllocator {
     kinds: Kinds,
     tree: Tree,
     agents: Vec<Option<Agent>>,
-    agent_ids: BTreeMap<String, u32>,
+    /// Looked up (never iterated) on every event naming an agent: a hash map, since a
+    /// sorted map compared long shared-prefix ids a dozen times per lookup (memcmp was the
+    /// master's top symbol under churn).
+    agent_ids: HashMap<String, u32>,
     agent_slots: Vec<u32>,
     frameworks: Vec<Option<Framework>>,
-    framework_ids: BTreeMap<String, u32>,
+    framework_ids: HashMap<String, u32>,
     framework_slots: Vec<u32>,
     members: Vec<Option<Member>>,
     member_slots: Vec<u32>,
@@ -312,10 +315,10 @@ impl DrfAllocator {
             rng,
             tree,
             agents: Vec::new(),
-            agent_ids: BTreeMap::new(),
+            agent_ids: HashMap::new(),
             agent_slots: Vec::new(),
             frameworks: Vec::new(),
-            framework_ids: BTreeMap::new(),
+            framework_ids: HashMap::new(),
             framework_slots: Vec::new(),
             members: Vec::new(),
             member_slots: Vec::new(),
