@@ -110,7 +110,9 @@ impl Master {
                 warn!(error = %e, "removing re-registering agent from allocator");
             }
         }
-        let total = self.with_checkpointed(&id, total);
+        // The clone is the size of its entries; the bag as built has room for more (a third
+        // more for cpus, mem and disk), for as long as the agent stays.
+        let total = self.with_checkpointed(&id, total).clone();
         // A deactivated agent stays out of the allocator until an operator reactivates it.
         if !self.deactivated.contains(&id) {
             let attributes = Attributes::from_proto(&info.attributes).unwrap_or_default();
@@ -135,7 +137,7 @@ impl Master {
         self.agents.insert(
             id.clone(),
             AgentEntry {
-                info: info.clone(),
+                info: info.clone().into(),
                 total,
                 status,
                 tx: Some(tx.clone()),

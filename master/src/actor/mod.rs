@@ -37,7 +37,9 @@ use crate::registry::{Registry, RegistryOp, RegistryState};
 use crate::state::agent::AgentStatus;
 use crate::state::framework::FrameworkStatus;
 use crate::state::offer::OfferState;
-use crate::state::stored::{StatusLog, StoredResources, StoredTaskInfo, StoredUuid};
+use crate::state::stored::{
+    StatusLog, StoredAgentInfo, StoredResources, StoredTaskInfo, StoredUuid,
+};
 
 pub use operations::OpKind;
 pub use snapshot::MetricsSnapshot;
@@ -253,7 +255,8 @@ impl MasterHandle {
 }
 
 pub(crate) struct AgentEntry {
-    pub info: v1::AgentInfo,
+    pub info: StoredAgentInfo,
+    /// Kept at its exact size: a bag built entry by entry has room for more.
     pub total: Resources,
     pub status: AgentStatus,
     pub tx: Option<mpsc::Sender<Result<Box<AgentCommand>, Status>>>,

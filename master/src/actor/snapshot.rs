@@ -88,7 +88,7 @@ impl Master {
         let a = self.agents.get(id)?;
         let (used, offered) = self.agent_usage(id);
         Some(v1::AgentState {
-            info: Some(a.info.clone()),
+            info: Some(a.info.to_proto()),
             status: self.agent_status_name(id).to_string(),
             total: a.total.to_proto(),
             allocated: used.to_proto(),

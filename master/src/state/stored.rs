@@ -51,6 +51,43 @@ impl StoredTaskInfo {
     }
 }
 
+/// An agent's `AgentInfo` as the master stores it: what it reads on its own paths (the
+/// hostname and attributes go into every offer) as fields, the rest (id, address,
+/// isolation and the resources as registered, which only the state endpoint shows)
+/// protobuf-encoded. The decoded resources were about 600 of the master's ~9 KiB per
+/// agent; their encoding is about 50 bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredAgentInfo {
+    pub hostname: String,
+    pub attributes: Vec<v1::Attribute>,
+    /// The `AgentInfo` without `hostname` and `attributes`, encoded.
+    rest: Box<[u8]>,
+}
+
+impl From<v1::AgentInfo> for StoredAgentInfo {
+    fn from(mut info: v1::AgentInfo) -> Self {
+        let hostname = std::mem::take(&mut info.hostname);
+        let attributes = std::mem::take(&mut info.attributes);
+        StoredAgentInfo {
+            hostname,
+            attributes,
+            rest: info.encode_to_vec().into_boxed_slice(),
+        }
+    }
+}
+
+impl StoredAgentInfo {
+    /// The whole `AgentInfo` again.
+    pub fn to_proto(&self) -> v1::AgentInfo {
+        // `rest` is our own encoding of a valid message, so decoding cannot fail; should
+        // it ever, the hostname and attributes still come back rather than nothing.
+        let mut info = v1::AgentInfo::decode(&self.rest[..]).unwrap_or_default();
+        info.hostname.clone_from(&self.hostname);
+        info.attributes.clone_from(&self.attributes);
+        info
+    }
+}
+
 /// A status update's uuid as the master keeps it. Agents send canonical UUIDs (36
 /// characters, lowercase, hyphenated), which are kept as their 16 bytes instead of a
 /// 36-byte string on the heap; anything else is kept as it came.
@@ -559,6 +596,29 @@ mod tests {
             data: b"payload".to_vec(),
             ..v1::TaskInfo::default()
         }
+    }
+
+    #[test]
+    fn agent_infos_round_trip() {
+        let info = v1::AgentInfo {
+            id: "a-1".into(),
+            hostname: "h".into(),
+            address: "10.0.0.1:5051".into(),
+            resources: Resources::parse("cpus:8;mem:1024;ports:[31000-32000]")
+                .expect("valid")
+                .to_proto(),
+            attributes: vec![v1::Attribute {
+                name: "rack".into(),
+                ..v1::Attribute::default()
+            }],
+            isolation: "process".into(),
+        };
+        let stored = StoredAgentInfo::from(info.clone());
+        assert_eq!(stored.hostname, "h");
+        assert_eq!(stored.attributes, info.attributes);
+        assert_eq!(stored.to_proto(), info);
+        let empty = v1::AgentInfo::default();
+        assert_eq!(StoredAgentInfo::from(empty.clone()).to_proto(), empty);
     }
 
     #[test]
