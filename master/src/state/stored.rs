@@ -342,6 +342,31 @@ impl StoredResources {
         }
     }
 
+    /// `self.to_resources().contains(other)` without building the bag (the allocator
+    /// asks this of every filter on an agent whenever more becomes free there).
+    pub fn contains(&self, other: &Resources) -> bool {
+        match self {
+            StoredResources::Plain(amounts) => other.iter().all(|want| {
+                // The entry `want` needs exists in a plain bag only if `want` is plain
+                // (unreserved, non-revocable, no volume) and named like one of its four
+                // with an amount; then it holds `want` if `want` is a scalar no larger.
+                // `Resources::contains` also counts an empty value of another type as
+                // held; a bag never has an empty entry, but the rule is kept.
+                let slot = (want.reservation.is_none() && !want.revocable && want.volume.is_none())
+                    .then(|| PLAIN_NAMES.iter().position(|n| *n == want.name))
+                    .flatten();
+                match slot.and_then(|i| amounts.get(i)).filter(|have| **have > 0) {
+                    Some(have) => match &want.value {
+                        Value::Scalar(v) => v.thousandths() <= *have,
+                        other => other.is_empty(),
+                    },
+                    None => false,
+                }
+            }),
+            StoredResources::Other(r) => r.contains(other),
+        }
+    }
+
     /// Calls `f` with (name, thousandths) of every scalar entry, without building the
     /// bag (the metrics gauges sum these over every task on each scrape).
     pub fn for_each_scalar<'a>(&'a self, mut f: impl FnMut(&'a str, u64)) {
@@ -504,6 +529,33 @@ mod tests {
         assert_eq!(stored.to_resources(), revocable);
     }
 
+    #[test]
+    fn containment_matches_the_bag() {
+        let bags = [
+            "",
+            "cpus:1;mem:64",
+            "cpus:1;gpus:1;mem:64;disk:10",
+            "mem:64",
+            "cpus(spark):1",
+            "cpus:1;ports:[1-2]",
+        ];
+        for have in bags {
+            let have = Resources::parse(have).expect("valid");
+            let stored = StoredResources::from(&have);
+            for want in bags
+                .iter()
+                .chain(&["cpus:0.5", "cpus:2", "mem:64;cpus:1", "foo:1"])
+            {
+                let want = Resources::parse(want).expect("valid");
+                assert_eq!(
+                    stored.contains(&want),
+                    have.contains(&want),
+                    "{have} >= {want}"
+                );
+            }
+        }
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -558,6 +610,37 @@ mod tests {
             fn uuids_match_only_themselves(a in "[ -~]{0,40}", b in "[ -~]{0,40}") {
                 prop_assert_eq!(StoredUuid::new(&a).is(&b), a == b);
                 prop_assert_eq!(StoredUuid::new(&a).to_text(), a);
+            }
+
+            #[test]
+            fn plain_containment_matches_the_bag(
+                mut have in proptest::array::uniform4(0u64..3_000),
+                mut want in proptest::array::uniform4(0u64..3_000),
+                extra in proptest::option::of(prop_oneof![
+                    Just("cpus(spark):1"),
+                    Just("cpus(*,revocable):1"),
+                    Just("ports:[1-2]"),
+                    Just("foo:1"),
+                    Just("bugs:{a}"),
+                ]),
+            ) {
+                have[1] -= have[1] % 1000;
+                want[1] -= want[1] % 1000;
+                let bag = |amounts: [u64; 4]| {
+                    let mut r = Resources::new();
+                    for (n, t) in PLAIN_NAMES.iter().zip(amounts) {
+                        r.push(Resource::new(*n, Scalar::from_thousandths(t))).expect("valid");
+                    }
+                    r
+                };
+                let have = bag(have);
+                let mut want = bag(want);
+                if let Some(e) = extra {
+                    want = want.checked_add(&Resources::parse(e).expect("valid")).expect("adds");
+                }
+                let stored = StoredResources::from(&have);
+                prop_assert!(matches!(stored, StoredResources::Plain(_)));
+                prop_assert_eq!(stored.contains(&want), have.contains(&want));
             }
 
             #[test]
