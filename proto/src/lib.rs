@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod codec;
 
 /// Version 1 of the protocol (`package agora.v1`).
 pub mod v1 {

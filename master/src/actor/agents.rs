@@ -17,6 +17,7 @@ use super::{AgentEntry, AgentStream, FrameworkEntry, Master, TaskEntry};
 use crate::clock::Millis;
 use crate::state::agent::{AgentEvent, AgentStatus};
 use crate::state::framework::FrameworkStatus;
+use crate::state::stored::{StatusLog, StoredResources, StoredUuid};
 use crate::validate;
 
 impl Master {
@@ -109,7 +110,9 @@ impl Master {
                 warn!(error = %e, "removing re-registering agent from allocator");
             }
         }
-        let total = self.with_checkpointed(&id, total);
+        // The clone is the size of its entries; the bag as built has room for more (a third
+        // more for cpus, mem and disk), for as long as the agent stays.
+        let total = self.with_checkpointed(&id, total).clone();
         // A deactivated agent stays out of the allocator until an operator reactivates it.
         if !self.deactivated.contains(&id) {
             let attributes = Attributes::from_proto(&info.attributes).unwrap_or_default();
@@ -134,7 +137,7 @@ impl Master {
         self.agents.insert(
             id.clone(),
             AgentEntry {
-                info: info.clone(),
+                info: info.clone().into(),
                 total,
                 status,
                 tx: Some(tx.clone()),
@@ -210,11 +213,10 @@ impl Master {
                             framework_id: fw_id.clone(),
                             agent_id: id.clone(),
                             role,
-                            resources,
+                            resources: StoredResources::from(&resources),
                             state,
-                            latest: None,
                             booked: false,
-                            history: Vec::new(),
+                            statuses: StatusLog::default(),
                             relayed: None,
                         },
                     );
@@ -273,7 +275,7 @@ impl Master {
             task.agent_id.clone(),
             task.framework_id.clone(),
             task.role.clone(),
-            task.resources.clone(),
+            task.resources.to_resources(),
         );
         match self.allocator.add_allocated(&agent, &fw, &role, &res) {
             Ok(()) => {
@@ -538,7 +540,7 @@ impl Master {
                         self.metrics.duplicate_status_updates += 1;
                         return Ok(());
                     }
-                    task.relayed = Some((status.uuid.clone(), epoch, now));
+                    task.relayed = Some((StoredUuid::new(&status.uuid), epoch, now));
                 }
                 let framework_id = status.framework_id.clone();
                 self.send_event(&framework_id, super::update_event(status));
@@ -590,13 +592,11 @@ impl Master {
 
     /// Whether an update with this uuid was received before and a newer one has followed.
     fn is_superseded(&self, key: &(String, String), uuid: &str) -> bool {
-        let superseded_in =
-            |history: &[v1::TaskStatus]| history.iter().rev().skip(1).any(|h| h.uuid == uuid);
         match self.tasks.get(key) {
-            Some(task) => superseded_in(&task.history),
+            Some(task) => task.statuses.superseded(uuid),
             None => self
                 .completed_task(key)
-                .is_some_and(|t| superseded_in(&t.history)),
+                .is_some_and(|t| t.statuses.superseded(uuid)),
         }
     }
 

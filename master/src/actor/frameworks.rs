@@ -19,6 +19,7 @@ use crate::allocator::{AttributeConstraint, Demand, FrameworkSpec, Predicate, Ro
 use crate::clock::Millis;
 use crate::state::framework::{FrameworkEvent, FrameworkStatus};
 use crate::state::offer::OfferState;
+use crate::state::stored::{StatusLog, StoredResources};
 use crate::validate;
 
 // The struct update keeps this compiling while the allocator's spec grows new fields.
@@ -480,11 +481,10 @@ impl Master {
                 framework_id: r.framework_id.clone(),
                 agent_id: agent_id.clone(),
                 role: role.clone(),
-                resources,
+                resources: StoredResources::from(&resources),
                 state: TaskState::Staging,
-                latest: None,
                 booked: true,
-                history: Vec::new(),
+                statuses: StatusLog::default(),
                 relayed: None,
             };
             self.tasks.insert(key.clone(), entry);
@@ -633,8 +633,8 @@ impl Master {
         let (agent_id, terminal_acked) = match self.tasks.get(&key) {
             Some(t) => (
                 t.agent_id.clone(),
-                t.latest.as_ref().is_some_and(|s| {
-                    s.uuid == r.uuid
+                t.statuses.latest().is_some_and(|s| {
+                    s.uuid.is(&r.uuid)
                         && TaskState::try_from(s.state).is_ok_and(|st| st.is_terminal())
                 }),
             ),
@@ -690,13 +690,13 @@ impl Master {
             state: task.state as i32,
             reason: v1::StatusReason::Reconciliation as i32,
             message: task
-                .latest
-                .as_ref()
-                .map(|s| s.message.clone())
+                .statuses
+                .latest()
+                .map(|s| s.message().to_string())
                 .unwrap_or_default(),
             source: v1::StatusSource::SourceMaster as i32,
             timestamp_ms: now,
-            exit_code: task.latest.as_ref().and_then(|s| s.exit_code),
+            exit_code: task.statuses.latest().and_then(|s| s.exit_code),
             ..v1::TaskStatus::default()
         };
         let mut out = Vec::new();
@@ -962,11 +962,10 @@ impl Master {
                 framework_id: framework_id.clone(),
                 agent_id: agent_id.to_string(),
                 role: role.to_string(),
-                resources,
+                resources: StoredResources::from(&resources),
                 state: TaskState::Staging,
-                latest: None,
                 booked: true,
-                history: Vec::new(),
+                statuses: StatusLog::default(),
                 relayed: None,
             };
             self.tasks.insert(key.clone(), entry);

@@ -37,7 +37,9 @@ use crate::registry::{Registry, RegistryOp, RegistryState};
 use crate::state::agent::AgentStatus;
 use crate::state::framework::FrameworkStatus;
 use crate::state::offer::OfferState;
-use crate::state::stored::{StoredTaskInfo, status_without_ids};
+use crate::state::stored::{
+    StatusLog, StoredAgentInfo, StoredResources, StoredTaskInfo, StoredUuid,
+};
 
 pub use operations::OpKind;
 pub use snapshot::MetricsSnapshot;
@@ -271,7 +273,8 @@ impl MasterHandle {
 }
 
 pub(crate) struct AgentEntry {
-    pub info: v1::AgentInfo,
+    pub info: StoredAgentInfo,
+    /// Kept at its exact size: a bag built entry by entry has room for more.
     pub total: Resources,
     pub status: AgentStatus,
     pub tx: Option<mpsc::Sender<Result<Box<AgentCommand>, Status>>>,
@@ -307,16 +310,15 @@ pub(crate) struct TaskEntry {
     pub framework_id: String,
     pub agent_id: String,
     pub role: String,
-    pub resources: Resources,
+    pub resources: StoredResources,
     pub state: TaskState,
-    /// The latest status and the history keep statuses without the task's own ids
-    /// (`state::stored::status_without_ids`); `snapshot::task_record` puts them back.
-    pub latest: Option<TaskStatus>,
     /// Whether the allocator counts this task's resources as used.
     pub booked: bool,
-    pub history: Vec<TaskStatus>,
+    /// The latest status and the history, kept without the task's own ids;
+    /// `snapshot::task_record` puts them back.
+    pub statuses: StatusLog,
     /// The last update relayed to the framework: (uuid, subscription epoch, when).
-    pub relayed: Option<(String, u64, Millis)>,
+    pub relayed: Option<(StoredUuid, u64, Millis)>,
 }
 
 /// Status updates kept per task for the state endpoint.
@@ -1089,7 +1091,7 @@ impl Master {
             task.agent_id.clone(),
             task.framework_id.clone(),
             task.role.clone(),
-            task.resources.clone(),
+            task.resources.to_resources(),
         );
         if let Err(e) = self.allocator.recover(&agent, &fw, &role, &res, None) {
             debug!(error = %e, "recovering task resources");
@@ -1109,20 +1111,7 @@ impl Master {
         }
         if let Some(task) = self.tasks.get_mut(key) {
             // A re-sent update is recorded once.
-            if task
-                .history
-                .last()
-                .is_none_or(|h| h.uuid != status.uuid || status.uuid.is_empty())
-            {
-                if task.history.len() >= MAX_TASK_HISTORY {
-                    task.history.remove(0);
-                }
-                // Grow by one: most tasks see two or three updates, and a first push
-                // would reserve room for four 200-byte statuses.
-                task.history.reserve_exact(1);
-                task.history.push(status_without_ids(status));
-            }
-            task.latest = Some(status_without_ids(status));
+            task.statuses.record(status, MAX_TASK_HISTORY);
         }
         let framework_id = key.0.clone();
         self.emit(|_| {

@@ -334,8 +334,9 @@ impl Master {
         keys.sort();
         keys.into_iter().find_map(|k| {
             let t = self.tasks.get(k)?;
-            (!t.state.is_terminal() && has_volume(&t.resources, role, persistence_id))
-                .then(|| format!("{}' of framework '{}", k.1, k.0))
+            (!t.state.is_terminal()
+                && has_volume(&t.resources.to_resources(), role, persistence_id))
+            .then(|| format!("{}' of framework '{}", k.1, k.0))
         })
     }
 
@@ -448,7 +449,7 @@ impl Master {
         for key in &agent.tasks {
             if let Some(t) = self.tasks.get(key).filter(|t| !t.state.is_terminal()) {
                 used = used
-                    .checked_add(&t.resources)
+                    .checked_add(&t.resources.to_resources())
                     .map_err(|e| Status::internal(e.to_string()))?;
             }
         }

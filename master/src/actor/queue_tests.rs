@@ -143,11 +143,10 @@ fn ended_tasks_are_looked_up_through_an_index_that_follows_eviction() {
                 framework_id: "fw".into(),
                 agent_id: "a".into(),
                 role: "r".into(),
-                resources: Resources::new(),
+                resources: (&Resources::new()).into(),
                 state,
-                latest: None,
                 booked: false,
-                history: Vec::new(),
+                statuses: Default::default(),
                 relayed: None,
             },
         );

@@ -9,7 +9,7 @@ use agora_resources::{Resources, Scalar, Value};
 
 use super::{Master, TaskEntry};
 use crate::metrics::{Gauges, Metrics};
-use crate::state::stored::status_with_ids;
+use crate::state::stored::{StoredResources, StoredStatus};
 
 /// Counters plus gauges derived from state, as `/metrics` renders them.
 #[derive(Clone, Debug)]
@@ -19,14 +19,13 @@ pub struct MetricsSnapshot {
 }
 
 fn task_record(t: &TaskEntry) -> v1::TaskRecord {
-    let full =
-        |s: &v1::TaskStatus| status_with_ids(s, &t.info.task_id, &t.framework_id, &t.agent_id);
+    let full = |s: &StoredStatus| s.to_status(&t.info.task_id, &t.framework_id, &t.agent_id);
     v1::TaskRecord {
         task: Some(t.info.to_proto()),
         framework_id: t.framework_id.clone(),
         state: t.state as i32,
-        latest_status: t.latest.as_ref().map(full),
-        history: t.history.iter().map(full).collect(),
+        latest_status: t.statuses.latest().map(full),
+        history: t.statuses.history().iter().map(full).collect(),
     }
 }
 
@@ -50,6 +49,20 @@ fn scalar_totals<'a>(bags: impl Iterator<Item = &'a Resources>) -> BTreeMap<&'a 
     sums.into_iter().collect()
 }
 
+/// `scalar_totals` over tasks' stored resources, without decoding them.
+fn stored_scalar_totals<'a>(
+    bags: impl Iterator<Item = &'a StoredResources>,
+) -> BTreeMap<&'a str, u64> {
+    let mut sums: BTreeMap<&str, u64> = BTreeMap::new();
+    for bag in bags {
+        bag.for_each_scalar(|name, t| {
+            let e = sums.entry(name).or_default();
+            *e = e.saturating_add(t);
+        });
+    }
+    sums
+}
+
 fn units(r: &Resources, name: &str) -> f64 {
     r.scalar(name).as_f64()
 }
@@ -62,7 +75,9 @@ impl Master {
         if let Some(a) = self.agents.get(agent_id) {
             for key in &a.tasks {
                 if let Some(t) = self.tasks.get(key).filter(|t| !t.state.is_terminal()) {
-                    used = used.checked_add(&t.resources).unwrap_or(used);
+                    used = used
+                        .checked_add(&t.resources.to_resources())
+                        .unwrap_or(used);
                 }
             }
             for o in &a.offers {
@@ -78,7 +93,7 @@ impl Master {
         let a = self.agents.get(id)?;
         let (used, offered) = self.agent_usage(id);
         Some(v1::AgentState {
-            info: Some(a.info.clone()),
+            info: Some(a.info.to_proto()),
             status: self.agent_status_name(id).to_string(),
             total: a.total.to_proto(),
             allocated: used.to_proto(),
@@ -120,7 +135,9 @@ impl Master {
                 .get(&(id.to_string(), t.clone()))
                 .filter(|t| !t.state.is_terminal())
             {
-                used = used.checked_add(&t.resources).unwrap_or(used);
+                used = used
+                    .checked_add(&t.resources.to_resources())
+                    .unwrap_or(used);
                 active += 1;
             }
         }
@@ -252,7 +269,7 @@ impl Master {
                 })
                 .map(|(_, a)| &a.total),
         );
-        let used = scalar_totals(
+        let used = stored_scalar_totals(
             self.tasks
                 .values()
                 .filter(|t| t.booked)
@@ -314,6 +331,8 @@ mod tests {
             whole = whole.checked_add(b).expect("adds");
         }
         let sums = scalar_totals(bags.iter());
+        let stored: Vec<StoredResources> = bags.iter().map(StoredResources::from).collect();
+        assert_eq!(stored_scalar_totals(stored.iter()), sums);
         for name in whole.names() {
             let want = whole.scalar(name).thousandths();
             assert_eq!(sums.get(name).copied().unwrap_or(0), want, "{name}");
