@@ -87,7 +87,12 @@ impl Cluster {
         m.wait_healthy(Duration::from_secs(30)).await?;
         let master_id = master_id(m.addr).await?;
         let shared = Arc::new(Shared::new(budget));
-        let sampler = Sampler::start(m.addr, m.pid(), shared.start, Duration::from_secs(1));
+        let sampler = Sampler::start(
+            m.addr,
+            m.pid(),
+            shared.start,
+            Duration::from_secs_f64(common.sample_secs),
+        );
         let agent_resources = Resources::parse(&common.agent_resources)
             .with_context(|| format!("--agent-resources '{}'", common.agent_resources))?
             .to_proto();

@@ -72,6 +72,12 @@ pub struct Common {
     /// Agents registering per second (staggered start).
     #[arg(long, global = true, default_value_t = 5000.0)]
     pub register_rate: f64,
+    /// Seconds between reads of the master's `/metrics` and CPU. Each read walks every
+    /// agent and task on the master's actor (a few ms at 10,000 agents), so it shows in
+    /// latency tails; a longer interval measures the master with fewer probes.
+    #[arg(long, global = true, default_value_t = 1.0,
+          value_parser = positive_secs)]
+    pub sample_secs: f64,
     /// Resources of every emulated agent.
     #[arg(long, global = true, default_value = "cpus:8;mem:16384;disk:65536")]
     pub agent_resources: String,
@@ -180,5 +186,14 @@ mod tests {
             Scenario::Launch(a) => assert_eq!(a.agents, vec![10, 20]),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+fn positive_secs(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && (0.05..=3600.0).contains(&x) => Ok(x),
+        _ => Err(format!(
+            "'{v}' is not a number of seconds from 0.05 to 3600"
+        )),
     }
 }

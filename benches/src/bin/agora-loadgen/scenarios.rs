@@ -834,7 +834,7 @@ async fn failover(common: &Common, a: &FailoverArgs, dir: &ResultsDir) -> anyhow
         c.master.addr,
         c.master.pid(),
         c.shared.start,
-        Duration::from_secs(1),
+        Duration::from_secs_f64(common.sample_secs),
     );
     let rec = c
         .wait_registered(a.agents, a.frameworks, step_timeout)
