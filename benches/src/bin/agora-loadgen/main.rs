@@ -172,6 +172,15 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target"))
 }
 
+fn positive_secs(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && (0.05..=3600.0).contains(&x) => Ok(x),
+        _ => Err(format!(
+            "'{v}' is not a number of seconds from 0.05 to 3600"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,14 +195,5 @@ mod tests {
             Scenario::Launch(a) => assert_eq!(a.agents, vec![10, 20]),
             other => panic!("{other:?}"),
         }
-    }
-}
-
-fn positive_secs(v: &str) -> Result<f64, String> {
-    match v.parse::<f64>() {
-        Ok(x) if x.is_finite() && (0.05..=3600.0).contains(&x) => Ok(x),
-        _ => Err(format!(
-            "'{v}' is not a number of seconds from 0.05 to 3600"
-        )),
     }
 }
