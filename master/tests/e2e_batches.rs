@@ -12,31 +12,6 @@ use agora_proto::v1;
 use support::*;
 use tonic::Code;
 use tonic::Streaming;
-use tonic::transport::Channel;
-
-type AgentClient = v1::agent_api_client::AgentApiClient<Channel>;
-
-/// Register a scripted agent; its client, command stream and id.
-async fn scripted_agent(cluster: &Cluster) -> (AgentClient, Streaming<v1::AgentCommand>, String) {
-    let mut agent = AgentClient::connect(cluster.url()).await.expect("connect");
-    let mut commands = agent
-        .register(v1::RegisterAgentRequest {
-            info: Some(v1::AgentInfo {
-                hostname: "scripted".into(),
-                resources: res("cpus:4;mem:1024").to_proto(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("register")
-        .into_inner();
-    let agent_id = match commands.message().await.expect("stream").map(|c| c.command) {
-        Some(Some(v1::agent_command::Command::Registered(r))) => r.agent_id,
-        other => panic!("expected REGISTERED, got {other:?}"),
-    };
-    (agent, commands, agent_id)
-}
 
 /// The next commands of the given kind, skipping others, until `n` arrived.
 async fn next_commands<T>(
@@ -56,6 +31,11 @@ async fn next_commands<T>(
         }
     }
     out
+}
+
+/// A batch answer's refusals as (index, code).
+fn indices_and_codes(refused: &[v1::batch_response::Refused]) -> Vec<(u32, i32)> {
+    refused.iter().map(|r| (r.index, r.code)).collect()
 }
 
 fn status(task: &str, framework: &str, state: TaskState, uuid: &str) -> v1::TaskStatus {
@@ -80,7 +60,7 @@ fn update(s: v1::TaskStatus) -> v1::StatusUpdateRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_updates_and_acknowledgements_are_judged_one_by_one() {
     let cluster = Cluster::start(0);
-    let (mut agent, mut commands, agent_id) = scripted_agent(&cluster).await;
+    let (mut agent, mut commands, agent_id) = scripted_agent(&cluster, "cpus:4;mem:1024").await;
     let mut fw = Framework::subscribe(cluster.addr, "e2e-batches").await;
     fw.auto_ack = false;
     let offer = fw.wait_offers(1).await.remove(0);
@@ -168,7 +148,7 @@ async fn batched_updates_and_acknowledgements_are_judged_one_by_one() {
         .await
         .expect("batch")
         .into_inner();
-    let refused: Vec<(u32, i32)> = reply.refused.iter().map(|r| (r.index, r.code)).collect();
+    let refused = indices_and_codes(&reply.refused);
     assert_eq!(
         refused,
         vec![
@@ -217,7 +197,7 @@ async fn batched_updates_and_acknowledgements_are_judged_one_by_one() {
         .await
         .expect("ack batch")
         .into_inner();
-    let refused: Vec<(u32, i32)> = reply.refused.iter().map(|r| (r.index, r.code)).collect();
+    let refused = indices_and_codes(&reply.refused);
     assert_eq!(
         refused,
         vec![
@@ -295,7 +275,7 @@ async fn batched_updates_and_acknowledgements_are_judged_one_by_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_accepts_are_applied_one_by_one() {
     let cluster = Cluster::start(0);
-    let (_agent, mut commands, _agent_id) = scripted_agent(&cluster).await;
+    let (_agent, mut commands, _agent_id) = scripted_agent(&cluster, "cpus:4;mem:1024").await;
     let mut fw = Framework::subscribe(cluster.addr, "e2e-accept-batch").await;
     let offer = fw.wait_offers(1).await.remove(0);
     let accept = |offer_id: &str, task: &str| v1::AcceptRequest {
@@ -336,7 +316,7 @@ async fn batched_accepts_are_applied_one_by_one() {
     assert_eq!(reply.responses.len(), 3);
     assert_eq!(reply.responses[0].launched_task_ids, vec!["c"]);
     assert!(reply.responses[1].launched_task_ids.is_empty());
-    let refused: Vec<(u32, i32)> = reply.refused.iter().map(|r| (r.index, r.code)).collect();
+    let refused = indices_and_codes(&reply.refused);
     assert_eq!(
         refused,
         vec![(1, Code::NotFound as i32), (2, Code::NotFound as i32)],

@@ -587,25 +587,7 @@ async fn http_endpoints_report_state_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_resent_update_is_not_relayed() {
     let cluster = Cluster::start(0);
-    let mut agent = v1::agent_api_client::AgentApiClient::connect(cluster.url())
-        .await
-        .expect("connect");
-    let mut commands = agent
-        .register(v1::RegisterAgentRequest {
-            info: Some(v1::AgentInfo {
-                hostname: "scripted".into(),
-                resources: res("cpus:2;mem:256").to_proto(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("register")
-        .into_inner();
-    let agent_id = match commands.message().await.expect("stream").map(|c| c.command) {
-        Some(Some(v1::agent_command::Command::Registered(r))) => r.agent_id,
-        other => panic!("expected REGISTERED, got {other:?}"),
-    };
+    let (mut agent, mut commands, agent_id) = scripted_agent(&cluster, "cpus:2;mem:256").await;
     let mut fw = Framework::subscribe(cluster.addr, "e2e-stale").await;
     let offer = fw.wait_offers(1).await.remove(0);
     fw.accept(

@@ -596,3 +596,35 @@ pub fn assert_code<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, 
         }
     }
 }
+
+/// A scripted agent over raw gRPC registered with `resources`: its client, its command
+/// stream (REGISTERED already read) and its id.
+pub async fn scripted_agent(
+    cluster: &Cluster,
+    resources: &str,
+) -> (
+    v1::agent_api_client::AgentApiClient<Channel>,
+    Streaming<v1::AgentCommand>,
+    String,
+) {
+    let mut agent = v1::agent_api_client::AgentApiClient::connect(cluster.url())
+        .await
+        .expect("connect");
+    let mut commands = agent
+        .register(v1::RegisterAgentRequest {
+            info: Some(v1::AgentInfo {
+                hostname: "scripted".into(),
+                resources: res(resources).to_proto(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("register")
+        .into_inner();
+    let agent_id = match commands.message().await.expect("stream").map(|c| c.command) {
+        Some(Some(v1::agent_command::Command::Registered(r))) => r.agent_id,
+        other => panic!("expected REGISTERED, got {other:?}"),
+    };
+    (agent, commands, agent_id)
+}
