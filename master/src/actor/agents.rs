@@ -499,11 +499,36 @@ impl Master {
         // a full queue does) costs a re-subscription and a reconciliation; a longer queue
         // only lets the delay grow until agents re-send everything.
         if self.framework_backlogged(&status.framework_id) {
-            self.metrics.status_updates_deferred += 1;
-            return Err(Status::unavailable(format!(
-                "framework '{}' is behind on its events; send the update again later",
-                status.framework_id
-            )));
+            let epoch = self
+                .frameworks
+                .get(&status.framework_id)
+                .map_or(0, |f| f.epoch);
+            let since = self
+                .backlogged_since
+                .entry(status.framework_id.clone())
+                .or_insert((epoch, now));
+            if since.0 != epoch {
+                *since = (epoch, now);
+            }
+            if now.saturating_sub(since.1) < super::BACKLOG_LIMIT_MS {
+                self.metrics.status_updates_deferred += 1;
+                return Err(Status::unavailable(format!(
+                    "framework '{}' is behind on its events; send the update again later",
+                    status.framework_id
+                )));
+            }
+            // Behind for too long: cut off. The update is then taken below like any for a
+            // disconnected framework.
+            warn!(
+                framework = %status.framework_id,
+                "framework behind on its events for {} s; disconnecting it",
+                super::BACKLOG_LIMIT_MS / 1000
+            );
+            self.backlogged_since.remove(&status.framework_id);
+            self.metrics.frameworks_disconnected_slow += 1;
+            self.framework_stream_closed(&status.framework_id, epoch);
+        } else if !self.backlogged_since.is_empty() {
+            self.backlogged_since.remove(&status.framework_id);
         }
         self.apply_task_state(&key, &status);
         // The agent may already know a newer state while older updates await their

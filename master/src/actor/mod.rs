@@ -321,6 +321,11 @@ pub(crate) struct TaskEntry {
     pub relayed: Option<(StoredUuid, u64, Millis)>,
 }
 
+/// How long a framework may stay behind on its events (its status updates deferred)
+/// before it is cut off like one whose queue is full: one that stopped reading but keeps
+/// its connection would otherwise have its agents re-send its updates every half second
+/// for good.
+const BACKLOG_LIMIT_MS: Millis = 60_000;
 /// Status updates kept per task for the state endpoint.
 const MAX_TASK_HISTORY: usize = 16;
 /// A re-send of the update last relayed to the same subscription is relayed again only
@@ -344,6 +349,9 @@ pub struct Master {
     /// acknowledgement of a terminal update does it.
     completed_index: HashMap<(String, String), u64>,
     completed_front_seq: u64,
+    /// Frameworks whose status updates are being deferred (`status_update`): since when,
+    /// in which subscription epoch.
+    backlogged_since: HashMap<String, (u64, Millis)>,
     metrics: Metrics,
     needs_allocation: bool,
     next_id: u64,
@@ -405,6 +413,7 @@ impl Master {
             completed: VecDeque::new(),
             completed_index: HashMap::new(),
             completed_front_seq: 0,
+            backlogged_since: HashMap::new(),
             metrics: Metrics::default(),
             needs_allocation: false,
             next_id: 0,

@@ -183,7 +183,7 @@ fn ended_tasks_are_looked_up_through_an_index_that_follows_eviction() {
 
 /// A framework with less than a quarter of its queue free gets no more status updates:
 /// they are refused as UNAVAILABLE before anything changes (the agent re-sends), and taken
-/// once the framework has read on. It is not cut off.
+/// once the framework has read on. It is cut off only if it stays behind for a minute.
 #[test]
 fn updates_for_a_backlogged_framework_are_deferred_not_dropped() {
     use agora_proto::TaskState;
@@ -283,5 +283,36 @@ fn updates_for_a_backlogged_framework_are_deferred_not_dropped() {
         .filter_map(|e| e.ok()?.event)
         .any(|e| matches!(e, v1::event::Event::Update(u) if u.status.as_ref().is_some_and(|s| s.uuid == "u1")));
     assert!(relayed, "relayed again");
+
+    // A framework that stays behind: deferred for a minute, then cut off like one whose
+    // queue is full; the update is then taken (the framework reconciles when it is back).
+    while sub.events.try_recv().is_ok() {}
+    for _ in 0..13 {
+        m.send_event(&sub.framework_id, heartbeat());
+    }
+    let running = |uuid: &str| v1::StatusUpdateRequest {
+        agent_id: agent.agent_id.clone(),
+        status: Some(v1::TaskStatus {
+            task_id: "t".into(),
+            framework_id: sub.framework_id.clone(),
+            state: TaskState::Running as i32,
+            uuid: uuid.into(),
+            ..Default::default()
+        }),
+        latest_state: TaskState::Running as i32,
+    };
+    m.status_update(running("u2")).expect_err("deferred");
+    clock.advance_ms(59_000);
+    m.status_update(running("u2")).expect_err("still deferred");
+    assert_eq!(m.metrics.frameworks_disconnected_slow, 0);
+    clock.advance_ms(1_000);
+    m.status_update(running("u2"))
+        .expect("taken once the framework is cut off");
+    assert_eq!(m.metrics.frameworks_disconnected_slow, 1);
+    assert_eq!(
+        m.frameworks[&sub.framework_id].status,
+        FrameworkStatus::Disconnected
+    );
+    assert_eq!(m.tasks[&key].state, TaskState::Running);
     let _ = std::fs::remove_dir_all(dir);
 }
