@@ -459,6 +459,36 @@ async fn acl_matrix_over_grpc() {
         "{}",
         e.message()
     );
+    // The same task through AcceptBatch: the ACL refuses the item, not the call.
+    let mut root_task = shell_task("t-root", "cpus:0.1;mem:16", "true");
+    if let Some(cmd) = root_task.command.as_mut() {
+        cmd.user = "root".into();
+    }
+    let reply = alice
+        .client
+        .accept_batch(v1::AcceptBatchRequest {
+            framework_id: alice.id.clone(),
+            accepts: vec![v1::AcceptRequest {
+                framework_id: String::new(),
+                offer_ids: vec![offer.clone()],
+                operations: vec![launch(vec![root_task])],
+                filters: None,
+            }],
+        })
+        .await
+        .expect("the batch call itself is allowed")
+        .into_inner();
+    assert_eq!(reply.refused.len(), 1, "{:?}", reply.refused);
+    assert_eq!(reply.refused[0].index, 0);
+    assert_eq!(reply.refused[0].code, Code::PermissionDenied as i32);
+    assert!(
+        reply.refused[0]
+            .message
+            .contains("not authorized to run_task on 'root'"),
+        "{:?}",
+        reply.refused
+    );
+    assert!(reply.responses[0].launched_task_ids.is_empty());
     let s = c.state();
     assert!(s["tasks"].as_array().is_some_and(Vec::is_empty), "{s}");
     assert!(
