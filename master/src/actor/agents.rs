@@ -503,14 +503,18 @@ impl Master {
                 .frameworks
                 .get(&status.framework_id)
                 .map_or(0, |f| f.epoch);
-            let since = self
+            let entry = self
                 .backlogged_since
                 .entry(status.framework_id.clone())
-                .or_insert((epoch, now));
-            if since.0 != epoch {
-                *since = (epoch, now);
+                .or_insert((epoch, now, now));
+            // A new subscription, or no deferral for a while (the backlog cleared and
+            // this is a new one): the clock starts again.
+            if entry.0 != epoch || now.saturating_sub(entry.2) > super::BACKLOG_GAP_MS {
+                *entry = (epoch, now, now);
             }
-            if now.saturating_sub(since.1) < super::BACKLOG_LIMIT_MS {
+            entry.2 = now;
+            let since = entry.1;
+            if now.saturating_sub(since) < super::BACKLOG_LIMIT_MS {
                 self.metrics.status_updates_deferred += 1;
                 return Err(Status::unavailable(format!(
                     "framework '{}' is behind on its events; send the update again later",

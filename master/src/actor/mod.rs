@@ -326,6 +326,9 @@ pub(crate) struct TaskEntry {
 /// its connection would otherwise have its agents re-send its updates every half second
 /// for good.
 const BACKLOG_LIMIT_MS: Millis = 60_000;
+/// Deferrals further apart than this belong to separate backlogs (while one lasts, agents
+/// re-send the deferred updates every half second).
+const BACKLOG_GAP_MS: Millis = 5_000;
 /// Status updates kept per task for the state endpoint.
 const MAX_TASK_HISTORY: usize = 16;
 /// A re-send of the update last relayed to the same subscription is relayed again only
@@ -349,9 +352,9 @@ pub struct Master {
     /// acknowledgement of a terminal update does it.
     completed_index: HashMap<(String, String), u64>,
     completed_front_seq: u64,
-    /// Frameworks whose status updates are being deferred (`status_update`): since when,
-    /// in which subscription epoch.
-    backlogged_since: HashMap<String, (u64, Millis)>,
+    /// Frameworks whose status updates are being deferred (`status_update`): subscription
+    /// epoch, since when, and the latest deferral.
+    backlogged_since: HashMap<String, (u64, Millis, Millis)>,
     metrics: Metrics,
     needs_allocation: bool,
     next_id: u64,
