@@ -15,8 +15,9 @@ use tonic::Status;
 
 use crate::actor::{Command, MasterHandle};
 
-/// Most items in one batched call (`UpdateStatuses`, `AcknowledgeBatch`): one call is one
-/// actor command, and a command must stay short so others are not held up behind it.
+/// Most items in one batched call (`UpdateStatuses`, `AcknowledgeBatch`, `AcceptBatch`):
+/// one call is one actor command, and a command must stay short so others are not held
+/// up behind it.
 pub const MAX_BATCH: usize = 10_000;
 
 /// Check a batch's size and that every item names the batch's owner or nobody (then it is
