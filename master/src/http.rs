@@ -100,9 +100,13 @@ pub async fn not_found(request: axum::extract::Request) -> Response {
     error(StatusCode::NOT_FOUND, format!("no endpoint at {path}"))
 }
 
-async fn ask_state(handle: &MasterHandle) -> Result<v1::ClusterState, Response> {
-    match tokio::time::timeout(ACTOR_TIMEOUT, handle.ask(|reply| Command::State { reply })).await {
-        Ok(Ok(s)) => Ok(s),
+/// Ask the actor, within `ACTOR_TIMEOUT`; a failure or silence is answered 503.
+async fn ask_actor<T>(
+    handle: &MasterHandle,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Command,
+) -> Result<T, Response> {
+    match tokio::time::timeout(ACTOR_TIMEOUT, handle.ask(make)).await {
+        Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.message())),
         Err(_) => Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -111,19 +115,19 @@ async fn ask_state(handle: &MasterHandle) -> Result<v1::ClusterState, Response> 
     }
 }
 
+async fn ask_state(handle: &MasterHandle) -> Result<v1::ClusterState, Response> {
+    ask_actor(handle, |reply| Command::State { reply }).await
+}
+
 /// Answered by the actor (a wedged actor shows as unavailable) with a ping: probes and the
 /// load harness poll this, and the whole cluster state it used to build is megabytes at
 /// 10,000 agents.
 async fn health(State(handle): State<MasterHandle>) -> Response {
-    match tokio::time::timeout(ACTOR_TIMEOUT, handle.ask(|reply| Command::Ping { reply })).await {
-        Ok(Ok(master_id)) => {
+    match ask_actor(&handle, |reply| Command::Ping { reply }).await {
+        Ok(master_id) => {
             axum::Json(json!({ "healthy": true, "master_id": master_id })).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.message()),
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the master did not answer within 5 s",
-        ),
+        Err(r) => r,
     }
 }
 
@@ -135,22 +139,13 @@ async fn metrics_text(
     State(handle): State<MasterHandle>,
     State(gate): State<Arc<Gate>>,
 ) -> Response {
-    let snap = tokio::time::timeout(
-        ACTOR_TIMEOUT,
-        handle.ask(|reply| Command::Metrics { reply }),
-    )
-    .await;
-    match snap {
-        Ok(Ok(s)) => (
+    match ask_actor(&handle, |reply| Command::Metrics { reply }).await {
+        Ok(s) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
             metrics::render(&s.metrics, &s.gauges) + &gate.render_metrics(),
         )
             .into_response(),
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.message()),
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the master did not answer within 5 s",
-        ),
+        Err(r) => r,
     }
 }
 
@@ -177,17 +172,9 @@ async fn usage(
     caller: Option<Extension<Caller>>,
     axum::extract::Query(q): axum::extract::Query<UsageQuery>,
 ) -> Response {
-    let answer =
-        tokio::time::timeout(ACTOR_TIMEOUT, handle.ask(|reply| Command::Usage { reply })).await;
-    let usage = match answer {
-        Ok(Ok(u)) => u,
-        Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.message()),
-        Err(_) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the master did not answer within 5 s",
-            );
-        }
+    let usage = match ask_actor(&handle, |reply| Command::Usage { reply }).await {
+        Ok(u) => u,
+        Err(r) => return r,
     };
     let state = if gate.acls_configured() {
         match ask_state(&handle).await {

@@ -498,11 +498,12 @@ impl Master {
         // it and sends it again after its backoff. Cutting the framework off instead (what
         // a full queue does) costs a re-subscription and a reconciliation; a longer queue
         // only lets the delay grow until agents re-send everything.
+        // The framework's current subscription, for the backlog and the relay checks.
+        let epoch = self
+            .frameworks
+            .get(&status.framework_id)
+            .map_or(0, |f| f.epoch);
         if self.framework_backlogged(&status.framework_id) {
-            let epoch = self
-                .frameworks
-                .get(&status.framework_id)
-                .map_or(0, |f| f.epoch);
             let entry = self
                 .backlogged_since
                 .entry(status.framework_id.clone())
@@ -555,10 +556,6 @@ impl Master {
                 // framework has read nearly all its queue: before, the first relay may
                 // still be waiting in it (relaying again then fed a collapse: a backlog
                 // past RELAY_AGAIN_MS doubled itself).
-                let epoch = self
-                    .frameworks
-                    .get(&status.framework_id)
-                    .map_or(0, |f| f.epoch);
                 let caught_up = self.framework_caught_up(&status.framework_id);
                 if let Some(task) = self.tasks.get_mut(&key) {
                     if task.relayed.as_ref().is_some_and(|(uuid, e, at)| {
@@ -610,13 +607,7 @@ impl Master {
                 "agent '{agent_id}' is not registered with this master; register again"
             )));
         }
-        let mut refused = Vec::new();
-        for (i, update) in updates.into_iter().enumerate() {
-            if let Err(s) = self.status_update(update) {
-                refused.push(super::refusal(i, &s));
-            }
-        }
-        Ok(refused)
+        Ok(self.judge_each(updates, Self::status_update))
     }
 
     /// Whether an update with this uuid was received before and a newer one has followed.

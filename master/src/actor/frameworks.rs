@@ -614,13 +614,7 @@ impl Master {
         r: v1::AcknowledgeBatchRequest,
     ) -> Result<Vec<v1::batch_response::Refused>, Status> {
         self.connected_framework(&r.framework_id)?;
-        let mut refused = Vec::new();
-        for (i, ack) in r.acks.into_iter().enumerate() {
-            if let Err(s) = self.acknowledge(ack) {
-                refused.push(super::refusal(i, &s));
-            }
-        }
-        Ok(refused)
+        Ok(self.judge_each(r.acks, Self::acknowledge))
     }
 
     fn acknowledge(&mut self, r: v1::AcknowledgeRequest) -> Result<(), Status> {

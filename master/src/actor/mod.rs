@@ -1041,22 +1041,39 @@ impl Master {
         }
     }
 
+    /// A connected framework's event queue: (events waiting, capacity).
+    fn framework_queue(&self, framework_id: &str) -> Option<(usize, usize)> {
+        let tx = self.frameworks.get(framework_id)?.tx.as_ref()?;
+        Some((tx.max_capacity() - tx.capacity(), tx.max_capacity()))
+    }
+
     /// Whether a connected framework has less than a quarter of its event queue free.
     /// That quarter is kept for what cannot wait (offers, rescinds, errors); status updates
     /// for it are deferred to the agents until it reads on (`status_update`).
     fn framework_backlogged(&self, framework_id: &str) -> bool {
-        self.frameworks
-            .get(framework_id)
-            .and_then(|f| f.tx.as_ref())
-            .is_some_and(|tx| tx.capacity() < tx.max_capacity() / 4)
+        self.framework_queue(framework_id)
+            .is_some_and(|(waiting, cap)| cap - waiting < cap / 4)
     }
 
     /// Whether a connected framework has read all but a sixteenth of its event queue.
     fn framework_caught_up(&self, framework_id: &str) -> bool {
-        self.frameworks
-            .get(framework_id)
-            .and_then(|f| f.tx.as_ref())
-            .is_some_and(|tx| tx.max_capacity() - tx.capacity() <= tx.max_capacity() / 16)
+        self.framework_queue(framework_id)
+            .is_some_and(|(waiting, cap)| waiting <= cap / 16)
+    }
+
+    /// A batched call's items judged one by one by `judge`; the refused ones, by index.
+    fn judge_each<T>(
+        &mut self,
+        items: Vec<T>,
+        mut judge: impl FnMut(&mut Self, T) -> Result<(), Status>,
+    ) -> Vec<v1::batch_response::Refused> {
+        let mut refused = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            if let Err(s) = judge(self, item) {
+                refused.push(refusal(i, &s));
+            }
+        }
+        refused
     }
 
     /// Queue a command for a connected agent. Returns false if it could not be queued (the

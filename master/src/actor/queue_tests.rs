@@ -236,17 +236,19 @@ fn updates_for_a_backlogged_framework_are_deferred_not_dropped() {
     for _ in 0..13 {
         m.send_event(&sub.framework_id, heartbeat());
     }
-    let update = |uuid: &str| v1::StatusUpdateRequest {
+    let update_to = |state: TaskState, uuid: &str| v1::StatusUpdateRequest {
         agent_id: agent.agent_id.clone(),
         status: Some(v1::TaskStatus {
             task_id: "t".into(),
             framework_id: sub.framework_id.clone(),
-            state: TaskState::Starting as i32,
+            state: state as i32,
             uuid: uuid.into(),
             ..Default::default()
         }),
-        latest_state: TaskState::Starting as i32,
+        latest_state: state as i32,
     };
+    let update = |uuid: &str| update_to(TaskState::Starting, uuid);
+    let running = |uuid: &str| update_to(TaskState::Running, uuid);
     let key = (sub.framework_id.clone(), "t".to_string());
     let err = m.status_update(update("u1")).expect_err("deferred");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
@@ -290,17 +292,6 @@ fn updates_for_a_backlogged_framework_are_deferred_not_dropped() {
     for _ in 0..13 {
         m.send_event(&sub.framework_id, heartbeat());
     }
-    let running = |uuid: &str| v1::StatusUpdateRequest {
-        agent_id: agent.agent_id.clone(),
-        status: Some(v1::TaskStatus {
-            task_id: "t".into(),
-            framework_id: sub.framework_id.clone(),
-            state: TaskState::Running as i32,
-            uuid: uuid.into(),
-            ..Default::default()
-        }),
-        latest_state: TaskState::Running as i32,
-    };
     m.status_update(running("u2")).expect_err("deferred");
     // A backlog that cleared long ago does not count towards this one.
     clock.advance_ms(120_000);

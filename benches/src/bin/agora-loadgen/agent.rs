@@ -653,21 +653,48 @@ impl Agent {
         tokio::spawn(async move {
             let result =
                 tokio::time::timeout(UPDATE_TIMEOUT, client.update_statuses(request)).await;
-            let all = if matches!(result, Ok(Ok(_))) {
-                Outcome::Taken
-            } else {
-                Outcome::Failed
-            };
-            let mut outcomes = vec![all; sent.len()];
-            if let Ok(Ok(r)) = &result {
-                for x in &r.get_ref().refused {
-                    if let Some(o) = outcomes.get_mut(x.index as usize) {
-                        *o = if x.code == Code::Unavailable as i32 {
-                            Outcome::Deferred
+            let c = &shared.counters;
+            let mut outcomes = vec![Outcome::Failed; sent.len()];
+            let mut not_registered = false;
+            match result {
+                Ok(Ok(r)) => {
+                    outcomes.fill(Outcome::Taken);
+                    let mut errors = 0;
+                    for x in r.into_inner().refused {
+                        // Deferred updates (their framework is behind) are flow control,
+                        // not errors: they go again at their retry.
+                        let deferred = x.code == Code::Unavailable as i32;
+                        if let Some(o) = outcomes.get_mut(x.index as usize) {
+                            *o = if deferred {
+                                Outcome::Deferred
+                            } else {
+                                Outcome::Failed
+                            };
+                        }
+                        if deferred {
+                            c.updates_deferred.fetch_add(1, Ordering::Relaxed);
                         } else {
-                            Outcome::Failed
-                        };
+                            if errors == 0 {
+                                let s = tonic::Status::new(Code::from(x.code), x.message);
+                                shared.note_error("status update", &s);
+                            }
+                            errors += 1;
+                        }
                     }
+                    c.update_errors.fetch_add(errors, Ordering::Relaxed);
+                }
+                Ok(Err(s)) => {
+                    shared.note_error("status update", &s);
+                    c.update_errors.fetch_add(1, Ordering::Relaxed);
+                    not_registered =
+                        s.code() == Code::NotFound && s.message().contains("register again");
+                }
+                Err(_) => {
+                    shared.note_error(
+                        "status update",
+                        &tonic::Status::deadline_exceeded("harness timeout"),
+                    );
+                    c.update_errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
             let _ = notes.send(Note::BatchDone {
@@ -675,48 +702,8 @@ impl Agent {
                 sent,
                 outcomes,
             });
-            match result {
-                Ok(Ok(r)) => {
-                    // Deferred updates (their framework is behind) are flow control, not
-                    // errors: they go again at their retry.
-                    let (deferred, refused): (Vec<_>, Vec<_>) = r
-                        .into_inner()
-                        .refused
-                        .into_iter()
-                        .partition(|x| x.code == Code::Unavailable as i32);
-                    shared
-                        .counters
-                        .updates_deferred
-                        .fetch_add(deferred.len() as u64, Ordering::Relaxed);
-                    if let Some(first) = refused.first() {
-                        let s = tonic::Status::new(Code::from(first.code), first.message.clone());
-                        shared.note_error("status update", &s);
-                        shared
-                            .counters
-                            .update_errors
-                            .fetch_add(refused.len() as u64, Ordering::Relaxed);
-                    }
-                }
-                Ok(Err(s)) => {
-                    shared.note_error("status update", &s);
-                    shared
-                        .counters
-                        .update_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    if s.code() == Code::NotFound && s.message().contains("register again") {
-                        let _ = notes.send(Note::NotRegistered(session));
-                    }
-                }
-                Err(_) => {
-                    shared.note_error(
-                        "status update",
-                        &tonic::Status::deadline_exceeded("harness timeout"),
-                    );
-                    shared
-                        .counters
-                        .update_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+            if not_registered {
+                let _ = notes.send(Note::NotRegistered(session));
             }
         });
     }
