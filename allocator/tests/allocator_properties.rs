@@ -9,9 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use agora_master::allocator::{
-    Allocation, Allocator, AllocatorConfig, DrfAllocator, FrameworkSpec,
-};
+use agora_allocator::{Allocation, Allocator, AllocatorConfig, DrfAllocator, FrameworkSpec};
 use agora_resources::{Ranges, Resources};
 use proptest::prelude::*;
 
