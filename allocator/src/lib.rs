@@ -89,6 +89,37 @@ pub struct RoleShare {
     pub allocated: Resources,
 }
 
+/// A role's standing as the metrics show it: [`RoleShare`] with the scalar amounts only,
+/// cheap enough for every `/metrics` scrape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleGauge {
+    pub role: String,
+    pub weight: f64,
+    pub dominant_share: f64,
+    /// (name, thousandths) of every scalar kind allocated (offered or used) to the role's
+    /// own frameworks, by name; kinds with nothing allocated are left out.
+    pub allocated: Vec<(String, u64)>,
+}
+
+impl RoleGauge {
+    /// The gauge of a role share (what [`Allocator::role_gauges`] must equal).
+    pub fn of(share: RoleShare) -> RoleGauge {
+        let mut allocated = Vec::new();
+        for name in share.allocated.names() {
+            let t = share.allocated.scalar(name).thousandths();
+            if t > 0 {
+                allocated.push((name.to_string(), t));
+            }
+        }
+        RoleGauge {
+            role: share.role,
+            weight: share.weight,
+            dominant_share: share.dominant_share,
+            allocated,
+        }
+    }
+}
+
 /// A role's quota as set by the operator, with what the role consumes now.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct QuotaStatus {
@@ -381,6 +412,13 @@ pub trait Allocator: Send {
     fn allocate(&mut self, now: Millis) -> Vec<Allocation>;
 
     fn role_shares(&self) -> Vec<RoleShare>;
+
+    /// [`role_shares`](Allocator::role_shares) as the metrics show it (scalars only). A
+    /// policy overrides it when it can answer without walking every agent; the answer
+    /// must equal the default's.
+    fn role_gauges(&self) -> Vec<RoleGauge> {
+        self.role_shares().into_iter().map(RoleGauge::of).collect()
+    }
 
     /// Why `target` is or is not getting offers, as of `now`.
     fn explain(&self, target: &ExplainTarget, now: Millis) -> Result<Explanation, AllocatorError> {

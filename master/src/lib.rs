@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod state;
+pub mod tally;
 pub mod validate;
 
 /// The allocator lives in its own crate (`agora-allocator`, pure by its dependencies); the

@@ -44,7 +44,9 @@ impl DrfAllocator {
                 None => res.clone(),
             };
             agent.free = new_free;
-            agent.allocations.insert(m, slot);
+            if agent.allocations.insert(m, slot).is_none() {
+                self.count_alloc_agent(m, true);
+            }
         } else {
             let cur = agent.allocations.get(&m).ok_or_else(|| {
                 accounting(&agent.id, "nothing allocated to that framework and role")
@@ -54,12 +56,13 @@ impl DrfAllocator {
                 .free
                 .checked_add(res)
                 .map_err(|e| accounting(&agent.id, e))?;
+            agent.free = new_free;
             if rest.is_empty() {
                 agent.allocations.remove(&m);
+                self.count_alloc_agent(m, false);
             } else {
                 agent.allocations.insert(m, rest);
             }
-            agent.free = new_free;
         }
         self.book_amounts(m, res, take);
         Ok(())
@@ -83,9 +86,22 @@ impl DrfAllocator {
             },
             None => taken.clone(),
         };
-        agent.allocations.insert(m, slot);
+        if agent.allocations.insert(m, slot).is_none() {
+            self.count_alloc_agent(m, true);
+        }
         self.book_amounts(m, &taken, true);
         Ok(taken)
+    }
+
+    /// Member `m` gained (or lost) its allocation on one more agent.
+    fn count_alloc_agent(&mut self, m: u32, gained: bool) {
+        if let Some(mem) = self.member_mut(m) {
+            mem.alloc_agents = if gained {
+                mem.alloc_agents.saturating_add(1)
+            } else {
+                mem.alloc_agents.saturating_sub(1)
+            };
+        }
     }
 
     /// The vector side of a booking: member, role tree, cluster availability, quota.
@@ -135,6 +151,19 @@ impl DrfAllocator {
             cur = n.parent;
         }
         for e in res {
+            if let (Value::Scalar(s), true) = (&e.value, e.revocable) {
+                let k = self.kinds.intern(&e.name);
+                if let Some(mem) = self.members.get_mut(m as usize).and_then(Option::as_mut) {
+                    if mem.revocable.len() <= k {
+                        mem.revocable.resize(k + 1, 0);
+                    }
+                    mem.revocable[k] = if take {
+                        mem.revocable[k].saturating_add(s.thousandths())
+                    } else {
+                        mem.revocable[k].saturating_sub(s.thousandths())
+                    };
+                }
+            }
             if let (Value::Scalar(s), Some(r), false) = (&e.value, &e.reservation, e.revocable) {
                 let k = self.kinds.intern(&e.name);
                 let rn = self.tree.intern(&r.role);
@@ -317,6 +346,8 @@ impl DrfAllocator {
         let mut totals: Amounts = Vec::new();
         let mut available: Amounts = Vec::new();
         let mut member_alloc: BTreeMap<u32, Amounts> = BTreeMap::new();
+        // Per member: agents it holds something on, and its revocable scalars.
+        let mut member_agents: BTreeMap<u32, (u32, Amounts)> = BTreeMap::new();
         for agent in self.agents.iter().flatten() {
             kinds::add(
                 &mut available,
@@ -333,6 +364,18 @@ impl DrfAllocator {
                     .checked_add(r)
                     .map_err(|e| format!("agent {}: {e}", agent.id))?;
                 kinds::add(member_alloc.entry(*m).or_default(), &self.kinds.amounts(r));
+                let held = member_agents.entry(*m).or_default();
+                held.0 += 1;
+                for e in r {
+                    if let (Value::Scalar(s), true) = (&e.value, e.revocable)
+                        && let Some(k) = self.kinds.get(&e.name)
+                    {
+                        if held.1.len() <= k {
+                            held.1.resize(k + 1, 0);
+                        }
+                        held.1[k] = held.1[k].saturating_add(s.thousandths());
+                    }
+                }
             }
             if sum != agent.total {
                 return Err(format!(
@@ -364,6 +407,13 @@ impl DrfAllocator {
                 let want = member_alloc.remove(&(i as u32)).unwrap_or_default();
                 if trim(&want) != trim(&mem.alloc) {
                     return Err(format!("member {i} ({}) allocation drift", mem.role));
+                }
+                let (agents, revocable) = member_agents.remove(&(i as u32)).unwrap_or_default();
+                if agents != mem.alloc_agents || trim(&revocable) != trim(&mem.revocable) {
+                    return Err(format!(
+                        "member {i} ({}) agent count or revocable drift",
+                        mem.role
+                    ));
                 }
             }
         }

@@ -14,7 +14,7 @@ use crate::kinds::{self, Amounts};
 use crate::{
     Allocator, AllocatorError, DemandExplain, EXPLAIN_LIST_MAX, ExplainTarget, Explanation,
     FilterInfo, FrameworkExplain, FrameworkRoleExplain, HoldInfo, Millis, QuotaExplain,
-    RoleExplain, RoleShare,
+    RoleExplain, RoleGauge, RoleShare,
 };
 
 impl DrfAllocator {
@@ -322,5 +322,50 @@ impl DrfAllocator {
                 })
             }
         }
+    }
+
+    /// `Allocator::role_gauges`: the role shares from the members' amounts, without
+    /// walking the agents (`O(members + roles)`; a metrics scrape calls it).
+    pub(super) fn gauges_by_role(&self) -> Vec<RoleGauge> {
+        // Per role: (non-revocable, revocable) scalars of its members with an allocation.
+        let mut by_role: BTreeMap<&str, (Amounts, Amounts)> = BTreeMap::new();
+        for mem in self.members.iter().flatten() {
+            if mem.alloc_agents > 0 {
+                let slot = by_role.entry(mem.role.as_str()).or_default();
+                kinds::add(&mut slot.0, &mem.alloc);
+                kinds::add(&mut slot.1, &mem.revocable);
+            }
+        }
+        let mut roles: BTreeSet<&str> = self
+            .tree
+            .nodes
+            .iter()
+            .filter(|n| n.weight_set)
+            .map(|n| n.name.as_str())
+            .collect();
+        for fw in self.frameworks.iter().flatten() {
+            roles.extend(fw.spec.roles.iter().map(String::as_str));
+        }
+        roles.extend(by_role.keys().copied());
+        let empty = (Amounts::new(), Amounts::new());
+        roles
+            .into_iter()
+            .map(|role| {
+                let (held, revocable) = by_role.get(role).unwrap_or(&empty);
+                let mut allocated: Vec<(String, u64)> = (0..self.kinds.len())
+                    .filter_map(|k| {
+                        let t = kinds::at(held, k).saturating_add(kinds::at(revocable, k));
+                        (t > 0).then(|| (self.kinds.name(k).to_string(), t))
+                    })
+                    .collect();
+                allocated.sort();
+                RoleGauge {
+                    role: role.to_string(),
+                    weight: self.weight(role),
+                    dominant_share: kinds::dominant_share(&self.kinds, held, &self.totals),
+                    allocated,
+                }
+            })
+            .collect()
     }
 }

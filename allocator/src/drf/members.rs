@@ -145,6 +145,8 @@ impl DrfAllocator {
             role: role.to_string(),
             node,
             alloc: Vec::new(),
+            revocable: Vec::new(),
+            alloc_agents: 0,
             subscribed,
             suppressed: false,
             listed: None,

@@ -100,7 +100,7 @@ use crate::kinds::{Amounts, Kinds};
 use crate::tree::{Key, Tree};
 use crate::{
     Allocation, Allocator, AllocatorConfig, AllocatorError, ExplainTarget, Explanation,
-    FrameworkSpec, Millis, QuotaStatus, RoleShare,
+    FrameworkSpec, Millis, QuotaStatus, RoleGauge, RoleShare,
 };
 use filters::Filter;
 use holds::Hold;
@@ -143,6 +143,10 @@ struct Member {
     role: String,
     node: u32,
     alloc: Amounts,
+    /// Revocable scalars allocated (`alloc` counts non-revocable ones only).
+    revocable: Amounts,
+    /// Agents on which the member has an allocation (of any resource).
+    alloc_agents: u32,
     subscribed: bool,
     suppressed: bool,
     listed: Option<Key>,
@@ -466,6 +470,10 @@ impl Allocator for DrfAllocator {
 
     fn role_shares(&self) -> Vec<RoleShare> {
         self.shares_by_role()
+    }
+
+    fn role_gauges(&self) -> Vec<RoleGauge> {
+        self.gauges_by_role()
     }
 
     fn explain(&self, target: &ExplainTarget, now: Millis) -> Result<Explanation, AllocatorError> {
