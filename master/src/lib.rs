@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 pub mod registry;
 pub mod server;
+pub mod service;
 pub mod state;
 pub mod validate;
 
