@@ -16,6 +16,7 @@ pub mod http;
 pub mod metrics;
 pub mod registry;
 pub mod server;
+pub mod service;
 pub mod state;
 pub mod tally;
 pub mod validate;

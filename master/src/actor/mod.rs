@@ -11,6 +11,7 @@ mod events;
 mod frameworks;
 mod maintenance;
 mod operations;
+pub mod queries;
 #[cfg(test)]
 mod queue_tests;
 #[cfg(test)]
@@ -42,6 +43,7 @@ use crate::state::stored::{
 };
 
 pub use operations::OpKind;
+pub use queries::Query;
 pub use snapshot::MetricsSnapshot;
 
 /// Capacity of the actor's command queue; senders wait when it is full (backpressure).
@@ -208,6 +210,8 @@ pub enum Command {
         resources: Vec<v1::Resource>,
         reply: Reply<()>,
     },
+    /// A narrow read (one framework, one agent, roles, tasks by filter): `queries.rs`.
+    Query(Query),
 }
 
 #[derive(Debug)]
@@ -705,6 +709,7 @@ impl Master {
             Command::State { reply } => {
                 let _ = reply.send(self.cluster_state());
             }
+            Command::Query(query) => self.answer(query),
             Command::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
             }

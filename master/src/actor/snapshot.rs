@@ -183,7 +183,7 @@ pub struct MetricsSnapshot {
     pub gauges: Gauges,
 }
 
-fn task_record(t: &TaskEntry) -> v1::TaskRecord {
+pub(super) fn task_record(t: &TaskEntry) -> v1::TaskRecord {
     let full = |s: &StoredStatus| s.to_status(&t.info.task_id, &t.framework_id, &t.agent_id);
     v1::TaskRecord {
         task: Some(t.info.to_proto()),
