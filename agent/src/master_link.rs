@@ -31,8 +31,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 pub(crate) type AuthChannel = InterceptedService<Channel, AuthInterceptor>;
 use tonic::{Code, Streaming};
 
-use crate::agent::MasterAddr;
 use crate::backoff::Backoff;
+use crate::master_addr::MasterAddr;
 use crate::state::AgentState;
 use crate::status_update::{StatusSink, StatusUpdates};
 use crate::task::TaskKey;
