@@ -1,5 +1,5 @@
-//! `agora local`: a whole cluster on this machine — one `agora-master` and N `agora-agent`
-//! child processes — supervised until Ctrl-C/SIGTERM or until a child dies.
+//! `agora local`: a whole cluster on this machine — one `agora-master`, N `agora-agent`
+//! and (when built) one `agora-services` child processes — supervised until Ctrl-C/SIGTERM or until a child dies.
 //!
 //! Owns the child processes it starts and nothing else: it signals only the pids it
 //! spawned (agents first, then the master; SIGTERM, then SIGKILL after a grace period).
@@ -24,6 +24,8 @@ use crate::args::LocalArgs;
 
 pub const MASTER_BIN: &str = "agora-master";
 pub const AGENT_BIN: &str = "agora-agent";
+/// The services framework (Marathon-compatible API); started when it is found.
+pub const SERVICES_BIN: &str = "agora-services";
 /// How long the master may take to accept connections.
 pub const MASTER_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a child may take to exit after SIGTERM before it gets SIGKILL.
@@ -93,6 +95,26 @@ pub fn agent_args(k: u32, master: &str, data_dir: &Path, resources: Option<&str>
         args.push(r.into());
     }
     args
+}
+
+/// Arguments of the services daemon: the master, its API address, its state directory.
+pub fn services_args(master: &str, api: &str, data_dir: &Path) -> Vec<OsString> {
+    vec![
+        "--master".into(),
+        master.into(),
+        "--listen".into(),
+        api.into(),
+        "--data-dir".into(),
+        data_dir.join("services").into(),
+    ]
+}
+
+/// A loopback address with a port free right now, for the services API.
+fn free_loopback_address() -> anyhow::Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(l.local_addr()
+        .context("cannot read the free port")?
+        .to_string())
 }
 
 /// A started child and what to say about it.
@@ -325,6 +347,37 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
                 }
             }
             print_banner(&listen, &data_dir, &master[0], &agents);
+            // The services framework is optional: a build without it still gives a cluster.
+            let exe_dir = std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(Path::to_path_buf));
+            let path = std::env::var_os("PATH");
+            match find_binary(SERVICES_BIN, exe_dir.as_deref(), path.as_deref()) {
+                Some(bin) => {
+                    let api = free_loopback_address()?;
+                    let p = Proc::spawn(
+                        "services".into(),
+                        &bin,
+                        &services_args(&listen, &api, &data_dir),
+                        data_dir.join("services.log"),
+                    )?;
+                    println!(
+                        "  services  Marathon API http://{api}/v2/apps   log {}",
+                        p.log.display()
+                    );
+                    println!(
+                        "try: curl -X POST http://{api}/v2/apps -H 'Content-Type: application/json' \\"
+                    );
+                    println!(
+                        "       -d '{{\"id\": \"/hello\", \"cmd\": \"sleep 1000\", \"instances\": 2, \"cpus\": 0.1, \"mem\": 32}}'"
+                    );
+                    // Stopped first: it is a framework of this cluster.
+                    agents.insert(0, p);
+                }
+                None => println!(
+                    "(agora-services not found: build it with `cargo build -p agora-services`)"
+                ),
+            }
             supervise(&mut master, &mut agents, &mut sigint, &mut sigterm).await
         }
     };
@@ -456,6 +509,23 @@ mod tests {
         assert_eq!(
             &with[6..],
             &["--resources".into(), OsString::from("cpus:2;mem:512")]
+        );
+    }
+
+    #[test]
+    fn services_arguments() {
+        assert_eq!(
+            services_args("127.0.0.1:5050", "127.0.0.1:8080", Path::new("/tmp/x")),
+            [
+                "--master",
+                "127.0.0.1:5050",
+                "--listen",
+                "127.0.0.1:8080",
+                "--data-dir",
+                "/tmp/x/services"
+            ]
+            .map(OsString::from)
+            .to_vec()
         );
     }
 
