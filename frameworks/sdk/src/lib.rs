@@ -11,6 +11,11 @@
 //!   and `stop`.
 //! - [`task`]: building `TaskInfo`s from a shell string or an argv plus resources.
 //! - [`offer`]: reading offers and taking task shapes out of them.
+//! - [`placement`]: ports out of offers (`PORT0`..), an offer's hostname and attributes,
+//!   and Marathon-style attribute constraints (UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE,
+//!   MAX_PER, IS).
+//! - [`failover`]: persist and reuse the framework id ([`FrameworkIdStore`]) and reconcile
+//!   after every (re-)subscription ([`run_failover`]).
 //! - [`connect`]: secured masters: [`DriverConfig::credential`] is sent on every call
 //!   (`authorization: Basic ...`), [`DriverConfig::tls`] verifies `https://` masters (and
 //!   presents a client certificate for mutual TLS).
@@ -68,7 +73,9 @@
 pub mod connect;
 mod driver;
 mod error;
+pub mod failover;
 pub mod offer;
+pub mod placement;
 mod scheduler;
 mod session;
 pub mod task;
@@ -78,6 +85,7 @@ pub use driver::{
     AcceptItem, Driver, DriverConfig, Finished, MAX_ACCEPTS_PER_CALL, StopReason, run,
 };
 pub use error::SdkError;
+pub use failover::{FileIdStore, FrameworkIdStore, Reconciling, run_failover};
 pub use offer::{cpus_mem, fits, offer_resources, pick, take, take_many};
 pub use scheduler::{Scheduler, Subscribed};
 
