@@ -85,6 +85,14 @@ impl Master {
                     offered = offered.checked_add(&o.resources).unwrap_or(offered);
                 }
             }
+            for (f, e) in &a.executors {
+                if let Some(x) = self
+                    .executors
+                    .get(&(agent_id.to_string(), f.clone(), e.clone()))
+                {
+                    used = used.checked_add(&x.resources).unwrap_or(used);
+                }
+            }
         }
         (used, offered)
     }
@@ -111,18 +119,9 @@ impl Master {
         }
     }
 
-    /// `agent_status_name` for an entry in hand (no second lookup; the maintenance sets
-    /// are usually empty and then not hashed into).
-    fn agent_status_name_of(&self, id: &str, a: &super::AgentEntry) -> &'static str {
-        if a.status == crate::state::agent::AgentStatus::Removed {
-            a.status.name()
-        } else if !self.draining.is_empty() && self.draining.contains_key(id) {
-            "draining"
-        } else if !self.deactivated.is_empty() && self.deactivated.contains(id) {
-            "deactivated"
-        } else {
-            a.status.name()
-        }
+    /// `agent_status_name` for an entry in hand (no second lookup).
+    fn agent_status_name_of(&self, _id: &str, a: &super::AgentEntry) -> &'static str {
+        a.status.name()
     }
 
     pub(super) fn framework_state(&self, id: &str) -> Option<v1::FrameworkState> {
@@ -176,8 +175,9 @@ impl Master {
 
         let mut frameworks: Vec<v1::FrameworkState> = self
             .frameworks
-            .keys()
-            .filter_map(|id| self.framework_state(id))
+            .iter()
+            .filter(|(_, f)| !f.status.is_retired())
+            .filter_map(|(id, _)| self.framework_state(id))
             .collect();
         frameworks.sort_by(|a, b| {
             a.info
@@ -220,7 +220,11 @@ impl Master {
 
     pub(super) fn roles(&self) -> Vec<v1::RoleState> {
         let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (id, f) in &self.frameworks {
+        for (id, f) in self
+            .frameworks
+            .iter()
+            .filter(|(_, f)| !f.status.is_retired())
+        {
             for r in &f.info.roles {
                 by_role.entry(r.clone()).or_default().push(id.clone());
             }
@@ -263,10 +267,7 @@ impl Master {
         let total = scalar_totals(
             self.agents
                 .iter()
-                .filter(|(id, a)| {
-                    a.status.is_schedulable()
-                        && (self.deactivated.is_empty() || !self.deactivated.contains(*id))
-                })
+                .filter(|(_, a)| a.status.is_schedulable())
                 .map(|(_, a)| &a.total),
         );
         let used = stored_scalar_totals(

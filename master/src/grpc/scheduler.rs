@@ -10,7 +10,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use super::ClosingStream;
-use crate::actor::{CallReply, Command, MasterHandle, SchedulerCall};
+use crate::actor::{Command, MasterHandle, SchedulerCall};
 use crate::auth::{Caller, Gate};
 
 pub struct SchedulerService {
@@ -34,7 +34,7 @@ impl SchedulerService {
         self.done(call).await
     }
 
-    async fn call(&self, call: SchedulerCall) -> Result<CallReply, Status> {
+    async fn call(&self, call: SchedulerCall) -> Result<(), Status> {
         self.handle
             .ask(|reply| Command::Scheduler { call, reply })
             .await?
@@ -93,10 +93,12 @@ impl Scheduler for SchedulerService {
         let caller = Caller::of(&r);
         let r = r.into_inner();
         self.gate.check_accept(&caller, &r)?;
-        match self.call(SchedulerCall::Accept(Box::new(r))).await? {
-            CallReply::Accepted(resp) => Ok(Response::new(resp)),
-            _ => Ok(Response::new(v1::AcceptResponse::default())),
-        }
+        let request = Box::new(r);
+        let resp = self
+            .handle
+            .ask(|reply| Command::Accept { request, reply })
+            .await??;
+        Ok(Response::new(resp))
     }
 
     async fn accept_batch(
@@ -124,10 +126,11 @@ impl Scheduler for SchedulerService {
             }
         }
         let mut responses = vec![v1::AcceptResponse::default(); n];
-        if !items.is_empty()
-            && let CallReply::Accepts(results) =
-                self.call(SchedulerCall::AcceptBatch(items)).await?
-        {
+        if !items.is_empty() {
+            let results = self
+                .handle
+                .ask(|reply| Command::AcceptBatch { items, reply })
+                .await??;
             for (i, result) in results {
                 match result {
                     Ok(resp) => {
@@ -212,10 +215,11 @@ impl Scheduler for SchedulerService {
             &mut r.acks,
             |a| &mut a.framework_id,
         )?;
-        match self.call(SchedulerCall::AcknowledgeBatch(r)).await? {
-            CallReply::Batch(refused) => Ok(Response::new(v1::BatchResponse { refused })),
-            _ => Ok(Response::new(v1::BatchResponse::default())),
-        }
+        let refused = self
+            .handle
+            .ask(|reply| Command::AcknowledgeBatch { request: r, reply })
+            .await??;
+        Ok(Response::new(v1::BatchResponse { refused }))
     }
 
     async fn reconcile(
