@@ -283,7 +283,7 @@ async fn framework_failover_within_timeout_loses_nothing_and_expiry_kills() {
     assert_code(
         r.map(|_| ()),
         tonic::Code::FailedPrecondition,
-        "was torn down",
+        "did not re-subscribe within its failover timeout",
     );
 }
 
