@@ -346,4 +346,27 @@ mod tests {
         assert!(s.removed_agents.contains("a1") && s.admitted_agents.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A write that fails (here: the log is /dev/full, which refuses every write with
+    /// ENOSPC and cannot be cut back) is an error naming the log; a log that cannot be
+    /// cut back refuses every later append instead of writing after an unknown tail.
+    #[tokio::test]
+    async fn a_failed_write_is_an_error_and_an_uncut_log_refuses_later_writes() {
+        if !Path::new("/dev/full").exists() {
+            panic!("/dev/full is needed for this test");
+        }
+        let dir = tmp();
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::os::unix::fs::symlink("/dev/full", dir.join("registry.log")).expect("symlink");
+        let r = FileRegistry::new(&dir);
+        let op = || vec![RegistryOp::RemoveAgent { id: "a".into() }];
+        let err = r.append(op()).await.expect_err("disk full");
+        assert!(err.to_string().contains("registry.log"), "{err}");
+        let err = r.append(op()).await.expect_err("log tail unknown");
+        assert!(
+            matches!(err, RegistryError::Unavailable(ref m) if m.contains("could not be cut off")),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -225,7 +225,17 @@ mod tests {
             weight: 2.5,
         });
         s.apply(&RegistryOp::TearDownFramework { id: "f".into() });
+        s.apply(&RegistryOp::AdmitAgent {
+            id: "a".into(),
+            hostname: "h".into(),
+        });
+        s.apply(&RegistryOp::AdmitAgent {
+            id: "b".into(),
+            hostname: "h".into(),
+        });
+        assert_eq!(s.admitted_agents.len(), 2);
         s.apply(&RegistryOp::RemoveAgent { id: "a".into() });
+        assert_eq!(s.admitted_agents.keys().collect::<Vec<_>>(), ["b"]);
         assert!(s.frameworks.is_empty());
         assert!(s.torn_down.contains("f"));
         assert!(s.removed_agents.contains("a"));
