@@ -72,7 +72,10 @@ impl Service {
         caller: &Caller,
         request: v1::SubscribeRequest,
     ) -> Result<Subscription> {
-        let info = request.framework.clone().unwrap_or_default();
+        let info = request
+            .framework
+            .clone()
+            .ok_or_else(|| Error::invalid("subscribe needs a framework"))?;
         validate::framework_info(&mut info.clone())?;
         self.gate.check_subscribe(caller, &info)?;
         let sub = self
@@ -221,7 +224,10 @@ impl Service {
         caller: &Caller,
         r: v1::UpdateFrameworkRequest,
     ) -> Result<()> {
-        let info = r.framework.clone().unwrap_or_default();
+        let info = r
+            .framework
+            .clone()
+            .ok_or_else(|| Error::invalid("update needs a framework"))?;
         validate::framework_info(&mut info.clone())?;
         self.gate.check_subscribe(caller, &info)?;
         self.gate.check_owner(caller, &info.id)?;
