@@ -2,13 +2,20 @@
 //!
 //! - [`Scheduler`]: the callbacks a framework implements (generic async, no `dyn`).
 //! - [`Driver`] / [`run`]: subscribes to the first reachable master of a list, dispatches
-//!   events in order, acknowledges status updates after their callback, reconnects with
+//!   events in order, acknowledges status updates after their callback (a burst of them
+//!   in one `AcknowledgeBatch` call), reconnects with
 //!   bounded exponential backoff and re-subscribes as the same framework. The `Driver`
-//!   handle (cheap to clone) makes every scheduler call: accept/launch, decline, revive,
+//!   handle (cheap to clone) makes every scheduler call: accept/launch (`accept_batch` for
+//!   many agents at once), decline, revive,
 //!   suppress, kill, shutdown, acknowledge, reconcile, message, update_framework, teardown,
 //!   and `stop`.
 //! - [`task`]: building `TaskInfo`s from a shell string or an argv plus resources.
 //! - [`offer`]: reading offers and taking task shapes out of them.
+//! - [`placement`]: ports out of offers (`PORT0`..), an offer's hostname and attributes,
+//!   and Marathon-style attribute constraints (UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE,
+//!   MAX_PER, IS).
+//! - [`failover`]: persist and reuse the framework id ([`FrameworkIdStore`]) and reconcile
+//!   after every (re-)subscription ([`run_failover`]).
 //! - [`connect`]: secured masters: [`DriverConfig::credential`] is sent on every call
 //!   (`authorization: Basic ...`), [`DriverConfig::tls`] verifies `https://` masters (and
 //!   presents a client certificate for mutual TLS).
@@ -66,14 +73,19 @@
 pub mod connect;
 mod driver;
 mod error;
+pub mod failover;
 pub mod offer;
+pub mod placement;
 mod scheduler;
 mod session;
 pub mod task;
 
 pub use connect::{Credential, TlsOptions};
-pub use driver::{Driver, DriverConfig, Finished, StopReason, run};
+pub use driver::{
+    AcceptItem, Driver, DriverConfig, Finished, MAX_ACCEPTS_PER_CALL, StopReason, run,
+};
 pub use error::SdkError;
+pub use failover::{FileIdStore, FrameworkIdStore, Reconciling, run_failover};
 pub use offer::{cpus_mem, fits, offer_resources, pick, take, take_many};
 pub use scheduler::{Scheduler, Subscribed};
 

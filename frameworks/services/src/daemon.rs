@@ -1,0 +1,163 @@
+//! The daemon's wiring: open the durable state, rebuild the core from it, start the
+//! service actor and the HTTP API, then run the SDK driver with framework-id failover
+//! (the id lives in the same store) until SIGINT/SIGTERM.
+//!
+//! A thin edge: it must never make scheduling decisions. The bridge below only forwards
+//! the driver's callbacks to the actor and waits for it, so a status update is
+//! acknowledged only after the actor persisted its effect.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agora_sdk::proto::{FrameworkCapability, FrameworkInfo, Offer, TaskStatus};
+use agora_sdk::{Credential, Driver, DriverConfig, Reconciling, Scheduler, Subscribed, TlsOptions};
+use anyhow::Context;
+
+use crate::api::{ApiConfig, router};
+use crate::core::Core;
+use crate::service::Service;
+use crate::state::ServicesState;
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Master addresses.
+    pub masters: Vec<String>,
+    /// Where the API listens (port 0: any free port; the address is printed).
+    pub listen: SocketAddr,
+    /// Where the durable state lives.
+    pub data_dir: PathBuf,
+    /// The role the framework subscribes with (apps run in it).
+    pub role: String,
+    /// The framework name.
+    pub name: String,
+    /// How long the master keeps the framework's tasks after losing the daemon.
+    pub failover_timeout_seconds: f64,
+    /// Credential for secured masters.
+    pub credential: Option<Credential>,
+    /// TLS for `https://` masters.
+    pub tls: Option<TlsOptions>,
+}
+
+/// Forwards the driver's callbacks to the service actor.
+struct Bridge {
+    service: Service,
+}
+
+impl Scheduler for Bridge {
+    async fn subscribed(&mut self, driver: &Driver, info: Subscribed) {
+        tracing::info!(
+            framework = %info.framework_id,
+            master = %info.master_address,
+            resubscribed = info.resubscribed,
+            "subscribed"
+        );
+        if self.service.subscribed().await.is_err() {
+            driver.stop();
+        }
+    }
+
+    async fn offers(&mut self, driver: &Driver, offers: Vec<Offer>) {
+        if self.service.offers(offers).await.is_err() {
+            driver.stop();
+        }
+    }
+
+    async fn status_update(&mut self, driver: &Driver, status: TaskStatus) {
+        if self.service.status(status).await.is_err() {
+            // Not acknowledged in effect: the agent re-sends it to the next run.
+            driver.stop();
+        }
+    }
+
+    async fn disconnected(&mut self, _driver: &Driver) {
+        self.service.disconnected().await;
+    }
+}
+
+impl Reconciling for Bridge {
+    async fn known_tasks(&mut self) -> Vec<(String, String)> {
+        self.service.known_tasks().await.unwrap_or_default()
+    }
+}
+
+/// Run until a signal or a fatal driver error.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let state = ServicesState::open(&config.data_dir)
+        .with_context(|| format!("opening the state in {}", config.data_dir.display()))?;
+    let loaded = state.load().context("loading the state")?;
+    tracing::info!(
+        apps = loaded.apps.len(),
+        instances = loaded.instances.len(),
+        deployments = loaded.deployments.len(),
+        "state loaded"
+    );
+    let core = Core::recover(
+        config.role.clone(),
+        loaded.apps,
+        loaded.instances,
+        loaded.deployments,
+    );
+    let mut driver_config = DriverConfig::new(config.masters.clone());
+    driver_config.credential = config.credential.clone();
+    driver_config.tls = config.tls.clone();
+    let driver = Driver::new(driver_config);
+    let service = Service::start(core, state.clone(), driver.clone());
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr().context("listener address")?;
+    let api = router(
+        service.clone(),
+        ApiConfig {
+            name: config.name.clone(),
+            masters: config.masters.clone(),
+            http_address: address.to_string(),
+            role: config.role.clone(),
+        },
+        driver.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, api).await {
+            tracing::error!(error = %e, "the HTTP API stopped");
+        }
+    });
+    println!("agora-services API listening on http://{address}");
+
+    let framework = FrameworkInfo {
+        name: config.name.clone(),
+        roles: vec![config.role.clone()],
+        failover_timeout_seconds: config.failover_timeout_seconds,
+        checkpoint: true,
+        webui_url: format!("http://{address}"),
+        capabilities: vec![
+            FrameworkCapability::PartitionAware as i32,
+            FrameworkCapability::TaskKillingState as i32,
+        ],
+        ..Default::default()
+    };
+    let stopper = driver.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping (the framework stays registered; its tasks keep running)");
+        stopper.stop();
+    });
+    let finished = agora_sdk::run_failover(driver, framework, Arc::new(state), Bridge { service })
+        .await
+        .context("the scheduler driver failed")?;
+    tracing::info!(reason = ?finished.reason, "driver stopped");
+    Ok(())
+}

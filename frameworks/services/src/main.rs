@@ -1,0 +1,90 @@
+//! `agora-services`: the daemon. See the crate documentation and docs/services.md.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Marathon-compatible long-running services on an Agora cluster")]
+struct Args {
+    /// Master address(es), comma separated.
+    #[arg(long, default_value = "127.0.0.1:5050", value_delimiter = ',')]
+    master: Vec<String>,
+    /// Address of the REST API (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the durable state (apps, versions, deployments, instances, framework id).
+    #[arg(long, default_value = "./agora-services-data")]
+    data_dir: PathBuf,
+    /// Role the framework subscribes with; apps run in it.
+    #[arg(long, default_value = "*")]
+    role: String,
+    /// Framework name.
+    #[arg(long, default_value = "agora-services")]
+    name: String,
+    /// Seconds the master keeps the framework's tasks running without the daemon.
+    #[arg(long, default_value_t = 7.0 * 86_400.0)]
+    failover_timeout: f64,
+    /// Principal for secured masters (with --secret-file).
+    #[arg(long, requires = "secret_file")]
+    principal: Option<String>,
+    /// File holding the principal's secret.
+    #[arg(long, requires = "principal")]
+    secret_file: Option<PathBuf>,
+    /// CA certificate (PEM) to verify `https://` masters.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for masters requiring one (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agora-services: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let credential = match (&args.principal, &args.secret_file) {
+        (Some(p), Some(f)) => Some(agora_sdk::connect::credential_from_file(p, f)?),
+        _ => None,
+    };
+    let tls = match &args.tls_ca {
+        Some(ca) => Some(agora_sdk::TlsOptions::from_files(
+            ca,
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+        )?),
+        None => None,
+    };
+    agora_services::daemon::run(agora_services::daemon::Config {
+        masters: args.master,
+        listen: args.listen,
+        data_dir: args.data_dir,
+        role: args.role,
+        name: args.name,
+        failover_timeout_seconds: args.failover_timeout,
+        credential,
+        tls,
+    })
+    .await
+}
