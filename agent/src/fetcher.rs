@@ -742,6 +742,30 @@ mod tests {
     }
 
     #[test]
+    fn hosts_ports_and_allowed_directories() {
+        let h = |a: &str, p| host_and_addr(a, p);
+        assert_eq!(
+            h("example.org", 443),
+            ("example.org".into(), "example.org:443".into())
+        );
+        assert_eq!(
+            h("127.0.0.1:8080", 80),
+            ("127.0.0.1".into(), "127.0.0.1:8080".into())
+        );
+        assert_eq!(h("[::1]:8443", 443), ("::1".into(), "[::1]:8443".into()));
+        assert_eq!(h("[::1]", 443), ("::1".into(), "[::1]:443".into()));
+        let allowed = vec![PathBuf::from("/srv/pkgs")];
+        assert!(under_allowed(&allowed, Path::new("/srv/pkgs/a.tgz")));
+        assert!(under_allowed(&allowed, Path::new("/srv/pkgs/sub/b")));
+        // Component-wise: a sibling sharing the prefix is outside.
+        assert!(!under_allowed(&allowed, Path::new("/srv/pkgs-evil/a")));
+        assert!(!under_allowed(&[], Path::new("/srv/pkgs/a")));
+        assert_eq!(local_path("file:///a/b"), Some("/a/b"));
+        assert_eq!(local_path("/a/b"), Some("/a/b"));
+        assert_eq!(local_path("http://h/a"), None);
+    }
+
+    #[test]
     fn uri_validation() {
         let u = FetchUri::from_proto(&uri("http://h:8/a/b/tool.tgz?x=1", "")).expect("ok");
         assert_eq!(u.output_file, "tool.tgz");

@@ -848,11 +848,11 @@ async fn executor_api_refuses_bad_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn executor_survives_agent_kill9_and_no_update_is_lost() {
-    if !nix_root() {
-        eprintln!("skipped: re-attaching to an executor needs Linux containers (root)");
-        return;
-    }
+async fn needs_root_executor_survives_agent_kill9_and_no_update_is_lost() {
+    assert!(
+        nix_root(),
+        "re-attaching to an executor with Linux containers needs root"
+    );
     let mut cluster = Cluster::start(0);
     cluster.add_agent_with(0, &["--isolation", "linux"]);
     cluster.wait_agents(1);
@@ -913,11 +913,11 @@ fn nix_root() -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn executor_that_ends_while_the_agent_is_down_fails_its_tasks() {
-    if !nix_root() {
-        eprintln!("skipped: re-attaching to an executor needs Linux containers (root)");
-        return;
-    }
+async fn needs_root_executor_that_ends_while_the_agent_is_down_fails_its_tasks() {
+    assert!(
+        nix_root(),
+        "re-attaching to an executor with Linux containers needs root"
+    );
     let mut cluster = Cluster::start(0);
     cluster.add_agent_with(0, &["--isolation", "linux"]);
     cluster.wait_agents(1);
@@ -997,18 +997,23 @@ async fn custom_executor_and_group_with_process_isolation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn process_isolation_restart_fails_executor_tasks_and_leaves_no_process() {
+async fn process_isolation_restart_reattaches_the_executor() {
+    // Issue 17: with --isolation process a restarted agent re-attaches to its executors'
+    // processes (checkpointed pid and start time) instead of failing tasks that still run.
     let mut cluster = Cluster::start(0);
     cluster.add_agent_with(0, &["--isolation", "process"]);
     cluster.wait_agents(1);
     let mut fw = Framework::subscribe(cluster.addr, "e2e-executor-process-restart").await;
     let offer = fw.wait_offers(1).await.remove(0);
+    let agent_id = offer.agent_id.clone();
     let ex = example_executor("orphan", "cpus:0.1;mem:32");
-    let pid_file = cluster.dir.0.join("orphan-task.pid");
-    let script = format!("echo $$ > {}; exec sleep 300", pid_file.display());
     fw.accept(
         vec![offer.id],
-        vec![launch(vec![executor_task("o1", &ex, &script)])],
+        vec![launch(vec![executor_task(
+            "o1",
+            &ex,
+            "echo $$; exec sleep 300",
+        )])],
         Some(60.0),
     )
     .await
@@ -1018,10 +1023,18 @@ async fn process_isolation_restart_fails_executor_tasks_and_leaves_no_process() 
             .is_some_and(|x| state_of(x) == TaskState::Running)
     })
     .await;
-    let pid: u32 = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .expect("the task wrote its pid");
+    let stdout = sandbox_file(&cluster, 0, &fw.id, "orphan", "o1");
+    let deadline = Instant::now() + WAIT;
+    let pid: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&stdout)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the task never wrote its pid");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let alive = |pid: u32| {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
             !s.rsplit_once(')')
@@ -1031,22 +1044,40 @@ async fn process_isolation_restart_fails_executor_tasks_and_leaves_no_process() 
     assert!(alive(pid));
     cluster.agents[0].kill9();
     cluster.add_agent_with(0, &["--isolation", "process"]);
-    // Plain processes cannot be re-attached: the task fails...
-    fw.wait_for("o1 FAILED", |s| {
+    // The executor re-subscribes to the restarted agent; its task keeps running and is
+    // never reported ended.
+    let deadline = Instant::now() + WAIT;
+    while !cluster.agents[1].log_text().contains("resubscribed=true") {
+        assert!(
+            Instant::now() < deadline,
+            "the executor never re-subscribed"
+        );
+        fw.pump(Duration::from_millis(100)).await;
+    }
+    assert!(alive(pid));
+    assert_eq!(state_of(&fw.statuses["o1"]), TaskState::Running);
+    // It can still be killed, and its process goes.
+    fw.client
+        .kill(v1::KillRequest {
+            framework_id: fw.id.clone(),
+            task_id: "o1".into(),
+            agent_id,
+            kill_policy: Some(v1::KillPolicy {
+                grace_period_seconds: 1.0,
+            }),
+        })
+        .await
+        .expect("kill");
+    fw.wait_for("o1 KILLED", |s| {
         s.get("o1")
-            .is_some_and(|x| state_of(x) == TaskState::Failed)
+            .is_some_and(|x| state_of(x) == TaskState::Killed)
     })
     .await;
-    assert_eq!(
-        fw.statuses["o1"].reason,
-        v1::StatusReason::ExecutorTerminated as i32
-    );
-    // ... and the orphaned executor, refused by the new agent, takes its task with it.
     let deadline = Instant::now() + WAIT;
     while alive(pid) {
         assert!(
             Instant::now() < deadline,
-            "task process {pid} outlived its executor"
+            "task process {pid} outlived its kill"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

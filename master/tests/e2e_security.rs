@@ -1198,6 +1198,8 @@ async fn agent_sandbox_endpoints_need_credentials_and_access_sandbox() {
             &acls,
             "--isolation",
             "process",
+            // The task runs as this test's user, root on CI: the operator must allow it.
+            "--allow-root-tasks",
         ],
     );
     c.wait_agents(1);
