@@ -5,10 +5,8 @@
 //! Owns the agent's configuration ([`AgentConfig`]) and nothing mutable: all run-time state
 //! lives in the actors. It must never touch tasks or the network directly.
 
-use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,96 +25,7 @@ use crate::state::{AgentState, ExecutorSupport, Persistence};
 use crate::status_update::{StatusUpdates, UpdateConfig, UpdateQueues, new_status};
 use crate::task::{KillCause, MAX_GRACE};
 
-/// A master's `HOST:PORT` (an `http://` prefix is accepted and dropped; `https://` means
-/// the master serves TLS).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct MasterAddr {
-    authority: String,
-    tls: bool,
-}
-
-/// A `HOST:PORT` that does not parse.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid address {input:?}: {reason}")]
-pub struct AddrError {
-    /// The text given.
-    pub input: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-impl MasterAddr {
-    /// The gRPC endpoint URI, `http://HOST:PORT` (or `https://` for a TLS master).
-    pub fn uri(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.authority)
-    }
-
-    /// Whether the master was given as `https://`.
-    pub fn is_tls(&self) -> bool {
-        self.tls
-    }
-
-    /// `HOST:PORT`.
-    pub fn authority(&self) -> &str {
-        &self.authority
-    }
-}
-
-impl fmt::Display for MasterAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.tls {
-            f.write_str("https://")?;
-        }
-        f.write_str(&self.authority)
-    }
-}
-
-impl FromStr for MasterAddr {
-    type Err = AddrError;
-
-    fn from_str(s: &str) -> Result<MasterAddr, AddrError> {
-        let err = |reason: &str| AddrError {
-            input: s.to_string(),
-            reason: reason.to_string(),
-        };
-        let trimmed = s.trim();
-        let (tls, bare) = match trimmed.strip_prefix("https://") {
-            Some(rest) => (true, rest),
-            None => (false, trimmed.strip_prefix("http://").unwrap_or(trimmed)),
-        };
-        let bare = bare.strip_suffix('/').unwrap_or(bare);
-        if bare.is_empty() {
-            return Err(err("empty"));
-        }
-        if bare.contains("://") {
-            return Err(err(
-                "only HOST:PORT, http://HOST:PORT or https://HOST:PORT is supported",
-            ));
-        }
-        if bare.contains('/') || bare.contains('@') || bare.contains('?') {
-            return Err(err("expected HOST:PORT without a path"));
-        }
-        let uri: tonic::transport::Uri = format!("http://{bare}")
-            .parse()
-            .map_err(|e| err(&format!("{e}")))?;
-        let Some(authority) = uri.authority() else {
-            return Err(err("expected HOST:PORT"));
-        };
-        if authority.host().is_empty() {
-            return Err(err("missing host"));
-        }
-        match authority.port_u16() {
-            None => return Err(err("missing port")),
-            Some(0) => return Err(err("port 0 is not allowed")),
-            Some(_) => {}
-        }
-        Ok(MasterAddr {
-            authority: authority.as_str().to_string(),
-            tls,
-        })
-    }
-}
+pub use crate::master_addr::{AddrError, MasterAddr};
 
 /// Everything an agent needs to run. Build it with [`AgentConfig::new`] (or from the command
 /// line with [`crate::cli::AgentArgs::into_config`]) and adjust the public fields.
@@ -150,6 +59,10 @@ pub struct AgentConfig {
     /// Custom executors (the socket is always `<work_dir>/executor.sock`; the field's
     /// `socket` is filled in by [`run`]).
     pub executors: ExecutorConfig,
+    /// Who tasks run as (default user, root allowed or not).
+    pub users: crate::prepare::UserPolicy,
+    /// The fetcher's cache, allowed local directories and https trust.
+    pub fetch: crate::fetcher::FetchConfig,
 }
 
 impl AgentConfig {
@@ -161,9 +74,12 @@ impl AgentConfig {
         attributes: Attributes,
         hostname: impl Into<String>,
     ) -> AgentConfig {
+        let work_dir = work_dir.into();
         AgentConfig {
+            fetch: crate::fetcher::FetchConfig::new(&work_dir),
+            users: crate::prepare::UserPolicy::default(),
             masters,
-            work_dir: work_dir.into(),
+            work_dir,
             resources,
             attributes,
             hostname: hostname.into(),
@@ -271,12 +187,27 @@ pub async fn run(
             error,
         })?;
 
-    // Volumes are made visible in sandboxes before whichever containerizer starts a task.
+    // Volumes are made visible in sandboxes before whichever containerizer starts a task;
+    // before that, the task's user is decided and its URIs fetched as that user.
     let volumes = crate::volumes::Volumes::new(&config.work_dir);
     let containerizer: Arc<dyn Containerizer> = Arc::new(crate::volumes::VolumeContainerizer::new(
         containerizer,
         volumes.clone(),
     ));
+    let containerizer: Arc<dyn Containerizer> =
+        Arc::new(crate::prepare::PreparingContainerizer::new(
+            containerizer,
+            &config.work_dir,
+            config.users.clone(),
+            config.fetch.clone(),
+        ));
+    if nix::unistd::Uid::effective().is_root() {
+        tracing::info!(
+            default_user = %config.users.default_user,
+            allow_root = config.users.allow_root,
+            "tasks naming no user run as the default user"
+        );
+    }
     let http_tls = match &config.http_tls {
         Some(t) => Some(t.server_config().map_err(AgentError::HttpTls)?),
         None => None,
@@ -332,6 +263,7 @@ pub async fn run(
     let socket = work_dir.join(SOCKET_NAME);
     let executor_listener = executor_server::bind(&socket)?;
     let (outbox_tx, outbox) = Outbox::new();
+    let outbox: Arc<dyn crate::state::MasterOutbox> = Arc::new(outbox);
     let mut executor_config = config.executors.clone();
     executor_config.socket = Some(socket);
     let (state, state_task) = AgentState::spawn_with(
@@ -446,39 +378,19 @@ pub async fn run_with_process_containerizer(
     run(config, Arc::new(containerizer), shutdown).await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The master link's outbox is the state actor's way to the master.
+impl crate::state::MasterOutbox for Outbox {
+    fn executor_message(
+        &self,
+        request: agora_proto::v1::ExecutorToFrameworkMessage,
+    ) -> futures::future::BoxFuture<'static, Result<(), tonic::Status>> {
+        Outbox::executor_message(self, request)
+    }
 
-    #[test]
-    fn master_addresses() {
-        let ok = |s: &str| MasterAddr::from_str(s).map(|a| a.to_string());
-        assert_eq!(ok("localhost:5050"), Ok("localhost:5050".into()));
-        assert_eq!(ok("10.0.0.1:5050"), Ok("10.0.0.1:5050".into()));
-        assert_eq!(ok("http://m1:5050/"), Ok("m1:5050".into()));
-        assert_eq!(ok("[::1]:5050"), Ok("[::1]:5050".into()));
-        assert_eq!(
-            MasterAddr::from_str("m1:5050").map(|a| a.uri()),
-            Ok("http://m1:5050".into())
-        );
-        let tls = MasterAddr::from_str("https://m1:5050").expect("https");
-        assert!(tls.is_tls());
-        assert_eq!(tls.uri(), "https://m1:5050");
-        assert_eq!(tls.to_string(), "https://m1:5050");
-        for bad in [
-            "",
-            "m1",
-            "m1:",
-            ":5050",
-            "m1:0",
-            "m1:99999",
-            "ftp://m1:5050",
-            "m1:5050/x",
-            "u@m1:1",
-        ] {
-            assert!(MasterAddr::from_str(bad).is_err(), "{bad:?} accepted");
-        }
-        let err = MasterAddr::from_str("m1").expect_err("no port");
-        assert_eq!(err.to_string(), "invalid address \"m1\": missing port");
+    fn executor_exited(
+        &self,
+        request: agora_proto::v1::ExecutorExitedRequest,
+    ) -> futures::future::BoxFuture<'static, Result<(), tonic::Status>> {
+        Outbox::executor_exited(self, request)
     }
 }

@@ -133,6 +133,25 @@ pub struct AgentArgs {
     #[arg(long, value_name = "SECONDS", default_value = "900", value_parser = parse_seconds)]
     pub executor_recovery_timeout: Duration,
 
+    /// User of tasks and executors that name no user, when the agent runs as root.
+    #[arg(long, value_name = "USER", default_value = crate::prepare::DEFAULT_USER)]
+    pub default_user: String,
+
+    /// Let tasks run as root (uid 0), by their own user or --default-user. Off: such
+    /// tasks fail to launch.
+    #[arg(long)]
+    pub allow_root_tasks: bool,
+
+    /// A directory tasks may fetch local (`file://` or absolute path) URIs from, checked
+    /// as the task's user (repeat the flag for several; default: none, local URIs fail).
+    #[arg(long, value_name = "DIR")]
+    pub fetcher_allowed_dir: Vec<PathBuf>,
+
+    /// PEM CA certificates https:// URIs are verified with (default: the system bundle
+    /// /etc/ssl/certs/ca-certificates.crt when present, else https URIs fail).
+    #[arg(long, value_name = "FILE")]
+    pub fetcher_ca_file: Option<PathBuf>,
+
     /// The default executor program (runs task groups whose executor names no command).
     /// Default: `agora-default-executor` next to this binary.
     #[arg(long, value_name = "PATH")]
@@ -342,6 +361,39 @@ impl AgentArgs {
         config.executors.recovery_timeout = self.executor_recovery_timeout;
         if let Some(path) = &self.default_executor {
             config.executors.default_executor = path.clone();
+        }
+        if self.default_user.trim().is_empty() {
+            return Err(ConfigError::Security(
+                "--default-user must not be empty".into(),
+            ));
+        }
+        config.users = crate::prepare::UserPolicy {
+            default_user: self.default_user.clone(),
+            allow_root: self.allow_root_tasks,
+        };
+        for dir in &self.fetcher_allowed_dir {
+            let real = std::fs::canonicalize(dir).map_err(|e| {
+                ConfigError::Security(format!("--fetcher-allowed-dir {}: {e}", dir.display()))
+            })?;
+            if !real.is_dir() {
+                return Err(ConfigError::Security(format!(
+                    "--fetcher-allowed-dir {} is not a directory",
+                    dir.display()
+                )));
+            }
+            config.fetch.allowed_dirs.push(real);
+        }
+        let system_ca = std::path::Path::new(crate::fetcher::SYSTEM_CA_FILE);
+        match &self.fetcher_ca_file {
+            Some(file) => {
+                config.fetch.tls = crate::fetcher::FetchTls::from_file(file)
+                    .map_err(|e| ConfigError::Security(format!("--fetcher-ca-file {e}")))?;
+            }
+            None if system_ca.exists() => match crate::fetcher::FetchTls::from_file(system_ca) {
+                Ok(tls) => config.fetch.tls = tls,
+                Err(e) => tracing::warn!("https URIs will fail: system CA bundle {e}"),
+            },
+            None => {}
         }
         Ok(config)
     }

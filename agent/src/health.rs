@@ -9,17 +9,21 @@
 //! altogether (not even reported as unhealthy): the task is still starting. After the
 //! first success every failure counts.
 //!
-//! Probes: COMMAND runs `/bin/sh -c` (or argv) on the agent's host with the task's sandbox
-//! as working directory and `AGORA_SANDBOX` set, healthy on exit 0; HTTP GETs
+//! Probes: COMMAND runs `/bin/sh -c` (or argv) **inside the task's container** through
+//! [`Container::run_check`] (its namespaces and cgroups, as the user owning its sandbox, i.e.
+//! the task's user, never with the agent's privileges), with the sandbox as working
+//! directory and `AGORA_SANDBOX` set, healthy on exit 0; HTTP GETs
 //! `http://127.0.0.1:<port><path>`, healthy on a 2xx or 3xx status; TCP connects to
 //! `127.0.0.1:<port>`. It must never change task state itself, and never run longer than
 //! `timeout` per probe (a command probe is killed when it times out).
 
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agora_proto::v1::{HealthCheck, command_info, health_check};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::containerizer::Container;
 
 /// Defaults (Mesos' values).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -151,35 +155,25 @@ pub enum HealthEvent {
     Failed,
 }
 
+/// Extra time a command probe gets beyond its timeout before it is abandoned: the
+/// container kills a command that outlives its timeout and needs a moment to reap it.
+const COMMAND_REAP_SLACK: Duration = Duration::from_secs(5);
+
 /// Runs one probe with the timeout; `Err` says why it failed.
-pub async fn probe_once(spec: &HealthSpec, sandbox: &std::path::Path) -> Result<(), String> {
-    match tokio::time::timeout(spec.timeout, probe(&spec.probe, sandbox)).await {
+pub async fn probe_once(spec: &HealthSpec, container: &dyn Container) -> Result<(), String> {
+    let limit = match spec.probe {
+        Probe::Command { .. } => spec.timeout + COMMAND_REAP_SLACK,
+        _ => spec.timeout,
+    };
+    match tokio::time::timeout(limit, probe(&spec.probe, spec.timeout, container)).await {
         Ok(r) => r,
         Err(_) => Err(format!("timed out after {:?}", spec.timeout)),
     }
 }
 
-async fn probe(p: &Probe, sandbox: &std::path::Path) -> Result<(), String> {
+async fn probe(p: &Probe, timeout: Duration, container: &dyn Container) -> Result<(), String> {
     match p {
-        Probe::Command { argv } => {
-            let (program, args) = argv.split_first().ok_or("empty command")?;
-            let status = tokio::process::Command::new(program)
-                .args(args)
-                .current_dir(sandbox)
-                .env("AGORA_SANDBOX", sandbox)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .status()
-                .await
-                .map_err(|e| format!("cannot run {program:?}: {e}"))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("command {status}"))
-            }
-        }
+        Probe::Command { argv } => container.run_check(argv.clone(), timeout).await,
         Probe::Tcp { port } => tokio::net::TcpStream::connect(("127.0.0.1", *port))
             .await
             .map(|_| ())
@@ -219,7 +213,7 @@ async fn probe(p: &Probe, sandbox: &std::path::Path) -> Result<(), String> {
 }
 
 /// Probes forever (until dropped), calling `report` on changes and on failure.
-pub async fn run<F, Fut>(spec: HealthSpec, sandbox: PathBuf, mut report: F)
+pub async fn run<F, Fut>(spec: HealthSpec, container: Arc<dyn Container>, mut report: F)
 where
     F: FnMut(HealthEvent) -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -233,10 +227,10 @@ where
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let result = probe_once(&spec, &sandbox).await;
+        let result = probe_once(&spec, container.as_ref()).await;
         let healthy = result.is_ok();
         if let Err(why) = &result {
-            tracing::debug!(sandbox = %sandbox.display(), "health check failed: {why}");
+            tracing::debug!(sandbox = %container.sandbox().display(), "health check failed: {why}");
         }
         if !healthy && !ever_healthy && started.elapsed() < spec.grace_period {
             continue;
@@ -336,33 +330,62 @@ mod tests {
             consecutive_failures: 2,
             grace_period: Duration::ZERO,
         };
-        let tmp = std::env::temp_dir();
+        let tmp = std::env::temp_dir().join(format!("agora-health-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let containerizer =
+            crate::containerizer::process::ProcessContainerizer::new(&tmp).expect("work dir");
+        let task: Arc<dyn Container> = crate::containerizer::Containerizer::launch(
+            &containerizer,
+            crate::containerizer::LaunchSpec {
+                framework_id: "fw".into(),
+                task_id: "t".into(),
+                agent_id: "a".into(),
+                program: crate::containerizer::Program::Shell("exec sleep 60".into()),
+                environment: vec![],
+                ports: vec![],
+                user: None,
+                resources: agora_resources::Resources::new(),
+                uris: vec![],
+            },
+        )
+        .await
+        .expect("launch");
+        let c = task.as_ref();
         let http = |path: &str| {
             spec(Probe::Http {
                 port,
                 path: path.into(),
             })
         };
-        assert!(probe_once(&http("/ok"), &tmp).await.is_ok());
-        let err = probe_once(&http("/bad"), &tmp).await.expect_err("503");
+        assert!(probe_once(&http("/ok"), c).await.is_ok());
+        let err = probe_once(&http("/bad"), c).await.expect_err("503");
         assert!(err.contains("503"), "{err}");
-        assert!(probe_once(&spec(Probe::Tcp { port }), &tmp).await.is_ok());
+        assert!(probe_once(&spec(Probe::Tcp { port }), c).await.is_ok());
         let sh = |s: &str| {
             spec(Probe::Command {
                 argv: vec!["/bin/sh".into(), "-c".into(), s.into()],
             })
         };
-        assert!(probe_once(&sh("exit 0"), &tmp).await.is_ok());
-        assert!(probe_once(&sh("exit 1"), &tmp).await.is_err());
+        assert!(probe_once(&sh("exit 0"), c).await.is_ok());
+        // The check runs in the task's sandbox.
+        assert!(
+            probe_once(
+                &sh("test -f stdout && test \"$PWD\" = \"$AGORA_SANDBOX\""),
+                c
+            )
+            .await
+            .is_ok()
+        );
+        assert!(probe_once(&sh("exit 1"), c).await.is_err());
         let mut slow = sh("sleep 5");
         slow.timeout = Duration::from_millis(100);
-        let err = probe_once(&slow, &tmp).await.expect_err("timeout");
+        let err = probe_once(&slow, c).await.expect_err("timeout");
         assert!(err.contains("timed out"), "{err}");
 
         // The loop reports the first result, changes, then the failure.
         let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = std::sync::Arc::clone(&events);
-        run(sh("exit 1"), tmp.clone(), move |e| {
+        run(sh("exit 1"), Arc::clone(&task), move |e| {
             let log = std::sync::Arc::clone(&log);
             async move {
                 if let Ok(mut l) = log.lock() {
@@ -395,7 +418,7 @@ mod tests {
                 let _ = std::fs::write(&flag, b"");
             }
         };
-        let probe = run(graced, dir.clone(), move |e| {
+        let probe = run(graced, Arc::clone(&task), move |e| {
             let log = std::sync::Arc::clone(&log);
             async move {
                 if let Ok(mut l) = log.lock() {
@@ -420,5 +443,7 @@ mod tests {
             ]
         );
         let _ = std::fs::remove_dir_all(&dir);
+        task.kill(Duration::ZERO).await;
+        let _ = std::fs::remove_dir_all(&tmp);
     }
 }

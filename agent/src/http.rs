@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use crate::containerizer::cgroups::Usage;
+use crate::containerizer::Usage;
 use crate::sandbox::sandbox_dir;
 use crate::state::AgentState;
 

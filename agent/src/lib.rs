@@ -6,6 +6,7 @@
 //! - [`cli`]: the `agora-agent` command line (clap) and its translation into [`AgentConfig`].
 //! - [`detect`]: auto-detection of the host's cpus, mem, disk and ports.
 //! - [`agent`]: [`run`], which wires the actors below together and handles shutdown.
+//! - [`master_addr`]: `--master` addresses (`HOST:PORT`, `https://` for TLS).
 //! - [`master_link`]: the connection to the master: registration, heartbeats, the command
 //!   stream, reconnection with backoff.
 //! - [`state`]: the actor that owns the map of running tasks.
@@ -20,8 +21,11 @@
 //! - [`executor`]: custom executors: their life cycle and the executor API server on the
 //!   agent's unix socket (the state actor owns the executors themselves).
 //! - [`sandbox`]: id validation and sandbox paths.
-//! - [`fetcher`]: task URIs (http, file) fetched into the sandbox, archives extracted, a
-//!   bounded cache.
+//! - [`prepare`]: what happens before a containerizer starts a task: its user decided
+//!   (default user, root only when allowed), its sandbox given to that user, its URIs
+//!   fetched as that user.
+//! - [`fetcher`]: task URIs (http, https, allowed local files) fetched into the sandbox as
+//!   the task's user, archives extracted, a bounded cache.
 //! - [`http`]: the agent's HTTP endpoint on `--listen`: container usage, sandbox files.
 //! - [`health`]: command, HTTP and TCP health checks of running tasks.
 //! - [`backoff`]: bounded exponential backoff.
@@ -36,6 +40,10 @@
 //!   bounded channels. No lock is shared between actors.
 //! - Nothing the network or a task's input can cause panics the agent: inputs are
 //!   validated and errors turned into status updates or log lines.
+//! - Nothing runs with the agent's privileges on a task's behalf: tasks, their command
+//!   health checks and their fetches run as the task's user (a root agent's tasks without
+//!   a user run as `--default-user`; root only with `--allow-root-tasks`), checks inside
+//!   the task's container.
 //! - The agent signals only process groups and cgroups it created, never a process it did
 //!   not start; it creates and removes cgroups only under `<hierarchy>/agora/<agent>/`.
 //! - Tasks do not die with the agent: a restarted agent re-attaches to them from its
@@ -55,7 +63,9 @@ pub mod executor;
 pub mod fetcher;
 pub mod health;
 pub mod http;
+pub mod master_addr;
 pub mod master_link;
+pub mod prepare;
 pub mod recovery;
 pub mod sandbox;
 pub mod state;

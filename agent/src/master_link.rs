@@ -18,7 +18,8 @@ use agora_proto::auth::{AuthInterceptor, Credential};
 use agora_proto::v1::agent_api_client::AgentApiClient;
 use agora_proto::v1::agent_command::Command;
 use agora_proto::v1::{
-    AgentCommand, AgentHeartbeatRequest, AgentInfo, RegisterAgentRequest, StatusUpdateRequest,
+    AgentCommand, AgentHeartbeatRequest, AgentInfo, BatchResponse, RegisterAgentRequest,
+    StatusUpdateBatch,
 };
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
@@ -30,8 +31,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 pub(crate) type AuthChannel = InterceptedService<Channel, AuthInterceptor>;
 use tonic::{Code, Streaming};
 
-use crate::agent::MasterAddr;
 use crate::backoff::Backoff;
+use crate::master_addr::MasterAddr;
 use crate::state::AgentState;
 use crate::status_update::{StatusSink, StatusUpdates};
 use crate::task::TaskKey;
@@ -141,11 +142,19 @@ struct GrpcSink {
 }
 
 impl StatusSink for GrpcSink {
-    fn send(&self, request: StatusUpdateRequest) -> BoxFuture<'static, Result<(), tonic::Status>> {
+    fn send(
+        &self,
+        batch: StatusUpdateBatch,
+    ) -> BoxFuture<'static, Result<BatchResponse, tonic::Status>> {
         let mut client = self.client.clone();
-        let mut request = tonic::Request::new(request);
+        let mut request = tonic::Request::new(batch);
         request.set_timeout(self.timeout);
-        Box::pin(async move { client.update_status(request).await.map(|_| ()) })
+        Box::pin(async move {
+            client
+                .update_statuses(request)
+                .await
+                .map(tonic::Response::into_inner)
+        })
     }
 }
 

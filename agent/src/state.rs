@@ -11,8 +11,12 @@
 //! master never stalls the others.
 
 mod executors;
+#[cfg(test)]
+mod tests;
 
-pub use executors::{EVENT_CAPACITY, EventRx, ExecutorSupport, RecoveredExecutor};
+pub use executors::{
+    EVENT_CAPACITY, EventRx, ExecutorSupport, MasterOutbox, NoMaster, RecoveredExecutor,
+};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -188,6 +192,7 @@ impl AgentState {
         } = executors;
         let mut actor = Actor {
             executors: HashMap::new(),
+            task_executors: HashMap::new(),
             exec: executors::ExecSettings { config, outbox },
             agent_id,
             tasks: HashMap::new(),
@@ -388,6 +393,8 @@ struct Actor {
     persistence: Option<Persistence>,
     /// Custom executors and their tasks.
     executors: HashMap<ExecutorKey, executors::ExecEntry>,
+    /// Which executor runs each of the executors' tasks (kept in step with `executors`).
+    task_executors: HashMap<TaskKey, ExecutorKey>,
     exec: executors::ExecSettings,
 }
 
@@ -434,12 +441,11 @@ impl Actor {
         let Some(entry) = self.tasks.get_mut(key) else {
             return;
         };
-        let (Some(spec), Some(container)) = (entry.health.clone(), entry.container.as_ref()) else {
+        let (Some(spec), Some(container)) = (entry.health.clone(), entry.container.clone()) else {
             return;
         };
-        let sandbox = container.sandbox().to_path_buf();
         let (key, instance) = (key.clone(), entry.instance);
-        entry.checker = Some(tokio::spawn(health::run(spec, sandbox, move |event| {
+        entry.checker = Some(tokio::spawn(health::run(spec, container, move |event| {
             let tx = tx.clone();
             let key = key.clone();
             async move {

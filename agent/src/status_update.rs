@@ -7,6 +7,13 @@
 //! framework's `Acknowledge` with its uuid; then the next one goes out. Once a task's
 //! queue is empty (after its terminal update is acknowledged) the task is forgotten.
 //!
+//! Updates travel in `UpdateStatuses` calls: one call at a time, carrying every update
+//! that is due (at most [`MAX_UPDATES_PER_CALL`]); what falls due while a call is out
+//! goes in the next one, so calls grow when the master is slow instead of multiplying.
+//! The master judges each item as it would a single `UpdateStatus`, so each update keeps
+//! its own schedule: taken, refused for now (`UNAVAILABLE`: its framework is behind) or
+//! refused otherwise, by index; a failed call counts as a failure of each of its updates.
+//!
 //! [`UpdateQueues`] keeps the queues in memory and, when given an [`UpdateLog`], appends
 //! (and syncs) every update to the log before it can be sent and every acknowledgement
 //! after it arrives, so a restarted agent replays the log and re-sends what was not
@@ -20,7 +27,10 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agora_proto::v1::{StatusReason, StatusSource, StatusUpdateRequest, TaskState, TaskStatus};
+use agora_proto::v1::{
+    BatchResponse, StatusReason, StatusSource, StatusUpdateBatch, StatusUpdateRequest, TaskState,
+    TaskStatus,
+};
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -33,10 +43,42 @@ use crate::task::{Report, TaskKey};
 /// Capacity of the actor's inbox.
 pub const INBOX_CAPACITY: usize = 1024;
 
-/// The transport to the master: sends one `UpdateStatus` call.
+/// Most updates in one `UpdateStatuses` call (the master refuses larger calls whole).
+pub const MAX_UPDATES_PER_CALL: usize = 10_000;
+/// Most encoded bytes of updates in one call, well under gRPC's 4 MiB message limit (a
+/// call over it would fail whole, every time): more waits for the next call. An update
+/// larger than this still goes, alone.
+pub const MAX_CALL_BYTES: usize = 1 << 20;
+
+/// The transport to the master: sends one `UpdateStatuses` call.
 pub trait StatusSink: Send + Sync + 'static {
-    /// Sends the request; `Ok` means the master took responsibility for relaying it.
-    fn send(&self, request: StatusUpdateRequest) -> BoxFuture<'static, Result<(), tonic::Status>>;
+    /// Sends the batch. `Ok` is the master's answer: it took every update except those
+    /// listed as refused (by index); `Err`: the call failed and nothing was taken.
+    fn send(
+        &self,
+        batch: StatusUpdateBatch,
+    ) -> BoxFuture<'static, Result<BatchResponse, tonic::Status>>;
+}
+
+/// Each item's outcome of a call of `len` updates: `Ok` for the ones the master took, the
+/// refusal for the others; a failed call fails every item. Refusals naming an index the
+/// call did not have are ignored.
+pub fn item_results(
+    len: usize,
+    answer: Result<BatchResponse, tonic::Status>,
+) -> Vec<Result<(), tonic::Status>> {
+    match answer {
+        Err(status) => (0..len).map(|_| Err(status.clone())).collect(),
+        Ok(response) => {
+            let mut out: Vec<Result<(), tonic::Status>> = (0..len).map(|_| Ok(())).collect();
+            for r in response.refused {
+                if let Some(slot) = usize::try_from(r.index).ok().and_then(|i| out.get_mut(i)) {
+                    *slot = Err(tonic::Status::new(tonic::Code::from(r.code), r.message));
+                }
+            }
+            out
+        }
+    }
 }
 
 /// Timing and limits of the manager.
@@ -51,7 +93,7 @@ pub struct UpdateConfig {
     /// only add load (under a burst they multiplied the master's work). Failed and
     /// refused sends keep the backoff.
     pub taken_resend: Duration,
-    /// Timeout of one `UpdateStatus` call.
+    /// Timeout of one `UpdateStatuses` call.
     pub rpc_timeout: Duration,
     /// Most updates queued for one task; more are dropped with an error log.
     pub max_queued_per_task: usize,
@@ -289,11 +331,11 @@ enum Msg {
         agent_id: String,
     },
     Disconnected,
-    SendDone {
-        key: TaskKey,
-        uuid: String,
+    CallDone {
+        /// The call's updates, in order.
+        sent: Vec<(TaskKey, String)>,
         epoch: u64,
-        result: Result<(), tonic::Status>,
+        answer: Result<BatchResponse, tonic::Status>,
     },
     Drain {
         timeout: Duration,
@@ -337,6 +379,8 @@ impl StatusUpdates {
             flights: HashMap::new(),
             timers: BinaryHeap::new(),
             link: None,
+            due: VecDeque::new(),
+            call_out: false,
             epoch: 0,
             draining: false,
             drain_reply: None,
@@ -430,6 +474,8 @@ struct Flight {
     backoff: Backoff,
     next_attempt: Instant,
     in_flight: bool,
+    /// Waiting in `Manager::due` for the next call.
+    queued: bool,
 }
 
 struct Manager {
@@ -438,6 +484,11 @@ struct Manager {
     /// Wake-ups; entries whose instant no longer matches their flight are stale.
     timers: BinaryHeap<Reverse<(Instant, TaskKey)>>,
     link: Option<Link>,
+    /// Updates due for sending (task, uuid), oldest first; entries whose flight has moved
+    /// on (acknowledged, re-queued) are skipped when the call is built.
+    due: VecDeque<(TaskKey, String)>,
+    /// An `UpdateStatuses` call of this epoch is out: the next one waits for its answer.
+    call_out: bool,
     /// Bumped on every (dis)connection; answers of older RPCs are ignored.
     epoch: u64,
     draining: bool,
@@ -482,11 +533,10 @@ impl Manager {
             Msg::Reconcile(scope) => self.reconcile(scope),
             Msg::Connected { sink, agent_id } => {
                 self.link = Some(Link { sink, agent_id });
-                self.epoch += 1;
+                self.new_epoch();
                 let keys: Vec<TaskKey> = self.flights.keys().cloned().collect();
                 for key in keys {
                     if let Some(f) = self.flights.get_mut(&key) {
-                        f.in_flight = false;
                         f.backoff.reset();
                         f.next_attempt = now;
                     }
@@ -495,17 +545,13 @@ impl Manager {
             }
             Msg::Disconnected => {
                 self.link = None;
-                self.epoch += 1;
-                for f in self.flights.values_mut() {
-                    f.in_flight = false;
-                }
+                self.new_epoch();
             }
-            Msg::SendDone {
-                key,
-                uuid,
+            Msg::CallDone {
+                sent,
                 epoch,
-                result,
-            } => self.send_done(key, &uuid, epoch, result, now),
+                answer,
+            } => self.call_done(sent, epoch, answer, now),
             Msg::Drain { timeout, reply } => {
                 self.draining = true;
                 self.drain_deadline = Some(later(now, timeout));
@@ -542,9 +588,22 @@ impl Manager {
                 backoff: Backoff::new(self.config.initial_backoff, self.config.max_backoff),
                 next_attempt: now,
                 in_flight: false,
+                queued: false,
             },
         );
         self.timers.push(Reverse((now, key)));
+    }
+
+    /// A new connection or none: calls out belong to the old one (their answers are
+    /// ignored), and what was due is due again on the next connection.
+    fn new_epoch(&mut self) {
+        self.epoch += 1;
+        self.call_out = false;
+        self.due.clear();
+        for f in self.flights.values_mut() {
+            f.in_flight = false;
+            f.queued = false;
+        }
     }
 
     fn acknowledge(&mut self, key: &TaskKey, uuid: &str, now: Instant) {
@@ -573,71 +632,132 @@ impl Manager {
             let Some(Reverse((at, key))) = self.timers.pop() else {
                 break;
             };
-            let due = self
-                .flights
-                .get(&key)
-                .is_some_and(|f| f.next_attempt == at && !f.in_flight);
-            if due && self.link.is_some() {
-                self.send_front(&key, now);
+            if self.link.is_none() {
+                continue;
+            }
+            if let Some(f) = self.flights.get_mut(&key)
+                && f.next_attempt == at
+                && !f.in_flight
+                && !f.queued
+            {
+                f.queued = true;
+                self.due.push_back((key, f.uuid.clone()));
             }
         }
+        self.send_due(now);
     }
 
-    fn send_front(&mut self, key: &TaskKey, now: Instant) {
-        let (Some(link), Some(flight), Some(front)) = (
-            self.link.as_ref(),
-            self.flights.get_mut(key),
-            self.queues.front(key),
-        ) else {
+    /// Sends everything due (up to [`MAX_UPDATES_PER_CALL`]) in one call, unless a call
+    /// is already out: then it goes when that one is answered.
+    fn send_due(&mut self, now: Instant) {
+        if self.call_out || self.due.is_empty() {
+            return;
+        }
+        let Some(link) = self.link.as_ref() else {
             return;
         };
-        let latest_state = self
-            .queues
-            .latest(key)
-            .map_or(front.state, |latest| latest.state);
-        let request = StatusUpdateRequest {
-            agent_id: link.agent_id.clone(),
-            status: Some(front.clone()),
-            latest_state,
-        };
-        flight.in_flight = true;
-        flight.next_attempt = later(now, flight.backoff.next_delay());
-        let uuid = flight.uuid.clone();
-        tracing::debug!(task = %key, uuid, "sending status update");
+        let mut updates = Vec::new();
+        let mut sent = Vec::new();
+        let mut bytes = 0usize;
+        while updates.len() < MAX_UPDATES_PER_CALL {
+            let Some((key, uuid)) = self.due.pop_front() else {
+                break;
+            };
+            let (Some(flight), Some(front)) = (self.flights.get_mut(&key), self.queues.front(&key))
+            else {
+                continue;
+            };
+            if flight.uuid != uuid || !flight.queued || flight.in_flight {
+                continue;
+            }
+            let latest_state = self
+                .queues
+                .latest(&key)
+                .map_or(front.state, |latest| latest.state);
+            let update = StatusUpdateRequest {
+                agent_id: link.agent_id.clone(),
+                status: Some(front.clone()),
+                latest_state,
+            };
+            let len = prost::Message::encoded_len(&update);
+            if !updates.is_empty() && bytes.saturating_add(len) > MAX_CALL_BYTES {
+                // The next call takes it.
+                self.due.push_front((key, uuid));
+                break;
+            }
+            bytes = bytes.saturating_add(len);
+            updates.push(update);
+            flight.queued = false;
+            flight.in_flight = true;
+            flight.next_attempt = later(now, flight.backoff.next_delay());
+            sent.push((key, uuid));
+        }
+        if sent.is_empty() {
+            return;
+        }
         let Some(tx) = self.self_tx.upgrade() else {
             return;
+        };
+        tracing::debug!(updates = sent.len(), "sending status updates");
+        let batch = StatusUpdateBatch {
+            agent_id: link.agent_id.clone(),
+            updates,
         };
         let sink = Arc::clone(&link.sink);
         let timeout = self.config.rpc_timeout;
         let epoch = self.epoch;
-        let key = key.clone();
+        self.call_out = true;
         tokio::spawn(async move {
-            let result = match tokio::time::timeout(timeout, sink.send(request)).await {
+            let answer = match tokio::time::timeout(timeout, sink.send(batch)).await {
                 Ok(r) => r,
-                Err(_) => Err(tonic::Status::deadline_exceeded("UpdateStatus timed out")),
+                Err(_) => Err(tonic::Status::deadline_exceeded("UpdateStatuses timed out")),
             };
             let _ = tx
-                .send(Msg::SendDone {
-                    key,
-                    uuid,
+                .send(Msg::CallDone {
+                    sent,
                     epoch,
-                    result,
+                    answer,
                 })
                 .await;
         });
     }
 
-    fn send_done(
+    fn call_done(
         &mut self,
-        key: TaskKey,
-        uuid: &str,
+        sent: Vec<(TaskKey, String)>,
         epoch: u64,
-        result: Result<(), tonic::Status>,
+        answer: Result<BatchResponse, tonic::Status>,
         now: Instant,
     ) {
         if epoch != self.epoch {
             return;
         }
+        self.call_out = false;
+        // A failed call is one event, however many updates it carried: log it once.
+        let whole_call_failed = answer.is_err();
+        if let Err(status) = &answer
+            && status.code() != tonic::Code::Unavailable
+        {
+            tracing::warn!(updates = sent.len(), code = ?status.code(), "status updates not delivered: {}", status.message());
+        }
+        let results = item_results(sent.len(), answer);
+        for ((key, uuid), result) in sent.into_iter().zip(results) {
+            self.send_done(key, &uuid, result, !whole_call_failed, now);
+        }
+        // What fell due while the call was out.
+        self.send_due(now);
+    }
+
+    /// One update's outcome: schedule its re-send (or, when draining, move on).
+    /// `log_failure`: a refusal of this update alone (a failed call is logged once).
+    fn send_done(
+        &mut self,
+        key: TaskKey,
+        uuid: &str,
+        result: Result<(), tonic::Status>,
+        log_failure: bool,
+        now: Instant,
+    ) {
         let Some(flight) = self.flights.get_mut(&key) else {
             return;
         };
@@ -670,7 +790,9 @@ impl Manager {
                 self.timers.push(Reverse((at, key)));
             }
             Err(status) => {
-                tracing::warn!(task = %key, uuid, code = ?status.code(), "status update not delivered: {}", status.message());
+                if log_failure {
+                    tracing::warn!(task = %key, uuid, code = ?status.code(), "status update not delivered: {}", status.message());
+                }
                 let at = flight.next_attempt.max(now);
                 self.timers.push(Reverse((at, key)));
             }
@@ -678,24 +800,47 @@ impl Manager {
     }
 
     fn send_once(&self, status: TaskStatus) {
+        self.send_unqueued(vec![status]);
+    }
+
+    /// Sends updates once, without queueing or re-sending them (answers to
+    /// reconciliation), in as few calls as the per-call limit allows.
+    fn send_unqueued(&self, mut statuses: Vec<TaskStatus>) {
         let Some(link) = &self.link else {
-            tracing::debug!(task = %key_of(&status), "not connected; reconciliation answer dropped");
+            tracing::debug!(
+                updates = statuses.len(),
+                "not connected; reconciliation answers dropped"
+            );
             return;
         };
-        let request = StatusUpdateRequest {
-            agent_id: link.agent_id.clone(),
-            latest_state: status.state,
-            status: Some(status),
-        };
-        let sink = Arc::clone(&link.sink);
-        let timeout = self.config.rpc_timeout;
-        tokio::spawn(async move {
-            match tokio::time::timeout(timeout, sink.send(request)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(status)) => tracing::debug!("one-shot status update failed: {status}"),
-                Err(_) => tracing::debug!("one-shot status update timed out"),
-            }
-        });
+        while !statuses.is_empty() {
+            let rest = statuses.split_off(statuses.len().min(MAX_UPDATES_PER_CALL));
+            let batch = StatusUpdateBatch {
+                agent_id: link.agent_id.clone(),
+                updates: statuses
+                    .into_iter()
+                    .map(|status| StatusUpdateRequest {
+                        agent_id: link.agent_id.clone(),
+                        latest_state: status.state,
+                        status: Some(status),
+                    })
+                    .collect(),
+            };
+            statuses = rest;
+            let sink = Arc::clone(&link.sink);
+            let timeout = self.config.rpc_timeout;
+            tokio::spawn(async move {
+                match tokio::time::timeout(timeout, sink.send(batch)).await {
+                    Ok(Ok(r)) if r.refused.is_empty() => {}
+                    Ok(Ok(r)) => tracing::debug!(
+                        refused = r.refused.len(),
+                        "one-shot status updates refused"
+                    ),
+                    Ok(Err(status)) => tracing::debug!("one-shot status updates failed: {status}"),
+                    Err(_) => tracing::debug!("one-shot status updates timed out"),
+                }
+            });
+        }
     }
 
     fn reconcile(&self, scope: ReconcileScope) {
@@ -734,9 +879,7 @@ impl Manager {
                 }
             }
         }
-        for answer in answers {
-            self.send_once(answer);
-        }
+        self.send_unqueued(answers);
     }
 
     fn check_drain(&mut self, now: Instant) {
@@ -859,22 +1002,43 @@ mod tests {
         assert!(s.timestamp_ms > 1_600_000_000_000);
     }
 
-    /// Records every request with the time it arrived.
+    /// How the recording sink answers a call.
+    type Answer =
+        Box<dyn Fn(&StatusUpdateBatch) -> Result<BatchResponse, tonic::Status> + Send + Sync>;
+
+    /// Records every call with the time it arrived; answers with `answer` (default: all
+    /// taken), after `gate` lets the call through when one is set.
     struct Recorder {
-        sent: Mutex<Vec<(Instant, StatusUpdateRequest)>>,
+        calls: Mutex<Vec<(Instant, StatusUpdateBatch)>>,
         tx: mpsc::UnboundedSender<()>,
+        answer: Mutex<Option<Answer>>,
+        gate: Option<Arc<tokio::sync::Semaphore>>,
     }
 
     impl StatusSink for Recorder {
         fn send(
             &self,
-            request: StatusUpdateRequest,
-        ) -> BoxFuture<'static, Result<(), tonic::Status>> {
-            if let Ok(mut sent) = self.sent.lock() {
-                sent.push((Instant::now(), request));
+            batch: StatusUpdateBatch,
+        ) -> BoxFuture<'static, Result<BatchResponse, tonic::Status>> {
+            let answer = match self.answer.lock() {
+                Ok(a) => a
+                    .as_ref()
+                    .map_or(Ok(BatchResponse::default()), |f| f(&batch)),
+                Err(_) => Ok(BatchResponse::default()),
+            };
+            if let Ok(mut calls) = self.calls.lock() {
+                calls.push((Instant::now(), batch));
             }
             let _ = self.tx.send(());
-            Box::pin(async { Ok(()) })
+            let gate = self.gate.clone();
+            Box::pin(async move {
+                if let Some(gate) = gate
+                    && let Ok(permit) = gate.acquire().await
+                {
+                    permit.forget();
+                }
+                answer
+            })
         }
     }
 
@@ -888,19 +1052,35 @@ mod tests {
         }
     }
 
-    fn recorder() -> (Arc<Recorder>, mpsc::UnboundedReceiver<()>) {
+    fn recorder_with(
+        gate: Option<Arc<tokio::sync::Semaphore>>,
+    ) -> (Arc<Recorder>, mpsc::UnboundedReceiver<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
             Arc::new(Recorder {
-                sent: Mutex::new(Vec::new()),
+                calls: Mutex::new(Vec::new()),
                 tx,
+                answer: Mutex::new(None),
+                gate,
             }),
             rx,
         )
     }
 
+    fn recorder() -> (Arc<Recorder>, mpsc::UnboundedReceiver<()>) {
+        recorder_with(None)
+    }
+
+    fn calls(r: &Recorder) -> Vec<(Instant, StatusUpdateBatch)> {
+        r.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Every update sent, with the time of its call.
     fn sent(r: &Recorder) -> Vec<(Instant, StatusUpdateRequest)> {
-        r.sent.lock().map(|s| s.clone()).unwrap_or_default()
+        calls(r)
+            .into_iter()
+            .flat_map(|(at, b)| b.updates.into_iter().map(move |u| (at, u)))
+            .collect()
     }
 
     fn uuid_of(req: &StatusUpdateRequest) -> String {
@@ -1019,5 +1199,229 @@ mod tests {
         updates.enqueue(status("fw", "t", TaskState::Running)).await;
         let left = updates.drain(Duration::from_millis(100)).await;
         assert_eq!(left, 1);
+    }
+
+    #[test]
+    fn item_results_follow_the_refusals_by_index() {
+        use agora_proto::v1::batch_response::Refused;
+        let answer = BatchResponse {
+            refused: vec![
+                Refused {
+                    index: 1,
+                    code: tonic::Code::Unavailable as i32,
+                    message: "behind".into(),
+                },
+                Refused {
+                    index: 7,
+                    code: tonic::Code::InvalidArgument as i32,
+                    message: "no such item".into(),
+                },
+            ],
+        };
+        let r = item_results(3, Ok(answer));
+        assert!(r[0].is_ok() && r[2].is_ok());
+        let refused = r[1].as_ref().expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert_eq!(refused.message(), "behind");
+        let failed = item_results(2, Err(tonic::Status::not_found("unknown agent")));
+        assert!(
+            failed
+                .iter()
+                .all(|r| r.as_ref().is_err_and(|e| e.code() == tonic::Code::NotFound))
+        );
+        assert!(item_results(0, Ok(BatchResponse::default())).is_empty());
+    }
+
+    fn tasks_of(batch: &StatusUpdateBatch) -> Vec<String> {
+        let mut ids: Vec<String> = batch
+            .updates
+            .iter()
+            .filter_map(|u| u.status.as_ref().map(|s| s.task_id.clone()))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn due_updates_of_many_tasks_go_in_one_call() {
+        let (updates, _task) = StatusUpdates::spawn(fast());
+        let mut want = Vec::new();
+        for i in 0..50 {
+            let id = format!("t{i:02}");
+            updates
+                .enqueue(status("fw", &id, TaskState::Starting))
+                .await;
+            want.push(id);
+        }
+        let (rec, mut rx) = recorder();
+        updates.connected(rec.clone(), "a1".into()).await;
+        next_send(&mut rx).await;
+        let first = calls(&rec).remove(0).1;
+        assert_eq!(first.agent_id, "a1");
+        assert!(first.updates.iter().all(|u| u.agent_id == "a1"));
+        assert_eq!(tasks_of(&first), want);
+    }
+
+    #[tokio::test]
+    async fn one_call_at_a_time_and_the_next_carries_what_fell_due() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (updates, _task) = StatusUpdates::spawn(UpdateConfig {
+            taken_resend: Duration::from_secs(30),
+            ..fast()
+        });
+        let (rec, mut rx) = recorder_with(Some(Arc::clone(&gate)));
+        updates.connected(rec.clone(), "a1".into()).await;
+        updates
+            .enqueue(status("fw", "t1", TaskState::Running))
+            .await;
+        next_send(&mut rx).await;
+        updates
+            .enqueue(status("fw", "t2", TaskState::Running))
+            .await;
+        updates
+            .enqueue(status("fw", "t3", TaskState::Running))
+            .await;
+        // The first call is still out: the new updates wait for its answer.
+        assert_eq!(updates.pending().await.len(), 3);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            calls(&rec).len(),
+            1,
+            "a second call while the first was out"
+        );
+        gate.add_permits(1);
+        next_send(&mut rx).await;
+        let all = calls(&rec);
+        assert_eq!(tasks_of(&all[0].1), ["t1"]);
+        assert_eq!(tasks_of(&all[1].1), ["t2", "t3"]);
+        gate.add_permits(100);
+    }
+
+    #[tokio::test]
+    async fn refusals_by_index_keep_their_own_schedule() {
+        let (updates, _task) = StatusUpdates::spawn(UpdateConfig {
+            taken_resend: Duration::from_secs(30),
+            ..fast()
+        });
+        let (rec, mut rx) = recorder();
+        if let Ok(mut answer) = rec.answer.lock() {
+            *answer = Some(Box::new(|batch: &StatusUpdateBatch| {
+                use agora_proto::v1::batch_response::Refused;
+                let refused = batch
+                    .updates
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, u)| {
+                        let code = match u.status.as_ref()?.task_id.as_str() {
+                            "slow" => tonic::Code::Unavailable,
+                            "bad" => tonic::Code::FailedPrecondition,
+                            _ => return None,
+                        };
+                        Some(Refused {
+                            index: i as u32,
+                            code: code as i32,
+                            message: "refused".into(),
+                        })
+                    })
+                    .collect();
+                Ok(BatchResponse { refused })
+            }));
+        }
+        let ok = status("fw", "ok", TaskState::Running);
+        updates.enqueue(ok.clone()).await;
+        updates
+            .enqueue(status("fw", "slow", TaskState::Running))
+            .await;
+        updates
+            .enqueue(status("fw", "bad", TaskState::Running))
+            .await;
+        updates.connected(rec.clone(), "a1".into()).await;
+        for _ in 0..4 {
+            next_send(&mut rx).await;
+        }
+        let all = calls(&rec);
+        assert_eq!(tasks_of(&all[0].1), ["bad", "ok", "slow"]);
+        // The taken update waits for its acknowledgement; the refused ones are re-sent.
+        for (_, later_call) in &all[1..] {
+            let tasks = tasks_of(later_call);
+            assert!(!tasks.contains(&"ok".to_string()), "{tasks:?}");
+            assert!(!tasks.is_empty());
+        }
+        let resent: Vec<String> = all[1..].iter().flat_map(|(_, b)| tasks_of(b)).collect();
+        assert!(resent.contains(&"slow".to_string()) && resent.contains(&"bad".to_string()));
+        updates
+            .acknowledge(TaskKey::new("fw", "ok"), ok.uuid.clone())
+            .await;
+        let pending: Vec<String> = updates
+            .pending()
+            .await
+            .into_iter()
+            .map(|(k, _)| k.task_id)
+            .collect();
+        assert_eq!(pending, ["bad", "slow"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_fails_every_update_in_it() {
+        let (updates, _task) = StatusUpdates::spawn(UpdateConfig {
+            taken_resend: Duration::from_secs(30),
+            ..fast()
+        });
+        let (rec, mut rx) = recorder();
+        if let Ok(mut answer) = rec.answer.lock() {
+            *answer = Some(Box::new(|_: &StatusUpdateBatch| {
+                Err(tonic::Status::internal("master broke"))
+            }));
+        }
+        updates.enqueue(status("fw", "a", TaskState::Running)).await;
+        updates.enqueue(status("fw", "b", TaskState::Running)).await;
+        updates.connected(rec.clone(), "a1".into()).await;
+        next_send(&mut rx).await;
+        next_send(&mut rx).await;
+        let all = calls(&rec);
+        assert_eq!(tasks_of(&all[0].1), ["a", "b"]);
+        assert_eq!(tasks_of(&all[1].1), ["a", "b"], "both re-sent together");
+        // Taken now: nothing more is sent before the (long) re-send delay.
+        if let Ok(mut answer) = rec.answer.lock() {
+            *answer = None;
+        }
+        next_send(&mut rx).await;
+        let taken = calls(&rec).len();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(calls(&rec).len(), taken);
+        assert_eq!(
+            updates.pending().await.len(),
+            2,
+            "taken is not acknowledged"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_stays_under_its_byte_bound_and_the_rest_follows() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (updates, _task) = StatusUpdates::spawn(UpdateConfig {
+            taken_resend: Duration::from_secs(30),
+            ..fast()
+        });
+        // Five updates of 300 KB each: three fit under 1 MiB, the rest go next.
+        for i in 0..5 {
+            let mut s = status("fw", &format!("t{i}"), TaskState::Running);
+            s.message = "x".repeat(300 * 1024);
+            updates.enqueue(s).await;
+        }
+        let (rec, mut rx) = recorder_with(Some(Arc::clone(&gate)));
+        updates.connected(rec.clone(), "a1".into()).await;
+        next_send(&mut rx).await;
+        gate.add_permits(1);
+        next_send(&mut rx).await;
+        gate.add_permits(100);
+        let all = calls(&rec);
+        let sizes: Vec<usize> = all
+            .iter()
+            .map(|(_, b)| prost::Message::encoded_len(b))
+            .collect();
+        assert_eq!(all[0].1.updates.len(), 3, "{sizes:?}");
+        assert_eq!(all[1].1.updates.len(), 2, "{sizes:?}");
+        assert!(sizes.iter().all(|s| *s <= MAX_CALL_BYTES + 64), "{sizes:?}");
     }
 }

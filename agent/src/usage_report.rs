@@ -10,7 +10,7 @@ use std::time::Duration;
 use agora_proto::v1::{self, agent_api_client::AgentApiClient};
 use tokio::time::Instant;
 
-use crate::containerizer::cgroups::Usage;
+use crate::containerizer::Usage;
 use crate::state::AgentState;
 
 /// The wire form of one container's usage.

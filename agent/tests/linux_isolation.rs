@@ -1,8 +1,9 @@
 //! The Linux containerizer against the real kernel (cgroups + namespaces), as root.
 //!
 //! Every test runs with its own agent cgroup root (`<hierarchy>/agora/test-<pid>-<n>`),
-//! purged by a drop guard even when the test fails. Tests print why and pass when the host
-//! has no usable cgroups or the test does not run as root.
+//! purged by a drop guard even when the test fails. Every test is named `needs_root`:
+//! scripts/test.sh filters them out (nextest shows them as skipped) where the host has no
+//! cgroups or the tests do not run as root; run anyway, they fail.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,18 +34,12 @@ impl Drop for Fixture {
     }
 }
 
-fn fixture(test: &str, config: LinuxConfig) -> Option<Fixture> {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIPPED {test}: the Linux containerizer needs root");
-        return None;
-    }
-    let cgroups = match Cgroups::detect() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("SKIPPED {test}: {e}");
-            return None;
-        }
-    };
+fn fixture(test: &str, config: LinuxConfig) -> Fixture {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "{test}: the Linux containerizer needs root"
+    );
+    let cgroups = Cgroups::detect().unwrap_or_else(|e| panic!("{test}: {e}"));
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = format!("test-{}-{n}", std::process::id());
@@ -62,12 +57,12 @@ fn fixture(test: &str, config: LinuxConfig) -> Option<Fixture> {
             panic!("linux containerizer: {e}");
         }
     };
-    Some(Fixture {
+    Fixture {
         dir,
         name,
         cgroups,
         containerizer,
-    })
+    }
 }
 
 fn spec(task_id: &str, script: &str, resources: &str) -> LaunchSpec {
@@ -142,10 +137,8 @@ fn assert_clean(f: &Fixture) {
 }
 
 #[tokio::test]
-async fn exit_status_output_and_cleanup() {
-    let Some(f) = fixture("exit_status_output_and_cleanup", LinuxConfig::default()) else {
-        return;
-    };
+async fn needs_root_exit_status_output_and_cleanup() {
+    let f = fixture("exit_status_output_and_cleanup", LinuxConfig::default());
     let c = start(
         &f,
         spec("t1", "echo out; echo err >&2; exit 3", "cpus:0.1;mem:32"),
@@ -173,10 +166,8 @@ async fn exit_status_output_and_cleanup() {
 }
 
 #[tokio::test]
-async fn own_pid_namespace_proc_hostname_and_environment() {
-    let Some(f) = fixture("own_pid_namespace", LinuxConfig::default()) else {
-        return;
-    };
+async fn needs_root_own_pid_namespace_proc_hostname_and_environment() {
+    let f = fixture("own_pid_namespace", LinuxConfig::default());
     let host_name = read(Path::new("/proc/sys/kernel/hostname"));
     let script = "echo $$; for p in /proc/[0-9]*; do echo $p; done; \
                   echo changed > /proc/sys/kernel/hostname; cat /proc/sys/kernel/hostname; \
@@ -197,10 +188,8 @@ async fn own_pid_namespace_proc_hostname_and_environment() {
 }
 
 #[tokio::test]
-async fn a_task_cannot_see_or_signal_other_tasks_or_the_agent() {
-    let Some(f) = fixture("cannot_signal", LinuxConfig::default()) else {
-        return;
-    };
+async fn needs_root_a_task_cannot_see_or_signal_other_tasks_or_the_agent() {
+    let f = fixture("cannot_signal", LinuxConfig::default());
     let victim = start(&f, spec("victim", "sleep 30", "cpus:0.1")).await;
     let agent = std::process::id();
     let script = format!(
@@ -221,10 +210,8 @@ async fn a_task_cannot_see_or_signal_other_tasks_or_the_agent() {
 }
 
 #[tokio::test]
-async fn memory_hog_is_oom_killed_in_its_own_cgroup() {
-    let Some(f) = fixture("memory_hog", LinuxConfig::default()) else {
-        return;
-    };
+async fn needs_root_memory_hog_is_oom_killed_in_its_own_cgroup() {
+    let f = fixture("memory_hog", LinuxConfig::default());
     let neighbour = start(&f, spec("neighbour", "sleep 30", "cpus:0.1;mem:32")).await;
     // `tail` buffers /dev/zero looking for a newline: it grows until the limit.
     let hog = start(&f, spec("hog", "tail /dev/zero", "cpus:0.1;mem:32")).await;
@@ -242,14 +229,12 @@ async fn memory_hog_is_oom_killed_in_its_own_cgroup() {
 }
 
 #[tokio::test]
-async fn fork_bomb_stops_at_the_pids_limit() {
+async fn needs_root_fork_bomb_stops_at_the_pids_limit() {
     let config = LinuxConfig {
         pids_max: 32,
         ..LinuxConfig::default()
     };
-    let Some(f) = fixture("fork_bomb", config) else {
-        return;
-    };
+    let f = fixture("fork_bomb", config);
     let bomb = start(
         &f,
         spec("bomb", "b() { b | b & }; b; sleep 30", "cpus:0.2;mem:64"),
@@ -272,14 +257,12 @@ async fn fork_bomb_stops_at_the_pids_limit() {
 }
 
 #[tokio::test]
-async fn cpu_hog_with_half_a_cpu_gets_half_a_core() {
+async fn needs_root_cpu_hog_with_half_a_cpu_gets_half_a_core() {
     let config = LinuxConfig {
         cpu_hard_limit: true,
         ..LinuxConfig::default()
     };
-    let Some(f) = fixture("cpu_hog", config) else {
-        return;
-    };
+    let f = fixture("cpu_hog", config);
     let hog = start(&f, spec("hog", "while :; do :; done", "cpus:0.5;mem:32")).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = hog.usage().unwrap_or_else(|| panic!("no usage"));
@@ -301,10 +284,8 @@ async fn cpu_hog_with_half_a_cpu_gets_half_a_core() {
 }
 
 #[tokio::test]
-async fn kill_leaves_no_process_and_sigkills_after_grace() {
-    let Some(f) = fixture("kill", LinuxConfig::default()) else {
-        return;
-    };
+async fn needs_root_kill_leaves_no_process_and_sigkills_after_grace() {
+    let f = fixture("kill", LinuxConfig::default());
     // Children in the background, one that ignores SIGTERM and one in a new session.
     let script = "trap '' TERM; sleep 60 & setsid sleep 60 & echo $! > pids; sleep 60";
     let c = start(&f, spec("stubborn", script, "cpus:0.1")).await;
@@ -323,10 +304,8 @@ async fn kill_leaves_no_process_and_sigkills_after_grace() {
 }
 
 #[tokio::test]
-async fn many_launches_leave_nothing_behind() {
-    let Some(f) = fixture("many", LinuxConfig::default()) else {
-        return;
-    };
+async fn needs_root_many_launches_leave_nothing_behind() {
+    let f = fixture("many", LinuxConfig::default());
     let mounts = mount_count();
     let t0 = Instant::now();
     for i in 0..100 {
@@ -347,10 +326,8 @@ async fn many_launches_leave_nothing_behind() {
 }
 
 #[tokio::test]
-async fn executor_container_limits_follow_its_tasks() {
-    let Some(f) = fixture("resize", LinuxConfig::default()) else {
-        return;
-    };
+async fn needs_root_executor_container_limits_follow_its_tasks() {
+    let f = fixture("resize", LinuxConfig::default());
     let c = start(&f, spec("executor.e1", "sleep 30", "cpus:0.5;mem:64")).await;
     let Some(reference) = c.reference() else {
         panic!("a Linux container has a reference");
@@ -376,6 +353,81 @@ async fn executor_container_limits_follow_its_tasks() {
     c.update_resources(&shrunk)
         .unwrap_or_else(|e| panic!("shrink: {e}"));
     assert_eq!(read(&mem_file).trim(), (96u64 << 20).to_string());
+    c.kill(Duration::ZERO).await;
+    wait(&c, 10).await;
+    assert_clean(&f);
+}
+
+/// A command health check runs inside the task's container (its pid and mount namespaces,
+/// its cgroup) as the task's user, not on the host as the agent (root): what root could do
+/// there, the check cannot.
+#[tokio::test]
+async fn needs_root_command_checks_run_in_the_container_as_the_task_user() {
+    use agora_agent::fetcher::FetchConfig;
+    use agora_agent::prepare::{PreparingContainerizer, UserPolicy};
+    let f = fixture("command_checks", LinuxConfig::default());
+    let prepared = PreparingContainerizer::new(
+        Arc::new(f.containerizer.clone()),
+        &f.dir,
+        UserPolicy::default(),
+        FetchConfig::new(&f.dir),
+    );
+    let script = "readlink /proc/self/ns/pid > pidns.tmp && mv pidns.tmp pidns; exec sleep 60";
+    let c = prepared
+        .launch(spec("checked", script, "cpus:0.1;mem:32"))
+        .await
+        .unwrap_or_else(|e| panic!("launch: {e}"));
+    let task_ns = wait_for_file(&c.sandbox().join("pidns")).await;
+    let host_ns = std::fs::read_link("/proc/self/ns/pid")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .display()
+        .to_string();
+    assert_ne!(task_ns, host_ns);
+    let container_id = c
+        .reference()
+        .unwrap_or_else(|| panic!("a linux container has a reference"))
+        .container_id;
+    let check = |script: String| {
+        c.run_check(
+            vec!["/bin/sh".into(), "-c".into(), script],
+            Duration::from_secs(10),
+        )
+    };
+    // In the task's pid namespace (it sees the task's init as pid 1), cgroup and sandbox,
+    // as the default user.
+    let inside = format!(
+        "test \"$(readlink /proc/self/ns/pid)\" = \"$(cat pidns)\" && test -d /proc/1 && \
+         grep -q {container_id} /proc/self/cgroup && test \"$(id -u)\" = 65534 && \
+         test \"$PWD\" = \"$AGORA_SANDBOX\" && test \"$USER\" = nobody"
+    );
+    check(inside).await.unwrap_or_else(|e| panic!("check: {e}"));
+    // The former leak: the check ran as the agent's root on the host. Now root's powers
+    // are gone: no write to /etc, no read of /etc/shadow, no view of the agent's processes.
+    let leak = f.dir.join("leak");
+    let err = check(format!("touch {}", leak.display()))
+        .await
+        .expect_err("the check must not write as root");
+    assert!(err.contains("exited with status 1"), "{err}");
+    assert!(!leak.exists());
+    assert!(check("cat /etc/shadow".into()).await.is_err());
+    let agent_pid = std::process::id();
+    assert!(
+        check(format!(
+            "test -e /proc/{agent_pid}/status && test {agent_pid} -gt 2"
+        ))
+        .await
+        .is_err(),
+        "the agent's pid {agent_pid} is visible in the check's pid namespace"
+    );
+    // A check outliving its timeout is killed, with its processes.
+    let slow = c
+        .run_check(
+            vec!["/bin/sh".into(), "-c".into(), "sleep 30 & sleep 30".into()],
+            Duration::from_millis(200),
+        )
+        .await
+        .expect_err("timeout");
+    assert!(slow.contains("timed out"), "{slow}");
     c.kill(Duration::ZERO).await;
     wait(&c, 10).await;
     assert_clean(&f);

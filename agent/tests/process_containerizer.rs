@@ -343,11 +343,8 @@ async fn unknown_user_fails_to_launch() {
 }
 
 #[tokio::test]
-async fn runs_as_another_user_when_root() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+async fn needs_root_runs_as_another_user() {
+    assert!(nix::unistd::Uid::effective().is_root(), "needs root");
     let dir = TempDir::new("user");
     // Let `nobody` traverse to its sandbox.
     std::fs::create_dir_all(&dir.0).unwrap_or_else(|e| panic!("{e}"));
@@ -369,6 +366,35 @@ async fn runs_as_another_user_when_root() {
         "{out}"
     );
     assert_eq!(read(&c.sandbox().join("own-file")), "ok\n");
+}
+
+/// A command check of a process container runs as the task's user (the sandbox's owner),
+/// not as the agent (root): what root could do, the check cannot.
+#[tokio::test]
+async fn needs_root_command_checks_run_as_the_task_user() {
+    assert!(nix::unistd::Uid::effective().is_root(), "needs root");
+    let dir = TempDir::new("check-user");
+    std::fs::create_dir_all(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = spec("t", shell("exec sleep 60"));
+    s.user = Some("nobody".into());
+    let c = started(&dir, s).await;
+    let sh = |script: String| {
+        c.run_check(
+            vec!["/bin/sh".into(), "-c".into(), script],
+            Duration::from_secs(10),
+        )
+    };
+    sh("test \"$(id -u)\" = 65534 && test \"$PWD\" = \"$AGORA_SANDBOX\"".into())
+        .await
+        .unwrap_or_else(|e| panic!("check: {e}"));
+    let leak = dir.0.join("leak");
+    let err = sh(format!("touch {}", leak.display()))
+        .await
+        .expect_err("the check must not write as root");
+    assert!(err.contains("exit status: 1"), "{err}");
+    assert!(!leak.exists());
+    assert!(sh("cat /etc/shadow".into()).await.is_err());
+    c.kill(Duration::ZERO).await;
 }
 
 #[tokio::test]

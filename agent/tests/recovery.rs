@@ -1,8 +1,10 @@
 //! Agent restarts against the real binary: `kill -9` the agent while tasks run, start it
 //! again with the same work directory, and check what it tells the master.
 //!
-//! Runs with `--isolation linux` (root and cgroups needed; skipped with a printed reason
-//! otherwise). Every test purges its agent's cgroups in a drop guard.
+//! The `--isolation linux` tests need root and cgroups: they are named `needs_root`, and
+//! scripts/test.sh filters them out (shown as skipped) where those are missing. Every such
+//! test purges its agent's cgroups in a drop guard. The `--isolation process` test runs
+//! anywhere.
 
 mod common;
 
@@ -46,25 +48,17 @@ impl Drop for Work {
     }
 }
 
-fn work(test: &str) -> Option<Work> {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIPPED {test}: needs root");
-        return None;
-    }
-    match Cgroups::detect() {
-        Ok(cgroups) => {
-            let dir = TempDir::new(test);
-            let _ = std::fs::create_dir_all(&dir.0);
-            // The agent resolves the same absolute path.
-            let dir =
-                TempDir(std::path::absolute(&dir.0).unwrap_or_else(|_| PathBuf::from(&dir.0)));
-            Some(Work { dir, cgroups })
-        }
-        Err(e) => {
-            eprintln!("SKIPPED {test}: {e}");
-            None
-        }
-    }
+fn work(test: &str) -> Work {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "{test}: needs root"
+    );
+    let cgroups = Cgroups::detect().unwrap_or_else(|e| panic!("{test}: {e}"));
+    let dir = TempDir::new(test);
+    let _ = std::fs::create_dir_all(&dir.0);
+    // The agent resolves the same absolute path.
+    let dir = TempDir(std::path::absolute(&dir.0).unwrap_or_else(|_| PathBuf::from(&dir.0)));
+    Work { dir, cgroups }
 }
 
 fn agent(master: &str, work: &str, resources: &str) -> Child {
@@ -96,10 +90,8 @@ async fn sigkill(child: &mut Child) {
 }
 
 #[tokio::test]
-async fn tasks_survive_a_killed_agent_and_are_recovered() {
-    let Some(work) = work("recover") else {
-        return;
-    };
+async fn needs_root_tasks_survive_a_killed_agent_and_are_recovered() {
+    let work = work("recover");
     let mut master = TestMaster::start().await;
     let addr = master.address();
     let mut first = agent(&addr, &work.path(), RESOURCES);
@@ -227,10 +219,8 @@ async fn tasks_survive_a_killed_agent_and_are_recovered() {
 }
 
 #[tokio::test]
-async fn changed_resources_are_refused_and_a_reboot_registers_anew() {
-    let Some(work) = work("refuse") else {
-        return;
-    };
+async fn needs_root_changed_resources_are_refused_and_a_reboot_registers_anew() {
+    let work = work("refuse");
     let mut master = TestMaster::start().await;
     let addr = master.address();
     let mut first = agent(&addr, &work.path(), RESOURCES);
@@ -277,4 +267,122 @@ async fn changed_resources_are_refused_and_a_reboot_registers_anew() {
     let reg = master.next_registration().await;
     assert_eq!(reg.info.as_ref().map(|i| i.id.as_str()), Some(""));
     sigkill(&mut third).await;
+}
+
+/// `--isolation process`: a restarted agent re-attaches to its tasks' processes instead of
+/// reporting them ended while they still run; a task that ended while the agent was down
+/// is reported ended (its exit status is lost), and a re-attached task can be killed.
+#[tokio::test]
+async fn process_isolation_reattaches_after_a_restart() {
+    let dir = TempDir::new("process-recover");
+    std::fs::create_dir_all(&dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.0.to_string_lossy().into_owned();
+    let start = |addr: &str| {
+        Process::new(BIN)
+            .args([
+                "--master",
+                addr,
+                "--work-dir",
+                &path,
+                "--resources",
+                RESOURCES,
+                "--isolation",
+                "process",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn: {e}"))
+    };
+    let mut master = TestMaster::start().await;
+    let addr = master.address();
+    let mut first = start(&addr);
+    master.next_registration().await;
+    let mut seen = Vec::new();
+    for (id, script) in [
+        ("long", "echo $$ > pid; exec sleep 60"),
+        ("short", "sleep 1; exit 4"),
+    ] {
+        master.run_task("fw-1", shell_task(id, script)).await;
+        master
+            .expect_and_ack(&mut seen, id, TaskState::Starting)
+            .await;
+        master
+            .expect_and_ack(&mut seen, id, TaskState::Running)
+            .await;
+    }
+    let cp = Checkpoint::new(&dir.0);
+    for _ in 0..250 {
+        let (tasks, _) = cp.read_tasks();
+        if tasks.iter().filter(|(_, r)| r.pid != 0).count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid_file = dir.0.join("sandboxes/fw-1/long/pid");
+    let long_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    sigkill(&mut first).await;
+    // The short task ends while the agent is down.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        kill(Pid::from_raw(long_pid), None).is_ok(),
+        "the long task outlives the agent"
+    );
+
+    let mut second = start(&addr);
+    let reg = master.next_registration().await;
+    let listed: Vec<(String, i32)> = reg
+        .tasks
+        .iter()
+        .filter_map(|t| t.task.as_ref().map(|x| (x.task_id.clone(), t.state)))
+        .collect();
+    assert!(
+        listed.contains(&("long".to_string(), TaskState::Running as i32)),
+        "{listed:?}"
+    );
+    let mut short = None;
+    for _ in 0..20 {
+        let s = master.next_update().await;
+        master.ack(&s).await;
+        assert!(
+            !(s.task_id == "long" && state_of(&s).is_terminal()),
+            "the running task was reported ended: {s:?}"
+        );
+        if s.task_id == "short" && state_of(&s).is_terminal() {
+            short = Some(s);
+            break;
+        }
+    }
+    let short = short.unwrap_or_else(|| panic!("no terminal update for the short task"));
+    assert_eq!(state_of(&short), TaskState::Failed, "{short:?}");
+    assert!(short.message.contains("exit status is lost"), "{short:?}");
+
+    // The re-attached task is killed for real.
+    let mut seen = Vec::new();
+    master.kill_task("fw-1", "long", 1.0).await;
+    loop {
+        let s = master.next_new_update(&mut seen).await;
+        master.ack(&s).await;
+        if s.task_id == "long" && state_of(&s) == TaskState::Killed {
+            break;
+        }
+    }
+    let gone = (0..250).any(|_| {
+        let alive = std::fs::read_to_string(format!("/proc/{long_pid}/stat")).is_ok_and(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        });
+        if alive {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !alive
+    });
+    assert!(gone, "the killed task's process {long_pid} still runs");
+    sigkill(&mut second).await;
 }

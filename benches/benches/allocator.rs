@@ -19,7 +19,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use agora_master::allocator::Allocator;
+use agora_allocator::Allocator;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn sizes(var: &str, default: &str) -> Vec<(usize, usize)> {

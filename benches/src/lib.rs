@@ -3,9 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use agora_master::allocator::{
-    Allocation, Allocator, AllocatorConfig, DrfAllocator, FrameworkSpec,
-};
+use agora_allocator::{Allocation, Allocator, AllocatorConfig, DrfAllocator, FrameworkSpec};
 use agora_resources::Resources;
 
 fn res(text: &str) -> Resources {

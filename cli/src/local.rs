@@ -1,5 +1,5 @@
-//! `agora local`: a whole cluster on this machine — one `agora-master`, N `agora-agent`
-//! and (when built) one `agora-services` child processes — supervised until Ctrl-C/SIGTERM or until a child dies.
+//! `agora local`: a whole cluster on this machine — one `agora-master` and N `agora-agent`
+//! child processes — supervised until Ctrl-C/SIGTERM or until a child dies.
 //!
 //! Owns the child processes it starts and nothing else: it signals only the pids it
 //! spawned (agents first, then the master; SIGTERM, then SIGKILL after a grace period).
@@ -24,7 +24,10 @@ use crate::args::LocalArgs;
 
 pub const MASTER_BIN: &str = "agora-master";
 pub const AGENT_BIN: &str = "agora-agent";
-/// The services framework (Marathon-compatible API); started when it is found.
+/// The jobs framework, started too when it is found (`docs/jobs.md`).
+pub const JOBS_BIN: &str = "agora-jobs";
+/// The services framework (Marathon-compatible API), started too when it is found
+/// (`docs/services.md`).
 pub const SERVICES_BIN: &str = "agora-services";
 /// How long the master may take to accept connections.
 pub const MASTER_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,24 +100,44 @@ pub fn agent_args(k: u32, master: &str, data_dir: &Path, resources: Option<&str>
     args
 }
 
-/// Arguments of the services daemon: the master, its API address, its state directory.
-pub fn services_args(master: &str, api: &str, data_dir: &Path) -> Vec<OsString> {
+/// Where the jobs framework's API listens: the master's host, its port + 10 (5060 for
+/// the default 5050). `None` when the master address is not `ip:port`.
+pub fn jobs_listen(master_listen: &str) -> Option<String> {
+    let addr: std::net::SocketAddr = master_listen.parse().ok()?;
+    let port = addr.port().checked_add(10)?;
+    Some(std::net::SocketAddr::new(addr.ip(), port).to_string())
+}
+
+/// Arguments of the jobs framework.
+pub fn jobs_args(master: &str, listen: &str, data_dir: &Path) -> Vec<OsString> {
     vec![
         "--master".into(),
         master.into(),
         "--listen".into(),
-        api.into(),
+        listen.into(),
         "--data-dir".into(),
-        data_dir.join("services").into(),
+        data_dir.join("jobs").into(),
     ]
 }
 
-/// A loopback address with a port free right now, for the services API.
-fn free_loopback_address() -> anyhow::Result<String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(l.local_addr()
-        .context("cannot read the free port")?
-        .to_string())
+/// Where the services framework's API listens: the master's host, its port + 20 (5070 for
+/// the default 5050). `None` when the master address is not `ip:port`.
+pub fn services_listen(master_listen: &str) -> Option<String> {
+    let addr: std::net::SocketAddr = master_listen.parse().ok()?;
+    let port = addr.port().checked_add(20)?;
+    Some(std::net::SocketAddr::new(addr.ip(), port).to_string())
+}
+
+/// Arguments of the services framework.
+pub fn services_args(master: &str, listen: &str, data_dir: &Path) -> Vec<OsString> {
+    vec![
+        "--master".into(),
+        master.into(),
+        "--listen".into(),
+        listen.into(),
+        "--data-dir".into(),
+        data_dir.join("services").into(),
+    ]
 }
 
 /// A started child and what to say about it.
@@ -301,6 +324,9 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
         data_dir.join("master.log"),
     )?];
     let mut agents: Vec<Proc> = Vec::new();
+    // Optional helpers (the jobs framework): stopped with the cluster, but their death
+    // does not stop it.
+    let mut extras: Vec<Proc> = Vec::new();
 
     // Wait until the master accepts connections (or dies, or we are told to stop).
     let start = Instant::now();
@@ -347,36 +373,50 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
                 }
             }
             print_banner(&listen, &data_dir, &master[0], &agents);
-            // The services framework is optional: a build without it still gives a cluster.
-            let exe_dir = std::env::current_exe()
-                .ok()
-                .and_then(|e| e.parent().map(Path::to_path_buf));
-            let path = std::env::var_os("PATH");
-            match find_binary(SERVICES_BIN, exe_dir.as_deref(), path.as_deref()) {
-                Some(bin) => {
-                    let api = free_loopback_address()?;
-                    let p = Proc::spawn(
-                        "services".into(),
-                        &bin,
-                        &services_args(&listen, &api, &data_dir),
-                        data_dir.join("services.log"),
-                    )?;
-                    println!(
-                        "  services  Marathon API http://{api}/v2/apps   log {}",
-                        p.log.display()
-                    );
-                    println!(
-                        "try: curl -X POST http://{api}/v2/apps -H 'Content-Type: application/json' \\"
-                    );
-                    println!(
-                        "       -d '{{\"id\": \"/hello\", \"cmd\": \"sleep 1000\", \"instances\": 2, \"cpus\": 0.1, \"mem\": 32}}'"
-                    );
-                    // Stopped first: it is a framework of this cluster.
-                    agents.insert(0, p);
+            // The jobs framework is optional: started when its binary is there.
+            let jobs_at = jobs_listen(&listen);
+            if let (Ok(bin), Some(at)) = (locate(JOBS_BIN), jobs_at) {
+                match Proc::spawn(
+                    "jobs".into(),
+                    &bin,
+                    &jobs_args(&listen, &at, &data_dir),
+                    data_dir.join("jobs.log"),
+                ) {
+                    Ok(p) => {
+                        println!(
+                            "  jobs     REST http://{at}/v1/jobs   pid {}   log {}",
+                            p.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+                            p.log.display()
+                        );
+                        extras.push(p);
+                    }
+                    Err(e) => eprintln!("not starting the jobs framework: {e:#}"),
                 }
-                None => println!(
-                    "(agora-services not found: build it with `cargo build -p agora-services`)"
-                ),
+            }
+            // The services framework is optional too.
+            if let (Ok(bin), Some(at)) = (locate(SERVICES_BIN), services_listen(&listen)) {
+                match Proc::spawn(
+                    "services".into(),
+                    &bin,
+                    &services_args(&listen, &at, &data_dir),
+                    data_dir.join("services.log"),
+                ) {
+                    Ok(p) => {
+                        println!(
+                            "  services Marathon API http://{at}/v2/apps   pid {}   log {}",
+                            p.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+                            p.log.display()
+                        );
+                        println!(
+                            "try: curl -X POST http://{at}/v2/apps -H 'Content-Type: application/json' \\"
+                        );
+                        println!(
+                            "       -d '{{\"id\": \"/hello\", \"cmd\": \"sleep 1000\", \"instances\": 2, \"cpus\": 0.1, \"mem\": 32}}'"
+                        );
+                        extras.push(p);
+                    }
+                    Err(e) => eprintln!("not starting the services framework: {e:#}"),
+                }
             }
             supervise(&mut master, &mut agents, &mut sigint, &mut sigterm).await
         }
@@ -393,6 +433,7 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
             false
         }
     };
+    stop_all(&mut extras, STOP_GRACE).await;
     stop_all(&mut agents, STOP_GRACE).await;
     stop_all(&mut master, STOP_GRACE).await;
     eprintln!("local cluster stopped");
@@ -513,16 +554,44 @@ mod tests {
     }
 
     #[test]
-    fn services_arguments() {
+    fn services_framework_arguments() {
         assert_eq!(
-            services_args("127.0.0.1:5050", "127.0.0.1:8080", Path::new("/tmp/x")),
+            services_listen("127.0.0.1:5050").as_deref(),
+            Some("127.0.0.1:5070")
+        );
+        assert_eq!(services_listen("localhost:5050"), None);
+        assert_eq!(
+            services_args("127.0.0.1:5050", "127.0.0.1:5070", Path::new("/tmp/x")),
             [
                 "--master",
                 "127.0.0.1:5050",
                 "--listen",
-                "127.0.0.1:8080",
+                "127.0.0.1:5070",
                 "--data-dir",
                 "/tmp/x/services"
+            ]
+            .map(OsString::from)
+            .to_vec()
+        );
+    }
+
+    #[test]
+    fn jobs_framework_arguments() {
+        assert_eq!(
+            jobs_listen("127.0.0.1:5050").as_deref(),
+            Some("127.0.0.1:5060")
+        );
+        assert_eq!(jobs_listen("localhost:5050"), None);
+        assert_eq!(jobs_listen("127.0.0.1:65530"), None);
+        assert_eq!(
+            jobs_args("127.0.0.1:5050", "127.0.0.1:5060", Path::new("/tmp/x")),
+            [
+                "--master",
+                "127.0.0.1:5050",
+                "--listen",
+                "127.0.0.1:5060",
+                "--data-dir",
+                "/tmp/x/jobs"
             ]
             .map(OsString::from)
             .to_vec()

@@ -2,18 +2,17 @@
 //! `GetState` over the Operator gRPC API and print it as tables or JSON.
 //!
 //! Read-only: this module must never call an Operator method that changes anything. The
-//! formatting functions are pure (they take a `ClusterState`) and unit-tested.
+//! formatting functions are pure (they take a `ClusterState`) and unit-tested. JSON comes
+//! from `agora-views`, the master's HTTP API's own shapes, never from here.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use agora_proto::v1::operator_client::OperatorClient;
-use agora_proto::v1::{
-    AgentState, ClusterState, Empty, FrameworkCapability, FrameworkInfo, FrameworkState,
-    OfferRecord, RoleState, TaskRecord, TaskStatus, UsageResponse, command_info,
-};
+use agora_proto::v1::{ClusterState, Empty, UsageResponse};
 use agora_resources::{Attributes, Resources};
-use serde_json::{Value, json};
+use agora_views::state as views;
+use serde_json::Value;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -123,10 +122,12 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 pub fn render(state: &ClusterState, view: View, as_json: bool) -> String {
     if as_json {
         let v = match view {
-            View::State => state_json(state),
-            View::Agents => Value::Array(state.agents.iter().map(agent_json).collect()),
-            View::Frameworks => Value::Array(state.frameworks.iter().map(framework_json).collect()),
-            View::Tasks => Value::Array(state.tasks.iter().map(task_json).collect()),
+            View::State => views::state_json(state),
+            View::Agents => Value::Array(state.agents.iter().map(views::agent_json).collect()),
+            View::Frameworks => {
+                Value::Array(state.frameworks.iter().map(views::framework_json).collect())
+            }
+            View::Tasks => Value::Array(state.tasks.iter().map(views::task_json).collect()),
         };
         // Serialising a `Value` cannot fail.
         let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
@@ -354,21 +355,6 @@ pub fn frameworks_table(state: &ClusterState) -> String {
     )
 }
 
-/// The task's agent: from its TaskInfo, else from its latest status; empty if neither.
-fn task_agent(t: &TaskRecord) -> &str {
-    let from_task = t.task.as_ref().map(|i| i.agent_id.as_str()).unwrap_or("");
-    let from_status = t
-        .latest_status
-        .as_ref()
-        .map(|s| s.agent_id.as_str())
-        .unwrap_or("");
-    if from_task.is_empty() {
-        from_status
-    } else {
-        from_task
-    }
-}
-
 pub fn tasks_table(state: &ClusterState) -> String {
     let rows: Vec<Vec<String>> = state
         .tasks
@@ -384,7 +370,7 @@ pub fn tasks_table(state: &ClusterState) -> String {
                 dash(&info.task_id),
                 dash(&info.name),
                 dash(&t.framework_id),
-                dash(task_agent(t)),
+                dash(agora_views::state::task_agent(t)),
                 t.state().as_str_name().to_string(),
                 resources_text(&info.resources),
                 dash(&message),
@@ -431,163 +417,13 @@ pub fn roles_table(state: &ClusterState) -> String {
     )
 }
 
-// ---- JSON ----------------------------------------------------------------------------
-
-/// Resources as `agora-resources`' JSON form, or `{"invalid": reason}`.
-fn resources_json(items: &[agora_proto::v1::Resource]) -> Value {
-    match Resources::from_proto(items) {
-        Ok(r) => r.to_json(),
-        Err(e) => json!({ "invalid": e.to_string() }),
-    }
-}
-
-fn attributes_json(items: &[agora_proto::v1::Attribute]) -> Value {
-    match Attributes::from_proto(items) {
-        Ok(a) => Value::Object(
-            a.iter()
-                .map(|attr| (attr.name.clone(), Value::String(attr.value.to_string())))
-                .collect(),
-        ),
-        Err(e) => json!({ "invalid": e.to_string() }),
-    }
-}
-
-pub fn state_json(state: &ClusterState) -> Value {
-    json!({
-        "master_id": state.master_id,
-        "agents": state.agents.iter().map(agent_json).collect::<Vec<_>>(),
-        "frameworks": state.frameworks.iter().map(framework_json).collect::<Vec<_>>(),
-        "tasks": state.tasks.iter().map(task_json).collect::<Vec<_>>(),
-        "offers": state.offers.iter().map(offer_json).collect::<Vec<_>>(),
-        "roles": state.roles.iter().map(role_json).collect::<Vec<_>>(),
-    })
-}
-
-pub fn agent_json(a: &AgentState) -> Value {
-    let info = a.info.clone().unwrap_or_default();
-    json!({
-        "id": info.id,
-        "hostname": info.hostname,
-        "address": info.address,
-        "status": a.status,
-        "attributes": attributes_json(&info.attributes),
-        "resources": resources_json(&info.resources),
-        "total": resources_json(&a.total),
-        "allocated": resources_json(&a.allocated),
-        "offered": resources_json(&a.offered),
-        "registered_at_ms": a.registered_at_ms,
-        "last_heartbeat_ms": a.last_heartbeat_ms,
-    })
-}
-
-fn framework_info_json(info: &FrameworkInfo) -> Value {
-    let capabilities: Vec<&str> = info
-        .capabilities
-        .iter()
-        .map(|c| {
-            FrameworkCapability::try_from(*c)
-                .map(|c| c.as_str_name())
-                .unwrap_or("UNKNOWN")
-        })
-        .collect();
-    json!({
-        "id": info.id,
-        "name": info.name,
-        "roles": info.roles,
-        "principal": info.principal,
-        "user": info.user,
-        "hostname": info.hostname,
-        "webui_url": info.webui_url,
-        "capabilities": capabilities,
-        "failover_timeout_seconds": info.failover_timeout_seconds,
-        "checkpoint": info.checkpoint,
-        "labels": info.labels.iter().map(|l| (l.key.clone(), Value::String(l.value.clone()))).collect::<serde_json::Map<_, _>>(),
-    })
-}
-
-pub fn framework_json(f: &FrameworkState) -> Value {
-    let mut v = framework_info_json(&f.info.clone().unwrap_or_default());
-    if let Value::Object(m) = &mut v {
-        m.insert("status".into(), json!(f.status));
-        m.insert("active_tasks".into(), json!(f.active_tasks));
-        m.insert("allocated".into(), resources_json(&f.allocated));
-        m.insert("offered".into(), resources_json(&f.offered));
-        m.insert("registered_at_ms".into(), json!(f.registered_at_ms));
-    }
-    v
-}
-
-fn status_json(s: &TaskStatus) -> Value {
-    json!({
-        "task_id": s.task_id,
-        "agent_id": s.agent_id,
-        "executor_id": s.executor_id,
-        "state": s.state().as_str_name(),
-        "reason": s.reason().as_str_name(),
-        "message": s.message,
-        "source": s.source().as_str_name(),
-        "timestamp_ms": s.timestamp_ms,
-        "uuid": s.uuid,
-        "exit_code": s.exit_code,
-        "healthy": s.healthy,
-    })
-}
-
-pub fn task_json(t: &TaskRecord) -> Value {
-    let info = t.task.clone().unwrap_or_default();
-    let command = info.command.as_ref().map(|c| {
-        let run = match &c.run {
-            Some(command_info::Run::Shell(s)) => json!({ "shell": s }),
-            Some(command_info::Run::Argv(a)) => json!({ "argv": a.args }),
-            None => Value::Null,
-        };
-        json!({
-            "run": run,
-            "user": c.user,
-            "environment": c.environment.iter().map(|e| (e.name.clone(), Value::String(e.value.clone()))).collect::<serde_json::Map<_, _>>(),
-        })
-    });
-    json!({
-        "task_id": info.task_id,
-        "name": info.name,
-        "framework_id": t.framework_id,
-        "agent_id": task_agent(t),
-        "state": t.state().as_str_name(),
-        "resources": resources_json(&info.resources),
-        "command": command,
-        "latest_status": t.latest_status.as_ref().map(status_json),
-        "history": t.history.iter().map(status_json).collect::<Vec<_>>(),
-    })
-}
-
-pub fn offer_json(o: &OfferRecord) -> Value {
-    let offer = o.offer.clone().unwrap_or_default();
-    json!({
-        "id": offer.id,
-        "framework_id": offer.framework_id,
-        "agent_id": offer.agent_id,
-        "hostname": offer.hostname,
-        "role": offer.role,
-        "resources": resources_json(&offer.resources),
-        "attributes": attributes_json(&offer.attributes),
-        "created_at_ms": o.created_at_ms,
-    })
-}
-
-pub fn role_json(r: &RoleState) -> Value {
-    json!({
-        "name": r.name,
-        "weight": r.weight,
-        "allocated": resources_json(&r.allocated),
-        "dominant_share": r.dominant_share,
-        "frameworks": r.frameworks,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agora_proto::v1::{AgentInfo, CommandInfo, TaskInfo, TaskState};
+    use agora_proto::v1::{
+        AgentInfo, AgentState, CommandInfo, FrameworkCapability, FrameworkInfo, FrameworkState,
+        RoleState, TaskInfo, TaskRecord, TaskState, TaskStatus, command_info,
+    };
 
     fn res(text: &str) -> Vec<agora_proto::v1::Resource> {
         Resources::parse(text).unwrap().to_proto()
@@ -745,7 +581,6 @@ mod tests {
     fn invalid_resources_are_shown_not_hidden() {
         let bad = vec![agora_proto::v1::Resource::default()];
         assert!(resources_text(&bad).starts_with("<invalid: "));
-        assert!(resources_json(&bad).get("invalid").is_some());
         assert_eq!(resources_text(&[]), "-");
     }
 
@@ -753,19 +588,20 @@ mod tests {
     fn json_views() {
         let s = sample();
         let v: Value = serde_json::from_str(&render(&s, View::State, true)).unwrap();
+        assert_eq!(v, views::state_json(&s), "the CLI prints the views' shape");
         assert_eq!(v["master_id"], "m1");
         assert_eq!(v["tasks"][0]["state"], "FAILED");
         assert_eq!(v["tasks"][0]["agent_id"], "a1");
-        assert_eq!(v["tasks"][0]["command"]["run"]["argv"][0], "sleep");
-        assert_eq!(v["tasks"][0]["latest_status"]["exit_code"], 3);
+        assert_eq!(v["tasks"][0]["command"]["argv"][0], "sleep");
+        assert_eq!(v["tasks"][0]["status"]["exit_code"], 3);
         assert_eq!(v["frameworks"][0]["capabilities"][0], "PARTITION_AWARE");
-        assert_eq!(v["frameworks"][0]["capabilities"][1], "UNKNOWN");
+        assert!(v["frameworks"][0]["capabilities"][1].is_null());
         assert_eq!(v["agents"][0]["attributes"]["rack"], "r1");
         assert_eq!(v["roles"][0]["weight"], 2.5);
         let agents: Value = serde_json::from_str(&render(&s, View::Agents, true)).unwrap();
         assert_eq!(agents[0]["hostname"], "local-agent-1");
         assert_eq!(
-            agents[0]["total"],
+            agents[0]["resources"],
             Resources::parse("cpus:4;mem:1024").unwrap().to_json()
         );
     }

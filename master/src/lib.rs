@@ -8,7 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod actor;
-pub mod allocator;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -17,8 +16,14 @@ pub mod http;
 pub mod metrics;
 pub mod registry;
 pub mod server;
+pub mod service;
 pub mod state;
+pub mod tally;
 pub mod validate;
+
+/// The allocator lives in its own crate (`agora-allocator`, pure by its dependencies); the
+/// re-export keeps every `crate::allocator::...` path of the master unchanged.
+pub use agora_allocator as allocator;
 
 pub use config::MasterConfig;
 pub use server::RunningMaster;

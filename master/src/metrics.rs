@@ -49,7 +49,7 @@ impl Metrics {
 }
 
 /// Point-in-time values that come from state rather than counters.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Gauges {
     pub agents_by_status: BTreeMap<&'static str, u64>,
     pub frameworks_by_status: BTreeMap<&'static str, u64>,

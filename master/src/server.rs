@@ -5,10 +5,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use agora_proto::v1::{
-    agent_api_server::AgentApiServer, operator_server::OperatorServer,
-    scheduler_server::SchedulerServer,
-};
 use thiserror::Error;
 use tokio::net::TcpListener;
 
@@ -16,7 +12,6 @@ use crate::actor::{Command, Master, MasterHandle};
 use crate::auth::{Gate, tls};
 use crate::clock::Clock;
 use crate::config::MasterConfig;
-use crate::grpc::{agent::AgentService, operator::OperatorService, scheduler::SchedulerService};
 use crate::registry::{FileRegistry, Registry};
 
 #[derive(Debug, Error)]
@@ -140,24 +135,12 @@ impl RunningMaster {
         let master_id = master.master_id().to_string();
         tokio::spawn(master.run(rx));
 
-        let grpc = tonic::service::Routes::new(SchedulerServer::new(SchedulerService::new(
-            handle.clone(),
-            gate.clone(),
-        )))
-        .add_service(AgentApiServer::new(AgentService::new(
-            handle.clone(),
-            gate.clone(),
-        )))
-        .add_service(OperatorServer::new(OperatorService::new(
-            handle.clone(),
-            flags,
-            gate.clone(),
-        )))
-        .into_axum_router();
+        let service = crate::service::Service::new(handle.clone(), gate.clone(), flags);
+        let grpc = crate::grpc::router(service.clone());
         // The auth middleware is the outermost layer: no route, not even the fallback,
         // runs before the caller is authenticated.
         let router = grpc
-            .merge(crate::http::router(handle.clone(), gate.clone()))
+            .merge(crate::http::router(service))
             .fallback(crate::http::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 gate,

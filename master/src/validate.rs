@@ -1,6 +1,12 @@
-//! Edge validation of everything frameworks and agents send: ids, framework info, task
-//! descriptions, filters. Each check answers with a precise, lowercase message naming the
-//! offending field and value.
+//! Edge validation of everything frameworks, agents and operators send: ids, roles,
+//! framework info, task descriptions, resources, filters. Each check answers with a
+//! precise, lowercase message naming the offending field and quoting at most a short,
+//! escaped prefix of the value (`service::quote`).
+//!
+//! The limits are those of every component a name reaches, so the master never accepts
+//! what an agent cannot apply: ids, role segments and volume ids become file names on
+//! agents (at most `NAME_MAX_BYTES`), task and executor ids also name checkpoint files
+//! (`<id>.pb`, hence `FILE_ID_MAX_BYTES`).
 //!
 //! Pure functions only; they never look at master state (the actor checks existence and
 //! ownership) and never panic on any input.
@@ -11,8 +17,21 @@ use agora_proto::v1::{self, CommandInfo, FrameworkCapability, FrameworkInfo, Tas
 use agora_resources::{Resources, validate_role};
 use tonic::Status;
 
+use crate::service::quote;
+
 /// Longest id or name accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 255;
+/// Longest file name on the agents' file systems (Linux NAME_MAX), in bytes.
+pub const NAME_MAX_BYTES: usize = 255;
+/// Longest task or executor id, in bytes: the agent checkpoints each in a file named
+/// `<id>.pb`.
+pub const FILE_ID_MAX_BYTES: usize = NAME_MAX_BYTES - ".pb".len();
+/// Longest role, in bytes: its segments are nested directories of a volume's path on the
+/// agent (`<work-dir>/volumes/roles/<role>/<persistence id>`), which must stay well under
+/// PATH_MAX (4096).
+pub const ROLE_MAX_BYTES: usize = 1024;
+/// Longest volume container path, in bytes (a path under the task's sandbox).
+pub const CONTAINER_PATH_MAX_BYTES: usize = 1024;
 
 /// Role used when a framework names none.
 pub const DEFAULT_ROLE: &str = "default";
@@ -25,8 +44,8 @@ pub fn id(kind: &str, value: &str) -> Result<(), Status> {
     }
     if value.len() > MAX_ID_BYTES {
         return Err(Status::invalid_argument(format!(
-            "{kind} '{}...' is longer than {MAX_ID_BYTES} bytes",
-            value.chars().take(32).collect::<String>()
+            "{kind} '{}' is longer than {MAX_ID_BYTES} bytes",
+            quote(value)
         )));
     }
     // The common case, checked a byte at a time: printable ASCII without '/'. Ids are
@@ -46,8 +65,101 @@ pub fn id(kind: &str, value: &str) -> Result<(), Status> {
     {
         return Err(Status::invalid_argument(format!(
             "{kind} '{}' contains the forbidden character {c:?}",
-            value.escape_debug()
+            quote(value)
         )));
+    }
+    Ok(())
+}
+
+/// An id that also names a checkpoint file on the agent (`<id>.pb`): task and executor
+/// ids.
+pub fn file_id(kind: &str, value: &str) -> Result<(), Status> {
+    id(kind, value)?;
+    if value.len() > FILE_ID_MAX_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "{kind} '{}' is longer than {FILE_ID_MAX_BYTES} bytes (the agent stores it in a \
+             file named after it)",
+            quote(value)
+        )));
+    }
+    Ok(())
+}
+
+/// A role: the grammar of `agora_resources::validate_role`, plus the limits of the
+/// agents' file systems (each segment a directory name of at most `NAME_MAX_BYTES`, the
+/// whole at most `ROLE_MAX_BYTES`). Lengths are checked first, so an oversized role is
+/// never copied whole into a message.
+pub fn role(field: &str, role: &str) -> Result<(), Status> {
+    if role.len() > ROLE_MAX_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "{field} '{}' is longer than {ROLE_MAX_BYTES} bytes",
+            quote(role)
+        )));
+    }
+    if let Some(seg) = role.split('/').find(|s| s.len() > NAME_MAX_BYTES) {
+        return Err(Status::invalid_argument(format!(
+            "{field} '{}' has a segment of {} bytes ('{}'); at most {NAME_MAX_BYTES} (it \
+             becomes a directory name on agents)",
+            quote(role),
+            seg.len(),
+            quote(seg)
+        )));
+    }
+    validate_role(role).map_err(|e| {
+        let reason = match e {
+            agora_resources::ResourceError::InvalidRole { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        Status::invalid_argument(format!("{field} '{}' is invalid: {reason}", quote(role)))
+    })
+}
+
+/// The names in resources that reach agents' file systems: each reservation's role and
+/// each volume's persistence id and container path. `what` names the resources for the
+/// message. The rest of their validation is `Resources::from_proto`'s.
+pub fn resource_limits(what: &str, resources: &[v1::Resource]) -> Result<(), Status> {
+    for (i, r) in resources.iter().enumerate() {
+        if let Some(res) = &r.reservation
+            && !res.role.is_empty()
+        {
+            role(&format!("{what}[{i}] reservation role"), &res.role)?;
+        }
+        if let Some(d) = &r.disk {
+            if d.persistence_id.len() > NAME_MAX_BYTES {
+                return Err(Status::invalid_argument(format!(
+                    "{what}[{i}] volume persistence id '{}' is longer than {NAME_MAX_BYTES} \
+                     bytes (it becomes a directory name on the agent)",
+                    quote(&d.persistence_id)
+                )));
+            }
+            let path = &d.container_path;
+            let long_segment = path.split('/').any(|s| s.len() > NAME_MAX_BYTES);
+            if path.len() > CONTAINER_PATH_MAX_BYTES || long_segment {
+                return Err(Status::invalid_argument(format!(
+                    "{what}[{i}] volume container path '{}' is longer than \
+                     {CONTAINER_PATH_MAX_BYTES} bytes or has a segment longer than \
+                     {NAME_MAX_BYTES}",
+                    quote(path)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The limits of `resource_limits` on every operation of an ACCEPT that names resources
+/// (the tasks of LAUNCH are checked with the rest of each task by the actor).
+pub fn accept_limits(r: &v1::AcceptRequest) -> Result<(), Status> {
+    use v1::operation::Operation as Op;
+    for (i, op) in r.operations.iter().enumerate() {
+        let (name, resources) = match &op.operation {
+            Some(Op::Reserve(x)) => ("RESERVE", &x.resources),
+            Some(Op::Unreserve(x)) => ("UNRESERVE", &x.resources),
+            Some(Op::Create(x)) => ("CREATE", &x.volumes),
+            Some(Op::Destroy(x)) => ("DESTROY", &x.volumes),
+            _ => continue,
+        };
+        resource_limits(&format!("operations[{i}] {name}"), resources)?;
     }
     Ok(())
 }
@@ -80,11 +192,11 @@ pub fn framework_info(info: &mut FrameworkInfo) -> Result<(), Status> {
     }
     let mut seen = BTreeSet::new();
     for role in &info.roles {
-        validate_role(role)
-            .map_err(|e| Status::invalid_argument(format!("framework role: {e}")))?;
+        self::role("framework role", role)?;
         if !seen.insert(role.as_str()) {
             return Err(Status::invalid_argument(format!(
-                "framework role '{role}' is listed twice"
+                "framework role '{}' is listed twice",
+                quote(role)
             )));
         }
     }
@@ -106,7 +218,7 @@ pub fn framework_info(info: &mut FrameworkInfo) -> Result<(), Status> {
         if !info.roles.contains(&d.role) {
             return Err(Status::invalid_argument(format!(
                 "framework demands[{i}] names role '{}' which the framework does not hold",
-                d.role
+                quote(&d.role)
             )));
         }
         let shape = Resources::from_proto(&d.task_shape)
@@ -169,7 +281,7 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
         if var.name.is_empty() || var.name.contains('=') {
             return Err(Status::invalid_argument(format!(
                 "task '{task_id}' environment variable name '{}' is empty or contains '='",
-                var.name
+                quote(&var.name)
             )));
         }
         no_nul(&field(&format!("environment {}", var.name)), &var.name)?;
@@ -190,7 +302,7 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
         if !known {
             return Err(Status::invalid_argument(format!(
                 "task '{task_id}' URI '{}' must be http://, https://, file:// or an absolute path",
-                v.escape_debug()
+                quote(v)
             )));
         }
         no_nul(&field("URI"), v)?;
@@ -204,7 +316,7 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
     if cmd.user.len() > 32 || cmd.user.contains(['/', ':', '\0']) {
         return Err(Status::invalid_argument(format!(
             "task '{task_id}' command user '{}' is not a valid user name",
-            cmd.user.escape_debug()
+            quote(&cmd.user)
         )));
     }
     Ok(())
@@ -243,7 +355,7 @@ fn health_check(tid: &str, hc: &v1::HealthCheck) -> Result<(), Status> {
                 return Err(Status::invalid_argument(format!(
                     "{} '{}' must start with '/'",
                     field("path"),
-                    hc.path.escape_debug()
+                    quote(&hc.path)
                 )));
             }
             Ok(())
@@ -259,7 +371,7 @@ fn health_check(tid: &str, hc: &v1::HealthCheck) -> Result<(), Status> {
 /// Checks one task of a LAUNCH and returns its resources. Existence and fit against the
 /// offer are the caller's business.
 pub fn task(task: &TaskInfo, offer_agent: &str) -> Result<Resources, Status> {
-    id("task id", &task.task_id)?;
+    file_id("task id", &task.task_id)?;
     let tid = &task.task_id;
     if task.name.len() > MAX_ID_BYTES {
         return Err(Status::invalid_argument(format!(
@@ -272,6 +384,7 @@ pub fn task(task: &TaskInfo, offer_agent: &str) -> Result<Resources, Status> {
             task.agent_id
         )));
     }
+    resource_limits(&format!("task '{tid}' resources"), &task.resources)?;
     let resources = Resources::from_proto(&task.resources)
         .map_err(|e| Status::invalid_argument(format!("task '{tid}' resources: {e}")))?;
     if resources.is_empty() {
@@ -315,7 +428,7 @@ pub fn task(task: &TaskInfo, offer_agent: &str) -> Result<Resources, Status> {
 /// Checks an executor of a LAUNCH or LAUNCH_GROUP and returns its resources (possibly
 /// none). `framework_id`: the accepting framework.
 pub fn executor(e: &v1::ExecutorInfo, framework_id: &str) -> Result<Resources, Status> {
-    id("executor id", &e.executor_id)?;
+    file_id("executor id", &e.executor_id)?;
     let eid = &e.executor_id;
     if !e.framework_id.is_empty() && e.framework_id != framework_id {
         return Err(Status::invalid_argument(format!(
@@ -394,6 +507,94 @@ mod tests {
         assert!(msg(id("task id", "..")).contains("not allowed"));
         assert!(msg(id("task id", &"x".repeat(256))).contains("longer than 255"));
         assert!(msg(id("task id", "a\0b")).contains("forbidden"));
+    }
+
+    #[test]
+    fn roles_within_the_agents_limits() {
+        assert!(role("r", "eng/ml").is_ok());
+        let segment = "s".repeat(NAME_MAX_BYTES);
+        assert!(role("r", &format!("eng/{segment}")).is_ok());
+        let m = msg(role("quota role", &format!("eng/{segment}x")));
+        assert!(m.contains("segment of 256 bytes"), "{m}");
+        let huge = "r".repeat(20_000);
+        let m = msg(role("quota role", &huge));
+        assert!(
+            m.contains("longer than 1024 bytes") && m.contains("(20000 bytes)"),
+            "{m}"
+        );
+        assert!(m.len() < 200, "{m}");
+        let m = msg(role("r", &format!("{}\n!", "x/".repeat(300))));
+        assert!(m.contains("letters, digits") && m.len() < 300, "{m}");
+        assert!(msg(role("r", "*")).contains("unreserved"));
+    }
+
+    #[test]
+    fn task_and_executor_ids_fit_their_checkpoint_file() {
+        let fits = "t".repeat(FILE_ID_MAX_BYTES);
+        assert!(file_id("task id", &fits).is_ok());
+        let m = msg(file_id("task id", &format!("{fits}x")));
+        assert!(m.contains("longer than 252 bytes"), "{m}");
+        let t = shell_task(&format!("{fits}x"), "cpus:1");
+        assert!(msg(task(&t, "a1")).contains("longer than 252"));
+    }
+
+    #[test]
+    fn resource_names_within_the_agents_limits() {
+        let reserved = |role: &str, pid: &str, path: &str| {
+            let mut r = Resources::parse("disk:10").expect("valid").to_proto();
+            r[0].reservation = Some(v1::Reservation {
+                r#type: v1::reservation::Type::Dynamic as i32,
+                role: role.into(),
+                principal: String::new(),
+                labels: vec![],
+            });
+            if !pid.is_empty() {
+                r[0].disk = Some(v1::DiskInfo {
+                    persistence_id: pid.into(),
+                    container_path: path.into(),
+                    ..Default::default()
+                });
+            }
+            r
+        };
+        assert!(resource_limits("x", &reserved("db", "v1", "data")).is_ok());
+        let long = format!("db/{}", "s".repeat(300));
+        assert!(msg(resource_limits("x", &reserved(&long, "", ""))).contains("segment of 300"));
+        let m = msg(resource_limits(
+            "x",
+            &reserved("db", &"p".repeat(256), "data"),
+        ));
+        assert!(m.contains("persistence id"), "{m}");
+        let m = msg(resource_limits(
+            "x",
+            &reserved("db", "v", &"d".repeat(2000)),
+        ));
+        assert!(m.contains("container path"), "{m}");
+        let accept = v1::AcceptRequest {
+            operations: vec![v1::Operation {
+                operation: Some(v1::operation::Operation::Create(v1::operation::Create {
+                    volumes: reserved(&long, "v1", "data"),
+                })),
+            }],
+            ..Default::default()
+        };
+        assert!(msg(accept_limits(&accept)).starts_with("operations[0] CREATE[0]"));
+    }
+
+    #[test]
+    fn messages_quote_a_short_prefix() {
+        let m = msg(id("task id", &"x".repeat(10_000)));
+        assert!(m.len() < 200, "{m}");
+        let mut cmd = CommandInfo {
+            run: Some(Run::Shell("true".into())),
+            ..Default::default()
+        };
+        cmd.uris.push(v1::Uri {
+            value: "ftp://".repeat(5_000),
+            ..Default::default()
+        });
+        let m = msg(command("t", &cmd));
+        assert!(m.len() < 300, "{m}");
     }
 
     #[test]

@@ -156,6 +156,7 @@
 #![deny(missing_docs)]
 
 mod attributes;
+pub mod compact;
 mod error;
 mod json;
 mod names;
@@ -171,6 +172,7 @@ mod value;
 mod volume;
 
 pub use attributes::{Attribute, AttributeValue, Attributes};
+pub use compact::CompactResources;
 pub use error::ResourceError;
 pub use ranges::Ranges;
 pub use reservation::{Reservation, ReservationKind};

@@ -3,4 +3,6 @@
 //!
 //! Pure rendering: it must never fetch, validate or interpret data beyond formatting it.
 
+pub mod operator;
+pub mod state;
 pub mod usage;

@@ -348,32 +348,7 @@ pub fn parse_single(text: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
-/// Usage of one container, from its cgroup.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Usage {
-    /// Total cpu time, in nanoseconds.
-    pub cpu_time_ns: u64,
-    /// User cpu time, in nanoseconds (0 when unknown).
-    pub cpu_user_ns: u64,
-    /// System cpu time, in nanoseconds (0 when unknown).
-    pub cpu_system_ns: u64,
-    /// CFS periods elapsed (only with a quota).
-    pub cpu_periods: u64,
-    /// CFS periods in which the container was throttled.
-    pub cpu_throttled_periods: u64,
-    /// Time spent throttled, in nanoseconds.
-    pub cpu_throttled_ns: u64,
-    /// Memory in use, in bytes.
-    pub memory_bytes: u64,
-    /// Highest memory use, in bytes (0 when the kernel does not track it).
-    pub memory_peak_bytes: u64,
-    /// Memory limit, in bytes (`None`: unlimited).
-    pub memory_limit_bytes: Option<u64>,
-    /// Processes killed by the OOM killer in this cgroup.
-    pub oom_kills: u64,
-    /// Processes in the cgroup.
-    pub pids_current: u64,
-}
+pub use super::Usage;
 
 /// Turns v1 file contents into [`Usage`] (`USER_HZ` ticks of cpuacct.stat are 10 ms).
 pub fn usage_from_v1(files: &BTreeMap<&str, String>) -> Usage {

@@ -30,7 +30,10 @@ use nix::unistd::Pid;
 use tokio::sync::watch;
 
 use super::cgroups::{CgroupError, Cgroups, ContainerCgroup, Limits, Usage};
-use super::process::{RunAs, create_output, give_fd_to, give_to, resolve_user, sandbox_error};
+use super::process::{
+    RunAs, check_environment, create_output, give_fd_to, give_to, resolve_user, sandbox_error,
+    sandbox_owner,
+};
 use super::spawn::{self, ChildSetup};
 use super::{
     Container, ContainerRef, Containerizer, LaunchError, LaunchSpec, Program, Termination,
@@ -161,11 +164,6 @@ impl Containerizer for LinuxContainerizer {
     ) -> BoxFuture<'static, Result<Arc<dyn Container>, LaunchError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            if !spec.uris.is_empty() {
-                let sandbox = sandbox_dir(&inner.work_dir, &spec.framework_id, &spec.task_id)?;
-                let config = crate::fetcher::FetchConfig::new(&inner.work_dir);
-                crate::fetcher::fetch_all(&config, &spec.uris, &sandbox).await?;
-            }
             let blocking_inner = Arc::clone(&inner);
             let started = tokio::task::spawn_blocking(move || start(&blocking_inner, &spec))
                 .await
@@ -255,7 +253,7 @@ fn cstring(what: &str, bytes: impl Into<Vec<u8>>) -> Result<CString, LaunchError
 }
 
 /// Finds `name` in `path` (or takes it as is when it has a '/').
-fn find_program(name: &str, path: &OsStr) -> Result<PathBuf, LaunchError> {
+pub(super) fn find_program(name: &str, path: &OsStr) -> Result<PathBuf, LaunchError> {
     let not_found = || LaunchError::Spawn {
         program: name.to_string(),
         error: std::io::Error::from_raw_os_error(libc::ENOENT),
@@ -382,8 +380,12 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
             stdout: stdout.into(),
             stderr: stderr.into(),
             cgroup_procs: procs,
-            status_path: cstring("run path", run.join("status").as_os_str().as_bytes())?,
+            status_path: Some(cstring(
+                "run path",
+                run.join("status").as_os_str().as_bytes(),
+            )?),
             run_as: run_as.as_ref().map(|r| (r.uid, r.gid)),
+            enter: Vec::new(),
         };
         let pid = spawn::spawn(&setup).map_err(|e| LaunchError::Spawn {
             program: spec.program.executable().to_string(),
@@ -427,6 +429,105 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
         cgroup,
         pidfd,
     })
+}
+
+/// Namespaces a command check joins, in the order it joins them.
+const CHECK_NAMESPACES: [&str; 4] = ["ipc", "uts", "pid", "mnt"];
+
+/// Starts a command check inside a running container: its namespaces (opened from its
+/// init, which `init_pidfd` proves is still the same process), its cgroups, as the
+/// sandbox's owner. Returns the pid of the check's session leader (see
+/// [`spawn::ChildSetup::enter`]).
+fn start_check(
+    init_pid: u32,
+    init_pidfd: &std::os::fd::OwnedFd,
+    cgroup: &ContainerCgroup,
+    sandbox: &Path,
+    argv: &[String],
+) -> Result<i32, String> {
+    let mut enter = Vec::new();
+    for ns in CHECK_NAMESPACES {
+        let path = format!("/proc/{init_pid}/ns/{ns}");
+        let f = std::fs::File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
+        enter.push(std::os::fd::OwnedFd::from(f));
+    }
+    // The namespaces are the container's only if its init still runs now (a pid reused
+    // after it ended would make them another process').
+    spawn::pidfd_send_signal(init_pidfd, 0).map_err(|_| "the container has ended".to_string())?;
+    let run_as = sandbox_owner(sandbox)?;
+    let (name, args) = argv.split_first().ok_or("empty command")?;
+    let program = find_program(name, OsStr::new(DEFAULT_PATH)).map_err(|e| e.to_string())?;
+    let c = |what: &str, b: &[u8]| cstring(what, b).map_err(|e| e.to_string());
+    let mut cargv = vec![c("argv", name.as_bytes())?];
+    for a in args {
+        cargv.push(c("argv", a.as_bytes())?);
+    }
+    let envp = check_environment(sandbox, run_as.as_ref())
+        .into_iter()
+        .map(|(k, v)| c("environment", format!("{k}={v}").as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let null = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map(std::os::fd::OwnedFd::from)
+            .map_err(|e| format!("cannot open /dev/null: {e}"))
+    };
+    let mut procs = Vec::new();
+    for file in cgroup.procs_files() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+        procs.push(std::os::fd::OwnedFd::from(f));
+    }
+    let setup = ChildSetup {
+        program: c("program", program.as_os_str().as_bytes())?,
+        argv: cargv,
+        envp,
+        cwd: c("sandbox path", sandbox.as_os_str().as_bytes())?,
+        hostname: None,
+        stdin: null()?,
+        stdout: null()?,
+        stderr: null()?,
+        cgroup_procs: procs,
+        status_path: None,
+        run_as: run_as.as_ref().map(|r| (r.uid, r.gid)),
+        enter,
+    };
+    spawn::spawn(&setup).map_err(|e| format!("cannot run {name:?} in the container: {e}"))
+}
+
+/// Waits for a started check (our child) to end, killing its process group after
+/// `timeout`; its exit status.
+async fn wait_check(pid: i32, timeout: Duration) -> Result<(), String> {
+    let pidfd = Arc::new(spawn::pidfd_open(pid).map_err(|e| format!("pidfd_open: {e}"))?);
+    let timed_out = tokio::time::timeout(timeout, spawn::pidfd_exited(Arc::clone(&pidfd)))
+        .await
+        .is_err();
+    if timed_out {
+        // The leader of the check's session is our unreaped child, so its group id cannot
+        // have been reused.
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = spawn::pidfd_exited(pidfd).await;
+    }
+    let status = tokio::task::spawn_blocking(move || waitpid(Pid::from_raw(pid), None))
+        .await
+        .map_err(|e| e.to_string())?;
+    if timed_out {
+        return Err(format!("timed out after {timeout:?}"));
+    }
+    match status {
+        Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+        Ok(WaitStatus::Exited(_, code)) if code > 128 => Err(format!(
+            "command terminated by {}",
+            super::signal_name(code - 128)
+        )),
+        Ok(WaitStatus::Exited(_, code)) => Err(format!("command exited with status {code}")),
+        Ok(other) => Err(format!("command ended: {other:?}")),
+        Err(e) => Err(format!("cannot reap the command: {e}")),
+    }
 }
 
 /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot): with the pid, it
@@ -592,6 +693,25 @@ struct LinuxContainer {
 impl Container for LinuxContainer {
     fn pid(&self) -> u32 {
         self.reference.pid
+    }
+
+    fn run_check(
+        &self,
+        argv: Vec<String>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let pidfd = self.pidfd.clone();
+        let cgroup = self.cgroup.clone();
+        let reference = self.reference.clone();
+        Box::pin(async move {
+            let pidfd = pidfd.ok_or("the container has ended")?;
+            let pid = tokio::task::spawn_blocking(move || {
+                start_check(reference.pid, &pidfd, &cgroup, &reference.sandbox, &argv)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            wait_check(pid, timeout).await
+        })
     }
 
     fn update_resources(&self, resources: &agora_resources::Resources) -> Result<(), String> {

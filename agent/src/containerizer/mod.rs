@@ -100,12 +100,15 @@ pub struct LaunchSpec {
     pub environment: Vec<(String, String)>,
     /// Assigned ports, ascending (`PORT0..` and `PORTS`).
     pub ports: Vec<u64>,
-    /// Unix user to run as; `None`: the agent's own user.
+    /// Unix user to run as; `None`: the agent's own user. The agent decides it before a
+    /// containerizer sees the spec ([`crate::prepare`]: the default user, root refused).
     pub user: Option<String>,
     /// The task's resources (for isolators that enforce limits; the plain process
     /// containerizer ignores them).
     pub resources: Resources,
-    /// URIs to fetch into the sandbox before the command starts.
+    /// URIs to fetch into the sandbox before the command starts. The agent's launch
+    /// preparation ([`crate::prepare::PreparingContainerizer`]) fetches them as the task's
+    /// user; containerizers ignore them.
     pub uris: Vec<FetchUri>,
 }
 
@@ -360,6 +363,17 @@ pub enum LaunchError {
     /// The task's user does not exist on this host.
     #[error("user {0:?} does not exist on this host")]
     UnknownUser(String),
+    /// The task would run as root and the operator did not allow it.
+    #[error(
+        "task would run as root (user {user:?}{}); this agent runs tasks as root only with --allow-root-tasks",
+        default_note(.defaulted)
+    )]
+    RootRefused {
+        /// The user named (or the default user).
+        user: String,
+        /// The user came from `--default-user`, not from the task.
+        defaulted: bool,
+    },
     /// Looking up the task's user failed.
     #[error("cannot look up user {user:?}: {error}")]
     UserLookup {
@@ -400,6 +414,14 @@ pub enum LaunchError {
         /// The OS error.
         error: std::io::Error,
     },
+}
+
+fn default_note(defaulted: &bool) -> &'static str {
+    if *defaulted {
+        ", the --default-user"
+    } else {
+        ""
+    }
 }
 
 /// Starts tasks. Implementations are shared (`Arc`) between the agent's actors.
@@ -510,6 +532,33 @@ pub fn select(
     }
 }
 
+/// Usage of one container (the Linux containerizer reads it from its cgroups).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Total cpu time, in nanoseconds.
+    pub cpu_time_ns: u64,
+    /// User cpu time, in nanoseconds (0 when unknown).
+    pub cpu_user_ns: u64,
+    /// System cpu time, in nanoseconds (0 when unknown).
+    pub cpu_system_ns: u64,
+    /// CFS periods elapsed (only with a quota).
+    pub cpu_periods: u64,
+    /// CFS periods in which the container was throttled.
+    pub cpu_throttled_periods: u64,
+    /// Time spent throttled, in nanoseconds.
+    pub cpu_throttled_ns: u64,
+    /// Memory in use, in bytes.
+    pub memory_bytes: u64,
+    /// Highest memory use, in bytes (0 when the kernel does not track it).
+    pub memory_peak_bytes: u64,
+    /// Memory limit, in bytes (`None`: unlimited).
+    pub memory_limit_bytes: Option<u64>,
+    /// Processes killed by the OOM killer in this cgroup.
+    pub oom_kills: u64,
+    /// Processes in the cgroup.
+    pub pids_current: u64,
+}
+
 /// What identifies a running container across agent restarts (checkpointed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerRef {
@@ -548,9 +597,23 @@ pub trait Container: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Runs `argv` (a command health check) inside the container: in its namespaces and
+    /// cgroups where it has them, as the user owning its sandbox (the task's user), with the
+    /// sandbox as working directory; `Ok` on exit status 0, else why not. A command still
+    /// running after `timeout` is killed. Never runs anything with the agent's privileges
+    /// unless the task itself has them.
+    fn run_check(
+        &self,
+        argv: Vec<String>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let _ = (argv, timeout);
+        Box::pin(async { Err("this container cannot run command checks".to_string()) })
+    }
+
     /// Resource usage, when the implementation measures it (cgroups) and the container
     /// still runs.
-    fn usage(&self) -> Option<cgroups::Usage> {
+    fn usage(&self) -> Option<Usage> {
         None
     }
 

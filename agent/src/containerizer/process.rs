@@ -9,8 +9,15 @@
 //! It must never signal anything but the process group it created (never group 0 or 1),
 //! and never leave processes of a task behind: when the main process ends, whatever is
 //! left of its process group is killed. There is no resource isolation here; processes
-//! that leave their process group (`setsid`) escape it. The cgroup containerizer closes
-//! both gaps later.
+//! that leave their process group (`setsid`) escape it. The Linux containerizer closes
+//! both gaps.
+//!
+//! Tasks outlive the agent: [`ProcessContainerizer::recover`] re-attaches to a task's main
+//! process from its checkpointed pid and start time (a pidfd then tells when it ends; it is
+//! no longer the agent's child, so its exit status is lost and the task ends with an
+//! unknown termination). A process whose pid and start time no longer match ended while
+//! the agent was away: its container is returned already ended. A restarted agent never
+//! reports a task ended while its process still runs.
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
@@ -27,7 +34,9 @@ use nix::unistd::{Gid, Pid, Uid, User, chown, fchown};
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use super::{Container, Containerizer, LaunchError, LaunchSpec, Program, Termination};
+use super::{
+    Container, ContainerRef, Containerizer, LaunchError, LaunchSpec, Program, Termination,
+};
 use crate::sandbox::sandbox_dir;
 
 /// Runs each task as a child process of the agent, in its own process group.
@@ -51,19 +60,16 @@ impl ProcessContainerizer {
 }
 
 impl Containerizer for ProcessContainerizer {
+    fn recover(&self, reference: ContainerRef) -> BoxFuture<'static, Option<Arc<dyn Container>>> {
+        Box::pin(async move { Some(recover(reference)) })
+    }
+
     fn launch(
         &self,
         spec: LaunchSpec,
     ) -> BoxFuture<'static, Result<Arc<dyn Container>, LaunchError>> {
         let work_dir = self.work_dir.clone();
-        Box::pin(async move {
-            if !spec.uris.is_empty() {
-                let sandbox = sandbox_dir(&work_dir, &spec.framework_id, &spec.task_id)?;
-                let config = crate::fetcher::FetchConfig::new(&work_dir);
-                crate::fetcher::fetch_all(&config, &spec.uris, &sandbox).await?;
-            }
-            start(&work_dir, &spec)
-        })
+        Box::pin(async move { start(&work_dir, &spec) })
     }
 }
 
@@ -102,6 +108,47 @@ pub(super) fn resolve_user(user: Option<&str>) -> Result<Option<RunAs>, LaunchEr
         gid: entry.gid.as_raw(),
         home: entry.dir,
     }))
+}
+
+/// The user a container's sandbox belongs to: who its command checks run as. `None`:
+/// the agent's own user (the sandbox is the agent's: the task runs as the agent).
+pub(super) fn sandbox_owner(sandbox: &Path) -> Result<Option<RunAs>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(sandbox)
+        .map_err(|e| format!("cannot read sandbox {}: {e}", sandbox.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("sandbox {} is not a directory", sandbox.display()));
+    }
+    if meta.uid() == Uid::effective().as_raw() {
+        return Ok(None);
+    }
+    let entry = User::from_uid(Uid::from_raw(meta.uid())).ok().flatten();
+    Ok(Some(RunAs {
+        name: entry
+            .as_ref()
+            .map_or_else(|| meta.uid().to_string(), |u| u.name.clone()),
+        uid: meta.uid(),
+        gid: meta.gid(),
+        home: entry.map_or_else(|| PathBuf::from("/"), |u| u.dir),
+    }))
+}
+
+/// The environment of a command check: a fixed PATH, the user's names and home, and the
+/// sandbox. Nothing of the agent's own environment.
+pub(super) fn check_environment(sandbox: &Path, run_as: Option<&RunAs>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".to_string(), super::linux::DEFAULT_PATH.to_string()),
+        (
+            "AGORA_SANDBOX".to_string(),
+            sandbox.to_string_lossy().into_owned(),
+        ),
+    ];
+    if let Some(r) = run_as {
+        env.push(("USER".into(), r.name.clone()));
+        env.push(("LOGNAME".into(), r.name.clone()));
+        env.push(("HOME".into(), r.home.to_string_lossy().into_owned()));
+    }
+    env
 }
 
 pub(super) fn sandbox_error(path: &Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
@@ -177,8 +224,19 @@ fn start(work_dir: &Path, spec: &LaunchSpec) -> Result<Arc<dyn Container>, Launc
             c
         }
         Program::Argv(args) => {
-            let mut c = Command::new(spec.program.executable());
-            c.args(args.iter().skip(1));
+            // Looked up here, not by the child: a child that switched users would report
+            // a PATH directory it may not search (EACCES) instead of a missing program.
+            let path = spec
+                .environment
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| std::ffi::OsString::from(v))
+                .or_else(|| std::env::var_os("PATH"))
+                .unwrap_or_else(|| super::linux::DEFAULT_PATH.into());
+            let program = super::linux::find_program(spec.program.executable(), &path)?;
+            let mut c = Command::new(program);
+            c.arg0(spec.program.executable()).args(args.iter().skip(1));
             c
         }
     };
@@ -206,6 +264,10 @@ fn start(work_dir: &Path, spec: &LaunchSpec) -> Result<Arc<dyn Container>, Launc
     })?;
     // A freshly spawned child always has an id; it is only cleared once reaped.
     let pid = child.id().unwrap_or(0);
+    let start_time = i32::try_from(pid)
+        .ok()
+        .and_then(super::linux::process_start_time)
+        .unwrap_or(0);
     let (tx, rx) = watch::channel(None);
     tracing::debug!(pid, sandbox = %sandbox.display(), "task process started");
     tokio::spawn(async move {
@@ -219,7 +281,77 @@ fn start(work_dir: &Path, spec: &LaunchSpec) -> Result<Arc<dyn Container>, Launc
         wait_group_empty(pid).await;
         tx.send_replace(Some(termination));
     });
-    Ok(Arc::new(ProcessContainer { pid, sandbox, rx }))
+    Ok(Arc::new(ProcessContainer {
+        pid,
+        start_time,
+        sandbox,
+        rx,
+    }))
+}
+
+/// The container id of a process container in checkpoints: its group and start time.
+fn container_id(pid: u32, start_time: u64) -> String {
+    format!("process-{pid}-{start_time}")
+}
+
+/// Re-attaches to a task's process group left by a previous run of the agent.
+fn recover(reference: ContainerRef) -> Arc<dyn Container> {
+    let ContainerRef {
+        container_id: id,
+        pid,
+        start_time,
+        sandbox,
+    } = reference;
+    let (tx, rx) = watch::channel(None);
+    let container = Arc::new(ProcessContainer {
+        pid,
+        start_time,
+        sandbox,
+        rx,
+    });
+    let raw = i32::try_from(pid).unwrap_or(0);
+    let ours = raw > 1
+        && id == container_id(pid, start_time)
+        && super::linux::process_start_time(raw) == Some(start_time)
+        && own_group(raw);
+    let pidfd = if ours {
+        super::spawn::pidfd_open(raw).ok()
+    } else {
+        None
+    };
+    // The start time is checked again after the pidfd is open: the pidfd then names the
+    // task's process, never one that reused its pid.
+    let pidfd = pidfd.filter(|_| super::linux::process_start_time(raw) == Some(start_time));
+    match pidfd {
+        None => {
+            tracing::info!(pid, "the task's process ended while the agent was away");
+            tx.send_replace(Some(Termination::Unknown(
+                "the task ended while the agent was down; its exit status is lost".into(),
+            )));
+        }
+        Some(pidfd) => {
+            tracing::info!(pid, "re-attached to the task's process group");
+            tokio::spawn(async move {
+                let waited = super::spawn::pidfd_exited(Arc::new(pidfd)).await;
+                signal_group(pid, Signal::SIGKILL);
+                wait_group_empty(pid).await;
+                let why = match waited {
+                    Ok(()) => "its exit status is lost: the agent restarted while it ran".into(),
+                    Err(e) => format!("cannot wait for it after an agent restart: {e}"),
+                };
+                tx.send_replace(Some(Termination::Unknown(why)));
+            });
+        }
+    }
+    container
+}
+
+/// Whether process `pid` leads its own process group (as every task's main process does).
+fn own_group(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_group_and_state(&stat))
+        .is_some_and(|(group, state)| group == pid && state != 'Z')
 }
 
 pub(super) fn termination_of(status: ExitStatus) -> Termination {
@@ -310,6 +442,8 @@ fn stat_group_and_state(stat: &str) -> Option<(i32, char)> {
 /// One task's process group.
 struct ProcessContainer {
     pid: u32,
+    /// The main process' start time (0 if unknown): with the pid, its checkpointed identity.
+    start_time: u64,
     sandbox: PathBuf,
     /// `Some` once the reaper saw the main process end and killed the rest of the group.
     rx: watch::Receiver<Option<Termination>>,
@@ -320,8 +454,56 @@ impl Container for ProcessContainer {
         self.pid
     }
 
+    fn run_check(
+        &self,
+        argv: Vec<String>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let sandbox = self.sandbox.clone();
+        Box::pin(async move {
+            let run_as = sandbox_owner(&sandbox)?;
+            let (program, args) = argv.split_first().ok_or("empty command")?;
+            let mut cmd = Command::new(program);
+            cmd.args(args)
+                .current_dir(&sandbox)
+                .env_clear()
+                .envs(check_environment(&sandbox, run_as.as_ref()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .kill_on_drop(true);
+            if let Some(r) = &run_as {
+                cmd.uid(r.uid).gid(r.gid);
+            }
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| format!("cannot run {program:?}: {e}"))?;
+            let pid = child.id().unwrap_or(0);
+            match tokio::time::timeout(timeout, child.wait()).await {
+                Ok(Ok(status)) if status.success() => Ok(()),
+                Ok(Ok(status)) => Err(format!("command {status}")),
+                Ok(Err(e)) => Err(format!("waiting for the command failed: {e}")),
+                Err(_) => {
+                    signal_group(pid, Signal::SIGKILL);
+                    let _ = child.wait().await;
+                    Err(format!("timed out after {timeout:?}"))
+                }
+            }
+        })
+    }
+
     fn sandbox(&self) -> &Path {
         &self.sandbox
+    }
+
+    fn reference(&self) -> Option<ContainerRef> {
+        (self.start_time != 0).then(|| ContainerRef {
+            container_id: container_id(self.pid, self.start_time),
+            pid: self.pid,
+            start_time: self.start_time,
+            sandbox: self.sandbox.clone(),
+        })
     }
 
     fn wait(&self) -> BoxFuture<'static, Termination> {

@@ -1,5 +1,13 @@
 //! The only module of the agent with `unsafe` code: starting a container's processes with
-//! a raw `clone(2)` into new pid, mount, uts and ipc namespaces, and `pidfd_open(2)`.
+//! a raw `clone(2)` into new pid, mount, uts and ipc namespaces (or into the namespaces of
+//! a running container, for command health checks), `pidfd_open(2)`, and file access under
+//! another user's file-system credentials ([`with_fs_identity`]).
+//!
+//! [`spawn`] with [`ChildSetup::enter`] set does not create namespaces: the cloned child
+//! joins the container's cgroups, `setns(2)`s into the given namespaces, and forks the
+//! program (so it is inside the container's pid namespace); it exits with the program's
+//! status. It is the session leader of the program, so its pid is the process group to
+//! kill when the program outlives its timeout.
 //!
 //! [`spawn`] clones a child that becomes pid 1 ("init") of a new pid namespace. Init
 //! writes itself into the container's cgroups, resets signals, starts a session, makes
@@ -60,6 +68,8 @@ pub enum Stage {
     Uid = 12,
     /// `execve`.
     Exec = 13,
+    /// `setns` into a container's namespace.
+    Setns = 14,
 }
 
 impl Stage {
@@ -79,6 +89,7 @@ impl Stage {
             Gid,
             Uid,
             Exec,
+            Setns,
         ]
         .into_iter()
         .find(|s| *s as i32 == v)
@@ -101,6 +112,7 @@ impl fmt::Display for Stage {
             Stage::Gid => "cannot set the group id",
             Stage::Uid => "cannot set the user id",
             Stage::Exec => "cannot execute the program",
+            Stage::Setns => "cannot enter the container's namespaces",
         })
     }
 }
@@ -147,10 +159,14 @@ pub struct ChildSetup {
     pub stderr: OwnedFd,
     /// Open (write) `cgroup.procs` files of the container's cgroups.
     pub cgroup_procs: Vec<OwnedFd>,
-    /// Where init writes the main process' raw wait status (4 bytes, native endian).
-    pub status_path: CString,
+    /// Where init writes the main process' raw wait status (4 bytes, native endian);
+    /// `None`: nowhere (init's own exit status says it).
+    pub status_path: Option<CString>,
     /// `(uid, gid)` to run the main process as; `None`: the agent's.
     pub run_as: Option<(u32, u32)>,
+    /// Namespaces (open `/proc/<pid>/ns/*` files) to join instead of creating new ones;
+    /// empty: new pid, mount, uts and ipc namespaces.
+    pub enter: Vec<OwnedFd>,
 }
 
 /// What the parent-side raw values point into; lives until the child has exec'd.
@@ -166,6 +182,7 @@ struct Prepared {
     procs: Vec<RawFd>,
     status_path: *const libc::c_char,
     run_as: Option<(u32, u32)>,
+    enter: Vec<RawFd>,
     err_pipe: RawFd,
 }
 
@@ -199,6 +216,7 @@ pub fn spawn(setup: &ChildSetup) -> Result<i32, SpawnError> {
         .iter()
         .map(high_dup)
         .collect::<Result<_, _>>()?;
+    let enter: Vec<OwnedFd> = setup.enter.iter().map(high_dup).collect::<Result<_, _>>()?;
     let mut pipe = [0 as RawFd; 2];
     // SAFETY: pipe2 writes two descriptors into the array we pass, or fails.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -236,16 +254,20 @@ pub fn spawn(setup: &ChildSetup) -> Result<i32, SpawnError> {
         stdout: stdout.as_raw_fd(),
         stderr: stderr.as_raw_fd(),
         procs: procs.iter().map(AsRawFd::as_raw_fd).collect(),
-        status_path: setup.status_path.as_ptr(),
+        status_path: setup
+            .status_path
+            .as_ref()
+            .map_or(std::ptr::null(), |p| p.as_ptr()),
         run_as: setup.run_as,
+        enter: enter.iter().map(AsRawFd::as_raw_fd).collect(),
         err_pipe: write_end.as_raw_fd(),
     };
 
-    let flags = libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC
-        | libc::SIGCHLD;
+    let flags = if prepared.enter.is_empty() {
+        libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC
+    } else {
+        0
+    } | libc::SIGCHLD;
     // SAFETY: a raw clone without CLONE_VM is a fork: the child gets a copy of this
     // address space and continues on its copy of the current stack. It runs only
     // `container_init`, which makes async-signal-safe system calls on the values prepared
@@ -269,7 +291,7 @@ pub fn spawn(setup: &ChildSetup) -> Result<i32, SpawnError> {
     }
     let pid = pid as i32;
     drop(write_end);
-    drop((stdin, stdout, stderr, procs));
+    drop((stdin, stdout, stderr, procs, enter));
 
     let mut report = [0u8; 8];
     let mut got = 0;
@@ -395,30 +417,13 @@ unsafe fn container_init(p: &Prepared) -> ! {
         if libc::setsid() < 0 {
             fail(p.err_pipe, Stage::Setsid);
         }
-        if libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            fail(p.err_pipe, Stage::MountPrivate);
+        for &fd in &p.enter {
+            if libc::setns(fd, 0) != 0 {
+                fail(p.err_pipe, Stage::Setns);
+            }
         }
-        if libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        ) != 0
-        {
-            fail(p.err_pipe, Stage::MountProc);
-        }
-        if let Some((name, len)) = p.hostname
-            && libc::sethostname(name, len) != 0
-        {
-            fail(p.err_pipe, Stage::Hostname);
+        if p.enter.is_empty() {
+            new_namespaces_setup(p);
         }
         let main = libc::syscall(
             libc::SYS_clone,
@@ -449,11 +454,15 @@ unsafe fn container_init(p: &Prepared) -> ! {
                 break;
             }
         }
-        let fd = libc::open(
-            p.status_path,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o600,
-        );
+        let fd = if p.status_path.is_null() {
+            -1
+        } else {
+            libc::open(
+                p.status_path,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                0o600,
+            )
+        };
         if fd >= 0 {
             let bytes = main_status.to_ne_bytes();
             libc::write(fd, bytes.as_ptr().cast(), bytes.len());
@@ -467,6 +476,43 @@ unsafe fn container_init(p: &Prepared) -> ! {
             255
         };
         libc::_exit(code)
+    }
+}
+
+/// Init's set-up of the namespaces it was cloned into: private mounts, its own `/proc`,
+/// the hostname. Async-signal-safe.
+///
+/// # Safety
+///
+/// Same contract as [`container_init`].
+unsafe fn new_namespaces_setup(p: &Prepared) {
+    // SAFETY: plain system calls on strings prepared before the clone.
+    unsafe {
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(p.err_pipe, Stage::MountPrivate);
+        }
+        if libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(p.err_pipe, Stage::MountProc);
+        }
+        if let Some((name, len)) = p.hostname
+            && libc::sethostname(name, len) != 0
+        {
+            fail(p.err_pipe, Stage::Hostname);
+        }
     }
 }
 
@@ -487,13 +533,16 @@ unsafe fn exec_main(p: &Prepared) -> ! {
             fail(p.err_pipe, Stage::Chdir);
         }
         if let Some((uid, gid)) = p.run_as {
-            if libc::setgroups(0, std::ptr::null()) != 0 {
+            // Raw system calls: glibc's wrappers broadcast the change to every thread it
+            // believes exists, and after a raw clone it still believes the agent's threads
+            // exist, so it would wait for them forever.
+            if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0 {
                 fail(p.err_pipe, Stage::Groups);
             }
-            if libc::setgid(gid) != 0 {
+            if libc::syscall(libc::SYS_setgid, gid) != 0 {
                 fail(p.err_pipe, Stage::Gid);
             }
-            if libc::setuid(uid) != 0 {
+            if libc::syscall(libc::SYS_setuid, uid) != 0 {
                 fail(p.err_pipe, Stage::Uid);
             }
         }
@@ -552,18 +601,60 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Runs `work` on a thread of its own whose file-system credentials are `uid`/`gid` with
+/// no supplementary groups, so every open, create and permission check it makes is the
+/// kernel's check for that user (a root agent's file capabilities are dropped with the
+/// change of fsuid). The credentials are per thread and die with it: no other thread of
+/// the agent ever runs with them. `None`: the agent's own credentials (on a thread too).
+pub fn with_fs_identity<T: Send + 'static>(
+    identity: Option<(u32, u32)>,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let thread = std::thread::Builder::new()
+        .name("agora-fs-as-user".into())
+        .spawn(move || {
+            if let Some((uid, gid)) = identity {
+                // SAFETY: raw system calls on this thread's own credentials (glibc's
+                // wrappers of setgroups would change every thread of the agent); no
+                // memory is passed but the null group list of length 0.
+                unsafe {
+                    if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>())
+                        != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::syscall(libc::SYS_setfsgid, gid);
+                    libc::syscall(libc::SYS_setfsuid, uid);
+                    // setfsuid/setfsgid return the previous value, never an error: ask
+                    // again (an invalid id returns the current one) to check.
+                    let now_uid = libc::syscall(libc::SYS_setfsuid, u32::MAX) as u32;
+                    let now_gid = libc::syscall(libc::SYS_setfsgid, u32::MAX) as u32;
+                    if now_uid != uid || now_gid != gid {
+                        return Err(std::io::Error::other(format!(
+                            "cannot take the file-system identity {uid}:{gid}"
+                        )));
+                    }
+                }
+            }
+            work()
+        })?;
+    thread
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("file access thread panicked")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn stages_round_trip() {
-        for raw in 1..=13 {
+        for raw in 1..=14 {
             let stage = Stage::from_raw(raw).expect("known stage");
             assert_eq!(stage as i32, raw);
             assert!(!stage.to_string().is_empty());
         }
         assert_eq!(Stage::from_raw(0), None);
-        assert_eq!(Stage::from_raw(14), None);
+        assert_eq!(Stage::from_raw(15), None);
     }
 }

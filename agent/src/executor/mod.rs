@@ -25,6 +25,8 @@ pub const ENV_EXECUTOR_ID: &str = "AGORA_EXECUTOR_ID";
 pub const ENV_RECOVERY_TIMEOUT: &str = "AGORA_EXECUTOR_RECOVERY_TIMEOUT";
 /// File name of the socket in the agent's work directory.
 pub const SOCKET_NAME: &str = "executor.sock";
+/// Metadata key carrying the executor's token (`AGORA_EXECUTOR_TOKEN`) on every call.
+pub const TOKEN_HEADER: &str = "x-agora-executor-token";
 /// Name of the default executor program, looked up next to the agent's binary.
 pub const DEFAULT_EXECUTOR_NAME: &str = "agora-default-executor";
 

@@ -17,8 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::sandbox::{IdKind, validate_id};
 use crate::state::AgentState;
 
-/// Metadata key carrying the executor's token (`AGORA_EXECUTOR_TOKEN`) on every call.
-pub const TOKEN_HEADER: &str = "x-agora-executor-token";
+pub use super::TOKEN_HEADER;
 
 /// Largest framework message an executor may send (the master bounds it too).
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;

@@ -26,7 +26,6 @@ use crate::executor::lifecycle::{ExecEffect, ExecEvent, ExecPhase, transition as
 use crate::executor::{
     ENV_EXECUTOR_ID, ENV_RECOVERY_TIMEOUT, ENV_SOCKET, ENV_TOKEN, ExecutorConfig, ExecutorKey,
 };
-use crate::master_link::Outbox;
 use crate::sandbox::{IdKind, validate_id};
 use crate::status_update::now_ms;
 
@@ -39,12 +38,48 @@ pub type EventTx = mpsc::Sender<Result<ExecutorEvent, Status>>;
 /// What the server returns to a subscribing executor.
 pub type EventRx = mpsc::Receiver<Result<ExecutorEvent, Status>>;
 
+/// The state actor's calls to the master (executor messages and exits): a port the
+/// master link implements, so the core never imports its transport. Both calls are best
+/// effort and the returned futures do not borrow `self`.
+pub trait MasterOutbox: Send + Sync + 'static {
+    /// Relays an executor's message to its framework.
+    fn executor_message(
+        &self,
+        request: ExecutorToFrameworkMessage,
+    ) -> futures::future::BoxFuture<'static, Result<(), Status>>;
+
+    /// Tells the master an executor ended.
+    fn executor_exited(
+        &self,
+        request: ExecutorExitedRequest,
+    ) -> futures::future::BoxFuture<'static, Result<(), Status>>;
+}
+
+/// No master to talk to: every call fails with UNAVAILABLE.
+pub struct NoMaster;
+
+impl MasterOutbox for NoMaster {
+    fn executor_message(
+        &self,
+        _: ExecutorToFrameworkMessage,
+    ) -> futures::future::BoxFuture<'static, Result<(), Status>> {
+        Box::pin(async { Err(Status::unavailable("no master")) })
+    }
+
+    fn executor_exited(
+        &self,
+        _: ExecutorExitedRequest,
+    ) -> futures::future::BoxFuture<'static, Result<(), Status>> {
+        Box::pin(async { Err(Status::unavailable("no master")) })
+    }
+}
+
 /// How the state actor runs custom executors.
 pub struct ExecutorSupport {
     /// Settings.
     pub config: ExecutorConfig,
     /// Calls to the master (executor messages and exits).
-    pub outbox: Outbox,
+    pub outbox: Arc<dyn MasterOutbox>,
     /// Executors re-attached after an agent restart.
     pub recovered: Vec<RecoveredExecutor>,
 }
@@ -54,7 +89,7 @@ impl ExecutorSupport {
     pub fn disabled() -> ExecutorSupport {
         ExecutorSupport {
             config: ExecutorConfig::default(),
-            outbox: Outbox::new().1,
+            outbox: Arc::new(NoMaster),
             recovered: Vec::new(),
         }
     }
@@ -72,7 +107,7 @@ pub struct RecoveredExecutor {
 
 pub(super) struct ExecSettings {
     pub(super) config: ExecutorConfig,
-    pub(super) outbox: Outbox,
+    pub(super) outbox: Arc<dyn MasterOutbox>,
 }
 
 pub(super) struct ExecTask {
@@ -192,7 +227,7 @@ fn authenticated<'a>(
         Err(Status::unauthenticated(format!(
             "wrong or missing token for executor '{}' (send AGORA_EXECUTOR_TOKEN as {})",
             key.executor_id,
-            crate::executor::server::TOKEN_HEADER
+            crate::executor::TOKEN_HEADER
         )))
     }
 }
@@ -274,6 +309,12 @@ impl Actor {
                     },
                 );
             }
+            for id in tasks.keys() {
+                self.task_executors.insert(
+                    TaskKey::new(r.key.framework_id.clone(), id.clone()),
+                    r.key.clone(),
+                );
+            }
             tracing::info!(executor = %r.key, pid = r.container.pid(), tasks = tasks.len(), "re-attached to executor; waiting for it to re-subscribe");
             self.executors.insert(
                 r.key.clone(),
@@ -330,12 +371,20 @@ impl Actor {
         }
     }
 
-    /// The executor running `key`'s task, if any.
+    /// The executor running `key`'s task, if any (an index lookup: acknowledgements and
+    /// kills never scan the executors).
     pub(super) fn executor_of(&self, key: &TaskKey) -> Option<ExecutorKey> {
-        self.executors
-            .iter()
-            .find(|(k, e)| k.framework_id == key.framework_id && e.tasks.contains_key(&key.task_id))
-            .map(|(k, _)| k.clone())
+        self.task_executors.get(key).cloned()
+    }
+
+    /// Indexes tasks just given to executor `ek`.
+    fn index_tasks<'a>(&mut self, ek: &ExecutorKey, task_ids: impl Iterator<Item = &'a String>) {
+        for id in task_ids {
+            self.task_executors.insert(
+                TaskKey::new(ek.framework_id.clone(), id.clone()),
+                ek.clone(),
+            );
+        }
     }
 
     /// Executor tasks not yet terminal, for re-registration and reconciliation.
@@ -454,6 +503,10 @@ impl Actor {
                 return;
             }
             entry.tasks.extend(new_tasks());
+            self.index_tasks(&key, tasks.iter().map(|t| &t.task_id));
+            let Some(entry) = self.executors.get_mut(&key) else {
+                return;
+            };
             if entry.phase == ExecPhase::Subscribed {
                 let events = launch_events(tasks.iter().map(|t| (group_id, t.clone())).collect());
                 for event in events {
@@ -536,6 +589,7 @@ impl Actor {
                 token,
             },
         );
+        self.index_tasks(&key, tasks.iter().map(|t| &t.task_id));
         self.persist_executor(&key);
         let launch = self.containerizer.launch(spec);
         tokio::spawn(async move {
@@ -807,6 +861,10 @@ impl Actor {
         let Some(entry) = self.executors.remove(key) else {
             return;
         };
+        for id in entry.tasks.keys() {
+            self.task_executors
+                .remove(&TaskKey::new(key.framework_id.clone(), id.clone()));
+        }
         let exit_code = match &entry.termination {
             Some(Termination::Exited(code)) => Some(*code),
             _ => None,
@@ -1113,6 +1171,7 @@ impl Actor {
         }));
         if done {
             entry.tasks.remove(&key.task_id);
+            self.task_executors.remove(&key);
             self.persist_executor(&ek);
         }
     }

@@ -1,5 +1,6 @@
 //! The scheduler driver: connects to a master, subscribes, feeds events to a [`Scheduler`],
-//! acknowledges status updates, and reconnects (re-subscribing with the framework id) when
+//! acknowledges status updates (those of a burst of events in one `AcknowledgeBatch`
+//! call), and reconnects (re-subscribing with the framework id) when
 //! the stream is lost. [`Driver`] is also the cheap-to-clone handle callbacks use to make
 //! scheduler calls.
 //!
@@ -18,10 +19,10 @@ use crate::connect::{AuthChannel, Credential, TlsOptions};
 use agora_proto::v1::operation::Launch;
 use agora_proto::v1::scheduler_client::SchedulerClient;
 use agora_proto::v1::{
-    AcceptRequest, AcknowledgeRequest, DeclineRequest, Filters, FrameworkInfo, KillPolicy,
-    KillRequest, MessageRequest, Operation, ReconcileRequest, ReviveRequest, ShutdownRequest,
-    SubscribeRequest, SuppressRequest, TaskInfo, TeardownRequest, UpdateFrameworkRequest,
-    operation, reconcile_request,
+    AcceptBatchRequest, AcceptRequest, AcknowledgeBatchRequest, AcknowledgeRequest, DeclineRequest,
+    Filters, FrameworkInfo, KillPolicy, KillRequest, MessageRequest, Operation, ReconcileRequest,
+    ReviveRequest, ShutdownRequest, SubscribeRequest, SuppressRequest, TaskInfo, TeardownRequest,
+    UpdateFrameworkRequest, operation, reconcile_request,
 };
 use tokio::sync::watch;
 use tonic::codec::Streaming;
@@ -29,9 +30,25 @@ use tonic::codec::Streaming;
 use crate::error::SdkError;
 use crate::scheduler::Scheduler;
 use crate::session::{
-    Acknowledger, Backoff, Flow, Session, Step, dispatch, heartbeat_deadline, normalize_address,
-    subscribe_error_is_retryable,
+    AckQueue, Backoff, Flow, MAX_ACKS_PER_CALL, Session, Step, dispatch, heartbeat_deadline,
+    normalize_address, ready_now, subscribe_error_is_retryable,
 };
+
+/// Most accepts in one [`Driver::accept_batch`] call (the master refuses larger calls).
+pub const MAX_ACCEPTS_PER_CALL: usize = 10_000;
+
+/// One accept of [`Driver::accept_batch`]: operations on outstanding offers of one agent
+/// and one role, exactly as [`Driver::accept`] takes them.
+#[derive(Debug, Clone, Default)]
+pub struct AcceptItem {
+    /// The offers, all on one agent.
+    pub offer_ids: Vec<String>,
+    /// The operations, applied in order, atomically for this item.
+    pub operations: Vec<Operation>,
+    /// How long unused resources are filtered from this framework (`None`: the master's
+    /// default, 5 s).
+    pub refuse_seconds: Option<f64>,
+}
 
 /// How the driver connects and retries. Build with [`DriverConfig::new`] and adjust fields.
 #[derive(Debug, Clone)]
@@ -456,24 +473,52 @@ impl Driver {
                 framework_id: id.to_string(),
             });
         }
+        let acks = AckQueue::default();
         let mut step = first;
         loop {
-            match dispatch(scheduler, self, self, step).await {
+            match dispatch(scheduler, self, &acks, step).await {
                 Flow::Continue => {}
-                flow => return SessionEnd::Flow(flow),
-            }
-            let next = async {
-                match deadline {
-                    None => Ok(stream.message().await),
-                    Some(d) => tokio::time::timeout(d, stream.message())
-                        .await
-                        .map_err(|_| d),
+                flow => {
+                    self.send_acks(acks.take()).await;
+                    return SessionEnd::Flow(flow);
                 }
+            }
+            // Another event is already here: dispatch it before acknowledging, so a burst
+            // of updates is acknowledged in one call. Otherwise (nothing ready, the end of
+            // the stream, an error) acknowledge first, then go on with what was read.
+            let ready = if acks.len() > 0 && !acks.is_full() {
+                ready_now(stream.message()).await
+            } else {
+                None
             };
-            let received = tokio::select! {
-                biased;
-                _ = stop_rx.wait_for(|stopped| *stopped) => return SessionEnd::Flow(Flow::Stopped),
-                r = next => r,
+            if let Some(Ok(Some(event))) = ready {
+                step = match session.handle(event) {
+                    Ok(step) => step,
+                    Err(e) => {
+                        self.send_acks(acks.take()).await;
+                        return SessionEnd::Lost(e.0);
+                    }
+                };
+                continue;
+            }
+            self.send_acks(acks.take()).await;
+            let received = match ready {
+                Some(r) => Ok(r),
+                None => {
+                    let next = async {
+                        match deadline {
+                            None => Ok(stream.message().await),
+                            Some(d) => tokio::time::timeout(d, stream.message())
+                                .await
+                                .map_err(|_| d),
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        _ = stop_rx.wait_for(|stopped| *stopped) => return SessionEnd::Flow(Flow::Stopped),
+                        r = next => r,
+                    }
+                }
             };
             step = match received {
                 Err(d) => {
@@ -575,6 +620,66 @@ impl Driver {
         };
         self.accept(vec![offer_id], vec![launch], refuse_seconds)
             .await
+    }
+
+    /// Several accepts in one `AcceptBatch` call, typically the answers to one OFFERS
+    /// event (offers on different agents). Each item is checked and applied exactly as
+    /// [`accept`](Self::accept) applies one, atomically per item, in order. `Ok` holds,
+    /// per item in order, the launched task ids or why the master refused that item (its
+    /// offers then stay outstanding); `Err`: the whole call was refused or failed, and
+    /// nothing was applied (a timeout leaves that open, as with `accept`). At most
+    /// [`MAX_ACCEPTS_PER_CALL`] items.
+    pub async fn accept_batch(
+        &self,
+        items: Vec<AcceptItem>,
+    ) -> Result<Vec<Result<Vec<String>, SdkError>>, SdkError> {
+        if items.len() > MAX_ACCEPTS_PER_CALL {
+            return Err(SdkError::TooManyItems {
+                call: "accept_batch",
+                items: items.len(),
+                max: MAX_ACCEPTS_PER_CALL,
+            });
+        }
+        let len = items.len();
+        let response = self
+            .call("accept_batch", |mut c, framework_id| async move {
+                let accepts = items
+                    .into_iter()
+                    .map(|item| AcceptRequest {
+                        framework_id: framework_id.clone(),
+                        offer_ids: item.offer_ids,
+                        operations: item.operations,
+                        filters: Some(Filters {
+                            refuse_seconds: item.refuse_seconds,
+                        }),
+                    })
+                    .collect();
+                c.accept_batch(AcceptBatchRequest {
+                    framework_id,
+                    accepts,
+                })
+                .await
+            })
+            .await?;
+        let mut out: Vec<Result<Vec<String>, SdkError>> = (0..len)
+            .map(|i| {
+                Ok(response
+                    .responses
+                    .get(i)
+                    .map(|r| r.launched_task_ids.clone())
+                    .unwrap_or_default())
+            })
+            .collect();
+        for r in response.refused {
+            if let Some(slot) = usize::try_from(r.index).ok().and_then(|i| out.get_mut(i)) {
+                *slot = Err(SdkError::Rpc {
+                    call: "accept_batch",
+                    code: tonic::Code::from(r.code),
+                    message: r.message,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Return offers unused; their resources are not re-offered to this framework for
@@ -764,23 +869,59 @@ impl Driver {
     }
 }
 
-impl Acknowledger for Driver {
-    async fn acknowledge(&self, ack: AcknowledgeRequest) {
-        if self.state().torn_down {
-            // The framework is gone (e.g. the callback just tore it down): the master
-            // acknowledges its remaining updates itself.
+impl Driver {
+    /// Send the acknowledgements of the events just dispatched in one `AcknowledgeBatch`
+    /// call (more than [`MAX_ACKS_PER_CALL`] in several). A failure is only logged: the
+    /// agent re-sends every update until it is acknowledged, so nothing is lost.
+    async fn send_acks(&self, acks: Vec<AcknowledgeRequest>) {
+        if acks.is_empty() || self.state().torn_down {
+            // Torn down (e.g. by the callback just run): the master acknowledges the
+            // framework's remaining updates itself.
             return;
         }
-        let task_id = ack.task_id.clone();
-        let result = self
-            .call(
-                "acknowledge",
-                |mut c, _| async move { c.acknowledge(ack).await },
-            )
-            .await;
-        if let Err(e) = result {
-            // The agent re-sends an unacknowledged update; nothing is lost.
-            tracing::warn!(task = %task_id, error = %e, "acknowledgement failed");
+        let mut rest = acks;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(MAX_ACKS_PER_CALL));
+            let acks = std::mem::replace(&mut rest, tail);
+            let request_acks = acks.clone();
+            let result = self
+                .call("acknowledge_batch", |mut c, framework_id| async move {
+                    c.acknowledge_batch(AcknowledgeBatchRequest {
+                        framework_id,
+                        acks: request_acks,
+                    })
+                    .await
+                })
+                .await;
+            match result {
+                Ok(response) => {
+                    for r in response.refused {
+                        let task = usize::try_from(r.index)
+                            .ok()
+                            .and_then(|i| acks.get(i))
+                            .map_or("?", |a| a.task_id.as_str());
+                        tracing::warn!(task, code = r.code, message = %r.message, "acknowledgement refused");
+                    }
+                }
+                Err(e) if e.code() == Some(tonic::Code::Unimplemented) => {
+                    // A master without the batch call: one call per acknowledgement.
+                    for ack in acks {
+                        let task_id = ack.task_id.clone();
+                        let result = self
+                            .call(
+                                "acknowledge",
+                                |mut c, _| async move { c.acknowledge(ack).await },
+                            )
+                            .await;
+                        if let Err(e) = result {
+                            tracing::warn!(task = %task_id, error = %e, "acknowledgement failed");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(acknowledgements = acks.len(), error = %e, "acknowledgements failed");
+                }
+            }
         }
     }
 }

@@ -63,6 +63,17 @@ pub enum SdkError {
         seconds: f64,
     },
 
+    /// A batch call was given more items than one call may carry; nothing was sent.
+    #[error("{call}: {items} items in one call; at most {max}")]
+    TooManyItems {
+        /// The call, e.g. `"accept_batch"`.
+        call: &'static str,
+        /// Items given.
+        items: usize,
+        /// The limit.
+        max: usize,
+    },
+
     /// A call was made while the driver holds no live subscription (not yet subscribed,
     /// reconnecting, or stopped).
     #[error("not subscribed to a master (not yet subscribed, reconnecting, or stopped)")]

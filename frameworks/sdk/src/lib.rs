@@ -2,9 +2,11 @@
 //!
 //! - [`Scheduler`]: the callbacks a framework implements (generic async, no `dyn`).
 //! - [`Driver`] / [`run`]: subscribes to the first reachable master of a list, dispatches
-//!   events in order, acknowledges status updates after their callback, reconnects with
+//!   events in order, acknowledges status updates after their callback (a burst of them
+//!   in one `AcknowledgeBatch` call), reconnects with
 //!   bounded exponential backoff and re-subscribes as the same framework. The `Driver`
-//!   handle (cheap to clone) makes every scheduler call: accept/launch, decline, revive,
+//!   handle (cheap to clone) makes every scheduler call: accept/launch (`accept_batch` for
+//!   many agents at once), decline, revive,
 //!   suppress, kill, shutdown, acknowledge, reconcile, message, update_framework, teardown,
 //!   and `stop`.
 //! - [`task`]: building `TaskInfo`s from a shell string or an argv plus resources.
@@ -79,7 +81,9 @@ mod session;
 pub mod task;
 
 pub use connect::{Credential, TlsOptions};
-pub use driver::{Driver, DriverConfig, Finished, StopReason, run};
+pub use driver::{
+    AcceptItem, Driver, DriverConfig, Finished, MAX_ACCEPTS_PER_CALL, StopReason, run,
+};
 pub use error::SdkError;
 pub use failover::{FileIdStore, FrameworkIdStore, Reconciling, run_failover};
 pub use offer::{cpus_mem, fits, offer_resources, pick, take, take_many};

@@ -1,12 +1,16 @@
 //! The driver's decision logic, kept free of sockets so it can be unit-tested: turning a
 //! wire [`Event`] into a step, dispatching a step to the scheduler (callback first, then the
-//! acknowledgement), the reconnection backoff, master-address normalisation, and which
-//! subscribe failures are worth retrying.
+//! acknowledgement), collecting the acknowledgements of a burst of events for one
+//! `AcknowledgeBatch` call, the reconnection backoff, master-address normalisation, and
+//! which subscribe failures are worth retrying.
 //!
 //! This module must never open a connection or sleep; `driver` does the I/O and asks this
 //! module what to do.
 
 use std::future::Future;
+use std::pin::pin;
+use std::sync::Mutex;
+use std::task::Poll;
 use std::time::Duration;
 
 use agora_proto::v1::event::{self, Event as Ev};
@@ -171,6 +175,57 @@ fn event_name(ev: &Ev) -> &'static str {
 /// Sends acknowledgements. The driver's implementation calls the master; tests record.
 pub(crate) trait Acknowledger {
     fn acknowledge(&self, ack: AcknowledgeRequest) -> impl Future<Output = ()> + Send;
+}
+
+/// Most acknowledgements in one `AcknowledgeBatch` call (the master refuses larger calls).
+pub(crate) const MAX_ACKS_PER_CALL: usize = 10_000;
+
+/// The acknowledgements of the events read in one go: `dispatch` queues each after its
+/// callback; the driver sends them in one `AcknowledgeBatch` once no further event is
+/// ready or [`MAX_ACKS_PER_CALL`] are queued (so a burst of updates costs one call, and
+/// an update that arrives alone is acknowledged at once, as before).
+#[derive(Debug, Default)]
+pub(crate) struct AckQueue {
+    // Locked only to push or take, never across an await.
+    acks: Mutex<Vec<AcknowledgeRequest>>,
+}
+
+impl AckQueue {
+    /// Everything queued, oldest first; the queue is empty afterwards.
+    pub(crate) fn take(&self) -> Vec<AcknowledgeRequest> {
+        self.acks
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.acks.lock().map(|a| a.len()).unwrap_or(0)
+    }
+
+    /// Whether the driver should send now rather than read another ready event first.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len() >= MAX_ACKS_PER_CALL
+    }
+}
+
+impl Acknowledger for AckQueue {
+    async fn acknowledge(&self, ack: AcknowledgeRequest) {
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.push(ack);
+        }
+    }
+}
+
+/// The output of `fut` if it is ready at the first poll; otherwise `None` (and `fut` is
+/// dropped, so it must be cancel-safe, as reading a tonic stream's next message is).
+pub(crate) async fn ready_now<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        Poll::Ready(v) => Poll::Ready(Some(v)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 /// What the driver does after a step.
@@ -629,5 +684,53 @@ mod tests {
             heartbeat_deadline(Duration::from_secs(15)),
             Some(Duration::from_secs(46))
         );
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_acknowledged_together_after_every_callback() {
+        let log = Log::default();
+        let mut sched = Recorder {
+            log: log.clone(),
+            stop_on_update: false,
+        };
+        let queue = AckQueue::default();
+        let driver = test_driver();
+        let mut s = Session::new("x", None);
+        for e in [
+            subscribed("fw-1"),
+            update("t1", "u1"),
+            update("t2", ""),
+            update("t3", "u3"),
+        ] {
+            let step = s.handle(e).unwrap();
+            assert_eq!(
+                dispatch(&mut sched, &driver, &queue, step).await,
+                Flow::Continue
+            );
+        }
+        // Every callback ran; the two acknowledgements wait, in event order.
+        assert_eq!(
+            log.take(),
+            vec!["subscribed fw-1", "update t1", "update t2", "update t3"]
+        );
+        assert_eq!(queue.len(), 2);
+        assert!(!queue.is_full());
+        let acks = queue.take();
+        let ids: Vec<(&str, &str, &str)> = acks
+            .iter()
+            .map(|a| (a.framework_id.as_str(), a.task_id.as_str(), a.uuid.as_str()))
+            .collect();
+        assert_eq!(ids, [("fw-1", "t1", "u1"), ("fw-1", "t3", "u3")]);
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn ready_now_polls_once() {
+        assert_eq!(ready_now(async { 7 }).await, Some(7));
+        assert_eq!(ready_now(std::future::pending::<u8>()).await, None);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<u8>(1);
+        assert_eq!(ready_now(rx.recv()).await, None);
+        tx.send(3).await.unwrap();
+        assert_eq!(ready_now(rx.recv()).await, Some(Some(3)));
     }
 }

@@ -11,6 +11,7 @@ mod events;
 mod frameworks;
 mod maintenance;
 mod operations;
+pub mod queries;
 #[cfg(test)]
 mod queue_tests;
 #[cfg(test)]
@@ -42,6 +43,7 @@ use crate::state::stored::{
 };
 
 pub use operations::OpKind;
+pub use queries::Query;
 pub use snapshot::MetricsSnapshot;
 
 /// Capacity of the actor's command queue; senders wait when it is full (backpressure).
@@ -208,6 +210,8 @@ pub enum Command {
         resources: Vec<v1::Resource>,
         reply: Reply<()>,
     },
+    /// A narrow read (one framework, one agent, roles, tasks by filter): `queries.rs`.
+    Query(Query),
 }
 
 #[derive(Debug)]
@@ -340,12 +344,12 @@ pub struct Master {
     clock: Arc<dyn Clock>,
     master_id: String,
     allocator: Box<dyn Allocator>,
-    agents: HashMap<String, AgentEntry>,
+    agents: crate::tally::TalliedMap<String, snapshot::AgentTally>,
     removed_agents: HashSet<String>,
-    frameworks: HashMap<String, FrameworkEntry>,
+    frameworks: crate::tally::TalliedMap<String, snapshot::FrameworkTally>,
     torn_down: HashSet<String>,
-    offers: HashMap<String, OfferEntry>,
-    tasks: HashMap<(String, String), TaskEntry>,
+    offers: crate::tally::TalliedMap<String, snapshot::OfferTally>,
+    tasks: crate::tally::TalliedMap<(String, String), snapshot::TaskTally>,
     completed: VecDeque<TaskEntry>,
     /// Where each key's latest entry of `completed` is: its sequence number (the front's
     /// is `completed_front_seq`). Looking an ended task up must not scan the deque: every
@@ -407,12 +411,12 @@ impl Master {
             clock,
             master_id: uuid::Uuid::new_v4().to_string(),
             allocator: alloc,
-            agents: HashMap::new(),
+            agents: crate::tally::TalliedMap::new(),
             removed_agents: HashSet::new(),
-            frameworks: HashMap::new(),
+            frameworks: crate::tally::TalliedMap::new(),
             torn_down: HashSet::new(),
-            offers: HashMap::new(),
-            tasks: HashMap::new(),
+            offers: crate::tally::TalliedMap::new(),
+            tasks: crate::tally::TalliedMap::new(),
             completed: VecDeque::new(),
             completed_index: HashMap::new(),
             completed_front_seq: 0,
@@ -705,6 +709,7 @@ impl Master {
             Command::State { reply } => {
                 let _ = reply.send(self.cluster_state());
             }
+            Command::Query(query) => self.answer(query),
             Command::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
             }

@@ -1,15 +1,180 @@
 //! Read-only views the actor builds on request: the cluster state (agents, frameworks,
 //! tasks, offers, roles) and the metrics snapshot. Readers get copies, never references
 //! into live state.
+//!
+//! The metrics gauges are kept in step with the state instead of being counted at each
+//! scrape: the actor's agents, frameworks, offers and tasks live in `TalliedMap`s whose
+//! tallies (defined here: counts by status or state, scalar sums) follow every change, so
+//! a scrape costs the changes since the last one plus the agents in maintenance, never a
+//! walk over every agent and task. Debug builds check each scrape against a full recount.
 
 use std::collections::BTreeMap;
 
 use agora_proto::v1;
 use agora_resources::{Resources, Scalar, Value};
 
-use super::{Master, TaskEntry};
+use super::{AgentEntry, FrameworkEntry, Master, OfferEntry, TaskEntry};
 use crate::metrics::{Gauges, Metrics};
+use crate::state::agent::AgentStatus;
+use crate::state::framework::FrameworkStatus;
 use crate::state::stored::{StoredResources, StoredStatus};
+use crate::tally::Tally;
+
+/// Per scalar name, a sum in thousandths; names whose sum is zero are left out, so sums
+/// built in different orders compare equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ScalarSums(BTreeMap<String, u64>);
+
+impl ScalarSums {
+    fn add(&mut self, name: &str, t: u64) {
+        if t == 0 {
+            return;
+        }
+        match self.0.get_mut(name) {
+            Some(v) => *v = v.saturating_add(t),
+            None => {
+                self.0.insert(name.to_string(), t);
+            }
+        }
+    }
+
+    fn sub(&mut self, name: &str, t: u64) {
+        if let Some(v) = self.0.get_mut(name) {
+            *v = v.saturating_sub(t);
+            if *v == 0 {
+                self.0.remove(name);
+            }
+        }
+    }
+
+    fn add_bag(&mut self, bag: &StoredResources) {
+        bag.for_each_scalar(|n, t| self.add(n, t));
+    }
+
+    fn sub_bag(&mut self, bag: &StoredResources) {
+        bag.for_each_scalar(|n, t| self.sub(n, t));
+    }
+
+    fn get(&self, name: &str) -> u64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+}
+
+fn count(map: &mut BTreeMap<&'static str, u64>, key: &'static str, add: bool) {
+    if add {
+        *map.entry(key).or_default() += 1;
+    } else if let Some(v) = map.get_mut(key) {
+        *v = v.saturating_sub(1);
+        if *v == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+/// Agents by life-cycle status, and the totals of the schedulable ones (maintenance, which
+/// lives beside the status, is applied at the scrape).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct AgentTally {
+    by_status: BTreeMap<&'static str, u64>,
+    schedulable_total: ScalarSums,
+}
+
+impl Tally for AgentTally {
+    type Entry = AgentEntry;
+    type Mark = (AgentStatus, Option<StoredResources>);
+
+    fn mark(a: &AgentEntry) -> Self::Mark {
+        (
+            a.status,
+            a.status
+                .is_schedulable()
+                .then(|| StoredResources::from(&a.total)),
+        )
+    }
+    fn add(&mut self, (status, total): &Self::Mark) {
+        count(&mut self.by_status, status.name(), true);
+        if let Some(t) = total {
+            self.schedulable_total.add_bag(t);
+        }
+    }
+    fn sub(&mut self, (status, total): &Self::Mark) {
+        count(&mut self.by_status, status.name(), false);
+        if let Some(t) = total {
+            self.schedulable_total.sub_bag(t);
+        }
+    }
+}
+
+/// Frameworks by status.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct FrameworkTally {
+    by_status: BTreeMap<&'static str, u64>,
+}
+
+impl Tally for FrameworkTally {
+    type Entry = FrameworkEntry;
+    type Mark = FrameworkStatus;
+
+    fn mark(f: &FrameworkEntry) -> FrameworkStatus {
+        f.status
+    }
+    fn add(&mut self, s: &FrameworkStatus) {
+        count(&mut self.by_status, s.name(), true);
+    }
+    fn sub(&mut self, s: &FrameworkStatus) {
+        count(&mut self.by_status, s.name(), false);
+    }
+}
+
+/// What outstanding offers hold.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct OfferTally {
+    offered: ScalarSums,
+}
+
+impl Tally for OfferTally {
+    type Entry = OfferEntry;
+    type Mark = StoredResources;
+
+    fn mark(o: &OfferEntry) -> StoredResources {
+        StoredResources::from(&o.resources)
+    }
+    fn add(&mut self, r: &StoredResources) {
+        self.offered.add_bag(r);
+    }
+    fn sub(&mut self, r: &StoredResources) {
+        self.offered.sub_bag(r);
+    }
+}
+
+/// Tasks by state, and the resources of the booked ones (what the allocator counts as
+/// used).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct TaskTally {
+    by_state: BTreeMap<&'static str, u64>,
+    used: ScalarSums,
+}
+
+impl Tally for TaskTally {
+    type Entry = TaskEntry;
+    type Mark = (agora_proto::TaskState, Option<StoredResources>);
+
+    fn mark(t: &TaskEntry) -> Self::Mark {
+        (t.state, t.booked.then(|| t.resources.clone()))
+    }
+    fn add(&mut self, (state, used): &Self::Mark) {
+        count(&mut self.by_state, state.as_str_name(), true);
+        if let Some(r) = used {
+            self.used.add_bag(r);
+        }
+    }
+    fn sub(&mut self, (state, used): &Self::Mark) {
+        count(&mut self.by_state, state.as_str_name(), false);
+        if let Some(r) = used {
+            self.used.sub_bag(r);
+        }
+    }
+}
 
 /// Counters plus gauges derived from state, as `/metrics` renders them.
 #[derive(Clone, Debug)]
@@ -18,7 +183,7 @@ pub struct MetricsSnapshot {
     pub gauges: Gauges,
 }
 
-fn task_record(t: &TaskEntry) -> v1::TaskRecord {
+pub(super) fn task_record(t: &TaskEntry) -> v1::TaskRecord {
     let full = |s: &StoredStatus| s.to_status(&t.info.task_id, &t.framework_id, &t.agent_id);
     v1::TaskRecord {
         task: Some(t.info.to_proto()),
@@ -61,10 +226,6 @@ fn stored_scalar_totals<'a>(
         });
     }
     sums
-}
-
-fn units(r: &Resources, name: &str) -> f64 {
-    r.scalar(name).as_f64()
 }
 
 impl Master {
@@ -242,7 +403,55 @@ impl Master {
             .collect()
     }
 
-    pub(super) fn metrics_snapshot(&self) -> MetricsSnapshot {
+    /// The gauges of agents, frameworks, tasks, offers and resources, from the tallies:
+    /// `O(changes since the last scrape + agents in maintenance)`.
+    fn state_gauges(&mut self) -> Gauges {
+        let mut g = Gauges::default();
+        let agents = self.agents.tally();
+        g.agents_by_status = agents.by_status.clone();
+        let mut total = agents.schedulable_total.clone();
+        // Maintenance overrides the status by name, and a deactivated agent's resources
+        // are not counted (it is out of the allocator).
+        let in_maintenance = self.draining.keys().chain(
+            self.deactivated
+                .iter()
+                .filter(|id| !self.draining.contains_key(*id)),
+        );
+        for id in in_maintenance {
+            let Some(a) = self.agents.get(id) else {
+                continue;
+            };
+            let shown = self.agent_status_name_of(id, a);
+            if shown != a.status.name() {
+                count(&mut g.agents_by_status, a.status.name(), false);
+                count(&mut g.agents_by_status, shown, true);
+            }
+            if a.status.is_schedulable() && self.deactivated.contains(id) {
+                total.sub_bag(&StoredResources::from(&a.total));
+            }
+        }
+        g.frameworks_by_status = self.frameworks.tally().by_status.clone();
+        let tasks = self.tasks.tally();
+        g.tasks_by_state = tasks.by_state.clone();
+        let used = tasks.used.clone();
+        let offered = self.offers.tally().offered.clone();
+        g.offers_outstanding = self.offers.len() as u64;
+        for (name, t) in &total.0 {
+            let units = |t: u64| Scalar::from_thousandths(t).as_f64();
+            g.resources.push((
+                name.clone(),
+                units(*t),
+                units(used.get(name)),
+                units(offered.get(name)),
+            ));
+        }
+        g
+    }
+
+    /// `state_gauges` by walking every agent, task and offer: what the tallies must
+    /// always equal (debug builds check it at every scrape, tests after changes).
+    #[cfg(any(test, debug_assertions))]
+    fn state_gauges_by_walking(&self) -> Gauges {
         let mut g = Gauges::default();
         for (id, a) in &self.agents {
             *g.agents_by_status
@@ -256,10 +465,6 @@ impl Master {
             *g.tasks_by_state.entry(t.state.as_str_name()).or_default() += 1;
         }
         g.offers_outstanding = self.offers.len() as u64;
-
-        // Scalar sums only: `/metrics` is scraped every few seconds and used to add whole
-        // bags (`checked_add` copies its accumulator, so every task cost a clone of a
-        // growing bag: at 100,000 tasks one scrape held the actor for tens of ms).
         let total = scalar_totals(
             self.agents
                 .iter()
@@ -289,15 +494,25 @@ impl Master {
                 ));
             }
         }
-        for s in self.allocator.role_shares() {
-            for name in s.allocated.names() {
+        g
+    }
+
+    pub(super) fn metrics_snapshot(&mut self) -> MetricsSnapshot {
+        let mut g = self.state_gauges();
+        #[cfg(debug_assertions)]
+        {
+            let walked = self.state_gauges_by_walking();
+            debug_assert_eq!(g, walked, "metrics tallies drifted from a full recount");
+        }
+        for r in self.allocator.role_gauges() {
+            for (name, t) in &r.allocated {
                 g.role_allocated.push((
-                    s.role.clone(),
-                    name.to_string(),
-                    units(&s.allocated, name),
+                    r.role.clone(),
+                    name.clone(),
+                    Scalar::from_thousandths(*t).as_f64(),
                 ));
             }
-            g.role_shares.push((s.role, s.dominant_share, s.weight));
+            g.role_shares.push((r.role, r.dominant_share, r.weight));
         }
         g.command_queue_depth = self.handle.queue_depth() as u64;
         g.operator_subscribers = self.subscribers.len() as u64;
@@ -339,5 +554,140 @@ mod tests {
         }
         assert_eq!(sums.get("cpus"), Some(&3500));
         assert!(!sums.contains_key("ports") && !sums.contains_key("bugs"));
+    }
+
+    /// The gauges the tallies keep equal a full recount after every kind of change:
+    /// inserts, changes through `get_mut` and `values_mut`, removals, maintenance.
+    #[test]
+    fn tallied_gauges_equal_a_full_recount_after_changes() {
+        use std::collections::HashSet;
+        use std::sync::Arc;
+
+        use agora_proto::TaskState;
+
+        use super::super::maintenance::Drain;
+        use crate::clock::ManualClock;
+        use crate::config::MasterConfig;
+        use crate::registry::{FileRegistry, RegistryState};
+        use crate::state::offer::OfferState;
+        use crate::state::stored::{StatusLog, StoredAgentInfo, StoredTaskInfo};
+
+        let dir = std::env::temp_dir().join(format!("agora-tally-{}", uuid::Uuid::new_v4()));
+        let (mut m, _handle, _rx) = Master::new(
+            MasterConfig {
+                data_dir: dir.clone(),
+                ..MasterConfig::default()
+            },
+            Arc::new(ManualClock::new(1_000_000)),
+            Box::new(FileRegistry::new(dir.clone())),
+            RegistryState::default(),
+        )
+        .expect("master");
+        let res = |t: &str| Resources::parse(t).expect("valid");
+        let check = |m: &mut Master, step: &str| {
+            let walked = m.state_gauges_by_walking();
+            assert_eq!(m.state_gauges(), walked, "after {step}");
+        };
+        for (id, total) in [
+            ("a1", "cpus:4;mem:1024;ports:[31000-31999]"),
+            ("a2", "cpus:8;gpus:1;mem:2048;disk:100"),
+            ("a3", "cpus(eng):2;mem:512"),
+        ] {
+            m.agents.insert(
+                id.to_string(),
+                AgentEntry {
+                    info: StoredAgentInfo::from(v1::AgentInfo::default()),
+                    total: res(total),
+                    status: AgentStatus::Registered,
+                    tx: None,
+                    epoch: 0,
+                    registered_at: 0,
+                    last_heartbeat: 0,
+                    tasks: HashSet::new(),
+                    offers: HashSet::new(),
+                },
+            );
+        }
+        check(&mut m, "agents");
+        let task = |id: &str, agent: &str, r: &str, state: TaskState, booked: bool| TaskEntry {
+            info: StoredTaskInfo::from(v1::TaskInfo {
+                task_id: id.into(),
+                ..Default::default()
+            }),
+            framework_id: "fw".into(),
+            agent_id: agent.into(),
+            role: "r".into(),
+            resources: StoredResources::from(&res(r)),
+            state,
+            booked,
+            statuses: StatusLog::default(),
+            relayed: None,
+        };
+        let tasks = [
+            ("t1", "a1", "cpus:1;mem:64", TaskState::Running, true),
+            (
+                "t2",
+                "a1",
+                "cpus:0.5;ports:[31000-31001]",
+                TaskState::Staging,
+                true,
+            ),
+            ("t3", "a2", "gpus:1;mem:128", TaskState::Finished, false),
+        ];
+        for (id, agent, r, state, booked) in tasks {
+            m.tasks.insert(
+                ("fw".to_string(), id.to_string()),
+                task(id, agent, r, state, booked),
+            );
+        }
+        m.offers.insert(
+            "o1".into(),
+            OfferEntry {
+                offer: v1::Offer::default(),
+                resources: res("cpus:2;mem:256;ports:[31500-31600]"),
+                state: OfferState::Outstanding,
+                created_at: 0,
+            },
+        );
+        check(&mut m, "tasks and offers");
+        let key = ("fw".to_string(), "t1".to_string());
+        if let Some(t) = m.tasks.get_mut(&key) {
+            t.state = TaskState::Killed;
+            t.booked = false;
+        }
+        check(&mut m, "a task ended");
+        if let Some(a) = m.agents.get_mut("a2") {
+            a.status = AgentStatus::Unreachable;
+        }
+        check(&mut m, "an agent unreachable");
+        if let Some(a) = m.agents.get_mut("a1") {
+            a.total = res("cpus:4;mem:1024;disk:50;ports:[31000-31999]");
+        }
+        m.deactivated.insert("a3".into());
+        m.draining.insert(
+            "a1".into(),
+            Drain {
+                mark_gone: false,
+                started: 0,
+            },
+        );
+        check(&mut m, "maintenance and a new total");
+        for a in m.agents.values_mut() {
+            a.status = AgentStatus::Disconnected;
+        }
+        check(&mut m, "every agent disconnected");
+        m.tasks.remove(&("fw".to_string(), "t2".to_string()));
+        m.offers.remove("o1");
+        m.agents.remove("a2");
+        check(&mut m, "removals");
+        let g = m.state_gauges();
+        assert_eq!(g.tasks_by_state.get(TaskState::Killed.as_str_name()), Some(&1));
+        assert_eq!(g.agents_by_status.get("draining"), Some(&1));
+        assert_eq!(g.agents_by_status.get("deactivated"), Some(&1));
+        assert_eq!(g.offers_outstanding, 0);
+        // a1's new total counts; deactivated a3 does not.
+        let cpus = g.resources.iter().find(|r| r.0 == "cpus").expect("cpus");
+        assert_eq!(cpus.1, 4.0);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -1,6 +1,6 @@
-//! gRPC front ends of the master: they translate calls into actor commands and replies
-//! into responses. They hold no state of their own beyond a `MasterHandle`, and must never
-//! decide anything the actor should decide.
+//! gRPC front ends of the master: they translate requests into calls of the service layer
+//! (`crate::service`) and its replies and errors into responses. They hold no state and no
+//! service logic: no gate checks, no validation, no actor commands of their own.
 
 pub mod agent;
 pub mod operator;
@@ -9,43 +9,53 @@ pub mod scheduler;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use agora_proto::v1::{
+    agent_api_server::AgentApiServer, operator_server::OperatorServer,
+    scheduler_server::SchedulerServer,
+};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::actor::{Command, MasterHandle};
+use crate::service::Service;
 
-/// Most items in one batched call (`UpdateStatuses`, `AcknowledgeBatch`, `AcceptBatch`):
-/// one call is one actor command, and a command must stay short so others are not held
-/// up behind it.
-pub const MAX_BATCH: usize = 10_000;
+pub use crate::service::scheduler::{MAX_BATCH, check_batch};
 
-/// Check a batch's size and that every item names the batch's owner or nobody (then it is
-/// filled in): `what` names the items, `owner` the field ("agent id", "framework id").
-pub fn check_batch<T>(
-    what: &str,
-    owner_kind: &str,
-    owner: &str,
-    items: &mut [T],
-    field: impl Fn(&mut T) -> &mut String,
-) -> Result<(), Status> {
-    if items.len() > MAX_BATCH {
-        return Err(Status::invalid_argument(format!(
-            "{} {what} in one call; at most {MAX_BATCH}",
-            items.len()
-        )));
-    }
-    for (i, item) in items.iter_mut().enumerate() {
-        let f = field(item);
-        if f.is_empty() {
-            f.push_str(owner);
-        } else if f != owner {
-            return Err(Status::invalid_argument(format!(
-                "{what} #{i} names {owner_kind} '{f}', not the batch's '{owner}'"
-            )));
+/// The three gRPC services on one router, behind the layer that answers undecodable
+/// requests `INVALID_ARGUMENT`.
+pub fn router(service: Service) -> axum::Router {
+    tonic::service::Routes::new(SchedulerServer::new(scheduler::SchedulerService::new(
+        service.clone(),
+    )))
+    .add_service(AgentApiServer::new(agent::AgentService::new(
+        service.clone(),
+    )))
+    .add_service(OperatorServer::new(operator::OperatorService::new(service)))
+    .into_axum_router()
+    .layer(axum::middleware::map_response(
+        undecodable_is_invalid_argument,
+    ))
+}
+
+/// What tonic's protobuf codec says when a request body is not the message it should be.
+const DECODE_FAILURE: &str = "failed to decode Protobuf message";
+
+/// tonic answers a request it cannot decode with INTERNAL (its codec maps every decode
+/// error so); the fault is the caller's, so the code becomes INVALID_ARGUMENT. The
+/// message stays.
+async fn undecodable_is_invalid_argument(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    let undecodable = Status::from_header_map(response.headers())
+        .filter(|s| s.code() == tonic::Code::Internal && s.message().starts_with(DECODE_FAILURE));
+    if let Some(s) = undecodable {
+        let fixed = Status::invalid_argument(s.message().to_string());
+        if fixed.add_header(response.headers_mut()).is_err() {
+            tracing::warn!("cannot rewrite the status of an undecodable request");
         }
     }
-    Ok(())
+    response
 }
 
 /// A response stream that tells the actor when the peer goes away (tonic drops the stream

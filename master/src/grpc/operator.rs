@@ -1,83 +1,64 @@
-//! Operator API service (operators, CLI, web UI -> master). Reads come from snapshots the
-//! actor builds; changes go through actor commands like every other call. Every change is
-//! checked against the ACLs first, and state reads show only what the caller may view.
+//! Operator API over gRPC (operators, CLI, web UI -> master): each method unwraps the
+//! request, calls the service layer and wraps its reply. Reads, teardown, maintenance and
+//! the ACL checks live in `service::operator`, shared with the HTTP API.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use agora_proto::v1::{self, operator_server::Operator};
+use agora_resources::Resources;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::actor::{Command, MaintenanceOp, MasterHandle, OpKind};
-use crate::auth::{Action, Caller, Gate};
-use agora_resources::Resources;
+use crate::actor::{MaintenanceOp, OpKind};
+use crate::auth::Caller;
+use crate::service::{self, Error, Service};
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::service::operator::VERSION;
 
 pub struct OperatorService {
-    handle: MasterHandle,
-    flags: HashMap<String, String>,
-    gate: Arc<Gate>,
-}
-
-/// The principal of framework `id` as the actor knows it ("" if unknown), the object of
-/// teardown_framework.
-pub async fn framework_principal(handle: &MasterHandle, id: &str) -> Result<String, Status> {
-    let state = handle.ask(|reply| Command::State { reply }).await?;
-    Ok(state
-        .frameworks
-        .into_iter()
-        .filter_map(|f| f.info)
-        .find(|i| i.id == id)
-        .map(|i| i.principal)
-        .unwrap_or_default())
+    service: Service,
 }
 
 impl OperatorService {
+    pub fn new(service: Service) -> Self {
+        Self { service }
+    }
+
+    async fn resource_op(
+        &self,
+        caller: &Caller,
+        agent_id: String,
+        kind: OpKind,
+        resources: Vec<v1::Resource>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        empty(
+            self.service
+                .resource_op(caller, agent_id, kind, resources)
+                .await,
+        )
+    }
+
     async fn maintenance(
         &self,
         caller: &Caller,
         op: MaintenanceOp,
     ) -> Result<Response<v1::Empty>, Status> {
-        let agent_id = match &op {
-            MaintenanceOp::Deactivate { agent_id }
-            | MaintenanceOp::Reactivate { agent_id }
-            | MaintenanceOp::Drain { agent_id, .. }
-            | MaintenanceOp::MarkGone { agent_id } => agent_id.clone(),
-        };
-        self.gate.authorize(caller, Action::DrainAgent, &agent_id)?;
-        self.handle
-            .ask(|reply| Command::Maintenance { op, reply })
-            .await??;
-        Ok(Response::new(v1::Empty {}))
+        empty(self.service.maintenance(caller, op).await)
     }
+}
 
-    async fn resource_op(
-        &self,
-        agent_id: String,
-        kind: OpKind,
-        resources: Vec<v1::Resource>,
-    ) -> Result<Response<v1::Empty>, Status> {
-        self.handle
-            .ask(|reply| Command::ResourceOp {
-                agent_id,
-                kind,
-                resources,
-                reply,
-            })
-            .await??;
-        Ok(Response::new(v1::Empty {}))
-    }
+fn empty(r: service::Result<()>) -> Result<Response<v1::Empty>, Status> {
+    r.map(|()| Response::new(v1::Empty {}))
+        .map_err(Status::from)
+}
 
-    pub fn new(handle: MasterHandle, flags: HashMap<String, String>, gate: Arc<Gate>) -> Self {
-        Self {
-            handle,
-            flags,
-            gate,
-        }
-    }
+fn reply<T>(r: service::Result<T>) -> Result<Response<T>, Status> {
+    r.map(Response::new).map_err(Status::from)
+}
+
+/// Resources of a request, for a quota (`what`: "guarantee", "limit").
+fn quota_resources(what: &str, r: &[v1::Resource]) -> Result<Resources, Status> {
+    Resources::from_proto(r).map_err(|e| Status::from(Error::invalid(format!("quota {what}: {e}"))))
 }
 
 #[tonic::async_trait]
@@ -88,9 +69,7 @@ impl Operator for OperatorService {
         &self,
         _r: Request<v1::Empty>,
     ) -> Result<Response<v1::HealthResponse>, Status> {
-        // Answered by the actor, so a wedged actor shows up as unhealthy (a timeout); a
-        // ping, not the cluster state, which is megabytes at 10,000 agents.
-        let master_id = self.handle.ask(|reply| Command::Ping { reply }).await?;
+        let master_id = self.service.health().await?;
         Ok(Response::new(v1::HealthResponse {
             healthy: !master_id.is_empty(),
             leading: true,
@@ -101,9 +80,10 @@ impl Operator for OperatorService {
         &self,
         _r: Request<v1::Empty>,
     ) -> Result<Response<v1::VersionResponse>, Status> {
+        let (version, git_sha) = self.service.version();
         Ok(Response::new(v1::VersionResponse {
-            version: VERSION.to_string(),
-            git_sha: option_env!("AGORA_GIT_SHA").unwrap_or("").to_string(),
+            version: version.to_string(),
+            git_sha: git_sha.to_string(),
         }))
     }
 
@@ -112,39 +92,31 @@ impl Operator for OperatorService {
         _r: Request<v1::Empty>,
     ) -> Result<Response<v1::FlagsResponse>, Status> {
         Ok(Response::new(v1::FlagsResponse {
-            flags: self.flags.clone(),
+            flags: self.service.flags(),
         }))
     }
 
     async fn get_state(&self, r: Request<v1::Empty>) -> Result<Response<v1::ClusterState>, Status> {
-        let caller = Caller::of(&r);
-        let state = self.handle.ask(|reply| Command::State { reply }).await?;
-        Ok(Response::new(self.gate.filter_state(&caller, state)))
+        reply(self.service.state(&Caller::of(&r)).await)
     }
 
     async fn get_roles(
         &self,
         r: Request<v1::Empty>,
     ) -> Result<Response<v1::RolesResponse>, Status> {
-        let caller = Caller::of(&r);
-        let state = self.handle.ask(|reply| Command::State { reply }).await?;
-        let state = self.gate.filter_state(&caller, state);
-        Ok(Response::new(v1::RolesResponse { roles: state.roles }))
+        let roles = self.service.roles(&Caller::of(&r)).await?;
+        Ok(Response::new(v1::RolesResponse { roles }))
     }
 
     async fn get_weights(
         &self,
         _r: Request<v1::Empty>,
     ) -> Result<Response<v1::WeightsResponse>, Status> {
-        let state = self.handle.ask(|reply| Command::State { reply }).await?;
+        let weights = self.service.weights().await?;
         Ok(Response::new(v1::WeightsResponse {
-            weights: state
-                .roles
+            weights: weights
                 .into_iter()
-                .map(|r| v1::WeightInfo {
-                    role: r.name,
-                    weight: r.weight,
-                })
+                .map(|(role, weight)| v1::WeightInfo { role, weight })
                 .collect(),
         }))
     }
@@ -154,26 +126,20 @@ impl Operator for OperatorService {
         r: Request<v1::UpdateWeightsRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
         let caller = Caller::of(&r);
-        let weights: Vec<(String, f64)> = r
+        let weights = r
             .into_inner()
             .weights
             .into_iter()
             .map(|w| (w.role, w.weight))
             .collect();
-        for (role, _) in &weights {
-            self.gate.authorize(&caller, Action::UpdateWeights, role)?;
-        }
-        self.handle
-            .ask(|reply| Command::UpdateWeights { weights, reply })
-            .await??;
-        Ok(Response::new(v1::Empty {}))
+        empty(self.service.update_weights(&caller, weights).await)
     }
 
     async fn get_quota(
         &self,
         _r: Request<v1::Empty>,
     ) -> Result<Response<v1::QuotaResponse>, Status> {
-        let quotas = self.handle.ask(|reply| Command::Quotas { reply }).await?;
+        let quotas = self.service.quotas().await?;
         Ok(Response::new(v1::QuotaResponse {
             quotas: quotas
                 .into_iter()
@@ -194,28 +160,18 @@ impl Operator for OperatorService {
         let r = r.into_inner();
         let q = r
             .quota
-            .ok_or_else(|| Status::invalid_argument("set quota needs a quota"))?;
-        self.gate.authorize(&caller, Action::SetQuota, &q.role)?;
-        let guarantee = Resources::from_proto(&q.guarantee)
-            .map_err(|e| Status::invalid_argument(format!("quota guarantee: {e}")))?;
+            .ok_or_else(|| Status::from(Error::invalid("set quota needs a quota")))?;
+        let guarantee = quota_resources("guarantee", &q.guarantee)?;
         let limit = if q.limit.is_empty() {
             None
         } else {
-            Some(
-                Resources::from_proto(&q.limit)
-                    .map_err(|e| Status::invalid_argument(format!("quota limit: {e}")))?,
-            )
+            Some(quota_resources("limit", &q.limit)?)
         };
-        self.handle
-            .ask(|reply| Command::SetQuota {
-                role: q.role,
-                guarantee,
-                limit,
-                force: r.force,
-                reply,
-            })
-            .await??;
-        Ok(Response::new(v1::Empty {}))
+        empty(
+            self.service
+                .set_quota(&caller, q.role, guarantee, limit, r.force)
+                .await,
+        )
     }
 
     async fn remove_quota(
@@ -223,25 +179,20 @@ impl Operator for OperatorService {
         r: Request<v1::RemoveQuotaRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
         let caller = Caller::of(&r);
-        let role = r.into_inner().role;
-        self.gate.authorize(&caller, Action::SetQuota, &role)?;
-        self.handle
-            .ask(|reply| Command::RemoveQuota { role, reply })
-            .await??;
-        Ok(Response::new(v1::Empty {}))
+        empty(
+            self.service
+                .remove_quota(&caller, r.into_inner().role)
+                .await,
+        )
     }
 
     async fn reserve_resources(
         &self,
         r: Request<v1::ReserveResourcesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.gate.authorize_resources(
-            &Caller::of(&r),
-            Action::ReserveResources,
-            &r.get_ref().resources,
-        )?;
+        let caller = Caller::of(&r);
         let r = r.into_inner();
-        self.resource_op(r.agent_id, OpKind::Reserve, r.resources)
+        self.resource_op(&caller, r.agent_id, OpKind::Reserve, r.resources)
             .await
     }
 
@@ -249,13 +200,9 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::UnreserveResourcesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.gate.authorize_resources(
-            &Caller::of(&r),
-            Action::UnreserveResources,
-            &r.get_ref().resources,
-        )?;
+        let caller = Caller::of(&r);
         let r = r.into_inner();
-        self.resource_op(r.agent_id, OpKind::Unreserve, r.resources)
+        self.resource_op(&caller, r.agent_id, OpKind::Unreserve, r.resources)
             .await
     }
 
@@ -263,13 +210,9 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::VolumesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.gate.authorize_resources(
-            &Caller::of(&r),
-            Action::CreateVolume,
-            &r.get_ref().volumes,
-        )?;
+        let caller = Caller::of(&r);
         let r = r.into_inner();
-        self.resource_op(r.agent_id, OpKind::Create, r.volumes)
+        self.resource_op(&caller, r.agent_id, OpKind::Create, r.volumes)
             .await
     }
 
@@ -277,13 +220,9 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::VolumesRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
-        self.gate.authorize_resources(
-            &Caller::of(&r),
-            Action::DestroyVolume,
-            &r.get_ref().volumes,
-        )?;
+        let caller = Caller::of(&r);
         let r = r.into_inner();
-        self.resource_op(r.agent_id, OpKind::Destroy, r.volumes)
+        self.resource_op(&caller, r.agent_id, OpKind::Destroy, r.volumes)
             .await
     }
 
@@ -292,23 +231,11 @@ impl Operator for OperatorService {
         r: Request<v1::TeardownRequest>,
     ) -> Result<Response<v1::Empty>, Status> {
         let caller = Caller::of(&r);
-        let framework_id = r.into_inner().framework_id;
-        if framework_id.is_empty() {
-            return Err(Status::invalid_argument("framework_id is empty"));
-        }
-        if self.gate.acls_configured() {
-            let principal = framework_principal(&self.handle, &framework_id).await?;
-            self.gate
-                .authorize(&caller, Action::TeardownFramework, &principal)?;
-        }
-        self.handle
-            .ask(|reply| Command::OperatorTeardown {
-                framework_id: framework_id.clone(),
-                reply,
-            })
-            .await??;
-        self.gate.forget_framework(&framework_id);
-        Ok(Response::new(v1::Empty {}))
+        empty(
+            self.service
+                .teardown_framework(&caller, r.into_inner().framework_id)
+                .await,
+        )
     }
 
     async fn drain_agent(
@@ -362,33 +289,14 @@ impl Operator for OperatorService {
         &self,
         r: Request<v1::Empty>,
     ) -> Result<Response<v1::UsageResponse>, Status> {
-        let caller = Caller::of(&r);
-        let usage = self.handle.ask(|reply| Command::Usage { reply }).await?;
-        let state = if self.gate.acls_configured() {
-            Some(self.handle.ask(|reply| Command::State { reply }).await?)
-        } else {
-            None
-        };
-        Ok(Response::new(self.gate.filter_usage(&caller, usage, state)))
+        reply(self.service.usage(&Caller::of(&r)).await)
     }
 
     async fn subscribe(
         &self,
         r: Request<v1::Empty>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        use futures::StreamExt;
-        let mut filter = crate::auth::EventFilter::new(self.gate.clone(), Caller::of(&r));
-        let rx = self
-            .handle
-            .ask(|reply| Command::SubscribeEvents { reply })
-            .await?;
-        let events = tokio_stream::wrappers::ReceiverStream::new(rx).filter_map(move |item| {
-            let out = match item {
-                Ok(event) => filter.pass(event).map(Ok),
-                Err(e) => Some(Err(e)),
-            };
-            futures::future::ready(out)
-        });
+        let events = self.service.subscribe_events(Caller::of(&r)).await?;
         Ok(Response::new(Box::pin(events)))
     }
 }

@@ -959,3 +959,45 @@ fn conversion_of_what_is_not_there_changes_nothing() {
         res("cpus:4").checked_add(&vol).unwrap()
     );
 }
+
+#[test]
+fn role_gauges_count_revocable_and_reserved_scalars_and_skip_ranges() {
+    let mut a = alloc(1);
+    a.add_agent(
+        "a1",
+        res("cpus:1;mem:64;cpus(*,revocable):2;cpus(eng):3;ports:[1-5]"),
+    )
+    .unwrap();
+    a.add_framework(
+        "f1",
+        FrameworkSpec {
+            roles: vec!["eng".into()],
+            revocable: true,
+            ..FrameworkSpec::default()
+        },
+    )
+    .unwrap();
+    a.set_weight("idle", 2.0).unwrap();
+    let offers = a.allocate(0);
+    assert_eq!(offers.len(), 1);
+    let want: Vec<RoleGauge> = a.role_shares().into_iter().map(RoleGauge::of).collect();
+    let got = a.role_gauges();
+    assert_eq!(got, want);
+    let eng = got.iter().find(|g| g.role == "eng").expect("eng");
+    assert_eq!(
+        eng.allocated,
+        vec![("cpus".to_string(), 6000), ("mem".to_string(), 64_000)]
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.role == "idle" && g.allocated.is_empty())
+    );
+    // Returning everything leaves the role with nothing.
+    for o in offers {
+        a.recover(&o.agent, &o.framework, &o.role, &o.resources, None)
+            .unwrap();
+    }
+    let want: Vec<RoleGauge> = a.role_shares().into_iter().map(RoleGauge::of).collect();
+    assert_eq!(a.role_gauges(), want);
+    assert!(a.role_gauges().iter().all(|g| g.allocated.is_empty()));
+}

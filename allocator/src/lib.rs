@@ -1,19 +1,24 @@
-//! The allocator seam: the `Allocator` trait every policy implements, the events it is
-//! driven by, the types it answers with, and the factory that picks a policy by name.
+//! Agora's allocator: the `Allocator` trait every policy implements, the events it is
+//! driven by, the types it answers with, the factory that picks a policy by name, and the
+//! "drf" policy ([`DrfAllocator`]).
 //!
 //! Owns: the policy-independent vocabulary (framework specs with demands and offer
-//! constraints, quotas, allocations, role shares, explanations) and `by_name`.
+//! constraints, quotas, allocations, role shares, explanations), `by_name`, and each
+//! policy's own book of what is allocated where. The master keeps the book in step by
+//! sending every event; offered resources count as allocated until they are recovered.
 //!
-//! **Invariant (checked by `purity::allocator_sources_stay_pure`)**: nothing under
-//! `allocator/` does I/O, reads a clock (time arrives as an argument), spawns tasks or
-//! touches tokio, `std::time`, `std::fs`, `std::net`, `std::thread` or `std::process`;
-//! randomness comes only from the seeded RNG. An allocator holds its own book of what is
-//! allocated where; the master keeps it in step by sending every event. Offered resources
-//! count as allocated until they are recovered.
+//! **Invariant: pure and deterministic.** Nothing here does I/O, reads a clock (time
+//! arrives as an argument, [`Millis`]), spawns threads or tasks, or draws randomness other
+//! than from the seeded RNG: for one seed and one event sequence the answers are always
+//! the same. Cargo keeps most of that: the crate depends on `agora-resources`, `rand`,
+//! `regex`, `serde` and `thiserror` only, so no async runtime or I/O crate can be named.
+//! What `std` itself still offers (clock, files, sockets, threads, processes, environment,
+//! OS entropy) is kept out by the `purity` test.
 //!
-//! The policy ("drf", [`DrfAllocator`]) and its exact semantics (hierarchical weighted DRF,
-//! reservations, quota, filters, holds and gangs) are documented in `drf.rs` and in
-//! `docs/allocator.md`.
+//! The "drf" policy's exact semantics (hierarchical weighted DRF, reservations, quota,
+//! filters, holds and gangs) are documented in `drf/mod.rs` and in `docs/allocator.md`.
+
+#![forbid(unsafe_code)]
 
 mod constraints;
 mod drf;
@@ -31,7 +36,9 @@ use agora_resources::{Attributes, Resources};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::clock::Millis;
+/// Milliseconds since the Unix epoch: the allocator's only notion of time, always an
+/// argument (the master's `Clock` supplies it).
+pub type Millis = u64;
 
 /// What a framework needs at once (proto `Demand`): `count` tasks of `shape` under
 /// `role`, all on one agent when `same_agent`, otherwise possibly across agents, in which
@@ -80,6 +87,37 @@ pub struct RoleShare {
     pub weight: f64,
     pub dominant_share: f64,
     pub allocated: Resources,
+}
+
+/// A role's standing as the metrics show it: [`RoleShare`] with the scalar amounts only,
+/// cheap enough for every `/metrics` scrape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleGauge {
+    pub role: String,
+    pub weight: f64,
+    pub dominant_share: f64,
+    /// (name, thousandths) of every scalar kind allocated (offered or used) to the role's
+    /// own frameworks, by name; kinds with nothing allocated are left out.
+    pub allocated: Vec<(String, u64)>,
+}
+
+impl RoleGauge {
+    /// The gauge of a role share (what [`Allocator::role_gauges`] must equal).
+    pub fn of(share: RoleShare) -> RoleGauge {
+        let mut allocated = Vec::new();
+        for name in share.allocated.names() {
+            let t = share.allocated.scalar(name).thousandths();
+            if t > 0 {
+                allocated.push((name.to_string(), t));
+            }
+        }
+        RoleGauge {
+            role: share.role,
+            weight: share.weight,
+            dominant_share: share.dominant_share,
+            allocated,
+        }
+    }
 }
 
 /// A role's quota as set by the operator, with what the role consumes now.
@@ -374,6 +412,13 @@ pub trait Allocator: Send {
     fn allocate(&mut self, now: Millis) -> Vec<Allocation>;
 
     fn role_shares(&self) -> Vec<RoleShare>;
+
+    /// [`role_shares`](Allocator::role_shares) as the metrics show it (scalars only). A
+    /// policy overrides it when it can answer without walking every agent; the answer
+    /// must equal the default's.
+    fn role_gauges(&self) -> Vec<RoleGauge> {
+        self.role_shares().into_iter().map(RoleGauge::of).collect()
+    }
 
     /// Why `target` is or is not getting offers, as of `now`.
     fn explain(&self, target: &ExplainTarget, now: Millis) -> Result<Explanation, AllocatorError> {

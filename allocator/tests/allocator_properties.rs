@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use agora_master::allocator::{
-    Allocation, Allocator, AllocatorConfig, DrfAllocator, FrameworkSpec,
+use agora_allocator::{
+    Allocation, Allocator, AllocatorConfig, DrfAllocator, FrameworkSpec, RoleGauge,
 };
 use agora_resources::{Ranges, Resources};
 use proptest::prelude::*;
@@ -117,6 +117,12 @@ fn is_self_or_ancestor(anc: &str, role: &str) -> bool {
 /// Checks every safety property against the outside view.
 fn check(a: &DrfAllocator, agents: &BTreeMap<String, (Resources, Outside)>) {
     a.check_invariants().expect("allocator books");
+    let from_shares: Vec<RoleGauge> = a.role_shares().into_iter().map(RoleGauge::of).collect();
+    assert_eq!(
+        a.role_gauges(),
+        from_shares,
+        "role gauges differ from the role shares"
+    );
     for (id, (total, outside)) in agents {
         let held = sum(outside.held.iter().map(|h| &h.2));
         assert!(total.contains(&held), "agent {id}: {held} exceeds {total}");

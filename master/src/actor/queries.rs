@@ -1,0 +1,295 @@
+//! Narrow reads of the master's state: one framework, one agent, the agent and framework
+//! lists, roles, weights, and tasks filtered by framework, agent and state with paging.
+//! Each query carries its own typed reply, so callers that need one field no longer build
+//! the whole `ClusterState` (megabytes at 10,000 agents); that stays for `/api/v1/state`.
+//!
+//! Read-only: a query must never change state, and answers copies, never references.
+
+use agora_proto::TaskState;
+use agora_proto::v1;
+use tokio::sync::oneshot;
+
+use super::{Master, TaskEntry};
+use crate::state::framework::FrameworkStatus;
+
+/// Tasks in one page when the caller names no limit.
+pub const TASKS_PAGE_DEFAULT: usize = 100;
+/// Most tasks in one page.
+pub const TASKS_PAGE_MAX: usize = 1000;
+
+/// What the master knows of one framework id.
+#[derive(Clone, Debug, Default)]
+pub struct FrameworkLookup {
+    /// The framework's state, if the master knows it.
+    pub state: Option<v1::FrameworkState>,
+    /// Whether it is subscribed now (its calls are accepted).
+    pub connected: bool,
+    /// Whether the id was torn down (retired for good).
+    pub torn_down: bool,
+}
+
+/// Which tasks a `Tasks` query selects (all given conditions hold) and which page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub framework_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub state: Option<TaskState>,
+    /// Matching tasks skipped, in (framework id, task id) order.
+    pub offset: usize,
+    /// Tasks in the page, at most `TASKS_PAGE_MAX`.
+    pub limit: usize,
+}
+
+/// One page of matching tasks, live and recently ended, in (framework id, task id) order.
+#[derive(Clone, Debug, Default)]
+pub struct TaskPage {
+    pub tasks: Vec<v1::TaskRecord>,
+    /// How many tasks match in all.
+    pub total: usize,
+}
+
+/// A read of part of the state; each variant answers on its own typed channel.
+pub enum Query {
+    Framework {
+        id: String,
+        reply: oneshot::Sender<FrameworkLookup>,
+    },
+    Frameworks {
+        reply: oneshot::Sender<Vec<v1::FrameworkState>>,
+    },
+    Agent {
+        id: String,
+        reply: oneshot::Sender<Option<v1::AgentState>>,
+    },
+    Agents {
+        reply: oneshot::Sender<Vec<v1::AgentState>>,
+    },
+    Roles {
+        reply: oneshot::Sender<Vec<v1::RoleState>>,
+    },
+    /// Every known role with its weight (1 unless set).
+    Weights {
+        reply: oneshot::Sender<Vec<(String, f64)>>,
+    },
+    Tasks {
+        filter: TaskFilter,
+        reply: oneshot::Sender<TaskPage>,
+    },
+}
+
+fn by_id<T>(items: &mut [T], id: impl Fn(&T) -> Option<&String>) {
+    items.sort_by(|a, b| id(a).cmp(&id(b)));
+}
+
+impl Master {
+    /// Answer one query. A caller that went away is not an error.
+    pub(super) fn answer(&self, query: Query) {
+        match query {
+            Query::Framework { id, reply } => {
+                let _ = reply.send(self.framework_lookup(&id));
+            }
+            Query::Frameworks { reply } => {
+                let mut all: Vec<_> = self
+                    .frameworks
+                    .keys()
+                    .filter_map(|id| self.framework_state(id))
+                    .collect();
+                by_id(&mut all, |f| f.info.as_ref().map(|i| &i.id));
+                let _ = reply.send(all);
+            }
+            Query::Agent { id, reply } => {
+                let _ = reply.send(self.agent_state(&id));
+            }
+            Query::Agents { reply } => {
+                let mut all: Vec<_> = self
+                    .agents
+                    .keys()
+                    .filter_map(|id| self.agent_state(id))
+                    .collect();
+                by_id(&mut all, |a| a.info.as_ref().map(|i| &i.id));
+                let _ = reply.send(all);
+            }
+            Query::Roles { reply } => {
+                let _ = reply.send(self.roles());
+            }
+            Query::Weights { reply } => {
+                let weights = self
+                    .allocator
+                    .role_shares()
+                    .into_iter()
+                    .map(|s| (s.role, s.weight))
+                    .collect();
+                let _ = reply.send(weights);
+            }
+            Query::Tasks { filter, reply } => {
+                let _ = reply.send(self.task_page(&filter));
+            }
+        }
+    }
+
+    fn framework_lookup(&self, id: &str) -> FrameworkLookup {
+        FrameworkLookup {
+            state: self.framework_state(id),
+            connected: self
+                .frameworks
+                .get(id)
+                .is_some_and(|f| f.status == FrameworkStatus::Connected),
+            torn_down: self.torn_down.contains(id),
+        }
+    }
+
+    /// The page of tasks `filter` selects. Live tasks come from the framework's or the
+    /// agent's own index when the filter names one, so a page for one framework does not
+    /// walk every task of the cluster.
+    fn task_page(&self, filter: &TaskFilter) -> TaskPage {
+        let wanted = |t: &TaskEntry| {
+            filter
+                .framework_id
+                .as_ref()
+                .is_none_or(|f| *f == t.framework_id)
+                && filter.agent_id.as_ref().is_none_or(|a| *a == t.agent_id)
+                && filter.state.is_none_or(|s| s == t.state)
+        };
+        let mut live: Vec<&TaskEntry> = match (&filter.framework_id, &filter.agent_id) {
+            (Some(f), _) => match self.frameworks.get(f) {
+                Some(fw) => fw
+                    .tasks
+                    .iter()
+                    .filter_map(|t| self.tasks.get(&(f.clone(), t.clone())))
+                    .filter(|t| wanted(t))
+                    .collect(),
+                None => self.tasks.values().filter(|t| wanted(t)).collect(),
+            },
+            (None, Some(a)) => match self.agents.get(a) {
+                Some(agent) => agent
+                    .tasks
+                    .iter()
+                    .filter_map(|k| self.tasks.get(k))
+                    .filter(|t| wanted(t))
+                    .collect(),
+                None => self.tasks.values().filter(|t| wanted(t)).collect(),
+            },
+            (None, None) => self.tasks.values().filter(|t| wanted(t)).collect(),
+        };
+        live.extend(self.completed.iter().filter(|t| wanted(t)));
+        // The order of `ClusterState`'s task list.
+        live.sort_by(|a, b| {
+            (&a.framework_id, &a.info.task_id).cmp(&(&b.framework_id, &b.info.task_id))
+        });
+        let limit = filter.limit.clamp(1, TASKS_PAGE_MAX);
+        TaskPage {
+            total: live.len(),
+            tasks: live
+                .into_iter()
+                .skip(filter.offset)
+                .take(limit)
+                .map(super::snapshot::task_record)
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use agora_proto::v1;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::MasterConfig;
+    use crate::registry::{FileRegistry, RegistryState};
+
+    fn master() -> (Master, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("agora-queries-{}", uuid::Uuid::new_v4()));
+        let config = MasterConfig {
+            data_dir: dir.clone(),
+            ..MasterConfig::default()
+        };
+        let (m, _handle, _rx) = Master::new(
+            config,
+            Arc::new(ManualClock::new(1_000)),
+            Box::new(FileRegistry::new(dir.clone())),
+            RegistryState::default(),
+        )
+        .expect("master");
+        (m, dir)
+    }
+
+    fn ask<T>(m: &Master, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> T {
+        let (tx, mut rx) = oneshot::channel();
+        m.answer(make(tx));
+        rx.try_recv().expect("answered at once")
+    }
+
+    #[test]
+    fn one_framework_the_list_roles_and_weights() {
+        let (mut m, dir) = master();
+        let mut ids = Vec::new();
+        for (name, role) in [("b", "eng"), ("a", "ops")] {
+            let sub = m
+                .subscribe(v1::SubscribeRequest {
+                    framework: Some(v1::FrameworkInfo {
+                        name: name.into(),
+                        roles: vec![role.into()],
+                        ..Default::default()
+                    }),
+                    secret: String::new(),
+                })
+                .expect("subscribe");
+            ids.push(sub.framework_id);
+        }
+        let found = ask(&m, |reply| Query::Framework {
+            id: ids[0].clone(),
+            reply,
+        });
+        assert!(found.connected && !found.torn_down);
+        assert_eq!(
+            found.state.and_then(|f| f.info).map(|i| i.name),
+            Some("b".into())
+        );
+        let unknown = ask(&m, |reply| Query::Framework {
+            id: "nope".into(),
+            reply,
+        });
+        assert!(unknown.state.is_none() && !unknown.connected && !unknown.torn_down);
+
+        let all = ask(&m, |reply| Query::Frameworks { reply });
+        let listed: Vec<String> = all
+            .iter()
+            .filter_map(|f| f.info.as_ref())
+            .map(|i| i.id.clone())
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(listed, sorted, "ordered by id");
+
+        let roles = ask(&m, |reply| Query::Roles { reply });
+        assert_eq!(
+            roles,
+            m.cluster_state().roles,
+            "the state's roles, without the state"
+        );
+        let weights = ask(&m, |reply| Query::Weights { reply });
+        assert!(weights.contains(&("eng".to_string(), 1.0)), "{weights:?}");
+        assert!(ask(&m, |reply| Query::Agents { reply }).is_empty());
+        assert!(
+            ask(&m, |reply| Query::Agent {
+                id: "a".into(),
+                reply
+            })
+            .is_none()
+        );
+        let page = ask(&m, |reply| Query::Tasks {
+            filter: TaskFilter {
+                framework_id: Some(ids[0].clone()),
+                limit: 10,
+                ..Default::default()
+            },
+            reply,
+        });
+        assert_eq!((page.total, page.tasks.len()), (0, 0));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,290 @@
+//! Operator calls (operators, the CLI, later the web UI -> master): reads through narrow
+//! queries (the whole state only for `state` and, under ACLs, `usage`), and changes
+//! checked against the ACLs and the edge limits before the actor sees them. Reads show
+//! only what the caller may view. Teardown and maintenance live here once for every
+//! transport.
+
+use std::collections::HashMap;
+
+use agora_proto::v1;
+use agora_resources::Resources;
+use futures::{Stream, StreamExt};
+
+use super::{Error, Result, Service};
+use crate::actor::queries::{TaskFilter, TaskPage};
+use crate::actor::{Command, MaintenanceOp, OpKind, Query};
+use crate::allocator::{ExplainTarget, Explanation, QuotaStatus};
+use crate::auth::{Action, Caller, EventFilter};
+use crate::validate;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The ACL action of an operator resource operation.
+fn action_of(kind: OpKind) -> Action {
+    match kind {
+        OpKind::Reserve => Action::ReserveResources,
+        OpKind::Unreserve => Action::UnreserveResources,
+        OpKind::Create => Action::CreateVolume,
+        OpKind::Destroy => Action::DestroyVolume,
+    }
+}
+
+impl MaintenanceOp {
+    pub fn agent_id(&self) -> &str {
+        match self {
+            MaintenanceOp::Deactivate { agent_id }
+            | MaintenanceOp::Reactivate { agent_id }
+            | MaintenanceOp::Drain { agent_id, .. }
+            | MaintenanceOp::MarkGone { agent_id } => agent_id,
+        }
+    }
+}
+
+impl Service {
+    /// Liveness, answered by the actor (a wedged actor times out): the master id.
+    pub async fn health(&self) -> Result<String> {
+        self.read(|reply| Command::Ping { reply }).await
+    }
+
+    pub fn version(&self) -> (&'static str, &'static str) {
+        (VERSION, option_env!("AGORA_GIT_SHA").unwrap_or(""))
+    }
+
+    pub fn flags(&self) -> HashMap<String, String> {
+        (*self.flags).clone()
+    }
+
+    /// The whole cluster state as `caller` may view it (`/api/v1/state`, `GetState`).
+    pub async fn state(&self, caller: &Caller) -> Result<v1::ClusterState> {
+        let s = self.read(|reply| Command::State { reply }).await?;
+        Ok(self.gate.filter_state(caller, s))
+    }
+
+    pub async fn metrics_text(&self) -> Result<String> {
+        let s = self.read(|reply| Command::Metrics { reply }).await?;
+        Ok(crate::metrics::render(&s.metrics, &s.gauges) + &self.gate.render_metrics())
+    }
+
+    async fn all_frameworks(&self) -> Result<Vec<v1::FrameworkState>> {
+        self.query(|reply| Query::Frameworks { reply }).await
+    }
+
+    /// Roles with their weights, shares and the frameworks `caller` may view.
+    pub async fn roles(&self, caller: &Caller) -> Result<Vec<v1::RoleState>> {
+        let roles = self.query(|reply| Query::Roles { reply }).await?;
+        if !self.gate.acls_configured() {
+            return Ok(roles);
+        }
+        let frameworks = self.all_frameworks().await?;
+        Ok(self.visible(caller, frameworks, Vec::new(), roles).roles)
+    }
+
+    pub async fn weights(&self) -> Result<Vec<(String, f64)>> {
+        self.query(|reply| Query::Weights { reply }).await
+    }
+
+    pub async fn update_weights(&self, caller: &Caller, weights: Vec<(String, f64)>) -> Result<()> {
+        for (role, _) in &weights {
+            validate::role("weight role", role)?;
+            self.gate.authorize(caller, Action::UpdateWeights, role)?;
+        }
+        self.call(|reply| Command::UpdateWeights { weights, reply })
+            .await
+    }
+
+    pub async fn quotas(&self) -> Result<Vec<QuotaStatus>> {
+        self.read(|reply| Command::Quotas { reply }).await
+    }
+
+    pub async fn set_quota(
+        &self,
+        caller: &Caller,
+        role: String,
+        guarantee: Resources,
+        limit: Option<Resources>,
+        force: bool,
+    ) -> Result<()> {
+        validate::role("quota role", &role)?;
+        self.gate.authorize(caller, Action::SetQuota, &role)?;
+        self.call(|reply| Command::SetQuota {
+            role,
+            guarantee,
+            limit,
+            force,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn remove_quota(&self, caller: &Caller, role: String) -> Result<()> {
+        validate::role("quota role", &role)?;
+        self.gate.authorize(caller, Action::SetQuota, &role)?;
+        self.call(|reply| Command::RemoveQuota { role, reply })
+            .await
+    }
+
+    /// An operator's RESERVE / UNRESERVE / CREATE / DESTROY on one agent.
+    pub async fn resource_op(
+        &self,
+        caller: &Caller,
+        agent_id: String,
+        kind: OpKind,
+        resources: Vec<v1::Resource>,
+    ) -> Result<()> {
+        validate::id("agent id", &agent_id)?;
+        validate::resource_limits(kind.name(), &resources)?;
+        self.gate
+            .authorize_resources(caller, action_of(kind), &resources)?;
+        self.call(|reply| Command::ResourceOp {
+            agent_id,
+            kind,
+            resources,
+            reply,
+        })
+        .await
+    }
+
+    /// An operator's teardown; the ACL object is the framework's principal, read with a
+    /// one-framework query.
+    pub async fn teardown_framework(&self, caller: &Caller, framework_id: String) -> Result<()> {
+        validate::id("framework id", &framework_id)?;
+        if self.gate.acls_configured() {
+            let principal = self
+                .framework_lookup(&framework_id)
+                .await?
+                .state
+                .and_then(|f| f.info)
+                .map(|i| i.principal)
+                .unwrap_or_default();
+            self.gate
+                .authorize(caller, Action::TeardownFramework, &principal)?;
+        }
+        let id = framework_id.clone();
+        self.call(|reply| Command::OperatorTeardown {
+            framework_id: id,
+            reply,
+        })
+        .await?;
+        self.gate.forget_framework(&framework_id);
+        Ok(())
+    }
+
+    /// Deactivate, reactivate, drain or mark an agent gone (ACL: drain_agent on its id).
+    pub async fn maintenance(&self, caller: &Caller, op: MaintenanceOp) -> Result<()> {
+        validate::id("agent id", op.agent_id())?;
+        self.gate
+            .authorize(caller, Action::DrainAgent, op.agent_id())?;
+        self.call(|reply| Command::Maintenance { op, reply }).await
+    }
+
+    /// Every agent's latest usage report, without the containers `caller` may not view.
+    pub async fn usage(&self, caller: &Caller) -> Result<v1::UsageResponse> {
+        let usage = self.read(|reply| Command::Usage { reply }).await?;
+        // The filter needs every task's user: under ACLs, the whole state.
+        let state = if self.gate.acls_configured() {
+            Some(self.read(|reply| Command::State { reply }).await?)
+        } else {
+            None
+        };
+        Ok(self.gate.filter_usage(caller, usage, state))
+    }
+
+    /// The operator event stream as `caller` may view it.
+    pub async fn subscribe_events(
+        &self,
+        caller: Caller,
+    ) -> Result<
+        impl Stream<Item = std::result::Result<v1::OperatorEvent, tonic::Status>> + Send + use<>,
+    > {
+        let mut filter = EventFilter::new(self.gate.clone(), caller);
+        let rx = self
+            .read(|reply| Command::SubscribeEvents { reply })
+            .await?;
+        Ok(
+            tokio_stream::wrappers::ReceiverStream::new(rx).filter_map(move |item| {
+                let out = match item {
+                    Ok(event) => filter.pass(event).map(Ok),
+                    Err(e) => Some(Err(e)),
+                };
+                futures::future::ready(out)
+            }),
+        )
+    }
+
+    /// Why a role or framework is or is not getting offers. Explaining a framework shows
+    /// its allocation: only to callers who may view it.
+    pub async fn explain(&self, caller: &Caller, target: ExplainTarget) -> Result<Explanation> {
+        match &target {
+            ExplainTarget::Role(role) => validate::role("role", role)?,
+            ExplainTarget::Framework(id) => {
+                validate::id("framework id", id)?;
+                if self.gate.acls_configured() {
+                    self.framework(caller, id).await.map_err(|e| match e {
+                        Error::NotFound(_) => Error::PermissionDenied(format!(
+                            "{} is not authorized to view_frameworks on framework '{id}'",
+                            caller.principal().map_or(
+                                "an unauthenticated caller".to_string(),
+                                |p| format!("principal '{}'", super::quote(p))
+                            )
+                        )),
+                        e => e,
+                    })?;
+                }
+            }
+        }
+        self.call(|reply| Command::Explain { target, reply }).await
+    }
+
+    /// One framework, if it exists and `caller` may view it (else `NOT_FOUND`).
+    pub async fn framework(&self, caller: &Caller, id: &str) -> Result<v1::FrameworkState> {
+        validate::id("framework id", id)?;
+        let found = self.framework_lookup(id).await?.state;
+        let visible = found.and_then(|f| {
+            self.visible(caller, vec![f], Vec::new(), Vec::new())
+                .frameworks
+                .pop()
+        });
+        visible.ok_or_else(|| Error::not_found(format!("unknown framework id '{id}'")))
+    }
+
+    /// Every framework `caller` may view.
+    pub async fn frameworks(&self, caller: &Caller) -> Result<Vec<v1::FrameworkState>> {
+        let all = self.all_frameworks().await?;
+        Ok(self.visible(caller, all, Vec::new(), Vec::new()).frameworks)
+    }
+
+    pub async fn agent(&self, id: &str) -> Result<v1::AgentState> {
+        validate::id("agent id", id)?;
+        let id = id.to_string();
+        let found = self
+            .query(|reply| Query::Agent {
+                id: id.clone(),
+                reply,
+            })
+            .await?;
+        found.ok_or_else(|| Error::not_found(format!("unknown agent id '{id}'")))
+    }
+
+    pub async fn agents(&self) -> Result<Vec<v1::AgentState>> {
+        self.query(|reply| Query::Agents { reply }).await
+    }
+
+    /// One page of tasks; under ACLs, without the tasks `caller` may not view (a page may
+    /// then hold fewer than `limit` tasks; `total` counts before that filter).
+    pub async fn tasks(&self, caller: &Caller, filter: TaskFilter) -> Result<TaskPage> {
+        if let Some(f) = &filter.framework_id {
+            validate::id("framework id", f)?;
+        }
+        if let Some(a) = &filter.agent_id {
+            validate::id("agent id", a)?;
+        }
+        let mut page = self.query(|reply| Query::Tasks { filter, reply }).await?;
+        if self.gate.acls_configured() {
+            let frameworks = self.all_frameworks().await?;
+            page.tasks = self
+                .visible(caller, frameworks, page.tasks, Vec::new())
+                .tasks;
+        }
+        Ok(page)
+    }
+}
