@@ -25,6 +25,9 @@ fn a_killed_instance_is_replaced() {
     let mut c = Cluster::start(1);
     c.start_services();
     let pids = c.dir.0.join("pids");
+    // Tasks may run as an unprivileged user: the file they append to is open to all.
+    std::fs::write(&pids, "").unwrap();
+    std::fs::set_permissions(&pids, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     let cmd = format!("echo $$ >> {}; exec sleep 300", pids.display());
     let (code, body) = c.send(
         "POST",
@@ -40,13 +43,16 @@ fn a_killed_instance_is_replaced() {
         .iter()
         .map(|t| t["id"].as_str().unwrap().to_string())
         .collect();
-    let pid = std::fs::read_to_string(&pids)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    // RUNNING is reported when the process starts, maybe before its shell wrote the pid.
+    let pid = wait_for(
+        "the instances' pids",
+        || c.logs(),
+        || {
+            let text = std::fs::read_to_string(&pids).ok()?;
+            (text.lines().count() >= 2)
+                .then(|| text.lines().next().unwrap_or("").trim().to_string())
+        },
+    );
     assert!(
         std::process::Command::new("kill")
             .args(["-9", &pid])
