@@ -18,8 +18,9 @@ struct Args {
     /// Directory of the durable state (apps, versions, deployments, instances, framework id).
     #[arg(long, default_value = "./agora-services-data")]
     data_dir: PathBuf,
-    /// Role the framework subscribes with; apps run in it.
-    #[arg(long, default_value = "*")]
+    /// Role the framework subscribes with; apps run in it (the master has no `*` role:
+    /// unreserved resources are offered to every role).
+    #[arg(long, default_value = "services")]
     role: String,
     /// Framework name.
     #[arg(long, default_value = "agora-services")]

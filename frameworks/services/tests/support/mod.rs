@@ -1,0 +1,414 @@
+//! End-to-end support: a real `agora-master`, real `agora-agent`s (plain-process
+//! isolation) and the real `agora-services` daemon on loopback, and a small blocking HTTP
+//! client for the master's state and the services API.
+//!
+//! Every process is killed and every directory removed on drop, also when a test fails
+//! (`AGORA_E2E_KEEP=1` keeps the directories). The master and agent binaries must be built
+//! first (`cargo build -p agora-master -p agora-agent --bins`; scripts/test.sh builds all).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    if name == "agora-services" {
+        return PathBuf::from(env!("CARGO_BIN_EXE_agora-services"));
+    }
+    let p = target_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (cargo build -p agora-master -p agora-agent --bins)",
+        p.display()
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub struct Dir(pub PathBuf);
+
+impl Dir {
+    pub fn new(tag: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!(
+            "agora-services-e2e-{tag}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Dir(p)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if std::env::var_os("AGORA_E2E_KEEP").is_some() {
+            eprintln!("keeping {}", self.0.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(bin: &Path, args: &[String], log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
+        Proc { child, log }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Minimal HTTP/1.1 request; the body parsed as JSON (`Null` when empty or not JSON).
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Json) {
+    let (code, text) = http_text(addr, method, path, body);
+    (code, serde_json::from_str(&text).unwrap_or(Json::Null))
+}
+
+pub fn http_text(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let attempt = || -> std::io::Result<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(15)))?;
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        Ok((code, body))
+    };
+    attempt().unwrap_or((0, String::new()))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Poll `f` until it returns `Some`, or panic with `what` and `context()`.
+pub fn wait_for<T>(
+    what: &str,
+    context: impl Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}\n{}", context());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub struct Cluster {
+    pub dir: Dir,
+    pub master_addr: SocketAddr,
+    pub master: Proc,
+    pub agents: Vec<Proc>,
+    pub services: Option<Proc>,
+    pub api: Option<SocketAddr>,
+}
+
+impl Cluster {
+    /// A master and `agents` agents (`cpus:4;mem:1024;disk:1024;ports:[31000-31099]`,
+    /// hostnames `e2e-agent-<i>`, attribute `rack:r<i>`).
+    pub fn start(agents: usize) -> Cluster {
+        let dir = Dir::new("cluster");
+        let master_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let master = Proc::spawn(
+            &binary("agora-master"),
+            &[
+                "--listen".into(),
+                master_addr.to_string(),
+                "--data-dir".into(),
+                dir.0.join("master").display().to_string(),
+                "--allocation-interval-ms".into(),
+                "200".into(),
+            ],
+            dir.0.join("master.log"),
+        );
+        let mut c = Cluster {
+            dir,
+            master_addr,
+            master,
+            agents: Vec::new(),
+            services: None,
+            api: None,
+        };
+        wait_for(
+            "the master",
+            || c.logs(),
+            || (http(c.master_addr, "GET", "/health", None).0 == 200).then_some(()),
+        );
+        for i in 0..agents {
+            let args = vec![
+                "--master".to_string(),
+                c.master_addr.to_string(),
+                "--work-dir".into(),
+                c.dir.0.join(format!("agent-{i}")).display().to_string(),
+                "--resources".into(),
+                "cpus:4;mem:1024;disk:1024;ports:[31000-31099]".into(),
+                "--attributes".into(),
+                format!("rack:r{i}"),
+                "--hostname".into(),
+                format!("e2e-agent-{i}"),
+                "--isolation".into(),
+                "process".into(),
+            ];
+            let log = c.dir.0.join(format!("agent-{i}.log"));
+            c.agents
+                .push(Proc::spawn(&binary("agora-agent"), &args, log));
+        }
+        wait_for(
+            "agents registered",
+            || c.logs(),
+            || {
+                let s = c.master_state();
+                let n = s["agents"].as_array().map_or(0, |a| {
+                    a.iter().filter(|x| x["status"] == "registered").count()
+                });
+                (n >= agents).then_some(())
+            },
+        );
+        c
+    }
+
+    pub fn master_state(&self) -> Json {
+        http(self.master_addr, "GET", "/api/v1/state", None).1
+    }
+
+    /// Start (or restart) the services daemon on its data directory; returns its API
+    /// address once it is subscribed.
+    pub fn start_services(&mut self) -> SocketAddr {
+        let n = std::fs::read_dir(&self.dir.0)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("services"))
+                    .count()
+            })
+            .unwrap_or(0);
+        let log = self.dir.0.join(format!("services-{n}.log"));
+        let port = self.api.map_or_else(free_port, |a| a.port());
+        let proc = Proc::spawn(
+            &binary("agora-services"),
+            &[
+                "--master".into(),
+                self.master_addr.to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--data-dir".into(),
+                self.dir.0.join("services-data").display().to_string(),
+            ],
+            log,
+        );
+        self.services = Some(proc);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        self.api = Some(addr);
+        wait_for(
+            "agora-services subscribed",
+            || self.logs(),
+            || {
+                let (code, info) = http(addr, "GET", "/v2/info", None);
+                (code == 200 && info["subscribed"] == true).then_some(())
+            },
+        );
+        addr
+    }
+
+    pub fn api(&self) -> SocketAddr {
+        self.api.expect("services started")
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = format!("--- master ---\n{}\n", tail(&self.master.log_text()));
+        for (i, a) in self.agents.iter().enumerate() {
+            s += &format!("--- agent {i} ---\n{}\n", tail(&a.log_text()));
+        }
+        if let Some(p) = &self.services {
+            s += &format!("--- services ---\n{}\n", tail(&p.log_text()));
+        }
+        s
+    }
+
+    /// The framework's tasks the master holds as not ended, by state.
+    pub fn master_live_tasks(&self) -> Vec<(String, String)> {
+        let s = self.master_state();
+        s["tasks"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter(|t| {
+                        matches!(
+                            t["state"].as_str(),
+                            Some("STAGING" | "STARTING" | "RUNNING" | "KILLING")
+                        )
+                    })
+                    .map(|t| {
+                        (
+                            t["id"].as_str().unwrap_or("").to_string(),
+                            t["state"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Json {
+        let (code, body) = http(self.api(), "GET", path, None);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub fn send(&self, method: &str, path: &str, body: &Json) -> (u16, Json) {
+        http(self.api(), method, path, Some(&body.to_string()))
+    }
+
+    /// The app's tasks as the API lists them.
+    pub fn tasks(&self, app: &str) -> Vec<Json> {
+        self.get(&format!("/v2/apps{app}/tasks"))["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn running(&self, app: &str) -> Vec<Json> {
+        self.tasks(app)
+            .into_iter()
+            .filter(|t| t["state"] == "TASK_RUNNING")
+            .collect()
+    }
+
+    pub fn deployments(&self) -> Vec<Json> {
+        self.get("/v2/deployments")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Wait until the app runs exactly `n` instances and no deployment is left.
+    pub fn wait_settled(&self, app: &str, n: usize) {
+        wait_for(
+            &format!("{app} settled at {n} running"),
+            || {
+                format!(
+                    "tasks: {:?}\ndeployments: {:?}\n{}",
+                    self.tasks(app),
+                    self.deployments(),
+                    self.logs()
+                )
+            },
+            || {
+                (self.running(app).len() == n
+                    && self.tasks(app).len() == n
+                    && self.deployments().is_empty())
+                .then_some(())
+            },
+        );
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(p) = &mut self.services {
+            p.kill9();
+        }
+        for a in &mut self.agents {
+            a.stop();
+        }
+        self.master.stop();
+    }
+}
