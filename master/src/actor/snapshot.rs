@@ -681,7 +681,10 @@ mod tests {
         m.agents.remove("a2");
         check(&mut m, "removals");
         let g = m.state_gauges();
-        assert_eq!(g.tasks_by_state.get(TaskState::Killed.as_str_name()), Some(&1));
+        assert_eq!(
+            g.tasks_by_state.get(TaskState::Killed.as_str_name()),
+            Some(&1)
+        );
         assert_eq!(g.agents_by_status.get("draining"), Some(&1));
         assert_eq!(g.agents_by_status.get("deactivated"), Some(&1));
         assert_eq!(g.offers_outstanding, 0);
