@@ -47,6 +47,11 @@ pub struct MasterConfig {
     /// At most one agent is marked unreachable per this interval when many miss their
     /// heartbeats at once (a network split must not wipe the cluster). `None`: no limit.
     pub agent_removal_interval: Option<Duration>,
+    /// After a master restart, how long agents admitted before it may take to
+    /// re-register. Until then reconciliation says nothing about their tasks; after it,
+    /// those still away are marked unreachable (Mesos: `--agent_reregister_timeout`,
+    /// 10 minutes).
+    pub agent_reregistration_timeout: Duration,
 }
 
 /// Default [`MasterConfig::framework_queue_capacity`]. Large enough that a burst of
@@ -77,6 +82,7 @@ impl Default for MasterConfig {
             framework_queue_capacity: DEFAULT_FRAMEWORK_QUEUE_CAPACITY,
             security: crate::auth::SecurityConfig::default(),
             agent_removal_interval: None,
+            agent_reregistration_timeout: Duration::from_secs(600),
         }
     }
 }

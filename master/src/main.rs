@@ -94,6 +94,11 @@ struct Flags {
     /// e.g. `1/20mins`, `1/30secs`, `1/1hrs` (default: no limit).
     #[arg(long)]
     agent_removal_rate: Option<String>,
+    /// After a restart, seconds agents admitted before it may take to re-register: until
+    /// then reconciliation says nothing about their tasks; afterwards they are marked
+    /// unreachable.
+    #[arg(long, default_value_t = 600.0)]
+    agent_reregistration_timeout_seconds: f64,
 }
 
 fn read(flag: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -271,6 +276,10 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
             .as_deref()
             .map(parse_removal_rate)
             .transpose()?,
+        agent_reregistration_timeout: seconds(
+            "agent-reregistration-timeout-seconds",
+            flags.agent_reregistration_timeout_seconds,
+        )?,
         ..MasterConfig::default()
     };
     let master = RunningMaster::start(config, Arc::new(SystemClock))

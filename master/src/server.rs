@@ -28,6 +28,8 @@ pub enum ServerError {
     },
     #[error("{0}")]
     Registry(#[from] crate::registry::RegistryError),
+    #[error("the master actor ended unexpectedly: {0}")]
+    Actor(String),
     #[error("allocator: {0}")]
     Allocator(#[from] crate::allocator::AllocatorError),
     #[error("serving: {0}")]
@@ -46,6 +48,8 @@ pub struct RunningMaster {
     listener: TcpListener,
     router: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The actor's task: it ends early only when a registry write failed.
+    actor: tokio::task::JoinHandle<Result<(), crate::registry::RegistryError>>,
 }
 
 fn flags_of(config: &MasterConfig) -> HashMap<String, String> {
@@ -99,6 +103,13 @@ fn flags_of(config: &MasterConfig) -> HashMap<String, String> {
         f.insert(name.into(), on.to_string());
     }
     f.insert(
+        "agent_reregistration_timeout_seconds".into(),
+        config
+            .agent_reregistration_timeout
+            .as_secs_f64()
+            .to_string(),
+    );
+    f.insert(
         "agent_removal_interval_seconds".into(),
         config
             .agent_removal_interval
@@ -108,8 +119,20 @@ fn flags_of(config: &MasterConfig) -> HashMap<String, String> {
 }
 
 impl RunningMaster {
-    /// Bind the socket and start the actor. Serving starts with `serve`.
+    /// Bind the socket and start the actor on the file registry in `config.data_dir`.
+    /// Serving starts with `serve`.
     pub async fn start(config: MasterConfig, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
+        let registry = Box::new(FileRegistry::new(config.data_dir.clone()));
+        Self::start_with_registry(config, clock, registry).await
+    }
+
+    /// `start` on a given registry (the seam a replicated store fills; tests pass the
+    /// in-memory double).
+    pub async fn start_with_registry(
+        config: MasterConfig,
+        clock: Arc<dyn Clock>,
+        registry: Box<dyn Registry>,
+    ) -> Result<Self, ServerError> {
         config.security.check()?;
         let tls = match &config.security.tls {
             Some(files) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(files)?)),
@@ -129,11 +152,10 @@ impl RunningMaster {
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let flags = flags_of(&config);
         let gate = Arc::new(Gate::new(config.security.clone(), clock.clone()));
-        let mut registry = FileRegistry::new(config.data_dir.clone());
-        let recovered = registry.recover()?;
-        let (master, handle, rx) = Master::new(config, clock, Box::new(registry), recovered)?;
+        let recovered = registry.recover().await?;
+        let (master, handle, rx) = Master::new(config, clock, registry, recovered)?;
         let master_id = master.master_id().to_string();
-        tokio::spawn(master.run(rx));
+        let actor = tokio::spawn(master.run(rx));
 
         let service = crate::service::Service::new(handle.clone(), gate.clone(), flags);
         let grpc = crate::grpc::router(service.clone());
@@ -153,6 +175,7 @@ impl RunningMaster {
             listener,
             router,
             tls,
+            actor,
         })
     }
 
@@ -182,6 +205,7 @@ impl RunningMaster {
             .max_pending_accept_reset_streams(Some(HTTP2_MAX_PENDING_RESETS));
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut actor = self.actor;
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
@@ -244,6 +268,15 @@ impl RunningMaster {
                     }
                 }
                 () = &mut shutdown => break,
+                ended = &mut actor => {
+                    // The actor stops only when a registry write failed: serving on would
+                    // answer from memory the registry does not hold.
+                    return Err(match ended {
+                        Ok(Err(e)) => ServerError::Registry(e),
+                        Ok(Ok(())) => ServerError::Actor("it stopped".into()),
+                        Err(e) => ServerError::Actor(e.to_string()),
+                    });
+                }
             }
         }
         drop(self.listener);

@@ -11,10 +11,11 @@ use agora_proto::v1::{self, Event, FrameworkCapability};
 use agora_resources::{Attributes, Resources};
 use tokio::sync::mpsc;
 use tonic::Status;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{AgentEntry, AgentStream, FrameworkEntry, Master, TaskEntry};
 use crate::clock::Millis;
+use crate::registry::RegistryOp;
 use crate::state::agent::{AgentEvent, AgentStatus};
 use crate::state::framework::FrameworkStatus;
 use crate::state::stored::{StatusLog, StoredResources, StoredUuid};
@@ -77,7 +78,14 @@ impl Master {
         };
         info.id = id.clone();
 
-        if self.removed_agents.contains(&id) {
+        let known = self
+            .agents
+            .get(&id)
+            .map(|a| (a.status, a.info.hostname.clone()));
+        if known
+            .as_ref()
+            .is_some_and(|(s, _)| *s == AgentStatus::Removed)
+        {
             let _ = tx.try_send(Ok(Box::new(v1::AgentCommand {
                 command: Some(v1::agent_command::Command::Shutdown(
                     v1::agent_command::Shutdown {
@@ -92,6 +100,23 @@ impl Master {
             });
         }
 
+        // The life cycle first: a refused re-registration changes nothing.
+        let status = match &known {
+            Some((from, _)) => from.on(AgentEvent::Reregister).map_err(|e| {
+                Status::failed_precondition(format!("agent '{id}' cannot register: {e}"))
+            })?,
+            None => AgentStatus::NEW,
+        };
+        // Admitted agents are in the registry, so a restarted master knows whom to wait for.
+        if known
+            .as_ref()
+            .is_none_or(|(_, host)| *host != info.hostname)
+        {
+            self.persist(RegistryOp::AdmitAgent {
+                id: id.clone(),
+                hostname: info.hostname.clone(),
+            });
+        }
         // A re-registration starts from a clean slate in the allocator: its old offers are
         // void, and live tasks are booked again below.
         let was_in_allocator = self.agent_in_allocator(&id);
@@ -109,30 +134,25 @@ impl Master {
             if was_in_allocator && let Err(e) = self.allocator.remove_agent(&id) {
                 warn!(error = %e, "removing re-registering agent from allocator");
             }
+            // Rebuilt below from the tasks it reports.
+            self.forget_agent_executors(&id);
         }
         // The clone is the size of its entries; the bag as built has room for more (a third
         // more for cpus, mem and disk), for as long as the agent stays.
         let total = self.with_checkpointed(&id, total).clone();
         // A deactivated agent stays out of the allocator until an operator reactivates it.
-        if !self.deactivated.contains(&id) {
+        if status.is_schedulable() {
             let attributes = Attributes::from_proto(&info.attributes).unwrap_or_default();
             self.add_agent_to_allocator(&id, total.clone(), attributes)
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
 
-        let known = self.agents.contains_key(&id);
+        let known = known.is_some();
         let previous_tasks: HashSet<(String, String)> = self
             .agents
             .get(&id)
             .map(|a| a.tasks.clone())
             .unwrap_or_default();
-        let status = match self.agents.get(&id) {
-            Some(a) => a
-                .status
-                .on(AgentEvent::Reregister)
-                .unwrap_or(AgentStatus::Registered),
-            None => AgentStatus::Registered,
-        };
         let registered_at = self.agents.get(&id).map_or(now, |a| a.registered_at);
         self.agents.insert(
             id.clone(),
@@ -146,6 +166,7 @@ impl Master {
                 last_heartbeat: now,
                 tasks: previous_tasks.clone(),
                 offers: HashSet::new(),
+                executors: HashSet::new(),
             },
         );
 
@@ -168,11 +189,12 @@ impl Master {
         for (fw_id, task, resources, state) in reported {
             let key = (fw_id.clone(), task.task_id.clone());
             seen.insert(key.clone());
+            let executor = task.executor.clone();
             if state.is_terminal() {
                 // Its terminal update is still on its way through the update manager.
                 continue;
             }
-            if self.torn_down.contains(&fw_id) {
+            if self.framework_retired(&fw_id) {
                 self.send_agent(
                     &id,
                     v1::agent_command::Command::ShutdownFramework(
@@ -184,11 +206,7 @@ impl Master {
                 continue;
             }
             self.ensure_framework_for_recovered_task(&fw_id, &frameworks_info, now);
-            let role = self
-                .frameworks
-                .get(&fw_id)
-                .and_then(|f| f.info.roles.first().cloned())
-                .unwrap_or_else(|| validate::DEFAULT_ROLE.to_string());
+            let role = self.recovered_task_role(&fw_id, &resources);
             match self.tasks.get_mut(&key) {
                 Some(t) if t.state.is_terminal() => {
                     // The master already gave up on it (e.g. LOST while unreachable).
@@ -230,7 +248,25 @@ impl Master {
                 }
             }
             self.book_task(&key);
+            if let Some(executor) = executor
+                && self
+                    .live_executor(&id, &fw_id, &executor.executor_id)
+                    .is_none()
+            {
+                match Resources::from_proto(&executor.resources) {
+                    Ok(r) => {
+                        let role = self
+                            .tasks
+                            .get(&key)
+                            .map(|t| t.role.clone())
+                            .unwrap_or_default();
+                        self.add_executor(&id, &fw_id, &role, executor, r, false);
+                    }
+                    Err(e) => warn!(agent = %id, error = %e, "unreadable executor resources"),
+                }
+            }
         }
+        self.book_executors(&id);
         // Live tasks the master knew on this agent that the agent no longer has.
         for key in previous_tasks.difference(&seen) {
             let Some(t) = self.tasks.get(key) else {
@@ -258,6 +294,150 @@ impl Master {
             epoch,
             commands: rx,
         })
+    }
+
+    /// The one place an agent's status changes after registration: `event` is checked
+    /// against the life cycle first (refused: nothing changes, FAILED_PRECONDITION), then
+    /// what follows from the new state is applied: leaving a schedulable state rescinds
+    /// its offers, unbooks its tasks and takes it out of the allocator; entering one puts
+    /// it back and books its live tasks. Returns the state it left.
+    pub(super) fn agent_event(
+        &mut self,
+        id: &str,
+        event: AgentEvent,
+    ) -> Result<AgentStatus, Status> {
+        let Some(agent) = self.agents.get_mut(id) else {
+            return Err(Status::not_found(format!("unknown agent id '{id}'")));
+        };
+        let from = agent.status;
+        let to = from
+            .on(event)
+            .map_err(|e| Status::failed_precondition(format!("agent '{id}': {e}")))?;
+        agent.status = to;
+        if to.drain().is_some() {
+            self.draining.insert(id.to_string());
+        } else if from.drain().is_some() {
+            self.draining.remove(id);
+        }
+        match (from.is_schedulable(), to.is_schedulable()) {
+            (true, false) => {
+                let offers: Vec<String> = agent.offers.iter().cloned().collect();
+                let keys: Vec<_> = agent.tasks.iter().cloned().collect();
+                for o in offers {
+                    self.rescind_offer(&o, "agent taken out of scheduling", false);
+                }
+                for k in keys {
+                    if let Some(t) = self.tasks.get_mut(&k) {
+                        t.booked = false;
+                    }
+                }
+                self.unbook_executors(id);
+                if let Err(e) = self.allocator.remove_agent(id) {
+                    warn!(agent = %id, error = %e, "removing an agent from the allocator");
+                }
+            }
+            (false, true) => {
+                let total = agent.total.clone();
+                let attributes = Attributes::from_proto(&agent.info.attributes).unwrap_or_default();
+                let keys: Vec<_> = agent.tasks.iter().cloned().collect();
+                if let Err(e) = self.add_agent_to_allocator(id, total, attributes) {
+                    warn!(agent = %id, error = %e, "adding an agent to the allocator");
+                }
+                for k in keys {
+                    self.book_task(&k);
+                }
+                self.book_executors(id);
+                self.needs_allocation = true;
+            }
+            _ => {}
+        }
+        Ok(from)
+    }
+
+    /// The role a task an agent reports after a master restart was launched under: the
+    /// framework's role whose reservations the task uses, else the one role of a
+    /// single-role framework. The agent does not report the role, so a multi-role
+    /// framework's task on unreserved resources falls back to its first role.
+    pub(super) fn recovered_task_role(&self, fw_id: &str, resources: &Resources) -> String {
+        let roles = self
+            .frameworks
+            .get(fw_id)
+            .map(|f| f.info.roles.as_slice())
+            .unwrap_or(&[]);
+        let fits =
+            |r: &&String| resources.allocatable_to(r).iter().count() == resources.iter().count();
+        roles
+            .iter()
+            .filter(fits)
+            .find(|r| !resources.reserved_for(r).is_empty())
+            .or_else(|| roles.iter().find(fits))
+            .or_else(|| roles.first())
+            .cloned()
+            .unwrap_or_else(|| validate::DEFAULT_ROLE.to_string())
+    }
+
+    /// Tell every subscribed framework the agent is lost (a FAILURE event naming the
+    /// agent and no executor), as Mesos does when it removes an agent or marks it
+    /// unreachable.
+    pub(super) fn send_agent_lost(&mut self, agent_id: &str) {
+        let ids: Vec<String> = self
+            .frameworks
+            .iter()
+            .filter(|(_, f)| f.tx.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for fw in ids {
+            self.send_event(
+                &fw,
+                Event {
+                    event: Some(v1::event::Event::Failure(v1::event::Failure {
+                        agent_id: agent_id.to_string(),
+                        executor_id: String::new(),
+                        exit_code: None,
+                    })),
+                },
+            );
+        }
+    }
+
+    /// After a master restart: once the re-registration timeout has passed, agents
+    /// admitted before it that have not come back are marked unreachable (their tasks
+    /// are then answered UNREACHABLE or LOST by reconciliation, and every framework
+    /// hears a FAILURE for the agent).
+    pub(super) fn check_reregistration_timeout(&mut self, now: Millis) {
+        let Some(deadline) = self.reregistration_deadline else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        self.reregistration_deadline = None;
+        let away: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| matches!(a.status, AgentStatus::Recovering(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in away {
+            if self
+                .agent_event(&id, AgentEvent::ReregistrationTimedOut)
+                .is_ok()
+            {
+                warn!(agent = %id, "agent did not re-register after the master restart; marking it unreachable");
+                self.emit_agent(&id, false);
+                self.send_agent_lost(&id);
+            }
+        }
+    }
+
+    /// Whether agents admitted before this master started may still re-register (their
+    /// tasks are then unknown, not lost).
+    pub(super) fn agents_recovering(&self) -> bool {
+        self.reregistration_deadline.is_some()
+            && self
+                .agents
+                .values()
+                .any(|a| matches!(a.status, AgentStatus::Recovering(_)))
     }
 
     /// Book a live task's resources if its agent is schedulable.
@@ -323,7 +503,7 @@ impl Master {
             fw_id.to_string(),
             FrameworkEntry {
                 info,
-                status: FrameworkStatus::Disconnected,
+                status: FrameworkStatus::Inactive,
                 tx: None,
                 epoch: 0,
                 registered_at: now,
@@ -342,12 +522,12 @@ impl Master {
             return;
         }
         agent.tx = None;
-        if let Ok(next) = agent.status.on(AgentEvent::StreamLost) {
-            agent.status = next;
+        let offers: Vec<String> = agent.offers.iter().cloned().collect();
+        if let Err(e) = self.agent_event(id, AgentEvent::StreamLost) {
+            debug!(error = %e, "agent stream closed");
         }
         info!(agent = %id, "agent disconnected");
         // Offers on an agent that cannot be reached would only fail on accept.
-        let offers: Vec<String> = agent.offers.iter().cloned().collect();
         for o in offers {
             self.rescind_offer(&o, "agent disconnected", true);
         }
@@ -358,7 +538,7 @@ impl Master {
         validate::id("agent id", id)?;
         let now = self.now();
         match self.agents.get_mut(id) {
-            Some(a) if a.status != AgentStatus::Unreachable && a.tx.is_some() => {
+            Some(a) if a.status.is_registered() && a.tx.is_some() => {
                 a.last_heartbeat = now;
                 Ok(())
             }
@@ -375,7 +555,7 @@ impl Master {
             .agents
             .iter()
             .filter(|(_, a)| {
-                a.status.is_schedulable() && now.saturating_sub(a.last_heartbeat) > limit
+                a.status.is_registered() && now.saturating_sub(a.last_heartbeat) > limit
             })
             .map(|(id, a)| (a.last_heartbeat, id.clone()))
             .collect();
@@ -401,30 +581,19 @@ impl Master {
     /// Missed too many heartbeats: offers rescinded, resources out of the allocator, live
     /// tasks reported UNREACHABLE (partition-aware frameworks) or LOST, once.
     fn mark_unreachable(&mut self, id: &str) {
-        let was_in_allocator = self.agent_in_allocator(id);
+        if self.agent_event(id, AgentEvent::HeartbeatsMissed).is_err() {
+            return;
+        }
+        warn!(agent = %id, "agent missed its heartbeats; marking it unreachable");
         let Some(agent) = self.agents.get_mut(id) else {
             return;
         };
-        let Ok(next) = agent.status.on(AgentEvent::HeartbeatsMissed) else {
-            return;
-        };
-        warn!(agent = %id, "agent missed its heartbeats; marking it unreachable");
-        agent.status = next;
         agent.tx = None;
-        let offers: Vec<String> = agent.offers.iter().cloned().collect();
         let tasks: Vec<(String, String)> = agent.tasks.iter().cloned().collect();
         self.forget_usage(id);
-        for o in offers {
-            self.rescind_offer(&o, "agent unreachable", false);
-        }
-        if was_in_allocator && let Err(e) = self.allocator.remove_agent(id) {
-            warn!(error = %e, "removing unreachable agent from allocator");
-        }
         self.emit_agent(id, false);
+        self.send_agent_lost(id);
         for key in tasks {
-            if let Some(t) = self.tasks.get_mut(&key) {
-                t.booked = false;
-            }
             let partition_aware = self.frameworks.get(&key.0).is_some_and(|f| {
                 validate::has_capability(&f.info, FrameworkCapability::PartitionAware)
             });
@@ -548,7 +717,7 @@ impl Master {
 
         let framework_live = self.frameworks.get(&status.framework_id).map(|f| f.status);
         match framework_live {
-            Some(FrameworkStatus::Connected) => {
+            Some(FrameworkStatus::Active) => {
                 // The agent re-sends until the acknowledgement comes back; when acks lag
                 // under load, relaying every re-send multiplies the load (the load harness
                 // saw 3 re-sends per update). Relay the same update to the same
@@ -571,10 +740,10 @@ impl Master {
                 let framework_id = status.framework_id.clone();
                 self.send_event(&framework_id, super::update_event(status));
             }
-            Some(_) => {
-                // Disconnected: the agent keeps re-sending until the framework is back.
+            Some(s) if !s.is_retired() => {
+                // Failing over: the agent keeps re-sending until the framework is back.
             }
-            None => {
+            _ => {
                 // Nobody will ever acknowledge this (framework torn down or unknown): the
                 // master does, so the agent can let the task go.
                 let terminal = TaskState::try_from(status.state).is_ok_and(|s| s.is_terminal());
@@ -632,7 +801,11 @@ impl Master {
                 r.agent_id
             )));
         }
-        if !self.frameworks.contains_key(&r.framework_id) {
+        if self
+            .frameworks
+            .get(&r.framework_id)
+            .is_none_or(|f| f.status.is_retired())
+        {
             return Err(Status::not_found(format!(
                 "unknown framework id '{}'",
                 r.framework_id
@@ -660,6 +833,8 @@ impl Master {
                 r.agent_id
             )));
         }
+        // Its resources are free again: they were booked for as long as it lived.
+        self.release_executor(&r.agent_id, &r.framework_id, &r.executor_id);
         self.send_event(
             &r.framework_id,
             Event {

@@ -12,13 +12,11 @@ use tonic::Status;
 use tracing::{info, warn};
 
 use super::operations::Requester;
-use super::{
-    CallReply, FrameworkEntry, Master, SchedulerCall, Subscription, TaskEntry, update_event,
-};
+use super::{FrameworkEntry, Master, SchedulerCall, Subscription, TaskEntry, update_event};
 use crate::allocator::{AttributeConstraint, Demand, FrameworkSpec, Predicate, RoleConstraints};
 use crate::clock::Millis;
 use crate::state::framework::{FrameworkEvent, FrameworkStatus};
-use crate::state::offer::OfferState;
+use crate::state::offer::OfferEvent;
 use crate::state::stored::{StatusLog, StoredResources};
 use crate::validate;
 
@@ -100,11 +98,15 @@ impl Master {
         } else {
             info.id.clone()
         };
-        if self.torn_down.contains(&id) {
-            return Err(Status::failed_precondition(format!(
-                "framework '{id}' was torn down; subscribe without an id to register anew"
-            )));
-        }
+        // The life cycle first: a refused subscription changes nothing.
+        let next = match self.frameworks.get(&id) {
+            Some(fw) => Some(
+                fw.status
+                    .on(FrameworkEvent::Subscribe)
+                    .map_err(|_| retired_error(&id, fw.status))?,
+            ),
+            None => None,
+        };
         // A framework's principal never changes hands, also not across a master restart
         // (recovered frameworks are not in the edge's ownership map).
         if let Some(old) = self.frameworks.get(&id)
@@ -120,7 +122,7 @@ impl Master {
         let epoch = self.fresh_epoch();
         let (tx, rx) = mpsc::channel(self.config.framework_queue_capacity);
 
-        if self.frameworks.contains_key(&id) {
+        if let Some(next) = next {
             // Failover or reconnect: the old stream (if any) is superseded and the offers it
             // held are void, since the new scheduler instance never saw them.
             if let Some(old) = self.frameworks.get_mut(&id)
@@ -144,10 +146,7 @@ impl Master {
                 .set_framework_active(&id, true)
                 .map_err(|e| Status::internal(e.to_string()))?;
             if let Some(fw) = self.frameworks.get_mut(&id) {
-                fw.status = fw
-                    .status
-                    .on(FrameworkEvent::Subscribe)
-                    .map_err(|e| Status::failed_precondition(format!("framework '{id}': {e}")))?;
+                fw.status = next;
                 fw.info = info.clone();
                 fw.tx = Some(tx.clone());
                 fw.epoch = epoch;
@@ -163,7 +162,7 @@ impl Master {
                 id.clone(),
                 FrameworkEntry {
                     info: info.clone(),
-                    status: FrameworkStatus::Connected,
+                    status: FrameworkStatus::Active,
                     tx: Some(tx.clone()),
                     epoch,
                     registered_at: now,
@@ -193,59 +192,56 @@ impl Master {
         })
     }
 
+    /// Whether the framework is torn down or its failover timeout expired.
+    pub(super) fn framework_retired(&self, id: &str) -> bool {
+        self.frameworks
+            .get(id)
+            .is_some_and(|f| f.status.is_retired())
+    }
+
     /// The framework must exist and hold a live subscription.
     fn connected_framework(&self, id: &str) -> Result<&FrameworkEntry, Status> {
         if id.is_empty() {
             return Err(Status::invalid_argument("framework_id is empty"));
         }
         match self.frameworks.get(id) {
-            None if self.torn_down.contains(id) => Err(Status::failed_precondition(format!(
-                "framework '{id}' was torn down"
-            ))),
             None => Err(Status::not_found(format!("unknown framework id '{id}'"))),
-            Some(fw) if fw.status != FrameworkStatus::Connected => {
-                Err(Status::failed_precondition(format!(
-                    "framework '{id}' is not subscribed; subscribe first"
-                )))
-            }
+            Some(fw) if fw.status.is_retired() => Err(retired_error(id, fw.status)),
+            Some(fw) if fw.status != FrameworkStatus::Active => Err(Status::failed_precondition(
+                format!("framework '{id}' is not subscribed; subscribe first"),
+            )),
             Some(fw) => Ok(fw),
         }
     }
 
-    pub(super) fn scheduler_call(&mut self, call: SchedulerCall) -> Result<CallReply, Status> {
+    pub(super) fn scheduler_call(&mut self, call: SchedulerCall) -> Result<(), Status> {
         match call {
             SchedulerCall::Teardown(r) => {
                 self.connected_framework(&r.framework_id)?;
-                self.remove_framework(&r.framework_id, "torn down by the framework");
-                Ok(CallReply::Done)
+                self.remove_framework(
+                    &r.framework_id,
+                    FrameworkEvent::Teardown,
+                    "torn down by the framework",
+                );
+                Ok(())
             }
-            SchedulerCall::Accept(r) => self.accept(*r).map(CallReply::Accepted),
-            SchedulerCall::AcceptBatch(items) => {
-                let results: Vec<_> = items
-                    .into_iter()
-                    .map(|(i, r)| (i, self.accept(r)))
-                    .collect();
-                self.metrics.invalid_calls +=
-                    results.iter().filter(|(_, r)| r.is_err()).count() as u64;
-                Ok(CallReply::Accepts(results))
-            }
-            SchedulerCall::Decline(r) => self.decline(r).map(|_| CallReply::Done),
+            SchedulerCall::Decline(r) => self.decline(r),
             SchedulerCall::Revive(r) => {
                 self.connected_framework(&r.framework_id)?;
                 self.allocator
                     .revive(&r.framework_id, &r.roles)
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 self.needs_allocation = true;
-                Ok(CallReply::Done)
+                Ok(())
             }
             SchedulerCall::Suppress(r) => {
                 self.connected_framework(&r.framework_id)?;
                 self.allocator
                     .suppress(&r.framework_id, &r.roles)
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                Ok(CallReply::Done)
+                Ok(())
             }
-            SchedulerCall::Kill(r) => self.kill(r).map(|_| CallReply::Done),
+            SchedulerCall::Kill(r) => self.kill(r),
             SchedulerCall::Shutdown(r) => {
                 self.connected_framework(&r.framework_id)?;
                 validate::id("executor id", &r.executor_id)?;
@@ -260,11 +256,10 @@ impl Master {
                     ),
                     "retry later",
                 )?;
-                Ok(CallReply::Done)
+                Ok(())
             }
-            SchedulerCall::Acknowledge(r) => self.acknowledge(r).map(|_| CallReply::Done),
-            SchedulerCall::AcknowledgeBatch(r) => self.acknowledge_batch(r).map(CallReply::Batch),
-            SchedulerCall::Reconcile(r) => self.reconcile(r).map(|_| CallReply::Done),
+            SchedulerCall::Acknowledge(r) => self.acknowledge(r),
+            SchedulerCall::Reconcile(r) => self.reconcile(r),
             SchedulerCall::Message(r) => {
                 self.connected_framework(&r.framework_id)?;
                 validate::id("executor id", &r.executor_id)?;
@@ -280,7 +275,7 @@ impl Master {
                     ),
                     "retry later",
                 )?;
-                Ok(CallReply::Done)
+                Ok(())
             }
             SchedulerCall::UpdateFramework(r) => {
                 let mut info = r
@@ -299,7 +294,7 @@ impl Master {
                 }
                 self.emit_framework(&id, false);
                 self.needs_allocation = true;
-                Ok(CallReply::Done)
+                Ok(())
             }
         }
     }
@@ -341,7 +336,7 @@ impl Master {
         Ok(())
     }
 
-    fn accept(&mut self, r: v1::AcceptRequest) -> Result<v1::AcceptResponse, Status> {
+    pub(super) fn accept(&mut self, r: v1::AcceptRequest) -> Result<v1::AcceptResponse, Status> {
         let fw = self.connected_framework(&r.framework_id)?;
         let fw_info = fw.info.clone();
         self.owned_offers(&r.framework_id, &r.offer_ids)?;
@@ -403,7 +398,11 @@ impl Master {
                     }
                     for task in &launch.tasks {
                         let res = validate::task(task, &agent_id)?;
-                        let res = with_executor(res, task, &r.framework_id, &mut executors)?;
+                        let live = task.executor.as_ref().and_then(|e| {
+                            self.live_executor(&agent_id, &r.framework_id, &e.executor_id)
+                        });
+                        let executor_res =
+                            new_executor_resources(task, &r.framework_id, live, &mut executors)?;
                         let tid = &task.task_id;
                         if !ids_in_call.insert(tid.clone()) {
                             return Err(Status::invalid_argument(format!(
@@ -418,7 +417,10 @@ impl Master {
                                 existing.state.as_str_name()
                             )));
                         }
-                        remaining = remaining.checked_sub(&res).map_err(|e| {
+                        let needed = res
+                            .checked_add(&executor_res)
+                            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                        remaining = remaining.checked_sub(&needed).map_err(|e| {
                             Status::invalid_argument(format!(
                                 "task '{tid}' does not fit in the offered resources ({}): {e}",
                                 remaining
@@ -469,8 +471,18 @@ impl Master {
             self.apply_conversions(&agent_id, Some((&r.framework_id, &role)), &conversions)?;
         }
         for id in &r.offer_ids {
-            self.close_offer(id, OfferState::Accepted);
+            self.close_offer(id, OfferEvent::Accept);
             self.metrics.offers_accepted += 1;
+        }
+        // Executors this call starts: booked once, for as long as they live.
+        for (eid, info) in executors {
+            if self
+                .live_executor(&agent_id, &r.framework_id, &eid)
+                .is_none()
+            {
+                let res = Resources::from_proto(&info.resources).unwrap_or_default();
+                self.add_executor(&agent_id, &r.framework_id, &role, info, res, true);
+            }
         }
         let mut launched = Vec::new();
         for (mut task, resources) in launches {
@@ -544,7 +556,7 @@ impl Master {
         )?;
         let until = self.now().saturating_add(refuse_ms);
         for id in &r.offer_ids {
-            let Some(entry) = self.close_offer(id, OfferState::Declined) else {
+            let Some(entry) = self.close_offer(id, OfferEvent::Decline) else {
                 continue;
             };
             self.metrics.offers_declined += 1;
@@ -609,7 +621,7 @@ impl Master {
     }
 
     /// Acknowledgements in one call, each judged as `acknowledge` judges one.
-    fn acknowledge_batch(
+    pub(super) fn acknowledge_batch(
         &mut self,
         r: v1::AcknowledgeBatchRequest,
     ) -> Result<Vec<v1::batch_response::Refused>, Status> {
@@ -704,23 +716,27 @@ impl Master {
             for t in &r.tasks {
                 let key = (r.framework_id.clone(), t.task_id.clone());
                 let found = self.tasks.get(&key).or_else(|| self.completed_task(&key));
-                out.push(match found {
-                    Some(task) => answer(task),
-                    None => v1::TaskStatus {
-                        task_id: t.task_id.clone(),
-                        framework_id: r.framework_id.clone(),
-                        agent_id: t.agent_id.clone(),
-                        state: if partition_aware {
-                            TaskState::Unknown as i32
-                        } else {
-                            TaskState::Lost as i32
-                        },
-                        reason: v1::StatusReason::TaskUnknown as i32,
-                        message: "the master does not know this task".into(),
-                        source: v1::StatusSource::SourceMaster as i32,
-                        timestamp_ms: now,
-                        ..v1::TaskStatus::default()
-                    },
+                if let Some(task) = found {
+                    out.push(answer(task));
+                    continue;
+                }
+                // Unknown to the master: what its agent's state allows it to say, if
+                // anything (never LOST for a task an agent may still bring back).
+                let Some((state, reason, message)) =
+                    self.unknown_task_answer(&t.agent_id, partition_aware)
+                else {
+                    continue;
+                };
+                out.push(v1::TaskStatus {
+                    task_id: t.task_id.clone(),
+                    framework_id: r.framework_id.clone(),
+                    agent_id: t.agent_id.clone(),
+                    state: state as i32,
+                    reason: reason as i32,
+                    message: message.into(),
+                    source: v1::StatusSource::SourceMaster as i32,
+                    timestamp_ms: now,
+                    ..v1::TaskStatus::default()
                 });
             }
         }
@@ -730,18 +746,59 @@ impl Master {
         Ok(())
     }
 
+    /// The answer to reconciling a task the master does not know, by what it knows of
+    /// the agent the framework names (Mesos's rules): none while that agent, or with no
+    /// agent named any agent, may still re-register after a master restart; UNREACHABLE
+    /// (else LOST) on an unreachable agent; GONE (else LOST) on a removed one; otherwise
+    /// UNKNOWN (else LOST).
+    fn unknown_task_answer(
+        &self,
+        agent_id: &str,
+        partition_aware: bool,
+    ) -> Option<(TaskState, v1::StatusReason, &'static str)> {
+        use crate::state::agent::AgentStatus as A;
+        let or_lost = |s: TaskState| if partition_aware { s } else { TaskState::Lost };
+        let agent = if agent_id.is_empty() {
+            if self.agents_recovering() {
+                return None;
+            }
+            None
+        } else {
+            self.agents.get(agent_id).map(|a| a.status)
+        };
+        match agent {
+            Some(A::Recovering(_)) => None,
+            Some(A::Unreachable(_)) => Some((
+                or_lost(TaskState::Unreachable),
+                v1::StatusReason::AgentUnreachable,
+                "the task's agent is unreachable",
+            )),
+            Some(A::Removed) => Some((
+                or_lost(TaskState::Gone),
+                v1::StatusReason::AgentRemoved,
+                "the task's agent was removed",
+            )),
+            _ => Some((
+                or_lost(TaskState::Unknown),
+                v1::StatusReason::TaskUnknown,
+                "the master does not know this task",
+            )),
+        }
+    }
+
     pub(super) fn framework_stream_closed(&mut self, id: &str, epoch: u64) {
         let now = self.now();
         let Some(fw) = self.frameworks.get_mut(id) else {
             return;
         };
-        if fw.epoch != epoch || fw.status != FrameworkStatus::Connected {
+        if fw.epoch != epoch {
             return;
         }
+        let Ok(next) = fw.status.on(FrameworkEvent::StreamLost) else {
+            return;
+        };
+        fw.status = next;
         fw.tx = None;
-        if let Ok(next) = fw.status.on(FrameworkEvent::StreamLost) {
-            fw.status = next;
-        }
         fw.disconnected_at = Some(now);
         info!(framework = %id, failover_timeout_seconds = fw.info.failover_timeout_seconds, "framework disconnected");
         let offers: Vec<String> = fw.offers.iter().cloned().collect();
@@ -759,7 +816,7 @@ impl Master {
             .frameworks
             .iter()
             .filter(|(_, f)| {
-                f.status == FrameworkStatus::Disconnected
+                f.status.is_failing_over()
                     && f.disconnected_at.is_some_and(|t| {
                         now.saturating_sub(t)
                             >= (f.info.failover_timeout_seconds * 1000.0) as Millis
@@ -768,14 +825,22 @@ impl Master {
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
-            self.remove_framework(&id, "failover timeout expired");
+            self.remove_framework(
+                &id,
+                FrameworkEvent::FailoverExpired,
+                "failover timeout expired",
+            );
         }
     }
 
-    /// Tear a framework down: offers rescinded, tasks killed on their agents, resources
-    /// returned, its id retired.
-    pub(super) fn remove_framework(&mut self, id: &str, reason: &str) {
+    /// Retire a framework (`event`: torn down or failover expired): offers rescinded,
+    /// tasks killed on their agents, resources returned, its id never used again. The
+    /// transition is checked first: a retired or unknown framework is left as it is.
+    pub(super) fn remove_framework(&mut self, id: &str, event: FrameworkEvent, reason: &str) {
         let Some(fw) = self.frameworks.get(id) else {
+            return;
+        };
+        let Ok(next) = fw.status.on(event) else {
             return;
         };
         info!(framework = %id, reason, "removing framework");
@@ -802,21 +867,27 @@ impl Master {
                 ),
             );
         }
+        self.release_framework_executors(id);
         if let Err(e) = self.allocator.remove_framework(id) {
             warn!(error = %e, "removing framework from allocator");
         }
         // Tasks stay tracked until their agents report them ended; their updates are then
         // acknowledged by the master on the framework's behalf.
-        if let Some(mut fw) = self.frameworks.remove(id)
-            && let Some(tx) = fw.tx.take()
-        {
-            let _ = tx.try_send(Ok(Event {
-                event: Some(v1::event::Event::Error(v1::event::Error {
-                    message: format!("framework {reason}"),
-                })),
-            }));
+        // The entry stays, retired: its status is what refuses the id from now on.
+        if let Some(fw) = self.frameworks.get_mut(id) {
+            fw.status = next;
+            fw.offers.clear();
+            fw.tasks.clear();
+            fw.disconnected_at = None;
+            if let Some(tx) = fw.tx.take() {
+                let _ = tx.try_send(Ok(Event {
+                    event: Some(v1::event::Event::Error(v1::event::Error {
+                        message: format!("framework {reason}"),
+                    })),
+                }));
+            }
         }
-        self.torn_down.insert(id.to_string());
+        self.backlogged_since.remove(id);
         self.persist(crate::registry::RegistryOp::TearDownFramework { id: id.to_string() });
         let framework_id = id.to_string();
         self.emit(|_| {
@@ -828,30 +899,53 @@ impl Master {
     }
 }
 
-/// A task's resources plus, the first time its executor appears in the call, the
-/// executor's (booked with that task). An executor id used twice in one call must carry
-/// the same `ExecutorInfo`.
-fn with_executor(
-    resources: Resources,
+/// Why a retired framework's id is refused.
+pub(super) fn retired_error(id: &str, status: FrameworkStatus) -> Status {
+    match status {
+        FrameworkStatus::TornDown => Status::failed_precondition(format!(
+            "framework '{id}' was torn down; subscribe without an id to register anew"
+        )),
+        FrameworkStatus::FailoverExpired => Status::failed_precondition(format!(
+            "framework '{id}' did not re-subscribe within its failover timeout and was \
+             removed; subscribe without an id to register anew"
+        )),
+        other => Status::failed_precondition(format!("framework '{id}' is {}", other.name())),
+    }
+}
+
+/// The resources of the executor a LAUNCH task names that this call starts: the first
+/// time the call names it and it is not running already (a running one's resources are
+/// booked; it must be described as it was launched). An executor id used twice in one
+/// call must carry the same `ExecutorInfo`.
+fn new_executor_resources(
     task: &v1::TaskInfo,
     framework_id: &str,
+    live: Option<&v1::ExecutorInfo>,
     seen: &mut HashMap<String, v1::ExecutorInfo>,
 ) -> Result<Resources, Status> {
     let Some(executor) = &task.executor else {
-        return Ok(resources);
+        return Ok(Resources::new());
     };
     let executor_resources = validate::executor(executor, framework_id)?;
+    if let Some(live) = live {
+        if live != executor {
+            return Err(Status::invalid_argument(format!(
+                "executor '{}' is running with a different description; launch on it with the \
+                 same ExecutorInfo or use a new executor id",
+                executor.executor_id
+            )));
+        }
+        return Ok(Resources::new());
+    }
     match seen.get(&executor.executor_id) {
         Some(known) if known != executor => Err(Status::invalid_argument(format!(
             "executor '{}' is described differently by two launches of this call",
             executor.executor_id
         ))),
-        Some(_) => Ok(resources),
+        Some(_) => Ok(Resources::new()),
         None => {
             seen.insert(executor.executor_id.clone(), executor.clone());
-            resources
-                .checked_add(&executor_resources)
-                .map_err(|e| Status::invalid_argument(e.to_string()))
+            Ok(executor_resources)
         }
     }
 }
@@ -860,7 +954,7 @@ impl Master {
     /// Validates LAUNCH_GROUP operation `i` and takes its resources out of `remaining`:
     /// an executor with an id, a non-empty group of tasks with unique, unused ids, and
     /// the executor's plus every task's resources fitting the offer. The executor's
-    /// resources are booked with the group's first task.
+    /// resources (unless it runs already) are booked once, with the executor (`executors.rs`).
     #[allow(clippy::too_many_arguments)]
     fn check_group(
         &self,
@@ -899,6 +993,17 @@ impl Master {
                 executor.executor_id
             )));
         }
+        match self.live_executor(agent_id, framework_id, &executor.executor_id) {
+            // Running already: its resources are booked; more tasks join it.
+            Some(live) if *live == executor => executor_resources = Resources::new(),
+            Some(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "executor '{}' is running with a different description",
+                    executor.executor_id
+                )));
+            }
+            None => {}
+        }
         executors.insert(executor.executor_id.clone(), executor.clone());
         *remaining = remaining.checked_sub(&executor_resources).map_err(|e| {
             Status::invalid_argument(format!(
@@ -926,11 +1031,7 @@ impl Master {
                     "task '{tid}' of the group does not fit in the offered resources ({remaining}): {e}"
                 ))
             })?;
-            let booked = res
-                .checked_add(&executor_resources)
-                .map_err(|e| Status::internal(e.to_string()))?;
-            executor_resources = Resources::new();
-            out.push((task.clone(), booked));
+            out.push((task.clone(), res));
         }
         Ok((executor, out))
     }

@@ -5,9 +5,17 @@
 //! It must never block (no file or network I/O inside a handler beyond a non-blocking
 //! channel send) and never panic on input: every call is validated first and answered with
 //! a precise `tonic::Status`, and a failed call changes nothing.
+//!
+//! Replies after commit: the registry changes a batch of commands makes are written in
+//! one `Registry::append` after the batch (`commit`), and every reply from the batch's
+//! first registry change on is held until that write has resolved. A failed write fails
+//! those calls (UNAVAILABLE, naming the registry error) and stops the actor: its memory
+//! holds changes the registry does not, and a restarted master recovers from what is
+//! durable (the Mesos master does the same when its registrar fails).
 
 mod agents;
 mod events;
+mod executors;
 mod frameworks;
 mod maintenance;
 mod operations;
@@ -16,10 +24,12 @@ pub mod queries;
 mod queue_tests;
 #[cfg(test)]
 mod removal_tests;
+#[cfg(test)]
+mod scenario_tests;
 mod snapshot;
 pub(crate) mod usage;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,10 +44,10 @@ use crate::allocator::{self, Allocator, AllocatorConfig};
 use crate::clock::{Clock, Millis};
 use crate::config::MasterConfig;
 use crate::metrics::Metrics;
-use crate::registry::{Registry, RegistryOp, RegistryState};
-use crate::state::agent::AgentStatus;
+use crate::registry::{Registry, RegistryError, RegistryOp, RegistryState};
+use crate::state::agent::{AgentStatus, Maintenance};
 use crate::state::framework::FrameworkStatus;
-use crate::state::offer::OfferState;
+use crate::state::offer::{OfferEvent, OfferState};
 use crate::state::stored::{
     StatusLog, StoredAgentInfo, StoredResources, StoredTaskInfo, StoredUuid,
 };
@@ -52,6 +62,10 @@ pub const COMMAND_QUEUE_CAPACITY: usize = 65_536;
 const BATCH: usize = 512;
 
 type Reply<T> = oneshot::Sender<Result<T, Status>>;
+
+/// A reply held until the batch's registry write resolves; called with the error the
+/// write failed with, if it did.
+type Deferred = Box<dyn FnOnce(Option<&Status>) + Send>;
 
 /// A framework's event stream as handed to the gRPC layer.
 pub struct Subscription {
@@ -72,36 +86,25 @@ pub struct AgentStream {
     pub commands: AgentCommands,
 }
 
-/// Scheduler calls other than SUBSCRIBE.
+/// Scheduler calls answered with success or an error only (`Command::Scheduler`); the
+/// calls with a reply of their own are commands of their own (`Accept`, `AcceptBatch`,
+/// `AcknowledgeBatch`).
 #[derive(Debug)]
 pub enum SchedulerCall {
     Teardown(v1::TeardownRequest),
-    Accept(Box<v1::AcceptRequest>),
     Decline(v1::DeclineRequest),
     Revive(v1::ReviveRequest),
     Suppress(v1::SuppressRequest),
     Kill(v1::KillRequest),
     Shutdown(v1::ShutdownRequest),
     Acknowledge(v1::AcknowledgeRequest),
-    AcknowledgeBatch(v1::AcknowledgeBatchRequest),
-    /// Accepts of one framework (already checked against the ACLs), with their index in
-    /// the caller's request.
-    AcceptBatch(Vec<(usize, v1::AcceptRequest)>),
     Reconcile(v1::ReconcileRequest),
     Message(v1::MessageRequest),
     UpdateFramework(Box<v1::UpdateFrameworkRequest>),
 }
 
-#[derive(Debug, Default)]
-pub enum CallReply {
-    #[default]
-    Done,
-    Accepted(v1::AcceptResponse),
-    /// A batched call's refused items.
-    Batch(Vec<v1::batch_response::Refused>),
-    /// Each accept's outcome, by its index in the caller's request.
-    Accepts(Vec<(usize, Result<v1::AcceptResponse, Status>)>),
-}
+/// Each accept's outcome, by its index in the caller's request.
+pub type AcceptOutcomes = Vec<(usize, Result<v1::AcceptResponse, Status>)>;
 
 pub enum Command {
     Subscribe {
@@ -110,7 +113,22 @@ pub enum Command {
     },
     Scheduler {
         call: SchedulerCall,
-        reply: Reply<CallReply>,
+        reply: Reply<()>,
+    },
+    Accept {
+        request: Box<v1::AcceptRequest>,
+        reply: Reply<v1::AcceptResponse>,
+    },
+    /// Accepts of one framework (already checked against the ACLs), with their index in
+    /// the caller's request; each is judged as `Accept` judges one.
+    AcceptBatch {
+        items: Vec<(usize, v1::AcceptRequest)>,
+        reply: Reply<AcceptOutcomes>,
+    },
+    /// Replied with the refused items.
+    AcknowledgeBatch {
+        request: v1::AcknowledgeBatchRequest,
+        reply: Reply<Vec<v1::batch_response::Refused>>,
     },
     FrameworkStreamClosed {
         framework_id: String,
@@ -288,6 +306,8 @@ pub(crate) struct AgentEntry {
     /// (framework, task) keys of tasks on this agent.
     pub tasks: HashSet<(String, String)>,
     pub offers: HashSet<String>,
+    /// (framework, executor id) of the custom executors on this agent.
+    pub executors: HashSet<(String, String)>,
 }
 
 pub(crate) struct FrameworkEntry {
@@ -299,6 +319,48 @@ pub(crate) struct FrameworkEntry {
     pub disconnected_at: Option<Millis>,
     pub offers: HashSet<String>,
     pub tasks: HashSet<String>,
+}
+
+impl AgentEntry {
+    /// An agent known only by id (and hostname) from the registry: recovering or removed.
+    fn placeholder(id: &str, hostname: &str, status: AgentStatus, now: Millis) -> AgentEntry {
+        AgentEntry {
+            info: v1::AgentInfo {
+                id: id.to_string(),
+                hostname: hostname.to_string(),
+                ..v1::AgentInfo::default()
+            }
+            .into(),
+            total: Resources::new(),
+            status,
+            tx: None,
+            epoch: 0,
+            registered_at: now,
+            last_heartbeat: now,
+            tasks: HashSet::new(),
+            offers: HashSet::new(),
+            executors: HashSet::new(),
+        }
+    }
+}
+
+impl FrameworkEntry {
+    /// A framework known only by id from the registry (a retired one).
+    fn placeholder(id: &str, status: FrameworkStatus, now: Millis) -> FrameworkEntry {
+        FrameworkEntry {
+            info: FrameworkInfo {
+                id: id.to_string(),
+                ..FrameworkInfo::default()
+            },
+            status,
+            tx: None,
+            epoch: 0,
+            registered_at: now,
+            disconnected_at: None,
+            offers: HashSet::new(),
+            tasks: HashSet::new(),
+        }
+    }
 }
 
 pub(crate) struct OfferEntry {
@@ -344,12 +406,14 @@ pub struct Master {
     clock: Arc<dyn Clock>,
     master_id: String,
     allocator: Box<dyn Allocator>,
+    /// Every agent this master knows, removed ones included (their status says so).
     agents: crate::tally::TalliedMap<String, snapshot::AgentTally>,
-    removed_agents: HashSet<String>,
+    /// Every framework this master knows, retired ones included (their status says so).
     frameworks: crate::tally::TalliedMap<String, snapshot::FrameworkTally>,
-    torn_down: HashSet<String>,
     offers: crate::tally::TalliedMap<String, snapshot::OfferTally>,
     tasks: crate::tally::TalliedMap<(String, String), snapshot::TaskTally>,
+    /// Live custom executors (`executors.rs`).
+    executors: HashMap<executors::ExecutorKey, executors::ExecutorEntry>,
     completed: VecDeque<TaskEntry>,
     /// Where each key's latest entry of `completed` is: its sequence number (the front's
     /// is `completed_front_seq`). Looking an ended task up must not scan the deque: every
@@ -368,10 +432,15 @@ pub struct Master {
     registry: Box<dyn Registry>,
     /// Changes made in the current batch, written with one sync at its end.
     registry_pending: Vec<RegistryOp>,
+    /// Replies waiting for `registry_pending` to be durable.
+    deferred: Vec<Deferred>,
     subscribers: events::Subscribers,
-    /// Agents in maintenance (persisted) and those being drained.
-    deactivated: HashSet<String>,
-    draining: HashMap<String, maintenance::Drain>,
+    /// Index of the agents whose status is draining, so finished drains are found
+    /// without a scan. Kept by `agent_event` alone; the statuses are the truth.
+    draining: BTreeSet<String>,
+    /// Until when agents admitted before this master started may re-register before
+    /// they are marked unreachable; `None` once that has passed (or none was admitted).
+    reregistration_deadline: Option<Millis>,
     /// The latest usage report per reachable agent.
     usage: HashMap<String, usage::UsageEntry>,
     /// Per agent id: its dynamic reservations and volumes (persisted; applied to what the
@@ -412,11 +481,10 @@ impl Master {
             master_id: uuid::Uuid::new_v4().to_string(),
             allocator: alloc,
             agents: crate::tally::TalliedMap::new(),
-            removed_agents: HashSet::new(),
             frameworks: crate::tally::TalliedMap::new(),
-            torn_down: HashSet::new(),
             offers: crate::tally::TalliedMap::new(),
             tasks: crate::tally::TalliedMap::new(),
+            executors: HashMap::new(),
             completed: VecDeque::new(),
             completed_index: HashMap::new(),
             completed_front_seq: 0,
@@ -429,9 +497,10 @@ impl Master {
             handle: handle.clone(),
             registry,
             registry_pending: Vec::new(),
+            deferred: Vec::new(),
             subscribers: events::Subscribers::new(peer_queue_capacity),
-            deactivated: HashSet::new(),
-            draining: HashMap::new(),
+            draining: BTreeSet::new(),
+            reregistration_deadline: None,
             usage: HashMap::new(),
             checkpointed: HashMap::new(),
             last_agent_removal: None,
@@ -444,8 +513,9 @@ impl Master {
         &self.master_id
     }
 
-    /// Process commands until every handle is dropped.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    /// Process commands until every handle is dropped, or until a registry write fails
+    /// (the error is returned; every stream is closed and the master must restart).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), RegistryError> {
         info!(master_id = %self.master_id, allocator = self.allocator.policy(), "master actor started");
         let mut tick = tokio::time::interval(self.config.allocation_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -468,22 +538,129 @@ impl Master {
             if !self.draining.is_empty() {
                 self.check_drains();
             }
-            self.flush_registry();
+            if let Err(e) = self.commit().await {
+                tracing::error!(error = %e, "registry write failed; the master stops");
+                self.close_streams();
+                return Err(e);
+            }
             if self.needs_allocation {
                 self.allocate();
             }
         }
-        self.flush_registry();
+        self.commit().await?;
         info!("master actor stopped");
+        Ok(())
     }
 
-    /// Take up what the registry held: retired ids, removed agents, and the frameworks,
-    /// which wait disconnected (their failover timeout running from now) for their
-    /// schedulers to re-subscribe.
+    /// Make the batch's registry changes durable in one write, then send the replies that
+    /// waited for it: as they are if the write succeeded, else every call that would have
+    /// succeeded fails with UNAVAILABLE.
+    pub async fn commit(&mut self) -> Result<(), RegistryError> {
+        let ops = std::mem::take(&mut self.registry_pending);
+        let result = if ops.is_empty() {
+            Ok(())
+        } else {
+            let n = ops.len();
+            let r = self.registry.append(ops).await;
+            if r.is_err() {
+                self.metrics.registry_write_errors += 1;
+                tracing::error!(changes = n, "registry write failed");
+            }
+            r
+        };
+        let failed = result.as_ref().err().map(|e| {
+            Status::unavailable(format!(
+                "registry write failed ({e}): the change was not stored; the master is restarting, retry against it"
+            ))
+        });
+        for reply in std::mem::take(&mut self.deferred) {
+            reply(failed.as_ref());
+        }
+        result
+    }
+
+    /// Answer a call, or hold the answer until the batch's registry write resolves if
+    /// anything in the batch changed the registry (this call, or one it may depend on).
+    fn answer<T: Send + 'static>(&mut self, reply: Reply<T>, result: Result<T, Status>) {
+        if self.registry_pending.is_empty() {
+            let _ = reply.send(result);
+            return;
+        }
+        self.deferred.push(Box::new(move |failed| {
+            let _ = reply.send(match (failed, result) {
+                (Some(e), Ok(_)) => Err(e.clone()),
+                (_, r) => r,
+            });
+        }));
+    }
+
+    /// `answer` for queries that cannot fail: dropped (the asker sees the master
+    /// stopping) if the write fails.
+    fn answer_query<T: Send + 'static>(&mut self, reply: oneshot::Sender<T>, value: T) {
+        if self.registry_pending.is_empty() {
+            let _ = reply.send(value);
+            return;
+        }
+        self.deferred.push(Box::new(move |failed| {
+            if failed.is_none() {
+                let _ = reply.send(value);
+            }
+        }));
+    }
+
+    /// End every framework, agent and operator stream without an ERROR event: peers
+    /// treat it as a lost master.
+    fn close_streams(&mut self) {
+        self.subscribers.close();
+        for fw in self.frameworks.values_mut() {
+            fw.tx = None;
+        }
+        for agent in self.agents.values_mut() {
+            agent.tx = None;
+        }
+    }
+
+    /// Take up what the registry held: retired framework ids, removed agents, the
+    /// admitted agents (recovering until they re-register or the re-registration timeout
+    /// passes), and the frameworks, which wait inactive (their failover timeout running
+    /// from now) for their schedulers to re-subscribe.
     fn resume(&mut self, recovered: RegistryState) {
-        self.torn_down = recovered.torn_down.into_iter().collect();
-        self.removed_agents = recovered.removed_agents.into_iter().collect();
-        self.deactivated = recovered.deactivated_agents.into_iter().collect();
+        let now = self.now();
+        for id in &recovered.torn_down {
+            self.frameworks.insert(
+                id.clone(),
+                FrameworkEntry::placeholder(id, FrameworkStatus::TornDown, now),
+            );
+        }
+        for id in &recovered.removed_agents {
+            self.agents.insert(
+                id.clone(),
+                AgentEntry::placeholder(id, "", AgentStatus::Removed, now),
+            );
+        }
+        for (id, hostname) in &recovered.admitted_agents {
+            if recovered.removed_agents.contains(id) {
+                continue;
+            }
+            let maintenance = if recovered.deactivated_agents.contains(id) {
+                Maintenance::Deactivated
+            } else {
+                Maintenance::Active
+            };
+            self.agents.insert(
+                id.clone(),
+                AgentEntry::placeholder(id, hostname, AgentStatus::Recovering(maintenance), now),
+            );
+        }
+        if self
+            .agents
+            .values()
+            .any(|a| matches!(a.status, AgentStatus::Recovering(_)))
+        {
+            self.reregistration_deadline = Some(
+                now.saturating_add(self.config.agent_reregistration_timeout.as_millis() as Millis),
+            );
+        }
         for (agent, text) in &recovered.agent_resources {
             match Resources::parse(text) {
                 Ok(r) => {
@@ -513,7 +690,6 @@ impl Master {
                 Err(e) => warn!(role = %role, error = %e, "unreadable quota in the registry"),
             }
         }
-        let now = self.now();
         let mut infos = Vec::new();
         for (id, hex) in &recovered.frameworks {
             match crate::registry::from_hex(hex)
@@ -526,10 +702,14 @@ impl Master {
         for info in &infos {
             self.ensure_framework_for_recovered_task(&info.id, &infos, now);
         }
-        if !infos.is_empty() || !self.torn_down.is_empty() {
+        if !infos.is_empty()
+            || !recovered.torn_down.is_empty()
+            || !recovered.admitted_agents.is_empty()
+        {
             info!(
                 frameworks = infos.len(),
-                torn_down = self.torn_down.len(),
+                torn_down = recovered.torn_down.len(),
+                agents = recovered.admitted_agents.len(),
                 "recovered the registry"
             );
         }
@@ -632,18 +812,6 @@ impl Master {
         });
     }
 
-    /// One durable write for everything the batch changed.
-    fn flush_registry(&mut self) {
-        if self.registry_pending.is_empty() {
-            return;
-        }
-        let ops = std::mem::take(&mut self.registry_pending);
-        if let Err(e) = self.registry.append(&ops) {
-            self.metrics.registry_write_errors += 1;
-            tracing::error!(error = %e, lost = ops.len(), "registry write failed");
-        }
-    }
-
     fn now(&self) -> Millis {
         self.clock.now_ms()
     }
@@ -658,18 +826,37 @@ impl Master {
         self.next_epoch
     }
 
-    fn handle(&mut self, cmd: Command) {
+    /// Handle one command. Synchronous: its reply is sent at once, or after `commit` if
+    /// the batch changed the registry.
+    pub fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Subscribe { request, reply } => {
                 let r = self.subscribe(request);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::Scheduler { call, reply } => {
                 let r = self.scheduler_call(call);
-                if r.is_err() {
-                    self.metrics.invalid_calls += 1;
-                }
-                let _ = reply.send(r);
+                self.count_invalid(&r);
+                self.answer(reply, r);
+            }
+            Command::Accept { request, reply } => {
+                let r = self.accept(*request);
+                self.count_invalid(&r);
+                self.answer(reply, r);
+            }
+            Command::AcceptBatch { items, reply } => {
+                let results: AcceptOutcomes = items
+                    .into_iter()
+                    .map(|(i, r)| (i, self.accept(r)))
+                    .collect();
+                self.metrics.invalid_calls +=
+                    results.iter().filter(|(_, r)| r.is_err()).count() as u64;
+                self.answer(reply, Ok(results));
+            }
+            Command::AcknowledgeBatch { request, reply } => {
+                let r = self.acknowledge_batch(request);
+                self.count_invalid(&r);
+                self.answer(reply, r);
             }
             Command::FrameworkStreamClosed {
                 framework_id,
@@ -677,18 +864,18 @@ impl Master {
             } => self.framework_stream_closed(&framework_id, epoch),
             Command::RegisterAgent { request, reply } => {
                 let r = self.register_agent(request);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::AgentStreamClosed { agent_id, epoch } => {
                 self.agent_stream_closed(&agent_id, epoch)
             }
             Command::AgentHeartbeat { agent_id, reply } => {
                 let r = self.agent_heartbeat(&agent_id);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::StatusUpdate { request, reply } => {
                 let r = self.status_update(request);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::StatusUpdates {
                 agent_id,
@@ -696,36 +883,37 @@ impl Master {
                 reply,
             } => {
                 let r = self.status_updates(&agent_id, updates);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::ExecutorMessage { request, reply } => {
                 let r = self.executor_message(request);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::ExecutorExited { request, reply } => {
                 let r = self.executor_exited(request);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::State { reply } => {
-                let _ = reply.send(self.cluster_state());
+                self.answer_query(reply, self.cluster_state());
             }
-            Command::Query(query) => self.answer(query),
+            Command::Query(query) => self.answer_read(query),
             Command::Metrics { reply } => {
-                let _ = reply.send(self.metrics_snapshot());
+                let snapshot = self.metrics_snapshot();
+                self.answer_query(reply, snapshot);
             }
             Command::Ping { reply } => {
-                let _ = reply.send(self.master_id.clone());
+                self.answer_query(reply, self.master_id.clone());
             }
             Command::UpdateUsage { report, reply } => {
                 let r = self.update_usage(report);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::Usage { reply } => {
-                let _ = reply.send(self.usage_view());
+                self.answer_query(reply, self.usage_view());
             }
             Command::UpdateWeights { weights, reply } => {
                 let r = self.update_weights(weights);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::Maintenance { op, reply } => {
                 let r = match op {
@@ -738,7 +926,7 @@ impl Master {
                     } => self.drain_agent(&agent_id, grace_period_seconds, mark_gone),
                     MaintenanceOp::MarkGone { agent_id } => self.operator_mark_gone(&agent_id),
                 };
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::SetQuota {
                 role,
@@ -748,7 +936,7 @@ impl Master {
                 reply,
             } => {
                 let r = self.set_quota(role, guarantee, limit, force);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::RemoveQuota { role, reply } => {
                 let r = self
@@ -759,10 +947,10 @@ impl Master {
                         self.persist(RegistryOp::RemoveQuota { role });
                         self.needs_allocation = true;
                     });
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::Quotas { reply } => {
-                let _ = reply.send(self.allocator.quotas());
+                self.answer_query(reply, self.allocator.quotas());
             }
             Command::Explain { target, reply } => {
                 let now = self.now();
@@ -770,21 +958,16 @@ impl Master {
                     .allocator
                     .explain(&target, now)
                     .map_err(allocator_status);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::SubscribeEvents { reply } => {
                 let snapshot = self.cluster_state();
-                let _ = reply.send(self.subscribers.add(snapshot));
+                let events = self.subscribers.add(snapshot);
+                self.answer_query(reply, events);
             }
             Command::CloseStreams { reply } => {
-                self.subscribers.close();
-                for fw in self.frameworks.values_mut() {
-                    fw.tx = None;
-                }
-                for agent in self.agents.values_mut() {
-                    agent.tx = None;
-                }
-                let _ = reply.send(());
+                self.close_streams();
+                self.answer_query(reply, ());
             }
             Command::ResourceOp {
                 agent_id,
@@ -793,7 +976,7 @@ impl Master {
                 reply,
             } => {
                 let r = self.operator_resource_op(&agent_id, kind, &resources);
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
             Command::OperatorTeardown {
                 framework_id,
@@ -803,18 +986,32 @@ impl Master {
                     None => Err(Status::not_found(format!(
                         "unknown framework id '{framework_id}'"
                     ))),
+                    Some(f) if f.status.is_retired() => {
+                        Err(frameworks::retired_error(&framework_id, f.status))
+                    }
                     Some(_) => {
-                        self.remove_framework(&framework_id, "torn down by an operator");
+                        self.remove_framework(
+                            &framework_id,
+                            crate::state::framework::FrameworkEvent::Teardown,
+                            "torn down by an operator",
+                        );
                         Ok(())
                     }
                 };
-                let _ = reply.send(r);
+                self.answer(reply, r);
             }
+        }
+    }
+
+    fn count_invalid<T>(&mut self, r: &Result<T, Status>) {
+        if r.is_err() {
+            self.metrics.invalid_calls += 1;
         }
     }
 
     fn on_tick(&mut self) {
         let now = self.now();
+        self.check_reregistration_timeout(now);
         self.check_agent_timeouts(now);
         self.check_failover_timeouts(now);
         self.check_offer_timeouts(now);
@@ -874,7 +1071,7 @@ impl Master {
                 self.agents.get(&a.agent),
                 self.frameworks
                     .get(&a.framework)
-                    .is_some_and(|f| f.status == FrameworkStatus::Connected),
+                    .is_some_and(|f| f.status == FrameworkStatus::Active),
             ) else {
                 // The allocator and the actor disagree; give the resources back at once.
                 warn!(agent = %a.agent, framework = %a.framework, "allocation for an unknown or inactive peer");
@@ -926,8 +1123,11 @@ impl Master {
         }
     }
 
-    /// Take an offer out of the books; the caller decides what happens to its resources.
-    fn close_offer(&mut self, offer_id: &str, to: OfferState) -> Option<OfferEntry> {
+    /// Take an offer out of the books through its life cycle (`None`: unknown, or the
+    /// event does not apply, and nothing changed); the caller decides what happens to
+    /// its resources.
+    fn close_offer(&mut self, offer_id: &str, event: OfferEvent) -> Option<OfferEntry> {
+        let to = self.offers.get(offer_id)?.state.on(event).ok()?;
         let mut entry = self.offers.remove(offer_id)?;
         entry.state = to;
         if let Some(agent) = self.agents.get_mut(&entry.offer.agent_id) {
@@ -942,7 +1142,7 @@ impl Master {
     /// Rescind an offer: resources back to the allocator (unless `recover` is false because
     /// the agent left the allocator already) and a RESCIND to the framework.
     fn rescind_offer(&mut self, offer_id: &str, reason: &str, recover: bool) {
-        let Some(entry) = self.close_offer(offer_id, OfferState::Rescinded) else {
+        let Some(entry) = self.close_offer(offer_id, OfferEvent::Rescind) else {
             return;
         };
         self.metrics.offers_rescinded += 1;
@@ -976,7 +1176,7 @@ impl Master {
             .collect();
         let refuse = (self.config.default_refuse_seconds * 1000.0) as Millis;
         for id in expired {
-            let Some(entry) = self.close_offer(&id, OfferState::TimedOut) else {
+            let Some(entry) = self.close_offer(&id, OfferEvent::Timeout) else {
                 continue;
             };
             self.metrics.offers_rescinded += 1;

@@ -440,10 +440,18 @@ impl Master {
         let Some(agent) = self.agents.get(agent_id) else {
             return Err(Status::not_found(format!("unknown agent id '{agent_id}'")));
         };
-        if agent.status == crate::state::agent::AgentStatus::Removed {
-            return Err(Status::failed_precondition(format!(
-                "agent '{agent_id}' was removed"
-            )));
+        match agent.status {
+            crate::state::agent::AgentStatus::Removed => {
+                return Err(Status::failed_precondition(format!(
+                    "agent '{agent_id}' was removed"
+                )));
+            }
+            crate::state::agent::AgentStatus::Recovering(_) => {
+                return Err(Status::unavailable(format!(
+                    "agent '{agent_id}' has not re-registered since the master restarted; retry later"
+                )));
+            }
+            _ => {}
         }
         let mut used = Resources::new();
         for key in &agent.tasks {
@@ -532,38 +540,20 @@ mod tests {
     // The actor's bookkeeping, driven in-process (no network, a manual clock).
     // -------------------------------------------------------------------------------
 
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
-    use crate::actor::{CallReply, SchedulerCall};
     use crate::clock::ManualClock;
     use crate::config::MasterConfig;
-    use crate::registry::{Registry, RegistryError, RegistryState};
-
-    /// Keeps what the actor writes, so a test can restart from it.
-    struct MemRegistry(Arc<Mutex<RegistryState>>);
-
-    impl Registry for MemRegistry {
-        fn recover(&mut self) -> Result<RegistryState, RegistryError> {
-            Ok(self.0.lock().map(|s| s.clone()).unwrap_or_default())
-        }
-        fn append(&mut self, ops: &[RegistryOp]) -> Result<(), RegistryError> {
-            if let Ok(mut s) = self.0.lock() {
-                for op in ops {
-                    s.apply(op);
-                }
-            }
-            Ok(())
-        }
-    }
+    use crate::registry::MemRegistry;
 
     const BASE: &str = "cpus:4;mem:1024;disk:1000;disk(db):100";
 
-    fn start(stored: &Arc<Mutex<RegistryState>>) -> Master {
-        let recovered = stored.lock().unwrap().clone();
+    fn start(stored: &MemRegistry) -> Master {
+        let recovered = stored.state();
         let (m, _handle, _rx) = Master::new(
             MasterConfig::default(),
             Arc::new(ManualClock::new(1_000)),
-            Box::new(MemRegistry(Arc::clone(stored))),
+            Box::new(stored.clone()),
             recovered,
         )
         .unwrap();
@@ -610,15 +600,15 @@ mod tests {
         offer: &str,
         ops: Vec<v1::Operation>,
     ) -> Result<(), Status> {
-        m.scheduler_call(SchedulerCall::Accept(Box::new(v1::AcceptRequest {
+        m.accept(v1::AcceptRequest {
             framework_id: fw.to_string(),
             offer_ids: vec![offer.to_string()],
             operations: ops,
             filters: Some(v1::Filters {
                 refuse_seconds: Some(0.0),
             }),
-        })))
-        .map(|r| assert!(matches!(r, CallReply::Accepted(_))))
+        })
+        .map(|_| ())
     }
 
     fn operation(kind: OpKind, text: &str) -> v1::Operation {
@@ -634,9 +624,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn accept_converts_master_allocator_registry_and_agent_in_step() {
-        let stored = Arc::new(Mutex::new(RegistryState::default()));
+    #[tokio::test]
+    async fn accept_converts_master_allocator_registry_and_agent_in_step() {
+        let stored = MemRegistry::new();
         let mut m = start(&stored);
         let mut agent = register(&mut m, "");
         let aid = agent.agent_id.clone();
@@ -654,7 +644,7 @@ mod tests {
             .unwrap();
         let fw = sub.framework_id.clone();
         m.allocate();
-        m.flush_registry();
+        m.commit().await.unwrap();
         let offer = offers(&mut sub).remove(0);
 
         // Refused: a volume on unreserved disk, a second op over the same resources.
@@ -700,11 +690,8 @@ mod tests {
         assert_eq!(m.checkpointed[&aid], record);
         assert_eq!(last_checkpoint(&mut agent), Some(record.clone()));
         m.allocator.check_invariants().unwrap();
-        m.flush_registry();
-        assert_eq!(
-            stored.lock().unwrap().agent_resources[&aid],
-            record.to_string()
-        );
+        m.commit().await.unwrap();
+        assert_eq!(stored.state().agent_resources[&aid], record.to_string());
 
         // A restarted master re-applies the record when the agent re-registers.
         drop(m);
@@ -775,7 +762,7 @@ mod tests {
 
     #[test]
     fn a_framework_of_a_sub_role_cannot_change_its_parents_reservations() {
-        let stored = Arc::new(Mutex::new(RegistryState::default()));
+        let stored = MemRegistry::new();
         let mut m = start(&stored);
         let _agent = register(&mut m, "");
         let mut sub = m

@@ -82,11 +82,14 @@ fn by_id<T>(items: &mut [T], id: impl Fn(&T) -> Option<&String>) {
 }
 
 impl Master {
-    /// Answer one query. A caller that went away is not an error.
-    pub(super) fn answer(&self, query: Query) {
+    /// Answer one query (held, like every answer, until the batch's registry write is
+    /// durable, so a read never shows what may yet be lost). A caller that went away is
+    /// not an error.
+    pub(super) fn answer_read(&mut self, query: Query) {
         match query {
             Query::Framework { id, reply } => {
-                let _ = reply.send(self.framework_lookup(&id));
+                let value = self.framework_lookup(&id);
+                self.answer_query(reply, value);
             }
             Query::Frameworks { reply } => {
                 let mut all: Vec<_> = self
@@ -95,10 +98,11 @@ impl Master {
                     .filter_map(|id| self.framework_state(id))
                     .collect();
                 by_id(&mut all, |f| f.info.as_ref().map(|i| &i.id));
-                let _ = reply.send(all);
+                self.answer_query(reply, all);
             }
             Query::Agent { id, reply } => {
-                let _ = reply.send(self.agent_state(&id));
+                let value = self.agent_state(&id);
+                self.answer_query(reply, value);
             }
             Query::Agents { reply } => {
                 let mut all: Vec<_> = self
@@ -107,10 +111,11 @@ impl Master {
                     .filter_map(|id| self.agent_state(id))
                     .collect();
                 by_id(&mut all, |a| a.info.as_ref().map(|i| &i.id));
-                let _ = reply.send(all);
+                self.answer_query(reply, all);
             }
             Query::Roles { reply } => {
-                let _ = reply.send(self.roles());
+                let value = self.roles();
+                self.answer_query(reply, value);
             }
             Query::Weights { reply } => {
                 let weights = self
@@ -119,10 +124,11 @@ impl Master {
                     .into_iter()
                     .map(|s| (s.role, s.weight))
                     .collect();
-                let _ = reply.send(weights);
+                self.answer_query(reply, weights);
             }
             Query::Tasks { filter, reply } => {
-                let _ = reply.send(self.task_page(&filter));
+                let value = self.task_page(&filter);
+                self.answer_query(reply, value);
             }
         }
     }
@@ -133,8 +139,11 @@ impl Master {
             connected: self
                 .frameworks
                 .get(id)
-                .is_some_and(|f| f.status == FrameworkStatus::Connected),
-            torn_down: self.torn_down.contains(id),
+                .is_some_and(|f| f.status == FrameworkStatus::Active),
+            torn_down: self
+                .frameworks
+                .get(id)
+                .is_some_and(|f| f.status.is_retired()),
         }
     }
 
@@ -199,7 +208,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::config::MasterConfig;
-    use crate::registry::{FileRegistry, RegistryState};
+    use crate::registry::{MemRegistry, RegistryState};
 
     fn master() -> (Master, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("agora-queries-{}", uuid::Uuid::new_v4()));
@@ -210,16 +219,16 @@ mod tests {
         let (m, _handle, _rx) = Master::new(
             config,
             Arc::new(ManualClock::new(1_000)),
-            Box::new(FileRegistry::new(dir.clone())),
+            Box::new(MemRegistry::default()),
             RegistryState::default(),
         )
         .expect("master");
         (m, dir)
     }
 
-    fn ask<T>(m: &Master, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> T {
+    fn ask<T>(m: &mut Master, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> T {
         let (tx, mut rx) = oneshot::channel();
-        m.answer(make(tx));
+        m.answer_read(make(tx));
         rx.try_recv().expect("answered at once")
     }
 
@@ -240,7 +249,7 @@ mod tests {
                 .expect("subscribe");
             ids.push(sub.framework_id);
         }
-        let found = ask(&m, |reply| Query::Framework {
+        let found = ask(&mut m, |reply| Query::Framework {
             id: ids[0].clone(),
             reply,
         });
@@ -249,13 +258,13 @@ mod tests {
             found.state.and_then(|f| f.info).map(|i| i.name),
             Some("b".into())
         );
-        let unknown = ask(&m, |reply| Query::Framework {
+        let unknown = ask(&mut m, |reply| Query::Framework {
             id: "nope".into(),
             reply,
         });
         assert!(unknown.state.is_none() && !unknown.connected && !unknown.torn_down);
 
-        let all = ask(&m, |reply| Query::Frameworks { reply });
+        let all = ask(&mut m, |reply| Query::Frameworks { reply });
         let listed: Vec<String> = all
             .iter()
             .filter_map(|f| f.info.as_ref())
@@ -265,23 +274,23 @@ mod tests {
         sorted.sort();
         assert_eq!(listed, sorted, "ordered by id");
 
-        let roles = ask(&m, |reply| Query::Roles { reply });
+        let roles = ask(&mut m, |reply| Query::Roles { reply });
         assert_eq!(
             roles,
             m.cluster_state().roles,
             "the state's roles, without the state"
         );
-        let weights = ask(&m, |reply| Query::Weights { reply });
+        let weights = ask(&mut m, |reply| Query::Weights { reply });
         assert!(weights.contains(&("eng".to_string(), 1.0)), "{weights:?}");
-        assert!(ask(&m, |reply| Query::Agents { reply }).is_empty());
+        assert!(ask(&mut m, |reply| Query::Agents { reply }).is_empty());
         assert!(
-            ask(&m, |reply| Query::Agent {
+            ask(&mut m, |reply| Query::Agent {
                 id: "a".into(),
                 reply
             })
             .is_none()
         );
-        let page = ask(&m, |reply| Query::Tasks {
+        let page = ask(&mut m, |reply| Query::Tasks {
             filter: TaskFilter {
                 framework_id: Some(ids[0].clone()),
                 limit: 10,

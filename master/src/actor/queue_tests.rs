@@ -9,7 +9,7 @@ use agora_proto::v1;
 use super::{Master, Subscription};
 use crate::clock::ManualClock;
 use crate::config::MasterConfig;
-use crate::registry::{FileRegistry, RegistryState};
+use crate::registry::{MemRegistry, RegistryState};
 use crate::state::framework::FrameworkStatus;
 
 fn master(capacity: usize) -> (Master, std::path::PathBuf) {
@@ -25,7 +25,7 @@ fn master_with_clock(capacity: usize) -> (Master, ManualClock, std::path::PathBu
         framework_queue_capacity: capacity,
         ..MasterConfig::default()
     };
-    let registry = Box::new(FileRegistry::new(dir.clone()));
+    let registry = Box::new(MemRegistry::new());
     let (master, _handle, _rx) = Master::new(
         config,
         Arc::new(clock.clone()),
@@ -64,7 +64,7 @@ fn a_framework_that_does_not_read_is_cut_off_at_its_queue_capacity() {
     }
     assert_eq!(
         m.frameworks[&sub.framework_id].status,
-        FrameworkStatus::Connected
+        FrameworkStatus::Active
     );
     m.send_event(&sub.framework_id, heartbeat());
     assert_eq!(
@@ -92,7 +92,7 @@ fn a_framework_that_reads_is_never_cut_off_and_a_larger_queue_holds_a_burst() {
     }
     assert_eq!(
         m.frameworks[&sub.framework_id].status,
-        FrameworkStatus::Connected
+        FrameworkStatus::Active
     );
     let _ = std::fs::remove_dir_all(&dir);
     // Three updates per task of a 10,000-task burst fit a 65,536-event queue unread.
@@ -103,7 +103,7 @@ fn a_framework_that_reads_is_never_cut_off_and_a_larger_queue_holds_a_burst() {
     }
     assert_eq!(
         m.frameworks[&sub.framework_id].status,
-        FrameworkStatus::Connected
+        FrameworkStatus::Active
     );
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -126,7 +126,7 @@ fn ended_tasks_are_looked_up_through_an_index_that_follows_eviction() {
     let (mut m, _handle, _rx) = Master::new(
         config,
         Arc::new(ManualClock::new(1_000_000)),
-        Box::new(FileRegistry::new(dir.clone())),
+        Box::new(MemRegistry::new()),
         RegistryState::default(),
     )
     .expect("master");
@@ -189,8 +189,6 @@ fn updates_for_a_backlogged_framework_are_deferred_not_dropped() {
     use agora_proto::TaskState;
     use agora_resources::Resources;
 
-    use super::{CallReply, SchedulerCall};
-
     let (mut m, clock, dir) = master_with_clock(16);
     let mut sub = subscribe(&mut m);
     let agent = m
@@ -221,7 +219,7 @@ fn updates_for_a_backlogged_framework_are_deferred_not_dropped() {
         }),
         ..Default::default()
     };
-    let r = m.scheduler_call(SchedulerCall::Accept(Box::new(v1::AcceptRequest {
+    let r = m.accept(v1::AcceptRequest {
         framework_id: sub.framework_id.clone(),
         offer_ids: vec![offer.id],
         operations: vec![v1::Operation {
@@ -230,8 +228,8 @@ fn updates_for_a_backlogged_framework_are_deferred_not_dropped() {
             })),
         }],
         filters: None,
-    })));
-    assert!(matches!(r, Ok(CallReply::Accepted(_))), "{r:?}");
+    });
+    assert!(r.is_ok(), "{r:?}");
     // 13 of 16 slots taken: 3 free, under a quarter.
     for _ in 0..13 {
         m.send_event(&sub.framework_id, heartbeat());
@@ -257,7 +255,7 @@ fn updates_for_a_backlogged_framework_are_deferred_not_dropped() {
     assert_eq!(m.metrics.status_updates_deferred, 1);
     assert_eq!(
         m.frameworks[&sub.framework_id].status,
-        FrameworkStatus::Connected
+        FrameworkStatus::Active
     );
     // The framework reads on; the re-sent update is taken and relayed.
     while sub.events.try_recv().is_ok() {}

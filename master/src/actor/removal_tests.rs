@@ -10,7 +10,7 @@ use agora_resources::Resources;
 use super::{AgentStream, Master};
 use crate::clock::{Clock, ManualClock};
 use crate::config::MasterConfig;
-use crate::registry::{FileRegistry, RegistryState};
+use crate::registry::{MemRegistry, RegistryState};
 use crate::state::agent::AgentStatus;
 
 struct Fixture {
@@ -38,7 +38,7 @@ fn fixture(agents: usize, interval: Option<Duration>) -> Fixture {
         agent_removal_interval: interval,
         ..MasterConfig::default()
     };
-    let registry = Box::new(FileRegistry::new(dir.clone()));
+    let registry = Box::new(MemRegistry::new());
     let (mut master, _handle, _rx) = Master::new(
         config,
         Arc::new(clock.clone()),
@@ -76,7 +76,7 @@ impl Fixture {
         self.master
             .agents
             .values()
-            .filter(|a| a.status == AgentStatus::Unreachable)
+            .filter(|a| matches!(a.status, AgentStatus::Unreachable(_)))
             .count()
     }
 
@@ -103,7 +103,7 @@ fn a_split_marks_one_agent_per_interval() {
     let survivor = f
         .ids
         .iter()
-        .find(|id| f.master.agents[*id].status != AgentStatus::Unreachable)
+        .find(|id| !matches!(f.master.agents[*id].status, AgentStatus::Unreachable(_)))
         .cloned()
         .expect("a live agent");
     for _ in 0..3 {
@@ -112,7 +112,7 @@ fn a_split_marks_one_agent_per_interval() {
         f.tick(0);
     }
     assert_eq!(f.unreachable(), 3);
-    assert_eq!(f.master.agents[&survivor].status, AgentStatus::Registered);
+    assert!(f.master.agents[&survivor].status.is_connected());
 }
 
 #[test]

@@ -71,8 +71,8 @@ fn count(map: &mut BTreeMap<&'static str, u64>, key: &'static str, add: bool) {
     }
 }
 
-/// Agents by life-cycle status, and the totals of the schedulable ones (maintenance, which
-/// lives beside the status, is applied at the scrape).
+/// Agents by life-cycle status (maintenance included: it is part of the status), and the
+/// totals of the schedulable ones.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct AgentTally {
     by_status: BTreeMap<&'static str, u64>,
@@ -246,6 +246,14 @@ impl Master {
                     offered = offered.checked_add(&o.resources).unwrap_or(offered);
                 }
             }
+            for (f, e) in &a.executors {
+                if let Some(x) = self
+                    .executors
+                    .get(&(agent_id.to_string(), f.clone(), e.clone()))
+                {
+                    used = used.checked_add(&x.resources).unwrap_or(used);
+                }
+            }
         }
         (used, offered)
     }
@@ -272,18 +280,9 @@ impl Master {
         }
     }
 
-    /// `agent_status_name` for an entry in hand (no second lookup; the maintenance sets
-    /// are usually empty and then not hashed into).
-    fn agent_status_name_of(&self, id: &str, a: &super::AgentEntry) -> &'static str {
-        if a.status == crate::state::agent::AgentStatus::Removed {
-            a.status.name()
-        } else if !self.draining.is_empty() && self.draining.contains_key(id) {
-            "draining"
-        } else if !self.deactivated.is_empty() && self.deactivated.contains(id) {
-            "deactivated"
-        } else {
-            a.status.name()
-        }
+    /// `agent_status_name` for an entry in hand (no second lookup).
+    fn agent_status_name_of(&self, _id: &str, a: &super::AgentEntry) -> &'static str {
+        a.status.name()
     }
 
     pub(super) fn framework_state(&self, id: &str) -> Option<v1::FrameworkState> {
@@ -337,8 +336,9 @@ impl Master {
 
         let mut frameworks: Vec<v1::FrameworkState> = self
             .frameworks
-            .keys()
-            .filter_map(|id| self.framework_state(id))
+            .iter()
+            .filter(|(_, f)| !f.status.is_retired())
+            .filter_map(|(id, _)| self.framework_state(id))
             .collect();
         frameworks.sort_by(|a, b| {
             a.info
@@ -381,7 +381,11 @@ impl Master {
 
     pub(super) fn roles(&self) -> Vec<v1::RoleState> {
         let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (id, f) in &self.frameworks {
+        for (id, f) in self
+            .frameworks
+            .iter()
+            .filter(|(_, f)| !f.status.is_retired())
+        {
             for r in &f.info.roles {
                 by_role.entry(r.clone()).or_default().push(id.clone());
             }
@@ -404,32 +408,12 @@ impl Master {
     }
 
     /// The gauges of agents, frameworks, tasks, offers and resources, from the tallies:
-    /// `O(changes since the last scrape + agents in maintenance)`.
+    /// `O(changes since the last scrape)`.
     fn state_gauges(&mut self) -> Gauges {
         let mut g = Gauges::default();
         let agents = self.agents.tally();
         g.agents_by_status = agents.by_status.clone();
-        let mut total = agents.schedulable_total.clone();
-        // Maintenance overrides the status by name, and a deactivated agent's resources
-        // are not counted (it is out of the allocator).
-        let in_maintenance = self.draining.keys().chain(
-            self.deactivated
-                .iter()
-                .filter(|id| !self.draining.contains_key(*id)),
-        );
-        for id in in_maintenance {
-            let Some(a) = self.agents.get(id) else {
-                continue;
-            };
-            let shown = self.agent_status_name_of(id, a);
-            if shown != a.status.name() {
-                count(&mut g.agents_by_status, a.status.name(), false);
-                count(&mut g.agents_by_status, shown, true);
-            }
-            if a.status.is_schedulable() && self.deactivated.contains(id) {
-                total.sub_bag(&StoredResources::from(&a.total));
-            }
-        }
+        let total = agents.schedulable_total.clone();
         g.frameworks_by_status = self.frameworks.tally().by_status.clone();
         let tasks = self.tasks.tally();
         g.tasks_by_state = tasks.by_state.clone();
@@ -468,10 +452,7 @@ impl Master {
         let total = scalar_totals(
             self.agents
                 .iter()
-                .filter(|(id, a)| {
-                    a.status.is_schedulable()
-                        && (self.deactivated.is_empty() || !self.deactivated.contains(*id))
-                })
+                .filter(|(_, a)| a.status.is_schedulable())
                 .map(|(_, a)| &a.total),
         );
         let used = stored_scalar_totals(
@@ -565,10 +546,10 @@ mod tests {
 
         use agora_proto::TaskState;
 
-        use super::super::maintenance::Drain;
         use crate::clock::ManualClock;
         use crate::config::MasterConfig;
-        use crate::registry::{FileRegistry, RegistryState};
+        use crate::registry::{MemRegistry, RegistryState};
+        use crate::state::agent::Maintenance;
         use crate::state::offer::OfferState;
         use crate::state::stored::{StatusLog, StoredAgentInfo, StoredTaskInfo};
 
@@ -579,7 +560,7 @@ mod tests {
                 ..MasterConfig::default()
             },
             Arc::new(ManualClock::new(1_000_000)),
-            Box::new(FileRegistry::new(dir.clone())),
+            Box::new(MemRegistry::default()),
             RegistryState::default(),
         )
         .expect("master");
@@ -598,13 +579,17 @@ mod tests {
                 AgentEntry {
                     info: StoredAgentInfo::from(v1::AgentInfo::default()),
                     total: res(total),
-                    status: AgentStatus::Registered,
+                    status: AgentStatus::Registered {
+                        connected: true,
+                        maintenance: Maintenance::Active,
+                    },
                     tx: None,
                     epoch: 0,
                     registered_at: 0,
                     last_heartbeat: 0,
                     tasks: HashSet::new(),
                     offers: HashSet::new(),
+                    executors: HashSet::new(),
                 },
             );
         }
@@ -657,23 +642,35 @@ mod tests {
         }
         check(&mut m, "a task ended");
         if let Some(a) = m.agents.get_mut("a2") {
-            a.status = AgentStatus::Unreachable;
+            a.status = AgentStatus::Unreachable(Maintenance::Active);
         }
         check(&mut m, "an agent unreachable");
         if let Some(a) = m.agents.get_mut("a1") {
             a.total = res("cpus:4;mem:1024;disk:50;ports:[31000-31999]");
         }
-        m.deactivated.insert("a3".into());
-        m.draining.insert(
-            "a1".into(),
-            Drain {
-                mark_gone: false,
-                started: 0,
-            },
-        );
+        if let Some(a) = m.agents.get_mut("a3") {
+            a.status = AgentStatus::Registered {
+                connected: true,
+                maintenance: Maintenance::Deactivated,
+            };
+        }
+        if let Some(a) = m.agents.get_mut("a1") {
+            a.status = AgentStatus::Registered {
+                connected: true,
+                maintenance: Maintenance::Draining {
+                    mark_gone: false,
+                    started: 0,
+                },
+            };
+        }
         check(&mut m, "maintenance and a new total");
         for a in m.agents.values_mut() {
-            a.status = AgentStatus::Disconnected;
+            if let AgentStatus::Registered { maintenance, .. } = a.status {
+                a.status = AgentStatus::Registered {
+                    connected: false,
+                    maintenance,
+                };
+            }
         }
         check(&mut m, "every agent disconnected");
         m.tasks.remove(&("fw".to_string(), "t2".to_string()));
@@ -688,9 +685,13 @@ mod tests {
         assert_eq!(g.agents_by_status.get("draining"), Some(&1));
         assert_eq!(g.agents_by_status.get("deactivated"), Some(&1));
         assert_eq!(g.offers_outstanding, 0);
-        // a1's new total counts; deactivated a3 does not.
-        let cpus = g.resources.iter().find(|r| r.0 == "cpus").expect("cpus");
-        assert_eq!(cpus.1, 4.0);
+        // Agents in maintenance are out of the allocator: neither draining a1 nor
+        // deactivated a3 counts, and a2 is gone, so no agent offers cpus.
+        assert!(
+            g.resources.iter().all(|r| r.0 != "cpus"),
+            "{:?}",
+            g.resources
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

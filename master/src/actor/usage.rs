@@ -10,7 +10,6 @@ use tonic::Status;
 
 use super::Master;
 use crate::clock::Millis;
-use crate::state::agent::AgentStatus;
 use crate::validate;
 
 /// Containers one report may list; an agent runs far fewer.
@@ -66,7 +65,7 @@ impl Master {
     /// Stores a report the gRPC edge already checked with [`validate_report`].
     pub(super) fn update_usage(&mut self, r: v1::UsageReport) -> Result<(), Status> {
         match self.agents.get(&r.agent_id) {
-            Some(a) if a.status == AgentStatus::Unreachable || a.tx.is_none() => {
+            Some(a) if !a.status.is_registered() || a.tx.is_none() => {
                 return Err(Status::not_found(format!(
                     "agent '{}' is not registered with this master; register again",
                     r.agent_id

@@ -1,17 +1,24 @@
 //! The registry: what the master persists because it cannot rebuild it from agents and
 //! frameworks: framework descriptions (so a framework with no running task survives a
-//! master restart), retired framework ids, removed agents, role weights and quota, and
-//! each agent's dynamic reservations and persistent volumes.
+//! master restart), retired framework ids, the admitted and the removed agents, role
+//! weights and quota, and each agent's dynamic reservations and persistent volumes.
 //!
-//! `Registry` is the seam: the embedded default is `FileRegistry` (a local snapshot plus
-//! an append-only log); a replicated store (etcd) implements the same trait. This module
-//! owns only the data and its encoding; it never decides anything about the cluster.
+//! `Registry` is the seam, asynchronous so a replicated store (etcd) can fill it: the
+//! production implementation is `FileRegistry` (a local snapshot plus an append-only log),
+//! the one test double is `MemRegistry`. The master is handed one at start and writes one
+//! batch of `RegistryOp`s per actor batch, answering the batch's calls only once the write
+//! has resolved. This module owns only the data and its encoding; it never decides
+//! anything about the cluster.
 
 mod file;
+mod mem;
 
 pub use file::FileRegistry;
+pub use mem::MemRegistry;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -26,6 +33,10 @@ pub struct RegistryState {
     pub torn_down: BTreeSet<String>,
     /// Agents removed for good: if one comes back it is told to shut down.
     pub removed_agents: BTreeSet<String>,
+    /// Agents admitted to the cluster and not removed: id -> hostname. After a restart
+    /// the master waits for these to re-register before it answers for their tasks.
+    /// Older registries lack it: empty.
+    pub admitted_agents: BTreeMap<String, String>,
     /// Agents in maintenance: nothing on them is offered.
     pub deactivated_agents: BTreeSet<String>,
     pub weights: BTreeMap<String, f64>,
@@ -48,6 +59,11 @@ pub enum RegistryOp {
     /// Retire a framework id.
     TearDownFramework {
         id: String,
+    },
+    /// Admit an agent (first registration) or record its new hostname.
+    AdmitAgent {
+        id: String,
+        hostname: String,
     },
     RemoveAgent {
         id: String,
@@ -93,8 +109,12 @@ impl RegistryState {
             RegistryOp::ReactivateAgent { id } => {
                 self.deactivated_agents.remove(id);
             }
+            RegistryOp::AdmitAgent { id, hostname } => {
+                self.admitted_agents.insert(id.clone(), hostname.clone());
+            }
             RegistryOp::RemoveAgent { id } => {
                 self.deactivated_agents.remove(id);
+                self.admitted_agents.remove(id);
                 // A removed agent never comes back: its reservations and volumes go too.
                 self.agent_resources.remove(id);
                 self.removed_agents.insert(id.clone());
@@ -137,14 +157,24 @@ pub enum RegistryError {
         line: usize,
         reason: String,
     },
+    /// The store refused or could not take the write (a test double's injected failure,
+    /// a replicated store without quorum, an earlier write that left it unknown).
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
 }
 
-/// Durable storage of the registry.
-pub trait Registry: Send {
+/// What a registry call resolves to.
+pub type RegistryFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, RegistryError>> + Send + 'a>>;
+
+/// Durable storage of the registry. Calls never block the caller's thread: an
+/// implementation doing blocking I/O moves it off the async runtime.
+pub trait Registry: Send + Sync {
     /// Read what was stored (empty on first start).
-    fn recover(&mut self) -> Result<RegistryState, RegistryError>;
-    /// Store a batch of changes durably, in order; all or, on error, a prefix of them.
-    fn append(&mut self, ops: &[RegistryOp]) -> Result<(), RegistryError>;
+    fn recover(&self) -> RegistryFuture<'_, RegistryState>;
+    /// Store one batch of changes durably and in order: resolved `Ok` once all of it is
+    /// durable; on error none of it is stored (a batch is atomic, also across a crash).
+    fn append(&self, ops: Vec<RegistryOp>) -> RegistryFuture<'_, ()>;
 }
 
 /// Hex of protobuf bytes (framework descriptions in the registry).
@@ -195,7 +225,17 @@ mod tests {
             weight: 2.5,
         });
         s.apply(&RegistryOp::TearDownFramework { id: "f".into() });
+        s.apply(&RegistryOp::AdmitAgent {
+            id: "a".into(),
+            hostname: "h".into(),
+        });
+        s.apply(&RegistryOp::AdmitAgent {
+            id: "b".into(),
+            hostname: "h".into(),
+        });
+        assert_eq!(s.admitted_agents.len(), 2);
         s.apply(&RegistryOp::RemoveAgent { id: "a".into() });
+        assert_eq!(s.admitted_agents.keys().collect::<Vec<_>>(), ["b"]);
         assert!(s.frameworks.is_empty());
         assert!(s.torn_down.contains("f"));
         assert!(s.removed_agents.contains("a"));

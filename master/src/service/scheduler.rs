@@ -5,7 +5,7 @@
 use agora_proto::v1;
 
 use super::{Error, Result, Service};
-use crate::actor::{CallReply, Command, SchedulerCall, Subscription};
+use crate::actor::{Command, SchedulerCall, Subscription};
 use crate::auth::Caller;
 use crate::validate;
 
@@ -54,7 +54,7 @@ pub fn refusal(index: usize, e: &Error) -> v1::batch_response::Refused {
 }
 
 impl Service {
-    async fn scheduler(&self, call: SchedulerCall) -> Result<CallReply> {
+    async fn scheduler(&self, call: SchedulerCall) -> Result<()> {
         self.call(|reply| Command::Scheduler { call, reply }).await
     }
 
@@ -72,7 +72,10 @@ impl Service {
         caller: &Caller,
         request: v1::SubscribeRequest,
     ) -> Result<Subscription> {
-        let info = request.framework.clone().unwrap_or_default();
+        let info = request
+            .framework
+            .clone()
+            .ok_or_else(|| Error::invalid("subscribe needs a framework"))?;
         validate::framework_info(&mut info.clone())?;
         self.gate.check_subscribe(caller, &info)?;
         let sub = self
@@ -97,10 +100,8 @@ impl Service {
     ) -> Result<v1::AcceptResponse> {
         validate::accept_limits(&r)?;
         self.gate.check_accept(caller, &r)?;
-        match self.scheduler(SchedulerCall::Accept(Box::new(r))).await? {
-            CallReply::Accepted(resp) => Ok(resp),
-            other => Err(unexpected("Accept", &other)),
-        }
+        let request = Box::new(r);
+        self.call(|reply| Command::Accept { request, reply }).await
     }
 
     /// ACCEPT_BATCH: the whole call is refused as `AcknowledgeBatch` refuses it (not the
@@ -137,20 +138,18 @@ impl Service {
         }
         let mut responses = vec![v1::AcceptResponse::default(); n];
         if !items.is_empty() {
-            match self.scheduler(SchedulerCall::AcceptBatch(items)).await? {
-                CallReply::Accepts(results) => {
-                    for (i, result) in results {
-                        match result {
-                            Ok(resp) => {
-                                if let Some(slot) = responses.get_mut(i) {
-                                    *slot = resp;
-                                }
-                            }
-                            Err(s) => refused.push(refusal(i, &Error::from(s))),
+            let results = self
+                .call(|reply| Command::AcceptBatch { items, reply })
+                .await?;
+            for (i, result) in results {
+                match result {
+                    Ok(resp) => {
+                        if let Some(slot) = responses.get_mut(i) {
+                            *slot = resp;
                         }
                     }
+                    Err(s) => refused.push(refusal(i, &Error::from(s))),
                 }
-                other => return Err(unexpected("AcceptBatch", &other)),
             }
         }
         refused.sort_by_key(|x| x.index);
@@ -202,10 +201,10 @@ impl Service {
             |a| &mut a.framework_id,
         )?;
         self.require_connected(&r.framework_id).await?;
-        match self.scheduler(SchedulerCall::AcknowledgeBatch(r)).await? {
-            CallReply::Batch(refused) => Ok(v1::BatchResponse { refused }),
-            other => Err(unexpected("AcknowledgeBatch", &other)),
-        }
+        let refused = self
+            .call(|reply| Command::AcknowledgeBatch { request: r, reply })
+            .await?;
+        Ok(v1::BatchResponse { refused })
     }
 
     pub async fn reconcile(&self, caller: &Caller, r: v1::ReconcileRequest) -> Result<()> {
@@ -225,7 +224,10 @@ impl Service {
         caller: &Caller,
         r: v1::UpdateFrameworkRequest,
     ) -> Result<()> {
-        let info = r.framework.clone().unwrap_or_default();
+        let info = r
+            .framework
+            .clone()
+            .ok_or_else(|| Error::invalid("update needs a framework"))?;
         validate::framework_info(&mut info.clone())?;
         self.gate.check_subscribe(caller, &info)?;
         self.gate.check_owner(caller, &info.id)?;
@@ -234,13 +236,4 @@ impl Service {
         self.gate.record_framework(caller, &info.id, &info.user);
         Ok(())
     }
-}
-
-/// The actor answered a call with a reply of another call: a bug, reported as such
-/// instead of being turned into a default answer.
-fn unexpected(call: &str, reply: &CallReply) -> Error {
-    tracing::error!(call, ?reply, "the actor answered with the wrong reply");
-    Error::Internal(format!(
-        "internal error: the master answered {call} with the wrong reply"
-    ))
 }
