@@ -226,14 +226,44 @@ mod tests {
         (m, dir)
     }
 
+    /// A read is answered at once when nothing is waiting for the registry, and only
+    /// after the batch's write otherwise.
     fn ask<T>(m: &mut Master, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> T {
         let (tx, mut rx) = oneshot::channel();
         m.answer_read(make(tx));
         rx.try_recv().expect("answered at once")
     }
 
-    #[test]
-    fn one_framework_the_list_roles_and_weights() {
+    #[tokio::test]
+    async fn a_read_after_a_change_waits_for_its_write() {
+        let (mut m, dir) = master();
+        let sub = m
+            .subscribe(v1::SubscribeRequest {
+                framework: Some(v1::FrameworkInfo {
+                    name: "w".into(),
+                    roles: vec!["eng".into()],
+                    ..Default::default()
+                }),
+                secret: String::new(),
+            })
+            .expect("subscribe");
+        let (tx, mut rx) = oneshot::channel();
+        m.answer_read(Query::Framework {
+            id: sub.framework_id.clone(),
+            reply: tx,
+        });
+        assert!(
+            rx.try_recv().is_err(),
+            "held while the subscription's write is pending"
+        );
+        m.commit().await.expect("write");
+        let found = rx.try_recv().expect("answered after the write");
+        assert!(found.connected);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn one_framework_the_list_roles_and_weights() {
         let (mut m, dir) = master();
         let mut ids = Vec::new();
         for (name, role) in [("b", "eng"), ("a", "ops")] {
@@ -249,6 +279,7 @@ mod tests {
                 .expect("subscribe");
             ids.push(sub.framework_id);
         }
+        m.commit().await.expect("the subscriptions' write");
         let found = ask(&mut m, |reply| Query::Framework {
             id: ids[0].clone(),
             reply,
