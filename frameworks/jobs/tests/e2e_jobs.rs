@@ -349,7 +349,13 @@ fn lines(path: &Path) -> usize {
 fn a_daemon_killed_during_a_run_adopts_it_and_does_not_start_it_twice() {
     let c = cluster();
     let mut j = Jobs::start(&c);
-    let marker = c.dir.0.join("starts");
+    // Tasks run as the agent's unprivileged default user: the marker lives in a directory
+    // anyone may write (with the sticky bit, like /tmp).
+    let shared = c.dir.0.join("shared");
+    std::fs::create_dir_all(&shared).expect("shared dir");
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+        .expect("shared dir mode");
+    let marker = shared.join("starts");
     j.ok(
         "POST",
         "/v1/jobs",
