@@ -353,8 +353,11 @@ fn a_daemon_killed_during_a_run_adopts_it_and_does_not_start_it_twice() {
     // anyone may write (with the sticky bit, like /tmp).
     let shared = c.dir.0.join("shared");
     std::fs::create_dir_all(&shared).expect("shared dir");
-    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
-        .expect("shared dir mode");
+    std::fs::set_permissions(
+        &shared,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .expect("shared dir mode");
     let marker = shared.join("starts");
     j.ok(
         "POST",
