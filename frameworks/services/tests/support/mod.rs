@@ -9,112 +9,25 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
-}
+// Processes, temporary directories, free ports and the workspace's binaries: the master's
+// end-to-end support, shared rather than copied (the jobs tests include it the same way).
+#[path = "../../../../master/tests/support/mod.rs"]
+mod master;
+pub use master::{Proc, TempDir as Dir, free_port};
 
 pub fn binary(name: &str) -> PathBuf {
     if name == "agora-services" {
         return PathBuf::from(env!("CARGO_BIN_EXE_agora-services"));
     }
-    let p = target_dir().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build it first (cargo build -p agora-master -p agora-agent --bins)",
-        p.display()
-    );
-    p
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-pub struct Dir(pub PathBuf);
-
-impl Dir {
-    pub fn new(tag: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!(
-            "agora-services-e2e-{tag}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        ));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        Dir(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        if std::env::var_os("AGORA_E2E_KEEP").is_some() {
-            eprintln!("keeping {}", self.0.display());
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub struct Proc {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    pub fn spawn(bin: &Path, args: &[String], log: PathBuf) -> Proc {
-        let out = std::fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = Command::new(bin)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
-        Proc { child, log }
-    }
-
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill9();
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+    master::binary(name)
 }
 
 /// Minimal HTTP/1.1 request; the body parsed as JSON (`Null` when empty or not JSON).
@@ -204,6 +117,7 @@ impl Cluster {
         let dir = Dir::new("cluster");
         let master_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let master = Proc::spawn(
+            "agora-master",
             &binary("agora-master"),
             &[
                 "--listen".into(),
@@ -244,8 +158,12 @@ impl Cluster {
                 "process".into(),
             ];
             let log = c.dir.0.join(format!("agent-{i}.log"));
-            c.agents
-                .push(Proc::spawn(&binary("agora-agent"), &args, log));
+            c.agents.push(Proc::spawn(
+                "agora-agent",
+                &binary("agora-agent"),
+                &args,
+                log,
+            ));
         }
         wait_for(
             "agents registered",
@@ -278,6 +196,7 @@ impl Cluster {
         let log = self.dir.0.join(format!("services-{n}.log"));
         let port = self.api.map_or_else(free_port, |a| a.port());
         let proc = Proc::spawn(
+            "agora-services",
             &binary("agora-services"),
             &[
                 "--master".into(),
