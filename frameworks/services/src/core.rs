@@ -547,10 +547,7 @@ impl Core {
         let Some(prev) = self.apps.get(&def.id).cloned() else {
             return self.create_app(def, now);
         };
-        self.lock_check(&def.id, force)?;
-        let mut out = Output::default();
-        self.supersede(&def.id, &mut out);
-        let v = self.next_version(&def.id, now);
+        let (mut out, v) = self.begin_change(&def.id, now, force)?;
         let config_changed = AppDefinition {
             instances: 0,
             ..prev.def.clone()
@@ -582,6 +579,29 @@ impl Core {
         Ok((out, d))
     }
 
+    /// The app as it is now, or NotFound.
+    fn existing(&self, id: &str) -> Result<AppRecord, CoreError> {
+        self.apps
+            .get(id)
+            .cloned()
+            .ok_or_else(|| CoreError::NotFound(format!("App '{id}' does not exist")))
+    }
+
+    /// How every change to an existing app starts: refused while a deployment runs unless
+    /// `force`, the running deployment superseded, and the new version's time.
+    fn begin_change(
+        &mut self,
+        id: &str,
+        now: Millis,
+        force: bool,
+    ) -> Result<(Output, Millis), CoreError> {
+        self.lock_check(id, force)?;
+        let mut out = Output::default();
+        self.supersede(id, &mut out);
+        let v = self.next_version(id, now);
+        Ok((out, v))
+    }
+
     /// Restart every instance rolling (POST /v2/apps/{id}/restart).
     pub fn restart_app(
         &mut self,
@@ -589,15 +609,8 @@ impl Core {
         now: Millis,
         force: bool,
     ) -> Result<(Output, Deployment), CoreError> {
-        let prev = self
-            .apps
-            .get(id)
-            .cloned()
-            .ok_or_else(|| CoreError::NotFound(format!("App '{id}' does not exist")))?;
-        self.lock_check(id, force)?;
-        let mut out = Output::default();
-        self.supersede(id, &mut out);
-        let v = self.next_version(id, now);
+        let prev = self.existing(id)?;
+        let (mut out, v) = self.begin_change(id, now, force)?;
         self.set_app(
             AppRecord {
                 def: prev.def.clone(),
@@ -627,15 +640,8 @@ impl Core {
         now: Millis,
         force: bool,
     ) -> Result<(Output, Deployment), CoreError> {
-        let prev = self
-            .apps
-            .get(id)
-            .cloned()
-            .ok_or_else(|| CoreError::NotFound(format!("App '{id}' does not exist")))?;
-        self.lock_check(id, force)?;
-        let mut out = Output::default();
-        self.supersede(id, &mut out);
-        let v = self.next_version(id, now);
+        let prev = self.existing(id)?;
+        let (mut out, v) = self.begin_change(id, now, force)?;
         self.apps.remove(id);
         self.queue.remove(id);
         out.persist.push(Persist::DeleteApp(id.to_string()));
