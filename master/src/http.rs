@@ -87,6 +87,11 @@ pub fn router(service: Service) -> Router {
         .route("/api/v1/agents/{id}/drain", post(drain))
         .route("/api/v1/agents/{id}/gone", post(mark_gone))
         .route("/api/v1/tasks", get(tasks))
+        .route("/api/v1/events", get(crate::ui::events::events))
+        .route(
+            "/api/v1/tasks/{framework_id}/{task_id}/files/{op}",
+            get(crate::ui::files::files),
+        )
         .with_state(service)
         .layer(axum::middleware::from_fn(json_errors))
 }
@@ -202,6 +207,8 @@ struct TasksQuery {
     agent_id: Option<String>,
     /// A task state by its protocol name, e.g. `RUNNING`.
     state: Option<String>,
+    /// Tasks whose id or name contains this text.
+    name: Option<String>,
     #[serde(default)]
     offset: usize,
     limit: Option<usize>,
@@ -228,6 +235,8 @@ async fn tasks(
         framework_id: q.framework_id,
         agent_id: q.agent_id,
         state,
+        task_id: None,
+        name: q.name.filter(|n| !n.is_empty()),
         offset: q.offset,
         limit: q.limit.unwrap_or(TASKS_PAGE_DEFAULT),
     };
