@@ -88,6 +88,10 @@ pub fn router(service: Service) -> Router {
         .route("/api/v1/agents/{id}/gone", post(mark_gone))
         .route("/api/v1/tasks", get(tasks))
         .route("/api/v1/events", get(crate::ui::events::events))
+        .route("/", get(crate::ui::assets::index))
+        .route("/ui", get(crate::ui::assets::index))
+        .route("/ui/", get(crate::ui::assets::index))
+        .route("/ui/{*path}", get(crate::ui::assets::file))
         .route(
             "/api/v1/tasks/{framework_id}/{task_id}/files/{op}",
             get(crate::ui::files::files),
@@ -209,6 +213,8 @@ struct TasksQuery {
     state: Option<String>,
     /// Tasks whose id or name contains this text.
     name: Option<String>,
+    /// The one task with this id (with `framework_id`).
+    task_id: Option<String>,
     #[serde(default)]
     offset: usize,
     limit: Option<usize>,
@@ -235,7 +241,7 @@ async fn tasks(
         framework_id: q.framework_id,
         agent_id: q.agent_id,
         state,
-        task_id: None,
+        task_id: q.task_id,
         name: q.name.filter(|n| !n.is_empty()),
         offset: q.offset,
         limit: q.limit.unwrap_or(TASKS_PAGE_DEFAULT),
