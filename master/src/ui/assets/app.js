@@ -263,9 +263,13 @@ async function agents(page) {
   const host = q.get("hostname") || "";
   const status = q.get("status") || "";
   const offset = Number(q.get("offset") || 0);
-  const all = await api("/api/v1/agents");
-  const matching = all.filter((a) => (!host || a.hostname.includes(host)) && (!status || a.status === status));
-  const shown = matching.slice(offset, offset + PAGE);
+  const params = new URLSearchParams({ offset, limit: PAGE });
+  if (host) params.set("hostname", host);
+  if (status) params.set("status", status);
+  const r = await fetch(`/api/v1/agents?${params}`, { credentials: "same-origin" });
+  if (!r.ok) throw new Error(`${r.status}: ${await r.text()}`);
+  const shown = await r.json();
+  const matching = { length: Number(r.headers.get("x-total-count") || shown.length) };
   const rows = shown.map((a) => `<tr><td><a href="#/agents/${encodeURIComponent(a.id)}">${esc(a.hostname)}</a></td><td>${esc(a.status)}</td>
     <td>${esc(resText(a.resources))}</td><td>${esc(resText(a.allocated))}</td><td>${esc(a.address || "–")}</td></tr>`).join("");
   const statuses = ["", "registered", "disconnected", "unreachable", "draining", "deactivated", "removed", "gone"];
