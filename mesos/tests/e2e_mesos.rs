@@ -585,3 +585,81 @@ fn needs_python_pymesos_framework_runs_tasks_to_finished() {
         framework_status(&c, &fid) == "gone"
     });
 }
+
+#[test]
+fn needs_python_pymesos_executor_runs_tasks_over_the_executor_api() {
+    let dir = support::TempDir::new("mesos-exec");
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let agent_flags = [
+        "--listen",
+        listen.as_str(),
+        "--mesos-executors-without-token",
+        "--allow-root-tasks",
+    ];
+    let c = Cluster::start_in(dir, 1, &[], None, &agent_flags);
+    let executor = py_script("executor.py");
+    let executor = executor.to_str().expect("utf-8 path");
+    let report = run_pymesos_framework(&c, &["--tasks", "2", "--executor", executor]);
+    let states = report["states"].as_object().expect("states");
+    assert_eq!(states.len(), 2, "{report}");
+    for (task, seen) in states {
+        let seen: Vec<&str> = seen
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(seen, ["TASK_RUNNING", "TASK_FINISHED"], "{task}: {report}");
+    }
+    // The executor's framework messages came through the agent and the master.
+    let mut messages: Vec<&str> = report["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        ["aGVsbG8gZnJvbSB0YXNrIDA=", "aGVsbG8gZnJvbSB0YXNrIDE="],
+        "{report}"
+    );
+    assert_eq!(
+        report["reconciled"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
+    // The executor wrote into its MESOS_SANDBOX; it is shut down with the framework.
+    let fid = report["framework_id"]
+        .as_str()
+        .expect("framework id")
+        .to_string();
+    c.wait_until("framework torn down", |_| {
+        framework_status(&c, &fid) == "gone"
+    });
+    let sandboxes = c.dir.0.join("agent-0");
+    let found = find_file(&sandboxes, "py-task-1.out").unwrap_or_else(|| {
+        panic!(
+            "no py-task-1.out under {}\n{}",
+            sandboxes.display(),
+            c.logs()
+        )
+    });
+    assert_eq!(std::fs::read(found).expect("read"), b"hello from task 1");
+}
+
+fn find_file(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+        if p.is_dir()
+            && !p.is_symlink()
+            && let Some(f) = find_file(&p, name)
+        {
+            return Some(f);
+        }
+    }
+    None
+}

@@ -127,7 +127,10 @@ def main():
     if a.executor:
         executor_cmd = "%s %s" % (sys.executable, os.path.abspath(a.executor))
     sched = Framework(a.tasks, executor_cmd)
-    framework = {"user": "", "name": "pymesos-e2e", "hostname": "localhost"}
+    # The executor runs the venv's python, which may live under root's home: as root
+    # (the test's agents allow root tasks).
+    user = "root" if a.executor else ""
+    framework = {"user": user, "name": "pymesos-e2e", "hostname": "localhost"}
     driver = MesosSchedulerDriver(sched, framework, a.master, use_addict=False)
     driver.start()
     ok = sched.done.wait(TIMEOUT_SECONDS)
