@@ -663,3 +663,289 @@ fn find_file(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
     }
     None
 }
+
+fn json_call(c: &Cluster, stream: &str, body: &str) -> (u16, String) {
+    let (code, hs, r) = request(
+        c.addr,
+        "/api/v1/scheduler",
+        &[
+            ("Content-Type", "application/json"),
+            ("Mesos-Stream-Id", stream),
+        ],
+        body.as_bytes(),
+    );
+    (code, body_text(&hs, r))
+}
+
+fn next_update(events: &mut Events) -> m::TaskStatus {
+    events
+        .next_of(EventType::UPDATE)
+        .update
+        .and_then(|u| u.status)
+        .expect("status")
+}
+
+#[test]
+fn json_kill_reconcile_suppress_revive_and_update_framework() {
+    let c = Cluster::start(1);
+    let (fid, stream, mut events) = subscribe(c.addr, Format::Json, "calls-fw");
+    let offer = events
+        .next_of(EventType::OFFERS)
+        .offers
+        .expect("offers")
+        .offers[0]
+        .clone();
+    let aid = offer.agent_id.expect("agent").text().to_string();
+    let oid = offer.id.expect("offer").text().to_string();
+    let launch = format!(
+        r#"{{"type":"ACCEPT","framework_id":{{"value":"{fid}"}},"accept":{{"offer_ids":[{{"value":"{oid}"}}],
+        "operations":[{{"type":"LAUNCH","launch":{{"task_infos":[{{"name":"sleeper","task_id":{{"value":"sleeper"}},
+        "agent_id":{{"value":"{aid}"}},"resources":[{{"name":"cpus","type":"SCALAR","scalar":{{"value":0.2}}}}],
+        "command":{{"shell":false,"value":"sleep","arguments":["sleep","60"]}}}}]}}}}]}}}}"#
+    );
+    assert_eq!(json_call(&c, &stream, &launch), (202, String::new()));
+    let ack = |c: &Cluster, st: &m::TaskStatus| {
+        let Some(uuid) = &st.uuid else { return };
+        let body = serde_json::json!({
+            "type": "ACKNOWLEDGE", "framework_id": {"value": fid},
+            "acknowledge": {"agent_id": {"value": aid}, "task_id": {"value": "sleeper"},
+                "uuid": base64_of(uuid)}
+        });
+        assert_eq!(json_call(c, &stream, &body.to_string()).0, 202);
+    };
+    loop {
+        let st = next_update(&mut events);
+        ack(&c, &st);
+        if st.state == Some(m::TaskState::TASK_RUNNING as i32) {
+            break;
+        }
+    }
+    // Implicit reconciliation answers with the task's latest state, no uuid to acknowledge.
+    let reconcile =
+        format!(r#"{{"type":"RECONCILE","framework_id":{{"value":"{fid}"}},"reconcile":{{}}}}"#);
+    assert_eq!(json_call(&c, &stream, &reconcile).0, 202);
+    let st = next_update(&mut events);
+    assert_eq!(
+        st.reason,
+        Some(m::TaskStatusReason::REASON_RECONCILIATION as i32),
+        "{st:?}"
+    );
+    assert_eq!(st.state, Some(m::TaskState::TASK_RUNNING as i32));
+    assert!(st.uuid.is_none());
+    // SUPPRESS, REVIVE and UPDATE_FRAMEWORK reach the service layer.
+    for t in ["SUPPRESS", "REVIVE"] {
+        let body = format!(r#"{{"type":"{t}","framework_id":{{"value":"{fid}"}}}}"#);
+        assert_eq!(json_call(&c, &stream, &body).0, 202, "{t}");
+    }
+    let update = format!(
+        r#"{{"type":"UPDATE_FRAMEWORK","framework_id":{{"value":"{fid}"}},"update_framework":{{
+        "framework_info":{{"id":{{"value":"{fid}"}},"name":"renamed-fw","user":""}}}}}}"#
+    );
+    assert_eq!(json_call(&c, &stream, &update), (202, String::new()));
+    c.wait_until("the new name", |_| {
+        get_json(c.addr, "/master/frameworks")["frameworks"][0]["name"] == "renamed-fw"
+    });
+    // A kill for an unknown task is answered as Mesos does, with an update; KILL ends ours.
+    let kill = format!(
+        r#"{{"type":"KILL","framework_id":{{"value":"{fid}"}},"kill":{{"task_id":{{"value":"sleeper"}},"agent_id":{{"value":"{aid}"}}}}}}"#
+    );
+    assert_eq!(json_call(&c, &stream, &kill).0, 202);
+    loop {
+        let st = next_update(&mut events);
+        ack(&c, &st);
+        let s = st.state.unwrap_or(-1);
+        if s == m::TaskState::TASK_KILLED as i32 {
+            break;
+        }
+        assert!(
+            [
+                m::TaskState::TASK_KILLING as i32,
+                m::TaskState::TASK_RUNNING as i32
+            ]
+            .contains(&s),
+            "{st:?}"
+        );
+    }
+    // MESSAGE is fire-and-forget, as in Mesos (accepted, then dropped by the agent);
+    // SHUTDOWN on an agent that does not exist is refused.
+    let msg = format!(
+        r#"{{"type":"MESSAGE","framework_id":{{"value":"{fid}"}},"message":{{"agent_id":{{"value":"{aid}"}},"executor_id":{{"value":"nope"}},"data":"aGk="}}}}"#
+    );
+    assert_eq!(json_call(&c, &stream, &msg).0, 202);
+    let shutdown = format!(
+        r#"{{"type":"SHUTDOWN","framework_id":{{"value":"{fid}"}},"shutdown":{{"agent_id":{{"value":"no-such-agent"}},"executor_id":{{"value":"nope"}}}}}}"#
+    );
+    let (code, text) = json_call(&c, &stream, &shutdown);
+    assert!((400..500).contains(&code), "{code} {text}");
+    assert!(!text.is_empty());
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn executor_api_refuses_bad_calls_with_mesos_codes() {
+    let dir = support::TempDir::new("mesos-exec-bad");
+    let listen: SocketAddr = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .expect("addr");
+    let listen_text = listen.to_string();
+    let c = Cluster::start_in(dir, 1, &[], None, &["--listen", listen_text.as_str()]);
+    let post = |headers: &[(&str, &str)], body: &str| {
+        let (code, hs, r) = request(listen, "/api/v1/executor", headers, body.as_bytes());
+        (code, body_text(&hs, r))
+    };
+    let json = ("Content-Type", "application/json");
+    let subscribe = r#"{"type":"SUBSCRIBE","framework_id":{"value":"f1"},"executor_id":{"value":"e1"},"subscribe":{}}"#;
+    let cases = [
+        (vec![json], "{oops".to_string(), 400, "JSON"),
+        (vec![("Content-Type", "text/plain")], subscribe.to_string(), 415, "Content-Type"),
+        (vec![json, ("Accept", "image/png")], subscribe.to_string(), 406, "Accept"),
+        (vec![json], subscribe.replace("SUBSCRIBE", "DANCE"), 400, "unknown CallType value 'DANCE'"),
+        (vec![json], r#"{"type":"SUBSCRIBE","framework_id":{"value":"f1"}}"#.to_string(), 400, "executor_id"),
+        (vec![json], r#"{"type":"UPDATE","framework_id":{"value":"f1"},"executor_id":{"value":"e1"},"update":{"status":{"task_id":{"value":"t"},"state":"TASK_RUNNING","uuid":"not base64!"}}}"#.to_string(), 400, "base64"),
+        // An executor the agent does not run, without a token: refused before anything changes.
+        (vec![json], subscribe.to_string(), 400, "not known to this agent"),
+        (vec![json, ("Authorization", "Bearer wrong")], subscribe.to_string(), 400, "not known"),
+    ];
+    for (headers, body, code, needle) in cases {
+        let (got, msg) = post(&headers, &body);
+        assert_eq!(got, code, "{headers:?} {body}: {msg}");
+        assert!(msg.contains(needle), "'{msg}' lacks '{needle}'");
+    }
+    drop(c);
+}
+
+/// A custom executor that only records its environment and waits: the test itself then
+/// speaks the executor API for it, with and without its token.
+#[test]
+fn executor_gets_mesos_environment_and_needs_its_token() {
+    let dir = support::TempDir::new("mesos-exec-env");
+    let listen: SocketAddr = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .expect("addr");
+    let listen_text = listen.to_string();
+    let c = Cluster::start_in(dir, 1, &[], None, &["--listen", listen_text.as_str()]);
+    let (fid, stream, mut events) = subscribe(c.addr, Format::Json, "env-fw");
+    let offer = events
+        .next_of(EventType::OFFERS)
+        .offers
+        .expect("offers")
+        .offers[0]
+        .clone();
+    let aid = offer.agent_id.expect("agent").text().to_string();
+    let oid = offer.id.expect("offer").text().to_string();
+    let launch = format!(
+        r#"{{"type":"ACCEPT","framework_id":{{"value":"{fid}"}},"accept":{{"offer_ids":[{{"value":"{oid}"}}],
+        "operations":[{{"type":"LAUNCH","launch":{{"task_infos":[{{"name":"t","task_id":{{"value":"env-task"}},
+        "agent_id":{{"value":"{aid}"}},"data":"aGk=","resources":[{{"name":"cpus","type":"SCALAR","scalar":{{"value":0.1}}}}],
+        "executor":{{"type":"CUSTOM","executor_id":{{"value":"env-exec"}},
+          "command":{{"value":"env > $MESOS_SANDBOX/env.txt.tmp && mv $MESOS_SANDBOX/env.txt.tmp $MESOS_SANDBOX/env.txt; sleep 60"}},
+          "resources":[{{"name":"cpus","type":"SCALAR","scalar":{{"value":0.1}}}}]}}}}]}}}}]}}}}"#
+    );
+    assert_eq!(json_call(&c, &stream, &launch), (202, String::new()));
+    let deadline = Instant::now() + WAIT;
+    let env_file = loop {
+        if let Some(f) = find_file(&c.dir.0.join("agent-0"), "env.txt") {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the executor never wrote its environment\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let env: std::collections::HashMap<String, String> = std::fs::read_to_string(&env_file)
+        .expect("env.txt")
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    assert_eq!(
+        env.get("MESOS_AGENT_ENDPOINT"),
+        Some(&listen_text),
+        "{env:?}"
+    );
+    assert_eq!(env.get("MESOS_FRAMEWORK_ID"), Some(&fid));
+    assert_eq!(
+        env.get("MESOS_EXECUTOR_ID").map(String::as_str),
+        Some("env-exec")
+    );
+    assert_eq!(env.get("MESOS_AGENT_ID"), Some(&aid));
+    let sandbox = env.get("MESOS_SANDBOX").expect("MESOS_SANDBOX");
+    assert_eq!(env.get("MESOS_DIRECTORY"), Some(sandbox));
+    assert!(
+        env_file.starts_with(sandbox),
+        "{} vs {sandbox}",
+        env_file.display()
+    );
+    let token = env
+        .get("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+        .expect("token")
+        .clone();
+    let subscribe = format!(
+        r#"{{"type":"SUBSCRIBE","framework_id":{{"value":"{fid}"}},"executor_id":{{"value":"env-exec"}},"subscribe":{{}}}}"#
+    );
+    let json = ("Content-Type", "application/json");
+    // Without its token (the agent was not started with --mesos-executors-without-token).
+    let (code, hs, r) = request(listen, "/api/v1/executor", &[json], subscribe.as_bytes());
+    let text = body_text(&hs, r);
+    assert_eq!(code, 401, "{text}");
+    assert!(text.contains("token"), "{text}");
+    // With it: SUBSCRIBED, then the task.
+    let bearer = format!("Bearer {token}");
+    let (code, hs, r) = request(
+        listen,
+        "/api/v1/executor",
+        &[json, ("Authorization", bearer.as_str())],
+        subscribe.as_bytes(),
+    );
+    assert_eq!(code, 200, "{}", body_text(&hs, r));
+    let mut decoder = recordio::Decoder::new();
+    let mut r = r;
+    let mut got: Vec<agora_mesos::schema::executor::Event> = Vec::new();
+    while got.len() < 2 {
+        let chunk = read_chunk(&mut r).expect("executor events");
+        for rec in decoder.feed(&chunk).expect("RecordIO") {
+            got.push(Format::Json.decode(&rec).expect("event"));
+        }
+    }
+    use agora_mesos::schema::executor::EventType as X;
+    assert_eq!(got[0].r#type, Some(X::SUBSCRIBED as i32), "{got:?}");
+    let sub = got[0].subscribed.clone().expect("subscribed");
+    assert_eq!(
+        sub.framework_info
+            .and_then(|f| f.id)
+            .map(|i| i.text().to_string()),
+        Some(fid.clone())
+    );
+    assert_eq!(got[1].r#type, Some(X::LAUNCH as i32), "{got:?}");
+    let task = got[1].launch.clone().and_then(|l| l.task).expect("task");
+    assert_eq!(
+        task.task_id.map(|t| t.text().to_string()).as_deref(),
+        Some("env-task")
+    );
+    assert_eq!(task.data.as_deref(), Some(&b"hi"[..]));
+    // An update with the token reaches the framework.
+    let update = format!(
+        r#"{{"type":"UPDATE","framework_id":{{"value":"{fid}"}},"executor_id":{{"value":"env-exec"}},
+        "update":{{"status":{{"task_id":{{"value":"env-task"}},"state":"TASK_RUNNING","source":"SOURCE_EXECUTOR",
+        "uuid":"{}"}}}}}}"#,
+        base64_of(uuid::Uuid::new_v4().as_bytes())
+    );
+    let (code, hs, r) = request(
+        listen,
+        "/api/v1/executor",
+        &[json, ("Authorization", bearer.as_str())],
+        update.as_bytes(),
+    );
+    assert_eq!(code, 202, "{}", body_text(&hs, r));
+    let st = next_update(&mut events);
+    assert_eq!(st.state, Some(m::TaskState::TASK_RUNNING as i32), "{st:?}");
+    assert_eq!(st.source, Some(m::TaskStatusSource::SOURCE_EXECUTOR as i32));
+}
