@@ -188,3 +188,51 @@ fn every_agora_state_has_a_mesos_name() {
         );
     }
 }
+
+mod never_panics {
+    use super::*;
+    use crate::schema::executor as x;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever bytes arrive, decoding and translating answers a value or a refusal.
+        #[test]
+        fn on_any_protobuf_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(c) = Format::Protobuf.decode::<s::Call>(&bytes) {
+                let _ = call_to_agora(&c);
+            }
+            if let Ok(c) = Format::Protobuf.decode::<x::Call>(&bytes) {
+                let _ = super::super::executor::call_to_agora(&c);
+            }
+        }
+
+        #[test]
+        fn on_any_json_text(text in "\\PC{0,200}") {
+            if let Ok(c) = Format::Json.decode::<s::Call>(text.as_bytes()) {
+                let _ = call_to_agora(&c);
+            }
+        }
+
+        /// Structured JSON calls with arbitrary values in the fields translation reads.
+        #[test]
+        fn on_calls_with_odd_values(
+            kind in prop_oneof![Just("SUBSCRIBE"), Just("ACCEPT"), Just("KILL"), Just("ACKNOWLEDGE"), Just("RECONCILE"), Just("UPDATE_FRAMEWORK")],
+            value in prop_oneof![Just(serde_json::json!(-1.0)), Just(serde_json::json!(1e300)), Just(serde_json::json!("")), Just(serde_json::json!(null))],
+        ) {
+            let body = serde_json::json!({
+                "type": kind,
+                "framework_id": {"value": "f"},
+                "subscribe": {"framework_info": {"name": "n", "user": "u", "failover_timeout": value}},
+                "accept": {"operations": [{"type": "LAUNCH", "launch": {"task_infos": [{
+                    "name": "t", "task_id": {"value": "t"}, "agent_id": {"value": "a"},
+                    "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": value}}]}]}}]},
+                "kill": {"task_id": {"value": value}},
+                "acknowledge": {"agent_id": {"value": "a"}, "task_id": {"value": "t"}, "uuid": value},
+                "update_framework": {"framework_info": {"name": value, "user": "u"}},
+            });
+            if let Ok(c) = Format::Json.decode::<s::Call>(body.to_string().as_bytes()) {
+                let _ = call_to_agora(&c);
+            }
+        }
+    }
+}
