@@ -513,6 +513,14 @@ fn read_only_endpoints_answer_in_mesos_shapes() {
     assert_eq!(code, 400, "{body}");
 }
 
+/// pymesos tore the framework of `report` down when it stopped.
+fn wait_torn_down(c: &Cluster, report: &Value) {
+    let fid = report["framework_id"].as_str().expect("framework id");
+    c.wait_until("framework torn down", |_| {
+        framework_status(c, fid) == "gone"
+    });
+}
+
 /// The venv python `scripts/mesos-py-env.sh` made (`AGORA_MESOS_PYTHON`, or the default
 /// place under `target/`).
 fn python() -> PathBuf {
@@ -577,13 +585,7 @@ fn needs_python_pymesos_framework_runs_tasks_to_finished() {
         "{report}"
     );
     // pymesos acknowledged every update (the agents forget them) and tore the framework down.
-    let fid = report["framework_id"]
-        .as_str()
-        .expect("framework id")
-        .to_string();
-    c.wait_until("framework torn down", |_| {
-        framework_status(&c, &fid) == "gone"
-    });
+    wait_torn_down(&c, &report);
 }
 
 #[test]
@@ -630,13 +632,7 @@ fn needs_python_pymesos_executor_runs_tasks_over_the_executor_api() {
         "{report}"
     );
     // The executor wrote into its MESOS_SANDBOX; it is shut down with the framework.
-    let fid = report["framework_id"]
-        .as_str()
-        .expect("framework id")
-        .to_string();
-    c.wait_until("framework torn down", |_| {
-        framework_status(&c, &fid) == "gone"
-    });
+    wait_torn_down(&c, &report);
     let sandboxes = c.dir.0.join("agent-0");
     let found = find_file(&sandboxes, "py-task-1.out").unwrap_or_else(|| {
         panic!(
