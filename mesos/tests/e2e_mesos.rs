@@ -945,3 +945,66 @@ fn executor_gets_mesos_environment_and_needs_its_token() {
     assert_eq!(st.state, Some(m::TaskState::TASK_RUNNING as i32), "{st:?}");
     assert_eq!(st.source, Some(m::TaskStatusSource::SOURCE_EXECUTOR as i32));
 }
+
+/// `--authenticate-frameworks` covers Mesos's scheduler API: Basic credentials as Mesos
+/// frameworks send them, and the framework's principal must be the caller's.
+#[test]
+fn mesos_schedulers_authenticate_with_basic_credentials() {
+    use base64::Engine;
+    let dir = support::TempDir::new("mesos-auth");
+    let creds = dir.0.join("credentials.json");
+    std::fs::write(
+        &creds,
+        r#"[{"principal": "fw", "secret": "fw-secret"}, {"principal": "other", "secret": "other-secret"}]"#,
+    )
+    .expect("credentials");
+    let creds = creds.display().to_string();
+    let c = Cluster::start_in(
+        dir,
+        0,
+        &["--credentials", &creds, "--authenticate-frameworks"],
+        None,
+        &[],
+    );
+    let basic = |p: &str, s: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{p}:{s}"))
+        )
+    };
+    let subscribe = r#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"","name":"auth-fw","principal":"fw"}}}"#;
+    let json = ("Content-Type", "application/json");
+    let (code, hs, r) = request(c.addr, "/api/v1/scheduler", &[json], subscribe.as_bytes());
+    assert_eq!(code, 401, "{}", body_text(&hs, r));
+    let wrong = basic("fw", "nope");
+    let (code, hs, r) = request(
+        c.addr,
+        "/api/v1/scheduler",
+        &[json, ("Authorization", wrong.as_str())],
+        subscribe.as_bytes(),
+    );
+    assert_eq!(code, 401, "{}", body_text(&hs, r));
+    let other = basic("other", "other-secret");
+    let (code, hs, r) = request(
+        c.addr,
+        "/api/v1/scheduler",
+        &[json, ("Authorization", other.as_str())],
+        subscribe.as_bytes(),
+    );
+    assert_eq!(
+        code,
+        403,
+        "another principal's framework: {}",
+        body_text(&hs, r)
+    );
+    let good = basic("fw", "fw-secret");
+    let (code, hs, r) = request(
+        c.addr,
+        "/api/v1/scheduler",
+        &[json, ("Authorization", good.as_str())],
+        subscribe.as_bytes(),
+    );
+    assert_eq!(code, 200, "{}", body_text(&hs, r));
+    assert!(header(&hs, "mesos-stream-id").is_some());
+    drop(r);
+}
