@@ -1008,3 +1008,35 @@ fn mesos_schedulers_authenticate_with_basic_credentials() {
     assert!(header(&hs, "mesos-stream-id").is_some());
     drop(r);
 }
+
+/// Newer Mesos clients accept `application/recordio` and name the records' format in
+/// `Message-Accept`.
+#[test]
+fn recordio_accept_with_message_accept() {
+    let c = Cluster::start(0);
+    let subscribe =
+        r#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"","name":"rio"}}}"#;
+    let (code, hs, r) = request(
+        c.addr,
+        "/api/v1/scheduler",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/recordio"),
+            ("Message-Accept", "application/x-protobuf"),
+        ],
+        subscribe.as_bytes(),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(header(&hs, "content-type"), Some("application/recordio"));
+    assert_eq!(
+        header(&hs, "message-content-type"),
+        Some("application/x-protobuf")
+    );
+    let mut events = Events {
+        r,
+        decoder: recordio::Decoder::new(),
+        pending: Default::default(),
+        format: Format::Protobuf,
+    };
+    assert_eq!(events.next().r#type, Some(EventType::SUBSCRIBED as i32));
+}

@@ -26,6 +26,8 @@ use crate::auth::Caller;
 use crate::grpc::ClosingStream;
 
 pub const STREAM_ID_HEADER: &str = "Mesos-Stream-Id";
+/// The streaming media type newer Mesos clients accept, with `Message-Accept`.
+const RECORDIO: &str = "application/recordio";
 
 pub async fn call(
     State(st): State<MesosState>,
@@ -47,7 +49,17 @@ async fn answer(
     body: &[u8],
 ) -> Result<Response, Refusal> {
     let format_in = Format::of_content_type(header_text(headers, "content-type"))?;
-    let format_out = Format::of_accept(header_text(headers, "accept"))?;
+    // `Accept: application/recordio` (newer Mesos clients) names the records' format in
+    // `Message-Accept`.
+    let recordio = header_text(headers, "accept").is_some_and(|a| {
+        a.split(',')
+            .any(|t| t.split(';').next().unwrap_or("").trim() == RECORDIO)
+    });
+    let format_out = if recordio {
+        Format::of_accept(header_text(headers, "message-accept"))?
+    } else {
+        Format::of_accept(header_text(headers, "accept"))?
+    };
     let call: s::Call = format_in.decode(body)?;
     let call = call_to_agora(&call)?;
     let stream_id = header_text(headers, STREAM_ID_HEADER);
@@ -57,7 +69,7 @@ async fn answer(
                 "Subscribe calls should not include the '{STREAM_ID_HEADER}' header"
             )));
         }
-        return subscribe(st, caller, headers, request, format_out).await;
+        return subscribe(st, caller, headers, request, format_out, recordio).await;
     }
     check_stream(st, call.framework_id(), stream_id)?;
     let svc = &st.service;
@@ -130,6 +142,7 @@ async fn subscribe(
     headers: &HeaderMap,
     request: v1::SubscribeRequest,
     format: Format,
+    recordio: bool,
 ) -> Result<Response, Refusal> {
     let sub = st
         .service
@@ -188,10 +201,13 @@ async fn subscribe(
             });
     let mut response = Response::new(Body::from_stream(body));
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
+    let message_type = HeaderValue::from_static(format.content_type());
+    if recordio {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(RECORDIO));
+        h.insert("Message-Content-Type", message_type);
+    } else {
+        h.insert(header::CONTENT_TYPE, message_type);
+    }
     if let Ok(v) = HeaderValue::from_str(&stream_id) {
         h.insert(STREAM_ID_HEADER, v);
     }
