@@ -58,6 +58,16 @@ if ! have_browser; then
   echo "note: chromium or chromedriver missing: tests named needs_browser are skipped"
 fi
 
+# `needs_python`: third-party Mesos client code (pymesos from PyPI) in a venv under target/
+# (scripts/mesos-py-env.sh); where it cannot be built those tests are skipped.
+step "Python venv with a third-party Mesos client (pymesos)"
+if py="$(bash scripts/mesos-py-env.sh)"; then
+  export AGORA_MESOS_PYTHON="$PWD/$py"
+else
+  filter="$filter - test(needs_python)"
+  echo "note: the pymesos venv could not be built: tests named needs_python are skipped"
+fi
+
 step "tests (cargo nextest)"
 cargo nextest run --workspace --no-fail-fast -E "$filter" "$@"
 

@@ -66,6 +66,9 @@ pub struct HttpSecurity {
     pub authenticate: bool,
     /// `access_sandbox` decides who may read which task's sandbox (deny by default).
     pub acls: Option<agora_auth::Acls>,
+    /// Mesos HTTP executors may call `/api/v1/executor` without their token
+    /// (`--mesos-executors-without-token`).
+    pub mesos_executors_without_token: bool,
 }
 
 impl HttpSecurity {
@@ -174,6 +177,9 @@ async fn guard(
 
 /// The router serving the endpoints above.
 pub fn router(state: AgentState, work_dir: PathBuf, security: Arc<HttpSecurity>) -> Router {
+    // Mesos executors authenticate with their own token, not operator credentials.
+    let mesos =
+        crate::mesos_executor::router(state.clone(), security.mesos_executors_without_token);
     let ctx = Ctx {
         state,
         work_dir,
@@ -188,6 +194,7 @@ pub fn router(state: AgentState, work_dir: PathBuf, security: Arc<HttpSecurity>)
         .route("/files/read", get(read))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard))
         .with_state(ctx)
+        .merge(mesos)
 }
 
 /// PEM certificate (chain) and private key for serving the endpoint over TLS.
@@ -612,6 +619,7 @@ mod tests {
             credentials: Some(creds.clone()),
             authenticate: true,
             acls: None,
+            ..HttpSecurity::default()
         };
         assert_eq!(
             on.authenticate(Some(&header("alice", "pw"))),

@@ -57,6 +57,8 @@ fn bad_query(r: QueryRejection) -> Error {
 }
 
 pub fn router(service: Service) -> Router {
+    // Mesos's routes answer Mesos's errors (plain text), outside the JSON error layer.
+    let mesos = crate::mesos::router(service.clone());
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
@@ -98,6 +100,7 @@ pub fn router(service: Service) -> Router {
         )
         .with_state(service)
         .layer(axum::middleware::from_fn(json_errors))
+        .merge(mesos)
 }
 
 /// Around every HTTP route: refuse URIs over `URI_MAX_BYTES`, and give every error that

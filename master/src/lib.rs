@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod mesos;
 pub mod metrics;
 pub mod registry;
 pub mod server;
