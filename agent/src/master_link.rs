@@ -158,6 +158,30 @@ impl StatusSink for GrpcSink {
     }
 }
 
+/// Most "go to the leader" hops one registration round follows.
+pub const MAX_LEADER_REDIRECTS: usize = 3;
+
+/// Why registering with one master failed, and the leader it named if it is not one.
+struct RegisterFailure {
+    message: String,
+    leader: Option<MasterAddr>,
+}
+
+impl From<String> for RegisterFailure {
+    fn from(message: String) -> Self {
+        RegisterFailure {
+            message,
+            leader: None,
+        }
+    }
+}
+
+impl From<&str> for RegisterFailure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
 /// Why a session ended.
 #[derive(Debug)]
 enum SessionEnd {
@@ -336,13 +360,29 @@ impl MasterLink {
         }
     }
 
-    /// Tries each master in order; the first that registers the agent wins.
+    /// Tries each master in order; the first that registers the agent wins. A master
+    /// that is not the leader names the leader, which is tried next (at most
+    /// `MAX_LEADER_REDIRECTS` times per round, so two masters naming each other cannot
+    /// loop).
     async fn register(&self, agent_id: Option<&str>) -> Result<Session, String> {
         let mut errors = Vec::new();
-        for master in &self.masters {
-            match self.register_with(master, agent_id).await {
+        let mut queue: std::collections::VecDeque<MasterAddr> =
+            self.masters.iter().cloned().collect();
+        let mut redirects = 0;
+        while let Some(master) = queue.pop_front() {
+            match self.register_with(&master, agent_id).await {
                 Ok(session) => return Ok(session),
-                Err(e) => errors.push(format!("{master}: {e}")),
+                Err(RegisterFailure { message, leader }) => {
+                    errors.push(format!("{master}: {message}"));
+                    if let Some(leader) = leader
+                        && leader != master
+                        && redirects < MAX_LEADER_REDIRECTS
+                    {
+                        redirects += 1;
+                        tracing::info!(from = %master, leader = %leader, "not the leader; going to the leader it named");
+                        queue.push_front(leader);
+                    }
+                }
             }
         }
         Err(errors.join("; "))
@@ -352,7 +392,7 @@ impl MasterLink {
         &self,
         master: &MasterAddr,
         agent_id: Option<&str>,
-    ) -> Result<Session, String> {
+    ) -> Result<Session, RegisterFailure> {
         let endpoint = master_endpoint(master, self.config.tls.as_ref())?
             .connect_timeout(self.config.connect_timeout)
             .tcp_nodelay(true)
@@ -390,7 +430,10 @@ impl MasterLink {
         let response = tokio::time::timeout(timeout, client.register(request))
             .await
             .map_err(|_| "Register timed out".to_string())?
-            .map_err(|s| format!("Register failed: {} ({:?})", s.message(), s.code()))?;
+            .map_err(|s| RegisterFailure {
+                message: format!("Register failed: {} ({:?})", s.message(), s.code()),
+                leader: MasterAddr::leader_named_by(&s, master),
+            })?;
         let mut stream = response.into_inner();
         let first = tokio::time::timeout(timeout, stream.message())
             .await
@@ -402,12 +445,13 @@ impl MasterLink {
                 return Err(format!(
                     "first message was not Registered but {}",
                     command_name(&other)
-                ));
+                )
+                .into());
             }
-            None => return Err("stream ended before Registered".to_string()),
+            None => return Err("stream ended before Registered".into()),
         };
         if registered.agent_id.is_empty() {
-            return Err("Registered carried an empty agent id".to_string());
+            return Err("Registered carried an empty agent id".into());
         }
         Ok(Session {
             master: master.clone(),

@@ -183,8 +183,17 @@ enum SessionEnd {
 /// Outcome of trying to subscribe at one master.
 enum AttemptError {
     Retry(String),
+    /// The master is not the leader and named it (an address in the form `masters` use).
+    NotLeader {
+        message: String,
+        leader: String,
+    },
     Fatal(SdkError),
 }
+
+/// Most "go to the leader" hops one round over the masters follows (two masters naming
+/// each other must not loop).
+pub const MAX_LEADER_REDIRECTS: usize = 3;
 
 struct Subscription {
     address: String,
@@ -296,11 +305,13 @@ impl Driver {
             }
             let mut last_error = String::new();
             let mut subscription = None;
-            for address in addresses {
+            let mut queue: std::collections::VecDeque<String> = addresses.iter().cloned().collect();
+            let mut redirects = 0;
+            while let Some(address) = queue.pop_front() {
                 let attempt = tokio::select! {
                     biased;
                     _ = stop_rx.wait_for(|stopped| *stopped) => return Ok(StopReason::Stopped),
-                    a = self.subscribe_at(address) => a,
+                    a = self.subscribe_at(&address) => a,
                 };
                 match attempt {
                     Ok(s) => {
@@ -311,6 +322,14 @@ impl Driver {
                     Err(AttemptError::Retry(e)) => {
                         tracing::warn!("cannot subscribe: {e}");
                         last_error = e;
+                    }
+                    Err(AttemptError::NotLeader { message, leader }) => {
+                        tracing::info!(from = %address, leader = %leader, "not the leader; going to the leader it named");
+                        if leader != address && redirects < MAX_LEADER_REDIRECTS {
+                            redirects += 1;
+                            queue.push_front(leader);
+                        }
+                        last_error = message;
                     }
                 }
             }
@@ -398,6 +417,12 @@ impl Driver {
             secret: String::new(),
         };
         let refused = |status: tonic::Status| {
+            if let Some(leader) = crate::session::leader_named_by(&status, address) {
+                return AttemptError::NotLeader {
+                    message: format!("{address}: {}", status.message()),
+                    leader,
+                };
+            }
             if subscribe_error_is_retryable(status.code()) {
                 AttemptError::Retry(format!(
                     "{address}: subscribe failed: {:?}: {}",

@@ -192,6 +192,9 @@ impl Master {
             let executor = task.executor.clone();
             if state.is_terminal() {
                 // Its terminal update is still on its way through the update manager.
+                if !self.tasks.contains_key(&key) {
+                    self.ended_unreported.insert(key);
+                }
                 continue;
             }
             if self.framework_retired(&fw_id) {
@@ -704,6 +707,8 @@ impl Master {
         } else if !self.backlogged_since.is_empty() {
             self.backlogged_since.remove(&status.framework_id);
         }
+        // Taken: from here the framework hears of it (now or when it is back).
+        self.ended_unreported.remove(&key);
         self.apply_task_state(&key, &status);
         // The agent may already know a newer state while older updates await their
         // acknowledgement; the master's view moves ahead (and frees resources) at once, but

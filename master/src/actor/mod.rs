@@ -446,6 +446,12 @@ pub struct Master {
     /// Per agent id: its dynamic reservations and volumes (persisted; applied to what the
     /// agent reports when it registers). Owned by `operations`.
     checkpointed: HashMap<String, Resources>,
+    /// (framework, task) an agent reported ended when it re-registered, whose terminal
+    /// update has not arrived yet: reconciliation stays silent on them instead of
+    /// answering LOST for a task whose real end is on its way (a task that ended while
+    /// the master was away, e.g. during a leader failover). Removed by the update; at
+    /// most the agents' ended-and-unacknowledged tasks.
+    ended_unreported: HashSet<(String, String)>,
     /// When the last agent was marked unreachable, for `agent_removal_interval`.
     last_agent_removal: Option<Millis>,
 }
@@ -459,6 +465,26 @@ impl Master {
         registry: Box<dyn Registry>,
         recovered: RegistryState,
     ) -> Result<(Master, MasterHandle, mpsc::Receiver<Command>), allocator::AllocatorError> {
+        let (handle, rx) = Self::channel();
+        let master = Self::on_channel(config, clock, registry, recovered, handle.clone())?;
+        Ok((master, handle, rx))
+    }
+
+    /// The actor's command queue, made before the actor itself: a master that waits to
+    /// be elected serves (and refuses) calls with the handle before it has any state.
+    pub fn channel() -> (MasterHandle, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
+        (MasterHandle { tx }, rx)
+    }
+
+    /// `new` on a queue made by `channel`.
+    pub fn on_channel(
+        config: MasterConfig,
+        clock: Arc<dyn Clock>,
+        registry: Box<dyn Registry>,
+        recovered: RegistryState,
+        handle: MasterHandle,
+    ) -> Result<Master, allocator::AllocatorError> {
         let mut alloc = allocator::by_name(
             &config.allocator,
             AllocatorConfig {
@@ -472,8 +498,6 @@ impl Master {
             alloc.set_weight(&role, w)?;
         }
         let peer_queue_capacity = config.peer_queue_capacity;
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
-        let handle = MasterHandle { tx };
         let now = clock.now_ms();
         let mut master = Master {
             config,
@@ -494,7 +518,7 @@ impl Master {
             next_id: 0,
             next_epoch: 0,
             last_framework_heartbeat: now,
-            handle: handle.clone(),
+            handle,
             registry,
             registry_pending: Vec::new(),
             deferred: Vec::new(),
@@ -503,10 +527,11 @@ impl Master {
             reregistration_deadline: None,
             usage: HashMap::new(),
             checkpointed: HashMap::new(),
+            ended_unreported: HashSet::new(),
             last_agent_removal: None,
         };
         master.resume(recovered);
-        Ok((master, handle, rx))
+        Ok(master)
     }
 
     pub fn master_id(&self) -> &str {
