@@ -54,6 +54,8 @@ pub struct RunningMaster {
     listener: TcpListener,
     router: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Whether this master acts (always, without etcd).
+    leadership: crate::service::Leadership,
     /// The actor's task (with `--etcd-endpoints`: the HA driver's, which runs the actor
     /// while leading): it ends early only when a registry write failed or leadership
     /// ended.
@@ -166,11 +168,13 @@ impl RunningMaster {
         let actor =
             tokio::spawn(async move { master.run(rx).await.map_err(ServerError::Registry) });
         let service = crate::service::Service::new(handle.clone(), gate.clone(), flags);
+        let leadership = service.leadership().clone();
         let router = Self::router(service, gate);
         Ok(Self {
             addr,
             handle,
             master_id,
+            leadership,
             listener,
             router,
             tls,
@@ -228,12 +232,13 @@ impl RunningMaster {
             rx,
         ));
         let service = crate::service::Service::new(handle.clone(), gate.clone(), flags)
-            .with_leadership(leadership);
+            .with_leadership(leadership.clone());
         let router = Self::router(service, gate);
         Ok(Self {
             addr,
             handle,
             master_id: String::new(),
+            leadership,
             listener,
             router,
             tls,
@@ -361,10 +366,15 @@ impl RunningMaster {
             }
         }
         drop(self.listener);
-        let _ = self
-            .handle
-            .ask(|reply| Command::CloseStreams { reply })
+        // A follower has no actor to ask (its queue is held for the election); a wedged
+        // actor must not hold up the shutdown either.
+        if self.leadership.leading() {
+            let _ = tokio::time::timeout(
+                SHUTDOWN_GRACE,
+                self.handle.ask(|reply| Command::CloseStreams { reply }),
+            )
             .await;
+        }
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
             .await
             .is_err()

@@ -367,6 +367,12 @@ async fn needs_etcd_one_leader_followers_redirect_and_kill9_failover() {
     }
     let l3 = m.wait_leader(&all, Duration::from_secs(TTL_S + 20));
     assert!(weights(&m, l3).contains("3.5"), "{}", weights(&m, l3));
+
+    // SIGTERM stops a follower (it has no actor to close streams on) and the leader.
+    for i in all.iter().copied().filter(|&i| i != l3).chain([l3]) {
+        let stopped = m.procs[i].as_mut().and_then(Proc::stop);
+        assert!(stopped.is_some(), "master{i} ignored SIGTERM\n{}", m.logs());
+    }
 }
 
 /// `kill -9` of the leader while tasks launch and status updates flow: agents and the
