@@ -161,10 +161,23 @@ impl StatusSink for GrpcSink {
 /// Most "go to the leader" hops one registration round follows.
 pub const MAX_LEADER_REDIRECTS: usize = 3;
 
+/// How soon a registration round is tried again when a master said it is not the leader
+/// and no master took the agent (an election is under way): about the masters' own poll.
+pub const ELECTION_RETRY: Duration = Duration::from_millis(250);
+
 /// Why registering with one master failed, and the leader it named if it is not one.
 struct RegisterFailure {
     message: String,
     leader: Option<MasterAddr>,
+    /// The master answered "not the leader" (it is alive; a leader is or will be elected).
+    not_leader: bool,
+}
+
+/// Why a whole round over the masters failed.
+struct RoundFailure {
+    errors: String,
+    /// Some master answered "not the leader".
+    electing: bool,
 }
 
 impl From<String> for RegisterFailure {
@@ -172,6 +185,7 @@ impl From<String> for RegisterFailure {
         RegisterFailure {
             message,
             leader: None,
+            not_leader: false,
         }
     }
 }
@@ -352,7 +366,17 @@ impl MasterLink {
                         backoff.reset();
                     }
                 }
-                Err(errors) => {
+                Err(RoundFailure {
+                    errors,
+                    electing: true,
+                }) => {
+                    // A master answered but none leads yet (a failover is under way): look
+                    // again soon instead of backing off for seconds.
+                    tracing::info!("no leader yet: {errors}");
+                    tokio::time::sleep(ELECTION_RETRY).await;
+                    continue;
+                }
+                Err(RoundFailure { errors, .. }) => {
                     tracing::warn!("no master reachable: {errors}");
                 }
             }
@@ -364,16 +388,22 @@ impl MasterLink {
     /// that is not the leader names the leader, which is tried next (at most
     /// `MAX_LEADER_REDIRECTS` times per round, so two masters naming each other cannot
     /// loop).
-    async fn register(&self, agent_id: Option<&str>) -> Result<Session, String> {
+    async fn register(&self, agent_id: Option<&str>) -> Result<Session, RoundFailure> {
         let mut errors = Vec::new();
+        let mut electing = false;
         let mut queue: std::collections::VecDeque<MasterAddr> =
             self.masters.iter().cloned().collect();
         let mut redirects = 0;
         while let Some(master) = queue.pop_front() {
             match self.register_with(&master, agent_id).await {
                 Ok(session) => return Ok(session),
-                Err(RegisterFailure { message, leader }) => {
+                Err(RegisterFailure {
+                    message,
+                    leader,
+                    not_leader,
+                }) => {
                     errors.push(format!("{master}: {message}"));
+                    electing |= not_leader;
                     if let Some(leader) = leader
                         && leader != master
                         && redirects < MAX_LEADER_REDIRECTS
@@ -385,7 +415,10 @@ impl MasterLink {
                 }
             }
         }
-        Err(errors.join("; "))
+        Err(RoundFailure {
+            errors: errors.join("; "),
+            electing,
+        })
     }
 
     async fn register_with(
@@ -433,6 +466,7 @@ impl MasterLink {
             .map_err(|s| RegisterFailure {
                 message: format!("Register failed: {} ({:?})", s.message(), s.code()),
                 leader: MasterAddr::leader_named_by(&s, master),
+                not_leader: s.message().starts_with("not the leader"),
             })?;
         let mut stream = response.into_inner();
         let first = tokio::time::timeout(timeout, stream.message())

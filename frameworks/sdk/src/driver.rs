@@ -191,6 +191,10 @@ enum AttemptError {
     Fatal(SdkError),
 }
 
+/// How soon a round over the masters is tried again when one said it is not the leader
+/// and none took the subscription (an election is under way).
+pub const ELECTION_RETRY: Duration = Duration::from_millis(250);
+
 /// Most "go to the leader" hops one round over the masters follows (two masters naming
 /// each other must not loop).
 pub const MAX_LEADER_REDIRECTS: usize = 3;
@@ -307,6 +311,7 @@ impl Driver {
             let mut subscription = None;
             let mut queue: std::collections::VecDeque<String> = addresses.iter().cloned().collect();
             let mut redirects = 0;
+            let mut electing = false;
             while let Some(address) = queue.pop_front() {
                 let attempt = tokio::select! {
                     biased;
@@ -321,9 +326,12 @@ impl Driver {
                     Err(AttemptError::Fatal(e)) => return Err(e),
                     Err(AttemptError::Retry(e)) => {
                         tracing::warn!("cannot subscribe: {e}");
+                        // A follower that knows no leader yet names none.
+                        electing |= e.contains("not the leader");
                         last_error = e;
                     }
                     Err(AttemptError::NotLeader { message, leader }) => {
+                        electing = true;
                         tracing::info!(from = %address, leader = %leader, "not the leader; going to the leader it named");
                         if leader != address && redirects < MAX_LEADER_REDIRECTS {
                             redirects += 1;
@@ -334,7 +342,11 @@ impl Driver {
                 }
             }
             let Some(sub) = subscription else {
-                failed_rounds = failed_rounds.saturating_add(1);
+                // Rounds in which a master said it is not the leader do not count: the
+                // masters are there, electing (each such round is 250 ms apart).
+                if !electing {
+                    failed_rounds = failed_rounds.saturating_add(1);
+                }
                 if let Some(max) = cfg.max_connect_attempts
                     && failed_rounds >= max.max(1)
                 {
@@ -343,7 +355,13 @@ impl Driver {
                         last_error,
                     });
                 }
-                let delay = backoff.next_delay();
+                // A master answered "not the leader" and none took the subscription: a
+                // failover is under way; look again soon instead of backing off.
+                let delay = if electing {
+                    ELECTION_RETRY
+                } else {
+                    backoff.next_delay()
+                };
                 tokio::select! {
                     biased;
                     _ = stop_rx.wait_for(|stopped| *stopped) => return Ok(StopReason::Stopped),

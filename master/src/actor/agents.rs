@@ -707,8 +707,6 @@ impl Master {
         } else if !self.backlogged_since.is_empty() {
             self.backlogged_since.remove(&status.framework_id);
         }
-        // Taken: from here the framework hears of it (now or when it is back).
-        self.ended_unreported.remove(&key);
         self.apply_task_state(&key, &status);
         // The agent may already know a newer state while older updates await their
         // acknowledgement; the master's view moves ahead (and frees resources) at once, but
@@ -743,6 +741,8 @@ impl Master {
                     task.relayed = Some((StoredUuid::new(&status.uuid), epoch, now));
                 }
                 let framework_id = status.framework_id.clone();
+                // Relayed: reconciliation may answer for it again.
+                self.ended_unreported.remove(&key);
                 self.send_event(&framework_id, super::update_event(status));
             }
             Some(s) if !s.is_retired() => {
@@ -763,6 +763,7 @@ impl Master {
                 if terminal {
                     self.complete_task(&key);
                 }
+                self.ended_unreported.remove(&key);
             }
         }
         Ok(())

@@ -449,8 +449,9 @@ pub struct Master {
     /// (framework, task) an agent reported ended when it re-registered, whose terminal
     /// update has not arrived yet: reconciliation stays silent on them instead of
     /// answering LOST for a task whose real end is on its way (a task that ended while
-    /// the master was away, e.g. during a leader failover). Removed by the update; at
-    /// most the agents' ended-and-unacknowledged tasks.
+    /// the master was away, e.g. during a leader failover). Removed when the update is
+    /// relayed (or acknowledged by the master for a retired framework); at most the
+    /// agents' ended-and-unacknowledged tasks.
     ended_unreported: HashSet<(String, String)>,
     /// When the last agent was marked unreachable, for `agent_removal_interval`.
     last_agent_removal: Option<Millis>,
