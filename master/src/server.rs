@@ -169,7 +169,7 @@ impl RunningMaster {
             tokio::spawn(async move { master.run(rx).await.map_err(ServerError::Registry) });
         let service = crate::service::Service::new(handle.clone(), gate.clone(), flags);
         let leadership = service.leadership().clone();
-        let router = Self::router(service, gate);
+        let router = Self::build_router(service, gate);
         Ok(Self {
             addr,
             handle,
@@ -233,7 +233,7 @@ impl RunningMaster {
         ));
         let service = crate::service::Service::new(handle.clone(), gate.clone(), flags)
             .with_leadership(leadership.clone());
-        let router = Self::router(service, gate);
+        let router = Self::build_router(service, gate);
         Ok(Self {
             addr,
             handle,
@@ -247,7 +247,7 @@ impl RunningMaster {
     }
 
     /// gRPC and HTTP on one router.
-    fn router(service: crate::service::Service, gate: Arc<Gate>) -> axum::Router {
+    fn build_router(service: crate::service::Service, gate: Arc<Gate>) -> axum::Router {
         let grpc = crate::grpc::router(service.clone());
         let leadership = service.leadership().clone();
         // The auth middleware is the outermost layer: no route, not even the fallback,
@@ -262,6 +262,12 @@ impl RunningMaster {
                 gate,
                 crate::auth::middleware,
             ))
+    }
+
+    /// The router `serve` answers with (HTTP and gRPC behind the auth middleware), for
+    /// driving the master in-process, as the fuzz targets do.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
     }
 
     /// Serve until `shutdown` resolves. Open event streams are then closed (peers see a lost

@@ -720,10 +720,6 @@ impl Master {
                     out.push(answer(task));
                     continue;
                 }
-                // Its agent reported it ended; the real update is on its way.
-                if self.ended_unreported.contains(&key) {
-                    continue;
-                }
                 // Unknown to the master: what its agent's state allows it to say, if
                 // anything (never LOST for a task an agent may still bring back).
                 let Some((state, reason, message)) =

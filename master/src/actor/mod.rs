@@ -218,7 +218,9 @@ pub enum Command {
         op: MaintenanceOp,
         reply: Reply<()>,
     },
+    /// Subscribe to operator events; the first is the whole state when `snapshot`.
     SubscribeEvents {
+        snapshot: bool,
         reply: oneshot::Sender<mpsc::Receiver<Result<v1::OperatorEvent, Status>>>,
     },
     /// An operator's RESERVE / UNRESERVE / CREATE / DESTROY on an agent.
@@ -446,13 +448,6 @@ pub struct Master {
     /// Per agent id: its dynamic reservations and volumes (persisted; applied to what the
     /// agent reports when it registers). Owned by `operations`.
     checkpointed: HashMap<String, Resources>,
-    /// (framework, task) an agent reported ended when it re-registered, whose terminal
-    /// update has not arrived yet: reconciliation stays silent on them instead of
-    /// answering LOST for a task whose real end is on its way (a task that ended while
-    /// the master was away, e.g. during a leader failover). Removed when the update is
-    /// relayed (or acknowledged by the master for a retired framework); at most the
-    /// agents' ended-and-unacknowledged tasks.
-    ended_unreported: HashSet<(String, String)>,
     /// When the last agent was marked unreachable, for `agent_removal_interval`.
     last_agent_removal: Option<Millis>,
 }
@@ -528,7 +523,6 @@ impl Master {
             reregistration_deadline: None,
             usage: HashMap::new(),
             checkpointed: HashMap::new(),
-            ended_unreported: HashSet::new(),
             last_agent_removal: None,
         };
         master.resume(recovered);
@@ -561,21 +555,34 @@ impl Master {
                     Err(_) => break,
                 }
             }
-            if !self.draining.is_empty() {
-                self.check_drains();
-            }
-            if let Err(e) = self.commit().await {
+            if let Err(e) = self.end_batch().await {
                 tracing::error!(error = %e, "registry write failed; the master stops");
                 self.close_streams();
                 return Err(e);
-            }
-            if self.needs_allocation {
-                self.allocate();
             }
         }
         self.commit().await?;
         info!("master actor stopped");
         Ok(())
+    }
+
+    /// What `run` does after each batch of commands: drain deadlines, the batch's commit
+    /// (and its held replies), then an allocation cycle if one is due. A deterministic
+    /// simulation drives the actor with `handle`, `end_batch` and `tick` on its own clock.
+    pub async fn end_batch(&mut self) -> Result<(), RegistryError> {
+        if !self.draining.is_empty() {
+            self.check_drains();
+        }
+        self.commit().await?;
+        if self.needs_allocation {
+            self.allocate();
+        }
+        Ok(())
+    }
+
+    /// The periodic work `run` does on its interval (timeouts, heartbeats, filter expiry).
+    pub fn tick(&mut self) {
+        self.on_tick();
     }
 
     /// Make the batch's registry changes durable in one write, then send the replies that
@@ -986,8 +993,8 @@ impl Master {
                     .map_err(allocator_status);
                 self.answer(reply, r);
             }
-            Command::SubscribeEvents { reply } => {
-                let snapshot = self.cluster_state();
+            Command::SubscribeEvents { snapshot, reply } => {
+                let snapshot = snapshot.then(|| self.cluster_state());
                 let events = self.subscribers.add(snapshot);
                 self.answer_query(reply, events);
             }
