@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "agora/v1/agent.proto",
         "agora/v1/executor.proto",
         "agora/v1/operator.proto",
+        // The subset of etcd's v3 API the master's HA mode speaks (its own client).
+        "etcd/etcdserverpb.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -43,6 +43,27 @@ if [ "$(id -u)" != "0" ] || ! have_cgroups; then
   echo "note: not root with cgroups: tests named needs_root are skipped"
 fi
 
+# `needs_etcd`: a real etcd (Debian's etcd-server, 3.4+) for the high-availability tests,
+# which start their own 3-member cluster on loopback. Installed here when missing and
+# apt-get can (root); otherwise those tests are skipped.
+have_etcd() { command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ]; }
+if ! have_etcd && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  step "installing etcd-server (tests named needs_etcd)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -q etcd-server >/dev/null 2>&1; then
+    apt-get update -q >/dev/null 2>&1 || true
+    apt-get install -y -q etcd-server >/dev/null 2>&1 || true
+  fi
+  # The package starts a system etcd on the default ports; the tests use their own.
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl stop etcd >/dev/null 2>&1 || true
+  fi
+fi
+if ! have_etcd; then
+  filter="$filter - test(needs_etcd)"
+  echo "note: etcd not installed and cannot be: tests named needs_etcd are skipped"
+fi
+
 # The web UI's browser tests (`needs_browser`) drive Debian's chromium over WebDriver
 # (chromedriver). Installed here when missing and apt can; skipped where neither works.
 have_browser() { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }

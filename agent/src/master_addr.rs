@@ -42,6 +42,19 @@ impl MasterAddr {
     }
 }
 
+/// The metadata key a master that is not the leader names the leader in (`HOST:PORT`).
+pub const LEADER_METADATA: &str = "agora-leader";
+
+impl MasterAddr {
+    /// The leader a refusal from master `from` names ("not the leader; the leader is
+    /// ADDR"), reached the way `from` was (TLS or not). `None`: not such a refusal.
+    pub fn leader_named_by(status: &tonic::Status, from: &MasterAddr) -> Option<MasterAddr> {
+        let named = status.metadata().get(LEADER_METADATA)?.to_str().ok()?;
+        let scheme = if from.tls { "https://" } else { "" };
+        MasterAddr::from_str(&format!("{scheme}{named}")).ok()
+    }
+}
+
 impl fmt::Display for MasterAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.tls {
@@ -129,6 +142,16 @@ mod tests {
         ] {
             assert!(MasterAddr::from_str(bad).is_err(), "{bad:?} accepted");
         }
+        let mut refusal = tonic::Status::unavailable("not the leader; the leader is m2:5050");
+        refusal
+            .metadata_mut()
+            .insert(LEADER_METADATA, "m2:5050".parse().expect("ascii"));
+        let named = MasterAddr::leader_named_by(&refusal, &tls).expect("named");
+        assert_eq!(named.to_string(), "https://m2:5050");
+        assert_eq!(
+            MasterAddr::leader_named_by(&tonic::Status::unavailable("busy"), &tls),
+            None
+        );
         let err = MasterAddr::from_str("m1").expect_err("no port");
         assert_eq!(err.to_string(), "invalid address \"m1\": missing port");
     }

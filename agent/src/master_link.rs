@@ -158,6 +158,44 @@ impl StatusSink for GrpcSink {
     }
 }
 
+/// Most "go to the leader" hops one registration round follows.
+pub const MAX_LEADER_REDIRECTS: usize = 3;
+
+/// How soon a registration round is tried again when a master said it is not the leader
+/// and no master took the agent (an election is under way): about the masters' own poll.
+pub const ELECTION_RETRY: Duration = Duration::from_millis(250);
+
+/// Why registering with one master failed, and the leader it named if it is not one.
+struct RegisterFailure {
+    message: String,
+    leader: Option<MasterAddr>,
+    /// The master answered "not the leader" (it is alive; a leader is or will be elected).
+    not_leader: bool,
+}
+
+/// Why a whole round over the masters failed.
+struct RoundFailure {
+    errors: String,
+    /// Some master answered "not the leader".
+    electing: bool,
+}
+
+impl From<String> for RegisterFailure {
+    fn from(message: String) -> Self {
+        RegisterFailure {
+            message,
+            leader: None,
+            not_leader: false,
+        }
+    }
+}
+
+impl From<&str> for RegisterFailure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
 /// Why a session ended.
 #[derive(Debug)]
 enum SessionEnd {
@@ -328,7 +366,17 @@ impl MasterLink {
                         backoff.reset();
                     }
                 }
-                Err(errors) => {
+                Err(RoundFailure {
+                    errors,
+                    electing: true,
+                }) => {
+                    // A master answered but none leads yet (a failover is under way): look
+                    // again soon instead of backing off for seconds.
+                    tracing::info!("no leader yet: {errors}");
+                    tokio::time::sleep(ELECTION_RETRY).await;
+                    continue;
+                }
+                Err(RoundFailure { errors, .. }) => {
                     tracing::warn!("no master reachable: {errors}");
                 }
             }
@@ -336,23 +384,48 @@ impl MasterLink {
         }
     }
 
-    /// Tries each master in order; the first that registers the agent wins.
-    async fn register(&self, agent_id: Option<&str>) -> Result<Session, String> {
+    /// Tries each master in order; the first that registers the agent wins. A master
+    /// that is not the leader names the leader, which is tried next (at most
+    /// `MAX_LEADER_REDIRECTS` times per round, so two masters naming each other cannot
+    /// loop).
+    async fn register(&self, agent_id: Option<&str>) -> Result<Session, RoundFailure> {
         let mut errors = Vec::new();
-        for master in &self.masters {
-            match self.register_with(master, agent_id).await {
+        let mut electing = false;
+        let mut queue: std::collections::VecDeque<MasterAddr> =
+            self.masters.iter().cloned().collect();
+        let mut redirects = 0;
+        while let Some(master) = queue.pop_front() {
+            match self.register_with(&master, agent_id).await {
                 Ok(session) => return Ok(session),
-                Err(e) => errors.push(format!("{master}: {e}")),
+                Err(RegisterFailure {
+                    message,
+                    leader,
+                    not_leader,
+                }) => {
+                    errors.push(format!("{master}: {message}"));
+                    electing |= not_leader;
+                    if let Some(leader) = leader
+                        && leader != master
+                        && redirects < MAX_LEADER_REDIRECTS
+                    {
+                        redirects += 1;
+                        tracing::info!(from = %master, leader = %leader, "not the leader; going to the leader it named");
+                        queue.push_front(leader);
+                    }
+                }
             }
         }
-        Err(errors.join("; "))
+        Err(RoundFailure {
+            errors: errors.join("; "),
+            electing,
+        })
     }
 
     async fn register_with(
         &self,
         master: &MasterAddr,
         agent_id: Option<&str>,
-    ) -> Result<Session, String> {
+    ) -> Result<Session, RegisterFailure> {
         let endpoint = master_endpoint(master, self.config.tls.as_ref())?
             .connect_timeout(self.config.connect_timeout)
             .tcp_nodelay(true)
@@ -390,7 +463,11 @@ impl MasterLink {
         let response = tokio::time::timeout(timeout, client.register(request))
             .await
             .map_err(|_| "Register timed out".to_string())?
-            .map_err(|s| format!("Register failed: {} ({:?})", s.message(), s.code()))?;
+            .map_err(|s| RegisterFailure {
+                message: format!("Register failed: {} ({:?})", s.message(), s.code()),
+                leader: MasterAddr::leader_named_by(&s, master),
+                not_leader: s.message().starts_with("not the leader"),
+            })?;
         let mut stream = response.into_inner();
         let first = tokio::time::timeout(timeout, stream.message())
             .await
@@ -402,12 +479,13 @@ impl MasterLink {
                 return Err(format!(
                     "first message was not Registered but {}",
                     command_name(&other)
-                ));
+                )
+                .into());
             }
-            None => return Err("stream ended before Registered".to_string()),
+            None => return Err("stream ended before Registered".into()),
         };
         if registered.agent_id.is_empty() {
-            return Err("Registered carried an empty agent id".to_string());
+            return Err("Registered carried an empty agent id".into());
         }
         Ok(Session {
             master: master.clone(),

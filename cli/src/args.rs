@@ -261,6 +261,10 @@ pub struct LocalArgs {
     /// auto-detects, so each agent reports the whole machine).
     #[arg(long, value_name = "RESOURCES")]
     pub agent_resources: Option<String>,
+    /// Number of masters. More than one runs them over a local one-member etcd (needs
+    /// `etcd` on PATH), one elected leader, on --listen's port and the next ones.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=7))]
+    pub masters: u32,
 }
 
 /// Flags of the state-reading commands.

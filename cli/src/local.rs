@@ -82,6 +82,59 @@ pub fn master_args(listen: &str, data_dir: &Path) -> Vec<OsString> {
     ]
 }
 
+/// `HOST:PORT` of master `i` (0-based) of a local group: --listen's port plus `i`.
+pub fn nth_master(listen: &str, i: u32) -> anyhow::Result<String> {
+    let (host, port) = listen
+        .rsplit_once(':')
+        .with_context(|| format!("--listen {listen}: expected HOST:PORT"))?;
+    let port: u32 = port
+        .parse()
+        .with_context(|| format!("--listen {listen}: bad port"))?;
+    anyhow::ensure!(
+        port + i <= 65535,
+        "--listen {listen}: no room for {i} more ports"
+    );
+    Ok(format!("{host}:{}", port + i))
+}
+
+/// Arguments of master `i` of a group elected through the local etcd at `etcd`.
+pub fn ha_master_args(listen: &str, i: u32, data_dir: &Path, etcd: &str) -> Vec<OsString> {
+    vec![
+        "--listen".into(),
+        listen.into(),
+        "--data-dir".into(),
+        data_dir.join(format!("master-{i}")).into(),
+        "--etcd-endpoints".into(),
+        etcd.into(),
+    ]
+}
+
+/// Arguments of the local one-member etcd (client URL `http://{client}`).
+pub fn etcd_args(data_dir: &Path, client: &str, peer: &str) -> Vec<OsString> {
+    vec![
+        "--name".into(),
+        "agora-local".into(),
+        "--data-dir".into(),
+        data_dir.join("etcd").into(),
+        "--listen-client-urls".into(),
+        format!("http://{client}").into(),
+        "--advertise-client-urls".into(),
+        format!("http://{client}").into(),
+        "--listen-peer-urls".into(),
+        format!("http://{peer}").into(),
+        "--initial-advertise-peer-urls".into(),
+        format!("http://{peer}").into(),
+        "--initial-cluster".into(),
+        format!("agora-local=http://{peer}").into(),
+    ]
+}
+
+/// A free loopback `HOST:PORT`.
+fn free_loopback() -> anyhow::Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr().context("finding a free port")?.to_string())
+}
+
 /// Arguments of agent `k` (1-based).
 pub fn agent_args(k: u32, master: &str, data_dir: &Path, resources: Option<&str>) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
@@ -316,12 +369,46 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
 
-    let mut master = vec![Proc::spawn(
-        "master".into(),
-        &master_bin,
-        &master_args(&listen, &data_dir),
-        data_dir.join("master.log"),
-    )?];
+    // With --masters N > 1: a local etcd first (the last in `master`, stopped with it),
+    // then N masters on consecutive ports; agents and frameworks get the whole list.
+    let mut master = Vec::new();
+    let mut masters_list = listen.clone();
+    if args.masters > 1 {
+        let etcd_bin = locate("etcd").map_err(|_| {
+            anyhow::anyhow!(
+                "--masters {} runs the masters over etcd, and `etcd` is not on PATH; \
+                 install it (Debian/Ubuntu: apt-get install etcd-server) or use --masters 1",
+                args.masters
+            )
+        })?;
+        let (client, peer) = (free_loopback()?, free_loopback()?);
+        let mut list = Vec::new();
+        for i in 0..args.masters {
+            let at = nth_master(&listen, i)?;
+            master.push(Proc::spawn(
+                format!("master {}", i + 1),
+                &master_bin,
+                &ha_master_args(&at, i, &data_dir, &format!("http://{client}")),
+                data_dir.join(format!("master-{}.log", i + 1)),
+            )?);
+            list.push(at);
+        }
+        master.push(Proc::spawn(
+            "etcd".into(),
+            &etcd_bin,
+            &etcd_args(&data_dir, &client, &peer),
+            data_dir.join("etcd.log"),
+        )?);
+        masters_list = list.join(",");
+        println!("masters {masters_list} elect a leader through etcd at http://{client}");
+    } else {
+        master.push(Proc::spawn(
+            "master".into(),
+            &master_bin,
+            &master_args(&listen, &data_dir),
+            data_dir.join("master.log"),
+        )?);
+    }
     let mut agents: Vec<Proc> = Vec::new();
     // Optional helpers (the jobs framework): stopped with the cluster, but their death
     // does not stop it.
@@ -359,7 +446,7 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
                 let spawned = Proc::spawn(
                     format!("agent {k}"),
                     &agent_bin,
-                    &agent_args(k, &listen, &data_dir, args.agent_resources.as_deref()),
+                    &agent_args(k, &masters_list, &data_dir, args.agent_resources.as_deref()),
                     data_dir.join(format!("agent-{k}.log")),
                 );
                 match spawned {
@@ -378,7 +465,7 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
                 match Proc::spawn(
                     "jobs".into(),
                     &bin,
-                    &jobs_args(&listen, &at, &data_dir),
+                    &jobs_args(&masters_list, &at, &data_dir),
                     data_dir.join("jobs.log"),
                 ) {
                     Ok(p) => {
@@ -398,7 +485,7 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
                 match Proc::spawn(
                     "services".into(),
                     &bin,
-                    &services_args(&listen, &api, &data_dir),
+                    &services_args(&masters_list, &api, &data_dir),
                     data_dir.join("services.log"),
                 ) {
                     Ok(p) => {
@@ -595,6 +682,43 @@ mod tests {
             .map(OsString::from)
             .to_vec()
         );
+    }
+
+    #[test]
+    fn a_group_of_masters_takes_consecutive_ports_and_the_local_etcd() {
+        assert_eq!(
+            nth_master("127.0.0.1:5050", 2).expect("ok"),
+            "127.0.0.1:5052"
+        );
+        assert!(nth_master("127.0.0.1:65535", 1).is_err());
+        assert!(nth_master("nonsense", 1).is_err());
+        let args = ha_master_args(
+            "127.0.0.1:5051",
+            1,
+            Path::new("/d"),
+            "http://127.0.0.1:2379",
+        );
+        let args: Vec<_> = args
+            .iter()
+            .map(|a| a.to_string_lossy().to_string())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--listen",
+                "127.0.0.1:5051",
+                "--data-dir",
+                "/d/master-1",
+                "--etcd-endpoints",
+                "http://127.0.0.1:2379"
+            ]
+        );
+        let etcd: Vec<_> = etcd_args(Path::new("/d"), "127.0.0.1:1", "127.0.0.1:2")
+            .iter()
+            .map(|a| a.to_string_lossy().to_string())
+            .collect();
+        assert!(etcd.contains(&"agora-local=http://127.0.0.1:2".to_string()));
+        assert!(etcd.contains(&"/d/etcd".to_string()));
     }
 
     #[test]

@@ -68,9 +68,13 @@ where
     let (credential, tls) = security.load()?;
     let interceptor = agora_sdk::connect::interceptor(credential.as_ref())?;
     let mut errors = Vec::new();
-    for address in masters {
-        let answer = match connect(address, tls.as_ref(), interceptor.clone()).await {
+    let mut queue: std::collections::VecDeque<String> = masters.iter().cloned().collect();
+    let mut redirects = 0;
+    while let Some(address) = queue.pop_front() {
+        let mut leader = None;
+        let answer = match connect(&address, tls.as_ref(), interceptor.clone()).await {
             Ok(client) => call(client).await.map_err(|status| {
+                leader = agora_sdk::leader_named_by(&status, &address);
                 format!("{name} failed: {:?}: {}", status.code(), status.message())
             }),
             Err(e) => Err(e),
@@ -78,6 +82,13 @@ where
         match answer {
             Ok(value) => return Ok(value),
             Err(e) => errors.push(format!("{address}: {e}")),
+        }
+        // A master that is not the leader names it: ask the leader next.
+        if let Some(leader) = leader.filter(|l| *l != address)
+            && redirects < agora_sdk::MAX_LEADER_REDIRECTS
+        {
+            redirects += 1;
+            queue.push_front(leader);
         }
     }
     anyhow::bail!(

@@ -161,8 +161,13 @@ pub async fn not_found(request: axum::extract::Request) -> Response {
 
 /// Answered by the actor (a wedged actor shows as unavailable) with a ping.
 async fn health(State(s): State<Service>) -> Answer {
-    let master_id = s.health().await?;
-    ok(json!({ "healthy": true, "master_id": master_id }))
+    let h = s.health().await?;
+    ok(json!({
+        "healthy": true,
+        "master_id": h.master_id,
+        "leading": h.leading,
+        "leader": h.leader,
+    }))
 }
 
 async fn version(State(s): State<Service>) -> Answer {

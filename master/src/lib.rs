@@ -12,6 +12,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod grpc;
+pub mod ha;
 pub mod http;
 pub mod mesos;
 pub mod metrics;

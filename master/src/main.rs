@@ -99,6 +99,22 @@ struct Flags {
     /// unreachable.
     #[arg(long, default_value_t = 600.0)]
     agent_reregistration_timeout_seconds: f64,
+    /// etcd client URLs, comma-separated (e.g. `http://10.0.0.1:2379,http://10.0.0.2:2379`):
+    /// run as one of several masters, one leader elected through etcd, the registry in
+    /// etcd. Without it: a single master on the file registry in --data-dir.
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// Prefix of every etcd key of this cluster.
+    #[arg(long, default_value = "/agora")]
+    etcd_prefix: String,
+    /// The leader's lease in seconds: a dead leader is replaced about this long after it
+    /// stopped; a leader cut off from etcd steps down before it ends.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=300))]
+    etcd_lease_ttl_seconds: u64,
+    /// HOST:PORT other masters send clients to when this one leads (default: the bound
+    /// --listen address).
+    #[arg(long, default_value = "")]
+    advertise: String,
 }
 
 fn read(flag: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -282,17 +298,59 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         )?,
         ..MasterConfig::default()
     };
-    let master = RunningMaster::start(config, Arc::new(SystemClock))
+    if flags.etcd_endpoints.is_empty() {
+        let master = RunningMaster::start(config, Arc::new(SystemClock))
+            .await
+            .context("starting the master")?;
+        tracing::info!(addr = %master.addr, master_id = %master.master_id, "agora-master listening (gRPC and HTTP)");
+        println!(
+            "agora-master listening on {} (gRPC, and HTTP at http://{}/)",
+            master.addr, master.addr
+        );
+        master.serve(shutdown_signal()).await.context("serving")?;
+        return Ok(());
+    }
+    let ha = agora_master::ha::HaConfig {
+        endpoints: flags.etcd_endpoints.clone(),
+        prefix: flags.etcd_prefix.clone(),
+        lease_ttl: Duration::from_secs(flags.etcd_lease_ttl_seconds),
+        advertise: flags.advertise.clone(),
+    };
+    let master = RunningMaster::start_ha(config, Arc::new(SystemClock), ha)
         .await
         .context("starting the master")?;
-    tracing::info!(addr = %master.addr, master_id = %master.master_id, "agora-master listening (gRPC and HTTP)");
+    tracing::info!(addr = %master.addr, etcd = %flags.etcd_endpoints.join(","), "agora-master listening as a follower until elected");
     println!(
-        "agora-master listening on {} (gRPC, and HTTP at http://{}/)",
+        "agora-master listening on {} (gRPC, and HTTP at http://{}/); electing a leader through etcd",
         master.addr, master.addr
     );
-    master.serve(shutdown_signal()).await.context("serving")?;
-    Ok(())
+    match master.serve(shutdown_signal()).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // Fail-stop, then follow: a master that led and no longer may (lease lost,
+            // fenced, registry write failed) drops every stream and call at once by
+            // replacing itself with a fresh process, which starts as a follower.
+            tracing::error!(error = %e, "stepping down: restarting as a follower");
+            restart_as_follower()
+        }
+    }
 }
+
+/// Replace this process with a fresh `agora-master` with the same arguments (same pid:
+/// supervisors and tests keep tracking it). Every socket closes on exec.
+fn restart_as_follower() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    // Not at once: a master that cannot reach etcd would otherwise spin.
+    std::thread::sleep(RESTART_DELAY);
+    let exe = std::env::current_exe().context("finding the agora-master executable")?;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(err).context("re-executing agora-master as a follower")
+}
+
+/// Pause before a stepped-down master starts again.
+const RESTART_DELAY: Duration = Duration::from_millis(500);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

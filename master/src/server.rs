@@ -38,6 +38,12 @@ pub enum ServerError {
     Security(#[from] crate::auth::SecurityError),
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Etcd(#[from] crate::ha::etcd::EtcdError),
+    /// This master led and no longer does (lease lost, key replaced, actor stopped): it
+    /// must start again as a follower.
+    #[error("lost leadership: {0}")]
+    LostLeadership(String),
 }
 
 /// A master bound to its socket, ready to serve.
@@ -48,8 +54,12 @@ pub struct RunningMaster {
     listener: TcpListener,
     router: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    /// The actor's task: it ends early only when a registry write failed.
-    actor: tokio::task::JoinHandle<Result<(), crate::registry::RegistryError>>,
+    /// Whether this master acts (always, without etcd).
+    leadership: crate::service::Leadership,
+    /// The actor's task (with `--etcd-endpoints`: the HA driver's, which runs the actor
+    /// while leading): it ends early only when a registry write failed or leadership
+    /// ended.
+    actor: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
 
 fn flags_of(config: &MasterConfig) -> HashMap<String, String> {
@@ -155,28 +165,103 @@ impl RunningMaster {
         let recovered = registry.recover().await?;
         let (master, handle, rx) = Master::new(config, clock, registry, recovered)?;
         let master_id = master.master_id().to_string();
-        let actor = tokio::spawn(master.run(rx));
-
+        let actor =
+            tokio::spawn(async move { master.run(rx).await.map_err(ServerError::Registry) });
         let service = crate::service::Service::new(handle.clone(), gate.clone(), flags);
-        let grpc = crate::grpc::router(service.clone());
-        // The auth middleware is the outermost layer: no route, not even the fallback,
-        // runs before the caller is authenticated.
-        let router = grpc
-            .merge(crate::http::router(service))
-            .fallback(crate::http::not_found)
-            .layer(axum::middleware::from_fn_with_state(
-                gate,
-                crate::auth::middleware,
-            ));
+        let leadership = service.leadership().clone();
+        let router = Self::build_router(service, gate);
         Ok(Self {
             addr,
             handle,
             master_id,
+            leadership,
             listener,
             router,
             tls,
             actor,
         })
+    }
+
+    /// Bind the socket and serve as a follower at once; the master campaigns through etcd
+    /// (`crate::ha`) and acts only once elected, on the registry in etcd. `master_id` is
+    /// this process's id until then.
+    pub async fn start_ha(
+        config: MasterConfig,
+        clock: Arc<dyn Clock>,
+        ha: crate::ha::HaConfig,
+    ) -> Result<Self, ServerError> {
+        config.security.check()?;
+        let tls = match &config.security.tls {
+            Some(files) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(files)?)),
+            None => None,
+        };
+        // Fail at start on bad endpoints, not in the driver.
+        crate::ha::etcd::EtcdClient::new(&ha.endpoints)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let mut ha = ha;
+        if ha.advertise.is_empty() {
+            ha.advertise = addr.to_string();
+        }
+        let mut flags = flags_of(&config);
+        flags.insert("etcd_endpoints".into(), ha.endpoints.join(","));
+        flags.insert("etcd_prefix".into(), ha.prefix.clone());
+        flags.insert(
+            "etcd_lease_ttl_seconds".into(),
+            ha.lease_ttl.as_secs().to_string(),
+        );
+        flags.insert("advertise".into(), ha.advertise.clone());
+        let gate = Arc::new(Gate::new(config.security.clone(), clock.clone()));
+        let leadership = crate::service::Leadership::new(
+            crate::service::Role::Following { leader: None },
+            &ha.advertise,
+        );
+        let (handle, rx) = Master::channel();
+        let actor = tokio::spawn(crate::ha::run(
+            config,
+            clock,
+            ha,
+            leadership.clone(),
+            handle.clone(),
+            rx,
+        ));
+        let service = crate::service::Service::new(handle.clone(), gate.clone(), flags)
+            .with_leadership(leadership.clone());
+        let router = Self::build_router(service, gate);
+        Ok(Self {
+            addr,
+            handle,
+            master_id: String::new(),
+            leadership,
+            listener,
+            router,
+            tls,
+            actor,
+        })
+    }
+
+    /// gRPC and HTTP on one router.
+    fn build_router(service: crate::service::Service, gate: Arc<Gate>) -> axum::Router {
+        let grpc = crate::grpc::router(service.clone());
+        let leadership = service.leadership().clone();
+        // The auth middleware is the outermost layer: no route, not even the fallback,
+        // runs before the caller is authenticated.
+        grpc.merge(crate::http::router(service))
+            .fallback(crate::http::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                leadership,
+                follow_leader,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                gate,
+                crate::auth::middleware,
+            ))
     }
 
     /// The router `serve` answers with (HTTP and gRPC behind the auth middleware), for
@@ -275,10 +360,11 @@ impl RunningMaster {
                 }
                 () = &mut shutdown => break,
                 ended = &mut actor => {
-                    // The actor stops only when a registry write failed: serving on would
-                    // answer from memory the registry does not hold.
+                    // The actor stops only when a registry write failed or leadership
+                    // ended: serving on would answer from memory the registry does not
+                    // hold.
                     return Err(match ended {
-                        Ok(Err(e)) => ServerError::Registry(e),
+                        Ok(Err(e)) => e,
                         Ok(Ok(())) => ServerError::Actor("it stopped".into()),
                         Err(e) => ServerError::Actor(e.to_string()),
                     });
@@ -286,10 +372,15 @@ impl RunningMaster {
             }
         }
         drop(self.listener);
-        let _ = self
-            .handle
-            .ask(|reply| Command::CloseStreams { reply })
+        // A follower has no actor to ask (its queue is held for the election); a wedged
+        // actor must not hold up the shutdown either.
+        if self.leadership.leading() {
+            let _ = tokio::time::timeout(
+                SHUTDOWN_GRACE,
+                self.handle.ask(|reply| Command::CloseStreams { reply }),
+            )
             .await;
+        }
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
             .await
             .is_err()
@@ -300,6 +391,49 @@ impl RunningMaster {
         }
         Ok(())
     }
+}
+
+/// In front of every HTTP route but `/health`: a master that does not lead answers 307 to
+/// the leader, same path and query (the API and any UI page), or 503 while no leader is
+/// known; the decision is the service layer's (`Leadership::require`). gRPC calls pass:
+/// the service layer refuses them with the leader in the status.
+async fn follow_leader(
+    axum::extract::State(leadership): axum::extract::State<crate::service::Leadership>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc || request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    let Err(refusal) = leadership.require() else {
+        return next.run(request).await;
+    };
+    let target = match &refusal {
+        crate::service::Error::NotLeader {
+            leader: Some(addr), ..
+        } => {
+            let path = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            Some(format!("http://{addr}{path}"))
+        }
+        _ => None,
+    };
+    let mut response = refusal.into_response();
+    if let Some(loc) = target.and_then(|t| axum::http::HeaderValue::from_str(&t).ok()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, loc);
+    }
+    response
 }
 
 /// HTTP/2 receive window of a whole connection. It also sizes h2's budget against floods

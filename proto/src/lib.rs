@@ -16,6 +16,13 @@ pub mod v1 {
     tonic::include_proto!("agora.v1");
 }
 
+/// The part of etcd's v3 API (`package etcdserverpb`) the master uses for its registry and
+/// leader election (`proto/etcd/etcdserverpb.proto`, wire-compatible with etcd 3.4+).
+pub mod etcd {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("etcdserverpb");
+}
+
 pub use v1::TaskState;
 
 impl TaskState {

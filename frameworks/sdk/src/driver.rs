@@ -183,8 +183,21 @@ enum SessionEnd {
 /// Outcome of trying to subscribe at one master.
 enum AttemptError {
     Retry(String),
+    /// The master is not the leader and named it (an address in the form `masters` use).
+    NotLeader {
+        message: String,
+        leader: String,
+    },
     Fatal(SdkError),
 }
+
+/// How soon a round over the masters is tried again when one said it is not the leader
+/// and none took the subscription (an election is under way).
+pub const ELECTION_RETRY: Duration = Duration::from_millis(250);
+
+/// Most "go to the leader" hops one round over the masters follows (two masters naming
+/// each other must not loop).
+pub const MAX_LEADER_REDIRECTS: usize = 3;
 
 struct Subscription {
     address: String,
@@ -296,11 +309,14 @@ impl Driver {
             }
             let mut last_error = String::new();
             let mut subscription = None;
-            for address in addresses {
+            let mut queue: std::collections::VecDeque<String> = addresses.iter().cloned().collect();
+            let mut redirects = 0;
+            let mut electing = false;
+            while let Some(address) = queue.pop_front() {
                 let attempt = tokio::select! {
                     biased;
                     _ = stop_rx.wait_for(|stopped| *stopped) => return Ok(StopReason::Stopped),
-                    a = self.subscribe_at(address) => a,
+                    a = self.subscribe_at(&address) => a,
                 };
                 match attempt {
                     Ok(s) => {
@@ -310,12 +326,27 @@ impl Driver {
                     Err(AttemptError::Fatal(e)) => return Err(e),
                     Err(AttemptError::Retry(e)) => {
                         tracing::warn!("cannot subscribe: {e}");
+                        // A follower that knows no leader yet names none.
+                        electing |= e.contains("not the leader");
                         last_error = e;
+                    }
+                    Err(AttemptError::NotLeader { message, leader }) => {
+                        electing = true;
+                        tracing::info!(from = %address, leader = %leader, "not the leader; going to the leader it named");
+                        if leader != address && redirects < MAX_LEADER_REDIRECTS {
+                            redirects += 1;
+                            queue.push_front(leader);
+                        }
+                        last_error = message;
                     }
                 }
             }
             let Some(sub) = subscription else {
-                failed_rounds = failed_rounds.saturating_add(1);
+                // Rounds in which a master said it is not the leader do not count: the
+                // masters are there, electing (each such round is 250 ms apart).
+                if !electing {
+                    failed_rounds = failed_rounds.saturating_add(1);
+                }
                 if let Some(max) = cfg.max_connect_attempts
                     && failed_rounds >= max.max(1)
                 {
@@ -324,7 +355,13 @@ impl Driver {
                         last_error,
                     });
                 }
-                let delay = backoff.next_delay();
+                // A master answered "not the leader" and none took the subscription: a
+                // failover is under way; look again soon instead of backing off.
+                let delay = if electing {
+                    ELECTION_RETRY
+                } else {
+                    backoff.next_delay()
+                };
                 tokio::select! {
                     biased;
                     _ = stop_rx.wait_for(|stopped| *stopped) => return Ok(StopReason::Stopped),
@@ -398,6 +435,12 @@ impl Driver {
             secret: String::new(),
         };
         let refused = |status: tonic::Status| {
+            if let Some(leader) = crate::session::leader_named_by(&status, address) {
+                return AttemptError::NotLeader {
+                    message: format!("{address}: {}", status.message()),
+                    leader,
+                };
+            }
             if subscribe_error_is_retryable(status.code()) {
                 AttemptError::Retry(format!(
                     "{address}: subscribe failed: {:?}: {}",

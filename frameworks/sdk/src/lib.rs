@@ -82,12 +82,14 @@ pub mod task;
 
 pub use connect::{Credential, TlsOptions};
 pub use driver::{
-    AcceptItem, Driver, DriverConfig, Finished, MAX_ACCEPTS_PER_CALL, StopReason, run,
+    AcceptItem, Driver, DriverConfig, Finished, MAX_ACCEPTS_PER_CALL, MAX_LEADER_REDIRECTS,
+    StopReason, run,
 };
 pub use error::SdkError;
 pub use failover::{FileIdStore, FrameworkIdStore, Reconciling, run_failover};
 pub use offer::{cpus_mem, fits, offer_resources, pick, take, take_many};
 pub use scheduler::{Scheduler, Subscribed};
+pub use session::{LEADER_METADATA, leader_named_by};
 
 /// Turn a master address as operators write it (`host:port`, `http://host:port`,
 /// `https://host:port`) into the URI a gRPC client connects to (`http://host:port`, or

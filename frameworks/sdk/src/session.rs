@@ -344,6 +344,21 @@ pub fn normalize_address(address: &str) -> Result<String, String> {
     }
 }
 
+/// The metadata key a master that is not the leader names the leader in (`HOST:PORT`).
+pub const LEADER_METADATA: &str = "agora-leader";
+
+/// The leader a refusal from master `from` (an address as `masters` hold it) names, as a
+/// URI in the same scheme as `from`. `None`: not a "not the leader" refusal.
+pub fn leader_named_by(status: &tonic::Status, from: &str) -> Option<String> {
+    let named = status.metadata().get(LEADER_METADATA)?.to_str().ok()?;
+    let scheme = if from.starts_with("https://") {
+        "https://"
+    } else {
+        "http://"
+    };
+    normalize_address(&format!("{scheme}{named}")).ok()
+}
+
 /// Whether a failed `Subscribe` should be retried (possibly on another master), or is the
 /// master's final word.
 pub(crate) fn subscribe_error_is_retryable(code: tonic::Code) -> bool {

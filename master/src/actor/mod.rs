@@ -461,6 +461,26 @@ impl Master {
         registry: Box<dyn Registry>,
         recovered: RegistryState,
     ) -> Result<(Master, MasterHandle, mpsc::Receiver<Command>), allocator::AllocatorError> {
+        let (handle, rx) = Self::channel();
+        let master = Self::on_channel(config, clock, registry, recovered, handle.clone())?;
+        Ok((master, handle, rx))
+    }
+
+    /// The actor's command queue, made before the actor itself: a master that waits to
+    /// be elected serves (and refuses) calls with the handle before it has any state.
+    pub fn channel() -> (MasterHandle, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
+        (MasterHandle { tx }, rx)
+    }
+
+    /// `new` on a queue made by `channel`.
+    pub fn on_channel(
+        config: MasterConfig,
+        clock: Arc<dyn Clock>,
+        registry: Box<dyn Registry>,
+        recovered: RegistryState,
+        handle: MasterHandle,
+    ) -> Result<Master, allocator::AllocatorError> {
         let mut alloc = allocator::by_name(
             &config.allocator,
             AllocatorConfig {
@@ -474,8 +494,6 @@ impl Master {
             alloc.set_weight(&role, w)?;
         }
         let peer_queue_capacity = config.peer_queue_capacity;
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
-        let handle = MasterHandle { tx };
         let now = clock.now_ms();
         let mut master = Master {
             config,
@@ -496,7 +514,7 @@ impl Master {
             next_id: 0,
             next_epoch: 0,
             last_framework_heartbeat: now,
-            handle: handle.clone(),
+            handle,
             registry,
             registry_pending: Vec::new(),
             deferred: Vec::new(),
@@ -508,7 +526,7 @@ impl Master {
             last_agent_removal: None,
         };
         master.resume(recovered);
-        Ok((master, handle, rx))
+        Ok(master)
     }
 
     pub fn master_id(&self) -> &str {

@@ -858,3 +858,48 @@ async fn a_running_executor_is_booked_once_and_freed_only_when_it_exits() {
     );
     assert!(s.m.executors.is_empty());
 }
+
+/// A task that ended while the master was away (a restart, a leader failover): its agent
+/// reports it ended when it re-registers and re-sends the terminal update. Until that
+/// update reaches the framework, reconciliation must not answer LOST (the framework would
+/// give the task up although it finished); afterwards it answers as usual.
+#[tokio::test]
+async fn a_task_that_ended_while_the_master_was_away_is_not_reported_lost() {
+    let mut s = Scenario::new();
+    let info = v1::FrameworkInfo {
+        failover_timeout_seconds: 3600.0,
+        ..framework("f", &["a"])
+    };
+    let fw = s.subscribe(info.clone()).await.expect("fw");
+    let a1 = s.register("", vec![], vec![]).await.expect("a1");
+
+    let mut s = s.restart();
+    let mut ended = running(&fw, "t1", "cpus:1");
+    ended.state = TaskState::Finished as i32;
+    s.register(&a1, vec![ended], vec![info.clone()])
+        .await
+        .expect("a1 back");
+    // The framework is not back yet: the agent's re-sent update is kept back.
+    status(&mut s, &a1, &fw, "t1", TaskState::Finished, "u1").await;
+    s.subscribe(v1::FrameworkInfo {
+        id: fw.clone(),
+        ..info.clone()
+    })
+    .await
+    .expect("re-subscribed");
+    let answered = s.reconcile(&fw, &[("t1", &a1)]).await;
+    assert!(
+        answered
+            .iter()
+            .all(|st| st.state != TaskState::Lost as i32 && st.state != TaskState::Unknown as i32),
+        "no LOST for a task whose FINISHED is on its way: {answered:?}"
+    );
+    // The re-sent update reaches the framework.
+    status(&mut s, &a1, &fw, "t1", TaskState::Finished, "u1").await;
+    let relayed = s.events(&fw);
+    assert!(relayed.iter().any(|e| matches!(
+        e,
+        v1::event::Event::Update(u) if u.status.as_ref().is_some_and(|st| st.task_id == "t1"
+            && st.state == TaskState::Finished as i32)
+    )));
+}

@@ -69,10 +69,11 @@ impl Operator for OperatorService {
         &self,
         _r: Request<v1::Empty>,
     ) -> Result<Response<v1::HealthResponse>, Status> {
-        let master_id = self.service.health().await?;
+        let h = self.service.health().await?;
         Ok(Response::new(v1::HealthResponse {
-            healthy: !master_id.is_empty(),
-            leading: true,
+            healthy: true,
+            leading: h.leading,
+            leader: h.leader.unwrap_or_default(),
         }))
     }
 

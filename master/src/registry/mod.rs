@@ -10,9 +10,11 @@
 //! has resolved. This module owns only the data and its encoding; it never decides
 //! anything about the cluster.
 
+mod etcd;
 mod file;
 mod mem;
 
+pub use etcd::{EtcdRegistry, Fence};
 pub use file::FileRegistry;
 pub use mem::MemRegistry;
 

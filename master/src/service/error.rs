@@ -57,7 +57,19 @@ pub enum Error {
     /// A bug or an unexpected failure inside the master.
     #[error("{0}")]
     Internal(String),
+    /// This master is not the elected leader: the caller should go to `leader`
+    /// (`HOST:PORT`; `None` while no leader is known). gRPC: `UNAVAILABLE` with the
+    /// address in the `agora-leader` metadata; HTTP: 307 to the leader (503 when unknown).
+    #[error("{message}")]
+    NotLeader {
+        leader: Option<String>,
+        message: String,
+    },
 }
+
+/// The metadata key (gRPC) and header (HTTP) that carry the leader's `HOST:PORT` on a
+/// "not the leader" refusal.
+pub const LEADER_HEADER: &str = "agora-leader";
 
 /// A shortened, escaped form of `input` to quote in a message: at most
 /// `QUOTE_MAX_CHARS` characters, control and non-printable characters escaped, and the
@@ -102,6 +114,15 @@ impl Error {
         Error::Unavailable(capped(message.into()))
     }
 
+    /// "Not the leader; the leader is ADDR" (or: none is known yet).
+    pub fn not_leader(leader: Option<String>) -> Error {
+        let message = match &leader {
+            Some(addr) => format!("not the leader; the leader is {}", quote(addr)),
+            None => "not the leader; no leader is elected yet, retry shortly".to_string(),
+        };
+        Error::NotLeader { leader, message }
+    }
+
     /// The gRPC code of this refusal.
     pub fn code(&self) -> Code {
         match self {
@@ -112,7 +133,7 @@ impl Error {
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::ResourceExhausted(_) | Error::TooLarge(_) => Code::ResourceExhausted,
-            Error::Unavailable(_) => Code::Unavailable,
+            Error::Unavailable(_) | Error::NotLeader { .. } => Code::Unavailable,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Internal(_) => Code::Internal,
@@ -129,7 +150,12 @@ impl Error {
             Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Error::ResourceExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::NotLeader { leader: None, .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::NotLeader {
+                leader: Some(_), ..
+            } => StatusCode::TEMPORARY_REDIRECT,
             Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -149,16 +175,24 @@ impl Error {
             | Error::Unavailable(m)
             | Error::DeadlineExceeded(m)
             | Error::Unimplemented(m)
-            | Error::Internal(m) => m,
+            | Error::Internal(m)
+            | Error::NotLeader { message: m, .. } => m,
         }
     }
 
     /// The JSON body of an HTTP refusal: `{"error": message, "code": "NOT_FOUND"}`.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "error": self.message(),
             "code": code_name(self.code()),
-        })
+        });
+        if let Error::NotLeader {
+            leader: Some(addr), ..
+        } = self
+        {
+            body["leader"] = serde_json::Value::String(addr.clone());
+        }
+        body
     }
 
     /// The refusal for an HTTP status produced outside the service layer (routing, body
@@ -241,14 +275,38 @@ impl From<tonic::Status> for Error {
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> tonic::Status {
         let code = e.code();
-        tonic::Status::new(code, capped(e.message().to_string()))
+        let mut status = tonic::Status::new(code, capped(e.message().to_string()));
+        if let Error::NotLeader {
+            leader: Some(addr), ..
+        } = &e
+            && let Ok(v) = addr.parse()
+        {
+            status.metadata_mut().insert(LEADER_HEADER, v);
+        }
+        status
     }
 }
 
 /// The one mapping to HTTP: the status, and `{"error": ..., "code": ...}`.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        (self.http_status(), axum::Json(self.json())).into_response()
+        let mut response = (self.http_status(), axum::Json(self.json())).into_response();
+        if let Error::NotLeader {
+            leader: Some(addr), ..
+        } = &self
+        {
+            // The path is added by the transport (`crate::http::leader_location`), which
+            // knows the request; this says where to.
+            if let Ok(v) = axum::http::HeaderValue::from_str(addr) {
+                response.headers_mut().insert(LEADER_HEADER, v.clone());
+                if let Ok(loc) = axum::http::HeaderValue::from_str(&format!("http://{addr}/")) {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::LOCATION, loc);
+                }
+            }
+        }
+        response
     }
 }
 

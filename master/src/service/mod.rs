@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod error;
+pub mod leader;
 pub mod operator;
 pub mod scheduler;
 
@@ -24,7 +25,8 @@ use std::time::Duration;
 use agora_proto::v1;
 use tokio::sync::oneshot;
 
-pub use error::{Error, quote};
+pub use error::{Error, LEADER_HEADER, quote};
+pub use leader::{Leadership, Role};
 
 use crate::actor::queries::FrameworkLookup;
 use crate::actor::{Command, MasterHandle, Query};
@@ -52,6 +54,7 @@ pub struct Service {
     handle: MasterHandle,
     gate: Arc<Gate>,
     flags: Arc<HashMap<String, String>>,
+    leadership: Leadership,
 }
 
 impl Service {
@@ -60,7 +63,18 @@ impl Service {
             handle,
             gate,
             flags: Arc::new(flags),
+            leadership: Leadership::single(),
         }
+    }
+
+    /// The same service gated by `leadership` (a master in an etcd-elected group).
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
     }
 
     pub fn handle(&self) -> &MasterHandle {
@@ -77,11 +91,13 @@ impl Service {
         &self,
         make: impl FnOnce(oneshot::Sender<std::result::Result<T, tonic::Status>>) -> Command,
     ) -> Result<T> {
+        self.leadership.require()?;
         Ok(self.handle.ask(make).await??)
     }
 
     /// Send a read and await it within `READ_TIMEOUT`.
     async fn read<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        self.leadership.require()?;
         match tokio::time::timeout(READ_TIMEOUT, self.handle.ask(make)).await {
             Ok(r) => Ok(r?),
             Err(_) => Err(Error::unavailable(format!(

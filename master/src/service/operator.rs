@@ -19,6 +19,17 @@ use crate::validate;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// What `/health` and `GetHealth` say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// The acting master's id (empty on a follower: it has no actor yet).
+    pub master_id: String,
+    /// Whether this master acts (elected, or the only one).
+    pub leading: bool,
+    /// The leader's `HOST:PORT` when known (a single master advertises none).
+    pub leader: Option<String>,
+}
+
 /// The ACL action of an operator resource operation.
 fn action_of(kind: OpKind) -> Action {
     match kind {
@@ -41,9 +52,23 @@ impl MaintenanceOp {
 }
 
 impl Service {
-    /// Liveness, answered by the actor (a wedged actor times out): the master id.
-    pub async fn health(&self) -> Result<String> {
-        self.read(|reply| Command::Ping { reply }).await
+    /// Liveness and leadership. A leader (or single master) answers through its actor
+    /// (a wedged actor times out); a follower answers itself, naming the leader it knows.
+    pub async fn health(&self) -> Result<Health> {
+        let leader = self.leadership.leader();
+        if !self.leadership.leading() {
+            return Ok(Health {
+                master_id: String::new(),
+                leading: false,
+                leader,
+            });
+        }
+        let master_id = self.read(|reply| Command::Ping { reply }).await?;
+        Ok(Health {
+            master_id,
+            leading: true,
+            leader,
+        })
     }
 
     pub fn version(&self) -> (&'static str, &'static str) {

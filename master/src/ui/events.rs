@@ -284,7 +284,7 @@ pub async fn events(
         query.map_err(|r| Error::invalid(format!("invalid query: {}", r.body_text())))?;
     let filter = EventsFilter::parse(q)?;
     let caller = caller.map(|Extension(c)| c).unwrap_or_default();
-    let master_id = s.health().await?;
+    let master_id = s.health().await?.master_id;
     let events = s.subscribe_events_from(caller, filter.snapshot).await?;
     let tick = filter.stats_interval.map(|every| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
