@@ -148,6 +148,12 @@ pub(super) struct ExecEntry {
     stream: Option<Subscription>,
     /// Task ids the (re-)subscribing executor said it already has.
     known: HashSet<String>,
+    /// Re-attached from a previous agent run's checkpoint (not launched by this run).
+    recovered: bool,
+    /// Subscriptions accepted on this agent run. A subscription is a re-subscription when
+    /// the executor was recovered or subscribed before; what it carries may be empty (all
+    /// its updates acknowledged), so that is never the test.
+    subscriptions: u32,
     tasks: BTreeMap<String, ExecTask>,
     /// Bumped whenever a subscription timer starts; older timers are stale.
     timer_generation: u64,
@@ -326,6 +332,8 @@ impl Actor {
                     container: Some(Arc::clone(&r.container)),
                     stream: None,
                     known: HashSet::new(),
+                    recovered: true,
+                    subscriptions: 0,
                     tasks,
                     timer_generation: 0,
                     kill_reason: None,
@@ -582,6 +590,8 @@ impl Actor {
                 container: None,
                 stream: None,
                 known: HashSet::new(),
+                recovered: false,
+                subscriptions: 0,
                 tasks: new_tasks().collect(),
                 timer_generation: 0,
                 kill_reason: None,
@@ -1000,7 +1010,16 @@ impl Actor {
             tx: events_tx,
             watcher,
         });
-        tracing::info!(executor = %key, resubscribed = !request.unacknowledged_updates.is_empty() || !request.unacknowledged_tasks.is_empty(), "executor subscribed");
+        let resubscribed = entry.recovered || entry.subscriptions > 0;
+        entry.subscriptions = entry.subscriptions.saturating_add(1);
+        tracing::info!(
+            executor = %key,
+            resubscribed,
+            recovered = entry.recovered,
+            resent_updates = request.unacknowledged_updates.len(),
+            unacknowledged_tasks = request.unacknowledged_tasks.len(),
+            "executor subscribed"
+        );
         self.exec_apply(&key, ExecEvent::Subscribed).await;
         if let Some(entry) = self.executors.get_mut(&key) {
             for (task_id, uuid) in foreign_updates {
