@@ -257,13 +257,44 @@ async fn needs_root_fork_bomb_stops_at_the_pids_limit() {
 }
 
 #[tokio::test]
-async fn needs_root_cpu_hog_with_half_a_cpu_gets_half_a_core() {
+async fn needs_root_cpu_hog_with_half_a_cpu_is_held_to_half_a_core() {
     let config = LinuxConfig {
         cpu_hard_limit: true,
         ..LinuxConfig::default()
     };
     let f = fixture("cpu_hog", config);
     let hog = start(&f, spec("hog", "while :; do :; done", "cpus:0.5;mem:32")).await;
+    // The limit as the kernel holds it: half of each CFS period (v1 cfs_quota_us /
+    // cfs_period_us, v2 "quota period" in cpu.max).
+    let Some(reference) = hog.reference() else {
+        panic!("a Linux container has a reference");
+    };
+    let cgroup = f
+        .containerizer
+        .container_cgroup(&reference.container_id)
+        .unwrap_or_else(|e| panic!("cgroup: {e}"));
+    let (quota, period) = cgroup
+        .dirs()
+        .into_iter()
+        .find_map(|d| {
+            if d.join("cpu.max").exists() {
+                let text = read(&d.join("cpu.max"));
+                let mut it = text.split_whitespace();
+                Some((
+                    it.next()?.parse::<u64>().ok()?,
+                    it.next()?.parse::<u64>().ok()?,
+                ))
+            } else if d.join("cpu.cfs_quota_us").exists() {
+                Some((
+                    read(&d.join("cpu.cfs_quota_us")).trim().parse().ok()?,
+                    read(&d.join("cpu.cfs_period_us")).trim().parse().ok()?,
+                ))
+            } else {
+                None
+            }
+        })
+        .unwrap_or_else(|| panic!("no cpu quota in {:?}", cgroup.dirs()));
+    assert_eq!(quota * 2, period, "quota {quota} of period {period}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = hog.usage().unwrap_or_else(|| panic!("no usage"));
     let t0 = Instant::now();
@@ -276,9 +307,14 @@ async fn needs_root_cpu_hog_with_half_a_cpu_gets_half_a_core() {
         "cpu hog: {share:.3} cores over {wall:.2} s; throttled {} of {} periods",
         after.cpu_throttled_periods, after.cpu_periods
     );
-    assert!((0.35..=0.65).contains(&share), "got {share:.3} cores");
-    assert!(after.cpu_throttled_periods > 0, "{after:?}");
-    assert!(after.cpu_throttled_ns > before.cpu_throttled_ns);
+    // Never more than the quota (with a margin for accounting at period edges). The share
+    // it gets below that depends on how busy the machine is, so it is not asserted; a hog
+    // that got near its quota was throttled to stay there.
+    assert!(share <= 0.65, "got {share:.3} cores");
+    if share >= 0.4 {
+        assert!(after.cpu_throttled_periods > 0, "{after:?}");
+        assert!(after.cpu_throttled_ns > before.cpu_throttled_ns);
+    }
     hog.kill(Duration::from_millis(200)).await;
     assert_clean(&f);
 }
