@@ -152,6 +152,25 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE")]
     pub fetcher_ca_file: Option<PathBuf>,
 
+    /// A task (or executor) listening on a TCP port outside its `ports` resource:
+    /// `report` logs it, `kill` fails the task (CONTAINER_LIMITATION_PORTS), `off`.
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "report")]
+    pub ports_enforcement: crate::containerizer::limits::Enforcement,
+
+    /// A sandbox holding more than its `disk` resource: `kill` fails the task
+    /// (CONTAINER_LIMITATION_DISK), `report` logs it, `off`. Tasks with no `disk` are not
+    /// limited.
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "kill")]
+    pub disk_enforcement: crate::containerizer::limits::Enforcement,
+
+    /// Time between two checks of a container's listening ports.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    pub ports_watch_interval: Duration,
+
+    /// Time between two measurements of a sandbox's disk use.
+    #[arg(long, value_name = "SECONDS", default_value = "15", value_parser = parse_seconds)]
+    pub disk_watch_interval: Duration,
+
     /// The default executor program (runs task groups whose executor names no command).
     /// Default: `agora-default-executor` next to this binary.
     #[arg(long, value_name = "PATH")]
@@ -367,6 +386,12 @@ impl AgentArgs {
                 "--default-user must not be empty".into(),
             ));
         }
+        config.limits = crate::containerizer::limits::LimitPolicy {
+            ports: self.ports_enforcement,
+            disk: self.disk_enforcement,
+            ports_interval: self.ports_watch_interval.max(Duration::from_millis(10)),
+            disk_interval: self.disk_watch_interval.max(Duration::from_millis(10)),
+        };
         config.users = crate::prepare::UserPolicy {
             default_user: self.default_user.clone(),
             allow_root: self.allow_root_tasks,

@@ -354,6 +354,16 @@ pub fn exit_report(termination: &Termination) -> Report {
             StatusReason::ContainerLimitationMemory,
             termination.to_string(),
         ),
+        Termination::PortLimit(_) => Report::new(
+            TaskState::Failed,
+            StatusReason::ContainerLimitationPorts,
+            termination.to_string(),
+        ),
+        Termination::DiskLimit(_) => Report::new(
+            TaskState::Failed,
+            StatusReason::ContainerLimitationDisk,
+            termination.to_string(),
+        ),
     }
 }
 

@@ -468,3 +468,40 @@ async fn needs_root_command_checks_run_in_the_container_as_the_task_user() {
     wait(&c, 10).await;
     assert_clean(&f);
 }
+
+/// A listener that is not the container's main process (a child of its shell) on a port
+/// outside the allocation: found through the container's cgroup and killed, with the
+/// whole container.
+#[tokio::test]
+async fn needs_root_child_listening_on_an_unallocated_port_kills_the_container() {
+    use agora_agent::containerizer::limits::{Enforcement, LimitPolicy, LimitingContainerizer};
+    let f = fixture("ports", LinuxConfig::default());
+    let limited = LimitingContainerizer::new(
+        Arc::new(f.containerizer.clone()),
+        &f.dir,
+        LimitPolicy {
+            ports: Enforcement::Kill,
+            disk: Enforcement::Off,
+            ports_interval: Duration::from_millis(100),
+            disk_interval: Duration::from_secs(60),
+        },
+    );
+    let script = "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => \
+                  \"127.0.0.1\", LocalPort => 0, Listen => 5) or die; open(my $f, \">\", \
+                  \"port.tmp\") or die; print $f $s->sockport, \"\\n\"; close $f; \
+                  rename(\"port.tmp\", \"port\"); sleep 60' & wait";
+    let c = limited
+        .launch(spec("l", script, "cpus:0.1;mem:64;ports:[1-1]"))
+        .await
+        .unwrap_or_else(|e| panic!("launch: {e}"));
+    let port = wait_for_file(&c.sandbox().join("port")).await;
+    let t = wait(&c, 10).await;
+    assert_eq!(
+        t,
+        Termination::PortLimit(format!(
+            "listening on unallocated port {port} (allocated: 1)"
+        ))
+    );
+    assert!(is_gone(c.pid()));
+    assert_clean(&f);
+}

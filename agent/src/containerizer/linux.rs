@@ -695,6 +695,19 @@ impl Container for LinuxContainer {
         self.reference.pid
     }
 
+    fn pids(&self) -> Vec<u32> {
+        // The main process first: its network namespace is the container's.
+        let mut pids = vec![self.reference.pid];
+        pids.extend(
+            self.cgroup
+                .pids()
+                .into_iter()
+                .filter_map(|p| u32::try_from(p).ok())
+                .filter(|p| *p != self.reference.pid),
+        );
+        pids
+    }
+
     fn run_check(
         &self,
         argv: Vec<String>,

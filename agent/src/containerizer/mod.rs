@@ -11,6 +11,7 @@
 //! a containerizer knows processes, not the protocol.
 
 pub mod cgroups;
+pub mod limits;
 pub mod linux;
 pub mod process;
 pub mod spawn;
@@ -45,6 +46,12 @@ pub enum Termination {
     /// The container hit its memory limit: the kernel OOM-killed processes of it. The text
     /// says how much and how the main process ended.
     MemoryLimit(String),
+    /// The container listened on a port outside its allocation and was killed for it
+    /// ([`limits`]); the text names the ports.
+    PortLimit(String),
+    /// The container's sandbox outgrew its `disk` resource and was killed for it
+    /// ([`limits`]); the text says by how much.
+    DiskLimit(String),
 }
 
 impl fmt::Display for Termination {
@@ -53,7 +60,9 @@ impl fmt::Display for Termination {
             Termination::Exited(code) => write!(f, "command exited with status {code}"),
             Termination::Signaled(sig) => write!(f, "terminated by signal {}", signal_name(*sig)),
             Termination::Unknown(why) => write!(f, "lost track of the command: {why}"),
-            Termination::MemoryLimit(what) => f.write_str(what),
+            Termination::MemoryLimit(what)
+            | Termination::PortLimit(what)
+            | Termination::DiskLimit(what) => f.write_str(what),
         }
     }
 }
@@ -609,6 +618,12 @@ pub trait Container: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<(), String>> {
         let _ = (argv, timeout);
         Box::pin(async { Err("this container cannot run command checks".to_string()) })
+    }
+
+    /// The container's live processes, by pid in the agent's pid namespace (for watching
+    /// their sockets). Default: the main process only.
+    fn pids(&self) -> Vec<u32> {
+        vec![self.pid()]
     }
 
     /// Resource usage, when the implementation measures it (cgroups) and the container
