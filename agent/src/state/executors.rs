@@ -474,6 +474,13 @@ impl Actor {
                 .await;
             return;
         }
+        for t in &tasks {
+            let uris = t.command.as_ref().is_some_and(|c| !c.uris.is_empty());
+            if uris || t.health_check.is_some() {
+                // Not built yet (issue 17, item 7): said where the operator looks.
+                tracing::warn!(framework = %fid, executor = %info.executor_id, task = %t.task_id, uris, health_check = t.health_check.is_some(), "the agent neither fetches URIs nor runs health checks of tasks run by custom executors; the executor gets them in its TaskInfo");
+            }
+        }
         let key = ExecutorKey::new(fid.clone(), info.executor_id.clone());
         let group_id = if group {
             self.next_instance += 1;
