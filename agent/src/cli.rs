@@ -74,6 +74,16 @@ pub struct AgentArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PIDS_MAX)]
     pub pids_limit: u64,
 
+    /// Containers' network (`--isolation linux` only): `host` shares the host's;
+    /// `isolated` gives each its own namespace with only a loopback interface, its
+    /// allocated ports forwarded from --publish-address by the agent.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "host")]
+    pub network: crate::containerizer::linux::NetworkMode,
+
+    /// Host address isolated containers' ports are published on.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub publish_address: std::net::IpAddr,
+
     /// Principal to authenticate as, for masters started with --authenticate-agents.
     #[arg(long, value_name = "NAME", requires = "secret_file")]
     pub principal: Option<String>,
@@ -191,6 +201,8 @@ impl AgentArgs {
             cpu_hard_limit: self.cgroups_cpu_hard_limit,
             pids_max: self.pids_limit,
             agent_name: None,
+            network: self.network,
+            publish_address: self.publish_address,
         }
     }
 }

@@ -505,3 +505,123 @@ async fn needs_root_child_listening_on_an_unallocated_port_kills_the_container()
     assert!(is_gone(c.pid()));
     assert_clean(&f);
 }
+
+/// A port nothing listens on right now on the host's loopback (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A task serving `name` on each of `ports` on its 127.0.0.1 (a file `ready-<port>` once
+/// listening), after probing whether it can reach 127.0.0.1:`probe` (the host's listener
+/// when it shares the host's network) into the file `probe`.
+fn banner_task(name: &str, ports: &[u16], probe: u16) -> String {
+    let serve = "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => \
+                 \"127.0.0.1\", LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die \
+                 \"listen $ARGV[0]: $!\"; open(F, \">\", \"ready-$ARGV[0]\"); close F; \
+                 while ($c = $s->accept) { print $c \"$ARGV[1]\\n\"; close $c }'";
+    let mut script = format!(
+        "perl -MIO::Socket::INET -e '$c = IO::Socket::INET->new(PeerAddr => \"127.0.0.1\", \
+         PeerPort => $ARGV[0], Timeout => 2); print(($c ? \"reached\" : \"unreachable\"), \
+         \"\\n\")' {probe} > probe.tmp; mv probe.tmp probe; "
+    );
+    for p in ports {
+        script.push_str(&format!("{serve} {p} {name} & "));
+    }
+    script.push_str("wait");
+    script
+}
+
+fn read_banner(port: u16) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.trim().to_string())
+}
+
+/// `--network isolated`: each container has its own network namespace. Both tasks listen
+/// on the same inner port (possible only apart); each one's allocated port is published
+/// on the host and reaches that task; the shared inner port, not allocated, is reachable
+/// from nowhere; neither task reaches the host's loopback listener nor the other task.
+#[tokio::test]
+async fn needs_root_isolated_network_publishes_only_allocated_ports() {
+    use agora_agent::containerizer::linux::NetworkMode;
+    let f = fixture(
+        "netns",
+        LinuxConfig {
+            network: NetworkMode::Isolated,
+            publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ..LinuxConfig::default()
+        },
+    );
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let host_port = host.local_addr().map(|a| a.port()).unwrap_or(0);
+    let (pa, pb, shared) = (free_port(), free_port(), free_port());
+    assert!(
+        pa != pb && pa != shared && pb != shared,
+        "port collision; rerun"
+    );
+    let spec_of = |id: &str, port: u16, probe: u16| {
+        let mut s = spec(
+            id,
+            &banner_task(id, &[port, shared], probe),
+            &format!("cpus:0.1;mem:64;ports:[{port}-{port}]"),
+        );
+        s.ports = vec![u64::from(port)];
+        s
+    };
+    let a = start(&f, spec_of("a", pa, host_port)).await;
+    let b = start(&f, spec_of("b", pb, pa)).await;
+    for (c, p) in [(&a, pa), (&a, shared), (&b, pb), (&b, shared)] {
+        let ready = c.sandbox().join(format!("ready-{p}"));
+        for _ in 0..500 {
+            if ready.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            ready.exists(),
+            "{} never listened on {p}: {}",
+            c.sandbox().display(),
+            std::fs::read_to_string(c.sandbox().join("stderr")).unwrap_or_default()
+        );
+    }
+    let banner = |p| tokio::task::spawn_blocking(move || read_banner(p));
+    assert_eq!(
+        banner(pa).await.ok().and_then(Result::ok).as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        banner(pb).await.ok().and_then(Result::ok).as_deref(),
+        Some("b")
+    );
+    assert!(
+        banner(shared).await.ok().is_some_and(|r| r.is_err()),
+        "an unallocated port was reachable from the host"
+    );
+    assert_eq!(
+        wait_for_file(&a.sandbox().join("probe")).await,
+        "unreachable"
+    );
+    assert_eq!(
+        wait_for_file(&b.sandbox().join("probe")).await,
+        "unreachable"
+    );
+    drop(host);
+    a.kill(Duration::ZERO).await;
+    b.kill(Duration::ZERO).await;
+    // Its forwarding ends with the container.
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", pa)).is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(std::net::TcpStream::connect(("127.0.0.1", pa)).is_err());
+    assert_clean(&f);
+}

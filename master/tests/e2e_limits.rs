@@ -112,3 +112,78 @@ async fn tasks_over_their_ports_or_disk_fail_and_say_why() {
     })
     .await;
 }
+
+fn nix_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A tiny HTTP server on 127.0.0.1:$PORT0 answering every request with 200 and `body`.
+fn http_server(body: &str) -> String {
+    format!(
+        "exec perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => \
+         \"127.0.0.1\", LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die \
+         \"listen: $!\"; while ($c = $s->accept) {{ while (<$c>) {{ last if /^\\r?$/ }} \
+         print $c \"HTTP/1.0 200 OK\\r\\nContent-Length: {}\\r\\n\\r\\n{body}\"; close $c }}' \
+         $PORT0",
+        body.len()
+    )
+}
+
+/// `--network isolated`: a task in its own network namespace serves HTTP on its
+/// allocated port, which the agent publishes on the host (here on 127.0.0.1); its HTTP
+/// health check goes through the same published port and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn needs_root_isolated_task_serves_http_through_its_published_port() {
+    assert!(nix_root(), "Linux containers need root");
+    let mut cluster = Cluster::start(0);
+    let port = free_port();
+    cluster.add_agent_resources(
+        0,
+        &format!("cpus:2;mem:512;disk:256;ports:[{port}-{port}]"),
+        &[
+            "--isolation",
+            "linux",
+            "--network",
+            "isolated",
+            "--publish-address",
+            "127.0.0.1",
+        ],
+    );
+    cluster.wait_agents(1);
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-netns").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    let mut task = shell_task(
+        "web",
+        &format!("cpus:0.1;mem:64;ports:[{port}-{port}]"),
+        &http_server("hello from a namespace"),
+    );
+    task.health_check = Some(v1::HealthCheck {
+        r#type: v1::health_check::Type::Http as i32,
+        port: u32::from(port),
+        path: "/".into(),
+        interval_seconds: 0.2,
+        timeout_seconds: 2.0,
+        ..Default::default()
+    });
+    fw.accept(vec![offer.id], vec![launch(vec![task])], Some(60.0))
+        .await
+        .expect("accept");
+    fw.wait_for("web RUNNING and healthy", |s| {
+        s.get("web")
+            .is_some_and(|x| state_of(x) == TaskState::Running && x.healthy == Some(true))
+    })
+    .await;
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/"))
+        .await
+        .expect("join")
+        .expect("GET through the published port");
+    assert_eq!((status, body.as_str()), (200, "hello from a namespace"));
+}

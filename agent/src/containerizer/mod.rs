@@ -14,6 +14,7 @@ pub mod cgroups;
 pub mod limits;
 pub mod linux;
 pub mod process;
+pub mod publish;
 pub mod spawn;
 
 use std::fmt;
@@ -486,6 +487,9 @@ pub enum SelectError {
     /// `--isolation linux` on a host where it cannot work.
     #[error("--isolation linux is unavailable: {0}")]
     Linux(cgroups::CgroupError),
+    /// `--network isolated` without Linux containers.
+    #[error("--network isolated needs --isolation linux (root and usable cgroups); {0}")]
+    NetworkNeedsLinux(String),
     /// The work directory cannot be resolved.
     #[error("cannot use work directory {path}: {error}")]
     WorkDir {
@@ -510,7 +514,11 @@ pub fn select(
             error,
         })
     };
+    let isolated_network = linux_config.network == linux::NetworkMode::Isolated;
     match requested {
+        Some(IsolationKind::Process) if isolated_network => Err(SelectError::NetworkNeedsLinux(
+            "--isolation process was chosen".into(),
+        )),
         Some(IsolationKind::Process) => {
             tracing::info!("isolation: process (chosen by --isolation)");
             Ok(Arc::new(process()?))
@@ -533,6 +541,9 @@ pub fn select(
                     Err(e) => e.to_string(),
                 }
             };
+            if isolated_network {
+                return Err(SelectError::NetworkNeedsLinux(why_not));
+            }
             tracing::warn!(
                 "isolation: process, without resource limits ({why_not}); use --isolation process to silence this"
             );
@@ -846,6 +857,28 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid executor id \"a/b\": must not contain '/'"
+        );
+    }
+
+    #[test]
+    fn isolated_network_needs_linux_containers() {
+        let config = linux::LinuxConfig {
+            network: linux::NetworkMode::Isolated,
+            ..linux::LinuxConfig::default()
+        };
+        let err = select(
+            Some(IsolationKind::Process),
+            std::path::Path::new("/tmp/agora-select-test"),
+            config,
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "--network isolated needs --isolation linux (root and usable cgroups); \
+                 --isolation process was chosen"
+            )
         );
     }
 
