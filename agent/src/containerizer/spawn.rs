@@ -9,7 +9,8 @@
 //! status. It is the session leader of the program, so its pid is the process group to
 //! kill when the program outlives its timeout.
 //!
-//! [`spawn`] clones a child that becomes pid 1 ("init") of a new pid namespace. Init
+//! [`spawn`] clones a child that becomes pid 1 ("init") of a new pid namespace (and, with
+//! [`ChildSetup::new_network`], a new network namespace whose loopback it brings up). Init
 //! writes itself into the container's cgroups, resets signals, starts a session, makes
 //! its mounts private and mounts its own `/proc`, optionally sets the hostname, closes
 //! every inherited descriptor and forks the task's main process (pid 2), which takes
