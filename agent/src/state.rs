@@ -121,6 +121,12 @@ enum Msg {
         instance: u64,
         connection: u64,
     },
+    /// A health result of a task run by an executor (instance: the executor's).
+    ExecHealth {
+        key: TaskKey,
+        instance: u64,
+        event: HealthEvent,
+    },
 }
 
 /// A task a previous run of the agent launched, re-attached to its container.
@@ -581,6 +587,11 @@ impl Actor {
                 instance,
                 connection,
             } => self.exec_stream_closed(key, instance, connection).await,
+            Msg::ExecHealth {
+                key,
+                instance,
+                event,
+            } => self.exec_health(key, instance, event).await,
             Msg::Containers { reply } => {
                 let mut all: Vec<(TaskKey, Arc<dyn Container>)> = self
                     .tasks

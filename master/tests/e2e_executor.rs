@@ -1113,3 +1113,58 @@ async fn process_isolation_restart_reattaches_the_executor() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Issue 17 item 7: the agent runs the health checks of tasks run by custom executors,
+/// inside the executor's container: a change is reported (RUNNING, `healthy`), and too
+/// many failures kill the task through its executor, reported FAILED, HEALTH_CHECK_FAILED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_task_health_check_reports_and_kills() {
+    let mut cluster = Cluster::start(0);
+    cluster.add_agent_with(0, &["--isolation", "process"]);
+    cluster.wait_agents(1);
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-executor-health").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    let ex = example_executor("checked", "cpus:0.1;mem:32");
+    let mut task = executor_task("h1", &ex, "touch ok; exec sleep 300");
+    // Run in the executor's sandbox: the task's directory is tasks/h1.
+    task.health_check = Some(v1::HealthCheck {
+        r#type: v1::health_check::Type::Command as i32,
+        command: Some(v1::CommandInfo {
+            run: Some(v1::command_info::Run::Shell("test -e tasks/h1/ok".into())),
+            ..Default::default()
+        }),
+        interval_seconds: 0.2,
+        timeout_seconds: 5.0,
+        consecutive_failures: 2,
+        ..Default::default()
+    });
+    fw.accept(vec![offer.id], vec![launch(vec![task])], Some(60.0))
+        .await
+        .expect("accept");
+    fw.wait_for("h1 RUNNING and healthy", |s| {
+        s.get("h1")
+            .is_some_and(|x| state_of(x) == TaskState::Running && x.healthy == Some(true))
+    })
+    .await;
+    let marker = sandbox_file(&cluster, 0, &fw.id, "checked", "h1").with_file_name("ok");
+    std::fs::remove_file(&marker).expect("remove the health marker");
+    fw.wait_for("h1 FAILED", |s| {
+        s.get("h1")
+            .is_some_and(|x| state_of(x) == TaskState::Failed)
+    })
+    .await;
+    let h1 = &fw.statuses["h1"];
+    assert_eq!(
+        h1.reason,
+        v1::StatusReason::HealthCheckFailed as i32,
+        "{h1:?}"
+    );
+    assert!(
+        fw.history
+            .iter()
+            .any(|s| s.task_id == "h1" && s.healthy == Some(false)),
+        "no unhealthy report before the kill: {:?}",
+        fw.history
+    );
+    wait_event(&mut fw, "FAILURE for checked", failure_of("checked")).await;
+}

@@ -121,6 +121,21 @@ pub(super) struct ExecTask {
     /// forgotten (its id may be used again). Not checkpointed: after a restart such
     /// tasks stay until their executor ends.
     terminal_uuid: Option<String>,
+    /// The agent's health checker of the task (from its first RUNNING to its end), run
+    /// inside the executor's container; aborted when dropped.
+    checker: Option<AbortOnDrop>,
+    /// The task was killed because its health check failed: its KILLED becomes FAILED,
+    /// HEALTH_CHECK_FAILED (as for command tasks).
+    killed_unhealthy: bool,
+}
+
+/// A tokio task aborted when its handle is dropped.
+pub(super) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One open event stream. Dropping it ends the stream for the executor (its watcher,
@@ -312,6 +327,8 @@ impl Actor {
                         state: TaskState::try_from(t.state).unwrap_or(TaskState::Staging),
                         kill_requested: t.kill_requested,
                         terminal_uuid: None,
+                        checker: None,
+                        killed_unhealthy: false,
                     },
                 );
             }
@@ -475,10 +492,9 @@ impl Actor {
             return;
         }
         for t in &tasks {
-            let uris = t.command.as_ref().is_some_and(|c| !c.uris.is_empty());
-            if uris || t.health_check.is_some() {
+            if t.command.as_ref().is_some_and(|c| !c.uris.is_empty()) {
                 // Not built yet (issue 17, item 7): said where the operator looks.
-                tracing::warn!(framework = %fid, executor = %info.executor_id, task = %t.task_id, uris, health_check = t.health_check.is_some(), "the agent neither fetches URIs nor runs health checks of tasks run by custom executors; the executor gets them in its TaskInfo");
+                tracing::warn!(framework = %fid, executor = %info.executor_id, task = %t.task_id, "the agent does not fetch URIs of tasks run by custom executors; the executor gets them in its TaskInfo");
             }
         }
         let key = ExecutorKey::new(fid.clone(), info.executor_id.clone());
@@ -500,6 +516,8 @@ impl Actor {
                         state: TaskState::Staging,
                         kill_requested: false,
                         terminal_uuid: None,
+                        checker: None,
+                        killed_unhealthy: false,
                     },
                 )
             })
@@ -667,6 +685,10 @@ impl Actor {
             }
             Resources::from_proto(&t.resources)
                 .map_err(|e| format!("task '{}' resources: {e}", t.task_id))?;
+            if let Some(h) = &t.health_check {
+                HealthSpec::from_proto(h)
+                    .map_err(|e| format!("task '{}' health check: {e}", t.task_id))?;
+            }
             let default = running.map_or(info.command.is_none(), |e| e.info.command.is_none());
             if default && t.command.is_none() {
                 return Err(format!(
@@ -1120,10 +1142,56 @@ impl Actor {
                 status.uuid.escape_debug()
             )));
         }
+        let first_running = state == TaskState::Running && task.state != TaskState::Running;
         task.state = state;
         if state.is_terminal() {
             task.terminal_uuid = Some(status.uuid.clone());
+            task.checker = None;
+            if task.killed_unhealthy && state == TaskState::Killed {
+                status.state = TaskState::Failed as i32;
+                status.reason = StatusReason::HealthCheckFailed as i32;
+                status.message = format!(
+                    "killed because its health check failed ({})",
+                    status.message
+                );
+            }
         }
+        let check = if first_running {
+            task.info
+                .health_check
+                .as_ref()
+                .and_then(|h| HealthSpec::from_proto(h).ok())
+        } else {
+            None
+        };
+        let (instance, container) = (entry.instance, entry.container.clone());
+        if let (Some(spec), Some(container), Some(tx)) = (check, container, self.self_tx.upgrade())
+        {
+            let tkey = TaskKey::new(key.framework_id.clone(), status.task_id.clone());
+            let checker = tokio::spawn(async move {
+                health::run(spec, container, move |event| {
+                    let tx = tx.clone();
+                    let key = tkey.clone();
+                    async move {
+                        tx.send(Msg::ExecHealth {
+                            key,
+                            instance,
+                            event,
+                        })
+                        .await
+                        .is_ok()
+                    }
+                })
+                .await;
+            });
+            if let Some(task) = entry.tasks.get_mut(&status.task_id) {
+                task.checker = Some(AbortOnDrop(checker));
+            }
+        }
+        let Some(task) = entry.tasks.get(&status.task_id) else {
+            return Ok(());
+        };
+        let state = task.state;
         status.framework_id = key.framework_id.clone();
         status.executor_id = key.executor_id.clone();
         status.agent_id = agent_id;
@@ -1178,6 +1246,64 @@ impl Actor {
         tokio::spawn(async move {
             let _ = reply.send(send.await);
         });
+    }
+
+    /// A health result of an executor's task (its checker runs in the executor's
+    /// container): a change is reported as an agent update (RUNNING, `healthy`); too many
+    /// failures kill the task through its executor, and its end is reported FAILED,
+    /// HEALTH_CHECK_FAILED.
+    pub(super) async fn exec_health(&mut self, key: TaskKey, instance: u64, event: HealthEvent) {
+        let Some(ek) = self.executor_of(&key) else {
+            return;
+        };
+        let agent_id = self.agent_id.clone();
+        let Some(entry) = self.executors.get_mut(&ek) else {
+            return;
+        };
+        let subscribed = entry.phase == ExecPhase::Subscribed;
+        if entry.instance != instance {
+            return;
+        }
+        let Some(task) = entry.tasks.get_mut(&key.task_id) else {
+            return;
+        };
+        if task.state != TaskState::Running {
+            return;
+        }
+        match event {
+            HealthEvent::Changed { healthy } => {
+                let mut report = Report::new(
+                    TaskState::Running,
+                    StatusReason::Unspecified,
+                    if healthy {
+                        "health check passed"
+                    } else {
+                        "health check failed"
+                    },
+                );
+                report.healthy = Some(healthy);
+                tracing::info!(task = %key, executor = %ek, healthy, "{}", report.message);
+                let mut status = new_status(&key, &agent_id, report);
+                status.executor_id = ek.executor_id.clone();
+                self.updates.enqueue(status).await;
+            }
+            HealthEvent::Failed => {
+                if task.kill_requested {
+                    return;
+                }
+                task.kill_requested = true;
+                task.killed_unhealthy = true;
+                task.checker = None;
+                tracing::info!(task = %key, executor = %ek, "health check failed too often; killing the task");
+                if subscribed {
+                    entry.send(XEvent::Kill(executor_event::Kill {
+                        task_id: key.task_id.clone(),
+                        kill_policy: None,
+                    }));
+                }
+                self.persist_executor(&ek);
+            }
+        }
     }
 
     pub(super) fn exec_acknowledged(&mut self, key: TaskKey, uuid: String) {
