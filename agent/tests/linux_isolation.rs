@@ -625,3 +625,76 @@ async fn needs_root_isolated_network_publishes_only_allocated_ports() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", pa)).is_err());
     assert_clean(&f);
 }
+
+/// A restarted agent re-attaching to a container of `--network isolated` publishes its
+/// port again (the first agent's forwarding went with it).
+#[test]
+fn needs_root_reattached_isolated_container_is_published_again() {
+    use agora_agent::containerizer::linux::NetworkMode;
+    let config = LinuxConfig {
+        network: NetworkMode::Isolated,
+        publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        ..LinuxConfig::default()
+    };
+    let f = fixture("netns_recover", config.clone());
+    let port = free_port();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // The first agent run: launch, check the port, then the whole runtime goes (as the
+    // agent's process would), the container stays.
+    let first = runtime();
+    let (reference, sandbox) = first.block_on(async {
+        let mut s = spec("r", &banner_task("r", &[port], 1), "cpus:0.1;mem:64");
+        s.ports = vec![u64::from(port)];
+        let c = start(&f, s).await;
+        wait_for_file(&c.sandbox().join("probe")).await;
+        let ready = c.sandbox().join(format!("ready-{port}"));
+        for _ in 0..500 {
+            if ready.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let got = tokio::task::spawn_blocking(move || read_banner(port)).await;
+        assert_eq!(got.ok().and_then(Result::ok).as_deref(), Some("r"));
+        let Some(reference) = c.reference() else {
+            panic!("a Linux container has a reference");
+        };
+        (reference, c.sandbox().to_path_buf())
+    });
+    drop(first);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the first run's forwarding outlived it"
+    );
+    let second = runtime();
+    second.block_on(async {
+        let again = LinuxContainerizer::new(
+            &f.dir,
+            LinuxConfig {
+                agent_name: Some(f.name.clone()),
+                ..config
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Some(c) = again.recover(reference).await else {
+            panic!("not re-attached");
+        };
+        assert_eq!(c.sandbox(), sandbox.as_path());
+        let got = tokio::task::spawn_blocking(move || read_banner(port)).await;
+        assert_eq!(got.ok().and_then(Result::ok).as_deref(), Some("r"));
+        c.kill(Duration::ZERO).await;
+    });
+    assert_clean(&f);
+}
