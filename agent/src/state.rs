@@ -479,17 +479,7 @@ impl Actor {
         match event {
             HealthEvent::Changed { healthy } => {
                 entry.healthy = Some(healthy);
-                let mut report = Report::new(
-                    TaskState::Running,
-                    StatusReason::Unspecified,
-                    if healthy {
-                        "health check passed"
-                    } else {
-                        "health check failed"
-                    },
-                );
-                report.healthy = Some(healthy);
-                self.report(&key, report).await;
+                self.report(&key, Report::health_changed(healthy)).await;
             }
             HealthEvent::Failed => {
                 let grace = entry.grace();

@@ -216,6 +216,18 @@ impl Report {
     pub fn starting() -> Report {
         Report::new(TaskState::Starting, StatusReason::Unspecified, "")
     }
+
+    /// A running task's health changed (command tasks and executors' tasks alike).
+    pub fn health_changed(healthy: bool) -> Report {
+        let message = if healthy {
+            "health check passed"
+        } else {
+            "health check failed"
+        };
+        let mut report = Report::new(TaskState::Running, StatusReason::Unspecified, message);
+        report.healthy = Some(healthy);
+        report
+    }
 }
 
 /// What the state actor must do after a transition.

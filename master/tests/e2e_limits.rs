@@ -113,17 +113,6 @@ async fn tasks_over_their_ports_or_disk_fail_and_say_why() {
     .await;
 }
 
-fn nix_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// A tiny HTTP server on 127.0.0.1:$PORT0 answering every request with 200 and `body`.
 fn http_server(body: &str) -> String {
     format!(
@@ -141,7 +130,7 @@ fn http_server(body: &str) -> String {
 /// health check goes through the same published port and passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn needs_root_isolated_task_serves_http_through_its_published_port() {
-    assert!(nix_root(), "Linux containers need root");
+    assert!(is_root(), "Linux containers need root");
     let mut cluster = Cluster::start(0);
     let port = free_port();
     cluster.add_agent_resources(

@@ -1272,16 +1272,7 @@ impl Actor {
         }
         match event {
             HealthEvent::Changed { healthy } => {
-                let mut report = Report::new(
-                    TaskState::Running,
-                    StatusReason::Unspecified,
-                    if healthy {
-                        "health check passed"
-                    } else {
-                        "health check failed"
-                    },
-                );
-                report.healthy = Some(healthy);
+                let report = Report::health_changed(healthy);
                 tracing::info!(task = %key, executor = %ek, healthy, "{}", report.message);
                 let mut status = new_status(&key, &agent_id, report);
                 status.executor_id = ek.executor_id.clone();
