@@ -196,19 +196,26 @@ fn publish_ports(
     if ports.is_empty() {
         return Ok(None);
     }
-    if !super::publish::own_network_namespace(reference.pid) {
+    // A container that already ended (a short task) has nothing left to publish: its
+    // reaper reports how it ended.
+    let ended = || spawn::pidfd_send_signal(pidfd, 0).is_err();
+    let path = format!("/proc/{}/ns/net", reference.pid);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(_) if ended() => return Ok(None),
+        Err(e) => return Err(format!("cannot open {path}: {e}")),
+    };
+    // The namespace is the container's only if its init still ran after it was opened.
+    if ended() {
+        return Ok(None);
+    }
+    if !super::publish::is_own_namespace(&file) {
         return Err(format!(
             "container {} shares the host's network; its ports are not published",
             reference.container_id
         ));
     }
-    let path = format!("/proc/{}/ns/net", reference.pid);
-    let netns: std::os::fd::OwnedFd = std::fs::File::open(&path)
-        .map_err(|e| format!("cannot open {path}: {e}"))?
-        .into();
-    // The namespace is the container's only if its init still runs now.
-    spawn::pidfd_send_signal(pidfd, 0).map_err(|_| "the container has ended".to_string())?;
-    super::publish::publish(netns, inner.config.publish_address, &ports).map(Some)
+    super::publish::publish(file.into(), inner.config.publish_address, &ports).map(Some)
 }
 
 fn run_dir(work_dir: &Path, container_id: &str) -> PathBuf {

@@ -46,11 +46,12 @@ impl Drop for Published {
     }
 }
 
-/// Whether process `pid` lives in a network namespace other than the agent's.
-pub fn own_network_namespace(pid: u32) -> bool {
-    let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).ok();
-    match (ns(&pid.to_string()), ns("self")) {
-        (Some(theirs), Some(ours)) => theirs != ours,
+/// Whether `netns` (an open `/proc/<pid>/ns/net`) is a network namespace other than the
+/// agent's (compared by the namespace's inode, so the process may end meanwhile).
+pub fn is_own_namespace(netns: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (netns.metadata(), std::fs::metadata("/proc/self/ns/net")) {
+        (Ok(theirs), Ok(ours)) => (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()),
         _ => false,
     }
 }
