@@ -698,3 +698,27 @@ fn needs_root_reattached_isolated_container_is_published_again() {
     });
     assert_clean(&f);
 }
+
+/// Short tasks of `--network isolated` with a port: one that ends before its port could be
+/// published still launches and reports its own exit (the publisher finds it ended).
+#[tokio::test]
+async fn needs_root_short_isolated_tasks_with_ports_launch_and_exit() {
+    use agora_agent::containerizer::linux::NetworkMode;
+    let f = fixture(
+        "netns_short",
+        LinuxConfig {
+            network: NetworkMode::Isolated,
+            publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ..LinuxConfig::default()
+        },
+    );
+    let port = free_port();
+    for i in 0..50 {
+        let mut s = spec(&format!("s{i}"), "exec /bin/true", "cpus:0.01;mem:32");
+        s.program = Program::Argv(vec!["/bin/true".into()]);
+        s.ports = vec![u64::from(port)];
+        let c = start(&f, s).await;
+        assert_eq!(wait(&c, 10).await, Termination::Exited(0));
+    }
+    assert_clean(&f);
+}

@@ -202,7 +202,9 @@ fn publish_ports(
     let path = format!("/proc/{}/ns/net", reference.pid);
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
-        Err(_) if ended() => return Ok(None),
+        // Gone from /proc (an exited init, possibly not reaped yet: a zombie still takes
+        // signals, so only this says it ended).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || ended() => return Ok(None),
         Err(e) => return Err(format!("cannot open {path}: {e}")),
     };
     // The namespace is the container's only if its init still ran after it was opened.
