@@ -275,6 +275,18 @@ pub async fn run(
     let outbox: Arc<dyn crate::state::MasterOutbox> = Arc::new(outbox);
     let mut executor_config = config.executors.clone();
     executor_config.socket = Some(socket);
+    executor_config.mesos_endpoint = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| {
+            // An unspecified address is reached on loopback from the same host.
+            let ip = if a.ip().is_unspecified() {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            } else {
+                a.ip()
+            };
+            std::net::SocketAddr::new(ip, a.port()).to_string()
+        });
     let (state, state_task) = AgentState::spawn_with(
         Arc::clone(&containerizer),
         updates.clone(),

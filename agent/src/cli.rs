@@ -130,6 +130,13 @@ pub struct AgentArgs {
     /// which task's sandbox (object: the task's user). Deny by default once given.
     #[arg(long, value_name = "FILE", requires = "listen")]
     pub http_acls: Option<PathBuf>,
+
+    /// Mesos HTTP executors (`/api/v1/executor` on --listen) may call without the token
+    /// the agent gave them (`Authorization: Bearer $MESOS_EXECUTOR_AUTHENTICATION_TOKEN`),
+    /// as executors written for Mesos without executor authentication do. Off: such calls
+    /// are refused 401. Any local process that knows an executor's ids can then act for it.
+    #[arg(long, requires = "listen")]
+    pub mesos_executors_without_token: bool,
     /// A custom executor that has not subscribed to the executor API this long after it
     /// started (or after it lost its connection) is killed and its tasks fail.
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
@@ -316,6 +323,7 @@ impl AgentArgs {
             credentials,
             authenticate: self.authenticate_http,
             acls,
+            mesos_executors_without_token: self.mesos_executors_without_token,
         })
     }
 

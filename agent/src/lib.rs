@@ -65,6 +65,7 @@ pub mod health;
 pub mod http;
 pub mod master_addr;
 pub mod master_link;
+pub mod mesos_executor;
 pub mod prepare;
 pub mod recovery;
 pub mod sandbox;

@@ -86,6 +86,12 @@ enum Msg {
         key: TaskKey,
         uuid: String,
     },
+    /// The token of an executor, for the Mesos executor endpoint when the agent lets
+    /// Mesos executors call without theirs (`--mesos-executors-without-token`).
+    ExecToken {
+        key: ExecutorKey,
+        reply: oneshot::Sender<Option<String>>,
+    },
     ExecSubscribe {
         request: ExecutorSubscribeRequest,
         token: String,
@@ -320,6 +326,13 @@ impl AgentState {
     }
 
     /// Sends an executor call to the actor and waits for its answer.
+    /// The token the agent gave executor `key`, if it has one (see `Msg::ExecToken`).
+    pub async fn executor_token(&self, key: ExecutorKey) -> Option<String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::ExecToken { key, reply }).await;
+        rx.await.ok().flatten()
+    }
+
     async fn executor_call<T>(
         &self,
         msg: impl FnOnce(oneshot::Sender<Result<T, tonic::Status>>) -> Msg,
@@ -538,6 +551,9 @@ impl Actor {
                 event,
             } => self.health(key, instance, event).await,
             Msg::Acknowledged { key, uuid } => self.exec_acknowledged(key, uuid),
+            Msg::ExecToken { key, reply } => {
+                let _ = reply.send(self.exec_token(&key));
+            }
             Msg::ExecSubscribe {
                 request,
                 token,

@@ -13,12 +13,14 @@ pub mod clock;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod mesos;
 pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod service;
 pub mod state;
 pub mod tally;
+pub mod ui;
 pub mod validate;
 
 /// The allocator lives in its own crate (`agora-allocator`, pure by its dependencies); the

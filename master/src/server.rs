@@ -179,6 +179,12 @@ impl RunningMaster {
         })
     }
 
+    /// The router `serve` answers with (HTTP and gRPC behind the auth middleware), for
+    /// driving the master in-process, as the fuzz targets do.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
     /// Serve until `shutdown` resolves. Open event streams are then closed (peers see a lost
     /// master, not an error), and connections still open after `SHUTDOWN_GRACE` are cut.
     ///

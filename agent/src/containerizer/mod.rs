@@ -231,6 +231,15 @@ impl LaunchSpec {
                 "AGORA_SANDBOX".to_string(),
                 sandbox.to_string_lossy().into_owned(),
             ),
+            // What Mesos gives every task and executor (Mesos HTTP executors read them).
+            (
+                "MESOS_SANDBOX".to_string(),
+                sandbox.to_string_lossy().into_owned(),
+            ),
+            (
+                "MESOS_DIRECTORY".to_string(),
+                sandbox.to_string_lossy().into_owned(),
+            ),
         ];
         for (i, port) in self.ports.iter().enumerate() {
             env.push((format!("PORT{i}"), port.to_string()));

@@ -70,6 +70,10 @@ pub struct ExecutorConfig {
     pub shutdown_grace: Duration,
     /// How long executors keep trying to reach a restarted agent (passed to them).
     pub recovery_timeout: Duration,
+    /// `host:port` of the agent's HTTP endpoint, where Mesos HTTP executors find
+    /// `/api/v1/executor`; given, executors also get Mesos's environment
+    /// (`MESOS_AGENT_ENDPOINT`, ...). `None`: no --listen.
+    pub mesos_endpoint: Option<String>,
 }
 
 impl Default for ExecutorConfig {
@@ -80,6 +84,7 @@ impl Default for ExecutorConfig {
             subscribe_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
             recovery_timeout: Duration::from_secs(900),
+            mesos_endpoint: None,
         }
     }
 }

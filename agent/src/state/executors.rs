@@ -227,6 +227,13 @@ impl ExecEntry {
     }
 }
 
+impl Actor {
+    /// The token of executor `key` (`Msg::ExecToken`).
+    pub(super) fn exec_token(&self, key: &ExecutorKey) -> Option<String> {
+        self.executors.get(key).map(|e| e.token.clone())
+    }
+}
+
 /// The executor named by a call, if the call proves it is that executor.
 fn authenticated<'a>(
     executors: &'a HashMap<ExecutorKey, ExecEntry>,
@@ -565,7 +572,7 @@ impl Actor {
             return;
         };
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let env = vec![
+        let mut env = vec![
             (
                 ENV_SOCKET.to_string(),
                 socket.to_string_lossy().into_owned(),
@@ -577,6 +584,18 @@ impl Actor {
                 config.recovery_timeout.as_secs_f64().to_string(),
             ),
         ];
+        if let Some(endpoint) = &config.mesos_endpoint {
+            env.extend(crate::mesos_executor::environment(
+                endpoint,
+                &fid,
+                &info.executor_id,
+                &self.agent_id,
+                &token,
+                framework.checkpoint,
+                config.recovery_timeout,
+                config.shutdown_grace,
+            ));
+        }
         let spec = match LaunchSpec::for_executor(
             &framework,
             &info,

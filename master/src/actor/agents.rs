@@ -191,7 +191,37 @@ impl Master {
             seen.insert(key.clone());
             let executor = task.executor.clone();
             if state.is_terminal() {
-                // Its terminal update is still on its way through the update manager.
+                // Its terminal update is still on its way through the update manager. A
+                // task this master never heard of (it restarted meanwhile) is tracked from
+                // here on, ended, so that its updates (and their late retries) are known.
+                if !self.tasks.contains_key(&key)
+                    && self.completed_task(&key).is_none()
+                    && !self.framework_retired(&fw_id)
+                {
+                    self.ensure_framework_for_recovered_task(&fw_id, &frameworks_info, now);
+                    let role = self.recovered_task_role(&fw_id, &resources);
+                    self.tasks.insert(
+                        key.clone(),
+                        TaskEntry {
+                            info: task.into(),
+                            framework_id: fw_id.clone(),
+                            agent_id: id.clone(),
+                            role,
+                            resources: StoredResources::from(&resources),
+                            state,
+                            booked: false,
+                            statuses: StatusLog::default(),
+                            relayed: None,
+                        },
+                    );
+                    if let Some(f) = self.frameworks.get_mut(&fw_id) {
+                        f.tasks.insert(key.1.clone());
+                    }
+                    if let Some(a) = self.agents.get_mut(&id) {
+                        a.tasks.insert(key.clone());
+                    }
+                    self.emit_task_added(&key);
+                }
                 continue;
             }
             if self.framework_retired(&fw_id) {
@@ -658,8 +688,21 @@ impl Master {
         // only sends the next update after this one was acknowledged, but a retry that was
         // in flight can overtake it. Relaying it would show the framework an older state
         // after a newer one.
+        // It is acknowledged on the framework's behalf: the framework already has a newer
+        // state, and an agent whose queue head is this update (a task the master gave up on
+        // as LOST while the agent was away) would otherwise re-send it for good, with every
+        // later update of the task stuck behind it. An agent ignores an acknowledgement
+        // that is not for its queue's head, so acknowledging an overtaken retry is harmless.
         if self.is_superseded(&key, &status.uuid) {
             self.metrics.stale_status_updates += 1;
+            self.send_agent(
+                &r.agent_id,
+                v1::agent_command::Command::Acknowledge(v1::agent_command::Acknowledge {
+                    framework_id: status.framework_id.clone(),
+                    task_id: status.task_id.clone(),
+                    uuid: status.uuid.clone(),
+                }),
+            );
             return Ok(());
         }
         // A framework falling behind on its events is sent no more updates until it
@@ -704,7 +747,14 @@ impl Master {
         } else if !self.backlogged_since.is_empty() {
             self.backlogged_since.remove(&status.framework_id);
         }
-        self.apply_task_state(&key, &status);
+        if !self.apply_task_state(&key, &status) {
+            // The master's view is already past this state (an agent's `latest_state` moved
+            // it on), yet the update still goes to the framework: record it all the same, so
+            // that a retry of it arriving after a newer update is known as superseded.
+            if let Some(task) = self.tasks.get_mut(&key) {
+                task.statuses.record(&status, super::MAX_TASK_HISTORY);
+            }
+        }
         // The agent may already know a newer state while older updates await their
         // acknowledgement; the master's view moves ahead (and frees resources) at once, but
         // the task's latest status stays the last one actually received.

@@ -218,7 +218,9 @@ pub enum Command {
         op: MaintenanceOp,
         reply: Reply<()>,
     },
+    /// Subscribe to operator events; the first is the whole state when `snapshot`.
     SubscribeEvents {
+        snapshot: bool,
         reply: oneshot::Sender<mpsc::Receiver<Result<v1::OperatorEvent, Status>>>,
     },
     /// An operator's RESERVE / UNRESERVE / CREATE / DESTROY on an agent.
@@ -535,21 +537,34 @@ impl Master {
                     Err(_) => break,
                 }
             }
-            if !self.draining.is_empty() {
-                self.check_drains();
-            }
-            if let Err(e) = self.commit().await {
+            if let Err(e) = self.end_batch().await {
                 tracing::error!(error = %e, "registry write failed; the master stops");
                 self.close_streams();
                 return Err(e);
-            }
-            if self.needs_allocation {
-                self.allocate();
             }
         }
         self.commit().await?;
         info!("master actor stopped");
         Ok(())
+    }
+
+    /// What `run` does after each batch of commands: drain deadlines, the batch's commit
+    /// (and its held replies), then an allocation cycle if one is due. A deterministic
+    /// simulation drives the actor with `handle`, `end_batch` and `tick` on its own clock.
+    pub async fn end_batch(&mut self) -> Result<(), RegistryError> {
+        if !self.draining.is_empty() {
+            self.check_drains();
+        }
+        self.commit().await?;
+        if self.needs_allocation {
+            self.allocate();
+        }
+        Ok(())
+    }
+
+    /// The periodic work `run` does on its interval (timeouts, heartbeats, filter expiry).
+    pub fn tick(&mut self) {
+        self.on_tick();
     }
 
     /// Make the batch's registry changes durable in one write, then send the replies that
@@ -960,8 +975,8 @@ impl Master {
                     .map_err(allocator_status);
                 self.answer(reply, r);
             }
-            Command::SubscribeEvents { reply } => {
-                let snapshot = self.cluster_state();
+            Command::SubscribeEvents { snapshot, reply } => {
+                let snapshot = snapshot.then(|| self.cluster_state());
                 let events = self.subscribers.add(snapshot);
                 self.answer_query(reply, events);
             }

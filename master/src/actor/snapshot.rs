@@ -230,12 +230,22 @@ fn stored_scalar_totals<'a>(
 
 impl Master {
     /// Per agent: (allocated to tasks, outstanding offers).
+    ///
+    /// On a schedulable agent a live task counts only once booked: a task the agent
+    /// re-registered with as already ended stays live here until its terminal update
+    /// arrives, but its resources are free (and may be offered) from the re-registration
+    /// on. Off the allocator (deactivated, unreachable) every live task counts.
     fn agent_usage(&self, agent_id: &str) -> (Resources, Resources) {
         let mut used = Resources::new();
         let mut offered = Resources::new();
+        let in_allocator = self.agent_in_allocator(agent_id);
         if let Some(a) = self.agents.get(agent_id) {
             for key in &a.tasks {
-                if let Some(t) = self.tasks.get(key).filter(|t| !t.state.is_terminal()) {
+                if let Some(t) = self
+                    .tasks
+                    .get(key)
+                    .filter(|t| !t.state.is_terminal() && (t.booked || !in_allocator))
+                {
                     used = used
                         .checked_add(&t.resources.to_resources())
                         .unwrap_or(used);

@@ -113,7 +113,8 @@ pub enum Api {
 
 impl Api {
     pub fn of_path(path: &str) -> Api {
-        if path.starts_with("/agora.v1.Scheduler/") {
+        // Mesos's scheduler API is the scheduler API too (its credentials, its rate limit).
+        if path.starts_with("/agora.v1.Scheduler/") || path == "/api/v1/scheduler" {
             Api::Scheduler
         } else if path.starts_with("/agora.v1.AgentApi/") {
             Api::Agent
@@ -725,6 +726,7 @@ mod tests {
             Api::of_path("/agora.v1.Scheduler/Subscribe"),
             Api::Scheduler
         );
+        assert_eq!(Api::of_path("/api/v1/scheduler"), Api::Scheduler);
         assert_eq!(Api::of_path("/agora.v1.AgentApi/Register"), Api::Agent);
         assert_eq!(Api::of_path("/agora.v1.Operator/GetState"), Api::Operator);
         assert_eq!(Api::of_path("/api/v1/state"), Api::Operator);

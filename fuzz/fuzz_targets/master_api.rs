@@ -1,0 +1,6 @@
+#![no_main]
+// The body and its oracle: agora_fuzz_targets::master_api (see fuzz-targets/src).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| agora_fuzz_targets::TARGETS
+    .iter()
+    .filter(|t| t.name == "master_api")
+    .for_each(|t| (t.run)(data)));
