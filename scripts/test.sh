@@ -74,5 +74,17 @@ cargo nextest run --workspace --no-fail-fast -E "$filter" "$@"
 step "doc tests"
 cargo test --workspace --doc
 
+# Coverage-guided fuzzing (cargo fuzz, libFuzzer) needs the nightly toolchain; the stable
+# replay of every corpus ran with the tests above. CI gives each target a short budget;
+# elsewhere set AGORA_FUZZ_SECONDS to run it.
+if [ "${CI:-}" = "true" ] || [ -n "${AGORA_FUZZ_SECONDS:-}" ]; then
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    step "fuzzing (cargo fuzz, ${AGORA_FUZZ_SECONDS:-10} s per target)"
+    bash scripts/fuzz.sh --scratch --seconds "${AGORA_FUZZ_SECONDS:-10}"
+  else
+    echo "note: no nightly toolchain: cargo fuzz skipped (the stable corpus replay ran with the tests)"
+  fi
+fi
+
 echo
 echo "all checks passed"

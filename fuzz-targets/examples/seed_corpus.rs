@@ -14,6 +14,16 @@ use agora_proto::v1;
 use agora_resources::Resources;
 use prost::Message;
 
+/// A Mesos v1 SUBSCRIBE call in JSON, as a Mesos framework sends it.
+const MESOS_SUBSCRIBE: &str = r#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"nobody","name":"seed","roles":["web"],"capabilities":[{"type":"MULTI_ROLE"}]}}}"#;
+/// Mesos v1 calls in JSON, each framed as one RecordIO record in the corpus.
+const MESOS_CALLS: &[&str] = &[
+    MESOS_SUBSCRIBE,
+    r#"{"framework_id":{"value":"fw-1"},"type":"DECLINE","decline":{"offer_ids":[{"value":"o-1"}],"filters":{"refuse_seconds":5.0}}}"#,
+    r#"{"framework_id":{"value":"fw-1"},"type":"ACKNOWLEDGE","acknowledge":{"agent_id":{"value":"a-1"},"task_id":{"value":"t-1"},"uuid":"AAECAwQFBgcICQoLDA0ODw=="}}"#,
+    r#"{"framework_id":{"value":"fw-1"},"type":"RECONCILE","reconcile":{"tasks":[]}}"#,
+];
+
 const RESOURCE_TEXTS: &[&str] = &[
     "cpus:2;mem:1024;disk:4096",
     "cpus:0.5;mem:256;ports:[31000-31005,32000-32000]",
@@ -276,6 +286,18 @@ fn main() {
         ),
         ("GET", "/api/v1/agents", "limit=5"),
         ("GET", "/api/v1/allocator/explain", "framework_id=fw-1"),
+        (
+            "GET",
+            "/api/v1/events",
+            "snapshot=false&types=task_updated&stats_interval_ms=0",
+        ),
+        ("GET", "/master/state", ""),
+        ("POST", "/api/v1/scheduler", MESOS_SUBSCRIBE),
+        (
+            "GET",
+            "/api/v1/tasks/fw-1/{}/files/tail",
+            "t1\npath=stdout&bytes=100",
+        ),
     ];
     for (method, path, body) in http {
         let selector = route(method, path);
@@ -356,5 +378,20 @@ fn main() {
         let selector = u8::try_from(selector).unwrap_or(u8::MAX);
         write(&dir, &format!("route-{selector}-empty"), &[selector]);
     }
+    let dir = root.join("mesos_recordio");
+    let mut stream = Vec::new();
+    for (i, call) in MESOS_CALLS.iter().enumerate() {
+        let framed = agora_mesos::recordio::encode(call.as_bytes());
+        write(&dir, &format!("json-{i}"), &with_kind(128, framed.clone()));
+        stream.extend(framed);
+        if let Ok(decoded) = agora_mesos::Format::Json
+            .decode::<agora_mesos::schema::scheduler::Call>(call.as_bytes())
+        {
+            let pb = agora_mesos::recordio::encode(&agora_mesos::Format::Protobuf.encode(&decoded));
+            write(&dir, &format!("protobuf-{i}"), &with_kind(64, pb));
+        }
+    }
+    write(&dir, "stream", &with_kind(200, stream));
+
     println!("corpus written under {}", root.display());
 }

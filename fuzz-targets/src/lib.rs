@@ -53,6 +53,10 @@ pub const TARGETS: &[Target] = &[
         name: "master_api",
         run: master_api::run,
     },
+    Target {
+        name: "mesos_recordio",
+        run: mesos_recordio,
+    },
 ];
 
 /// The resource and attribute text parsers (`cpus:2;mem:1024;ports:[31000-32000]`, `rack:a`):
@@ -207,4 +211,42 @@ pub fn agent_command(data: &[u8]) {
 /// A process-wide value built once (the fuzzing process runs millions of inputs).
 pub(crate) fn once<T>(cell: &'static OnceLock<T>, make: impl FnOnce() -> T) -> &'static T {
     cell.get_or_init(make)
+}
+
+/// The Mesos v1 API's RecordIO framing and the scheduler calls it carries: the first byte
+/// says where the stream is cut in two; decoding it whole or in two parts gives the same
+/// records (or both fail); a record that decodes as a protobuf `Call` encodes back to bytes
+/// that decode to the same call; JSON decoding never panics.
+pub fn mesos_recordio(data: &[u8]) {
+    use agora_mesos::Format;
+    use agora_mesos::recordio::Decoder;
+    use agora_mesos::schema::scheduler::Call;
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let at = (usize::from(cut) * stream.len()) / 255;
+    let whole = Decoder::new().feed(stream);
+    let mut decoder = Decoder::new();
+    let parts = decoder.feed(&stream[..at]).and_then(|mut first| {
+        first.extend(decoder.feed(&stream[at..])?);
+        Ok(first)
+    });
+    let records = match (whole, parts) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b, "records differ when the stream is cut at {at}");
+            a
+        }
+        (Err(_), Err(_)) => return,
+        (a, b) => panic!("cut at {at}: whole stream {a:?}, in two parts {b:?}"),
+    };
+    for record in records {
+        if let Ok(call) = Format::Protobuf.decode::<Call>(&record) {
+            let bytes = Format::Protobuf.encode(&call);
+            match Format::Protobuf.decode::<Call>(&bytes) {
+                Ok(again) => assert_eq!(again, call, "protobuf round trip"),
+                Err(e) => panic!("a decoded call does not decode after encoding: {e:?}"),
+            }
+        }
+        let _ = Format::Json.decode::<Call>(&record);
+    }
 }

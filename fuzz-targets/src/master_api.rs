@@ -96,6 +96,13 @@ const ROUTES: &[Call] = &[
     Call::Unary("/agora.v1.Operator/DeactivateAgent"),
     Call::Unary("/agora.v1.Operator/ReactivateAgent"),
     Call::Unary("/agora.v1.Operator/MarkAgentGone"),
+    // Added later: new routes go at the end, so the corpus's selector bytes keep their routes.
+    Call::Query("/api/v1/events"),
+    Call::Query("/master/state"),
+    Call::Query("/master/tasks"),
+    Call::Query("/metrics/snapshot"),
+    Call::Http("POST", "/api/v1/scheduler"),
+    Call::Http("GET", "/api/v1/tasks/fw-1/{}/files/tail"),
 ];
 
 /// How many routes the first byte chooses from.

@@ -3,7 +3,10 @@
 //!
 //! Owns the order of effects: every engine change is committed to the store *before*
 //! anything leaves the process (a launch, a kill, an API answer, an event), and a status
-//! update is committed before the SDK acknowledges it. It must never decide anything the
+//! update is committed before the SDK acknowledges it. Status updates are applied as they
+//! come and committed together: the SDK acknowledges a burst of them after
+//! [`Scheduler::before_acknowledge`], which waits for that one commit (one fsync per
+//! burst, not per update). It must never decide anything the
 //! engine decides, never hold the engine anywhere but in the actor, and never keep running
 //! on a store it could not write (that would let memory and disk disagree: it stops, and a
 //! restart recovers from disk).
@@ -11,14 +14,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_sdk::proto::{Offer, StatusReason, TaskStatus};
+use agora_sdk::proto::operation::{self, Launch};
+use agora_sdk::proto::{Offer, Operation, StatusReason, TaskStatus};
 use agora_sdk::resources::{Attributes, Resources};
-use agora_sdk::{Driver, Scheduler, Subscribed};
+use agora_sdk::{AcceptItem, Driver, MAX_ACCEPTS_PER_CALL, Scheduler, Subscribed};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::engine::{ApiError, Engine, Event, OfferView, Out, T_META};
+use crate::engine::{ApiError, Engine, Event, LaunchPlan, OfferView, Out, T_META};
 use crate::metrics::Metrics;
 use crate::schedule::ScheduleSpec;
 use crate::spec::JobSpec;
@@ -28,7 +32,8 @@ use crate::store::{Batch, Store, StoreError};
 pub const QUEUE_LIMIT: usize = 1024;
 /// Subscriber events buffered per SSE client before it skips.
 pub const EVENTS_LIMIT: usize = 1024;
-/// How often the actor evaluates schedules and deadlines.
+/// How often the actor evaluates run deadlines and retry waits at the latest (schedule
+/// ticks are evaluated when they fall due, see [`Engine::next_due_ms`]).
 pub const TICK_MS: u64 = 100;
 /// How long an API call waits for the actor.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,8 +41,6 @@ pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DECLINE_IDLE_SECONDS: f64 = 30.0;
 /// Offers that fit nothing waiting are declined for this long while runs wait.
 pub const DECLINE_BUSY_SECONDS: f64 = 1.0;
-/// Key of the framework id in the store's meta table.
-pub const META_FRAMEWORK_ID: &str = "framework_id";
 
 /// An API request to the engine.
 #[derive(Debug)]
@@ -86,7 +89,10 @@ enum Msg {
     Api(Box<Request>, oneshot::Sender<Result<Value, ApiError>>),
     Subscribed(Subscribed, oneshot::Sender<()>),
     Offers(Vec<Offer>, oneshot::Sender<()>),
-    Status(TaskStatus, oneshot::Sender<()>),
+    /// Applied at once, committed with the next batch (at the latest on `Flush`).
+    Status(TaskStatus),
+    /// Commit everything applied so far; answered once it is durable.
+    Flush(oneshot::Sender<()>),
     Disconnected,
 }
 
@@ -123,7 +129,8 @@ impl Handle {
 }
 
 /// The SDK side: forwards events to the actor and waits until each is handled (and
-/// committed), so the SDK acknowledges a status update only once it is durable.
+/// committed); status updates are only queued, and `before_acknowledge` waits until they
+/// are committed, so the SDK acknowledges a status update only once it is durable.
 pub struct JobsScheduler {
     tx: mpsc::Sender<Msg>,
 }
@@ -146,8 +153,21 @@ impl Scheduler for JobsScheduler {
         self.call(|d| Msg::Offers(offers, d)).await;
     }
 
-    async fn status_update(&mut self, _driver: &Driver, status: TaskStatus) {
-        self.call(|d| Msg::Status(status, d)).await;
+    async fn status_update(&mut self, driver: &Driver, status: TaskStatus) {
+        // The queue is ordered: whatever comes next (offers, the flush) sees this applied.
+        if self.tx.send(Msg::Status(status)).await.is_err() {
+            driver.stop();
+        }
+    }
+
+    async fn before_acknowledge(&mut self, driver: &Driver) {
+        let (done, rx) = oneshot::channel();
+        let committed = self.tx.send(Msg::Flush(done)).await.is_ok() && rx.await.is_ok();
+        if !committed {
+            // The actor stopped (its store failed): these updates are not durable, so
+            // they must not be acknowledged.
+            driver.stop();
+        }
     }
 
     async fn disconnected(&mut self, _driver: &Driver) {
@@ -216,18 +236,15 @@ pub fn load(
 ) -> Result<(Engine, Option<String>), StoreError> {
     use crate::engine::{Loaded, T_JOBS, T_RUNS, T_SCHEDULES};
     let seq = store
-        .get(T_META, "seq")?
+        .get_bytes(T_META, "seq")?
         .and_then(|v| String::from_utf8(v).ok())
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let framework_id = store
-        .get(T_META, META_FRAMEWORK_ID)?
-        .and_then(|v| String::from_utf8(v).ok())
-        .filter(|s| !s.is_empty());
+    let framework_id = agora_framework_store::framework_id::load(store, T_META)?;
     let loaded = Loaded {
-        jobs: store.scan(T_JOBS)?,
-        schedules: store.scan(T_SCHEDULES)?,
-        runs: store.scan(T_RUNS)?,
+        jobs: store.scan_bytes(T_JOBS, "")?,
+        schedules: store.scan_bytes(T_SCHEDULES, "")?,
+        runs: store.scan_bytes(T_RUNS, "")?,
         seq,
     };
     let (engine, warnings) = Engine::restore(config, loaded, now_ms);
@@ -250,18 +267,24 @@ fn offer_view(o: &Offer) -> Option<OfferView> {
 impl Actor {
     /// Run until every sender is gone. `Err`: the store failed; the process must stop.
     pub async fn run(mut self) -> Result<(), StoreError> {
-        let mut ticker = tokio::time::interval(Duration::from_millis(TICK_MS));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Whatever recovery queued (revive for waiting runs) goes out first.
         self.commit_and_act().await?;
+        let mut last_tick_ms = self.clock.now_ms();
         loop {
+            // Wake for the next schedule tick when it falls due, and every TICK_MS at the
+            // latest for deadlines and retry waits.
+            let now = self.clock.now_ms();
+            let next =
+                (last_tick_ms + TICK_MS as i64).min(self.engine.next_due_ms().unwrap_or(i64::MAX));
+            let wait = Duration::from_millis(next.saturating_sub(now).max(0) as u64);
             tokio::select! {
                 msg = self.rx.recv() => match msg {
                     None => return Ok(()),
                     Some(m) => self.handle(m).await?,
                 },
-                _ = ticker.tick() => {
+                _ = tokio::time::sleep(wait) => {
                     let now = self.clock.now_ms();
+                    last_tick_ms = now;
                     self.engine.tick(now);
                     self.commit_and_act().await?;
                 }
@@ -287,7 +310,7 @@ impl Actor {
                 self.offers(offers).await?;
                 let _ = done.send(());
             }
-            Msg::Status(status, done) => {
+            Msg::Status(status) => {
                 let now = self.clock.now_ms();
                 let unknown = status.reason() == StatusReason::TaskUnknown;
                 self.engine.status(
@@ -298,6 +321,10 @@ impl Actor {
                     unknown,
                     now,
                 );
+                // Not acknowledged yet: committed (and acted on) by the flush that precedes
+                // the acknowledgement, or by the next tick or call, whichever comes first.
+            }
+            Msg::Flush(done) => {
                 self.commit_and_act().await?;
                 let _ = done.send(());
             }
@@ -342,9 +369,24 @@ impl Actor {
     async fn commit_and_act(&mut self) -> Result<(), StoreError> {
         let batch = self.engine.take_batch();
         self.commit(&batch)?;
-        for out in self.engine.take_out() {
+        let outs = self.engine.take_out();
+        self.act(outs, 0).await;
+        Ok(())
+    }
+
+    /// Carry out effects whose batch is committed. `launch_delay_ms` is added to the
+    /// start lateness of launches: the time from placing them to the launch call's answer.
+    async fn act(&mut self, outs: Vec<Out>, launch_delay_ms: i64) {
+        for out in outs {
             match out {
-                Out::Event(ev) => {
+                Out::Event(mut ev) => {
+                    if let Event::RunLaunched {
+                        lateness_ms: Some(ms),
+                        ..
+                    } = &mut ev
+                    {
+                        *ms += launch_delay_ms;
+                    }
                     self.metrics.observe(&ev);
                     let _ = self.events.send(ev);
                 }
@@ -368,7 +410,6 @@ impl Actor {
                 }
             }
         }
-        Ok(())
     }
 
     fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
@@ -380,12 +421,8 @@ impl Actor {
     async fn subscribed(&mut self, info: Subscribed) -> Result<(), StoreError> {
         tracing::info!(framework = %info.framework_id, master = %info.master_address, resubscribed = info.resubscribed, "subscribed");
         if self.framework_id.as_deref() != Some(info.framework_id.as_str()) {
-            let mut b = Batch::default();
-            b.put(
-                T_META,
-                META_FRAMEWORK_ID,
-                info.framework_id.clone().into_bytes(),
-            );
+            let mut b = Batch::new();
+            agora_framework_store::framework_id::put(&mut b, T_META, &info.framework_id);
             self.commit(&b)?;
             self.framework_id = Some(info.framework_id.clone());
         }
@@ -417,7 +454,7 @@ impl Actor {
     }
 
     async fn offers(&mut self, offers: Vec<Offer>) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
+        let placed_ms = self.clock.now_ms();
         let mut unused: Vec<String> = Vec::new();
         let mut views = Vec::new();
         for o in &offers {
@@ -429,9 +466,11 @@ impl Actor {
                 }
             }
         }
-        let plans = self.engine.place(views, now);
+        let plans = self.engine.place(views, placed_ms);
         // The runs are STARTING on disk before any launch leaves.
-        self.commit_and_act().await?;
+        let batch = self.engine.take_batch();
+        self.commit(&batch)?;
+        let placed = self.engine.take_out();
         let used: std::collections::BTreeSet<&str> =
             plans.iter().map(|p| p.offer_id.as_str()).collect();
         unused.extend(
@@ -440,23 +479,42 @@ impl Actor {
                 .filter(|o| !used.contains(o.id.as_str()))
                 .map(|o| o.id.clone()),
         );
-        for plan in plans {
-            let result = self
-                .driver
-                .launch(
-                    plan.offer_id.clone(),
-                    plan.tasks,
-                    Some(DECLINE_BUSY_SECONDS),
-                )
-                .await;
-            if let Err(e) = result {
-                tracing::warn!(offer = %plan.offer_id, error = %e, "launch refused");
-                let now = self.clock.now_ms();
-                self.engine
-                    .launch_failed(&plan.run_ids, &e.to_string(), now);
-                self.commit_and_act().await?;
-                unused.push(plan.offer_id);
+        // Every launch of this event in one call (one round trip, one commit at the master).
+        let mut failed: Vec<(LaunchPlan, String)> = Vec::new();
+        let mut plans = plans.into_iter().peekable();
+        while plans.peek().is_some() {
+            let chunk: Vec<LaunchPlan> = plans.by_ref().take(MAX_ACCEPTS_PER_CALL).collect();
+            let items = chunk
+                .iter()
+                .map(|p| AcceptItem {
+                    offer_ids: vec![p.offer_id.clone()],
+                    operations: vec![Operation {
+                        operation: Some(operation::Operation::Launch(Launch {
+                            tasks: p.tasks.clone(),
+                        })),
+                    }],
+                    refuse_seconds: Some(DECLINE_BUSY_SECONDS),
+                })
+                .collect();
+            match self.driver.accept_batch(items).await {
+                Ok(results) => {
+                    for (plan, result) in chunk.into_iter().zip(results) {
+                        if let Err(e) = result {
+                            failed.push((plan, e.to_string()));
+                        }
+                    }
+                }
+                Err(e) => failed.extend(chunk.into_iter().map(|p| (p, e.to_string()))),
             }
+        }
+        let launch_delay_ms = self.clock.now_ms() - placed_ms;
+        self.act(placed, launch_delay_ms).await;
+        for (plan, error) in failed {
+            tracing::warn!(offer = %plan.offer_id, %error, "launch refused");
+            let now = self.clock.now_ms();
+            self.engine.launch_failed(&plan.run_ids, &error, now);
+            self.commit_and_act().await?;
+            unused.push(plan.offer_id);
         }
         if !unused.is_empty() {
             let busy = self.engine.wants_offers();

@@ -185,6 +185,21 @@ struct JobRecord {
     state: JobState,
 }
 
+/// [`JobRecord`] as written, without copying the spec.
+#[derive(Serialize)]
+struct JobRecordRef<'a> {
+    spec: &'a JobSpec,
+    state: &'a JobState,
+}
+
+/// [`ScheduleRecord`] as written, without copying the spec.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScheduleRecordRef<'a> {
+    spec: &'a ScheduleSpec,
+    last_tick_ms: i64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ScheduleRecord {
@@ -375,7 +390,19 @@ pub struct Engine {
     due: BTreeSet<(i64, String, String)>,
     seq: u64,
     batch: Batch,
+    /// Records changed since the last batch was taken.
+    dirty: Dirty,
     out: Vec<Out>,
+}
+
+/// Keys of the records changed since the last batch (serialized when it is taken).
+#[derive(Default)]
+struct Dirty {
+    // Ordered sets: the batch is the same for the same inputs.
+    jobs: BTreeSet<String>,
+    schedules: BTreeSet<(String, String)>,
+    runs: BTreeSet<String>,
+    seq: bool,
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -403,6 +430,7 @@ impl Engine {
             due: BTreeSet::new(),
             seq: 0,
             batch: Batch::default(),
+            dirty: Dirty::default(),
             out: Vec::new(),
         }
     }
@@ -502,15 +530,46 @@ impl Engine {
 
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
-        self.batch
-            .put(T_META, "seq", self.seq.to_string().into_bytes());
+        self.dirty.seq = true;
         self.seq
     }
 
     /// The store changes made since the last call; commit them before acting on
-    /// [`take_out`](Self::take_out).
+    /// [`take_out`](Self::take_out). Records changed several times since the last call
+    /// are serialized once, as they are now; deletions come first, so a record deleted
+    /// and created again in the same batch ends up stored.
     pub fn take_batch(&mut self) -> Batch {
-        std::mem::take(&mut self.batch)
+        let mut batch = std::mem::take(&mut self.batch);
+        let dirty = std::mem::take(&mut self.dirty);
+        // A dirty record no longer in memory was deleted after it changed: its deletion
+        // is in the batch already.
+        for id in dirty.jobs {
+            if let Some(j) = self.jobs.get(&id) {
+                let rec = JobRecordRef {
+                    spec: &j.spec,
+                    state: &j.state,
+                };
+                batch.put_bytes(T_JOBS, id, to_json(&rec));
+            }
+        }
+        for (job, sid) in dirty.schedules {
+            if let Some(s) = self.jobs.get(&job).and_then(|j| j.schedules.get(&sid)) {
+                let rec = ScheduleRecordRef {
+                    spec: &s.spec,
+                    last_tick_ms: s.last_tick_ms,
+                };
+                batch.put_bytes(T_SCHEDULES, format!("{job}/{sid}"), to_json(&rec));
+            }
+        }
+        for id in dirty.runs {
+            if let Some(r) = self.runs.get(&id) {
+                batch.put_bytes(T_RUNS, id, to_json(r));
+            }
+        }
+        if dirty.seq {
+            batch.put_bytes(T_META, "seq", self.seq.to_string().into_bytes());
+        }
+        batch
     }
 
     /// Effects to carry out once the batch is durable.
@@ -528,30 +587,23 @@ impl Engine {
 
     // ---- persistence helpers ---------------------------------------------------------
 
+    // Saving marks a record dirty; `take_batch` serializes it once per batch.
+
     fn save_job(&mut self, id: &str) {
-        if let Some(j) = self.jobs.get(id) {
-            let rec = JobRecord {
-                spec: j.spec.clone(),
-                state: j.state.clone(),
-            };
-            self.batch.put(T_JOBS, id, to_json(&rec));
+        if !self.dirty.jobs.contains(id) {
+            self.dirty.jobs.insert(id.to_string());
         }
     }
 
     fn save_schedule(&mut self, job: &str, sid: &str) {
-        if let Some(s) = self.jobs.get(job).and_then(|j| j.schedules.get(sid)) {
-            let rec = ScheduleRecord {
-                spec: s.spec.clone(),
-                last_tick_ms: s.last_tick_ms,
-            };
-            self.batch
-                .put(T_SCHEDULES, format!("{job}/{sid}"), to_json(&rec));
-        }
+        self.dirty
+            .schedules
+            .insert((job.to_string(), sid.to_string()));
     }
 
     fn save_run(&mut self, id: &str) {
-        if let Some(r) = self.runs.get(id) {
-            self.batch.put(T_RUNS, id, to_json(r));
+        if !self.dirty.runs.contains(id) {
+            self.dirty.runs.insert(id.to_string());
         }
     }
 

@@ -8,7 +8,8 @@
 //! - [`run`]: the run life cycle (one enum, one transition function).
 //! - [`engine`]: all of the above as one synchronous state machine that emits store
 //!   batches and effects.
-//! - [`store`]: the durable key-value store (redb).
+//! - [`store`]: the durable key-value store (redb), shared with the services framework
+//!   (`agora-framework-store`).
 //! - [`clock`], [`metrics`]: time and counters.
 //! - [`daemon`]: the actor owning the engine and the store, the SDK scheduler, and the
 //!   HTTP API ([`api`]).
@@ -24,4 +25,4 @@ pub mod metrics;
 pub mod run;
 pub mod schedule;
 pub mod spec;
-pub mod store;
+pub use agora_framework_store as store;

@@ -479,7 +479,7 @@ impl Driver {
             match dispatch(scheduler, self, &acks, step).await {
                 Flow::Continue => {}
                 flow => {
-                    self.send_acks(acks.take()).await;
+                    self.acknowledge_dispatched(scheduler, &acks).await;
                     return SessionEnd::Flow(flow);
                 }
             }
@@ -495,13 +495,13 @@ impl Driver {
                 step = match session.handle(event) {
                     Ok(step) => step,
                     Err(e) => {
-                        self.send_acks(acks.take()).await;
+                        self.acknowledge_dispatched(scheduler, &acks).await;
                         return SessionEnd::Lost(e.0);
                     }
                 };
                 continue;
             }
-            self.send_acks(acks.take()).await;
+            self.acknowledge_dispatched(scheduler, &acks).await;
             let received = match ready {
                 Some(r) => Ok(r),
                 None => {
@@ -870,6 +870,25 @@ impl Driver {
 }
 
 impl Driver {
+    /// Let the scheduler finish what the dispatched updates need
+    /// ([`Scheduler::before_acknowledge`]), then acknowledge them.
+    async fn acknowledge_dispatched<S: Scheduler>(&self, scheduler: &mut S, acks: &AckQueue) {
+        let acks = acks.take();
+        if !acks.is_empty() {
+            let stopped_before = self.is_stopped();
+            scheduler.before_acknowledge(self).await;
+            if self.is_stopped() && !stopped_before {
+                // The scheduler could not make them durable: the agent sends them again.
+                tracing::warn!(
+                    updates = acks.len(),
+                    "not acknowledged: the scheduler stopped"
+                );
+                return;
+            }
+        }
+        self.send_acks(acks).await;
+    }
+
     /// Send the acknowledgements of the events just dispatched in one `AcknowledgeBatch`
     /// call (more than [`MAX_ACKS_PER_CALL`] in several). A failure is only logged: the
     /// agent re-sends every update until it is acknowledged, so nothing is lost.

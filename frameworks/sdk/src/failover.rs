@@ -150,6 +150,10 @@ impl<S: Reconciling> Scheduler for Failover<S> {
         self.inner.status_update(driver, status).await;
     }
 
+    async fn before_acknowledge(&mut self, driver: &Driver) {
+        self.inner.before_acknowledge(driver).await;
+    }
+
     async fn message(
         &mut self,
         driver: &Driver,

@@ -89,6 +89,19 @@ pub trait Scheduler: Send {
         status: TaskStatus,
     ) -> impl Future<Output = ()> + Send;
 
+    /// The driver is about to acknowledge the status updates of the events just
+    /// dispatched (a burst of updates is acknowledged in one call, after its last
+    /// callback). Once acknowledged, an update is gone from the agent: a scheduler that
+    /// defers making updates durable past [`status_update`](Self::status_update) (to write
+    /// a burst in one transaction) must finish that here; one that cannot stops the
+    /// driver ([`Driver::stop`]) here, and the updates are not acknowledged (the agent
+    /// sends them again to the next subscription). Called only when there is something to
+    /// acknowledge.
+    fn before_acknowledge(&mut self, driver: &Driver) -> impl Future<Output = ()> + Send {
+        let _ = driver;
+        async {}
+    }
+
     /// Opaque bytes from an executor.
     fn message(
         &mut self,

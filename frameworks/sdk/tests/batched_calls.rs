@@ -32,6 +32,12 @@ struct Seen {
     batched: Vec<AcknowledgeRequest>,
     singles: Vec<AcknowledgeRequest>,
     accept_batches: Vec<AcceptBatchRequest>,
+    /// Task ids a deferring scheduler made durable (in `before_acknowledge`).
+    durable: Vec<String>,
+    /// Acknowledgements that reached the master before their update was durable.
+    acked_before_durable: Vec<String>,
+    /// `before_acknowledge` calls.
+    flushes: usize,
 }
 
 struct FakeMaster {
@@ -159,6 +165,13 @@ impl SchedulerApi for FakeMaster {
         }
         if let Ok(mut s) = self.seen.lock() {
             s.batch_calls += 1;
+            let early: Vec<String> = r
+                .acks
+                .iter()
+                .filter(|a| !s.durable.contains(&a.task_id))
+                .map(|a| a.task_id.clone())
+                .collect();
+            s.acked_before_durable.extend(early);
             s.batched.extend(r.acks);
         }
         Ok(Response::new(BatchResponse::default()))
@@ -210,6 +223,35 @@ impl Scheduler for Recorder {
     async fn status_update(&mut self, _: &Driver, status: TaskStatus) {
         if let Ok(mut u) = self.0.lock() {
             u.push(status.task_id);
+        }
+    }
+}
+
+/// Keeps updates in memory in `status_update` and makes them "durable" (into
+/// `Seen::durable`) only in `before_acknowledge`, as a framework writing a burst in one
+/// transaction does.
+struct Deferring {
+    pending: Vec<String>,
+    seen: Arc<Mutex<Seen>>,
+    /// Cannot write: stops the driver instead.
+    broken: bool,
+}
+
+impl Scheduler for Deferring {
+    async fn offers(&mut self, _: &Driver, _: Vec<Offer>) {}
+
+    async fn status_update(&mut self, _: &Driver, status: TaskStatus) {
+        self.pending.push(status.task_id);
+    }
+
+    async fn before_acknowledge(&mut self, driver: &Driver) {
+        if self.broken {
+            driver.stop();
+            return;
+        }
+        if let Ok(mut s) = self.seen.lock() {
+            s.flushes += 1;
+            s.durable.append(&mut self.pending);
         }
     }
 }
@@ -270,6 +312,67 @@ async fn a_burst_of_updates_is_acknowledged_in_batches_in_event_order() {
     );
     // Every callback ran (acknowledgements only follow callbacks).
     assert_eq!(updates.lock().map(|u| u.len()).unwrap_or(0), N);
+}
+
+#[tokio::test]
+async fn updates_are_acknowledged_only_after_before_acknowledge_made_them_durable() {
+    const N: usize = 300;
+    let (addr, seen) = start(N, true).await;
+    let driver = Driver::new(DriverConfig::new(vec![addr.to_string()]));
+    let scheduler = Deferring {
+        pending: Vec::new(),
+        seen: Arc::clone(&seen),
+        broken: false,
+    };
+    let running = driver.clone();
+    tokio::spawn(async move {
+        let info = FrameworkInfo {
+            name: "deferring".into(),
+            ..Default::default()
+        };
+        let _ = running.run(info, scheduler).await;
+    });
+    wait_for(&seen, "every acknowledgement", |s| s.batched.len() >= N).await;
+    driver.stop();
+    let s = seen.lock().expect("seen");
+    assert_eq!(s.batched.len(), N);
+    assert!(
+        s.acked_before_durable.is_empty(),
+        "acknowledged before durable: {:?}",
+        s.acked_before_durable
+    );
+    assert!(
+        s.flushes >= 1 && s.flushes <= s.batch_calls,
+        "one before_acknowledge per acknowledgement call at most ({} for {} calls)",
+        s.flushes,
+        s.batch_calls
+    );
+}
+
+#[tokio::test]
+async fn a_scheduler_that_stops_in_before_acknowledge_gets_nothing_acknowledged() {
+    const N: usize = 50;
+    let (addr, seen) = start(N, true).await;
+    let driver = Driver::new(DriverConfig::new(vec![addr.to_string()]));
+    let scheduler = Deferring {
+        pending: Vec::new(),
+        seen: Arc::clone(&seen),
+        broken: true,
+    };
+    let info = FrameworkInfo {
+        name: "broken".into(),
+        ..Default::default()
+    };
+    let finished = tokio::time::timeout(Duration::from_secs(10), driver.run(info, scheduler))
+        .await
+        .expect("the driver stops after the failed before_acknowledge");
+    assert!(finished.is_ok(), "{:?}", finished.err());
+    let s = seen.lock().expect("seen");
+    assert!(
+        s.batched.is_empty() && s.singles.is_empty(),
+        "{} updates acknowledged that were never durable",
+        s.batched.len() + s.singles.len()
+    );
 }
 
 #[tokio::test]

@@ -65,8 +65,15 @@ impl Scheduler for Bridge {
     }
 
     async fn status_update(&mut self, driver: &Driver, status: TaskStatus) {
-        if self.service.status(status).await.is_err() {
-            // Not acknowledged in effect: the agent re-sends it to the next run.
+        // Persisted in bulk by `before_acknowledge`, before the SDK acknowledges it.
+        if self.service.status_deferred(status).await.is_err() {
+            driver.stop();
+        }
+    }
+
+    async fn before_acknowledge(&mut self, driver: &Driver) {
+        if self.service.flush().await.is_err() {
+            // Not acknowledged in effect: the agent re-sends them to the next run.
             driver.stop();
         }
     }

@@ -5,8 +5,8 @@
 //! - [`instance`], [`launch`], [`core`]: the scheduler core, a pure deterministic state
 //!   machine (offers, statuses, API changes and the time in; persistence, master calls and
 //!   events out).
-//! - [`store`]: a generic durable document store on redb; [`state`]: the framework's tables
-//!   in it.
+//! - [`store`]: the generic durable store on redb shared with the jobs framework
+//!   (`agora-framework-store`); [`state`]: the framework's tables in it.
 //! - [`views`]: Marathon's JSON shapes of the core's state (pure formatting).
 //! - [`service`]: the one actor owning the core and the store, applying outputs (persist,
 //!   then call the master, then publish events).
@@ -24,6 +24,6 @@ pub mod instance;
 pub mod launch;
 pub mod service;
 pub mod state;
-pub mod store;
+pub use agora_framework_store as store;
 pub mod time;
 pub mod views;

@@ -3,6 +3,9 @@
 //! is handled to the end before the next: the core computes an [`Output`], the actor
 //! writes its changes durably, then makes the master calls, then publishes the events, and
 //! only then answers (so an acknowledged status update or a `201 Created` is on disk).
+//! Status updates are the exception that keeps that promise in bulk: the core takes each
+//! at once, and their outputs are applied together (one write) at the `flush` the SDK
+//! runs before acknowledging a burst of them, or before the next other input.
 //!
 //! It must never hold service logic of its own (the core decides) and never act on an
 //! output it could not persist: a failed write ends the process, and the next start
@@ -41,6 +44,10 @@ pub type ChangeFn = Box<dyn FnOnce(&mut Core, Millis) -> Result<(Output, Json), 
 enum Command {
     Offers(Vec<Offer>, oneshot::Sender<()>),
     Status(TaskStatus, oneshot::Sender<()>),
+    /// A status update whose output is applied with the next flush (or other input).
+    StatusDeferred(TaskStatus),
+    /// Apply every deferred output; answered once it is durable.
+    Flush(oneshot::Sender<()>),
     Subscribed(oneshot::Sender<()>),
     Disconnected,
     KnownTasks(oneshot::Sender<Vec<(String, String)>>),
@@ -82,6 +89,7 @@ impl Service {
             counters: Counters::default(),
             subscribed: false,
             last_kill_retry: 0,
+            deferred: None,
         };
         tokio::spawn(actor.run(rx));
         let ticker = tx.clone();
@@ -114,6 +122,20 @@ impl Service {
     /// Hand a status update to the core (persisted before this returns).
     pub async fn status(&self, status: TaskStatus) -> Result<(), Stopped> {
         self.ask(|r| Command::Status(status, r)).await
+    }
+
+    /// Hand a status update to the core; it is persisted by the next
+    /// [`flush`](Self::flush) (or before the next other input is handled).
+    pub async fn status_deferred(&self, status: TaskStatus) -> Result<(), Stopped> {
+        self.tx
+            .send(Command::StatusDeferred(status))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Persist and act on every deferred status update (durable when this returns).
+    pub async fn flush(&self) -> Result<(), Stopped> {
+        self.ask(Command::Flush).await
     }
 
     /// The driver subscribed.
@@ -160,13 +182,32 @@ struct Actor {
     counters: Counters,
     subscribed: bool,
     last_kill_retry: Millis,
+    /// Outputs of deferred status updates, not yet persisted (merged in order).
+    deferred: Option<Output>,
 }
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(cmd) = rx.recv().await {
             let now = now_ms();
+            if let Command::StatusDeferred(status) = cmd {
+                self.counters.status_updates += 1;
+                let out = self.core.status(StatusIn::from_proto(&status), now);
+                let d = self.deferred.get_or_insert_with(Output::default);
+                d.persist.extend(out.persist);
+                d.actions.extend(out.actions);
+                d.events.extend(out.events);
+                continue;
+            }
+            // Whatever comes next sees the deferred updates durable and acted on.
+            if let Some(out) = self.deferred.take() {
+                self.apply(out, now).await;
+            }
             match cmd {
+                Command::StatusDeferred(_) => {}
+                Command::Flush(reply) => {
+                    let _ = reply.send(());
+                }
                 Command::Offers(offers, reply) => {
                     self.counters.offers_received += offers.len() as u64;
                     let mut usable = Vec::new();

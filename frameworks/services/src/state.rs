@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use agora_framework_store::framework_id;
 use agora_sdk::FrameworkIdStore;
 
 use crate::core::{AppRecord, Deployment, Persist, VERSIONS_KEPT_MAX};
@@ -64,19 +65,19 @@ impl ServicesState {
         Ok(Loaded {
             apps: self
                 .store
-                .scan(APPS, "")?
+                .scan_json(APPS, "")?
                 .into_iter()
                 .map(|(_, v)| v)
                 .collect(),
             instances: self
                 .store
-                .scan(INSTANCES, "")?
+                .scan_json(INSTANCES, "")?
                 .into_iter()
                 .map(|(_, v)| v)
                 .collect(),
             deployments: self
                 .store
-                .scan(DEPLOYMENTS, "")?
+                .scan_json(DEPLOYMENTS, "")?
                 .into_iter()
                 .map(|(_, v)| v)
                 .collect(),
@@ -87,7 +88,7 @@ impl ServicesState {
     pub fn versions(&self, app_id: &str) -> Result<Vec<AppRecord>, StoreError> {
         Ok(self
             .store
-            .scan(VERSIONS, &version_prefix(app_id))?
+            .scan_json(VERSIONS, &version_prefix(app_id))?
             .into_iter()
             .map(|(_, v)| v)
             .collect())
@@ -96,7 +97,7 @@ impl ServicesState {
     /// One stored version of an app (`version` in ISO 8601 as shown).
     pub fn version(&self, app_id: &str, version: &str) -> Result<Option<AppRecord>, StoreError> {
         self.store
-            .get(VERSIONS, &format!("{}{version}", version_prefix(app_id)))
+            .get_json(VERSIONS, &format!("{}{version}", version_prefix(app_id)))
     }
 
     /// Write the core's changes, atomically and durably. Versions beyond
@@ -106,12 +107,12 @@ impl ServicesState {
         for c in changes {
             match c {
                 Persist::App(a) => {
-                    batch.put(APPS, &a.def.id, a)?;
+                    batch.put_json(APPS, &a.def.id, a)?;
                     let prefix = version_prefix(&a.def.id);
-                    batch.put(VERSIONS, &format!("{prefix}{}", iso8601(a.version_ms)), a)?;
+                    batch.put_json(VERSIONS, format!("{prefix}{}", iso8601(a.version_ms)), a)?;
                     let keys: Vec<String> = self
                         .store
-                        .scan::<serde_json::Value>(VERSIONS, &prefix)?
+                        .scan_bytes(VERSIONS, &prefix)?
                         .into_iter()
                         .map(|(k, _)| k)
                         .collect();
@@ -123,30 +124,27 @@ impl ServicesState {
                 }
                 Persist::DeleteApp(id) => {
                     batch.delete(APPS, id);
-                    batch.delete_prefix(VERSIONS, &version_prefix(id));
+                    batch.delete_prefix(VERSIONS, version_prefix(id));
                 }
-                Persist::Instance(i) => batch.put(INSTANCES, &i.task_id, i)?,
+                Persist::Instance(i) => batch.put_json(INSTANCES, &i.task_id, i)?,
                 Persist::DeleteInstance(id) => batch.delete(INSTANCES, id),
-                Persist::Deployment(d) => batch.put(DEPLOYMENTS, &d.id, d)?,
+                Persist::Deployment(d) => batch.put_json(DEPLOYMENTS, &d.id, d)?,
                 Persist::DeleteDeployment(id) => batch.delete(DEPLOYMENTS, id),
             }
         }
-        self.store.commit(batch)
+        self.store.commit(&batch)
     }
 }
 
 impl FrameworkIdStore for ServicesState {
     fn load(&self) -> Result<Option<String>, String> {
-        self.store
-            .get::<String>(META, "framework_id")
-            .map_err(|e| e.to_string())
+        framework_id::load(&self.store, META).map_err(|e| e.to_string())
     }
 
-    fn save(&self, framework_id: &str) -> Result<(), String> {
+    fn save(&self, id: &str) -> Result<(), String> {
         let mut b = Batch::new();
-        b.put(META, "framework_id", &framework_id.to_string())
-            .map_err(|e| e.to_string())?;
-        self.store.commit(b).map_err(|e| e.to_string())
+        framework_id::put(&mut b, META, id);
+        self.store.commit(&b).map_err(|e| e.to_string())
     }
 }
 

@@ -383,6 +383,78 @@ fn kill_9_of_the_daemon_then_restart_keeps_exact_counts() {
 }
 
 #[test]
+fn kill_9_of_the_daemon_mid_rolling_upgrade_finishes_it_with_exact_counts() {
+    let mut c = Cluster::start(2);
+    c.start_services();
+    // A health check that takes a while to pass, so the upgrade has steps to be caught in.
+    let app = |cmd: &str| {
+        let mut a = checked_app("/mid", cmd, "true");
+        a["healthChecks"][0]["gracePeriodSeconds"] = json!(3);
+        a["upgradeStrategy"] = json!({"minimumHealthCapacity": 0.75, "maximumOverCapacity": 0.25});
+        a
+    };
+    let (code, _) = c.send("POST", "/v2/apps", &app("sleep 300"));
+    assert_eq!(code, 201);
+    wait_for(
+        "v1 healthy",
+        || c.logs(),
+        || {
+            let healthy = c.get("/v2/apps/mid")["app"]["tasksHealthy"].as_u64();
+            (healthy == Some(4) && c.deployments().is_empty()).then_some(())
+        },
+    );
+    let v1 = app_version(&c, "/mid");
+    let (code, body) = c.send("PUT", "/v2/apps/mid", &app("sleep 301"));
+    assert_eq!(code, 200, "{body}");
+    let v2 = app_version(&c, "/mid");
+    assert_ne!(v1, v2);
+    // Mid-upgrade: a v2 instance exists and v1 ones still run.
+    wait_for(
+        "the upgrade under way",
+        || c.logs(),
+        || {
+            let tasks = c.tasks("/mid");
+            let new = tasks.iter().filter(|t| t["version"] == v2.as_str()).count();
+            let old = tasks.iter().filter(|t| t["version"] == v1.as_str()).count();
+            (new >= 1 && old >= 1 && !c.deployments().is_empty()).then_some(())
+        },
+    );
+    if let Some(p) = &mut c.services {
+        p.kill9();
+    }
+    c.start_services();
+    // The deployment resumes and finishes: four healthy v2 instances, nothing else.
+    wait_for(
+        "the upgrade to finish after the restart",
+        || c.logs(),
+        || {
+            let app = &c.get("/v2/apps/mid")["app"];
+            let tasks = c.tasks("/mid");
+            let all_v2 = tasks.iter().all(|t| t["version"] == v2.as_str());
+            (c.deployments().is_empty()
+                && app["tasksHealthy"].as_u64() == Some(4)
+                && tasks.len() == 4
+                && all_v2)
+                .then_some(())
+        },
+    );
+    wait_for(
+        "the master at four",
+        || c.logs(),
+        || (c.master_live_tasks().len() == 4).then_some(()),
+    );
+    // And it stays exact: no late duplicate and no leftover v1 instance.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.master_live_tasks().len(),
+        4,
+        "{:?}",
+        c.master_live_tasks()
+    );
+    assert_eq!(c.tasks("/mid").len(), 4);
+}
+
+#[test]
 fn bad_definitions_get_422_with_the_path_and_change_nothing() {
     let mut c = Cluster::start(0);
     c.start_services();

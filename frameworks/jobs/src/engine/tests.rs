@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::clock::{Clock, ManualClock};
 use crate::spec::parse_job;
+use crate::store::Change;
 
 /// 2026-01-01T00:00:00Z.
 const T0: i64 = 1_767_225_600_000;
@@ -17,11 +18,19 @@ struct Mem(BTreeMap<(&'static str, String), Vec<u8>>);
 
 impl Mem {
     fn apply(&mut self, b: &Batch) {
-        for op in b.ops() {
-            match &op.value {
-                Some(v) => self.0.insert((op.table, op.key.clone()), v.clone()),
-                None => self.0.remove(&(op.table, op.key.clone())),
-            };
+        for c in b.changes() {
+            match c {
+                Change::Put { table, key, value } => {
+                    self.0.insert((table, key.clone()), value.clone());
+                }
+                Change::Delete { table, key } => {
+                    self.0.remove(&(*table, key.clone()));
+                }
+                Change::DeletePrefix { table, prefix } => {
+                    self.0
+                        .retain(|(t, k), _| t != table || !k.starts_with(prefix.as_str()));
+                }
+            }
         }
     }
 
@@ -590,4 +599,66 @@ fn stopping_runs() {
     w.flush();
     assert!(w.mem.table(T_RUNS).is_empty());
     assert!(w.mem.table(T_JOBS).is_empty());
+}
+
+#[test]
+fn one_batch_for_many_changes_stores_each_record_once_as_it_ends() {
+    // The daemon applies a burst of status updates and commits them in one batch: the
+    // batch must hold each changed record once, in its final state, and deletions made
+    // after a change (history pruning, a deleted job) must win.
+    let mut w = World::new();
+    w.job(&every_2s("burst", r#","historyLimit":1"#));
+    w.job(&every_2s("gone", ""));
+    let now = T0 + 2000;
+    w.clock.set(now);
+    w.e.tick(now);
+    let offer = OfferView {
+        id: "o1".into(),
+        agent_id: "agent-1".into(),
+        role: "default".into(),
+        resources: Resources::parse("cpus:4;mem:4096").unwrap(),
+        attributes: Attributes::default(),
+    };
+    let plans = w.e.place(vec![offer], now);
+    let tasks: Vec<String> = plans
+        .iter()
+        .flat_map(|p| p.tasks.iter().map(|t| t.task_id.clone()))
+        .collect();
+    assert_eq!(tasks.len(), 2);
+    for t in &tasks {
+        w.e.status(t, "agent-1", TaskState::Running, "", false, now);
+        w.e.status(t, "agent-1", TaskState::Finished, "", false, now);
+    }
+    w.e.delete_job("gone").unwrap();
+    let batch = w.e.take_batch();
+    let puts: Vec<(&str, &str)> = batch
+        .changes()
+        .iter()
+        .filter_map(|c| match c {
+            Change::Put { table, key, .. } => Some((*table, key.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut unique = puts.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(puts.len(), unique.len(), "a record written twice: {puts:?}");
+    assert!(
+        !puts.iter().any(|(t, k)| *t == T_JOBS && *k == "gone"),
+        "a deleted job was written back: {puts:?}"
+    );
+    w.mem.apply(&batch);
+    w.out.extend(w.e.take_out());
+    assert!(w.e.take_batch().is_empty(), "nothing left after the batch");
+    // What the one batch stored is what the engine holds.
+    w.restart();
+    let v = w.e.job_view("burst").unwrap();
+    assert_eq!(v.history.success_count, 1);
+    assert_eq!(w.statuses("burst"), vec!["SUCCESS".to_string()]);
+    assert!(w.e.job_view("gone").is_err());
+    assert_eq!(
+        w.mem.table(T_RUNS).len(),
+        1,
+        "only the kept run of `burst` is stored"
+    );
 }
