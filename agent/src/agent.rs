@@ -63,6 +63,8 @@ pub struct AgentConfig {
     pub users: crate::prepare::UserPolicy,
     /// The fetcher's cache, allowed local directories and https trust.
     pub fetch: crate::fetcher::FetchConfig,
+    /// How ports and disk are watched ([`crate::containerizer::limits`]).
+    pub limits: crate::containerizer::limits::LimitPolicy,
 }
 
 impl AgentConfig {
@@ -78,6 +80,7 @@ impl AgentConfig {
         AgentConfig {
             fetch: crate::fetcher::FetchConfig::new(&work_dir),
             users: crate::prepare::UserPolicy::default(),
+            limits: crate::containerizer::limits::LimitPolicy::default(),
             masters,
             work_dir,
             resources,
@@ -189,6 +192,12 @@ pub async fn run(
 
     // Volumes are made visible in sandboxes before whichever containerizer starts a task;
     // before that, the task's user is decided and its URIs fetched as that user.
+    let containerizer: Arc<dyn Containerizer> =
+        Arc::new(crate::containerizer::limits::LimitingContainerizer::new(
+            containerizer,
+            &config.work_dir,
+            config.limits.clone(),
+        ));
     let volumes = crate::volumes::Volumes::new(&config.work_dir);
     let containerizer: Arc<dyn Containerizer> = Arc::new(crate::volumes::VolumeContainerizer::new(
         containerizer,

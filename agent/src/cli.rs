@@ -74,6 +74,16 @@ pub struct AgentArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PIDS_MAX)]
     pub pids_limit: u64,
 
+    /// Containers' network (`--isolation linux` only): `host` shares the host's;
+    /// `isolated` gives each its own namespace with only a loopback interface, its
+    /// allocated ports forwarded from --publish-address by the agent.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "host")]
+    pub network: crate::containerizer::linux::NetworkMode,
+
+    /// Host address isolated containers' ports are published on.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub publish_address: std::net::IpAddr,
+
     /// Principal to authenticate as, for masters started with --authenticate-agents.
     #[arg(long, value_name = "NAME", requires = "secret_file")]
     pub principal: Option<String>,
@@ -159,6 +169,25 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE")]
     pub fetcher_ca_file: Option<PathBuf>,
 
+    /// A task (or executor) listening on a TCP port outside its `ports` resource:
+    /// `report` logs it, `kill` fails the task (CONTAINER_LIMITATION_PORTS), `off`.
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "report")]
+    pub ports_enforcement: crate::containerizer::limits::Enforcement,
+
+    /// A sandbox holding more than its `disk` resource: `kill` fails the task
+    /// (CONTAINER_LIMITATION_DISK), `report` logs it, `off`. Tasks with no `disk` are not
+    /// limited.
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "kill")]
+    pub disk_enforcement: crate::containerizer::limits::Enforcement,
+
+    /// Time between two checks of a container's listening ports.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    pub ports_watch_interval: Duration,
+
+    /// Time between two measurements of a sandbox's disk use.
+    #[arg(long, value_name = "SECONDS", default_value = "15", value_parser = parse_seconds)]
+    pub disk_watch_interval: Duration,
+
     /// The default executor program (runs task groups whose executor names no command).
     /// Default: `agora-default-executor` next to this binary.
     #[arg(long, value_name = "PATH")]
@@ -179,6 +208,8 @@ impl AgentArgs {
             cpu_hard_limit: self.cgroups_cpu_hard_limit,
             pids_max: self.pids_limit,
             agent_name: None,
+            network: self.network,
+            publish_address: self.publish_address,
         }
     }
 }
@@ -375,6 +406,12 @@ impl AgentArgs {
                 "--default-user must not be empty".into(),
             ));
         }
+        config.limits = crate::containerizer::limits::LimitPolicy {
+            ports: self.ports_enforcement,
+            disk: self.disk_enforcement,
+            ports_interval: self.ports_watch_interval.max(Duration::from_millis(10)),
+            disk_interval: self.disk_watch_interval.max(Duration::from_millis(10)),
+        };
         config.users = crate::prepare::UserPolicy {
             default_user: self.default_user.clone(),
             allow_root: self.allow_root_tasks,

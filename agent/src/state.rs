@@ -127,6 +127,12 @@ enum Msg {
         instance: u64,
         connection: u64,
     },
+    /// A health result of a task run by an executor (instance: the executor's).
+    ExecHealth {
+        key: TaskKey,
+        instance: u64,
+        event: HealthEvent,
+    },
 }
 
 /// A task a previous run of the agent launched, re-attached to its container.
@@ -486,17 +492,7 @@ impl Actor {
         match event {
             HealthEvent::Changed { healthy } => {
                 entry.healthy = Some(healthy);
-                let mut report = Report::new(
-                    TaskState::Running,
-                    StatusReason::Unspecified,
-                    if healthy {
-                        "health check passed"
-                    } else {
-                        "health check failed"
-                    },
-                );
-                report.healthy = Some(healthy);
-                self.report(&key, report).await;
+                self.report(&key, Report::health_changed(healthy)).await;
             }
             HealthEvent::Failed => {
                 let grace = entry.grace();
@@ -597,6 +593,11 @@ impl Actor {
                 instance,
                 connection,
             } => self.exec_stream_closed(key, instance, connection).await,
+            Msg::ExecHealth {
+                key,
+                instance,
+                event,
+            } => self.exec_health(key, instance, event).await,
             Msg::Containers { reply } => {
                 let mut all: Vec<(TaskKey, Arc<dyn Container>)> = self
                     .tasks

@@ -216,6 +216,18 @@ impl Report {
     pub fn starting() -> Report {
         Report::new(TaskState::Starting, StatusReason::Unspecified, "")
     }
+
+    /// A running task's health changed (command tasks and executors' tasks alike).
+    pub fn health_changed(healthy: bool) -> Report {
+        let message = if healthy {
+            "health check passed"
+        } else {
+            "health check failed"
+        };
+        let mut report = Report::new(TaskState::Running, StatusReason::Unspecified, message);
+        report.healthy = Some(healthy);
+        report
+    }
 }
 
 /// What the state actor must do after a transition.
@@ -352,6 +364,16 @@ pub fn exit_report(termination: &Termination) -> Report {
         Termination::MemoryLimit(_) => Report::new(
             TaskState::Failed,
             StatusReason::ContainerLimitationMemory,
+            termination.to_string(),
+        ),
+        Termination::PortLimit(_) => Report::new(
+            TaskState::Failed,
+            StatusReason::ContainerLimitationPorts,
+            termination.to_string(),
+        ),
+        Termination::DiskLimit(_) => Report::new(
+            TaskState::Failed,
+            StatusReason::ContainerLimitationDisk,
             termination.to_string(),
         ),
     }

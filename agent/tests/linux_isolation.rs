@@ -257,13 +257,44 @@ async fn needs_root_fork_bomb_stops_at_the_pids_limit() {
 }
 
 #[tokio::test]
-async fn needs_root_cpu_hog_with_half_a_cpu_gets_half_a_core() {
+async fn needs_root_cpu_hog_with_half_a_cpu_is_held_to_half_a_core() {
     let config = LinuxConfig {
         cpu_hard_limit: true,
         ..LinuxConfig::default()
     };
     let f = fixture("cpu_hog", config);
     let hog = start(&f, spec("hog", "while :; do :; done", "cpus:0.5;mem:32")).await;
+    // The limit as the kernel holds it: half of each CFS period (v1 cfs_quota_us /
+    // cfs_period_us, v2 "quota period" in cpu.max).
+    let Some(reference) = hog.reference() else {
+        panic!("a Linux container has a reference");
+    };
+    let cgroup = f
+        .containerizer
+        .container_cgroup(&reference.container_id)
+        .unwrap_or_else(|e| panic!("cgroup: {e}"));
+    let (quota, period) = cgroup
+        .dirs()
+        .into_iter()
+        .find_map(|d| {
+            if d.join("cpu.max").exists() {
+                let text = read(&d.join("cpu.max"));
+                let mut it = text.split_whitespace();
+                Some((
+                    it.next()?.parse::<u64>().ok()?,
+                    it.next()?.parse::<u64>().ok()?,
+                ))
+            } else if d.join("cpu.cfs_quota_us").exists() {
+                Some((
+                    read(&d.join("cpu.cfs_quota_us")).trim().parse().ok()?,
+                    read(&d.join("cpu.cfs_period_us")).trim().parse().ok()?,
+                ))
+            } else {
+                None
+            }
+        })
+        .unwrap_or_else(|| panic!("no cpu quota in {:?}", cgroup.dirs()));
+    assert_eq!(quota * 2, period, "quota {quota} of period {period}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = hog.usage().unwrap_or_else(|| panic!("no usage"));
     let t0 = Instant::now();
@@ -276,9 +307,14 @@ async fn needs_root_cpu_hog_with_half_a_cpu_gets_half_a_core() {
         "cpu hog: {share:.3} cores over {wall:.2} s; throttled {} of {} periods",
         after.cpu_throttled_periods, after.cpu_periods
     );
-    assert!((0.35..=0.65).contains(&share), "got {share:.3} cores");
-    assert!(after.cpu_throttled_periods > 0, "{after:?}");
-    assert!(after.cpu_throttled_ns > before.cpu_throttled_ns);
+    // Never more than the quota (with a margin for accounting at period edges). The share
+    // it gets below that depends on how busy the machine is, so it is not asserted; a hog
+    // that got near its quota was throttled to stay there.
+    assert!(share <= 0.65, "got {share:.3} cores");
+    if share >= 0.4 {
+        assert!(after.cpu_throttled_periods > 0, "{after:?}");
+        assert!(after.cpu_throttled_ns > before.cpu_throttled_ns);
+    }
     hog.kill(Duration::from_millis(200)).await;
     assert_clean(&f);
 }
@@ -430,5 +466,259 @@ async fn needs_root_command_checks_run_in_the_container_as_the_task_user() {
     assert!(slow.contains("timed out"), "{slow}");
     c.kill(Duration::ZERO).await;
     wait(&c, 10).await;
+    assert_clean(&f);
+}
+
+/// A listener that is not the container's main process (a child of its shell) on a port
+/// outside the allocation: found through the container's cgroup and killed, with the
+/// whole container.
+#[tokio::test]
+async fn needs_root_child_listening_on_an_unallocated_port_kills_the_container() {
+    use agora_agent::containerizer::limits::{Enforcement, LimitPolicy, LimitingContainerizer};
+    let f = fixture("ports", LinuxConfig::default());
+    let limited = LimitingContainerizer::new(
+        Arc::new(f.containerizer.clone()),
+        &f.dir,
+        LimitPolicy {
+            ports: Enforcement::Kill,
+            disk: Enforcement::Off,
+            ports_interval: Duration::from_millis(100),
+            disk_interval: Duration::from_secs(60),
+        },
+    );
+    let script = "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => \
+                  \"127.0.0.1\", LocalPort => 0, Listen => 5) or die; open(my $f, \">\", \
+                  \"port.tmp\") or die; print $f $s->sockport, \"\\n\"; close $f; \
+                  rename(\"port.tmp\", \"port\"); sleep 60' & wait";
+    let c = limited
+        .launch(spec("l", script, "cpus:0.1;mem:64;ports:[1-1]"))
+        .await
+        .unwrap_or_else(|e| panic!("launch: {e}"));
+    let port = wait_for_file(&c.sandbox().join("port")).await;
+    let t = wait(&c, 10).await;
+    assert_eq!(
+        t,
+        Termination::PortLimit(format!(
+            "listening on unallocated port {port} (allocated: 1)"
+        ))
+    );
+    assert!(is_gone(c.pid()));
+    assert_clean(&f);
+}
+
+/// A port nothing listens on right now on the host's loopback (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A task serving `name` on each of `ports` on its 127.0.0.1 (a file `ready-<port>` once
+/// listening), after probing whether it can reach 127.0.0.1:`probe` (the host's listener
+/// when it shares the host's network) into the file `probe`.
+fn banner_task(name: &str, ports: &[u16], probe: u16) -> String {
+    let serve = "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => \
+                 \"127.0.0.1\", LocalPort => $ARGV[0], Listen => 5, ReuseAddr => 1) or die \
+                 \"listen $ARGV[0]: $!\"; open(F, \">\", \"ready-$ARGV[0]\"); close F; \
+                 while ($c = $s->accept) { print $c \"$ARGV[1]\\n\"; close $c }'";
+    let mut script = format!(
+        "perl -MIO::Socket::INET -e '$c = IO::Socket::INET->new(PeerAddr => \"127.0.0.1\", \
+         PeerPort => $ARGV[0], Timeout => 2); print(($c ? \"reached\" : \"unreachable\"), \
+         \"\\n\")' {probe} > probe.tmp; mv probe.tmp probe; "
+    );
+    for p in ports {
+        script.push_str(&format!("{serve} {p} {name} & "));
+    }
+    script.push_str("wait");
+    script
+}
+
+fn read_banner(port: u16) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.trim().to_string())
+}
+
+/// `--network isolated`: each container has its own network namespace. Both tasks listen
+/// on the same inner port (possible only apart); each one's allocated port is published
+/// on the host and reaches that task; the shared inner port, not allocated, is reachable
+/// from nowhere; neither task reaches the host's loopback listener nor the other task.
+#[tokio::test]
+async fn needs_root_isolated_network_publishes_only_allocated_ports() {
+    use agora_agent::containerizer::linux::NetworkMode;
+    let f = fixture(
+        "netns",
+        LinuxConfig {
+            network: NetworkMode::Isolated,
+            publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ..LinuxConfig::default()
+        },
+    );
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let host_port = host.local_addr().map(|a| a.port()).unwrap_or(0);
+    let (pa, pb, shared) = (free_port(), free_port(), free_port());
+    assert!(
+        pa != pb && pa != shared && pb != shared,
+        "port collision; rerun"
+    );
+    let spec_of = |id: &str, port: u16, probe: u16| {
+        let mut s = spec(
+            id,
+            &banner_task(id, &[port, shared], probe),
+            &format!("cpus:0.1;mem:64;ports:[{port}-{port}]"),
+        );
+        s.ports = vec![u64::from(port)];
+        s
+    };
+    let a = start(&f, spec_of("a", pa, host_port)).await;
+    let b = start(&f, spec_of("b", pb, pa)).await;
+    for (c, p) in [(&a, pa), (&a, shared), (&b, pb), (&b, shared)] {
+        let ready = c.sandbox().join(format!("ready-{p}"));
+        for _ in 0..500 {
+            if ready.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            ready.exists(),
+            "{} never listened on {p}: {}",
+            c.sandbox().display(),
+            std::fs::read_to_string(c.sandbox().join("stderr")).unwrap_or_default()
+        );
+    }
+    let banner = |p| tokio::task::spawn_blocking(move || read_banner(p));
+    assert_eq!(
+        banner(pa).await.ok().and_then(Result::ok).as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        banner(pb).await.ok().and_then(Result::ok).as_deref(),
+        Some("b")
+    );
+    assert!(
+        banner(shared).await.ok().is_some_and(|r| r.is_err()),
+        "an unallocated port was reachable from the host"
+    );
+    assert_eq!(
+        wait_for_file(&a.sandbox().join("probe")).await,
+        "unreachable"
+    );
+    assert_eq!(
+        wait_for_file(&b.sandbox().join("probe")).await,
+        "unreachable"
+    );
+    drop(host);
+    a.kill(Duration::ZERO).await;
+    b.kill(Duration::ZERO).await;
+    // Its forwarding ends with the container.
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", pa)).is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(std::net::TcpStream::connect(("127.0.0.1", pa)).is_err());
+    assert_clean(&f);
+}
+
+/// A restarted agent re-attaching to a container of `--network isolated` publishes its
+/// port again (the first agent's forwarding went with it).
+#[test]
+fn needs_root_reattached_isolated_container_is_published_again() {
+    use agora_agent::containerizer::linux::NetworkMode;
+    let config = LinuxConfig {
+        network: NetworkMode::Isolated,
+        publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        ..LinuxConfig::default()
+    };
+    let f = fixture("netns_recover", config.clone());
+    let port = free_port();
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // The first agent run: launch, check the port, then the whole runtime goes (as the
+    // agent's process would), the container stays.
+    let first = runtime();
+    let (reference, sandbox) = first.block_on(async {
+        let mut s = spec("r", &banner_task("r", &[port], 1), "cpus:0.1;mem:64");
+        s.ports = vec![u64::from(port)];
+        let c = start(&f, s).await;
+        wait_for_file(&c.sandbox().join("probe")).await;
+        let ready = c.sandbox().join(format!("ready-{port}"));
+        for _ in 0..500 {
+            if ready.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let got = tokio::task::spawn_blocking(move || read_banner(port)).await;
+        assert_eq!(got.ok().and_then(Result::ok).as_deref(), Some("r"));
+        let Some(reference) = c.reference() else {
+            panic!("a Linux container has a reference");
+        };
+        (reference, c.sandbox().to_path_buf())
+    });
+    drop(first);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the first run's forwarding outlived it"
+    );
+    let second = runtime();
+    second.block_on(async {
+        let again = LinuxContainerizer::new(
+            &f.dir,
+            LinuxConfig {
+                agent_name: Some(f.name.clone()),
+                ..config
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Some(c) = again.recover(reference).await else {
+            panic!("not re-attached");
+        };
+        assert_eq!(c.sandbox(), sandbox.as_path());
+        let got = tokio::task::spawn_blocking(move || read_banner(port)).await;
+        assert_eq!(got.ok().and_then(Result::ok).as_deref(), Some("r"));
+        c.kill(Duration::ZERO).await;
+    });
+    assert_clean(&f);
+}
+
+/// Short tasks of `--network isolated` with a port: one that ends before its port could be
+/// published still launches and reports its own exit (the publisher finds it ended).
+#[tokio::test]
+async fn needs_root_short_isolated_tasks_with_ports_launch_and_exit() {
+    use agora_agent::containerizer::linux::NetworkMode;
+    let f = fixture(
+        "netns_short",
+        LinuxConfig {
+            network: NetworkMode::Isolated,
+            publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ..LinuxConfig::default()
+        },
+    );
+    let port = free_port();
+    for i in 0..50 {
+        let mut s = spec(&format!("s{i}"), "exec /bin/true", "cpus:0.01;mem:32");
+        s.program = Program::Argv(vec!["/bin/true".into()]);
+        s.ports = vec![u64::from(port)];
+        let c = start(&f, s).await;
+        assert_eq!(wait(&c, 10).await, Termination::Exited(0));
+    }
     assert_clean(&f);
 }

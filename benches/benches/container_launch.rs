@@ -1,6 +1,7 @@
 //! Agent container launch: N sequential `/bin/true` containers through the agent's Linux
-//! containerizer (cgroups + pid/mount/uts/ipc namespaces), side by side with `runc run`
-//! of the same command in the same run.
+//! containerizer (cgroups + pid/mount/uts/ipc namespaces), then the same with a network
+//! namespace of its own and one published port (`--network isolated`), side by side with
+//! `runc run` of the same command in the same run.
 //!
 //! Run as root: `cargo bench -p agora-benches --bench container_launch` (env `LAUNCHES`,
 //! default 1000; `RUNC_LAUNCHES`, default the same). Installs Debian's `runc` with apt-get
@@ -55,7 +56,8 @@ fn mounts() -> usize {
         .unwrap_or(0)
 }
 
-async fn agora(n: usize) -> Result<(Duration, Duration, Duration), String> {
+async fn agora(n: usize, isolated: bool) -> Result<(Duration, Duration, Duration), String> {
+    use agora_agent::containerizer::linux::NetworkMode;
     let cgroups = Cgroups::detect().map_err(|e| e.to_string())?;
     let name = format!("bench-{}", std::process::id());
     let dir = std::env::temp_dir().join(format!("agora-bench-{name}"));
@@ -68,10 +70,26 @@ async fn agora(n: usize) -> Result<(Duration, Duration, Duration), String> {
         &dir,
         LinuxConfig {
             agent_name: Some(name),
+            network: if isolated {
+                NetworkMode::Isolated
+            } else {
+                NetworkMode::Host
+            },
+            publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             ..LinuxConfig::default()
         },
     )
     .map_err(|e| e.to_string())?;
+    // Isolated: one published port per container (bound on the host's loopback).
+    let ports: Vec<u64> = if isolated {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        vec![u64::from(port)]
+    } else {
+        vec![]
+    };
     let resources = Resources::parse("cpus:0.1;mem:32").map_err(|e| e.to_string())?;
     let mounts_before = mounts();
     let mut launch = Vec::with_capacity(n);
@@ -84,7 +102,7 @@ async fn agora(n: usize) -> Result<(Duration, Duration, Duration), String> {
             agent_id: "bench".into(),
             program: Program::Argv(vec!["/bin/true".into()]),
             environment: vec![],
-            ports: vec![],
+            ports: ports.clone(),
             user: None,
             resources: resources.clone(),
             uris: vec![],
@@ -231,18 +249,20 @@ fn main() {
     println!(
         "== Agent container launch: {n} x /bin/true (cgroups + pid/mount/uts/ipc namespaces) =="
     );
-    match rt.block_on(agora(n)) {
-        Ok((total, launch, cycle)) => {
-            println!(
-                "agora-agent  total {:>10.3} s   median launch {}   median launch+exit+teardown {}",
-                total.as_secs_f64(),
-                ms(launch),
-                ms(cycle)
-            );
-        }
-        Err(e) => {
-            eprintln!("agora launch failed: {e}");
-            std::process::exit(1);
+    for (label, isolated) in [("agora-agent ", false), ("+ netns/port", true)] {
+        match rt.block_on(agora(n, isolated)) {
+            Ok((total, launch, cycle)) => {
+                println!(
+                    "{label} total {:>10.3} s   median launch {}   median launch+exit+teardown {}",
+                    total.as_secs_f64(),
+                    ms(launch),
+                    ms(cycle)
+                );
+            }
+            Err(e) => {
+                eprintln!("agora launch failed ({label}): {e}");
+                std::process::exit(1);
+            }
         }
     }
     match runc(runc_n) {

@@ -56,6 +56,22 @@ pub struct LinuxConfig {
     /// the work directory, so agents with different work directories never collide and a
     /// restarted agent finds its containers again).
     pub agent_name: Option<String>,
+    /// The containers' network (`--network`).
+    pub network: NetworkMode,
+    /// Where an isolated container's ports are published on the host (`--publish-address`).
+    pub publish_address: std::net::IpAddr,
+}
+
+/// A container's network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkMode {
+    /// The host's network namespace (ports are only watched, see [`super::limits`]).
+    #[default]
+    Host,
+    /// Its own network namespace with only a loopback interface: no way out, no way in
+    /// but its allocated ports, which the agent forwards from the host
+    /// ([`super::publish`]).
+    Isolated,
 }
 
 impl Default for LinuxConfig {
@@ -64,6 +80,8 @@ impl Default for LinuxConfig {
             cpu_hard_limit: false,
             pids_max: DEFAULT_PIDS_MAX,
             agent_name: None,
+            network: NetworkMode::Host,
+            publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         }
     }
 }
@@ -153,6 +171,55 @@ impl LinuxContainerizer {
     }
 }
 
+/// The file in a container's run directory listing the ports to publish.
+const PORTS_FILE: &str = "ports";
+
+/// Publishes the allocated ports of a container in its own network namespace
+/// ([`super::publish`]); `None` when it has none or shares the host's network.
+fn publish_ports(
+    inner: &Inner,
+    reference: &ContainerRef,
+    pidfd: &std::os::fd::OwnedFd,
+) -> Result<Option<super::publish::Published>, String> {
+    if inner.config.network != NetworkMode::Isolated {
+        return Ok(None);
+    }
+    let file = run_dir(&inner.work_dir, &reference.container_id).join(PORTS_FILE);
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let ports = text
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.trim().parse::<u16>())
+        .collect::<Result<Vec<u16>, _>>()
+        .map_err(|e| format!("bad port list in {}: {e}", file.display()))?;
+    if ports.is_empty() {
+        return Ok(None);
+    }
+    // A container that already ended (a short task) has nothing left to publish: its
+    // reaper reports how it ended.
+    let ended = || spawn::pidfd_send_signal(pidfd, 0).is_err();
+    let path = format!("/proc/{}/ns/net", reference.pid);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        // Gone from /proc (an exited init, possibly not reaped yet: a zombie still takes
+        // signals, so only this says it ended).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound || ended() => return Ok(None),
+        Err(e) => return Err(format!("cannot open {path}: {e}")),
+    };
+    // The namespace is the container's only if its init still ran after it was opened.
+    if ended() {
+        return Ok(None);
+    }
+    if !super::publish::is_own_namespace(&file) {
+        return Err(format!(
+            "container {} shares the host's network; its ports are not published",
+            reference.container_id
+        ));
+    }
+    super::publish::publish(file.into(), inner.config.publish_address, &ports).map(Some)
+}
+
 fn run_dir(work_dir: &Path, container_id: &str) -> PathBuf {
     work_dir.join("containers").join(container_id)
 }
@@ -171,7 +238,19 @@ impl Containerizer for LinuxContainerizer {
                     program: String::new(),
                     error: std::io::Error::other(format!("launch task failed: {e}")),
                 })??;
-            Ok(attach(&inner, started, true))
+            let published = match publish_ports(&inner, &started.reference, &started.pidfd) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Not reachable as promised: the container goes, the launch fails.
+                    let _ = started.cgroup.kill_all().await;
+                    attach(&inner, started, true, None).wait().await;
+                    return Err(LaunchError::Spawn {
+                        program: "port publishing".into(),
+                        error: std::io::Error::other(e),
+                    });
+                }
+            };
+            Ok(attach(&inner, started, true, published))
         })
     }
 
@@ -353,6 +432,12 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
     let container_id = uuid::Uuid::new_v4().simple().to_string();
     let run = run_dir(&inner.work_dir, &container_id);
     std::fs::create_dir_all(&run).map_err(sandbox_error(&run))?;
+    if inner.config.network == NetworkMode::Isolated {
+        // Read again when a restarted agent re-attaches, to publish the same ports.
+        let ports: Vec<String> = spec.ports.iter().map(u64::to_string).collect();
+        let file = run.join(PORTS_FILE);
+        std::fs::write(&file, ports.join(",")).map_err(sandbox_error(&file))?;
+    }
     let cgroup = match inner.cgroups.container(&inner.agent_name, &container_id) {
         Ok(c) => c,
         Err(e) => {
@@ -386,6 +471,7 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
             )?),
             run_as: run_as.as_ref().map(|r| (r.uid, r.gid)),
             enter: Vec::new(),
+            new_network: inner.config.network == NetworkMode::Isolated,
         };
         let pid = spawn::spawn(&setup).map_err(|e| LaunchError::Spawn {
             program: spec.program.executable().to_string(),
@@ -432,7 +518,7 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
 }
 
 /// Namespaces a command check joins, in the order it joins them.
-const CHECK_NAMESPACES: [&str; 4] = ["ipc", "uts", "pid", "mnt"];
+const CHECK_NAMESPACES: [&str; 5] = ["net", "ipc", "uts", "pid", "mnt"];
 
 /// Starts a command check inside a running container: its namespaces (opened from its
 /// init, which `init_pidfd` proves is still the same process), its cgroups, as the
@@ -495,6 +581,7 @@ fn start_check(
         status_path: None,
         run_as: run_as.as_ref().map(|r| (r.uid, r.gid)),
         enter,
+        new_network: false,
     };
     spawn::spawn(&setup).map_err(|e| format!("cannot run {name:?} in the container: {e}"))
 }
@@ -553,15 +640,22 @@ async fn recover(inner: &Arc<Inner>, reference: ContainerRef) -> Option<Arc<dyn 
         None
     };
     match pidfd {
-        Some(pidfd) => Some(attach(
-            inner,
-            Started {
-                reference,
-                cgroup,
-                pidfd,
-            },
-            false,
-        )),
+        Some(pidfd) => {
+            let published = publish_ports(inner, &reference, &pidfd).unwrap_or_else(|e| {
+                tracing::error!(container = %reference.container_id, "re-attached, but its ports are not reachable: {e}");
+                None
+            });
+            Some(attach(
+                inner,
+                Started {
+                    reference,
+                    cgroup,
+                    pidfd,
+                },
+                false,
+                published,
+            ))
+        }
         None => {
             // It ended while the agent was away: report how, from init's status file.
             let termination = finish(inner, &reference, &cgroup, None).await;
@@ -578,8 +672,13 @@ async fn recover(inner: &Arc<Inner>, reference: ContainerRef) -> Option<Arc<dyn 
     }
 }
 
-/// Starts the reaper of a running container.
-fn attach(inner: &Arc<Inner>, started: Started, own_child: bool) -> Arc<dyn Container> {
+/// Starts the reaper of a running container; `published` ports are forwarded until it ends.
+fn attach(
+    inner: &Arc<Inner>,
+    started: Started,
+    own_child: bool,
+    published: Option<super::publish::Published>,
+) -> Arc<dyn Container> {
     let Started {
         reference,
         cgroup,
@@ -611,6 +710,7 @@ fn attach(inner: &Arc<Inner>, started: Started, own_child: bool) -> Arc<dyn Cont
                 }
             }
         };
+        drop(published);
         tx.send_replace(Some(termination));
     });
     container
@@ -693,6 +793,19 @@ struct LinuxContainer {
 impl Container for LinuxContainer {
     fn pid(&self) -> u32 {
         self.reference.pid
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        // The main process first: its network namespace is the container's.
+        let mut pids = vec![self.reference.pid];
+        pids.extend(
+            self.cgroup
+                .pids()
+                .into_iter()
+                .filter_map(|p| u32::try_from(p).ok())
+                .filter(|p| *p != self.reference.pid),
+        );
+        pids
     }
 
     fn run_check(

@@ -11,8 +11,10 @@
 //! a containerizer knows processes, not the protocol.
 
 pub mod cgroups;
+pub mod limits;
 pub mod linux;
 pub mod process;
+pub mod publish;
 pub mod spawn;
 
 use std::fmt;
@@ -45,6 +47,12 @@ pub enum Termination {
     /// The container hit its memory limit: the kernel OOM-killed processes of it. The text
     /// says how much and how the main process ended.
     MemoryLimit(String),
+    /// The container listened on a port outside its allocation and was killed for it
+    /// ([`limits`]); the text names the ports.
+    PortLimit(String),
+    /// The container's sandbox outgrew its `disk` resource and was killed for it
+    /// ([`limits`]); the text says by how much.
+    DiskLimit(String),
 }
 
 impl fmt::Display for Termination {
@@ -53,7 +61,9 @@ impl fmt::Display for Termination {
             Termination::Exited(code) => write!(f, "command exited with status {code}"),
             Termination::Signaled(sig) => write!(f, "terminated by signal {}", signal_name(*sig)),
             Termination::Unknown(why) => write!(f, "lost track of the command: {why}"),
-            Termination::MemoryLimit(what) => f.write_str(what),
+            Termination::MemoryLimit(what)
+            | Termination::PortLimit(what)
+            | Termination::DiskLimit(what) => f.write_str(what),
         }
     }
 }
@@ -486,6 +496,9 @@ pub enum SelectError {
     /// `--isolation linux` on a host where it cannot work.
     #[error("--isolation linux is unavailable: {0}")]
     Linux(cgroups::CgroupError),
+    /// `--network isolated` without Linux containers.
+    #[error("--network isolated needs --isolation linux (root and usable cgroups); {0}")]
+    NetworkNeedsLinux(String),
     /// The work directory cannot be resolved.
     #[error("cannot use work directory {path}: {error}")]
     WorkDir {
@@ -510,7 +523,11 @@ pub fn select(
             error,
         })
     };
+    let isolated_network = linux_config.network == linux::NetworkMode::Isolated;
     match requested {
+        Some(IsolationKind::Process) if isolated_network => Err(SelectError::NetworkNeedsLinux(
+            "--isolation process was chosen".into(),
+        )),
         Some(IsolationKind::Process) => {
             tracing::info!("isolation: process (chosen by --isolation)");
             Ok(Arc::new(process()?))
@@ -533,6 +550,9 @@ pub fn select(
                     Err(e) => e.to_string(),
                 }
             };
+            if isolated_network {
+                return Err(SelectError::NetworkNeedsLinux(why_not));
+            }
             tracing::warn!(
                 "isolation: process, without resource limits ({why_not}); use --isolation process to silence this"
             );
@@ -618,6 +638,12 @@ pub trait Container: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<(), String>> {
         let _ = (argv, timeout);
         Box::pin(async { Err("this container cannot run command checks".to_string()) })
+    }
+
+    /// The container's live processes, by pid in the agent's pid namespace (for watching
+    /// their sockets). Default: the main process only.
+    fn pids(&self) -> Vec<u32> {
+        vec![self.pid()]
     }
 
     /// Resource usage, when the implementation measures it (cgroups) and the container
@@ -840,6 +866,28 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid executor id \"a/b\": must not contain '/'"
+        );
+    }
+
+    #[test]
+    fn isolated_network_needs_linux_containers() {
+        let config = linux::LinuxConfig {
+            network: linux::NetworkMode::Isolated,
+            ..linux::LinuxConfig::default()
+        };
+        let err = select(
+            Some(IsolationKind::Process),
+            std::path::Path::new("/tmp/agora-select-test"),
+            config,
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "--network isolated needs --isolation linux (root and usable cgroups); \
+                 --isolation process was chosen"
+            )
         );
     }
 

@@ -428,6 +428,23 @@ fn group_has_live_member(pgid: i32) -> bool {
     })
 }
 
+/// Live (not zombie) processes of group `pgid`.
+fn group_members(pgid: i32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat_group_and_state(&stat))
+                .is_some_and(|(group, state)| group == pgid && state != 'Z')
+        })
+        .collect()
+}
+
 /// Process group and state of a `/proc/<pid>/stat` line. The command name (field 2) may
 /// hold spaces and parentheses, so fields are counted after its last ')'.
 fn stat_group_and_state(stat: &str) -> Option<(i32, char)> {
@@ -452,6 +469,15 @@ struct ProcessContainer {
 impl Container for ProcessContainer {
     fn pid(&self) -> u32 {
         self.pid
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let Ok(group) = i32::try_from(self.pid) else {
+            return Vec::new();
+        };
+        let mut pids = vec![self.pid];
+        pids.extend(group_members(group).into_iter().filter(|p| *p != self.pid));
+        pids
     }
 
     fn run_check(

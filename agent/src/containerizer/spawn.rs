@@ -9,7 +9,8 @@
 //! status. It is the session leader of the program, so its pid is the process group to
 //! kill when the program outlives its timeout.
 //!
-//! [`spawn`] clones a child that becomes pid 1 ("init") of a new pid namespace. Init
+//! [`spawn`] clones a child that becomes pid 1 ("init") of a new pid namespace (and, with
+//! [`ChildSetup::new_network`], a new network namespace whose loopback it brings up). Init
 //! writes itself into the container's cgroups, resets signals, starts a session, makes
 //! its mounts private and mounts its own `/proc`, optionally sets the hostname, closes
 //! every inherited descriptor and forks the task's main process (pid 2), which takes
@@ -70,6 +71,8 @@ pub enum Stage {
     Exec = 13,
     /// `setns` into a container's namespace.
     Setns = 14,
+    /// Bringing up the loopback interface of a new network namespace.
+    Loopback = 15,
 }
 
 impl Stage {
@@ -90,6 +93,7 @@ impl Stage {
             Uid,
             Exec,
             Setns,
+            Loopback,
         ]
         .into_iter()
         .find(|s| *s as i32 == v)
@@ -113,6 +117,7 @@ impl fmt::Display for Stage {
             Stage::Uid => "cannot set the user id",
             Stage::Exec => "cannot execute the program",
             Stage::Setns => "cannot enter the container's namespaces",
+            Stage::Loopback => "cannot bring up the container's loopback interface",
         })
     }
 }
@@ -167,6 +172,9 @@ pub struct ChildSetup {
     /// Namespaces (open `/proc/<pid>/ns/*` files) to join instead of creating new ones;
     /// empty: new pid, mount, uts and ipc namespaces.
     pub enter: Vec<OwnedFd>,
+    /// With new namespaces: a new network namespace too, with only its loopback interface
+    /// (brought up by init before the main process starts).
+    pub new_network: bool,
 }
 
 /// What the parent-side raw values point into; lives until the child has exec'd.
@@ -183,6 +191,7 @@ struct Prepared {
     status_path: *const libc::c_char,
     run_as: Option<(u32, u32)>,
     enter: Vec<RawFd>,
+    new_network: bool,
     err_pipe: RawFd,
 }
 
@@ -260,11 +269,17 @@ pub fn spawn(setup: &ChildSetup) -> Result<i32, SpawnError> {
             .map_or(std::ptr::null(), |p| p.as_ptr()),
         run_as: setup.run_as,
         enter: enter.iter().map(AsRawFd::as_raw_fd).collect(),
+        new_network: setup.new_network,
         err_pipe: write_end.as_raw_fd(),
     };
 
     let flags = if prepared.enter.is_empty() {
-        libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC
+        let net = if prepared.new_network {
+            libc::CLONE_NEWNET
+        } else {
+            0
+        };
+        libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | net
     } else {
         0
     } | libc::SIGCHLD;
@@ -336,6 +351,18 @@ pub fn spawn(setup: &ChildSetup) -> Result<i32, SpawnError> {
             error: std::io::Error::other("truncated setup report"),
         }),
     }
+}
+
+/// Moves the calling thread into the network namespace `netns` (an open
+/// `/proc/<pid>/ns/net`). Network namespaces are per thread: only this thread moves, and
+/// sockets it creates from now on belong to that namespace. Meant for a thread made for
+/// it, which never returns to the pool ([`super::publish`]).
+pub fn enter_network_namespace(netns: &OwnedFd) -> std::io::Result<()> {
+    // SAFETY: setns on a descriptor we borrow; it changes only this thread's namespace.
+    if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Kills and reaps the init we just cloned (its setup failed).
@@ -513,6 +540,37 @@ unsafe fn new_namespaces_setup(p: &Prepared) {
         {
             fail(p.err_pipe, Stage::Hostname);
         }
+        if p.new_network {
+            loopback_up(p.err_pipe);
+        }
+    }
+}
+
+/// Brings up `lo` of the (new) network namespace init is in: SIOCGIFFLAGS / SIOCSIFFLAGS
+/// on a datagram socket. Async-signal-safe (system calls on a stack `ifreq`).
+///
+/// # Safety
+///
+/// Same contract as [`container_init`].
+unsafe fn loopback_up(err_pipe: RawFd) {
+    // SAFETY: socket/ioctl/close on a zeroed stack struct whose name we fill in.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            fail(err_pipe, Stage::Loopback);
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) != 0 {
+            fail(err_pipe, Stage::Loopback);
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) != 0 {
+            fail(err_pipe, Stage::Loopback);
+        }
+        libc::close(sock);
     }
 }
 
@@ -649,12 +707,12 @@ mod tests {
 
     #[test]
     fn stages_round_trip() {
-        for raw in 1..=14 {
+        for raw in 1..=15 {
             let stage = Stage::from_raw(raw).expect("known stage");
             assert_eq!(stage as i32, raw);
             assert!(!stage.to_string().is_empty());
         }
         assert_eq!(Stage::from_raw(0), None);
-        assert_eq!(Stage::from_raw(15), None);
+        assert_eq!(Stage::from_raw(16), None);
     }
 }

@@ -121,6 +121,21 @@ pub(super) struct ExecTask {
     /// forgotten (its id may be used again). Not checkpointed: after a restart such
     /// tasks stay until their executor ends.
     terminal_uuid: Option<String>,
+    /// The agent's health checker of the task (from its first RUNNING to its end), run
+    /// inside the executor's container; aborted when dropped.
+    checker: Option<AbortOnDrop>,
+    /// The task was killed because its health check failed: its KILLED becomes FAILED,
+    /// HEALTH_CHECK_FAILED (as for command tasks).
+    killed_unhealthy: bool,
+}
+
+/// A tokio task aborted when its handle is dropped.
+pub(super) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One open event stream. Dropping it ends the stream for the executor (its watcher,
@@ -148,6 +163,12 @@ pub(super) struct ExecEntry {
     stream: Option<Subscription>,
     /// Task ids the (re-)subscribing executor said it already has.
     known: HashSet<String>,
+    /// Re-attached from a previous agent run's checkpoint (not launched by this run).
+    recovered: bool,
+    /// Subscriptions accepted on this agent run. A subscription is a re-subscription when
+    /// the executor was recovered or subscribed before; what it carries may be empty (all
+    /// its updates acknowledged), so that is never the test.
+    subscriptions: u32,
     tasks: BTreeMap<String, ExecTask>,
     /// Bumped whenever a subscription timer starts; older timers are stale.
     timer_generation: u64,
@@ -313,6 +334,8 @@ impl Actor {
                         state: TaskState::try_from(t.state).unwrap_or(TaskState::Staging),
                         kill_requested: t.kill_requested,
                         terminal_uuid: None,
+                        checker: None,
+                        killed_unhealthy: false,
                     },
                 );
             }
@@ -333,6 +356,8 @@ impl Actor {
                     container: Some(Arc::clone(&r.container)),
                     stream: None,
                     known: HashSet::new(),
+                    recovered: true,
+                    subscriptions: 0,
                     tasks,
                     timer_generation: 0,
                     kill_reason: None,
@@ -473,6 +498,12 @@ impl Actor {
                 .await;
             return;
         }
+        for t in &tasks {
+            if t.command.as_ref().is_some_and(|c| !c.uris.is_empty()) {
+                // Not built yet (issue 17, item 7): said where the operator looks.
+                tracing::warn!(framework = %fid, executor = %info.executor_id, task = %t.task_id, "the agent does not fetch URIs of tasks run by custom executors; the executor gets them in its TaskInfo");
+            }
+        }
         let key = ExecutorKey::new(fid.clone(), info.executor_id.clone());
         let group_id = if group {
             self.next_instance += 1;
@@ -492,6 +523,8 @@ impl Actor {
                         state: TaskState::Staging,
                         kill_requested: false,
                         terminal_uuid: None,
+                        checker: None,
+                        killed_unhealthy: false,
                     },
                 )
             })
@@ -601,6 +634,8 @@ impl Actor {
                 container: None,
                 stream: None,
                 known: HashSet::new(),
+                recovered: false,
+                subscriptions: 0,
                 tasks: new_tasks().collect(),
                 timer_generation: 0,
                 kill_reason: None,
@@ -669,6 +704,10 @@ impl Actor {
             }
             Resources::from_proto(&t.resources)
                 .map_err(|e| format!("task '{}' resources: {e}", t.task_id))?;
+            if let Some(h) = &t.health_check {
+                HealthSpec::from_proto(h)
+                    .map_err(|e| format!("task '{}' health check: {e}", t.task_id))?;
+            }
             let default = running.map_or(info.command.is_none(), |e| e.info.command.is_none());
             if default && t.command.is_none() {
                 return Err(format!(
@@ -1019,7 +1058,16 @@ impl Actor {
             tx: events_tx,
             watcher,
         });
-        tracing::info!(executor = %key, resubscribed = !request.unacknowledged_updates.is_empty() || !request.unacknowledged_tasks.is_empty(), "executor subscribed");
+        let resubscribed = entry.recovered || entry.subscriptions > 0;
+        entry.subscriptions = entry.subscriptions.saturating_add(1);
+        tracing::info!(
+            executor = %key,
+            resubscribed,
+            recovered = entry.recovered,
+            resent_updates = request.unacknowledged_updates.len(),
+            unacknowledged_tasks = request.unacknowledged_tasks.len(),
+            "executor subscribed"
+        );
         self.exec_apply(&key, ExecEvent::Subscribed).await;
         if let Some(entry) = self.executors.get_mut(&key) {
             for (task_id, uuid) in foreign_updates {
@@ -1113,10 +1161,56 @@ impl Actor {
                 status.uuid.escape_debug()
             )));
         }
+        let first_running = state == TaskState::Running && task.state != TaskState::Running;
         task.state = state;
         if state.is_terminal() {
             task.terminal_uuid = Some(status.uuid.clone());
+            task.checker = None;
+            if task.killed_unhealthy && state == TaskState::Killed {
+                status.state = TaskState::Failed as i32;
+                status.reason = StatusReason::HealthCheckFailed as i32;
+                status.message = format!(
+                    "killed because its health check failed ({})",
+                    status.message
+                );
+            }
         }
+        let check = if first_running {
+            task.info
+                .health_check
+                .as_ref()
+                .and_then(|h| HealthSpec::from_proto(h).ok())
+        } else {
+            None
+        };
+        let (instance, container) = (entry.instance, entry.container.clone());
+        if let (Some(spec), Some(container), Some(tx)) = (check, container, self.self_tx.upgrade())
+        {
+            let tkey = TaskKey::new(key.framework_id.clone(), status.task_id.clone());
+            let checker = tokio::spawn(async move {
+                health::run(spec, container, move |event| {
+                    let tx = tx.clone();
+                    let key = tkey.clone();
+                    async move {
+                        tx.send(Msg::ExecHealth {
+                            key,
+                            instance,
+                            event,
+                        })
+                        .await
+                        .is_ok()
+                    }
+                })
+                .await;
+            });
+            if let Some(task) = entry.tasks.get_mut(&status.task_id) {
+                task.checker = Some(AbortOnDrop(checker));
+            }
+        }
+        let Some(task) = entry.tasks.get(&status.task_id) else {
+            return Ok(());
+        };
+        let state = task.state;
         status.framework_id = key.framework_id.clone();
         status.executor_id = key.executor_id.clone();
         status.agent_id = agent_id;
@@ -1171,6 +1265,55 @@ impl Actor {
         tokio::spawn(async move {
             let _ = reply.send(send.await);
         });
+    }
+
+    /// A health result of an executor's task (its checker runs in the executor's
+    /// container): a change is reported as an agent update (RUNNING, `healthy`); too many
+    /// failures kill the task through its executor, and its end is reported FAILED,
+    /// HEALTH_CHECK_FAILED.
+    pub(super) async fn exec_health(&mut self, key: TaskKey, instance: u64, event: HealthEvent) {
+        let Some(ek) = self.executor_of(&key) else {
+            return;
+        };
+        let agent_id = self.agent_id.clone();
+        let Some(entry) = self.executors.get_mut(&ek) else {
+            return;
+        };
+        let subscribed = entry.phase == ExecPhase::Subscribed;
+        if entry.instance != instance {
+            return;
+        }
+        let Some(task) = entry.tasks.get_mut(&key.task_id) else {
+            return;
+        };
+        if task.state != TaskState::Running {
+            return;
+        }
+        match event {
+            HealthEvent::Changed { healthy } => {
+                let report = Report::health_changed(healthy);
+                tracing::info!(task = %key, executor = %ek, healthy, "{}", report.message);
+                let mut status = new_status(&key, &agent_id, report);
+                status.executor_id = ek.executor_id.clone();
+                self.updates.enqueue(status).await;
+            }
+            HealthEvent::Failed => {
+                if task.kill_requested {
+                    return;
+                }
+                task.kill_requested = true;
+                task.killed_unhealthy = true;
+                task.checker = None;
+                tracing::info!(task = %key, executor = %ek, "health check failed too often; killing the task");
+                if subscribed {
+                    entry.send(XEvent::Kill(executor_event::Kill {
+                        task_id: key.task_id.clone(),
+                        kill_policy: None,
+                    }));
+                }
+                self.persist_executor(&ek);
+            }
+        }
     }
 
     pub(super) fn exec_acknowledged(&mut self, key: TaskKey, uuid: String) {
