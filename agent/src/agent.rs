@@ -63,6 +63,8 @@ pub struct AgentConfig {
     pub users: crate::prepare::UserPolicy,
     /// The fetcher's cache, allowed local directories and https trust.
     pub fetch: crate::fetcher::FetchConfig,
+    /// Sandbox garbage collection (`--gc-delay`, `--gc-disk-watermark`).
+    pub gc: crate::gc::GcConfig,
 }
 
 impl AgentConfig {
@@ -78,6 +80,7 @@ impl AgentConfig {
         AgentConfig {
             fetch: crate::fetcher::FetchConfig::new(&work_dir),
             users: crate::prepare::UserPolicy::default(),
+            gc: crate::gc::GcConfig::default(),
             masters,
             work_dir,
             resources,
@@ -286,6 +289,15 @@ pub async fn run(
             let _ = executor_stopped.await;
         },
     ));
+    let (gc_stop, gc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let gc_task = tokio::spawn(crate::gc::run(
+        config.gc.clone(),
+        work_dir.clone(),
+        Box::new(|p: &std::path::Path| crate::gc::disk_usage(p)),
+        async move {
+            let _ = gc_stopped.await;
+        },
+    ));
     let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
     let link = MasterLink {
         agent_id: recovered.agent_id,
@@ -351,6 +363,8 @@ pub async fn run(
     }
     link_task.abort();
     let _ = link_task.await;
+    let _ = gc_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), gc_task).await;
     let _ = executor_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), executor_task).await;
     let _ = http_stop.send(());
