@@ -86,7 +86,7 @@ pub fn split_host(host: Host, agents: u32) -> Vec<String> {
             let last = first + width.max(1) - 1;
             format!(
                 "cpus:{};mem:{mem};disk:{disk};ports:[{first}-{last}]",
-                agora_resources::Scalar::from_units(cpus_milli)
+                agora_resources::Scalar::from_f64(cpus_milli as f64 / 1000.0)
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "0.001".into())
             )
