@@ -18,7 +18,12 @@ pub const DEFAULT_MASTER: &str = "127.0.0.1:5050";
 #[command(
     name = "agora",
     version,
-    about = "Agora cluster scheduler: operator command line"
+    about = "Agora cluster scheduler: operator command line",
+    after_help = "Names: agents by id, hostname or unique id prefix; frameworks by id, name or \
+unique id prefix; tasks by id or unique id prefix.\n\
+Exit codes: 0 done; 1 the command failed (refused by the master, a task did not finish); \
+2 usage error (bad flag or value, a name matching nothing or several things); \
+3 no master could be reached."
 )]
 pub struct Cli {
     /// The command to run.

@@ -358,3 +358,66 @@ fn a_closed_pipe_ends_the_listing_quietly_and_completions_print() {
         );
     }
 }
+
+#[test]
+fn the_operator_commands_send_credentials_to_a_secured_master() {
+    let dir = TempDir::new("ops-auth");
+    let creds = dir.0.join("credentials.json");
+    std::fs::write(&creds, r#"[{"principal": "ops", "secret": "ops-secret"}]"#).expect("write");
+    let secret = dir.0.join("ops.secret");
+    std::fs::write(&secret, "ops-secret\n").expect("write");
+    let wrong = dir.0.join("wrong.secret");
+    std::fs::write(&wrong, "guess\n").expect("write");
+    let header = agora_proto::auth::Credential {
+        principal: "ops".into(),
+        secret: "ops-secret".into(),
+    }
+    .to_header();
+    let cluster = Cluster::start_in(
+        dir,
+        0,
+        &[
+            "--credentials",
+            &creds.display().to_string(),
+            "--authenticate-http",
+        ],
+        Some(header),
+        &[],
+    );
+    let secret = secret.display().to_string();
+    let out = expect(
+        &cluster,
+        &[
+            "weights",
+            "eng=3",
+            "--principal",
+            "ops",
+            "--secret-file",
+            &secret,
+        ],
+        0,
+    );
+    assert!(out.contains("weights set"), "{out}");
+    let listed = expect(
+        &cluster,
+        &["weights", "--principal", "ops", "--secret-file", &secret],
+        0,
+    );
+    assert!(listed.contains("eng"), "{listed}");
+    let refused = expect(&cluster, &["weights"], 1);
+    assert!(refused.contains("401"), "{refused}");
+    let wrong = wrong.display().to_string();
+    let refused = expect(
+        &cluster,
+        &[
+            "quota",
+            "list",
+            "--principal",
+            "ops",
+            "--secret-file",
+            &wrong,
+        ],
+        1,
+    );
+    assert!(refused.contains("401"), "{refused}");
+}
