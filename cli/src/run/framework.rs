@@ -26,6 +26,9 @@ pub const FAILOVER_TIMEOUT_SECONDS: f64 = 60.0;
 /// before removing the framework anyway.
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// Most bytes of one task's stdout (and of its stderr) `agora run` prints.
+pub const OUTPUT_MAX_BYTES: usize = 8 * 1024 * 1024;
+
 type Shared = Arc<Mutex<Tracker>>;
 
 fn lock(tracker: &Shared) -> MutexGuard<'_, Tracker> {
@@ -56,7 +59,7 @@ impl Output {
             let mut pending = String::new();
             let mut sink = |text: &str| {
                 pending.push_str(text);
-                true
+                pending.len() < OUTPUT_MAX_BYTES
             };
             let read =
                 crate::logs::copy_from(&master, framework_id, task_id, file, 0, &mut sink).await;
@@ -66,6 +69,11 @@ impl Output {
                     eprintln!("cannot show the output of {task_id}: {e}");
                 }
                 return;
+            }
+            if pending.len() >= OUTPUT_MAX_BYTES {
+                pending.push_str(&format!(
+                    "\n[{file} of {task_id} cut at {OUTPUT_MAX_BYTES} bytes; `agora logs {task_id}` shows it all]\n"
+                ));
             }
             let text = match &prefix {
                 None => pending,
