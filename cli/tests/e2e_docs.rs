@@ -187,3 +187,50 @@ fn the_extraction_finds_marked_blocks_and_single_lines() {
         vec!["curl -s http://127.0.0.1:5050/b   # comment"]
     );
 }
+
+#[test]
+fn bodies_need_no_content_type_but_cross_origin_pages_cannot_change_anything() {
+    let cluster = Cluster::start(0);
+    let a = cluster.addr;
+    let body = r#"[{"role": "eng", "weight": 2}]"#;
+    // A form-encoded or untyped JSON body is read as JSON (curl -d, scripts).
+    let (code, text) = http_request_with(
+        a,
+        "PUT",
+        "/api/v1/weights",
+        Some(body),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    )
+    .expect("put");
+    assert_eq!(code, 200, "{text}");
+    // A page of another origin cannot post to the master, whatever it sends.
+    let (code, text) = http_request_with(
+        a,
+        "PUT",
+        "/api/v1/weights",
+        Some(r#"[{"role": "eng", "weight": 9}]"#),
+        &[("Origin", "http://evil.example")],
+    )
+    .expect("put");
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("cross-origin change refused"), "{text}");
+    let (_, weights) = http_get(a, "/api/v1/weights").expect("get");
+    assert!(
+        weights.contains(r#""weight":2"#) || weights.contains(r#""weight":2.0"#),
+        "{weights}"
+    );
+    // The master's own pages (same origin) may.
+    let (code, text) = http_request_with(
+        a,
+        "PUT",
+        "/api/v1/weights",
+        Some(body),
+        &[("Origin", &format!("http://{a}"))],
+    )
+    .expect("put");
+    assert_eq!(code, 200, "{text}");
+    // An empty body where one is needed is a clear 400.
+    let (code, text) = http_request(a, "PUT", "/api/v1/weights", None).expect("put");
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("it is empty"), "{text}");
+}

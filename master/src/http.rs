@@ -136,6 +136,9 @@ async fn json_errors(request: axum::extract::Request, next: axum::middleware::Ne
             format!("request URI of {uri_bytes} bytes; at most {URI_MAX_BYTES}"),
         );
     }
+    if let Some(refusal) = cross_origin_change(&request) {
+        return refusal;
+    }
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response
@@ -164,6 +167,46 @@ async fn json_errors(request: axum::extract::Request, next: axum::middleware::Ne
         }
     }
     fixed
+}
+
+/// A change (any method but GET, HEAD, OPTIONS) sent by a web page of another origin is
+/// refused (403): bodies are read as JSON whatever their `Content-Type`, so without this a
+/// page elsewhere could post a plain form to the master with the browser's credentials.
+/// Browsers always send `Origin` on such requests; curl, the CLI and the SDK send none.
+fn cross_origin_change(request: &axum::extract::Request) -> Option<Response> {
+    use axum::http::Method;
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return None;
+    }
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)?
+        .to_str()
+        .unwrap_or("");
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    if !host.is_empty() && origin_host.eq_ignore_ascii_case(&host) {
+        return None;
+    }
+    Some(Error::http_json(
+        StatusCode::FORBIDDEN,
+        format!(
+            "cross-origin change refused: the request comes from a page of '{}', not of this master",
+            crate::service::quote(origin)
+        ),
+    ))
 }
 
 /// The one fallback of the shared port: gRPC callers get UNIMPLEMENTED in gRPC form, HTTP
