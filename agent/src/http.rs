@@ -9,6 +9,12 @@
 //! - `GET /files/download?framework_id=F&task_id=T&path=P`: a file's bytes.
 //! - `GET /files/tail?framework_id=F&task_id=T&path=P&bytes=N`: the last N bytes
 //!   (default 64 KiB, at most 1 MiB), e.g. of `stdout`.
+//! - `GET /files/read?framework_id=F&task_id=T&path=P&offset=N&length=L`: Mesos's
+//!   `/files/read` shape, `{"offset": N, "data": "...", "next_offset": M}`: up to `L`
+//!   bytes (default and at most `READ_MAX_BYTES`) from byte `N` as text; `offset=-1`
+//!   answers the file's size as `offset` with empty data, so a client follows a file by
+//!   asking again from `next_offset` (an invalid UTF-8 sequence shows as U+FFFD; an
+//!   incomplete one at the end is left for the next read).
 //!
 //! Served over TLS when the agent has `--listen-tls-cert/--listen-tls-key` (`HttpTls`).
 //! With `HttpSecurity` (`--http-credentials`, `--authenticate-http`, `--http-acls`) every
@@ -39,6 +45,8 @@ use crate::state::AgentState;
 pub const TAIL_DEFAULT_BYTES: u64 = 64 * 1024;
 /// Largest `bytes` of `/files/tail`.
 pub const TAIL_MAX_BYTES: u64 = 1024 * 1024;
+/// Default and largest `length` of `/files/read`.
+pub const READ_MAX_BYTES: u64 = 64 * 1024;
 /// Most entries listed by `/files/browse`.
 pub const BROWSE_MAX_ENTRIES: usize = 10_000;
 
@@ -177,6 +185,7 @@ pub fn router(state: AgentState, work_dir: PathBuf, security: Arc<HttpSecurity>)
         .route("/files/browse", get(browse))
         .route("/files/download", get(download))
         .route("/files/tail", get(tail))
+        .route("/files/read", get(read))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard))
         .with_state(ctx)
 }
@@ -337,6 +346,8 @@ struct FileQuery {
     #[serde(default)]
     path: String,
     bytes: Option<u64>,
+    offset: Option<i64>,
+    length: Option<u64>,
 }
 
 /// Why a path is not served.
@@ -487,8 +498,101 @@ async fn tail(State(ctx): State<Ctx>, Query(q): Query<FileQuery>) -> Response {
     }
 }
 
+/// `len` bytes of `buf` that end on a UTF-8 character boundary: an incomplete sequence
+/// at the end (cut by the read's length) is left for the next read.
+fn complete_utf8_prefix(buf: &[u8]) -> usize {
+    let start = buf.len().saturating_sub(3);
+    for i in (start..buf.len()).rev() {
+        let b = buf[i];
+        if b & 0b1100_0000 == 0b1000_0000 {
+            continue; // a continuation byte: look further back for the lead byte
+        }
+        let needed = if b & 0b1000_0000 == 0 {
+            1
+        } else if b & 0b1110_0000 == 0b1100_0000 {
+            2
+        } else if b & 0b1111_0000 == 0b1110_0000 {
+            3
+        } else if b & 0b1111_1000 == 0b1111_0000 {
+            4
+        } else {
+            1 // not a lead byte: invalid, shown as U+FFFD, never completed later
+        };
+        return if buf.len() - i >= needed {
+            buf.len()
+        } else {
+            i
+        };
+    }
+    buf.len()
+}
+
+async fn read(State(ctx): State<Ctx>, Query(q): Query<FileQuery>) -> Response {
+    let file = match file_of(&ctx, &q) {
+        Ok(f) => f,
+        Err(r) => return refusal_response(r),
+    };
+    let offset = q.offset.unwrap_or(0);
+    if offset < -1 {
+        return (
+            StatusCode::BAD_REQUEST,
+            "offset must be -1 (the file's size) or a byte position",
+        )
+            .into_response();
+    }
+    let want = q.length.unwrap_or(READ_MAX_BYTES).min(READ_MAX_BYTES);
+    let read = tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::open(&file)?;
+        let meta = f.metadata()?;
+        if meta.is_dir() {
+            return Err(std::io::Error::other("a directory"));
+        }
+        let len = meta.len();
+        if offset < 0 {
+            return Ok((len, Vec::new()));
+        }
+        let start = (offset as u64).min(len);
+        f.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::new();
+        f.take(want).read_to_end(&mut buf)?;
+        Ok((start, buf))
+    })
+    .await;
+    match read {
+        Ok(Ok((start, mut bytes))) => {
+            let keep = if offset < 0 {
+                0
+            } else {
+                complete_utf8_prefix(&bytes)
+            };
+            bytes.truncate(keep);
+            axum::Json(serde_json::json!({
+                "offset": start,
+                "data": String::from_utf8_lossy(&bytes),
+                "next_offset": start + keep as u64,
+            }))
+            .into_response()
+        }
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, format!("cannot read: {e}")).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_end_on_whole_characters() {
+        use super::complete_utf8_prefix as p;
+        assert_eq!(p(b"abc"), 3);
+        assert_eq!(p(b""), 0);
+        let e = "é".as_bytes(); // 2 bytes
+        assert_eq!(p(&[b'a', e[0]]), 1, "a cut 2-byte character waits");
+        assert_eq!(p(&[b'a', e[0], e[1]]), 3);
+        let euro = "€".as_bytes(); // 3 bytes
+        assert_eq!(p(&[b'x', euro[0], euro[1]]), 1);
+        assert_eq!(p(&[b'x', 0xff]), 2, "invalid bytes are passed on");
+    }
+
     #[test]
     fn http_security_authenticates_like_the_master() {
         use axum::http::HeaderValue;

@@ -129,6 +129,27 @@ async fn usage_and_sandbox_files() {
     assert!(body.contains("hello\nline2\n"), "{body:?}");
     let (status, body) = get(&listen, &format!("/files/tail?{q}&path=stdout&bytes=6")).await;
     assert_eq!((status, body.as_str()), (200, "line2\n"));
+    // Mesos's /files/read: the size with offset -1, then the bytes from an offset.
+    let read = |extra: &str| format!("/files/read?{q}&path=stdout&{extra}");
+    let (status, body) = get(&listen, &read("offset=-1")).await;
+    assert_eq!(status, 200, "{body}");
+    let size: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        (size["offset"].as_u64(), size["data"].as_str()),
+        (Some(12), Some(""))
+    );
+    let (_, body) = get(&listen, &read("offset=6&length=4")).await;
+    let part: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(part["data"], "line", "{body}");
+    assert_eq!(part["next_offset"], 10, "{body}");
+    let (_, body) = get(&listen, &read("offset=99")).await;
+    let end: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        (end["offset"].as_u64(), end["data"].as_str()),
+        (Some(12), Some(""))
+    );
+    let (status, _) = get(&listen, &read("offset=-2")).await;
+    assert_eq!(status, 400);
     for bad in [
         format!("/files/download?{q}&path=../../../../etc/passwd"),
         format!("/files/download?{q}&path=/etc/passwd"),

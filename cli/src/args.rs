@@ -278,9 +278,22 @@ pub struct LogsArgs {
 pub struct EventsArgs {
     #[command(flatten)]
     pub master: MasterArg,
-    /// Print each event's JSON (one document per line) instead of a summary line.
+    /// Print each event as one JSON line, `{"event": KIND, "data": PAYLOAD}` (the payload
+    /// as the master's stream sends it), instead of a summary line.
     #[arg(long)]
     pub json: bool,
+    /// Start with the whole state (a `snapshot` event).
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Only these kinds, comma separated (e.g. task_updated,agent_updated).
+    #[arg(long, value_name = "KINDS")]
+    pub types: Option<String>,
+    /// Only events about this framework (id, unique id prefix or name).
+    #[arg(long, value_name = "FRAMEWORK")]
+    pub framework: Option<String>,
+    /// Only events about this agent (id, unique id prefix or hostname).
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
 }
 
 /// Flags of `agora completions`.

@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tonic::codegen::http::Method;
 
+use agora_views::events::{SseDecoder, SseFrame};
+
 use crate::args::{EventsArgs, LogsArgs, validate_masters};
 use crate::client::{ApiError, Master, encode, next_chunk};
 use crate::output;
@@ -21,8 +23,6 @@ use crate::resolve::{self, ResolveError};
 pub const READ_CHUNK_BYTES: u64 = 64 * 1024;
 /// How often `logs -f` looks for new output.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(500);
-/// Longest SSE event accepted, in bytes (a longer one means a broken stream).
-pub const EVENT_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// One read of a sandbox file: the data from `offset` (empty at the end).
 pub async fn read_chunk(
@@ -123,55 +123,8 @@ pub async fn logs(a: LogsArgs) -> anyhow::Result<()> {
     }
 }
 
-/// One server-sent event.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Sse {
-    pub event: String,
-    pub data: String,
-}
-
-/// Splits a byte stream into server-sent events (fields `event:` and `data:`; comments
-/// and other fields are skipped). Bounded: an event over [`EVENT_MAX_BYTES`] is an error.
-#[derive(Default)]
-pub struct SseParser {
-    buffer: Vec<u8>,
-}
-
-impl SseParser {
-    /// Feed bytes; the events completed by them.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Sse>, String> {
-        // Lines end in "\n" or "\r\n": dropping every "\r" leaves "\n" alone.
-        self.buffer
-            .extend(bytes.iter().copied().filter(|b| *b != b'\r'));
-        let mut out = Vec::new();
-        loop {
-            let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") else {
-                if self.buffer.len() > EVENT_MAX_BYTES {
-                    return Err(format!("an event longer than {EVENT_MAX_BYTES} bytes"));
-                }
-                return Ok(out);
-            };
-            let block = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
-            self.buffer.drain(..end + 2);
-            let mut ev = Sse::default();
-            let mut data = Vec::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    ev.event = v.trim().to_string();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
-                }
-            }
-            ev.data = data.join("\n");
-            if !ev.event.is_empty() || !ev.data.is_empty() {
-                out.push(ev);
-            }
-        }
-    }
-}
-
 /// A one-line summary of an event: its type and the ids, names and states it carries.
-pub fn event_line(ev: &Sse) -> String {
+pub fn event_line(ev: &SseFrame) -> String {
     let mut parts = vec![if ev.event.is_empty() {
         "message".to_string()
     } else {
@@ -218,9 +171,33 @@ fn collect_fields(v: &Value, out: &mut Vec<String>, depth: usize) {
 pub async fn events(a: EventsArgs) -> anyhow::Result<()> {
     let list = validate_masters(&a.master.master).map_err(ResolveError)?;
     let master = Master::connect(&list, &a.master.security, true).await?;
-    let response = master.request(Method::GET, "/api/v1/events", None).await?;
+    let mut query = Vec::new();
+    if a.snapshot {
+        query.push("snapshot=true".to_string());
+    }
+    if let Some(t) = &a.types {
+        query.push(format!("types={}", encode(t)));
+    }
+    if let Some(f) = &a.framework {
+        query.push(format!(
+            "framework_id={}",
+            encode(&resolve::framework_id(&master, f).await?)
+        ));
+    }
+    if let Some(g) = &a.agent {
+        query.push(format!(
+            "agent_id={}",
+            encode(&resolve::agent_id(&master, g).await?)
+        ));
+    }
+    let path = if query.is_empty() {
+        "/api/v1/events".to_string()
+    } else {
+        format!("/api/v1/events?{}", query.join("&"))
+    };
+    let response = master.request(Method::GET, &path, None).await?;
     let mut body = response.into_body();
-    let mut parser = SseParser::default();
+    let mut parser = SseDecoder::default();
     loop {
         let chunk = tokio::select! {
             c = next_chunk(&mut body) => c?,
@@ -233,12 +210,15 @@ pub async fn events(a: EventsArgs) -> anyhow::Result<()> {
             let text = if a.json {
                 let data: Value =
                     serde_json::from_str(&ev.data).unwrap_or(Value::String(ev.data.clone()));
-                serde_json::json!({"type": ev.event, "data": data}).to_string()
+                serde_json::json!({"event": ev.event, "data": data}).to_string()
             } else {
                 event_line(&ev)
             };
             if !output::line(&text) {
                 return Ok(());
+            }
+            if ev.event == "error" {
+                anyhow::bail!("the master ended the event stream: {}", ev.data);
             }
         }
     }
@@ -249,29 +229,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sse_events_split_across_chunks() {
-        let mut p = SseParser::default();
-        assert!(
-            p.push(b": keep-alive\n\nevent: task_upd")
-                .unwrap()
-                .is_empty()
-        );
-        let evs = p
-            .push(b"ated\ndata: {\"task_id\":\"t1\",\"state\":\"RUNNING\"}\n\nevent: x\r\ndata: a\r\ndata: b\r\n\r\n")
-            .unwrap();
-        assert_eq!(evs.len(), 2);
-        assert_eq!(evs[0].event, "task_updated");
+    fn an_event_in_one_line_names_its_subjects() {
+        let ev = SseFrame {
+            event: "task_updated".into(),
+            data:
+                r#"{"framework_id":"f1","status":{"task_id":"t1","state":"RUNNING","message":""}}"#
+                    .into(),
+        };
         assert_eq!(
-            event_line(&evs[0]),
-            "task_updated  state=RUNNING  task_id=t1"
+            event_line(&ev),
+            "task_updated  framework_id=f1  state=RUNNING  task_id=t1"
         );
-        assert_eq!(evs[1].data, "a\nb");
-    }
-
-    #[test]
-    fn an_endless_event_is_refused() {
-        let mut p = SseParser::default();
-        let big = vec![b'x'; EVENT_MAX_BYTES + 1];
-        assert!(p.push(&big).is_err());
+        let plain = SseFrame {
+            event: String::new(),
+            data: "hello".into(),
+        };
+        assert_eq!(event_line(&plain), "message  hello");
     }
 }

@@ -105,7 +105,14 @@ fn agora_run_refuses_what_can_never_run_and_tears_down_on_sigterm() {
 async fn ended_sandboxes_are_collected_after_the_delay_and_live_ones_kept() {
     let dir = TempDir::new("gc");
     let work = dir.0.join("agent-0");
-    let cluster = Cluster::start_in(dir, 1, &[], None, &["--gc-delay", "2"]);
+    // Watermark 1: the delay is never shortened, however full the test host's disk is.
+    let cluster = Cluster::start_in(
+        dir,
+        1,
+        &[],
+        None,
+        &["--gc-delay", "2", "--gc-disk-watermark", "1"],
+    );
     let mut fw = Framework::subscribe(cluster.addr, "e2e-gc").await;
     let offers = fw.wait_offers(1).await;
     fw.accept(
@@ -129,14 +136,26 @@ async fn ended_sandboxes_are_collected_after_the_delay_and_live_ones_kept() {
     let quick = sandboxes.join("quick");
     let slow = sandboxes.join("slow");
     assert!(slow.exists(), "{}", slow.display());
-    // The ended task's output stays readable for the delay, then goes.
-    let ended_at = Instant::now();
+    // The ended task's output stays readable for the delay (counted from the sandbox's
+    // last change), then goes.
+    let changed = ["", "stdout", "stderr"]
+        .iter()
+        .filter_map(|f| {
+            std::fs::metadata(quick.join(f))
+                .and_then(|m| m.modified())
+                .ok()
+        })
+        .max()
+        .expect("the ended task's sandbox is still there");
     wait_for("the ended sandbox to be collected", WAIT, || {
         !quick.exists()
     });
+    let age = std::time::SystemTime::now()
+        .duration_since(changed)
+        .unwrap_or_default();
     assert!(
-        ended_at.elapsed() >= Duration::from_millis(500),
-        "collected before the delay"
+        age >= Duration::from_millis(1900),
+        "collected {age:?} after its last change, before the 2 s delay"
     );
     // The running task's sandbox outlives several delays.
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -122,6 +122,11 @@ pub fn router(service: Service) -> Router {
             "/api/v1/tasks/{framework_id}/{task_id}/kill",
             post(kill_task),
         )
+        .route("/api/v1/events", get(crate::ui::events::events))
+        .route(
+            "/api/v1/tasks/{framework_id}/{task_id}/files/{op}",
+            get(crate::ui::files::files),
+        )
         .with_state(service)
         .layer(axum::middleware::from_fn(json_errors))
 }
@@ -280,6 +285,8 @@ struct TasksQuery {
     agent_id: Option<String>,
     /// A task state by its protocol name, e.g. `RUNNING`.
     state: Option<String>,
+    /// Tasks whose id or name contains this text.
+    name: Option<String>,
     #[serde(default)]
     offset: usize,
     limit: Option<usize>,
@@ -306,6 +313,8 @@ async fn tasks(
         framework_id: q.framework_id,
         agent_id: q.agent_id,
         state,
+        task_id: None,
+        name: q.name.filter(|n| !n.is_empty()),
         offset: q.offset,
         limit: q.limit.unwrap_or(TASKS_PAGE_DEFAULT),
     };

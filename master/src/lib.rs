@@ -19,6 +19,7 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod tally;
+pub mod ui;
 pub mod validate;
 
 /// The allocator lives in its own crate (`agora-allocator`, pure by its dependencies); the

@@ -36,6 +36,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Allocation cycles run, and the seconds they took in all.
+    pub fn cycles(&self) -> (u64, f64) {
+        (self.cycle_count, self.cycle_sum_seconds)
+    }
+
     pub fn observe_cycle(&mut self, took: Duration) {
         let s = took.as_secs_f64();
         for (i, bound) in CYCLE_BUCKETS.iter().enumerate() {

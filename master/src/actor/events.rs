@@ -37,15 +37,18 @@ impl Subscribers {
         self.txs.len()
     }
 
-    /// A new subscriber whose first event is `snapshot`.
+    /// A new subscriber whose first event is `snapshot`, if given (without one, it gets
+    /// the events from this point of the actor's order on).
     pub fn add(
         &mut self,
-        snapshot: v1::ClusterState,
+        snapshot: Option<v1::ClusterState>,
     ) -> mpsc::Receiver<Result<OperatorEvent, Status>> {
         let (tx, rx) = mpsc::channel(self.capacity);
-        let _ = tx.try_send(Ok(OperatorEvent {
-            event: Some(v1::operator_event::Event::Snapshot(snapshot)),
-        }));
+        if let Some(snapshot) = snapshot {
+            let _ = tx.try_send(Ok(OperatorEvent {
+                event: Some(v1::operator_event::Event::Snapshot(snapshot)),
+            }));
+        }
         self.txs.push(tx);
         rx
     }
@@ -104,8 +107,8 @@ mod tests {
     #[tokio::test]
     async fn snapshot_first_then_events_and_slow_subscribers_are_cut_off() {
         let mut subs = Subscribers::new(4);
-        let mut fast = subs.add(v1::ClusterState::default());
-        let mut slow = subs.add(v1::ClusterState::default());
+        let mut fast = subs.add(Some(v1::ClusterState::default()));
+        let mut slow = subs.add(Some(v1::ClusterState::default()));
         assert!(matches!(
             fast.recv().await,
             Some(Ok(OperatorEvent {
@@ -140,7 +143,7 @@ mod tests {
     async fn nothing_is_built_without_subscribers_and_closed_ones_are_dropped() {
         let mut subs = Subscribers::new(8);
         subs.publish(|| panic!("must not build events nobody reads"));
-        let rx = subs.add(v1::ClusterState::default());
+        let rx = subs.add(Some(v1::ClusterState::default()));
         drop(rx);
         subs.publish(|| removed("a"));
         assert!(subs.is_empty());

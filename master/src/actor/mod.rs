@@ -225,7 +225,9 @@ pub enum Command {
         op: MaintenanceOp,
         reply: Reply<()>,
     },
+    /// Subscribe to operator events; the first is the whole state when `snapshot`.
     SubscribeEvents {
+        snapshot: bool,
         reply: oneshot::Sender<mpsc::Receiver<Result<v1::OperatorEvent, Status>>>,
     },
     /// An operator's RESERVE / UNRESERVE / CREATE / DESTROY on an agent.
@@ -967,8 +969,8 @@ impl Master {
                     .map_err(allocator_status);
                 self.answer(reply, r);
             }
-            Command::SubscribeEvents { reply } => {
-                let snapshot = self.cluster_state();
+            Command::SubscribeEvents { snapshot, reply } => {
+                let snapshot = snapshot.then(|| self.cluster_state());
                 let events = self.subscribers.add(snapshot);
                 self.answer_query(reply, events);
             }

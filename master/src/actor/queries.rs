@@ -34,6 +34,10 @@ pub struct TaskFilter {
     pub framework_id: Option<String>,
     pub agent_id: Option<String>,
     pub state: Option<TaskState>,
+    /// Only the task with this id (with `framework_id`, found without a scan).
+    pub task_id: Option<String>,
+    /// Only tasks whose id or name contains this text.
+    pub name: Option<String>,
     /// Matching tasks skipped, in (framework id, task id) order.
     pub offset: usize,
     /// Tasks in the page, at most `TASKS_PAGE_MAX`.
@@ -158,8 +162,25 @@ impl Master {
                 .is_none_or(|f| *f == t.framework_id)
                 && filter.agent_id.as_ref().is_none_or(|a| *a == t.agent_id)
                 && filter.state.is_none_or(|s| s == t.state)
+                && filter
+                    .task_id
+                    .as_ref()
+                    .is_none_or(|id| *id == t.info.task_id)
+                && filter.name.as_ref().is_none_or(|n| {
+                    // The name is stored encoded: decoded only when the id does not match.
+                    t.info.task_id.contains(n.as_str())
+                        || t.info.to_proto().name.contains(n.as_str())
+                })
         };
         let mut live: Vec<&TaskEntry> = match (&filter.framework_id, &filter.agent_id) {
+            (Some(f), _) if filter.task_id.is_some() => {
+                let key = (f.clone(), filter.task_id.clone().unwrap_or_default());
+                self.tasks
+                    .get(&key)
+                    .filter(|t| wanted(t))
+                    .into_iter()
+                    .collect()
+            }
             (Some(f), _) => match self.frameworks.get(f) {
                 Some(fw) => fw
                     .tasks

@@ -60,6 +60,11 @@ impl Service {
         Ok(self.gate.filter_state(caller, s))
     }
 
+    /// Counters and gauges (the numbers behind `/metrics`).
+    pub async fn metrics(&self) -> Result<crate::actor::MetricsSnapshot> {
+        self.read(|reply| Command::Metrics { reply }).await
+    }
+
     pub async fn metrics_text(&self) -> Result<String> {
         let s = self.read(|reply| Command::Metrics { reply }).await?;
         Ok(crate::metrics::render(&s.metrics, &s.gauges) + &self.gate.render_metrics())
@@ -218,16 +223,28 @@ impl Service {
         Ok(self.gate.filter_usage(caller, usage, state))
     }
 
-    /// The operator event stream as `caller` may view it.
+    /// The operator event stream as `caller` may view it, starting with a snapshot.
     pub async fn subscribe_events(
         &self,
         caller: Caller,
     ) -> Result<
         impl Stream<Item = std::result::Result<v1::OperatorEvent, tonic::Status>> + Send + use<>,
     > {
+        self.subscribe_events_from(caller, true).await
+    }
+
+    /// The operator event stream as `caller` may view it; the first event is the whole
+    /// (visible) state when `snapshot`, else the stream starts with the next change.
+    pub async fn subscribe_events_from(
+        &self,
+        caller: Caller,
+        snapshot: bool,
+    ) -> Result<
+        impl Stream<Item = std::result::Result<v1::OperatorEvent, tonic::Status>> + Send + use<>,
+    > {
         let mut filter = EventFilter::new(self.gate.clone(), caller);
         let rx = self
-            .read(|reply| Command::SubscribeEvents { reply })
+            .read(|reply| Command::SubscribeEvents { snapshot, reply })
             .await?;
         Ok(
             tokio_stream::wrappers::ReceiverStream::new(rx).filter_map(move |item| {
@@ -315,5 +332,65 @@ impl Service {
                 .tasks;
         }
         Ok(page)
+    }
+
+    /// Where `caller` may read the sandbox of task `task_id` of `framework_id`: the
+    /// address of the agent's HTTP endpoint, after the `access_sandbox` ACL (object: the
+    /// task's user) allowed it. A task the master no longer knows, or on an agent without
+    /// an HTTP endpoint, is refused with the reason.
+    pub async fn sandbox_agent(
+        &self,
+        caller: &Caller,
+        framework_id: &str,
+        task_id: &str,
+    ) -> Result<String> {
+        validate::id("framework id", framework_id)?;
+        validate::id("task id", task_id)?;
+        let filter = TaskFilter {
+            framework_id: Some(framework_id.to_string()),
+            task_id: Some(task_id.to_string()),
+            limit: 1,
+            ..Default::default()
+        };
+        let page = self.query(|reply| Query::Tasks { filter, reply }).await?;
+        let unknown = || {
+            Error::not_found(format!(
+                "unknown task '{}' of framework '{}' (or it ended long ago)",
+                super::quote(task_id),
+                super::quote(framework_id)
+            ))
+        };
+        let task = page.tasks.into_iter().next().ok_or_else(unknown)?;
+        if self.gate.acls_configured() {
+            let fw_user = self
+                .framework_lookup(framework_id)
+                .await?
+                .state
+                .and_then(|f| f.info)
+                .map(|i| i.user)
+                .unwrap_or_default();
+            let user = task
+                .task
+                .as_ref()
+                .map(|t| agora_auth::task_user(t, &fw_user).to_string())
+                .unwrap_or(fw_user);
+            self.gate
+                .authorize(caller, crate::auth::Action::AccessSandbox, &user)?;
+        }
+        let agent_id = agora_views::state::task_agent(&task).to_string();
+        if agent_id.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "task '{}' has no agent yet",
+                super::quote(task_id)
+            )));
+        }
+        let agent = self.agent(&agent_id).await?;
+        let address = agent.info.map(|i| i.address).unwrap_or_default();
+        if address.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "agent '{agent_id}' serves no sandbox files: start it with --listen HOST:PORT"
+            )));
+        }
+        Ok(address)
     }
 }
