@@ -111,7 +111,13 @@ async fn every_curl_example_in_the_docs_works_verbatim() {
             .is_ok_and(|o| o.status.success());
         assert!(found, "{tool} is missing (scripts/test.sh installs it)");
     }
-    let cluster = Cluster::start(2);
+    // Agents serving their sandbox HTTP, for the examples that read a task's output.
+    let mut cluster = Cluster::start_in(TempDir::new("docs"), 0, &[], None, &[]);
+    for i in 0..2 {
+        let listen = format!("127.0.0.1:{}", free_port());
+        cluster.add_agent_with(i, &["--listen", &listen]);
+    }
+    cluster.wait_agents(2);
     // A framework with a running task, for the examples that act on one.
     let mut fw = Framework::subscribe(cluster.addr, "docs").await;
     let offers = fw.wait_offers(1).await;
