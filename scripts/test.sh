@@ -59,6 +59,21 @@ if [ "$(id -u)" != "0" ] || ! have_cgroups; then
   echo "note: not root with cgroups: tests named needs_root are skipped"
 fi
 
+# The web UI's browser tests (`needs_browser`) drive Debian's chromium over WebDriver
+# (chromedriver). Installed here when missing and apt can; skipped where neither works.
+have_browser() { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }
+if ! have_browser && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  step "installing chromium and chromium-driver for the browser tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } ||
+    echo "note: could not install chromium and chromium-driver"
+fi
+if ! have_browser; then
+  filter="$filter - test(needs_browser)"
+  echo "note: chromium or chromedriver missing: tests named needs_browser are skipped"
+fi
+
 step "tests (cargo nextest)"
 cargo nextest run --workspace --no-fail-fast -E "$filter" "$@"
 

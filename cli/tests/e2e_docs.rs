@@ -3,7 +3,8 @@
 //! whole scripts, in the order the guide gives them, and every one-line
 //! `curl ... 127.0.0.1:5050...` elsewhere in README.md, the operator guide and the API
 //! reference. Only the master's address is replaced by the test master's. Each `curl`
-//! must get a 2xx answer (the HTTP status is checked by a wrapper around `curl`).
+//! must get a 2xx answer (the HTTP status is checked by a wrapper around `curl`). Streams
+//! (`curl -N`) are left to the event stream's own tests.
 
 #[path = "../../master/tests/support/mod.rs"]
 mod support;
@@ -76,6 +77,9 @@ fn single_lines(text: &str) -> Vec<String> {
             && line.trim_start().starts_with("curl ")
             && line.contains(DOC_MASTER)
             && !line.trim_end().ends_with('\\')
+            // A stream (`curl -N`) never ends by itself; the event stream has its own
+            // end-to-end tests (master/tests/e2e_events_http.rs, cli/tests/e2e_logs.rs).
+            && !line.contains(" -N ")
         {
             out.push(line.trim().to_string());
         }

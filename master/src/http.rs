@@ -123,6 +123,10 @@ pub fn router(service: Service) -> Router {
             post(kill_task),
         )
         .route("/api/v1/events", get(crate::ui::events::events))
+        .route("/", get(crate::ui::assets::index))
+        .route("/ui", get(crate::ui::assets::index))
+        .route("/ui/", get(crate::ui::assets::index))
+        .route("/ui/{*path}", get(crate::ui::assets::file))
         .route(
             "/api/v1/tasks/{framework_id}/{task_id}/files/{op}",
             get(crate::ui::files::files),
@@ -250,10 +254,60 @@ async fn state(State(s): State<Service>, caller: Option<Extension<Caller>>) -> A
     ok(agora_views::state::state_json(&state))
 }
 
-async fn frameworks(State(s): State<Service>, caller: Option<Extension<Caller>>) -> Answer {
+/// Filters and paging of `/api/v1/agents` and `/api/v1/frameworks`. The answer stays the
+/// array it always was, in id order; `X-Total-Count` says how many matched in all.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Only items with this status (e.g. `registered`, `draining`, `connected`).
+    status: Option<String>,
+    /// Agents whose hostname, frameworks whose name, contains this text.
+    #[serde(alias = "name")]
+    hostname: Option<String>,
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+/// The page of `items` a `ListQuery` selects, with the total that matched.
+fn list_page<T>(
+    items: Vec<T>,
+    q: &ListQuery,
+    status: impl Fn(&T) -> &str,
+    text: impl Fn(&T) -> String,
+    render: impl Fn(&T) -> Value,
+) -> Response {
+    let matching: Vec<&T> = items
+        .iter()
+        .filter(|i| q.status.as_deref().is_none_or(|s| status(i) == s))
+        .filter(|i| q.hostname.as_deref().is_none_or(|h| text(i).contains(h)))
+        .collect();
+    let total = matching.len();
+    let page: Vec<Value> = matching
+        .into_iter()
+        .skip(q.offset)
+        .take(q.limit.unwrap_or(usize::MAX))
+        .map(render)
+        .collect();
+    let mut r = axum::Json(Value::Array(page)).into_response();
+    r.headers_mut()
+        .insert("x-total-count", axum::http::HeaderValue::from(total));
+    r
+}
+
+async fn frameworks(
+    State(s): State<Service>,
+    caller: Option<Extension<Caller>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Answer {
+    let Query(q) = query.map_err(bad_query)?;
     let all = s.frameworks(&caller_of(caller)).await?;
-    ok(Value::Array(
-        all.iter().map(agora_views::state::framework_json).collect(),
+    Ok(list_page(
+        all,
+        &q,
+        |f| f.status.as_str(),
+        |f| f.info.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
+        agora_views::state::framework_json,
     ))
 }
 
@@ -266,10 +320,23 @@ async fn framework(
     ok(agora_views::state::framework_json(&f))
 }
 
-async fn agents(State(s): State<Service>) -> Answer {
+async fn agents(
+    State(s): State<Service>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Answer {
+    let Query(q) = query.map_err(bad_query)?;
     let all = s.agents().await?;
-    ok(Value::Array(
-        all.iter().map(agora_views::state::agent_json).collect(),
+    Ok(list_page(
+        all,
+        &q,
+        |a| a.status.as_str(),
+        |a| {
+            a.info
+                .as_ref()
+                .map(|i| i.hostname.clone())
+                .unwrap_or_default()
+        },
+        agora_views::state::agent_json,
     ))
 }
 
@@ -287,6 +354,8 @@ struct TasksQuery {
     state: Option<String>,
     /// Tasks whose id or name contains this text.
     name: Option<String>,
+    /// The one task with this id (with `framework_id`).
+    task_id: Option<String>,
     #[serde(default)]
     offset: usize,
     limit: Option<usize>,
@@ -313,7 +382,7 @@ async fn tasks(
         framework_id: q.framework_id,
         agent_id: q.agent_id,
         state,
-        task_id: None,
+        task_id: q.task_id,
         name: q.name.filter(|n| !n.is_empty()),
         offset: q.offset,
         limit: q.limit.unwrap_or(TASKS_PAGE_DEFAULT),

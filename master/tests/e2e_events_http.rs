@@ -337,3 +337,63 @@ async fn sandbox_files_through_the_master() {
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("--listen"), "{body}");
 }
+
+/// `/api/v1/agents` filters and pages, with the total in `X-Total-Count`; the UI page and
+/// the event stream ask a master with `--authenticate-http` for Basic credentials.
+#[test]
+fn agent_pages_and_the_ui_behind_authentication() {
+    let dir = TempDir::new("ui-auth");
+    let creds = dir.0.join("credentials.json");
+    std::fs::write(&creds, r#"[{"principal": "ops", "secret": "pw"}]"#).expect("write");
+    let auth = agora_proto::auth::Credential {
+        principal: "ops".into(),
+        secret: "pw".into(),
+    }
+    .to_header();
+    let creds_flag = creds.display().to_string();
+    let cluster = Cluster::start_in(
+        dir,
+        2,
+        &["--credentials", &creds_flag, "--authenticate-http"],
+        Some(auth.clone()),
+        &["--isolation", "process"],
+    );
+    let with = [("authorization", auth.as_str())];
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        http_request_with(cluster.addr, "GET", path, None, headers).expect("GET")
+    };
+    for path in ["/", "/ui/app.js", "/api/v1/events"] {
+        let (code, body) = get(path, &[]);
+        assert_eq!(code, 401, "{path}: {body}");
+    }
+    // The header that makes a browser ask.
+    let mut s = TcpStream::connect(cluster.addr).expect("connect");
+    write!(s, "GET / HTTP/1.0\r\n\r\n").expect("request");
+    let mut head = String::new();
+    let _ = s.read_to_string(&mut head);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: basic"),
+        "{head}"
+    );
+    let (code, page) = get("/", &with);
+    assert_eq!(code, 200);
+    assert!(page.contains("/ui/app.js"), "{page}");
+    let (code, body) = get("/ui/nope.js", &with);
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("no UI file"), "{body}");
+
+    let (code, body) = get("/api/v1/agents?limit=1&offset=1", &with);
+    assert_eq!(code, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(page.as_array().map(Vec::len), Some(1), "{body}");
+    let (_, all) = get("/api/v1/agents", &with);
+    let all: Value = serde_json::from_str(&all).expect("JSON");
+    assert_eq!(page[0], all[1], "the second agent in id order");
+    let (_, one) = get("/api/v1/agents?hostname=agent-1&status=registered", &with);
+    let one: Value = serde_json::from_str(&one).expect("JSON");
+    assert_eq!(one.as_array().map(Vec::len), Some(1));
+    assert_eq!(one[0]["hostname"], "e2e-agent-1");
+    let (code, body) = get("/api/v1/agents?colour=red", &with);
+    assert_eq!(code, 400, "{body}");
+}

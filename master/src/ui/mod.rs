@@ -3,5 +3,6 @@
 //! Route lines live in `crate::http::router`; the handlers here only translate to and
 //! from service calls, like every HTTP handler.
 
+pub mod assets;
 pub mod events;
 pub mod files;
