@@ -65,6 +65,8 @@ pub struct AgentConfig {
     pub fetch: crate::fetcher::FetchConfig,
     /// How ports and disk are watched ([`crate::containerizer::limits`]).
     pub limits: crate::containerizer::limits::LimitPolicy,
+    /// Sandbox garbage collection (`--gc-delay`, `--gc-disk-watermark`).
+    pub gc: crate::gc::GcConfig,
 }
 
 impl AgentConfig {
@@ -81,6 +83,7 @@ impl AgentConfig {
             fetch: crate::fetcher::FetchConfig::new(&work_dir),
             users: crate::prepare::UserPolicy::default(),
             limits: crate::containerizer::limits::LimitPolicy::default(),
+            gc: crate::gc::GcConfig::default(),
             masters,
             work_dir,
             resources,
@@ -307,6 +310,15 @@ pub async fn run(
             let _ = executor_stopped.await;
         },
     ));
+    let (gc_stop, gc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let gc_task = tokio::spawn(crate::gc::run(
+        config.gc.clone(),
+        work_dir.clone(),
+        Box::new(|p: &std::path::Path| crate::gc::disk_usage(p)),
+        async move {
+            let _ = gc_stopped.await;
+        },
+    ));
     let (shutdown_tx, mut shutdown_rx) = mpsc::channel(1);
     let link = MasterLink {
         agent_id: recovered.agent_id,
@@ -372,6 +384,8 @@ pub async fn run(
     }
     link_task.abort();
     let _ = link_task.await;
+    let _ = gc_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), gc_task).await;
     let _ = executor_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), executor_task).await;
     let _ = http_stop.send(());

@@ -290,6 +290,22 @@ impl Checkpoint {
         write_atomic(&self.executor_path(key)?, &record.encode_to_vec())
     }
 
+    /// Whether a task of `framework_id` has a record (it has not ended). An id that cannot
+    /// be a path component has none.
+    pub fn has_task_record(&self, framework_id: &str, task_id: &str) -> bool {
+        self.task_path(&TaskKey::new(framework_id, task_id))
+            .is_ok_and(|p| p.exists())
+    }
+
+    /// Whether an executor of `framework_id` has a record (it has not ended).
+    pub fn has_executor_record(&self, framework_id: &str, executor_id: &str) -> bool {
+        let key = ExecutorKey {
+            framework_id: framework_id.to_string(),
+            executor_id: executor_id.to_string(),
+        };
+        self.executor_path(&key).is_ok_and(|p| p.exists())
+    }
+
     /// Forgets an ended executor.
     pub fn remove_executor(&self, key: &ExecutorKey) -> Result<(), CheckpointError> {
         remove_if_present(&self.executor_path(key)?)

@@ -192,6 +192,33 @@ pub struct AgentArgs {
     /// Default: `agora-default-executor` next to this binary.
     #[arg(long, value_name = "PATH")]
     pub default_executor: Option<PathBuf>,
+
+    /// How long the sandbox of an ended task or executor is kept after its last change
+    /// before it is removed (default: one week). Live tasks' sandboxes are never removed.
+    #[arg(long, value_name = "SECONDS", default_value = "604800", value_parser = parse_gc_delay)]
+    pub gc_delay: Duration,
+
+    /// Fraction of the work directory's disk above which ended sandboxes are removed
+    /// sooner than --gc-delay: linearly down to at once when the disk is full.
+    #[arg(long, value_name = "FRACTION", default_value_t = crate::gc::DEFAULT_DISK_WATERMARK, value_parser = parse_fraction)]
+    pub gc_disk_watermark: f64,
+}
+
+fn parse_gc_delay(text: &str) -> Result<Duration, String> {
+    const YEAR_S: f64 = 365.0 * 86_400.0;
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= YEAR_S => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds in (0, {YEAR_S}]"
+        )),
+    }
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!("{text:?} is not a fraction in (0, 1]")),
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -395,6 +422,10 @@ impl AgentArgs {
                 "an https:// master needs --tls-ca to verify it".into(),
             ));
         }
+        config.gc = crate::gc::GcConfig {
+            delay: self.gc_delay,
+            disk_watermark: self.gc_disk_watermark,
+        };
         config.executors.subscribe_timeout = self.executor_subscribe_timeout;
         config.executors.shutdown_grace = self.executor_shutdown_grace;
         config.executors.recovery_timeout = self.executor_recovery_timeout;
@@ -459,6 +490,35 @@ mod tests {
         assert_eq!(args.work_dir, PathBuf::from("/tmp/agora-agent"));
         assert!(args.resources.is_none());
         assert!(args.hostname.is_none());
+    }
+
+    #[test]
+    fn gc_flags() {
+        let args = parse(&["--master", "m:1"]).expect("valid");
+        assert_eq!(args.gc_delay, crate::gc::DEFAULT_DELAY);
+        assert_eq!(args.gc_disk_watermark, crate::gc::DEFAULT_DISK_WATERMARK);
+        let args = parse(&[
+            "--master",
+            "m:1",
+            "--gc-delay",
+            "2.5",
+            "--gc-disk-watermark",
+            "0.5",
+        ])
+        .expect("valid");
+        assert_eq!(args.gc_delay, Duration::from_millis(2500));
+        assert_eq!(args.gc_disk_watermark, 0.5);
+        for bad in [
+            ["--gc-delay", "0"],
+            ["--gc-delay", "-1"],
+            ["--gc-disk-watermark", "1.5"],
+            ["--gc-disk-watermark", "0"],
+        ] {
+            assert!(
+                parse(&["--master", "m:1", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

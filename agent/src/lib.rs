@@ -31,6 +31,8 @@
 //! - [`backoff`]: bounded exponential backoff.
 //! - [`checkpoint`]: the on-disk checkpoint (agent id, launched tasks, the status update
 //!   write-ahead log) that lets a restarted agent recover.
+//! - [`gc`]: sandbox garbage collection (ended tasks' sandboxes after `--gc-delay`,
+//!   sooner above `--gc-disk-watermark`).
 //! - [`recovery`]: what a starting agent does with a checkpoint: re-attach, refuse, or
 //!   start afresh.
 //!
@@ -49,7 +51,8 @@
 //! - Tasks do not die with the agent: a restarted agent re-attaches to them from its
 //!   checkpoint; every status update is on disk before it is sent.
 //! - Time is tokio's (`tokio::time`), so tests can pause and advance it; only status
-//!   timestamps read the wall clock.
+//!   timestamps and sandbox garbage collection (which compares file modification times,
+//!   wall-clock by nature) read the wall clock.
 
 #![deny(unsafe_code)]
 
@@ -61,6 +64,7 @@ pub mod containerizer;
 pub mod detect;
 pub mod executor;
 pub mod fetcher;
+pub mod gc;
 pub mod health;
 pub mod http;
 pub mod master_addr;

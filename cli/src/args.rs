@@ -18,7 +18,12 @@ pub const DEFAULT_MASTER: &str = "127.0.0.1:5050";
 #[command(
     name = "agora",
     version,
-    about = "Agora cluster scheduler: operator command line"
+    about = "Agora cluster scheduler: operator command line",
+    after_help = "Names: agents by id, hostname or unique id prefix; frameworks by id, name or \
+unique id prefix; tasks by id or unique id prefix.\n\
+Exit codes: 0 done; 1 the command failed (refused by the master, a task did not finish); \
+2 usage error (bad flag or value, a name matching nothing or several things); \
+3 no master could be reached."
 )]
 pub struct Cli {
     /// The command to run.
@@ -36,15 +41,266 @@ pub enum Command {
     /// Start a master and N agents on this machine; Ctrl-C stops them.
     Local(LocalArgs),
     /// Show the whole cluster state: summary, roles, agents, frameworks, tasks.
-    State(StateArgs),
+    State(ReadArgs),
     /// List agents.
-    Agents(StateArgs),
+    Agents(ReadArgs),
     /// List frameworks.
-    Frameworks(StateArgs),
-    /// List tasks.
-    Tasks(StateArgs),
+    Frameworks(ReadArgs),
+    /// List tasks, optionally only those in one state, of one framework or on one agent.
+    Tasks(TasksArgs),
     /// Show each running container's cpu, memory and pids usage, as agents last reported it.
-    Usage(StateArgs),
+    Usage(ReadArgs),
+    /// List, set or remove roles' quota (guarantee and limit).
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// List roles' weights, or set them: agora weights eng=2 ml=0.5
+    Weights(WeightsArgs),
+    /// Reserve resources on an agent for a role (dynamic reservation).
+    Reserve(ResourceOpArgs),
+    /// Unreserve dynamically reserved resources on an agent.
+    Unreserve(ResourceOpArgs),
+    /// List, create or destroy persistent volumes.
+    #[command(subcommand)]
+    Volumes(VolumesCommand),
+    /// Agent maintenance: deactivate, drain, reactivate, mark gone.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Act on one task: kill.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Act on one framework: teardown.
+    #[command(subcommand)]
+    Framework(FrameworkCommand),
+    /// Explain, in words, why a framework or a role gets (or does not get) offers.
+    Explain(ExplainArgs),
+    /// Print a task's stdout (or stderr), optionally following it as it grows.
+    Logs(LogsArgs),
+    /// Follow the master's event stream (agents, frameworks, tasks), one line per event.
+    Events(EventsArgs),
+    /// Print a shell completion script: agora completions bash > /etc/bash_completion.d/agora
+    Completions(CompletionsArgs),
+}
+
+/// Master address, credentials and `--json`: the flags every read command takes.
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// Print the master's JSON view (the same document as its HTTP API) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `agora tasks`.
+#[derive(Debug, Clone, Args)]
+pub struct TasksArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Only tasks in this state (e.g. running, finished, failed).
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// Only tasks of this framework (id, unique id prefix or name).
+    #[arg(long, value_name = "FRAMEWORK")]
+    pub framework: Option<String>,
+    /// Only tasks on this agent (id, unique id prefix or hostname).
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+}
+
+/// `agora quota ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum QuotaCommand {
+    /// List every role's quota and what it consumes.
+    List(ReadArgs),
+    /// Set a role's quota: agora quota set eng --guarantee 'cpus:4;mem:4096' --limit 'cpus:8'
+    Set(QuotaSetArgs),
+    /// Remove a role's quota.
+    Remove(RoleArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QuotaSetArgs {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// The role.
+    pub role: String,
+    /// Resources guaranteed to the role, in the resource flag syntax.
+    #[arg(long, value_name = "RESOURCES")]
+    pub guarantee: String,
+    /// Most the role may consume, in the resource flag syntax (default: no limit).
+    #[arg(long, value_name = "RESOURCES")]
+    pub limit: Option<String>,
+    /// Set it even if the cluster cannot satisfy the guarantee now.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RoleArgs {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// The role.
+    pub role: String,
+}
+
+/// Flags of `agora weights`.
+#[derive(Debug, Clone, Args)]
+pub struct WeightsArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Weights to set, as ROLE=WEIGHT; none: list the weights.
+    #[arg(value_name = "ROLE=WEIGHT")]
+    pub set: Vec<String>,
+}
+
+/// Flags of `agora reserve` and `agora unreserve`.
+#[derive(Debug, Clone, Args)]
+pub struct ResourceOpArgs {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// The agent (id, unique id prefix or hostname).
+    pub agent: String,
+    /// The resources, in the flag syntax: 'cpus(db,dynamic,principal=ops):2;mem(db,dynamic,principal=ops):512'
+    pub resources: String,
+}
+
+/// `agora volumes ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum VolumesCommand {
+    /// List every agent's persistent volumes.
+    List(ReadArgs),
+    /// Create persistent volumes from reserved disk:
+    /// agora volumes create AGENT 'disk(db,dynamic,principal=ops,volume=pg,path=data):1024'
+    Create(ResourceOpArgs),
+    /// Destroy persistent volumes (refused while a task uses them).
+    Destroy(ResourceOpArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentArg {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// The agent (id, unique id prefix or hostname).
+    pub agent: String,
+}
+
+/// `agora agent ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AgentCommand {
+    /// Stop offers from the agent; its tasks keep running.
+    Deactivate(AgentArg),
+    /// Deactivate the agent and stop its tasks (with a grace period).
+    Drain(DrainArgs),
+    /// Offer the agent's resources again.
+    Reactivate(AgentArg),
+    /// Retire the agent for good: its tasks are reported GONE_BY_OPERATOR. Irreversible.
+    Gone(AgentArg),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// Seconds the tasks get between SIGTERM and SIGKILL.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    pub grace: f64,
+    /// Mark the agent gone once it is empty.
+    #[arg(long)]
+    pub mark_gone: bool,
+}
+
+/// `agora task ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TaskCommand {
+    /// Kill a task (as its framework would; the framework hears KILLED).
+    Kill(TaskArg),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TaskArg {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// The task (id or unique id prefix).
+    pub task: String,
+    /// The task's framework (id, unique id prefix or name), when ids repeat across frameworks.
+    #[arg(long, value_name = "FRAMEWORK")]
+    pub framework: Option<String>,
+}
+
+/// `agora framework ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FrameworkCommand {
+    /// Remove a framework: its tasks are killed and its offers rescinded. Irreversible.
+    Teardown(FrameworkArg),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FrameworkArg {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// The framework (id, unique id prefix or name).
+    pub framework: String,
+}
+
+/// Flags of `agora explain`.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// The framework to explain (id, unique id prefix or name).
+    #[arg(required_unless_present = "role", conflicts_with = "role")]
+    pub framework: Option<String>,
+    /// Explain a role instead of a framework.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+}
+
+/// Flags of `agora logs`.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// The task (id or unique id prefix).
+    pub task: String,
+    /// The task's framework, when task ids repeat across frameworks.
+    #[arg(long, value_name = "FRAMEWORK")]
+    pub framework: Option<String>,
+    /// Print stderr instead of stdout.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Keep printing what the task writes until it ends (or Ctrl-C).
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+/// Flags of `agora events`.
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub master: MasterArg,
+    /// Print each event as one JSON line, `{"event": KIND, "data": PAYLOAD}` (the payload
+    /// as the master's stream sends it), instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+    /// Start with the whole state (a `snapshot` event).
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Only these kinds, comma separated (e.g. task_updated,agent_updated).
+    #[arg(long, value_name = "KINDS")]
+    pub types: Option<String>,
+    /// Only events about this framework (id, unique id prefix or name).
+    #[arg(long, value_name = "FRAMEWORK")]
+    pub framework: Option<String>,
+    /// Only events about this agent (id, unique id prefix or hostname).
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+}
+
+/// Flags of `agora completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
 }
 
 /// Where the master is.
@@ -141,12 +397,12 @@ pub struct RunArgs {
     /// Give up after this many seconds: kill what still runs, remove the framework, exit 1.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub timeout: Option<f64>,
-    /// The command and its arguments (argv form, no shell), after `--`.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD ARGS"
-    )]
+    /// Print only the tasks' output and failures: no state changes, no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// The command and its arguments (argv form, no shell), best after `--`. Flags before
+    /// the command are `agora run`'s own: an unknown one is refused, never run.
+    #[arg(trailing_var_arg = true, value_name = "CMD ARGS")]
     pub command: Vec<String>,
 }
 
@@ -161,6 +417,7 @@ pub struct RunSpec {
     pub role: Option<String>,
     pub user: Option<String>,
     pub timeout: Option<Duration>,
+    pub quiet: bool,
     pub argv: Vec<String>,
 }
 
@@ -227,6 +484,7 @@ impl RunArgs {
             role: self.role.clone(),
             user: self.user.clone().filter(|u| !u.is_empty()),
             timeout,
+            quiet: self.quiet,
             argv: self.command.clone(),
         })
     }
@@ -257,24 +515,14 @@ pub struct LocalArgs {
     /// Address the master listens on (gRPC and HTTP).
     #[arg(long, default_value = DEFAULT_MASTER, value_name = "ADDR")]
     pub listen: String,
-    /// Resources every agent offers, in the agent flag syntax (default: the agent
-    /// auto-detects, so each agent reports the whole machine).
+    /// Resources every agent offers, in the agent flag syntax (default: an equal share of
+    /// this host's cpus, memory, disk and ports for each agent).
     #[arg(long, value_name = "RESOURCES")]
     pub agent_resources: Option<String>,
     /// Number of masters. More than one runs them over a local one-member etcd (needs
     /// `etcd` on PATH), one elected leader, on --listen's port and the next ones.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=7))]
     pub masters: u32,
-}
-
-/// Flags of the state-reading commands.
-#[derive(Debug, Clone, Args)]
-pub struct StateArgs {
-    #[command(flatten)]
-    pub master: MasterArg,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[cfg(test)]
@@ -370,6 +618,67 @@ mod tests {
     }
 
     #[test]
+    fn unknown_flags_before_the_command_are_refused_not_run() {
+        let e = run_spec(&["--bogus", "--", "true"]).unwrap_err();
+        assert!(e.contains("--bogus"), "{e}");
+        let e = run_spec(&["--bogus", "true"]).unwrap_err();
+        assert!(e.contains("--bogus"), "{e}");
+        // After the command's first word everything is the command's.
+        let s = run_spec(&["--quiet", "ls", "-l", "--bogus"]).unwrap();
+        assert_eq!(s.argv, vec!["ls", "-l", "--bogus"]);
+        assert!(s.quiet);
+        let s = run_spec(&["--", "-weird-program", "x"]).unwrap();
+        assert_eq!(s.argv, vec!["-weird-program", "x"]);
+    }
+
+    #[test]
+    fn operator_commands_parse() {
+        let c = parse(&[
+            "quota",
+            "set",
+            "eng",
+            "--guarantee",
+            "cpus:1",
+            "--master",
+            "m:1",
+        ])
+        .unwrap();
+        let Command::Quota(QuotaCommand::Set(q)) = c.command else {
+            panic!("not quota set");
+        };
+        assert_eq!((q.role.as_str(), q.guarantee.as_str()), ("eng", "cpus:1"));
+        assert_eq!(q.master.master, vec!["m:1"]);
+        assert!(
+            parse(&["quota", "set", "eng"]).is_err(),
+            "--guarantee is required"
+        );
+        let c = parse(&["agent", "drain", "web-1", "--grace", "5", "--mark-gone"]).unwrap();
+        let Command::Agent(AgentCommand::Drain(d)) = c.command else {
+            panic!("not drain");
+        };
+        assert_eq!(d.agent.agent, "web-1");
+        assert!(d.mark_gone && d.grace == 5.0);
+        assert!(
+            parse(&["explain"]).is_err(),
+            "a framework or --role is needed"
+        );
+        assert!(parse(&["explain", "f1", "--role", "eng"]).is_err());
+        let c = parse(&["tasks", "--state", "running", "--agent", "web-1", "--json"]).unwrap();
+        let Command::Tasks(t) = c.command else {
+            panic!("not tasks");
+        };
+        assert_eq!(t.state.as_deref(), Some("running"));
+        assert!(t.read.json);
+        let c = parse(&["logs", "web-0", "--stderr", "-f"]).unwrap();
+        let Command::Logs(l) = c.command else {
+            panic!("not logs");
+        };
+        assert!(l.stderr && l.follow);
+        assert!(parse(&["completions", "bash"]).is_ok());
+        assert!(parse(&["completions", "cmd.exe"]).is_err());
+    }
+
+    #[test]
     fn local_defaults() {
         let Command::Local(l) = parse(&["local"]).unwrap().command else {
             panic!("not local");
@@ -382,13 +691,10 @@ mod tests {
 
     #[test]
     fn state_commands_take_master_and_json() {
-        for cmd in ["state", "agents", "frameworks", "tasks"] {
+        for cmd in ["state", "agents", "frameworks"] {
             let c = parse(&[cmd, "--master", "m:1", "--json"]).unwrap();
             let a = match c.command {
-                Command::State(a)
-                | Command::Agents(a)
-                | Command::Frameworks(a)
-                | Command::Tasks(a) => a,
+                Command::State(a) | Command::Agents(a) | Command::Frameworks(a) => a,
                 other => panic!("{other:?}"),
             };
             assert_eq!(a.master.master, vec!["m:1"]);

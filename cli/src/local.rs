@@ -1,5 +1,13 @@
 //! `agora local`: a whole cluster on this machine — one `agora-master`, N `agora-agent`
-//! and (when built) one `agora-services` child processes — supervised until Ctrl-C/SIGTERM or until a child dies.
+//! and (when built) the jobs and services frameworks as child processes — supervised
+//! until Ctrl-C/SIGTERM or until the master dies.
+//!
+//! Like a real cluster: the agents split the host between them (cpus, memory, disk and
+//! the port range, [`split_host`]) instead of each claiming all of it, each serves its
+//! sandbox HTTP endpoint (`--listen`, [`agent_listen`]) so files and logs are reachable,
+//! and an agent that dies is reported and restarted (up to [`AGENT_RESTARTS_MAX`] times
+//! in [`AGENT_RESTART_WINDOW`]; then left down while the rest keep running). A restarted
+//! agent recovers its checkpoint and re-attaches to its tasks.
 //!
 //! Owns the child processes it starts and nothing else: it signals only the pids it
 //! spawned (agents first, then the master; SIGTERM, then SIGKILL after a grace period).
@@ -9,7 +17,6 @@
 //! in order.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -34,6 +41,94 @@ pub const MASTER_START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Lines of a dead child's log to show.
 const LOG_TAIL_LINES: usize = 20;
+/// Restarts of one agent allowed within [`AGENT_RESTART_WINDOW`]; one more death and it
+/// is left down.
+pub const AGENT_RESTARTS_MAX: usize = 3;
+pub const AGENT_RESTART_WINDOW: Duration = Duration::from_secs(300);
+/// Wait before restarting a dead agent (its old process group may still be ending).
+const AGENT_RESTART_DELAY: Duration = Duration::from_millis(500);
+/// Memory and disk kept for the system, as the agent's own detection keeps them (MB).
+const MEM_RESERVED_MB: u64 = 1024;
+const DISK_RESERVED_MB: u64 = 5 * 1024;
+/// The port range the agents split between them (the agent's own default).
+const PORTS: (u64, u64) = (31000, 32000);
+
+/// What the host has, as the agent's detection would see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Host {
+    pub cpus: u64,
+    pub mem_mb: u64,
+    pub disk_mb: u64,
+}
+
+/// What is left for tasks of `total_mb` after keeping `reserved_mb`: half of it when the
+/// total is less than twice the reserve (the agent's rule).
+fn usable_mb(total_mb: u64, reserved_mb: u64) -> u64 {
+    if reserved_mb > total_mb / 2 {
+        total_mb / 2
+    } else {
+        total_mb - reserved_mb
+    }
+}
+
+/// The `--resources` of each of `agents` agents sharing `host`: an equal share of the
+/// cpus, of the usable memory and disk, and a slice of the port range each. Pure.
+pub fn split_host(host: Host, agents: u32) -> Vec<String> {
+    let n = u64::from(agents.max(1));
+    // Thousandths of a cpu, the resource model's unit.
+    let cpus_milli = host.cpus * 1000 / n;
+    let mem = usable_mb(host.mem_mb, MEM_RESERVED_MB) / n;
+    let disk = usable_mb(host.disk_mb, DISK_RESERVED_MB) / n;
+    let width = (PORTS.1 - PORTS.0 + 1) / n;
+    (0..n)
+        .map(|k| {
+            let first = PORTS.0 + k * width;
+            let last = first + width.max(1) - 1;
+            format!(
+                "cpus:{};mem:{mem};disk:{disk};ports:[{first}-{last}]",
+                agora_resources::Scalar::from_f64(cpus_milli as f64 / 1000.0)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "0.001".into())
+            )
+        })
+        .collect()
+}
+
+/// This host's cpus, memory and the disk holding `dir`.
+pub fn probe_host(dir: &Path) -> anyhow::Result<Host> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .context("cannot count this host's cpus")?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").context("cannot read /proc/meminfo")?;
+    let mem_kb = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .context("no MemTotal in /proc/meminfo")?;
+    let stat = nix::sys::statvfs::statvfs(dir)
+        .with_context(|| format!("cannot read the disk size of {}", dir.display()))?;
+    let disk_bytes = u128::from(stat.blocks()) * u128::from(stat.fragment_size());
+    Ok(Host {
+        cpus,
+        mem_mb: mem_kb / 1024,
+        disk_mb: u64::try_from(disk_bytes / (1024 * 1024)).unwrap_or(u64::MAX),
+    })
+}
+
+/// Where agent `k` (1-based) serves its HTTP endpoint: the master's host, its port + k
+/// for the first agents (5051, 5052, ... with the default 5050), else a free port.
+pub fn agent_listen(master_listen: &str, k: u32) -> Option<String> {
+    let addr: std::net::SocketAddr = master_listen.parse().ok()?;
+    let port = addr.port().checked_add(u16::try_from(k).ok()?)?;
+    if k < 10 {
+        return Some(std::net::SocketAddr::new(addr.ip(), port).to_string());
+    }
+    let free = std::net::TcpListener::bind(std::net::SocketAddr::new(addr.ip(), 0))
+        .and_then(|l| l.local_addr())
+        .ok()?;
+    Some(free.to_string())
+}
 
 /// Find `name` next to `exe_dir` (the directory of the running `agora`) first, then in the
 /// directories of `path` (a PATH-style list).
@@ -136,7 +231,13 @@ fn free_loopback() -> anyhow::Result<String> {
 }
 
 /// Arguments of agent `k` (1-based).
-pub fn agent_args(k: u32, master: &str, data_dir: &Path, resources: Option<&str>) -> Vec<OsString> {
+pub fn agent_args(
+    k: u32,
+    master: &str,
+    data_dir: &Path,
+    resources: Option<&str>,
+    listen: Option<&str>,
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         "--master".into(),
         master.into(),
@@ -148,6 +249,10 @@ pub fn agent_args(k: u32, master: &str, data_dir: &Path, resources: Option<&str>
     if let Some(r) = resources {
         args.push("--resources".into());
         args.push(r.into());
+    }
+    if let Some(l) = listen {
+        args.push("--listen".into());
+        args.push(l.into());
     }
     args
 }
@@ -201,8 +306,13 @@ struct Proc {
 }
 
 impl Proc {
+    /// Start a child writing to `log` (appended to: a restarted agent's log continues).
     fn spawn(label: String, bin: &Path, args: &[OsString], log: PathBuf) -> anyhow::Result<Proc> {
-        let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
         let err = out
             .try_clone()
             .with_context(|| format!("cannot open {}", log.display()))?;
@@ -410,6 +520,8 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
         )?);
     }
     let mut agents: Vec<Proc> = Vec::new();
+    // Each agent's arguments, to restart it with the same ones.
+    let mut agent_argv: Vec<Vec<OsString>> = Vec::new();
     // Optional helpers (the jobs framework): stopped with the cluster, but their death
     // does not stop it.
     let mut extras: Vec<Proc> = Vec::new();
@@ -442,15 +554,39 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
     let end = match early_end {
         Some(end) => end,
         None => {
+            let shares = match &args.agent_resources {
+                Some(r) => vec![r.clone(); args.agents as usize],
+                None => match probe_host(&data_dir) {
+                    Ok(host) => split_host(host, args.agents),
+                    Err(e) => {
+                        eprintln!(
+                            "cannot measure this host ({e:#}); each agent detects its own resources"
+                        );
+                        Vec::new()
+                    }
+                },
+            };
             for k in 1..=args.agents {
+                // Masters take consecutive ports from the first one's: agents' HTTP ports
+                // come after them.
+                let args = agent_args(
+                    k,
+                    &masters_list,
+                    &data_dir,
+                    shares.get(k as usize - 1).map(String::as_str),
+                    agent_listen(&listen, k + args.masters.saturating_sub(1)).as_deref(),
+                );
                 let spawned = Proc::spawn(
                     format!("agent {k}"),
                     &agent_bin,
-                    &agent_args(k, &masters_list, &data_dir, args.agent_resources.as_deref()),
+                    &args,
                     data_dir.join(format!("agent-{k}.log")),
                 );
                 match spawned {
-                    Ok(p) => agents.push(p),
+                    Ok(p) => {
+                        agent_argv.push(args);
+                        agents.push(p);
+                    }
                     Err(e) => {
                         stop_all(&mut agents, STOP_GRACE).await;
                         stop_all(&mut master, STOP_GRACE).await;
@@ -458,7 +594,7 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
                     }
                 }
             }
-            print_banner(&listen, &data_dir, &master[0], &agents);
+            print_banner(&listen, &data_dir, &master[0], &agents, &agent_argv);
             // The jobs framework is optional: started when its binary is there.
             let jobs_at = jobs_listen(&listen);
             if let (Ok(bin), Some(at)) = (locate(JOBS_BIN), jobs_at) {
@@ -504,7 +640,20 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
                     Err(e) => eprintln!("not starting the services framework: {e:#}"),
                 }
             }
-            supervise(&mut master, &mut agents, &mut sigint, &mut sigterm).await
+            let mut restarts = Restarts {
+                bin: agent_bin.clone(),
+                argv: agent_argv,
+                deaths: vec![Vec::new(); agents.len()],
+                down: vec![false; agents.len()],
+            };
+            supervise(
+                &mut master,
+                &mut agents,
+                &mut restarts,
+                &mut sigint,
+                &mut sigterm,
+            )
+            .await
         }
     };
 
@@ -526,16 +675,79 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
     Ok(clean)
 }
 
+/// What the supervisor needs to restart agents, and each agent's recent deaths.
+struct Restarts {
+    bin: PathBuf,
+    argv: Vec<Vec<OsString>>,
+    deaths: Vec<Vec<Instant>>,
+    /// Left down after too many deaths.
+    down: Vec<bool>,
+}
+
+/// Whether an agent that died at `now`, after `deaths` (times of earlier deaths), is
+/// restarted: at most `AGENT_RESTARTS_MAX` restarts within `AGENT_RESTART_WINDOW`. Pure.
+pub fn should_restart(deaths: &[Instant], now: Instant) -> bool {
+    let recent = deaths
+        .iter()
+        .filter(|d| now.duration_since(**d) < AGENT_RESTART_WINDOW)
+        .count();
+    recent < AGENT_RESTARTS_MAX
+}
+
+/// An agent died: report it, then restart it or leave it down.
+async fn agent_died(i: usize, agents: &mut [Proc], restarts: &mut Restarts, status: ExitStatus) {
+    eprintln!("{}", agents[i].describe_death(status));
+    // Helpers it left in its group (the group id is not reused while one lives).
+    agents[i].signal_group(Signal::SIGKILL);
+    let now = Instant::now();
+    if !should_restart(&restarts.deaths[i], now) {
+        restarts.down[i] = true;
+        eprintln!(
+            "{} died {} times within {:?}; left down, the rest of the cluster keeps running",
+            agents[i].label,
+            AGENT_RESTARTS_MAX + 1,
+            AGENT_RESTART_WINDOW
+        );
+        return;
+    }
+    restarts.deaths[i].push(now);
+    tokio::time::sleep(AGENT_RESTART_DELAY).await;
+    let label = agents[i].label.clone();
+    let log = agents[i].log.clone();
+    match Proc::spawn(label.clone(), &restarts.bin, &restarts.argv[i], log) {
+        Ok(p) => {
+            eprintln!(
+                "{label} restarted (pid {}); it recovers its tasks from its work directory",
+                p.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+            );
+            agents[i] = p;
+        }
+        Err(e) => {
+            restarts.down[i] = true;
+            eprintln!("cannot restart {label}: {e:#}; left down");
+        }
+    }
+}
+
 async fn supervise(
     master: &mut [Proc],
     agents: &mut [Proc],
+    restarts: &mut Restarts,
     sigint: &mut tokio::signal::unix::Signal,
     sigterm: &mut tokio::signal::unix::Signal,
 ) -> End {
     loop {
-        for p in master.iter_mut().chain(agents.iter_mut()) {
+        for p in master.iter_mut() {
             if let Some(status) = p.exited() {
                 return End::Died(p.describe_death(status));
+            }
+        }
+        for i in 0..agents.len() {
+            if restarts.down[i] {
+                continue;
+            }
+            if let Some(status) = agents[i].exited() {
+                agent_died(i, agents, restarts, status).await;
             }
         }
         tokio::select! {
@@ -546,8 +758,21 @@ async fn supervise(
     }
 }
 
-fn print_banner(listen: &str, data_dir: &Path, master: &Proc, agents: &[Proc]) {
+fn print_banner(
+    listen: &str,
+    data_dir: &Path,
+    master: &Proc,
+    agents: &[Proc],
+    argv: &[Vec<OsString>],
+) {
     let pid = |p: &Proc| p.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+    let flag = |args: &[OsString], name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.to_string_lossy().into_owned())
+    };
+    println!("web UI: http://{listen}/");
     println!("agora local cluster is up (data in {})", data_dir.display());
     println!(
         "  master   gRPC {listen}   HTTP http://{listen}/   pid {}   log {}",
@@ -556,16 +781,21 @@ fn print_banner(listen: &str, data_dir: &Path, master: &Proc, agents: &[Proc]) {
     );
     for (i, a) in agents.iter().enumerate() {
         let k = i + 1;
+        let args = argv.get(i).map(Vec::as_slice).unwrap_or_default();
         println!(
-            "  agent {k}  hostname local-agent-{k}   work dir {}   pid {}   log {}",
-            data_dir.join(format!("agent-{k}")).display(),
+            "  agent {k}  hostname local-agent-{k}   resources {}   HTTP {}   pid {}   log {}",
+            flag(args, "--resources").unwrap_or_else(|| "detected".into()),
+            flag(args, "--listen")
+                .map(|l| format!("http://{l}/"))
+                .unwrap_or_else(|| "-".into()),
             pid(a),
             a.log.display()
         );
     }
     println!("try: agora agents --master {listen}");
     println!("     agora run --master {listen} --instances 2 -- echo hello");
-    println!("Ctrl-C stops the cluster.");
+    println!("     agora tasks --master {listen}; agora logs TASK --master {listen}");
+    println!("Ctrl-C stops the cluster; an agent that dies is restarted.");
 }
 
 #[cfg(test)]
@@ -620,7 +850,7 @@ mod tests {
                 .to_vec()
         );
         assert_eq!(
-            agent_args(2, "127.0.0.1:5050", d, None),
+            agent_args(2, "127.0.0.1:5050", d, None, None),
             [
                 "--master",
                 "127.0.0.1:5050",
@@ -632,11 +862,88 @@ mod tests {
             .map(OsString::from)
             .to_vec()
         );
-        let with = agent_args(1, "m:1", d, Some("cpus:2;mem:512"));
+        let with = agent_args(1, "m:1", d, Some("cpus:2;mem:512"), Some("127.0.0.1:5051"));
         assert_eq!(
             &with[6..],
-            &["--resources".into(), OsString::from("cpus:2;mem:512")]
+            &[
+                "--resources".into(),
+                OsString::from("cpus:2;mem:512"),
+                "--listen".into(),
+                "127.0.0.1:5051".into()
+            ]
         );
+    }
+
+    #[test]
+    fn agents_split_the_host() {
+        let host = Host {
+            cpus: 2,
+            mem_mb: 8192,
+            disk_mb: 105 * 1024,
+        };
+        assert_eq!(
+            split_host(host, 2),
+            vec![
+                "cpus:1;mem:3584;disk:51200;ports:[31000-31499]",
+                "cpus:1;mem:3584;disk:51200;ports:[31500-31999]",
+            ]
+        );
+        let three = split_host(host, 3);
+        assert_eq!(three.len(), 3);
+        assert!(three[0].starts_with("cpus:0.666;mem:2389;"), "{three:?}");
+        // Every share parses, and together they never exceed the host.
+        let mut cpus = 0.0;
+        for s in &three {
+            let r = agora_resources::Resources::parse(s).expect("valid");
+            cpus += r.scalar("cpus").as_f64();
+        }
+        assert!(cpus <= 2.0, "{cpus}");
+        let small = split_host(
+            Host {
+                cpus: 1,
+                mem_mb: 1024,
+                disk_mb: 1024,
+            },
+            4,
+        );
+        assert!(
+            small[3].starts_with("cpus:0.25;mem:128;disk:128;"),
+            "{small:?}"
+        );
+    }
+
+    #[test]
+    fn agents_listen_next_to_the_master() {
+        assert_eq!(
+            agent_listen("127.0.0.1:5050", 1).as_deref(),
+            Some("127.0.0.1:5051")
+        );
+        assert_eq!(
+            agent_listen("127.0.0.1:5050", 9).as_deref(),
+            Some("127.0.0.1:5059")
+        );
+        let far = agent_listen("127.0.0.1:5050", 12).expect("a free port");
+        assert!(
+            far.starts_with("127.0.0.1:") && far != "127.0.0.1:5062",
+            "{far}"
+        );
+        assert_eq!(agent_listen("localhost:5050", 1), None);
+    }
+
+    #[test]
+    fn a_dying_agent_is_restarted_a_bounded_number_of_times() {
+        let now = Instant::now();
+        assert!(should_restart(&[], now));
+        let recent = vec![now; AGENT_RESTARTS_MAX - 1];
+        assert!(should_restart(&recent, now));
+        let too_many = vec![now; AGENT_RESTARTS_MAX];
+        assert!(!should_restart(&too_many, now));
+        if let Some(long_ago) = now.checked_sub(AGENT_RESTART_WINDOW + Duration::from_secs(1)) {
+            assert!(
+                should_restart(&[long_ago; 10], now),
+                "old deaths are forgotten"
+            );
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use agora_proto::TaskState;
 use agora_resources::Resources;
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Extension, FromRequest, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,8 +44,39 @@ fn caller_of(c: Option<Extension<Caller>>) -> Caller {
     c.map(|Extension(c)| c).unwrap_or_default()
 }
 
-/// A body that is not the expected JSON: 400, or 413 when it is over the body limit.
-fn bad_body(r: JsonRejection) -> Error {
+/// A request body read as JSON whatever its `Content-Type` says: `curl -d` sends
+/// `application/x-www-form-urlencoded` and many scripts send none, and the operator
+/// guide's examples must work verbatim. A body that is not the expected JSON is 400, one
+/// over the body limit 413, both with the usual JSON error body.
+struct JsonBody<T>(T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Error> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(bad_bytes)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            // No body: fine where the body is optional (`Option<T>` reads it as null).
+            return serde_json::from_str("null").map(JsonBody).map_err(|_| {
+                Error::invalid("invalid request body: it is empty; send a JSON document")
+            });
+        }
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = T::deserialize(&mut de)
+            .and_then(|v| de.end().map(|()| v))
+            .map_err(|e| Error::invalid(format!("invalid request body: {e}")))?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// A body that could not be read: 413 when it is over the body limit, else 400.
+fn bad_bytes(r: BytesRejection) -> Error {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return Error::TooLarge(format!("request body too large: {}", r.body_text()));
     }
@@ -89,6 +120,10 @@ pub fn router(service: Service) -> Router {
         .route("/api/v1/agents/{id}/drain", post(drain))
         .route("/api/v1/agents/{id}/gone", post(mark_gone))
         .route("/api/v1/tasks", get(tasks))
+        .route(
+            "/api/v1/tasks/{framework_id}/{task_id}/kill",
+            post(kill_task),
+        )
         .route("/api/v1/events", get(crate::ui::events::events))
         .route("/", get(crate::ui::assets::index))
         .route("/ui", get(crate::ui::assets::index))
@@ -112,6 +147,9 @@ async fn json_errors(request: axum::extract::Request, next: axum::middleware::Ne
             StatusCode::URI_TOO_LONG,
             format!("request URI of {uri_bytes} bytes; at most {URI_MAX_BYTES}"),
         );
+    }
+    if let Some(refusal) = cross_origin_change(&request) {
+        return refusal;
     }
     let response = next.run(request).await;
     let status = response.status();
@@ -141,6 +179,46 @@ async fn json_errors(request: axum::extract::Request, next: axum::middleware::Ne
         }
     }
     fixed
+}
+
+/// A change (any method but GET, HEAD, OPTIONS) sent by a web page of another origin is
+/// refused (403): bodies are read as JSON whatever their `Content-Type`, so without this a
+/// page elsewhere could post a plain form to the master with the browser's credentials.
+/// Browsers always send `Origin` on such requests; curl, the CLI and the SDK send none.
+fn cross_origin_change(request: &axum::extract::Request) -> Option<Response> {
+    use axum::http::Method;
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return None;
+    }
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)?
+        .to_str()
+        .unwrap_or("");
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    if !host.is_empty() && origin_host.eq_ignore_ascii_case(&host) {
+        return None;
+    }
+    Some(Error::http_json(
+        StatusCode::FORBIDDEN,
+        format!(
+            "cross-origin change refused: the request comes from a page of '{}', not of this master",
+            crate::service::quote(origin)
+        ),
+    ))
 }
 
 /// The one fallback of the shared port: gRPC callers get UNIMPLEMENTED in gRPC form, HTTP
@@ -376,9 +454,8 @@ struct WeightBody {
 async fn put_weights(
     State(s): State<Service>,
     caller: Option<Extension<Caller>>,
-    body: Result<axum::Json<Vec<WeightBody>>, JsonRejection>,
+    JsonBody(w): JsonBody<Vec<WeightBody>>,
 ) -> Answer {
-    let axum::Json(w) = body.map_err(bad_body)?;
     let weights = w.into_iter().map(|w| (w.role, w.weight)).collect();
     done(s.update_weights(&caller_of(caller), weights).await)
 }
@@ -389,6 +466,14 @@ async fn teardown(
     Path(id): Path<String>,
 ) -> Answer {
     done(s.teardown_framework(&caller_of(caller), id).await)
+}
+
+async fn kill_task(
+    State(s): State<Service>,
+    caller: Option<Extension<Caller>>,
+    Path((framework_id, task_id)): Path<(String, String)>,
+) -> Answer {
+    done(s.kill_task(&caller_of(caller), framework_id, task_id).await)
 }
 
 async fn maintenance(s: &Service, caller: Option<Extension<Caller>>, op: MaintenanceOp) -> Answer {
@@ -419,7 +504,7 @@ async fn mark_gone(
     maintenance(&s, caller, MaintenanceOp::MarkGone { agent_id }).await
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct DrainBody {
     #[serde(default)]
@@ -432,9 +517,9 @@ async fn drain(
     State(s): State<Service>,
     caller: Option<Extension<Caller>>,
     Path(agent_id): Path<String>,
-    body: Result<axum::Json<DrainBody>, JsonRejection>,
+    JsonBody(body): JsonBody<Option<DrainBody>>,
 ) -> Answer {
-    let axum::Json(b) = body.map_err(bad_body)?;
+    let b = body.unwrap_or_default();
     let op = MaintenanceOp::Drain {
         agent_id,
         grace_period_seconds: b.grace_period_seconds,
@@ -475,9 +560,9 @@ struct QuotaBody {
 async fn put_quota(
     State(s): State<Service>,
     caller: Option<Extension<Caller>>,
-    body: Result<axum::Json<QuotaBody>, JsonRejection>,
+    JsonBody(body): JsonBody<QuotaBody>,
 ) -> Answer {
-    let axum::Json(b) = body.map_err(bad_body)?;
+    let b = body;
     let guarantee = Resources::parse(&b.guarantee)
         .map_err(|e| Error::invalid(format!("quota guarantee: {e}")))?;
     let limit = b
@@ -536,7 +621,7 @@ async fn explain(
         }
     };
     let e = s.explain(&caller_of(caller), target).await?;
-    serde_json::to_value(&e)
+    serde_json::to_value(agora_views::explain::Explanation::from(&e))
         .map_err(|e| Error::Internal(format!("cannot render the explanation: {e}")))
         .and_then(ok)
 }
@@ -593,8 +678,7 @@ fn resource_op_route(kind: OpKind) -> axum::routing::MethodRouter<Service> {
     post(
         move |State(s): State<Service>,
               caller: Option<Extension<Caller>>,
-              body: Result<axum::Json<ResourceOpBody>, JsonRejection>| async move {
-            let axum::Json(body) = body.map_err(bad_body)?;
+              JsonBody(body): JsonBody<ResourceOpBody>| async move {
             let (agent_id, resources) = op_resources(kind, body)?;
             done(
                 s.resource_op(&caller_of(caller), agent_id, kind, resources)

@@ -4,6 +4,7 @@
 //! Pure rendering: it must never fetch, validate or interpret data beyond formatting it.
 
 pub mod events;
+pub mod explain;
 pub mod operator;
 pub mod state;
 pub mod usage;

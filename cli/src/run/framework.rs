@@ -26,6 +26,9 @@ pub const FAILOVER_TIMEOUT_SECONDS: f64 = 60.0;
 /// before removing the framework anyway.
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// Most bytes of one task's stdout (and of its stderr) `agora run` prints.
+pub const OUTPUT_MAX_BYTES: usize = 8 * 1024 * 1024;
+
 type Shared = Arc<Mutex<Tracker>>;
 
 fn lock(tracker: &Shared) -> MutexGuard<'_, Tracker> {
@@ -33,7 +36,62 @@ fn lock(tracker: &Shared) -> MutexGuard<'_, Tracker> {
 }
 
 fn print_change(change: &Change) {
-    println!("{change}");
+    crate::output::line(&change.to_string());
+}
+
+/// Where a task's output goes: its sandbox's stdout to ours, its stderr to ours, each
+/// line prefixed with the task id when the run has more than one task.
+struct Output {
+    master: Option<crate::client::Master>,
+    prefix: bool,
+    /// Set once the master's sandbox proxy could not be used, so it is said once.
+    unavailable: bool,
+}
+
+impl Output {
+    /// Print the whole stdout and stderr of a task that ended.
+    async fn print_task(&mut self, framework_id: &str, task_id: &str) {
+        let Some(master) = self.master.clone() else {
+            return;
+        };
+        for file in ["stdout", "stderr"] {
+            let prefix = self.prefix.then(|| format!("[{task_id}] "));
+            let mut pending = String::new();
+            let mut sink = |text: &str| {
+                pending.push_str(text);
+                pending.len() < OUTPUT_MAX_BYTES
+            };
+            let read =
+                crate::logs::copy_from(&master, framework_id, task_id, file, 0, &mut sink).await;
+            if let Err(e) = read {
+                if !self.unavailable {
+                    self.unavailable = true;
+                    eprintln!("cannot show the output of {task_id}: {e}");
+                }
+                return;
+            }
+            if pending.len() >= OUTPUT_MAX_BYTES {
+                pending.push_str(&format!(
+                    "\n[{file} of {task_id} cut at {OUTPUT_MAX_BYTES} bytes; `agora logs {task_id}` shows it all]\n"
+                ));
+            }
+            let text = match &prefix {
+                None => pending,
+                Some(p) => pending
+                    .lines()
+                    .map(|l| format!("{p}{l}\n"))
+                    .collect::<String>(),
+            };
+            if text.is_empty() {
+                continue;
+            }
+            if file == "stdout" {
+                crate::output::out(&text);
+            } else {
+                eprint!("{text}");
+            }
+        }
+    }
 }
 
 struct RunScheduler {
@@ -45,6 +103,8 @@ struct RunScheduler {
     /// Set by [`abort`]: the framework is being removed on purpose, so the master's
     /// "torn down" error is expected and not worth a line.
     aborting: Arc<AtomicBool>,
+    quiet: bool,
+    output: Output,
 }
 
 impl RunScheduler {
@@ -179,7 +239,14 @@ impl Scheduler for RunScheduler {
     async fn status_update(&mut self, driver: &Driver, status: TaskStatus) {
         let change = lock(&self.tracker).update(&status);
         if let Some(change) = change {
-            print_change(&change);
+            let ended = change.state.is_terminal();
+            let failed = ended && change.state != agora_proto::v1::TaskState::Finished;
+            if !self.quiet || failed {
+                print_change(&change);
+            }
+            if ended && let Some(id) = driver.framework_id() {
+                self.output.print_task(&id, &change.task_id).await;
+            }
         }
         self.finish_if_done(driver).await;
     }
@@ -195,17 +262,65 @@ impl Scheduler for RunScheduler {
     }
 }
 
+/// The run's view of the master's HTTP API (task output, agents), if it answers; and,
+/// when the task can never fit on any agent, why.
+async fn inspect(spec: &RunSpec) -> (Option<crate::client::Master>, Option<String>) {
+    let Ok(master) = crate::client::Master::connect(&spec.masters, &spec.security, false).await
+    else {
+        return (None, None);
+    };
+    let agents = match master.get("/api/v1/agents").await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list the agents");
+            return (Some(master), None);
+        }
+    };
+    let totals: Vec<agora_resources::Resources> = agents
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| {
+            !matches!(
+                a.get("status").and_then(serde_json::Value::as_str),
+                Some("removed" | "gone")
+            )
+        })
+        .filter_map(|a| {
+            let r = agora_resources::Resources::from_json(&a.get("resources")?.to_string()).ok()?;
+            Some(match &spec.role {
+                Some(role) => r.allocatable_to(role),
+                None => r,
+            })
+        })
+        .collect();
+    let why = super::plan::never_fits(&spec.shape, &totals);
+    (Some(master), why)
+}
+
 /// Run `spec` to completion. `Ok(true)`: every task FINISHED.
 pub async fn execute(spec: RunSpec) -> anyhow::Result<bool> {
     let tracker: Shared = Arc::new(Mutex::new(Tracker::new(&spec.name, spec.instances)));
     let task = TaskBuilder::argv(spec.argv.clone())?.name(spec.name.clone());
     let aborting = Arc::new(AtomicBool::new(false));
+    let (http, never) = inspect(&spec).await;
+    if let Some(why) = never {
+        anyhow::bail!(
+            "the task can never fit on any agent: {why}; nothing was launched (lower --cpus/--mem or add bigger agents)"
+        );
+    }
     let scheduler = RunScheduler {
         tracker: tracker.clone(),
         shape: spec.shape.clone(),
         task,
         finishing: false,
         aborting: aborting.clone(),
+        quiet: spec.quiet,
+        output: Output {
+            master: http,
+            prefix: spec.instances > 1,
+            unavailable: false,
+        },
     };
     let framework = FrameworkInfo {
         name: spec.name.clone(),
@@ -229,6 +344,8 @@ pub async fn execute(spec: RunSpec) -> anyhow::Result<bool> {
         }
     };
     let mut interrupted = None;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
     let joined = tokio::select! {
         r = &mut run => r,
         _ = deadline => {
@@ -242,6 +359,14 @@ pub async fn execute(spec: RunSpec) -> anyhow::Result<bool> {
             interrupted = Some("interrupted".to_string());
             aborting.store(true, Ordering::SeqCst);
             abort(&driver, &tracker, "interrupted").await;
+            run.await
+        }
+        // SIGTERM (kill, a supervisor, a CI timeout) is an interruption too: the framework
+        // is torn down instead of lingering until its failover timeout.
+        _ = sigterm.recv() => {
+            interrupted = Some("terminated".to_string());
+            aborting.store(true, Ordering::SeqCst);
+            abort(&driver, &tracker, "terminated (SIGTERM)").await;
             run.await
         }
     };
@@ -266,7 +391,9 @@ pub async fn execute(spec: RunSpec) -> anyhow::Result<bool> {
         tracing::debug!(message = %m, "driver ended by a master error");
     }
     let t = lock(&tracker);
-    report(&t, interrupted.as_deref());
+    if !(spec.quiet && interrupted.is_none() && t.failures().is_empty()) {
+        report(&t, interrupted.as_deref());
+    }
     Ok(interrupted.is_none() && t.failures().is_empty())
 }
 

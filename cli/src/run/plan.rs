@@ -278,6 +278,53 @@ impl Tracker {
     }
 }
 
+/// Why a task of `shape` can never be placed on any of these agents (their whole
+/// resources, as far as the run's role may use them), with the numbers: "needs cpus:8;
+/// the largest agent has cpus:2". `None` when one agent could hold it, or when there are
+/// no agents yet (more may register).
+pub fn never_fits(shape: &Resources, agents: &[Resources]) -> Option<String> {
+    if agents.is_empty() || agents.iter().any(|a| fits_whole(a, shape)) {
+        return None;
+    }
+    let mut short = Vec::new();
+    let mut largest = Vec::new();
+    for name in shape.names() {
+        let need = shape.scalar(name);
+        if need.is_zero() {
+            continue;
+        }
+        let most = agents
+            .iter()
+            .map(|a| a.scalar(name))
+            .max()
+            .unwrap_or_default();
+        if most < need {
+            short.push(format!("{name}:{need}"));
+            largest.push(format!("{name}:{most}"));
+        }
+    }
+    if short.is_empty() {
+        // Every kind fits on some agent, but never all of them on one.
+        return Some(format!(
+            "needs {shape} on one agent; no agent has all of it ({} agent(s))",
+            agents.len()
+        ));
+    }
+    Some(format!(
+        "needs {}; the largest agent has {}",
+        short.join(";"),
+        largest.join(";")
+    ))
+}
+
+/// Whether `agent` holds at least every scalar of `shape`.
+fn fits_whole(agent: &Resources, shape: &Resources) -> bool {
+    shape
+        .names()
+        .into_iter()
+        .all(|n| agent.scalar(n) >= shape.scalar(n))
+}
+
 /// What a refused launch means for its tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -493,6 +540,23 @@ mod tests {
             classify_refusal(Some(tonic::Code::AlreadyExists)),
             Refusal::AlreadyLaunched
         );
+    }
+
+    #[test]
+    fn a_task_bigger_than_every_agent_is_named_with_numbers() {
+        let agents = vec![r("cpus:2;mem:1024"), r("cpus:1;mem:4096")];
+        assert_eq!(
+            never_fits(&r("cpus:8;mem:32"), &agents).as_deref(),
+            Some("needs cpus:8; the largest agent has cpus:2")
+        );
+        assert_eq!(
+            never_fits(&r("cpus:4;mem:8192"), &agents).as_deref(),
+            Some("needs cpus:4;mem:8192; the largest agent has cpus:2;mem:4096")
+        );
+        let split = never_fits(&r("cpus:2;mem:4096"), &agents).unwrap();
+        assert!(split.contains("no agent has all of it"), "{split}");
+        assert_eq!(never_fits(&r("cpus:1;mem:4096"), &agents), None);
+        assert_eq!(never_fits(&r("cpus:64"), &[]), None, "no agents yet: wait");
     }
 
     #[test]

@@ -576,6 +576,36 @@ impl Master {
 
     fn kill(&mut self, r: v1::KillRequest) -> Result<(), Status> {
         self.connected_framework(&r.framework_id)?;
+        self.kill_task(r)
+    }
+
+    /// An operator's kill: the framework must exist and not be retired, but need not be
+    /// subscribed.
+    pub(super) fn operator_kill(
+        &mut self,
+        framework_id: String,
+        task_id: String,
+    ) -> Result<(), Status> {
+        match self.frameworks.get(&framework_id) {
+            None => {
+                return Err(Status::not_found(format!(
+                    "unknown framework id '{framework_id}'"
+                )));
+            }
+            Some(fw) if fw.status.is_retired() => {
+                return Err(retired_error(&framework_id, fw.status));
+            }
+            Some(_) => {}
+        }
+        self.kill_task(v1::KillRequest {
+            framework_id,
+            task_id,
+            ..Default::default()
+        })
+    }
+
+    /// Send the kill of a live task to its agent (the framework was checked by the caller).
+    fn kill_task(&mut self, r: v1::KillRequest) -> Result<(), Status> {
         validate::id("task id", &r.task_id)?;
         if let Some(kp) = &r.kill_policy {
             validate::seconds("kill_policy grace_period_seconds", kp.grace_period_seconds)?;

@@ -189,6 +189,13 @@ pub enum Command {
         framework_id: String,
         reply: Reply<()>,
     },
+    /// An operator's kill of one task: as the framework's KILL, without needing the
+    /// framework to be subscribed (an operator cleans up after absent frameworks too).
+    OperatorKill {
+        framework_id: String,
+        task_id: String,
+        reply: Reply<()>,
+    },
     /// Shutdown: end every framework and agent stream without an ERROR event, so
     /// frameworks and agents treat it as a lost master and fail over or reconnect.
     CloseStreams {
@@ -1009,6 +1016,14 @@ impl Master {
                 reply,
             } => {
                 let r = self.operator_resource_op(&agent_id, kind, &resources);
+                self.answer(reply, r);
+            }
+            Command::OperatorKill {
+                framework_id,
+                task_id,
+                reply,
+            } => {
+                let r = self.operator_kill(framework_id, task_id);
                 self.answer(reply, r);
             }
             Command::OperatorTeardown {

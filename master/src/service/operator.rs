@@ -199,6 +199,35 @@ impl Service {
         Ok(())
     }
 
+    /// An operator's kill of one task (ACL: teardown_framework on the framework's
+    /// principal: whoever may remove a framework may stop one of its tasks).
+    pub async fn kill_task(
+        &self,
+        caller: &Caller,
+        framework_id: String,
+        task_id: String,
+    ) -> Result<()> {
+        validate::id("framework id", &framework_id)?;
+        validate::id("task id", &task_id)?;
+        if self.gate.acls_configured() {
+            let principal = self
+                .framework_lookup(&framework_id)
+                .await?
+                .state
+                .and_then(|f| f.info)
+                .map(|i| i.principal)
+                .unwrap_or_default();
+            self.gate
+                .authorize(caller, Action::TeardownFramework, &principal)?;
+        }
+        self.call(|reply| Command::OperatorKill {
+            framework_id,
+            task_id,
+            reply,
+        })
+        .await
+    }
+
     /// Deactivate, reactivate, drain or mark an agent gone (ACL: drain_agent on its id).
     pub async fn maintenance(&self, caller: &Caller, op: MaintenanceOp) -> Result<()> {
         validate::id("agent id", op.agent_id())?;
