@@ -541,8 +541,9 @@ pub async fn metrics_snapshot(
     ok(Value::Object(m))
 }
 
-/// `/master/redirect` and `/redirect`: 307 to the leading master. This master answers
-/// every call itself, so the leader is the master that was asked.
+/// `/master/redirect` and `/redirect`: 307 to the leading master. Only the leader gets
+/// here (a follower's HTTP routes answer 307 to the leader first, `server::follow_leader`),
+/// so the leader is the master that was asked.
 pub async fn redirect(headers: HeaderMap) -> Response {
     let (host, port) = host_and_port(&headers);
     (
