@@ -117,12 +117,15 @@ pub fn probe_host(dir: &Path) -> anyhow::Result<Host> {
 }
 
 /// Where agent `k` (1-based) serves its HTTP endpoint: the master's host, its port + k
-/// for the first agents (5051, 5052, ... with the default 5050), else a free port.
+/// for the first agents (5051, 5052, ... with the default 5050) when that port is free,
+/// else a free port (an agent given a taken port would die at start, again on each
+/// restart).
 pub fn agent_listen(master_listen: &str, k: u32) -> Option<String> {
     let addr: std::net::SocketAddr = master_listen.parse().ok()?;
     let port = addr.port().checked_add(u16::try_from(k).ok()?)?;
-    if k < 10 {
-        return Some(std::net::SocketAddr::new(addr.ip(), port).to_string());
+    let preferred = std::net::SocketAddr::new(addr.ip(), port);
+    if k < 10 && std::net::TcpListener::bind(preferred).is_ok() {
+        return Some(preferred.to_string());
     }
     let free = std::net::TcpListener::bind(std::net::SocketAddr::new(addr.ip(), 0))
         .and_then(|l| l.local_addr())
@@ -913,14 +916,23 @@ mod tests {
     }
 
     #[test]
-    fn agents_listen_next_to_the_master() {
-        assert_eq!(
-            agent_listen("127.0.0.1:5050", 1).as_deref(),
-            Some("127.0.0.1:5051")
-        );
-        assert_eq!(
-            agent_listen("127.0.0.1:5050", 9).as_deref(),
-            Some("127.0.0.1:5059")
+    fn agents_listen_next_to_the_master_unless_the_port_is_taken() {
+        // A port just seen free: the agent next to a master one below it gets it.
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let master = format!("127.0.0.1:{}", free - 1);
+        assert_eq!(agent_listen(&master, 1), Some(format!("127.0.0.1:{free}")));
+        // The same port taken: another, free one.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let master = format!("127.0.0.1:{}", port - 1);
+        let other = agent_listen(&master, 1).expect("a free port");
+        assert_ne!(other, format!("127.0.0.1:{port}"));
+        assert!(
+            std::net::TcpListener::bind(other.as_str()).is_ok(),
+            "{other}"
         );
         let far = agent_listen("127.0.0.1:5050", 12).expect("a free port");
         assert!(
