@@ -156,24 +156,12 @@ fn harness() -> &'static Harness {
     })
 }
 
-/// Percent-encodes every byte that is not unreserved, so any input is a valid path segment.
-fn encode_segment(bytes: &[u8]) -> String {
+/// Percent-encodes every byte that is neither unreserved nor in `keep`, so any input is a
+/// valid path segment (`keep` empty) or query string (`keep` `=&`, so pairs can form).
+fn percent_encode(bytes: &[u8], keep: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Encodes bytes for a query string, keeping `=` and `&` so the input can form pairs.
-fn encode_query(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-._~=&".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -202,7 +190,7 @@ fn request(call: Call, input: &[u8]) -> Option<Request<Body>> {
                     Some(at) => (&input[..at], &input[at + 1..]),
                     None => (input, &[][..]),
                 };
-                (path.replace("{}", &encode_segment(id)), rest)
+                (path.replace("{}", &percent_encode(id, b"")), rest)
             } else {
                 (path.to_string(), input)
             };
@@ -214,7 +202,7 @@ fn request(call: Call, input: &[u8]) -> Option<Request<Body>> {
         }
         Call::Query(path) => Request::builder()
             .method(Method::GET)
-            .uri(format!("{path}?{}", encode_query(input)))
+            .uri(format!("{path}?{}", percent_encode(input, b"=&")))
             .body(Body::empty()),
         Call::Unary(path) | Call::Stream(path) => Request::builder()
             .method(Method::POST)
