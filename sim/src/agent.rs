@@ -81,20 +81,6 @@ pub enum Outgoing {
     },
 }
 
-fn is_terminal(state: TaskState) -> bool {
-    matches!(
-        state,
-        TaskState::Finished
-            | TaskState::Failed
-            | TaskState::Killed
-            | TaskState::Error
-            | TaskState::Lost
-            | TaskState::Dropped
-            | TaskState::Gone
-            | TaskState::GoneByOperator
-    )
-}
-
 impl SimAgent {
     pub fn new(index: usize, resources: Resources) -> Self {
         SimAgent {
@@ -153,7 +139,7 @@ impl SimAgent {
             let keys: Vec<TaskKey> = self
                 .tasks
                 .iter()
-                .filter(|(_, t)| !is_terminal(t.state))
+                .filter(|(_, t)| !t.state.is_terminal())
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in keys {
@@ -297,7 +283,7 @@ impl SimAgent {
                     if queue.is_empty() {
                         self.updates.remove(&key);
                         self.resend_at.remove(&key);
-                        if self.tasks.get(&key).is_some_and(|t| is_terminal(t.state)) {
+                        if self.tasks.get(&key).is_some_and(|t| t.state.is_terminal()) {
                             self.tasks.remove(&key);
                         }
                     }
@@ -316,7 +302,7 @@ impl SimAgent {
 
     fn kill(&mut self, key: &TaskKey, step: u64) {
         if let Some(t) = self.tasks.get_mut(key)
-            && !is_terminal(t.state)
+            && !t.state.is_terminal()
         {
             t.state = TaskState::Killed;
             self.report(key, TaskState::Killed, step);
@@ -328,7 +314,7 @@ impl SimAgent {
         let due: Vec<(TaskKey, bool)> = self
             .tasks
             .iter()
-            .filter(|(_, t)| !is_terminal(t.state) && t.ends_at <= step)
+            .filter(|(_, t)| !t.state.is_terminal() && t.ends_at <= step)
             .map(|(k, t)| (k.clone(), t.fails))
             .collect();
         for (key, fails) in due {
@@ -387,7 +373,7 @@ impl SimAgent {
     pub fn active_tasks(&self) -> usize {
         self.tasks
             .values()
-            .filter(|t| !is_terminal(t.state))
+            .filter(|t| !t.state.is_terminal())
             .count()
     }
 }

@@ -78,17 +78,7 @@ pub fn cluster(state: &v1::ClusterState) -> Result<(), String> {
         ));
     }
     for task in &state.tasks {
-        let live = !matches!(
-            task.state(),
-            TaskState::Finished
-                | TaskState::Failed
-                | TaskState::Killed
-                | TaskState::Error
-                | TaskState::Lost
-                | TaskState::Dropped
-                | TaskState::Gone
-                | TaskState::GoneByOperator
-        );
+        let live = !task.state().is_terminal();
         let agent = task.task.as_ref().map_or("", |t| t.agent_id.as_str());
         if live && !known_agents.contains(&agent) {
             return Err(format!(

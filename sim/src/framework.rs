@@ -71,18 +71,10 @@ pub enum Call {
     StreamClosed { framework_id: String, epoch: u64 },
 }
 
-/// A task state after which a task never runs again.
+/// A task state after which a task never runs again: terminal, except LOST, which an agent
+/// coming back may follow with the task's real updates.
 pub fn is_final(state: TaskState) -> bool {
-    matches!(
-        state,
-        TaskState::Finished
-            | TaskState::Failed
-            | TaskState::Killed
-            | TaskState::Error
-            | TaskState::Dropped
-            | TaskState::Gone
-            | TaskState::GoneByOperator
-    )
+    state.is_terminal() && state != TaskState::Lost
 }
 
 impl SimFramework {
