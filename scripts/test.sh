@@ -59,6 +59,20 @@ if [ "$(id -u)" != "0" ] || ! have_cgroups; then
   echo "note: not root with cgroups: tests named needs_root are skipped"
 fi
 
+# The container image tests (agent/tests/images.rs, linux_isolation.rs) build a tiny image
+# at test time from Debian's busybox-static (/bin/busybox); installed here when missing.
+if [ ! -x /bin/busybox ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  step "installing busybox-static (the container image tests build their image from it)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q busybox-static >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q busybox-static >/dev/null 2>&1; } ||
+    echo "note: could not install busybox-static"
+fi
+if [ ! -x /bin/busybox ]; then
+  filter="$filter - test(needs_root_image)"
+  echo "note: /bin/busybox missing: the container image tests are skipped"
+fi
+
 # `needs_etcd`: a real etcd (Debian's etcd-server, 3.4+) for the high-availability tests,
 # which start their own 3-member cluster on loopback. Installed here when missing and
 # apt-get can (root); otherwise those tests are skipped.

@@ -164,6 +164,13 @@ pub struct AgentArgs {
     #[arg(long, value_name = "DIR")]
     pub fetcher_allowed_dir: Vec<PathBuf>,
 
+    /// A directory holding container images (OCI layouts, OCI or docker-archive
+    /// tarballs) tasks may name; repeat for several. Default: none, tasks naming an image
+    /// fail. Images are read with the agent's privileges: list only directories whose
+    /// every image any framework may run.
+    #[arg(long, value_name = "DIR")]
+    pub image_dir: Vec<PathBuf>,
+
     /// PEM CA certificates https:// URIs are verified with (default: the system bundle
     /// /etc/ssl/certs/ca-certificates.crt when present, else https URIs fail).
     #[arg(long, value_name = "FILE")]
@@ -237,6 +244,24 @@ impl AgentArgs {
             agent_name: None,
             network: self.network,
             publish_address: self.publish_address,
+            image_dirs: self
+                .image_dir
+                .iter()
+                .filter_map(|dir| match std::fs::canonicalize(dir) {
+                    Ok(real) if real.is_dir() => Some(real),
+                    Ok(_) => {
+                        tracing::error!(
+                            "--image-dir {} is not a directory; ignored",
+                            dir.display()
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        tracing::error!("--image-dir {}: {e}; ignored", dir.display());
+                        None
+                    }
+                })
+                .collect(),
         }
     }
 }

@@ -346,6 +346,8 @@ mod tests {
                 user: None,
                 resources: agora_resources::Resources::new(),
                 uris: vec![],
+                image: None,
+                volumes: Vec::new(),
             },
         )
         .await

@@ -9,9 +9,10 @@
 //! `<volume dir>`, created before the containerizer starts the task. The link resolves
 //! for both containerizers: the plain-process one shares the host's file system, and the
 //! Linux one gives the task a private mount namespace without changing its root, so the
-//! volume directory is reachable at the same path. (A bind mount inside the container's
-//! mount namespace would hide the host path too; it needs a hook inside the Linux
-//! containerizer's spawn, left for later.) Data written through the link lives in the
+//! volume directory is reachable at the same path. A task with an image of its own has
+//! another root, where the link's target does not exist: the Linux containerizer replaces
+//! the link by a directory and bind-mounts the volume there inside the container's mount
+//! namespace ([`VolumeMount`]). Data written through the link or the mount lives in the
 //! volume directory, so it outlives the task and the next task using the volume sees it.
 //!
 //! Must never: create or remove anything outside the volume root and the task's sandbox
@@ -27,7 +28,9 @@ use agora_proto::v1;
 use agora_resources::{Resource, Resources};
 use futures::future::BoxFuture;
 
-use crate::containerizer::{Container, ContainerRef, Containerizer, LaunchError, LaunchSpec};
+use crate::containerizer::{
+    Container, ContainerRef, Containerizer, LaunchError, LaunchSpec, VolumeMount,
+};
 use crate::sandbox::sandbox_dir;
 
 /// Why checkpointed resources could not be recorded.
@@ -133,15 +136,18 @@ impl Volumes {
     }
 
     /// Make every volume among a task's resources visible in its sandbox (see the module
-    /// documentation). A volume this agent does not hold fails the launch.
-    pub fn prepare_sandbox(&self, spec: &LaunchSpec) -> Result<(), LaunchError> {
+    /// documentation). A volume this agent does not hold fails the launch. Returns the
+    /// volumes' mounts, which a container with an image of its own bind-mounts (its root
+    /// does not hold the host paths the links point to).
+    pub fn prepare_sandbox(&self, spec: &LaunchSpec) -> Result<Vec<VolumeMount>, LaunchError> {
         let volumes: Vec<&Resource> = spec
             .resources
             .iter()
             .filter(|r| r.volume.is_some())
             .collect();
+        let mut mounts = Vec::new();
         if volumes.is_empty() {
-            return Ok(());
+            return Ok(mounts);
         }
         let sandbox = sandbox_dir(&self.work_dir, &spec.framework_id, &spec.task_id)?;
         let fail = |path: &Path, error: std::io::Error| LaunchError::Sandbox {
@@ -181,8 +187,12 @@ impl Volumes {
             }
             std::os::unix::fs::symlink(&dir, &link).map_err(|e| fail(&link, e))?;
             give_to_user(&dir, spec.user.as_deref())?;
+            mounts.push(VolumeMount {
+                host_path: dir,
+                container_path: PathBuf::from(&v.container_path),
+            });
         }
-        Ok(())
+        Ok(mounts)
     }
 }
 
@@ -227,7 +237,11 @@ impl Containerizer for VolumeContainerizer {
         spec: LaunchSpec,
     ) -> BoxFuture<'static, Result<Arc<dyn Container>, LaunchError>> {
         match self.volumes.prepare_sandbox(&spec) {
-            Ok(()) => self.inner.launch(spec),
+            Ok(mounts) => {
+                let mut spec = spec;
+                spec.volumes = mounts;
+                self.inner.launch(spec)
+            }
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }
@@ -276,6 +290,8 @@ mod tests {
             user: None,
             resources,
             uris: Vec::new(),
+            image: None,
+            volumes: Vec::new(),
         }
     }
 

@@ -77,6 +77,8 @@ fn spec(task: &str, script: &str, uris: Vec<FetchUri>) -> LaunchSpec {
         user: None,
         resources: Resources::new(),
         uris,
+        image: None,
+        volumes: Vec::new(),
     }
 }
 

@@ -59,6 +59,8 @@ fn spec(task_id: &str, script: &str, resources: &str) -> LaunchSpec {
         user: None,
         resources,
         uris: vec![],
+        image: None,
+        volumes: Vec::new(),
     }
 }
 

@@ -77,6 +77,8 @@ fn spec(task_id: &str, script: &str, resources: &str) -> LaunchSpec {
         resources: Resources::parse(resources)
             .unwrap_or_else(|e| panic!("resources {resources}: {e}")),
         uris: vec![],
+        image: None,
+        volumes: Vec::new(),
     }
 }
 
@@ -721,4 +723,175 @@ async fn needs_root_short_isolated_tasks_with_ports_launch_and_exit() {
         assert_eq!(wait(&c, 10).await, Termination::Exited(0));
     }
     assert_clean(&f);
+}
+
+#[path = "support/oci.rs"]
+mod oci;
+
+/// A directory of test images, removed on drop.
+struct Images(PathBuf);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fixture whose agent runs images from a directory holding the busybox image (see
+/// `support/oci.rs`) at `busybox`.
+fn image_fixture(test: &str) -> (Fixture, Images) {
+    let dir = std::env::temp_dir().join(format!(
+        "agora-linux-it-images-{test}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    oci::busybox_image(&dir.join("busybox"));
+    let images = Images(std::fs::canonicalize(&dir).unwrap_or_else(|e| panic!("{e}")));
+    let f = fixture(
+        test,
+        LinuxConfig {
+            image_dirs: vec![images.0.clone()],
+            ..LinuxConfig::default()
+        },
+    );
+    (f, images)
+}
+
+fn image_spec(task_id: &str, script: &str, image: &Path) -> LaunchSpec {
+    LaunchSpec {
+        image: Some(image.to_path_buf()),
+        ..spec(task_id, script, "cpus:0.1;mem:64")
+    }
+}
+
+/// The task's root is the image's (host files unseen; the upper layer's whiteout hides a
+/// lower file), with its own /proc, a minimal /dev, a tmpfs /tmp and the sandbox at
+/// /mnt/mesos/sandbox; what it writes to its root is gone with the container.
+#[tokio::test]
+async fn needs_root_image_task_runs_in_its_image_root() {
+    let (f2, images) = image_fixture("image_root");
+    let image = images.0.join("busybox");
+    let script = "set -e; \
+        test ! -e /usr/bin/env; test ! -e /etc/passwd; \
+        cat /etc/motd; \
+        test ! -e /etc/removed && echo whiteout-hides; \
+        echo \"var=$IMAGE_VAR sandbox=$MESOS_SANDBOX pwd=$PWD\"; \
+        test -e /proc/1/status && test ! -e /proc/$AGENT_PID && echo own-proc; \
+        echo discard > /dev/null; echo \"zero=$(head -c 3 /dev/zero | wc -c)\"; \
+        echo \"devs=$(ls /dev | wc -l)\"; \
+        touch /tmp/t /written-in-root; \
+        grep -q ' /tmp tmpfs ' /proc/mounts && echo tmp-tmpfs; \
+        echo out > /mnt/mesos/sandbox/from-container";
+    let mut s = image_spec("img", script, &image);
+    s.environment = vec![("AGENT_PID".into(), std::process::id().to_string())];
+    let c = start(&f2, s).await;
+    let t = wait(&c, 20).await;
+    let stdout = std::fs::read_to_string(c.sandbox().join("stdout")).unwrap_or_default();
+    let stderr = std::fs::read_to_string(c.sandbox().join("stderr")).unwrap_or_default();
+    assert_eq!(
+        t,
+        Termination::Exited(0),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let expected = "from the image\nwhiteout-hides\n\
+        var=from-config sandbox=/mnt/mesos/sandbox pwd=/mnt/mesos/sandbox\n\
+        own-proc\nzero=3\ndevs=10\ntmp-tmpfs\n";
+    assert_eq!(stdout, expected, "stderr: {stderr}");
+    assert_eq!(read(&c.sandbox().join("from-container")), "out\n");
+    // What the task wrote to its root stayed in its upper layer, gone with it.
+    let layers = f2.dir.join("images/layers/sha256");
+    for layer in std::fs::read_dir(&layers)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        assert!(!layer.path().join("written-in-root").exists());
+    }
+    assert_clean(&f2);
+    // The next task starts from the image again.
+    let c = start(
+        &f2,
+        image_spec("img2", "test ! -e /written-in-root", &image),
+    )
+    .await;
+    assert_eq!(wait(&c, 20).await, Termination::Exited(0));
+    assert_clean(&f2);
+}
+
+/// As the task's user, a command check in the image's root, volumes bind-mounted; an
+/// image whose mount point is a symlink is refused before anything runs.
+#[tokio::test]
+async fn needs_root_image_task_user_checks_volumes_and_symlinked_mount_points() {
+    let (f2, images) = image_fixture("image_user");
+    let images = images.0.clone();
+    let volume = f2.dir.join("volume");
+    std::fs::create_dir_all(&volume).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(volume.join("hello"), "kept\n").unwrap_or_else(|e| panic!("{e}"));
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("user nobody"));
+    nix::unistd::chown(&volume, Some(nobody.uid), Some(nobody.gid))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut s = image_spec(
+        "img-user",
+        "cat data/hello; echo new > data/new; echo \"uid=$(id -u)\"; exec sleep 60",
+        &images.join("busybox"),
+    );
+    s.user = Some("nobody".into());
+    s.volumes = vec![agora_agent::containerizer::VolumeMount {
+        host_path: volume.clone(),
+        container_path: "data".into(),
+    }];
+    let c = start(&f2, s).await;
+    let out = wait_for_file(&c.sandbox().join("stdout")).await;
+    assert!(out.starts_with("kept"), "{out}");
+    for _ in 0..500 {
+        if read(&c.sandbox().join("stdout")).contains("uid=") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(read(&c.sandbox().join("stdout")), "kept\nuid=65534\n");
+    assert_eq!(read(&volume.join("new")), "new\n");
+    let check = |script: &str| {
+        c.run_check(
+            vec!["sh".into(), "-c".into(), script.into()],
+            Duration::from_secs(10),
+        )
+    };
+    check("test -f /etc/motd && test ! -e /etc/passwd && test \"$(id -u)\" = 65534 && test \"$PWD\" = /mnt/mesos/sandbox")
+        .await
+        .unwrap_or_else(|e| panic!("check in the image: {e}"));
+    assert!(check("test -e /usr/bin/env").await.is_err());
+    c.kill(Duration::ZERO).await;
+    wait(&c, 10).await;
+    assert_clean(&f2);
+
+    // An image with /tmp a symlink to the host's /etc.
+    let evil = images.join("evil");
+    let mut entries = oci::busybox_entries();
+    entries.push(oci::Entry::Symlink("tmp", "/etc"));
+    oci::oci_layout(&evil, &[oci::layer(&entries)], false, &[]);
+    let err = f2
+        .containerizer
+        .launch(image_spec("evil", "true", &evil))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a symlinked mount point must be refused"));
+    assert!(
+        err.to_string().contains("/tmp is a symlink in the image"),
+        "{err}"
+    );
+    assert_clean(&f2);
+    // An image outside the agent's image directories.
+    let err = f2
+        .containerizer
+        .launch(image_spec("outside", "true", Path::new("/etc")))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("an image outside --image-dir must be refused"));
+    assert!(
+        err.to_string().contains("not below an --image-dir"),
+        "{err}"
+    );
 }

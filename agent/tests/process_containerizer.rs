@@ -42,6 +42,8 @@ fn spec(task_id: &str, program: Program) -> LaunchSpec {
         user: None,
         resources: Resources::new(),
         uris: vec![],
+        image: None,
+        volumes: Vec::new(),
     }
 }
 

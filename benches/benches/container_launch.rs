@@ -106,6 +106,8 @@ async fn agora(n: usize, isolated: bool) -> Result<(Duration, Duration, Duration
             user: None,
             resources: resources.clone(),
             uris: vec![],
+            image: None,
+            volumes: Vec::new(),
         };
         let t0 = Instant::now();
         let c = containerizer

@@ -30,11 +30,12 @@ use nix::unistd::Pid;
 use tokio::sync::watch;
 
 use super::cgroups::{CgroupError, Cgroups, ContainerCgroup, Limits, Usage};
+use super::image::{ImageStore, symlink_on_path};
 use super::process::{
     RunAs, check_environment, create_output, give_fd_to, give_to, resolve_user, sandbox_error,
     sandbox_owner,
 };
-use super::spawn::{self, ChildSetup};
+use super::spawn::{self, ChildSetup, RootSetup};
 use super::{
     Container, ContainerRef, Containerizer, LaunchError, LaunchSpec, Program, Termination,
 };
@@ -60,6 +61,9 @@ pub struct LinuxConfig {
     pub network: NetworkMode,
     /// Where an isolated container's ports are published on the host (`--publish-address`).
     pub publish_address: std::net::IpAddr,
+    /// Directories (canonical) tasks may name images below (`--image-dir`); empty: no
+    /// task may name an image.
+    pub image_dirs: Vec<PathBuf>,
 }
 
 /// A container's network.
@@ -82,6 +86,7 @@ impl Default for LinuxConfig {
             agent_name: None,
             network: NetworkMode::Host,
             publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            image_dirs: Vec::new(),
         }
     }
 }
@@ -109,6 +114,7 @@ struct Inner {
     cgroups: Cgroups,
     agent_name: String,
     config: LinuxConfig,
+    images: ImageStore,
 }
 
 impl LinuxContainerizer {
@@ -128,8 +134,10 @@ impl LinuxContainerizer {
             .clone()
             .unwrap_or_else(|| agent_cgroup_name(&work_dir));
         cgroups.prepare(&agent_name)?;
+        let images = ImageStore::new(&work_dir, config.image_dirs.clone());
         Ok(LinuxContainerizer {
             inner: Arc::new(Inner {
+                images,
                 work_dir,
                 cgroups,
                 agent_name,
@@ -352,14 +360,16 @@ pub(super) fn find_program(name: &str, path: &OsStr) -> Result<PathBuf, LaunchEr
     Err(not_found())
 }
 
-/// The task's full environment: the agent's, then the command's, then the user's and
-/// Agora's variables (later entries override earlier ones).
+/// The task's full environment: `base` (the agent's, or an image's), then the command's,
+/// then the user's and Agora's variables (later entries override earlier ones). `sandbox`
+/// is the sandbox as the task sees it.
 fn environment(
+    base: Vec<(OsString, OsString)>,
     spec: &LaunchSpec,
     sandbox: &Path,
     run_as: Option<&RunAs>,
 ) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let mut env = base;
     let mut set = |k: OsString, v: OsString| {
         if let Some(slot) = env.iter_mut().find(|(n, _)| *n == k) {
             slot.1 = v;
@@ -396,7 +406,33 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
     }
     let stdin = std::fs::File::open("/dev/null").map_err(sandbox_error(Path::new("/dev/null")))?;
 
-    let env = environment(spec, &sandbox, run_as.as_ref());
+    let image = match &spec.image {
+        Some(path) => Some(inner.images.provision(path)?),
+        None => None,
+    };
+    let env = match &image {
+        Some(image) => {
+            let mut base: Vec<(OsString, OsString)> = image
+                .env
+                .iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect();
+            if !base.iter().any(|(k, _)| k == "PATH") {
+                base.push(("PATH".into(), DEFAULT_PATH.into()));
+            }
+            environment(base, spec, Path::new(CONTAINER_SANDBOX), run_as.as_ref())
+        }
+        None => environment(
+            std::env::vars_os().collect(),
+            spec,
+            &sandbox,
+            run_as.as_ref(),
+        ),
+    };
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or_else(|| OsString::from(DEFAULT_PATH), |(_, v)| v.clone());
     let (program, argv) = match &spec.program {
         Program::Shell(script) => (
             PathBuf::from("/bin/sh"),
@@ -407,11 +443,12 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
             ],
         ),
         Program::Argv(args) => {
-            let path = env
-                .iter()
-                .find(|(k, _)| k == "PATH")
-                .map_or_else(|| OsString::from(DEFAULT_PATH), |(_, v)| v.clone());
-            let program = find_program(spec.program.executable(), &path)?;
+            // In an image, the lookup happens inside its root (see `programs` below).
+            let program = if image.is_some() {
+                PathBuf::from(spec.program.executable())
+            } else {
+                find_program(spec.program.executable(), &path_var)?
+            };
             let argv = args
                 .iter()
                 .map(|a| cstring(spec.program.executable(), a.as_bytes()))
@@ -429,9 +466,32 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    let programs = match &image {
+        Some(_) => program_candidates(&program, &path_var),
+        None => vec![program.clone()],
+    }
+    .into_iter()
+    .map(|p| cstring(spec.program.executable(), p.into_os_string().into_vec()))
+    .collect::<Result<Vec<_>, _>>()?;
+
     let container_id = uuid::Uuid::new_v4().simple().to_string();
     let run = run_dir(&inner.work_dir, &container_id);
     std::fs::create_dir_all(&run).map_err(sandbox_error(&run))?;
+    let root = match &image {
+        Some(image) => match root_setup(&run, &image.layers, &sandbox, &spec.volumes) {
+            Ok(root) => Some(root),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&run);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let cwd = if image.is_some() {
+        PathBuf::from(CONTAINER_SANDBOX)
+    } else {
+        sandbox.clone()
+    };
     if inner.config.network == NetworkMode::Isolated {
         // Read again when a restarted agent re-attaches, to publish the same ports.
         let ports: Vec<String> = spec.ports.iter().map(u64::to_string).collect();
@@ -456,10 +516,10 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
             procs.push(std::os::fd::OwnedFd::from(f));
         }
         let setup = ChildSetup {
-            program: cstring(spec.program.executable(), program.as_os_str().as_bytes())?,
+            programs,
             argv,
             envp,
-            cwd: cstring("sandbox path", sandbox.as_os_str().as_bytes())?,
+            cwd: cstring("sandbox path", cwd.as_os_str().as_bytes())?,
             hostname: None,
             stdin: stdin.into(),
             stdout: stdout.into(),
@@ -472,6 +532,7 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
             run_as: run_as.as_ref().map(|r| (r.uid, r.gid)),
             enter: Vec::new(),
             new_network: inner.config.network == NetworkMode::Isolated,
+            root,
         };
         let pid = spawn::spawn(&setup).map_err(|e| LaunchError::Spawn {
             program: spec.program.executable().to_string(),
@@ -517,6 +578,161 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
     })
 }
 
+/// Where the sandbox appears inside a container with an image (as in Mesos).
+pub const CONTAINER_SANDBOX: &str = "/mnt/mesos/sandbox";
+
+/// Where an executable named `program` may be: itself when it has a '/', else each
+/// absolute directory of `path` joined with it (looked up inside the container's root,
+/// which the agent cannot see before the container exists).
+fn program_candidates(program: &Path, path: &OsStr) -> Vec<PathBuf> {
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return vec![program.to_path_buf()];
+    }
+    let found: Vec<PathBuf> = std::env::split_paths(path)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(program))
+        .collect();
+    if found.is_empty() {
+        vec![program.to_path_buf()]
+    } else {
+        found
+    }
+}
+
+/// Character devices of a container's `/dev` (what every program expects, nothing of
+/// the host's hardware): name, major, minor.
+const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// The root of a container with an image: an overlay of `layers` (bottom first) with its
+/// upper and work directories in the run directory `run`, `/proc`, `/dev`, `/tmp`, the
+/// sandbox at [`CONTAINER_SANDBOX`] and each volume bind-mounted at its path in the
+/// sandbox. Mount points that are symlinks in the image are refused (mounting on one would
+/// follow it outside the root).
+fn root_setup(
+    run: &Path,
+    layers: &[PathBuf],
+    sandbox: &Path,
+    volumes: &[super::VolumeMount],
+) -> Result<RootSetup, LaunchError> {
+    let image_error = |why: String| LaunchError::Spawn {
+        program: "image".into(),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidData, why),
+    };
+    let target = run.join("rootfs");
+    let upper = run.join("upper");
+    let work = run.join("work");
+    for dir in [&target, &upper, &work] {
+        std::fs::create_dir_all(dir).map_err(sandbox_error(dir))?;
+    }
+    let mut lower = Vec::with_capacity(layers.len());
+    for layer in layers.iter().rev() {
+        let text = layer.to_string_lossy();
+        if text.contains([',', ':', '\\']) || text != layer.as_os_str().to_str().unwrap_or("") {
+            return Err(image_error(format!(
+                "layer path {} cannot be an overlay option (',', ':' or '\\')",
+                layer.display()
+            )));
+        }
+        lower.push(text.into_owned());
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    // The kernel takes one page of mount options.
+    if options.len() >= 4000 {
+        return Err(image_error(format!(
+            "{} layers make overlay options of {} bytes; at most 4000 fit",
+            layers.len(),
+            options.len()
+        )));
+    }
+    let sandbox_in_root = Path::new(CONTAINER_SANDBOX.trim_start_matches('/'));
+    let mut points: Vec<PathBuf> = vec!["proc".into(), "dev".into(), "tmp".into()];
+    for p in sandbox_in_root
+        .ancestors()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        if !p.as_os_str().is_empty() {
+            points.push(p.to_path_buf());
+        }
+    }
+    for point in &points {
+        if let Some(link) = symlink_on_path(layers, point) {
+            return Err(image_error(format!(
+                "/{} is a symlink in the image; the container's mounts need a directory there",
+                link.display()
+            )));
+        }
+    }
+    let c = |p: &Path| cstring("image root", p.as_os_str().as_bytes());
+    let dev = target.join("dev");
+    let mut binds = vec![(c(sandbox)?, c(&target.join(sandbox_in_root))?)];
+    let mut mkdirs: Vec<CString> = points
+        .iter()
+        .map(|p| c(&target.join(p)))
+        .collect::<Result<_, _>>()?;
+    for volume in volumes {
+        // The volume's mount point: a directory in the (bind-mounted) sandbox, where the
+        // host view holds the volume's symlink; the agent replaces it with a directory.
+        let point = sandbox.join(&volume.container_path);
+        if std::fs::symlink_metadata(&point).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::remove_file(&point).map_err(sandbox_error(&point))?;
+        }
+        std::fs::create_dir_all(&point).map_err(sandbox_error(&point))?;
+        binds.push((
+            c(&volume.host_path)?,
+            c(&target.join(sandbox_in_root).join(&volume.container_path))?,
+        ));
+    }
+    mkdirs.dedup();
+    Ok(RootSetup {
+        target: c(&target)?,
+        overlay_options: cstring("image root", options)?,
+        mkdirs,
+        proc_dir: c(&target.join("proc"))?,
+        dev_dir: c(&dev)?,
+        devices: DEVICES
+            .iter()
+            .map(|(name, major, minor)| Ok((c(&dev.join(name))?, *major, *minor)))
+            .collect::<Result<_, LaunchError>>()?,
+        symlinks: [
+            ("/proc/self/fd", "fd"),
+            ("/proc/self/fd/0", "stdin"),
+            ("/proc/self/fd/1", "stdout"),
+            ("/proc/self/fd/2", "stderr"),
+        ]
+        .iter()
+        .map(|(to, name)| Ok((c(Path::new(to))?, c(&dev.join(name))?)))
+        .collect::<Result<_, LaunchError>>()?,
+        tmp_dir: c(&target.join("tmp"))?,
+        binds,
+    })
+}
+
+/// Whether process `pid` has a root of its own (a container with an image).
+fn has_own_root(pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(format!("/proc/{pid}/root/")),
+        std::fs::metadata("/"),
+    ) {
+        (Ok(theirs), Ok(ours)) => (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()),
+        _ => false,
+    }
+}
+
 /// Namespaces a command check joins, in the order it joins them.
 const CHECK_NAMESPACES: [&str; 5] = ["net", "ipc", "uts", "pid", "mnt"];
 
@@ -542,13 +758,26 @@ fn start_check(
     spawn::pidfd_send_signal(init_pidfd, 0).map_err(|_| "the container has ended".to_string())?;
     let run_as = sandbox_owner(sandbox)?;
     let (name, args) = argv.split_first().ok_or("empty command")?;
-    let program = find_program(name, OsStr::new(DEFAULT_PATH)).map_err(|e| e.to_string())?;
+    let own_root = has_own_root(init_pid);
     let c = |what: &str, b: &[u8]| cstring(what, b).map_err(|e| e.to_string());
+    let programs = if own_root {
+        program_candidates(Path::new(name), OsStr::new(DEFAULT_PATH))
+    } else {
+        vec![find_program(name, OsStr::new(DEFAULT_PATH)).map_err(|e| e.to_string())?]
+    }
+    .into_iter()
+    .map(|p| c("program", p.as_os_str().as_bytes()))
+    .collect::<Result<Vec<_>, _>>()?;
+    let cwd = if own_root {
+        Path::new(CONTAINER_SANDBOX)
+    } else {
+        sandbox
+    };
     let mut cargv = vec![c("argv", name.as_bytes())?];
     for a in args {
         cargv.push(c("argv", a.as_bytes())?);
     }
-    let envp = check_environment(sandbox, run_as.as_ref())
+    let envp = check_environment(cwd, run_as.as_ref())
         .into_iter()
         .map(|(k, v)| c("environment", format!("{k}={v}").as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
@@ -569,10 +798,10 @@ fn start_check(
         procs.push(std::os::fd::OwnedFd::from(f));
     }
     let setup = ChildSetup {
-        program: c("program", program.as_os_str().as_bytes())?,
+        programs,
         argv: cargv,
         envp,
-        cwd: c("sandbox path", sandbox.as_os_str().as_bytes())?,
+        cwd: c("sandbox path", cwd.as_os_str().as_bytes())?,
         hostname: None,
         stdin: null()?,
         stdout: null()?,
@@ -582,6 +811,7 @@ fn start_check(
         run_as: run_as.as_ref().map(|r| (r.uid, r.gid)),
         enter,
         new_network: false,
+        root: None,
     };
     spawn::spawn(&setup).map_err(|e| format!("cannot run {name:?} in the container: {e}"))
 }

@@ -11,6 +11,7 @@
 //! a containerizer knows processes, not the protocol.
 
 pub mod cgroups;
+pub mod image;
 pub mod limits;
 pub mod linux;
 pub mod process;
@@ -120,6 +121,22 @@ pub struct LaunchSpec {
     /// preparation ([`crate::prepare::PreparingContainerizer`]) fetches them as the task's
     /// user; containerizers ignore them.
     pub uris: Vec<FetchUri>,
+    /// The image the task's root file system is built from (a path on the agent, see
+    /// [`image`]); `None`: the host's file system. Only the Linux containerizer runs
+    /// images.
+    pub image: Option<PathBuf>,
+    /// Persistent volumes, filled in by the agent's volume preparation
+    /// ([`crate::volumes`]): a container with an image bind-mounts them.
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// A persistent volume as a container with an image of its own mounts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The volume's directory on the agent.
+    pub host_path: PathBuf,
+    /// Its path relative to the sandbox (validated: relative, no `..`).
+    pub container_path: PathBuf,
 }
 
 /// A task the agent refuses before trying to start it (reported as TASK_INVALID).
@@ -170,6 +187,12 @@ pub enum InvalidTask {
         /// How many were assigned.
         count: u64,
     },
+    /// An image path that cannot name a file on the agent.
+    #[error("container image path {path:?} must be an absolute path on the agent")]
+    BadImagePath {
+        /// The path as sent (at most 256 characters).
+        path: String,
+    },
 }
 
 impl LaunchSpec {
@@ -206,6 +229,18 @@ impl LaunchSpec {
             .iter()
             .map(FetchUri::from_proto)
             .collect::<Result<Vec<_>, _>>()?;
+        let image = match task.container.as_ref().and_then(|c| c.image.as_ref()) {
+            None => None,
+            Some(image) => {
+                let path = PathBuf::from(&image.path);
+                if !path.is_absolute() || image.path.contains('\0') {
+                    return Err(InvalidTask::BadImagePath {
+                        path: image.path.chars().take(256).collect(),
+                    });
+                }
+                Some(path)
+            }
+        };
         Ok(LaunchSpec {
             framework_id: framework.id.clone(),
             task_id: task.task_id.clone(),
@@ -216,6 +251,8 @@ impl LaunchSpec {
             user,
             resources,
             uris,
+            image,
+            volumes: Vec::new(),
         })
     }
 
@@ -352,6 +389,8 @@ impl LaunchSpec {
             user,
             resources,
             uris,
+            image: None,
+            volumes: Vec::new(),
         })
     }
 }
@@ -425,6 +464,12 @@ pub enum LaunchError {
     /// The container's cgroup could not be created.
     #[error("cannot create the container's cgroup: {0}")]
     Cgroup(#[from] cgroups::CgroupError),
+    /// The task's image cannot be used.
+    #[error(transparent)]
+    Image(#[from] image::ImageError),
+    /// The task names an image and this containerizer cannot run one.
+    #[error("the task names a container image; images need --isolation linux")]
+    ImageNeedsLinux,
     /// fork/exec failed (e.g. the program does not exist).
     #[error("cannot start {program:?}: {error}")]
     Spawn {
@@ -829,6 +874,33 @@ mod tests {
             LaunchSpec::from_task(&fw, &nul, "a"),
             Err(InvalidTask::NulByte { .. })
         ));
+    }
+
+    #[test]
+    fn container_image_becomes_spec() {
+        use agora_proto::v1::{ContainerInfo, Image};
+        let mut task = shell_task("t", "true");
+        task.container = Some(ContainerInfo {
+            image: Some(Image {
+                path: "/srv/images/app".into(),
+            }),
+        });
+        let spec = LaunchSpec::from_task(&framework(), &task, "a").expect("valid");
+        assert_eq!(spec.image, Some(PathBuf::from("/srv/images/app")));
+        task.container = Some(ContainerInfo {
+            image: Some(Image {
+                path: "images/app".into(),
+            }),
+        });
+        assert_eq!(
+            LaunchSpec::from_task(&framework(), &task, "a")
+                .expect_err("relative")
+                .to_string(),
+            "container image path \"images/app\" must be an absolute path on the agent"
+        );
+        task.container = Some(ContainerInfo::default());
+        let spec = LaunchSpec::from_task(&framework(), &task, "a").expect("valid");
+        assert_eq!(spec.image, None);
     }
 
     #[test]

@@ -204,6 +204,9 @@ pub(super) fn give_to(path: &Path, run_as: &RunAs) -> Result<(), LaunchError> {
 }
 
 fn start(work_dir: &Path, spec: &LaunchSpec) -> Result<Arc<dyn Container>, LaunchError> {
+    if spec.image.is_some() {
+        return Err(LaunchError::ImageNeedsLinux);
+    }
     let sandbox = sandbox_dir(work_dir, &spec.framework_id, &spec.task_id)?;
     let run_as = resolve_user(spec.user.as_deref())?;
     std::fs::create_dir_all(&sandbox).map_err(sandbox_error(&sandbox))?;

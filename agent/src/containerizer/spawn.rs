@@ -73,6 +73,16 @@ pub enum Stage {
     Setns = 14,
     /// Bringing up the loopback interface of a new network namespace.
     Loopback = 15,
+    /// Mounting an image's root (overlay) or creating its mount points.
+    MountRoot = 16,
+    /// Setting up the container's `/dev`.
+    Dev = 17,
+    /// Mounting the container's `/tmp`.
+    Tmp = 18,
+    /// Bind-mounting the sandbox or a volume into the container's root.
+    Bind = 19,
+    /// `pivot_root` into the image's root.
+    PivotRoot = 20,
 }
 
 impl Stage {
@@ -94,6 +104,11 @@ impl Stage {
             Exec,
             Setns,
             Loopback,
+            MountRoot,
+            Dev,
+            Tmp,
+            Bind,
+            PivotRoot,
         ]
         .into_iter()
         .find(|s| *s as i32 == v)
@@ -118,6 +133,11 @@ impl fmt::Display for Stage {
             Stage::Exec => "cannot execute the program",
             Stage::Setns => "cannot enter the container's namespaces",
             Stage::Loopback => "cannot bring up the container's loopback interface",
+            Stage::MountRoot => "cannot mount the image's root file system",
+            Stage::Dev => "cannot set up /dev in the container",
+            Stage::Tmp => "cannot mount /tmp in the container",
+            Stage::Bind => "cannot bind-mount into the container",
+            Stage::PivotRoot => "cannot pivot_root into the image's root",
         })
     }
 }
@@ -143,11 +163,39 @@ pub enum SpawnError {
     },
 }
 
+/// A root file system for a new mount namespace: an image's layers under an overlay,
+/// which init mounts, fills with mount points and `pivot_root`s into. Every path is an
+/// absolute path in the agent's view (below `target`, except bind sources).
+#[derive(Debug)]
+pub struct RootSetup {
+    /// Where the overlay is mounted (an empty directory).
+    pub target: CString,
+    /// The overlay's mount options (`lowerdir=...,upperdir=...,workdir=...`).
+    pub overlay_options: CString,
+    /// Directories created after the overlay is mounted, parents first (existing ones
+    /// are kept).
+    pub mkdirs: Vec<CString>,
+    /// The container's `/proc`.
+    pub proc_dir: CString,
+    /// The container's `/dev` (a small tmpfs).
+    pub dev_dir: CString,
+    /// Character devices created in it: path, major, minor.
+    pub devices: Vec<(CString, u32, u32)>,
+    /// Symlinks created in it: what it points to, the link's path.
+    pub symlinks: Vec<(CString, CString)>,
+    /// The container's `/tmp` (a tmpfs).
+    pub tmp_dir: CString,
+    /// Bind mounts, in order: source (agent's view), destination below `target`.
+    pub binds: Vec<(CString, CString)>,
+}
+
 /// Everything the child needs, prepared by the caller.
 #[derive(Debug)]
 pub struct ChildSetup {
-    /// Absolute path of the program.
-    pub program: CString,
+    /// Absolute paths the program may be at, tried in order while one is missing
+    /// (`ENOENT`, `ENOTDIR`): a lookup in `PATH` done inside the container's root.
+    /// Never empty.
+    pub programs: Vec<CString>,
     /// Arguments, `argv[0]` first.
     pub argv: Vec<CString>,
     /// `NAME=value` entries: the complete environment.
@@ -175,11 +223,13 @@ pub struct ChildSetup {
     /// With new namespaces: a new network namespace too, with only its loopback interface
     /// (brought up by init before the main process starts).
     pub new_network: bool,
+    /// With new namespaces: a root file system to pivot into; `None`: the host's.
+    pub root: Option<RootSetup>,
 }
 
 /// What the parent-side raw values point into; lives until the child has exec'd.
 struct Prepared {
-    program: *const libc::c_char,
+    programs: Vec<*const libc::c_char>,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
     cwd: *const libc::c_char,
@@ -192,6 +242,8 @@ struct Prepared {
     run_as: Option<(u32, u32)>,
     enter: Vec<RawFd>,
     new_network: bool,
+    /// Null, or the caller's `RootSetup` (alive in the child's copy of memory).
+    root: *const RootSetup,
     err_pipe: RawFd,
 }
 
@@ -217,6 +269,12 @@ fn high_dup(fd: &OwnedFd) -> Result<OwnedFd, SpawnError> {
 /// Starts the container's init (see the module docs) and returns its pid (in the agent's
 /// pid namespace) once the main process executes its program.
 pub fn spawn(setup: &ChildSetup) -> Result<i32, SpawnError> {
+    if setup.programs.is_empty() {
+        return Err(SpawnError::Parent {
+            call: "execve",
+            error: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no program"),
+        });
+    }
     let stdin = high_dup(&setup.stdin)?;
     let stdout = high_dup(&setup.stdout)?;
     let stderr = high_dup(&setup.stderr)?;
@@ -241,7 +299,7 @@ pub fn spawn(setup: &ChildSetup) -> Result<i32, SpawnError> {
     };
 
     let prepared = Prepared {
-        program: setup.program.as_ptr(),
+        programs: setup.programs.iter().map(|p| p.as_ptr()).collect(),
         argv: setup
             .argv
             .iter()
@@ -270,6 +328,10 @@ pub fn spawn(setup: &ChildSetup) -> Result<i32, SpawnError> {
         run_as: setup.run_as,
         enter: enter.iter().map(AsRawFd::as_raw_fd).collect(),
         new_network: setup.new_network,
+        root: setup
+            .root
+            .as_ref()
+            .map_or(std::ptr::null(), |r| r as *const RootSetup),
         err_pipe: write_end.as_raw_fd(),
     };
 
@@ -525,15 +587,10 @@ unsafe fn new_namespaces_setup(p: &Prepared) {
         {
             fail(p.err_pipe, Stage::MountPrivate);
         }
-        if libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        ) != 0
-        {
-            fail(p.err_pipe, Stage::MountProc);
+        if p.root.is_null() {
+            mount_proc(p.err_pipe, c"/proc".as_ptr());
+        } else {
+            enter_root(p.err_pipe, &*p.root);
         }
         if let Some((name, len)) = p.hostname
             && libc::sethostname(name, len) != 0
@@ -542,6 +599,115 @@ unsafe fn new_namespaces_setup(p: &Prepared) {
         }
         if p.new_network {
             loopback_up(p.err_pipe);
+        }
+    }
+}
+
+/// Mounts a new `/proc` (of init's pid namespace) at `dir`. Async-signal-safe.
+///
+/// # Safety
+///
+/// Same contract as [`container_init`].
+unsafe fn mount_proc(err_pipe: RawFd, dir: *const libc::c_char) {
+    // SAFETY: a plain system call on strings prepared before the clone.
+    unsafe {
+        if libc::mount(
+            c"proc".as_ptr(),
+            dir,
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail(err_pipe, Stage::MountProc);
+        }
+    }
+}
+
+/// Mounts the image's overlay, its `/proc`, a minimal `/dev`, `/tmp` and the bind mounts,
+/// then makes it the root (`pivot_root`, the old root detached). The overlay is `nosuid`
+/// and `nodev`: nothing in an image raises a task's privileges or opens a host device.
+/// Async-signal-safe.
+///
+/// # Safety
+///
+/// Same contract as [`container_init`]; `r` points into memory prepared before the clone.
+unsafe fn enter_root(err_pipe: RawFd, r: &RootSetup) {
+    // SAFETY: plain system calls on strings prepared before the clone; the vectors are
+    // only indexed, never grown.
+    unsafe {
+        if libc::mount(
+            c"overlay".as_ptr(),
+            r.target.as_ptr(),
+            c"overlay".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            r.overlay_options.as_ptr().cast(),
+        ) != 0
+        {
+            fail(err_pipe, Stage::MountRoot);
+        }
+        for dir in &r.mkdirs {
+            if libc::mkdir(dir.as_ptr(), 0o755) != 0 && *libc::__errno_location() != libc::EEXIST {
+                fail(err_pipe, Stage::MountRoot);
+            }
+        }
+        mount_proc(err_pipe, r.proc_dir.as_ptr());
+        if libc::mount(
+            c"tmpfs".as_ptr(),
+            r.dev_dir.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            c"mode=755,size=1024k".as_ptr().cast(),
+        ) != 0
+        {
+            fail(err_pipe, Stage::Dev);
+        }
+        for (path, major, minor) in &r.devices {
+            if libc::mknod(
+                path.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(*major, *minor),
+            ) != 0
+                || libc::chmod(path.as_ptr(), 0o666) != 0
+            {
+                fail(err_pipe, Stage::Dev);
+            }
+        }
+        for (target, link) in &r.symlinks {
+            if libc::symlink(target.as_ptr(), link.as_ptr()) != 0 {
+                fail(err_pipe, Stage::Dev);
+            }
+        }
+        if libc::mount(
+            c"tmpfs".as_ptr(),
+            r.tmp_dir.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c"mode=1777".as_ptr().cast(),
+        ) != 0
+        {
+            fail(err_pipe, Stage::Tmp);
+        }
+        for (source, destination) in &r.binds {
+            if libc::mount(
+                source.as_ptr(),
+                destination.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ) != 0
+            {
+                fail(err_pipe, Stage::Bind);
+            }
+        }
+        // pivot_root(".", "."): the old root is stacked under the new one and detached
+        // right away, so nothing of the host's file system stays reachable.
+        if libc::chdir(r.target.as_ptr()) != 0
+            || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0
+            || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
+            || libc::chdir(c"/".as_ptr()) != 0
+        {
+            fail(err_pipe, Stage::PivotRoot);
         }
     }
 }
@@ -604,7 +770,13 @@ unsafe fn exec_main(p: &Prepared) -> ! {
                 fail(p.err_pipe, Stage::Uid);
             }
         }
-        libc::execve(p.program, p.argv.as_ptr(), p.envp.as_ptr());
+        for &program in &p.programs {
+            libc::execve(program, p.argv.as_ptr(), p.envp.as_ptr());
+            let errno = *libc::__errno_location();
+            if errno != libc::ENOENT && errno != libc::ENOTDIR {
+                break;
+            }
+        }
         fail(p.err_pipe, Stage::Exec)
     }
 }
@@ -701,18 +873,44 @@ pub fn with_fs_identity<T: Send + 'static>(
         .unwrap_or_else(|_| Err(std::io::Error::other("file access thread panicked")))
 }
 
+/// Sets the extended attribute `name` of `path` (not following a symlink), e.g. an
+/// overlayfs `trusted.overlay.opaque` mark on a directory of an unpacked layer.
+pub fn set_xattr(
+    path: &std::path::Path,
+    name: &std::ffi::CStr,
+    value: &[u8],
+) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: NUL-terminated strings and a byte slice we borrow for the call's duration.
+    let r = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn stages_round_trip() {
-        for raw in 1..=15 {
+        for raw in 1..=20 {
             let stage = Stage::from_raw(raw).expect("known stage");
             assert_eq!(stage as i32, raw);
             assert!(!stage.to_string().is_empty());
         }
         assert_eq!(Stage::from_raw(0), None);
-        assert_eq!(Stage::from_raw(16), None);
+        assert_eq!(Stage::from_raw(21), None);
     }
 }

@@ -700,6 +700,7 @@ pub fn task_to_agora(field: &str, t: &m::TaskInfo) -> Result<a::TaskInfo, Refusa
             },
         ),
         data: t.data.clone().unwrap_or_default(),
+        container: None,
     })
 }
 
