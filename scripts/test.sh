@@ -69,7 +69,7 @@ if [ ! -x /bin/busybox ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/nul
     echo "note: could not install busybox-static"
 fi
 if [ ! -x /bin/busybox ]; then
-  filter="$filter - test(needs_root_image)"
+  filter="$filter - test(needs_root_image) - test(needs_root_gpus)"
   echo "note: /bin/busybox missing: the container image tests are skipped"
 fi
 

@@ -171,6 +171,17 @@ pub struct AgentArgs {
     #[arg(long, value_name = "DIR")]
     pub image_dir: Vec<PathBuf>,
 
+    /// A character device handed out whole as one `gpus` unit (repeat for several, in
+    /// index order); the agent advertises `gpus:<count>` unless --resources names gpus.
+    /// With neither this nor --nvidia-gpus the agent has no GPUs.
+    #[arg(long, value_name = "PATH")]
+    pub gpu_device: Vec<PathBuf>,
+
+    /// Find NVIDIA GPUs with `nvidia-smi` (`/dev/nvidia<minor>`); ignored with
+    /// --gpu-device.
+    #[arg(long)]
+    pub nvidia_gpus: bool,
+
     /// PEM CA certificates https:// URIs are verified with (default: the system bundle
     /// /etc/ssl/certs/ca-certificates.crt when present, else https URIs fail).
     #[arg(long, value_name = "FILE")]
@@ -236,9 +247,16 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 }
 
 impl AgentArgs {
+    /// The GPUs the flags name (see [`crate::containerizer::gpus::discover`]).
+    pub fn gpus(&self) -> Result<Vec<crate::containerizer::gpus::Gpu>, ConfigError> {
+        crate::containerizer::gpus::discover(&self.gpu_device, self.nvidia_gpus)
+            .map_err(ConfigError::Gpus)
+    }
+
     /// The Linux containerizer's settings from the flags.
-    pub fn linux_config(&self) -> LinuxConfig {
-        LinuxConfig {
+    pub fn linux_config(&self) -> Result<LinuxConfig, ConfigError> {
+        Ok(LinuxConfig {
+            gpus: self.gpus()?,
             cpu_hard_limit: self.cgroups_cpu_hard_limit,
             pids_max: self.pids_limit,
             agent_name: None,
@@ -262,7 +280,7 @@ impl AgentArgs {
                     }
                 })
                 .collect(),
-        }
+        })
     }
 }
 
@@ -312,6 +330,9 @@ pub enum ConfigError {
     /// Unusable credential or TLS files.
     #[error("{0}")]
     Security(String),
+    /// The GPUs named cannot be used.
+    #[error("GPUs: {0}")]
+    Gpus(String),
 }
 
 fn read_file(what: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
@@ -410,7 +431,27 @@ impl AgentArgs {
             Some(h) => h.trim().to_string(),
             None => detect::hostname(),
         };
-        let given = self.resources.clone().unwrap_or_default();
+        let mut given = self.resources.clone().unwrap_or_default();
+        let gpus = self.gpus()?.len() as u64;
+        if gpus > 0 {
+            let named = given.scalar("gpus").thousandths();
+            if given.names().contains("gpus") {
+                if named > gpus * 1000 {
+                    return Err(ConfigError::Gpus(format!(
+                        "--resources names more gpus than the agent's {gpus} GPU device(s)"
+                    )));
+                }
+            } else {
+                let count = agora_resources::Scalar::from_units(gpus)
+                    .ok_or_else(|| ConfigError::Gpus(format!("{gpus} GPUs")))?;
+                given
+                    .push(agora_resources::Resource::new(
+                        "gpus",
+                        agora_resources::Value::Scalar(count),
+                    ))
+                    .map_err(|e| ConfigError::Gpus(e.to_string()))?;
+            }
+        }
         let resources = detect::complete(given, &detect::probe_for(&work_dir))?;
         let mut config = AgentConfig::new(
             self.master.clone(),

@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
 
     let args = AgentArgs::parse();
     let isolation = args.isolation;
-    let linux_config = args.linux_config();
+    let linux_config = args.linux_config().context("invalid agent configuration")?;
     let config = args.into_config().context("invalid agent configuration")?;
     let containerizer =
         agora_agent::containerizer::select(isolation, &config.work_dir, linux_config)?;

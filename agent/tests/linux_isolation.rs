@@ -895,3 +895,93 @@ async fn needs_root_image_task_user_checks_volumes_and_symlinked_mount_points() 
         "{err}"
     );
 }
+
+/// GPUs without a GPU: two ordinary character devices (the majors and minors of
+/// /dev/full and /dev/random) stand for them. A task given one opens it and not the
+/// other; a task given none opens neither; a busy pool refuses; an image task finds only its own device in its /dev.
+#[tokio::test]
+async fn needs_root_gpus_are_whole_devices_only_their_holder_opens() {
+    use agora_agent::containerizer::gpus;
+    let (base, images) = image_fixture("gpus_images");
+    drop(base);
+    let dev_dir = std::env::temp_dir().join(format!("agora-linux-it-gpus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dev_dir);
+    std::fs::create_dir_all(&dev_dir).unwrap_or_else(|e| panic!("{e}"));
+    let _cleanup = Images(dev_dir.clone());
+    let mut paths = Vec::new();
+    for (name, minor) in [("gpu0", 7), ("gpu1", 8)] {
+        let path = dev_dir.join(name);
+        nix::sys::stat::mknod(
+            &path,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, minor),
+        )
+        .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
+        paths.push(path);
+    }
+    let pool = gpus::discover(&paths, false).unwrap_or_else(|e| panic!("{e}"));
+    let f = fixture(
+        "gpus",
+        LinuxConfig {
+            gpus: pool,
+            image_dirs: vec![images.0.clone()],
+            ..LinuxConfig::default()
+        },
+    );
+    let g0 = paths[0].display().to_string();
+    let g1 = paths[1].display().to_string();
+    let opens = |path: &str| {
+        format!("if head -c 1 {path} > /dev/null 2>&1; then echo open; else echo denied; fi")
+    };
+    let script = format!(
+        "echo \"$AGORA_GPUS $NVIDIA_VISIBLE_DEVICES\"; {}; {}; exec sleep 60",
+        opens(&g0),
+        opens(&g1)
+    );
+    let holder = start(&f, spec("holder", &script, "cpus:0.1;mem:32;gpus:1")).await;
+    for _ in 0..500 {
+        if read(&holder.sandbox().join("stdout")).lines().count() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        read(&holder.sandbox().join("stdout")),
+        format!("{g0} 0\nopen\ndenied\n")
+    );
+    let script = format!("{}; {}", opens(&g0), opens(&g1));
+    let none = start(&f, spec("none", &script, "cpus:0.1;mem:32")).await;
+    assert_eq!(wait(&none, 10).await, Termination::Exited(0));
+    assert_eq!(read(&none.sandbox().join("stdout")), "denied\ndenied\n");
+    // The second device goes to the next task; then none is free.
+    let second = start(&f, spec("second", &script, "cpus:0.1;mem:32;gpus:1")).await;
+    assert_eq!(wait(&second, 10).await, Termination::Exited(0));
+    assert_eq!(read(&second.sandbox().join("stdout")), "denied\nopen\n");
+    let both = start(&f, spec("both", "sleep 60", "cpus:0.1;gpus:1")).await;
+    let err = f
+        .containerizer
+        .launch(spec("third", "true", "cpus:0.1;gpus:1"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("no GPU is free"));
+    assert_eq!(
+        err.to_string(),
+        "1 GPU(s) asked for, 0 free of 2 on this agent"
+    );
+    both.kill(Duration::ZERO).await;
+    wait(&both, 10).await;
+    // An image task: its /dev holds its device, not the other.
+    let mut s = spec(
+        "imaged",
+        "ls /dev | grep gpu; head -c 1 /dev/gpu1 | wc -c",
+        "cpus:0.1;mem:32;gpus:1",
+    );
+    s.image = Some(images.0.join("busybox"));
+    let imaged = start(&f, s).await;
+    assert_eq!(wait(&imaged, 10).await, Termination::Exited(0));
+    assert_eq!(read(&imaged.sandbox().join("stdout")), "gpu1\n1\n");
+    holder.kill(Duration::ZERO).await;
+    wait(&holder, 10).await;
+    assert_clean(&f);
+}

@@ -30,6 +30,7 @@ use nix::unistd::Pid;
 use tokio::sync::watch;
 
 use super::cgroups::{CgroupError, Cgroups, ContainerCgroup, Limits, Usage};
+use super::gpus::{DevicesCgroup, Gpu, GpuPool};
 use super::image::{ImageStore, symlink_on_path};
 use super::process::{
     RunAs, check_environment, create_output, give_fd_to, give_to, resolve_user, sandbox_error,
@@ -64,6 +65,8 @@ pub struct LinuxConfig {
     /// Directories (canonical) tasks may name images below (`--image-dir`); empty: no
     /// task may name an image.
     pub image_dirs: Vec<PathBuf>,
+    /// The devices handed out as `gpus` ([`super::gpus`]); empty: none.
+    pub gpus: Vec<Gpu>,
 }
 
 /// A container's network.
@@ -87,6 +90,7 @@ impl Default for LinuxConfig {
             network: NetworkMode::Host,
             publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             image_dirs: Vec::new(),
+            gpus: Vec::new(),
         }
     }
 }
@@ -115,6 +119,9 @@ struct Inner {
     agent_name: String,
     config: LinuxConfig,
     images: ImageStore,
+    gpus: GpuPool,
+    /// The agent's devices cgroup root (v1), when it has GPUs to keep apart.
+    devices: Option<DevicesCgroup>,
 }
 
 impl LinuxContainerizer {
@@ -135,8 +142,23 @@ impl LinuxContainerizer {
             .unwrap_or_else(|| agent_cgroup_name(&work_dir));
         cgroups.prepare(&agent_name)?;
         let images = ImageStore::new(&work_dir, config.image_dirs.clone());
+        let devices = if config.gpus.is_empty() {
+            None
+        } else {
+            let devices = DevicesCgroup::detect(&agent_name).map_err(CgroupError::Unavailable)?;
+            if devices.is_none() {
+                tracing::warn!(
+                    "no cgroup v1 devices controller: GPUs are kept apart only for tasks with an image \
+                     (their /dev); tasks on the host's file system can open every GPU (a cgroup v2 \
+                     device filter needs a BPF program, not implemented)"
+                );
+            }
+            devices
+        };
         Ok(LinuxContainerizer {
             inner: Arc::new(Inner {
+                gpus: GpuPool::new(config.gpus.clone()),
+                devices,
                 images,
                 work_dir,
                 cgroups,
@@ -174,6 +196,9 @@ impl LinuxContainerizer {
         let cgroup = self.container_cgroup(container_id)?;
         cgroup.kill_all().await?;
         cgroup.remove().await?;
+        if let Some(devices) = &self.inner.devices {
+            devices.remove(container_id).await;
+        }
         let _ = std::fs::remove_dir_all(run_dir(&self.inner.work_dir, container_id));
         Ok(())
     }
@@ -296,6 +321,9 @@ impl Containerizer for LinuxContainerizer {
                     let _ = std::fs::remove_dir(root);
                 }
             }
+            if let Some(devices) = &inner.devices {
+                devices.release();
+            }
         })
     }
 
@@ -391,7 +419,41 @@ fn environment(
     env
 }
 
+/// The file in a container's run directory listing the indices of its GPUs.
+const GPUS_FILE: &str = "gpus";
+
+/// Starts a container with the GPUs its resources ask for; they are free again when the
+/// launch fails.
 fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
+    let container_id = uuid::Uuid::new_v4().simple().to_string();
+    let gpus = inner
+        .gpus
+        .allocate(&container_id, spec.resources.scalar("gpus").thousandths())?;
+    let started = start_with(inner, spec, container_id.clone(), &gpus);
+    if started.is_err() {
+        inner.gpus.release(&container_id);
+    }
+    started
+}
+
+/// Character devices a container with GPUs also needs (NVIDIA's control devices), when
+/// the host has them: name in `/dev`, major, minor.
+fn gpu_control_devices() -> Vec<(String, u32, u32)> {
+    ["nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"]
+        .iter()
+        .filter_map(|name| {
+            let g = super::gpus::device(0, &Path::new("/dev").join(name)).ok()?;
+            Some((name.to_string(), g.major, g.minor))
+        })
+        .collect()
+}
+
+fn start_with(
+    inner: &Inner,
+    spec: &LaunchSpec,
+    container_id: String,
+    gpus: &[Gpu],
+) -> Result<Started, LaunchError> {
     let sandbox = sandbox_dir(&inner.work_dir, &spec.framework_id, &spec.task_id)?;
     let run_as = resolve_user(spec.user.as_deref())?;
     std::fs::create_dir_all(&sandbox).map_err(sandbox_error(&sandbox))?;
@@ -429,6 +491,18 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
             run_as.as_ref(),
         ),
     };
+    let mut env = env;
+    if !gpus.is_empty() {
+        let join = |f: &dyn Fn(&Gpu) -> String| gpus.iter().map(f).collect::<Vec<_>>().join(",");
+        let given = [
+            ("AGORA_GPUS", join(&|g| g.path.display().to_string())),
+            ("NVIDIA_VISIBLE_DEVICES", join(&|g| g.index.to_string())),
+        ];
+        for (k, v) in given {
+            env.retain(|(name, _)| name != k);
+            env.push((k.into(), v.into()));
+        }
+    }
     let path_var = env
         .iter()
         .find(|(k, _)| k == "PATH")
@@ -474,11 +548,39 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
     .map(|p| cstring(spec.program.executable(), p.into_os_string().into_vec()))
     .collect::<Result<Vec<_>, _>>()?;
 
-    let container_id = uuid::Uuid::new_v4().simple().to_string();
     let run = run_dir(&inner.work_dir, &container_id);
     std::fs::create_dir_all(&run).map_err(sandbox_error(&run))?;
+    if !gpus.is_empty() {
+        // Read again when a restarted agent re-attaches, to hold the same GPUs.
+        let indices: Vec<String> = gpus.iter().map(|g| g.index.to_string()).collect();
+        let file = run.join(GPUS_FILE);
+        std::fs::write(&file, indices.join(",")).map_err(sandbox_error(&file))?;
+    }
+    // A device the container is denied is not created in its /dev either (the devices
+    // cgroup would refuse the mknod).
+    let denied = inner.gpus.denied_to(gpus);
+    let mut devices: Vec<(String, u32, u32)> = DEVICES
+        .iter()
+        .filter(|(_, major, minor)| {
+            !denied
+                .iter()
+                .any(|g| (g.major, g.minor) == (*major, *minor))
+        })
+        .map(|(name, major, minor)| (name.to_string(), *major, *minor))
+        .collect();
+    if !gpus.is_empty() {
+        for g in gpus {
+            let name = g
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("gpu{}", g.index));
+            devices.push((name, g.major, g.minor));
+        }
+        devices.extend(gpu_control_devices());
+    }
     let root = match &image {
-        Some(image) => match root_setup(&run, &image.layers, &sandbox, &spec.volumes) {
+        Some(image) => match root_setup(&run, &image.layers, &sandbox, &spec.volumes, &devices) {
             Ok(root) => Some(root),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&run);
@@ -505,10 +607,26 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
             return Err(e.into());
         }
     };
+    let devices_cgroup = match &inner.devices {
+        Some(d) => match d.create(&container_id, &inner.gpus.denied_to(gpus)) {
+            Ok(procs) => Some(procs),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&run);
+                return Err(LaunchError::Cgroup(CgroupError::Unavailable(format!(
+                    "devices cgroup: {e}"
+                ))));
+            }
+        },
+        None => None,
+    };
     let result = (|| {
         cgroup.create(&limits(inner, spec))?;
         let mut procs = Vec::new();
-        for file in cgroup.procs_files() {
+        for file in cgroup
+            .procs_files()
+            .into_iter()
+            .chain(devices_cgroup.clone())
+        {
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&file)
@@ -559,6 +677,11 @@ fn start(inner: &Inner, spec: &LaunchSpec) -> Result<Started, LaunchError> {
             // Nothing runs in it (spawn reaps a failed init): remove it now.
             if let Err(re) = cgroup.remove_now() {
                 tracing::warn!(error = %re, "cannot remove the cgroup of a failed launch");
+            }
+            if let Some(procs) = &devices_cgroup
+                && let Some(dir) = procs.parent()
+            {
+                let _ = std::fs::remove_dir(dir);
             }
             let _ = std::fs::remove_dir_all(&run);
             return Err(e);
@@ -611,7 +734,8 @@ const DEVICES: [(&str, u32, u32); 6] = [
 ];
 
 /// The root of a container with an image: an overlay of `layers` (bottom first) with its
-/// upper and work directories in the run directory `run`, `/proc`, `/dev`, `/tmp`, the
+/// upper and work directories in the run directory `run`, `/proc`, `/dev` (with
+/// `devices`: name, major, minor), `/tmp`, the
 /// sandbox at [`CONTAINER_SANDBOX`] and each volume bind-mounted at its path in the
 /// sandbox. Mount points that are symlinks in the image are refused (mounting on one would
 /// follow it outside the root).
@@ -620,6 +744,7 @@ fn root_setup(
     layers: &[PathBuf],
     sandbox: &Path,
     volumes: &[super::VolumeMount],
+    devices: &[(String, u32, u32)],
 ) -> Result<RootSetup, LaunchError> {
     let image_error = |why: String| LaunchError::Spawn {
         program: "image".into(),
@@ -703,7 +828,7 @@ fn root_setup(
         mkdirs,
         proc_dir: c(&target.join("proc"))?,
         dev_dir: c(&dev)?,
-        devices: DEVICES
+        devices: devices
             .iter()
             .map(|(name, major, minor)| Ok((c(&dev.join(name))?, *major, *minor)))
             .collect::<Result<_, LaunchError>>()?,
@@ -744,6 +869,7 @@ fn start_check(
     init_pid: u32,
     init_pidfd: &std::os::fd::OwnedFd,
     cgroup: &ContainerCgroup,
+    devices_procs: Option<PathBuf>,
     sandbox: &Path,
     argv: &[String],
 ) -> Result<i32, String> {
@@ -790,7 +916,7 @@ fn start_check(
             .map_err(|e| format!("cannot open /dev/null: {e}"))
     };
     let mut procs = Vec::new();
-    for file in cgroup.procs_files() {
+    for file in cgroup.procs_files().into_iter().chain(devices_procs) {
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(&file)
@@ -871,6 +997,14 @@ async fn recover(inner: &Arc<Inner>, reference: ContainerRef) -> Option<Arc<dyn 
     };
     match pidfd {
         Some(pidfd) => {
+            let gpus_file = run_dir(&inner.work_dir, &reference.container_id).join(GPUS_FILE);
+            if let Ok(text) = std::fs::read_to_string(&gpus_file) {
+                let indices: Vec<u32> = text
+                    .split(',')
+                    .filter_map(|i| i.trim().parse().ok())
+                    .collect();
+                inner.gpus.hold(&reference.container_id, &indices);
+            }
             let published = publish_ports(inner, &reference, &pidfd).unwrap_or_else(|e| {
                 tracing::error!(container = %reference.container_id, "re-attached, but its ports are not reachable: {e}");
                 None
@@ -896,6 +1030,7 @@ async fn recover(inner: &Arc<Inner>, reference: ContainerRef) -> Option<Arc<dyn 
                 cgroup,
                 base_limits: base_limits(inner),
                 pidfd: None,
+                devices_procs: None,
                 rx,
             }))
         }
@@ -921,6 +1056,10 @@ fn attach(
         cgroup: cgroup.clone(),
         base_limits: base_limits(inner),
         pidfd: Some(Arc::clone(&pidfd)),
+        devices_procs: inner
+            .devices
+            .as_ref()
+            .and_then(|d| d.procs(&reference.container_id)),
         rx,
     });
     let inner = Arc::clone(inner);
@@ -987,6 +1126,10 @@ async fn finish(
     if let Err(e) = cgroup.remove().await {
         tracing::error!(container = %reference.container_id, "cannot remove cgroup: {e}");
     }
+    if let Some(devices) = &inner.devices {
+        devices.remove(&reference.container_id).await;
+    }
+    inner.gpus.release(&reference.container_id);
     let _ = std::fs::remove_dir_all(&run);
     if usage.oom_kills > 0 {
         let limit_mb = usage.memory_limit_bytes.map(|b| b / (1024 * 1024));
@@ -1017,6 +1160,8 @@ struct LinuxContainer {
     base_limits: Limits,
     /// `None` for a container found ended at recovery.
     pidfd: Option<Arc<std::os::fd::OwnedFd>>,
+    /// Its devices cgroup's `cgroup.procs` (agents with GPUs), which checks join too.
+    devices_procs: Option<PathBuf>,
     rx: watch::Receiver<Option<Termination>>,
 }
 
@@ -1046,10 +1191,18 @@ impl Container for LinuxContainer {
         let pidfd = self.pidfd.clone();
         let cgroup = self.cgroup.clone();
         let reference = self.reference.clone();
+        let devices_procs = self.devices_procs.clone();
         Box::pin(async move {
             let pidfd = pidfd.ok_or("the container has ended")?;
             let pid = tokio::task::spawn_blocking(move || {
-                start_check(reference.pid, &pidfd, &cgroup, &reference.sandbox, &argv)
+                start_check(
+                    reference.pid,
+                    &pidfd,
+                    &cgroup,
+                    devices_procs,
+                    &reference.sandbox,
+                    &argv,
+                )
             })
             .await
             .map_err(|e| e.to_string())??;

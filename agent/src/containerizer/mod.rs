@@ -11,6 +11,7 @@
 //! a containerizer knows processes, not the protocol.
 
 pub mod cgroups;
+pub mod gpus;
 pub mod image;
 pub mod limits;
 pub mod linux;
@@ -467,6 +468,9 @@ pub enum LaunchError {
     /// The task's image cannot be used.
     #[error(transparent)]
     Image(#[from] image::ImageError),
+    /// The task's `gpus` cannot be given.
+    #[error(transparent)]
+    Gpu(#[from] gpus::GpuError),
     /// The task names an image and this containerizer cannot run one.
     #[error("the task names a container image; images need --isolation linux")]
     ImageNeedsLinux,
