@@ -1,7 +1,9 @@
 //! Agent container launch: N sequential `/bin/true` containers through the agent's Linux
 //! containerizer (cgroups + pid/mount/uts/ipc namespaces), then the same with a network
-//! namespace of its own and one published port (`--network isolated`), side by side with
-//! `runc run` of the same command in the same run.
+//! namespace of its own and one published port (`--network isolated`), then with an image
+//! of its own (an OCI layout holding `/bin/true` and its libraries, built here: overlay
+//! root, `/proc`, `/dev`, `/tmp`, the sandbox bind-mounted, `pivot_root`), side by side
+//! with `runc run` of the same command in the same run.
 //!
 //! Run as root: `cargo bench -p agora-benches --bench container_launch` (env `LAUNCHES`,
 //! default 1000; `RUNC_LAUNCHES`, default the same). Installs Debian's `runc` with apt-get
@@ -56,8 +58,128 @@ fn mounts() -> usize {
         .unwrap_or(0)
 }
 
-async fn agora(n: usize, isolated: bool) -> Result<(Duration, Duration, Duration), String> {
+/// Which containers the agora run launches.
+#[derive(Clone, Debug)]
+enum Mode {
+    Plain,
+    Isolated,
+    /// With the OCI image layout at this path (below its parent, the image dir).
+    Image(PathBuf),
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `/bin/true` and the libraries `ldd` names, as (path in the root, host path).
+fn true_and_libraries() -> Result<Vec<(String, PathBuf)>, String> {
+    let mut files = vec![("bin/true".to_string(), PathBuf::from("/bin/true"))];
+    let ldd = Command::new("ldd")
+        .arg("/bin/true")
+        .output()
+        .map_err(|e| format!("ldd: {e}"))?;
+    for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if word.starts_with('/') {
+            files.push((
+                word.trim_start_matches('/').to_string(),
+                PathBuf::from(word),
+            ));
+        }
+    }
+    Ok(files)
+}
+
+/// An OCI image layout at `dir` with one uncompressed layer: `/bin/true`, its libraries
+/// and the container's mount points.
+fn oci_image(dir: &Path) -> Result<(), String> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs: Vec<String> = [
+        "proc",
+        "dev",
+        "tmp",
+        "mnt",
+        "mnt/mesos",
+        "mnt/mesos/sandbox",
+    ]
+    .iter()
+    .map(|d| d.to_string())
+    .collect();
+    let files = true_and_libraries()?;
+    for (inside, _) in &files {
+        let mut p = Path::new(inside).parent();
+        while let Some(parent) = p.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.push(parent.to_string_lossy().into_owned());
+            p = parent.parent();
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    for d in &dirs {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(0);
+        b.append_data(&mut h, d, std::io::empty())
+            .map_err(|e| format!("tar {d}: {e}"))?;
+    }
+    for (inside, host) in &files {
+        let data = std::fs::read(host).map_err(|e| format!("{}: {e}", host.display()))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, inside, data.as_slice())
+            .map_err(|e| format!("tar {inside}: {e}"))?;
+    }
+    let layer = b.into_inner().map_err(|e| e.to_string())?;
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).map_err(|e| e.to_string())?;
+    let put = |bytes: &[u8]| -> Result<String, String> {
+        let hex = sha256_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes).map_err(|e| e.to_string())?;
+        Ok(format!("sha256:{hex}"))
+    };
+    let layer_digest = put(&layer)?;
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }))
+    .map_err(|e| e.to_string())?;
+    let config_digest = put(&config)?;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer.len()}],
+    }))
+    .map_err(|e| e.to_string())?;
+    let manifest_digest = put(&manifest)?;
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "digest": manifest_digest, "size": manifest.len()}]});
+    std::fs::write(dir.join("index.json"), index.to_string()).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .map_err(|e| e.to_string())
+}
+
+async fn agora(n: usize, mode: Mode) -> Result<(Duration, Duration, Duration), String> {
     use agora_agent::containerizer::linux::NetworkMode;
+    let isolated = matches!(mode, Mode::Isolated);
+    let image = match &mode {
+        Mode::Image(path) => Some(path.clone()),
+        _ => None,
+    };
     let cgroups = Cgroups::detect().map_err(|e| e.to_string())?;
     let name = format!("bench-{}", std::process::id());
     let dir = std::env::temp_dir().join(format!("agora-bench-{name}"));
@@ -76,16 +198,21 @@ async fn agora(n: usize, isolated: bool) -> Result<(Duration, Duration, Duration
                 NetworkMode::Host
             },
             publish_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            image_dirs: image
+                .iter()
+                .filter_map(|p| p.parent().map(Path::to_path_buf))
+                .collect(),
             ..LinuxConfig::default()
         },
     )
     .map_err(|e| e.to_string())?;
     // Isolated: one published port per container (bound on the host's loopback).
     let ports: Vec<u64> = if isolated {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
+        // Below the kernel's ephemeral range (32768-60999 by default), so that no
+        // outgoing connection of another process takes it between two launches.
+        let port = (20_000u16..32_000)
+            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .ok_or("no free port in 20000-31999")?;
         vec![u64::from(port)]
     } else {
         vec![]
@@ -106,7 +233,7 @@ async fn agora(n: usize, isolated: bool) -> Result<(Duration, Duration, Duration
             user: None,
             resources: resources.clone(),
             uris: vec![],
-            image: None,
+            image: image.clone(),
             volumes: Vec::new(),
         };
         let t0 = Instant::now();
@@ -251,8 +378,25 @@ fn main() {
     println!(
         "== Agent container launch: {n} x /bin/true (cgroups + pid/mount/uts/ipc namespaces) =="
     );
-    for (label, isolated) in [("agora-agent ", false), ("+ netns/port", true)] {
-        match rt.block_on(agora(n, isolated)) {
+    let image_dir = std::env::temp_dir().join(format!("agora-bench-image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&image_dir);
+    let image = match oci_image(&image_dir.join("true"))
+        .and_then(|()| std::fs::canonicalize(image_dir.join("true")).map_err(|e| e.to_string()))
+    {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("cannot build the bench image: {e}");
+            std::process::exit(1);
+        }
+    };
+    let modes = [
+        ("agora-agent ", Mode::Plain),
+        ("+ netns/port", Mode::Isolated),
+        ("+ image     ", Mode::Image(image)),
+    ];
+    for (label, mode) in modes {
+        let result = rt.block_on(agora(n, mode));
+        match result {
             Ok((total, launch, cycle)) => {
                 println!(
                     "{label} total {:>10.3} s   median launch {}   median launch+exit+teardown {}",
@@ -263,10 +407,12 @@ fn main() {
             }
             Err(e) => {
                 eprintln!("agora launch failed ({label}): {e}");
+                let _ = std::fs::remove_dir_all(&image_dir);
                 std::process::exit(1);
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&image_dir);
     match runc(runc_n) {
         Ok((total, each)) => println!(
             "runc run     total {:>10.3} s   median run (create+start+exit+delete) {}   ({runc_n} runs)",

@@ -174,6 +174,8 @@ pub(super) struct ExecEntry {
     timer_generation: u64,
     /// Why the agent is killing the executor (names its tasks' failure).
     kill_reason: Option<String>,
+    /// Why its tasks fail when it could not start (default: `EXECUTOR_TERMINATED`).
+    launch_failure: Option<StatusReason>,
     termination: Option<Termination>,
     /// The secret the executor got in `AGORA_EXECUTOR_TOKEN`; every call must carry it.
     token: String,
@@ -361,6 +363,7 @@ impl Actor {
                     tasks,
                     timer_generation: 0,
                     kill_reason: None,
+                    launch_failure: None,
                     termination: None,
                     token: r.record.token.clone(),
                 },
@@ -498,13 +501,16 @@ impl Actor {
                 .await;
             return;
         }
-        for t in &tasks {
-            if t.command.as_ref().is_some_and(|c| !c.uris.is_empty()) {
-                // Not built yet (issue 17, item 7): said where the operator looks.
-                tracing::warn!(framework = %fid, executor = %info.executor_id, task = %t.task_id, "the agent does not fetch URIs of tasks run by custom executors; the executor gets them in its TaskInfo");
+        let key = ExecutorKey::new(fid.clone(), info.executor_id.clone());
+        if self.executors.contains_key(&key) {
+            for t in &tasks {
+                if t.command.as_ref().is_some_and(|c| !c.uris.is_empty()) {
+                    // Fetched only with a new executor (before it starts): said where the
+                    // operator looks.
+                    tracing::warn!(framework = %fid, executor = %info.executor_id, task = %t.task_id, "the agent fetches the URIs of tasks run by custom executors only when it starts the executor; this one runs already, it gets them in its TaskInfo");
+                }
             }
         }
-        let key = ExecutorKey::new(fid.clone(), info.executor_id.clone());
         let group_id = if group {
             self.next_instance += 1;
             self.next_instance
@@ -596,7 +602,7 @@ impl Actor {
                 config.shutdown_grace,
             ));
         }
-        let spec = match LaunchSpec::for_executor(
+        let mut spec = match LaunchSpec::for_executor(
             &framework,
             &info,
             &config.default_executor,
@@ -618,6 +624,18 @@ impl Actor {
                 return;
             }
         };
+        // The tasks' URIs are fetched into the executor's sandbox, as the executor's user,
+        // before it starts (validated by check_executor_launch).
+        for t in &tasks {
+            if let Some(command) = &t.command {
+                spec.uris.extend(
+                    command
+                        .uris
+                        .iter()
+                        .filter_map(|u| crate::fetcher::FetchUri::from_proto(u).ok()),
+                );
+            }
+        }
         let Some(tx) = self.self_tx.upgrade() else {
             return;
         };
@@ -639,6 +657,7 @@ impl Actor {
                 tasks: new_tasks().collect(),
                 timer_generation: 0,
                 kill_reason: None,
+                launch_failure: None,
                 termination: None,
                 token,
             },
@@ -708,6 +727,10 @@ impl Actor {
                 HealthSpec::from_proto(h)
                     .map_err(|e| format!("task '{}' health check: {e}", t.task_id))?;
             }
+            for uri in t.command.iter().flat_map(|c| &c.uris) {
+                crate::fetcher::FetchUri::from_proto(uri)
+                    .map_err(|e| format!("task '{}': {e}", t.task_id))?;
+            }
             let default = running.map_or(info.command.is_none(), |e| e.info.command.is_none());
             if default && t.command.is_none() {
                 return Err(format!(
@@ -748,6 +771,9 @@ impl Actor {
             }
             Err(e) => {
                 entry.kill_reason = Some(format!("executor could not be started: {e}"));
+                if matches!(e, LaunchError::Fetch(_)) {
+                    entry.launch_failure = Some(StatusReason::FetchFailed);
+                }
                 self.exec_apply(&key, ExecEvent::LaunchFailed).await;
             }
         }
@@ -942,7 +968,10 @@ impl Actor {
             } else {
                 TaskState::Failed
             };
-            let report = Report::new(state, StatusReason::ExecutorTerminated, why.clone());
+            let reason = entry
+                .launch_failure
+                .unwrap_or(StatusReason::ExecutorTerminated);
+            let report = Report::new(state, reason, why.clone());
             tracing::info!(task = %tkey, state = ?state, "{why}");
             let mut status = new_status(&tkey, &self.agent_id, report);
             status.executor_id = key.executor_id.clone();

@@ -328,3 +328,101 @@ async fn a_failing_command_check_kills_the_task() {
     );
     assert_eq!(c.kills.lock().map(|k| k.len()).unwrap_or(0), 1);
 }
+
+/// A harness whose agent runs custom executors (the socket is never served: the fake
+/// containerizer starts nothing).
+fn executor_harness() -> Harness {
+    let fake = Arc::new(FakeContainerizer::default());
+    let (updates, _) = StatusUpdates::spawn(UpdateConfig::default());
+    let mut support = ExecutorSupport::disabled();
+    support.config.socket = Some(std::path::PathBuf::from("/fake/executor.sock"));
+    let (state, _) = AgentState::spawn_with(
+        fake.clone(),
+        updates.clone(),
+        None,
+        "agent".into(),
+        Vec::new(),
+        support,
+    );
+    Harness {
+        state,
+        updates,
+        fake,
+    }
+}
+
+fn executor_task(id: &str, uri: &str) -> TaskInfo {
+    let mut t = task(id);
+    if let Some(c) = t.command.as_mut() {
+        c.uris.push(agora_proto::v1::Uri {
+            value: uri.into(),
+            ..Default::default()
+        });
+    }
+    t.executor = Some(agora_proto::v1::ExecutorInfo {
+        executor_id: "e1".into(),
+        command: Some(CommandInfo {
+            run: Some(command_info::Run::Shell("run-executor".into())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    t
+}
+
+#[tokio::test]
+async fn uris_of_executor_tasks_are_fetched_with_their_executor() {
+    let h = executor_harness();
+    h.run(executor_task("t1", "http://example.invalid/app.tar.gz"))
+        .await;
+    for _ in 0..1000 {
+        if h.fake
+            .launched
+            .lock()
+            .map(|l| !l.is_empty())
+            .unwrap_or(false)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let uris: Vec<String> = h
+        .fake
+        .launched
+        .lock()
+        .map(|l| {
+            l.iter()
+                .filter(|(s, _)| s.task_id == "executor.e1")
+                .flat_map(|(s, _)| s.uris.iter().map(|u| u.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(uris, vec!["http://example.invalid/app.tar.gz".to_string()]);
+
+    // A fetch that fails fails the executor's tasks with FETCH_FAILED.
+    let h = executor_harness();
+    if let Ok(mut f) = h.fake.fail.lock() {
+        *f = Some(|| {
+            LaunchError::Fetch(FetchError {
+                uri: "http://x/y".into(),
+                reason: "HTTP status 404".into(),
+            })
+        });
+    }
+    h.run(executor_task("t2", "http://x/y")).await;
+    h.expect("t2", &[(TaskState::Failed, StatusReason::FetchFailed)])
+        .await;
+
+    // A URI that cannot be fetched refuses the launch.
+    let h = executor_harness();
+    h.run(executor_task("t3", "ftp://x/y")).await;
+    h.expect("t3", &[(TaskState::Failed, StatusReason::TaskInvalid)])
+        .await;
+    assert!(
+        h.fake
+            .launched
+            .lock()
+            .map(|l| l.is_empty())
+            .unwrap_or(false)
+    );
+}
