@@ -183,3 +183,97 @@ async fn master_shutdown_exits_non_zero_with_the_reason() {
     assert_ne!(code, 0);
     assert!(stderr.contains("agent removed by operator"), "{stderr}");
 }
+
+#[path = "support/oci.rs"]
+mod oci;
+
+/// The flags end to end: `--image-dir` and `--gpu-device` (a mknod'ed character device
+/// standing for a GPU). The agent advertises `gpus:1`; a task naming the busybox image and
+/// one GPU runs in the image's root with that device in its `/dev`; a task naming an image
+/// outside `--image-dir` fails with the reason.
+#[tokio::test]
+async fn needs_root_image_and_gpu_flags_end_to_end() {
+    let mut master = TestMaster::start().await;
+    let dir = TempDir::new("bin-image");
+    let images = dir.0.join("images");
+    oci::busybox_image(&images.join("busybox"));
+    let gpu = dir.0.join("gpu0");
+    nix::sys::stat::mknod(
+        &gpu,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 7),
+    )
+    .unwrap_or_else(|e| panic!("mknod: {e}"));
+    let work = dir.0.join("work").to_string_lossy().into_owned();
+    let addr = master.address();
+    let child = agent(&[
+        "--master",
+        &addr,
+        "--work-dir",
+        &work,
+        "--resources",
+        RESOURCES,
+        "--isolation",
+        "linux",
+        "--image-dir",
+        &images.to_string_lossy(),
+        "--gpu-device",
+        &gpu.to_string_lossy(),
+    ])
+    .spawn()
+    .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let reg = master.next_registration().await;
+    let resources = agora_resources::Resources::from_proto(&reg.info.unwrap_or_default().resources)
+        .unwrap_or_else(|e| panic!("resources: {e}"));
+    assert_eq!(resources.scalar("gpus").thousandths(), 1000);
+
+    let mut seen = Vec::new();
+    let mut task = shell_task(
+        "img",
+        "cat /etc/motd; echo \"$AGORA_GPUS\"; ls /dev | grep gpu; test ! -e /usr",
+    );
+    task.resources = agora_resources::Resources::parse("cpus:0.1;mem:32;gpus:1")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_proto();
+    task.container = Some(agora_proto::v1::ContainerInfo {
+        image: Some(agora_proto::v1::Image {
+            path: images.join("busybox").to_string_lossy().into_owned(),
+        }),
+    });
+    master.run_task("fw-1", task).await;
+    master
+        .expect_and_ack(&mut seen, "img", TaskState::Starting)
+        .await;
+    master
+        .expect_and_ack(&mut seen, "img", TaskState::Running)
+        .await;
+    let done = master
+        .expect_and_ack(&mut seen, "img", TaskState::Finished)
+        .await;
+    let stdout = std::fs::read_to_string(dir.0.join("work/sandboxes/fw-1/img/stdout"))
+        .unwrap_or_else(|e| panic!("stdout: {e} ({done:?})"));
+    assert_eq!(stdout, format!("from the image\n{}\ngpu0\n", gpu.display()));
+
+    let mut outside = shell_task("outside", "true");
+    outside.container = Some(agora_proto::v1::ContainerInfo {
+        image: Some(agora_proto::v1::Image {
+            path: "/etc".into(),
+        }),
+    });
+    master.run_task("fw-1", outside).await;
+    master
+        .expect_and_ack(&mut seen, "outside", TaskState::Starting)
+        .await;
+    let failed = master
+        .expect_and_ack(&mut seen, "outside", TaskState::Failed)
+        .await;
+    assert!(
+        failed.message.contains("not below an --image-dir"),
+        "{failed:?}"
+    );
+    let agent_pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    kill(Pid::from_raw(agent_pid), Signal::SIGTERM).unwrap_or_else(|e| panic!("kill: {e}"));
+    let (code, stderr) = finish(child).await;
+    assert_eq!(code, 0, "{stderr}");
+}
