@@ -292,19 +292,12 @@ fn runc_bundle(dir: &Path) -> Result<(), String> {
     for d in ["bin", "proc", "dev", "sys", "tmp"] {
         std::fs::create_dir_all(rootfs.join(d)).map_err(|e| e.to_string())?;
     }
-    std::fs::copy("/bin/true", rootfs.join("bin/true")).map_err(|e| e.to_string())?;
-    let ldd = Command::new("ldd")
-        .arg("/bin/true")
-        .output()
-        .map_err(|e| format!("ldd: {e}"))?;
-    for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
-        if word.starts_with('/') {
-            let dest = rootfs.join(word.trim_start_matches('/'));
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-            }
-            std::fs::copy(word, &dest).map_err(|e| format!("{word}: {e}"))?;
+    for (inside, host) in true_and_libraries()? {
+        let dest = rootfs.join(inside);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
+        std::fs::copy(&host, &dest).map_err(|e| format!("{}: {e}", host.display()))?;
     }
     let spec = Command::new("runc")
         .args(["spec", "--bundle"])

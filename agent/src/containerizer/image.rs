@@ -318,16 +318,24 @@ fn decompressed<R: io::BufRead + 'static>(mut reader: R) -> Result<Box<dyn Read>
     })
 }
 
+/// An I/O error while unpacking `blob`, saying what was being done.
+fn layer_io(
+    image: &Path,
+    blob: &LayerBlob,
+    context: &str,
+) -> impl FnOnce(io::Error) -> ImageError + use<> {
+    let path = image.to_path_buf();
+    let context = format!("layer {}: {context}", blob.digest);
+    move |error| ImageError::Io {
+        path,
+        context,
+        error,
+    }
+}
+
 /// Unpacks one layer blob into `dst` (a fresh directory), checking its digest.
 fn unpack_layer(image: &Path, blob: &LayerBlob, dst: &Path) -> Result<(), ImageError> {
-    let io_err = |context: &str| {
-        let context = format!("layer {}: {context}", blob.digest);
-        move |error| ImageError::Io {
-            path: image.to_path_buf(),
-            context,
-            error,
-        }
-    };
+    let io_err = |context: &str| layer_io(image, blob, context);
     let file = std::fs::File::open(&blob.file).map_err(io_err("cannot open its blob"))?;
     let stored = Hashing {
         inner: file,
@@ -368,14 +376,7 @@ fn unpack_entries(
     dst: &Path,
     plain: &mut dyn Read,
 ) -> Result<String, ImageError> {
-    let io_err = |context: &str| {
-        let context = format!("layer {}: {context}", blob.digest);
-        move |error| ImageError::Io {
-            path: image.to_path_buf(),
-            context,
-            error,
-        }
-    };
+    let io_err = |context: &str| layer_io(image, blob, context);
     let mut uncompressed = Hashing {
         inner: plain,
         hash: Sha256::new(),
