@@ -191,6 +191,36 @@ impl Containerizer for PreparingContainerizer {
         self.inner.release()
     }
 
+    fn fetch_into(
+        &self,
+        sandbox: std::path::PathBuf,
+        uris: Vec<crate::fetcher::FetchUri>,
+    ) -> BoxFuture<'static, Result<(), LaunchError>> {
+        let fetch = self.fetch.clone();
+        Box::pin(async move {
+            // As the sandbox's owner: the user the container runs as.
+            let meta = std::fs::metadata(&sandbox).map_err(|error| LaunchError::Sandbox {
+                path: sandbox.clone(),
+                error,
+            })?;
+            let identity = {
+                use std::os::unix::fs::MetadataExt;
+                let (uid, gid) = (meta.uid(), meta.gid());
+                if uid == Uid::effective().as_raw() {
+                    None
+                } else {
+                    let name = nix::unistd::User::from_uid(Uid::from_raw(uid))
+                        .ok()
+                        .flatten()
+                        .map_or_else(|| uid.to_string(), |u| u.name);
+                    Some(crate::fetcher::Identity { name, uid, gid })
+                }
+            };
+            fetch_all(&fetch, &uris, &sandbox, identity.as_ref()).await?;
+            Ok(())
+        })
+    }
+
     fn isolation(&self) -> &'static str {
         self.inner.isolation()
     }

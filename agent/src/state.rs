@@ -118,6 +118,8 @@ enum Msg {
         instance: u64,
         result: Result<Arc<dyn Container>, LaunchError>,
     },
+    /// The URIs of tasks for a running executor were fetched into its sandbox (or not).
+    ExecFetched(Box<executors::Fetched>),
     ExecExited {
         key: ExecutorKey,
         instance: u64,
@@ -503,6 +505,7 @@ impl Actor {
                 instance,
                 result,
             } => self.exec_launched(key, instance, result).await,
+            Msg::ExecFetched(fetched) => self.exec_fetched(*fetched).await,
             Msg::ExecExited {
                 key,
                 instance,

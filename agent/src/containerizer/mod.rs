@@ -528,6 +528,23 @@ pub trait Containerizer: Send + Sync + 'static {
     fn isolation(&self) -> &'static str {
         "process"
     }
+
+    /// Fetches `uris` into `sandbox`, the sandbox of a container that already runs (the
+    /// tasks handed to a running executor), as the user owning it. Only the agent's launch
+    /// preparation ([`crate::prepare::PreparingContainerizer`]) can.
+    fn fetch_into(
+        &self,
+        sandbox: PathBuf,
+        uris: Vec<FetchUri>,
+    ) -> BoxFuture<'static, Result<(), LaunchError>> {
+        let _ = (sandbox, uris);
+        Box::pin(async {
+            Err(LaunchError::Spawn {
+                program: "fetch".into(),
+                error: std::io::Error::other("this containerizer does not fetch URIs"),
+            })
+        })
+    }
 }
 
 /// Which containerizer to use (`--isolation`).

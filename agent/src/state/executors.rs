@@ -95,6 +95,15 @@ impl ExecutorSupport {
     }
 }
 
+/// Tasks for a running executor whose URIs were fetched into its sandbox (or not).
+pub(super) struct Fetched {
+    framework: FrameworkInfo,
+    info: ExecutorInfo,
+    tasks: Vec<TaskInfo>,
+    group: bool,
+    result: Result<(), LaunchError>,
+}
+
 /// An executor a previous run of the agent launched, re-attached to its container.
 pub struct RecoveredExecutor {
     /// The executor.
@@ -502,15 +511,93 @@ impl Actor {
             return;
         }
         let key = ExecutorKey::new(fid.clone(), info.executor_id.clone());
-        if self.executors.contains_key(&key) {
-            for t in &tasks {
-                if t.command.as_ref().is_some_and(|c| !c.uris.is_empty()) {
-                    // Fetched only with a new executor (before it starts): said where the
-                    // operator looks.
-                    tracing::warn!(framework = %fid, executor = %info.executor_id, task = %t.task_id, "the agent fetches the URIs of tasks run by custom executors only when it starts the executor; this one runs already, it gets them in its TaskInfo");
-                }
-            }
+        let uris: Vec<crate::fetcher::FetchUri> = tasks
+            .iter()
+            .filter_map(|t| t.command.as_ref())
+            .flat_map(|c| &c.uris)
+            .filter_map(|u| crate::fetcher::FetchUri::from_proto(u).ok())
+            .collect();
+        let running_sandbox = self
+            .executors
+            .get(&key)
+            .and_then(|e| e.container.as_ref())
+            .map(|c| c.sandbox().to_path_buf());
+        if !uris.is_empty() && running_sandbox.is_none() && self.executors.contains_key(&key) {
+            // Still starting: its sandbox is being prepared with its first tasks' URIs.
+            tracing::warn!(framework = %fid, executor = %info.executor_id, "the executor is still starting: the URIs of the tasks handed to it now are not fetched (it gets them in its TaskInfo)");
         }
+        if let (false, Some(sandbox), Some(tx)) =
+            (uris.is_empty(), running_sandbox, self.self_tx.upgrade())
+        {
+            // A running executor: its tasks' URIs are fetched into its sandbox first, then
+            // the tasks are handed over (exec_fetched).
+            let fetch = self.containerizer.fetch_into(sandbox, uris);
+            tokio::spawn(async move {
+                let result = fetch.await;
+                let _ = tx
+                    .send(Msg::ExecFetched(Box::new(Fetched {
+                        framework,
+                        info,
+                        tasks,
+                        group,
+                        result,
+                    })))
+                    .await;
+            });
+            return;
+        }
+        self.hand_over(framework, info, tasks, group).await;
+    }
+
+    /// The URIs of tasks for a running executor have been fetched (or not): hand the
+    /// tasks over, or fail them.
+    pub(super) async fn exec_fetched(&mut self, fetched: Fetched) {
+        let Fetched {
+            framework,
+            info,
+            tasks,
+            group,
+            result,
+        } = fetched;
+        if let Err(e) = result {
+            let message = format!("executor '{}': {e}", info.executor_id);
+            tracing::warn!(framework = %framework.id, "{message}");
+            self.fail_new_tasks(
+                &framework.id,
+                &tasks,
+                TaskState::Failed,
+                StatusReason::FetchFailed,
+                &message,
+            )
+            .await;
+            return;
+        }
+        // Checked again: the executor may have ended, or the ids been taken, meanwhile.
+        if let Err(message) = self.check_executor_launch(&framework, &info, &tasks, group) {
+            self.fail_new_tasks(
+                &framework.id,
+                &tasks,
+                TaskState::Failed,
+                StatusReason::TaskInvalid,
+                &message,
+            )
+            .await;
+            return;
+        }
+        self.hand_over(framework, info, tasks, group).await;
+    }
+
+    /// Hands validated tasks to their executor: a running one gets them at once, else the
+    /// executor is launched with them.
+    async fn hand_over(
+        &mut self,
+        framework: FrameworkInfo,
+        info: ExecutorInfo,
+        tasks: Vec<TaskInfo>,
+        group: bool,
+    ) {
+        let fid = framework.id.clone();
+        let key = ExecutorKey::new(fid.clone(), info.executor_id.clone());
         let group_id = if group {
             self.next_instance += 1;
             self.next_instance

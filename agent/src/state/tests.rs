@@ -77,6 +77,8 @@ impl Container for FakeContainer {
 struct FakeContainerizer {
     launched: Mutex<Vec<(LaunchSpec, Arc<FakeContainer>)>>,
     fail: Mutex<Option<fn() -> LaunchError>>,
+    /// Fetches into running containers: sandbox and URIs.
+    fetched: Mutex<Vec<(std::path::PathBuf, Vec<String>)>>,
 }
 
 impl FakeContainerizer {
@@ -112,6 +114,26 @@ impl Containerizer for FakeContainerizer {
         });
         launched.push((spec, Arc::clone(&c)));
         Box::pin(async move { Ok(c as Arc<dyn Container>) })
+    }
+
+    fn fetch_into(
+        &self,
+        sandbox: std::path::PathBuf,
+        uris: Vec<crate::fetcher::FetchUri>,
+    ) -> BoxFuture<'static, Result<(), LaunchError>> {
+        if let Ok(mut f) = self.fetched.lock() {
+            f.push((sandbox, uris.iter().map(|u| u.value.clone()).collect()));
+        }
+        let fail = uris.iter().any(|u| u.value.contains("missing"));
+        Box::pin(async move {
+            if fail {
+                return Err(LaunchError::Fetch(FetchError {
+                    uri: "http://x/missing".into(),
+                    reason: "HTTP status 404".into(),
+                }));
+            }
+            Ok(())
+        })
     }
 }
 
@@ -425,4 +447,47 @@ async fn uris_of_executor_tasks_are_fetched_with_their_executor() {
             .map(|l| l.is_empty())
             .unwrap_or(false)
     );
+}
+
+#[tokio::test]
+async fn uris_of_tasks_for_a_running_executor_are_fetched_into_its_sandbox() {
+    let h = executor_harness();
+    h.run(executor_task("t1", "http://example.invalid/first"))
+        .await;
+    // Wait until the actor knows the executor's container runs.
+    for _ in 0..1000 {
+        let containers = h.state.containers().await;
+        if containers.iter().any(|(k, _)| k.task_id == "executor.e1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.run(executor_task("t2", "http://example.invalid/second"))
+        .await;
+    for _ in 0..1000 {
+        if h.fake
+            .fetched
+            .lock()
+            .map(|f| !f.is_empty())
+            .unwrap_or(false)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fetched = h.fake.fetched.lock().map(|f| f.clone()).unwrap_or_default();
+    assert_eq!(
+        fetched,
+        vec![(
+            std::path::PathBuf::from("/fake/executor.e1"),
+            vec!["http://example.invalid/second".to_string()]
+        )]
+    );
+    // Only one executor was launched: t2 went to the running one.
+    assert_eq!(h.fake.launched.lock().map(|l| l.len()).unwrap_or(0), 1);
+    // A fetch that fails fails the task, not the executor.
+    h.run(executor_task("t3", "http://x/missing")).await;
+    h.expect("t3", &[(TaskState::Failed, StatusReason::FetchFailed)])
+        .await;
+    assert!(h.states("t2").await.is_empty(), "t2 is with its executor");
 }
