@@ -6,7 +6,7 @@
 //! may receive offers. A node's children are its sub-roles plus one virtual "own" leaf
 //! for the frameworks subscribed to exactly that role (as Mesos does with `role/.`);
 //! frameworks of the own leaf are sorted in a second set. Keys are
-//! `(weighted dominant share, seeded tie-break)`, so a walk in order visits the most
+//! `(weighted dominant share, tie-break)` (a tie is ordered afresh by each walk), so a walk in order visits the most
 //! under-served role first, then inside it the most under-served framework.
 //!
 //! Keys are updated in `O(depth * log n)` when an allocation changes (`sync_path`), never
@@ -223,9 +223,8 @@ impl Tree {
         any
     }
 
-    /// Bring `n`'s own-leaf entry and its entry in its parent up to date. A tie-break is
-    /// drawn afresh whenever the share part of a key changes, so every tie between equal
-    /// shares is an independent (seeded) coin flip, as DRF's "ties broken at random".
+    /// Bring `n`'s own-leaf entry and its entry in its parent up to date. The tie-break
+    /// part of a key only makes it unique; ties are decided per walk (`walk`'s salt).
     pub(crate) fn sync(&mut self, n: u32, kinds: &Kinds, totals: &[u64]) {
         let node = self.node(n);
         let own_share = (node.own_active > 0)
@@ -326,30 +325,91 @@ impl Tree {
     }
 
     /// Visit eligible members below `start` in sorted order until `visit` says stop;
-    /// returns whether it stopped.
-    pub(crate) fn walk(&self, start: u32, visit: &mut impl FnMut(u32) -> bool) -> bool {
+    /// returns whether it stopped. Entries of equal share (a tie) are visited in an order
+    /// drawn afresh from `salt` (the caller draws it from the seeded RNG per decision), so
+    /// every tie is an independent coin flip: the stored tie-breaks only make the keys
+    /// unique, they never decide a tie on their own (a loser's stored value would be
+    /// biased by having lost).
+    pub(crate) fn walk(&self, start: u32, salt: u64, visit: &mut impl FnMut(u32) -> bool) -> bool {
         let node = self.node(start);
-        for (_, _, child) in &node.sorted {
-            match child {
-                Child::Own => {
-                    for (_, _, m) in &node.members {
-                        if visit(*m) {
-                            return true;
-                        }
+        let mut run: Vec<(u64, Child)> = Vec::new();
+        let mut it = node.sorted.iter().peekable();
+        while let Some(&(share, tie, child)) = it.next() {
+            if it.peek().is_some_and(|(s, _, _)| *s == share) {
+                run.clear();
+                run.push((tie_order(salt, tie), child));
+                while let Some(&&(s, t, c)) = it.peek() {
+                    if s != share {
+                        break;
                     }
+                    run.push((tie_order(salt, t), c));
+                    it.next();
                 }
-                Child::Role(c) => {
-                    let solo = self.solo.get(*c as usize).copied().unwrap_or(NO_SOLO);
-                    if solo != NO_SOLO {
-                        if visit(solo) {
-                            return true;
-                        }
-                    } else if self.walk(*c, visit) {
+                run.sort_unstable();
+                for (_, c) in &run {
+                    if self.visit_child(start, *c, salt, visit) {
                         return true;
                     }
                 }
+            } else if self.visit_child(start, child, salt, visit) {
+                return true;
             }
         }
         false
     }
+
+    fn visit_child(
+        &self,
+        at: u32,
+        child: Child,
+        salt: u64,
+        visit: &mut impl FnMut(u32) -> bool,
+    ) -> bool {
+        match child {
+            Child::Own => {
+                let node = self.node(at);
+                let mut run: Vec<(u64, u32)> = Vec::new();
+                let mut it = node.members.iter().peekable();
+                while let Some(&(share, tie, m)) = it.next() {
+                    if it.peek().is_some_and(|(s, _, _)| *s == share) {
+                        run.clear();
+                        run.push((tie_order(salt, tie), m));
+                        while let Some(&&(s, t, x)) = it.peek() {
+                            if s != share {
+                                break;
+                            }
+                            run.push((tie_order(salt, t), x));
+                            it.next();
+                        }
+                        run.sort_unstable();
+                        for (_, x) in &run {
+                            if visit(*x) {
+                                return true;
+                            }
+                        }
+                    } else if visit(m) {
+                        return true;
+                    }
+                }
+                false
+            }
+            Child::Role(c) => {
+                let solo = self.solo.get(c as usize).copied().unwrap_or(NO_SOLO);
+                if solo != NO_SOLO {
+                    visit(solo)
+                } else {
+                    self.walk(c, salt, visit)
+                }
+            }
+        }
+    }
+}
+
+/// Position of a tied entry for one decision: its stored tie-break mixed with the
+/// decision's salt (splitmix64's finaliser), a fresh permutation of the tie per salt.
+fn tie_order(salt: u64, tie: u64) -> u64 {
+    let mut z = salt ^ tie;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
