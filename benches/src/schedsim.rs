@@ -117,7 +117,7 @@ pub fn mesos_mix(seed: u64, agents: usize, hours: u64) -> Workload {
                 waves: 1,
                 gang: false,
             });
-            t += every(&mut rng, 40_000);
+            t += every(&mut rng, 15_000);
         }
         frameworks.push(FrameworkDef {
             name: format!("hadoop-{h}"),
