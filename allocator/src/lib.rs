@@ -25,6 +25,7 @@ mod drf;
 mod kinds;
 #[cfg(test)]
 mod purity;
+pub mod reclaim;
 #[cfg(test)]
 mod tests;
 mod tree;
