@@ -8,7 +8,8 @@
 //! Owns only the choice: a pure function of the offers the master holds, the request and
 //! the role. Must never rescind an offer made to the role it reclaims for (or to one of its
 //! sub-roles), nor count reserved or revocable resources toward the request (quota is
-//! unreserved and non-revocable). Killing tasks (preemption proper) is not decided here.
+//! unreserved and non-revocable). `plan_preemption` chooses tasks of lower priority to
+//! kill when rescinding offers was not enough, within a disruption budget per role.
 
 use std::collections::BTreeMap;
 
@@ -175,6 +176,117 @@ pub fn plan_rescinds(offers: &[OutstandingOffer], request: &ReclaimRequest) -> V
     chosen
 }
 
+/// A task that could be preempted, as the master knows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunningTask {
+    pub id: String,
+    pub agent: String,
+    pub framework: String,
+    pub role: String,
+    /// The task's role's (or framework's) priority; higher wins.
+    pub priority: i32,
+    /// Runs on revocable resources: preempted before any regular task.
+    pub revocable: bool,
+    pub started_ms: crate::Millis,
+    pub resources: Resources,
+}
+
+/// How much disruption preemption may cause to one role: at most `max_kills` of its
+/// tasks per `window_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DisruptionBudget {
+    pub max_kills: u32,
+    pub window_ms: crate::Millis,
+}
+
+/// One decision, with its reason in words (for explain and the task's status message).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preemption {
+    pub task: String,
+    pub reason: String,
+}
+
+/// Which tasks to kill so that `request` becomes free for a role of `priority`, after
+/// rescinding offers did not suffice. Only tasks of strictly lower priority, never of the
+/// role itself or its sub-roles; revocable tasks first, then the lowest priority, then the
+/// newest (the least work lost); ties by task id. A victim role's budget counts the kills
+/// of `recent` (its kills as (role, time)) within the window ending at `now`; a role at its
+/// budget loses no more tasks. Stops as soon as the request is covered; if it cannot be
+/// covered within the budgets, nothing is killed (a partial preemption would disrupt for
+/// nothing).
+pub fn plan_preemption(
+    tasks: &[RunningTask],
+    request: &ReclaimRequest,
+    priority: i32,
+    budget: DisruptionBudget,
+    recent: &[(String, crate::Millis)],
+    now: crate::Millis,
+) -> Vec<Preemption> {
+    let mut owed = quota_amounts(&request.amounts);
+    let mut victims: Vec<&RunningTask> = tasks
+        .iter()
+        .filter(|t| t.priority < priority && !in_subtree(&request.role, &t.role))
+        .filter(|t| progress(&quota_or_revocable(&t.resources), &owed) > 0)
+        .collect();
+    victims.sort_by(|a, b| {
+        b.revocable
+            .cmp(&a.revocable)
+            .then(a.priority.cmp(&b.priority))
+            .then(b.started_ms.cmp(&a.started_ms))
+            .then(a.id.cmp(&b.id))
+    });
+    let mut kills: BTreeMap<&str, u32> = BTreeMap::new();
+    for (role, at) in recent {
+        if now.saturating_sub(*at) < budget.window_ms {
+            *kills.entry(role.as_str()).or_default() += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for t in victims {
+        if owed.values().all(|v| *v == 0) {
+            break;
+        }
+        let used = kills.entry(t.role.as_str()).or_default();
+        if *used >= budget.max_kills {
+            continue;
+        }
+        let have = quota_or_revocable(&t.resources);
+        if progress(&have, &owed) == 0 {
+            continue;
+        }
+        *used += 1;
+        for (k, v) in owed.iter_mut() {
+            *v = v.saturating_sub(have.get(k).copied().unwrap_or(0));
+        }
+        out.push(Preemption {
+            task: t.id.clone(),
+            reason: format!(
+                "preempted for role '{}' (priority {priority} over {}{}): it is owed {}",
+                request.role,
+                t.priority,
+                if t.revocable { ", revocable" } else { "" },
+                request.amounts
+            ),
+        });
+    }
+    if owed.values().any(|v| *v > 0) {
+        return Vec::new();
+    }
+    out
+}
+
+/// Scalar amounts a task frees toward a request: unreserved ones, revocable included (the
+/// agent's estimate goes back up when a revocable task ends).
+fn quota_or_revocable(r: &Resources) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for e in r {
+        if let (Value::Scalar(s), None) = (&e.value, &e.reservation) {
+            *out.entry(e.name.clone()).or_default() += s.thousandths();
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +405,97 @@ mod tests {
         for (what, offers, req, want) in rows {
             assert_eq!(plan_rescinds(&offers, &req), want, "{what}");
         }
+    }
+
+    fn task(
+        id: &str,
+        role: &str,
+        priority: i32,
+        revocable: bool,
+        started: u64,
+        r: &str,
+    ) -> RunningTask {
+        RunningTask {
+            id: id.into(),
+            agent: "a1".into(),
+            framework: format!("fw-{role}"),
+            role: role.into(),
+            priority,
+            revocable,
+            started_ms: started,
+            resources: res(r),
+        }
+    }
+
+    #[test]
+    fn preemption_takes_revocable_then_lowest_priority_then_newest_within_budget() {
+        let budget = DisruptionBudget {
+            max_kills: 2,
+            window_ms: 60_000,
+        };
+        let tasks = vec![
+            task("old-low", "batch", 1, false, 100, "cpus:2"),
+            task("new-low", "batch", 1, false, 900, "cpus:2"),
+            task("mid", "etl", 5, false, 500, "cpus:2"),
+            task("rev", "batch", 3, true, 100, "cpus(*,revocable):1"),
+            task("same", "prod", 1, false, 100, "cpus:8"),
+            task("higher", "web", 20, false, 100, "cpus:8"),
+        ];
+        let ids = |p: Vec<Preemption>| p.into_iter().map(|x| x.task).collect::<Vec<_>>();
+        let req = |r: &str| request("prod", r, 1);
+        // Revocable first, then the lowest priority, newest first.
+        assert_eq!(
+            ids(plan_preemption(
+                &tasks,
+                &req("cpus:3"),
+                10,
+                budget,
+                &[],
+                1_000
+            )),
+            vec!["rev", "new-low"]
+        );
+        // batch may lose 2 in the window: the third victim is the next priority up.
+        assert_eq!(
+            ids(plan_preemption(
+                &tasks,
+                &req("cpus:5"),
+                10,
+                budget,
+                &[],
+                1_000
+            )),
+            vec!["rev", "new-low", "mid"]
+        );
+        // One batch kill a moment ago counts; one long ago does not.
+        let recent = vec![("batch".to_string(), 40_000), ("batch".to_string(), 0)];
+        assert_eq!(
+            ids(plan_preemption(
+                &tasks,
+                &req("cpus:3"),
+                10,
+                budget,
+                &recent,
+                61_000
+            )),
+            vec!["rev", "mid"]
+        );
+        // Never the role itself, never higher priority; uncoverable: nothing at all.
+        assert_eq!(
+            ids(plan_preemption(
+                &tasks,
+                &req("cpus:40"),
+                10,
+                budget,
+                &[],
+                1_000
+            )),
+            Vec::<String>::new()
+        );
+        let p = plan_preemption(&tasks, &req("cpus:1"), 10, budget, &[], 1_000);
+        assert!(
+            p[0].reason.contains("preempted for role 'prod'") && p[0].reason.contains("revocable")
+        );
     }
 
     #[test]
