@@ -327,35 +327,21 @@ impl Tree {
     /// Visit eligible members below `start` in sorted order until `visit` says stop;
     /// returns whether it stopped. Entries of equal share (a tie) are visited in an order
     /// drawn afresh from `salt` (the caller draws it from the seeded RNG per decision), so
-    /// every tie is an independent coin flip: the stored tie-breaks only make the keys
-    /// unique, they never decide a tie on their own (a loser's stored value would be
-    /// biased by having lost).
+    /// every tie is a new coin flip: the stored tie-breaks only make the keys unique, they
+    /// never decide a tie on their own (a loser's stored value is biased by having lost).
+    /// A tie of up to `TIE_SHUFFLE_MAX` entries is visited in a fresh random permutation;
+    /// a longer one from a fresh random point of the circle of stored tie-breaks (the
+    /// winner of a tie re-draws its own when its share moves, so over the decisions each
+    /// is first equally often) at `O(log n)` instead of sorting the whole tie per walk.
     pub(crate) fn walk(&self, start: u32, salt: u64, visit: &mut impl FnMut(u32) -> bool) -> bool {
         let node = self.node(start);
-        let mut run: Vec<(u64, Child)> = Vec::new();
-        let mut it = node.sorted.iter().peekable();
-        while let Some(&(share, tie, child)) = it.next() {
-            if it.peek().is_some_and(|(s, _, _)| *s == share) {
-                run.clear();
-                run.push((tie_order(salt, tie), child));
-                while let Some(&&(s, t, c)) = it.peek() {
-                    if s != share {
-                        break;
-                    }
-                    run.push((tie_order(salt, t), c));
-                    it.next();
-                }
-                run.sort_unstable();
-                for (_, c) in &run {
-                    if self.visit_child(start, *c, salt, visit) {
-                        return true;
-                    }
-                }
-            } else if self.visit_child(start, child, salt, visit) {
-                return true;
-            }
-        }
-        false
+        walk_ties(
+            &node.sorted,
+            salt,
+            Child::Own,
+            Child::Role(u32::MAX),
+            &mut |c| self.visit_child(start, c, salt, visit),
+        )
     }
 
     fn visit_child(
@@ -366,33 +352,7 @@ impl Tree {
         visit: &mut impl FnMut(u32) -> bool,
     ) -> bool {
         match child {
-            Child::Own => {
-                let node = self.node(at);
-                let mut run: Vec<(u64, u32)> = Vec::new();
-                let mut it = node.members.iter().peekable();
-                while let Some(&(share, tie, m)) = it.next() {
-                    if it.peek().is_some_and(|(s, _, _)| *s == share) {
-                        run.clear();
-                        run.push((tie_order(salt, tie), m));
-                        while let Some(&&(s, t, x)) = it.peek() {
-                            if s != share {
-                                break;
-                            }
-                            run.push((tie_order(salt, t), x));
-                            it.next();
-                        }
-                        run.sort_unstable();
-                        for (_, x) in &run {
-                            if visit(*x) {
-                                return true;
-                            }
-                        }
-                    } else if visit(m) {
-                        return true;
-                    }
-                }
-                false
-            }
+            Child::Own => walk_ties(&self.node(at).members, salt, 0, u32::MAX, visit),
             Child::Role(c) => {
                 let solo = self.solo.get(c as usize).copied().unwrap_or(NO_SOLO);
                 if solo != NO_SOLO {
@@ -402,6 +362,71 @@ impl Tree {
                 }
             }
         }
+    }
+}
+
+/// Ties of at most this many entries are visited in a full random permutation (sorted by
+/// a salted hash); longer ones from a random starting point.
+const TIE_SHUFFLE_MAX: usize = 16;
+
+/// Visit `set` (keys `(share, tie-break, item)`) in order of share, ties as `Tree::walk`
+/// says; `lo` and `hi` are the smallest and largest items. Returns whether `visit` stopped.
+fn walk_ties<T: Copy + Ord>(
+    set: &BTreeSet<(u64, u64, T)>,
+    salt: u64,
+    lo: T,
+    hi: T,
+    visit: &mut impl FnMut(T) -> bool,
+) -> bool {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let mut after: Option<(u64, u64, T)> = None;
+    let mut run: Vec<(u64, T)> = Vec::new();
+    loop {
+        let mut it = match after {
+            None => set.range::<(u64, u64, T), (
+                std::ops::Bound<(u64, u64, T)>,
+                std::ops::Bound<(u64, u64, T)>,
+            )>((Unbounded, Unbounded)),
+            Some(k) => set.range((Excluded(k), Unbounded)),
+        };
+        let Some(&first) = it.next() else {
+            return false;
+        };
+        let share = first.0;
+        run.clear();
+        run.push((tie_order(salt, first.1), first.2));
+        let mut last = first;
+        for &e in it.by_ref() {
+            if e.0 != share || run.len() > TIE_SHUFFLE_MAX {
+                break;
+            }
+            run.push((tie_order(salt, e.1), e.2));
+            last = e;
+        }
+        if run.len() <= TIE_SHUFFLE_MAX {
+            run.sort_unstable();
+            for (_, item) in &run {
+                if visit(*item) {
+                    return true;
+                }
+            }
+            after = Some(last);
+            continue;
+        }
+        // A long tie: from a random point of the circle of tie-breaks, wrapping around.
+        let pivot = tie_order(salt, share);
+        let upper = set
+            .range((
+                Included((share, pivot, lo)),
+                Included((share, u64::MAX, hi)),
+            ))
+            .chain(set.range((Included((share, 0, lo)), Excluded((share, pivot, lo)))));
+        for &(_, _, item) in upper {
+            if visit(item) {
+                return true;
+            }
+        }
+        after = Some((share, u64::MAX, hi));
     }
 }
 

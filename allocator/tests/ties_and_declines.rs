@@ -95,6 +95,22 @@ proptest! {
     }
 }
 
+/// Long ties (more than 16 tied frameworks) are decided from a fresh random point of the
+/// circle of tie-breaks: over many decisions each framework is first equally often.
+#[test]
+fn long_ties_split_fairly_too() {
+    for seed in [1, 2] {
+        let (n, cycles) = (20usize, 20_000u64);
+        let won = tie_split(seed, n, cycles);
+        let p = 1.0 / n as f64;
+        let sd = (cycles as f64 * p * (1.0 - p)).sqrt();
+        for w in &won {
+            let dev = (*w as f64 - cycles as f64 * p).abs();
+            assert!(dev <= 5.0 * sd, "seed {seed}: split {won:?} (sd {sd:.1})");
+        }
+    }
+}
+
 #[test]
 fn ties_are_reproducible_for_one_seed() {
     assert_eq!(tie_split(7, 3, 500), tie_split(7, 3, 500));
