@@ -27,6 +27,19 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The pid `agora local`'s banner prints on the line starting with `line_start`.
+fn banner_pid(printed: &str, line_start: &str) -> i32 {
+    printed
+        .lines()
+        .find(|l| l.trim_start().starts_with(line_start))
+        .and_then(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let i = words.iter().position(|w| *w == "pid")?;
+            words.get(i + 1)?.parse::<i32>().ok()
+        })
+        .unwrap_or_else(|| panic!("no pid on a line starting {line_start:?} in:\n{printed}"))
+}
+
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -247,15 +260,7 @@ fn agora_local_splits_the_host_serves_agent_http_and_restarts_a_killed_agent() {
     }
 
     // kill -9 one agent: reported and restarted; the cluster keeps running.
-    let pid = printed
-        .lines()
-        .find(|l| l.trim_start().starts_with("agent 1 "))
-        .and_then(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let i = words.iter().position(|w| *w == "pid")?;
-            words.get(i + 1)?.parse::<i32>().ok()
-        })
-        .unwrap_or_else(|| panic!("no pid of agent 1 in:\n{printed}"));
+    let pid = banner_pid(&printed, "agent 1 ");
     let _ = Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -342,15 +347,7 @@ fn needs_etcd_agora_local_with_three_masters_restarts_a_killed_master() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let printed = logs();
-    let pid = printed
-        .lines()
-        .find(|l| l.trim_start().starts_with("master "))
-        .and_then(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let i = words.iter().position(|w| *w == "pid")?;
-            words.get(i + 1)?.parse::<i32>().ok()
-        })
-        .unwrap_or_else(|| panic!("no master pid in:\n{printed}"));
+    let pid = banner_pid(&printed, "master ");
     let _ = Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
