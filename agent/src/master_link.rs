@@ -165,6 +165,11 @@ pub const MAX_LEADER_REDIRECTS: usize = 3;
 /// and no master took the agent (an election is under way): about the masters' own poll.
 pub const ELECTION_RETRY: Duration = Duration::from_millis(250);
 
+/// Longest the agent keeps retrying at `ELECTION_RETRY` pace while masters answer but none
+/// leads. Past it (etcd lost its quorum, or the masters cannot reach it) rounds back off
+/// like unreachable masters, and the log says why.
+pub const ELECTION_WAIT_MAX_MS: u64 = 30_000;
+
 /// Why registering with one master failed, and the leader it named if it is not one.
 struct RegisterFailure {
     message: String,
@@ -326,9 +331,12 @@ impl MasterLink {
     pub async fn run(self) {
         let mut agent_id: Option<String> = self.agent_id.clone();
         let mut backoff = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
+        // Since when every round met masters that answer but none that leads.
+        let mut electing_since: Option<Instant> = None;
         loop {
             match self.register(agent_id.as_deref()).await {
                 Ok(mut session) => {
+                    electing_since = None;
                     let started = Instant::now();
                     tracing::info!(master = %session.master, agent_id = %session.agent_id, heartbeat_ms = session.heartbeat.as_millis(), "registered with master");
                     agent_id = Some(session.agent_id.clone());
@@ -370,13 +378,22 @@ impl MasterLink {
                     errors,
                     electing: true,
                 }) => {
-                    // A master answered but none leads yet (a failover is under way): look
-                    // again soon instead of backing off for seconds.
-                    tracing::info!("no leader yet: {errors}");
-                    tokio::time::sleep(ELECTION_RETRY).await;
-                    continue;
+                    let since = *electing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < Duration::from_millis(ELECTION_WAIT_MAX_MS) {
+                        // A master answered but none leads yet (a failover is under way):
+                        // look again soon instead of backing off for seconds.
+                        tracing::info!("no leader yet: {errors}");
+                        tokio::time::sleep(ELECTION_RETRY).await;
+                        continue;
+                    }
+                    tracing::error!(
+                        "no master has led for {} ms (they answer, but none is elected: is \
+                         their etcd reachable and in quorum?); backing off: {errors}",
+                        since.elapsed().as_millis()
+                    );
                 }
                 Err(RoundFailure { errors, .. }) => {
+                    electing_since = None;
                     tracing::warn!("no master reachable: {errors}");
                 }
             }

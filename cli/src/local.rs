@@ -7,7 +7,9 @@
 //! sandbox HTTP endpoint (`--listen`, [`agent_listen`]) so files and logs are reachable,
 //! and an agent that dies is reported and restarted (up to [`AGENT_RESTARTS_MAX`] times
 //! in [`AGENT_RESTART_WINDOW`]; then left down while the rest keep running). A restarted
-//! agent recovers its checkpoint and re-attaches to its tasks.
+//! agent recovers its checkpoint and re-attaches to its tasks. With `--masters N` a master
+//! that dies is restarted the same way (it rejoins as a follower while another leads);
+//! only the death of the local etcd, or of every master, ends the cluster.
 //!
 //! Owns the child processes it starts and nothing else: it signals only the pids it
 //! spawned (agents first, then the master; SIGTERM, then SIGKILL after a grace period).
@@ -486,6 +488,8 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
     // then N masters on consecutive ports; agents and frameworks get the whole list.
     let mut master = Vec::new();
     let mut masters_list = listen.clone();
+    // With several masters, each one's arguments, to restart it (etcd, last, is not).
+    let mut master_argv: Vec<Vec<OsString>> = Vec::new();
     if args.masters > 1 {
         let etcd_bin = locate("etcd").map_err(|_| {
             anyhow::anyhow!(
@@ -498,12 +502,14 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
         let mut list = Vec::new();
         for i in 0..args.masters {
             let at = nth_master(&listen, i)?;
+            let argv = ha_master_args(&at, i, &data_dir, &format!("http://{client}"));
             master.push(Proc::spawn(
                 format!("master {}", i + 1),
                 &master_bin,
-                &ha_master_args(&at, i, &data_dir, &format!("http://{client}")),
+                &argv,
                 data_dir.join(format!("master-{}.log", i + 1)),
             )?);
+            master_argv.push(argv);
             list.push(at);
         }
         master.push(Proc::spawn(
@@ -645,12 +651,24 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
             }
             let mut restarts = Restarts {
                 bin: agent_bin.clone(),
-                argv: agent_argv,
                 deaths: vec![Vec::new(); agents.len()],
                 down: vec![false; agents.len()],
+                argv: agent_argv,
+                recovery: "it recovers its tasks from its work directory",
+            };
+            // With several masters one that dies is restarted too (it rejoins as a
+            // follower; another leads meanwhile). A single master, or etcd, ends the
+            // cluster.
+            let mut master_restarts = Restarts {
+                bin: master_bin.clone(),
+                deaths: vec![Vec::new(); master_argv.len()],
+                down: vec![false; master_argv.len()],
+                argv: master_argv,
+                recovery: "it rejoins as a follower; another master leads meanwhile",
             };
             supervise(
                 &mut master,
+                &mut master_restarts,
                 &mut agents,
                 &mut restarts,
                 &mut sigint,
@@ -678,13 +696,16 @@ pub async fn execute(args: LocalArgs) -> anyhow::Result<bool> {
     Ok(clean)
 }
 
-/// What the supervisor needs to restart agents, and each agent's recent deaths.
+/// What the supervisor needs to restart agents (or masters of a group), and each one's
+/// recent deaths.
 struct Restarts {
     bin: PathBuf,
     argv: Vec<Vec<OsString>>,
     deaths: Vec<Vec<Instant>>,
     /// Left down after too many deaths.
     down: Vec<bool>,
+    /// What a restarted one does (for the message).
+    recovery: &'static str,
 }
 
 /// Whether an agent that died at `now`, after `deaths` (times of earlier deaths), is
@@ -697,7 +718,7 @@ pub fn should_restart(deaths: &[Instant], now: Instant) -> bool {
     recent < AGENT_RESTARTS_MAX
 }
 
-/// An agent died: report it, then restart it or leave it down.
+/// An agent (or a master of a group) died: report it, then restart it or leave it down.
 async fn agent_died(i: usize, agents: &mut [Proc], restarts: &mut Restarts, status: ExitStatus) {
     eprintln!("{}", agents[i].describe_death(status));
     // Helpers it left in its group (the group id is not reused while one lives).
@@ -720,8 +741,9 @@ async fn agent_died(i: usize, agents: &mut [Proc], restarts: &mut Restarts, stat
     match Proc::spawn(label.clone(), &restarts.bin, &restarts.argv[i], log) {
         Ok(p) => {
             eprintln!(
-                "{label} restarted (pid {}); it recovers its tasks from its work directory",
-                p.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+                "{label} restarted (pid {}); {}",
+                p.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+                restarts.recovery
             );
             agents[i] = p;
         }
@@ -734,15 +756,25 @@ async fn agent_died(i: usize, agents: &mut [Proc], restarts: &mut Restarts, stat
 
 async fn supervise(
     master: &mut [Proc],
+    master_restarts: &mut Restarts,
     agents: &mut [Proc],
     restarts: &mut Restarts,
     sigint: &mut tokio::signal::unix::Signal,
     sigterm: &mut tokio::signal::unix::Signal,
 ) -> End {
     loop {
-        for p in master.iter_mut() {
-            if let Some(status) = p.exited() {
-                return End::Died(p.describe_death(status));
+        for i in 0..master.len() {
+            if i < master_restarts.argv.len() && master_restarts.down[i] {
+                continue;
+            }
+            if let Some(status) = master[i].exited() {
+                if i >= master_restarts.argv.len() {
+                    return End::Died(master[i].describe_death(status));
+                }
+                agent_died(i, master, master_restarts, status).await;
+                if master_restarts.down.iter().all(|d| *d) {
+                    return End::Died("every master is down".into());
+                }
             }
         }
         for i in 0..agents.len() {
@@ -798,7 +830,9 @@ fn print_banner(
     println!("try: agora agents --master {listen}");
     println!("     agora run --master {listen} --instances 2 -- echo hello");
     println!("     agora tasks --master {listen}; agora logs TASK --master {listen}");
-    println!("Ctrl-C stops the cluster; an agent that dies is restarted.");
+    println!(
+        "Ctrl-C stops the cluster; an agent (or one of several masters) that dies is restarted."
+    );
 }
 
 #[cfg(test)]

@@ -27,6 +27,19 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The pid `agora local`'s banner prints on the line starting with `line_start`.
+fn banner_pid(printed: &str, line_start: &str) -> i32 {
+    printed
+        .lines()
+        .find(|l| l.trim_start().starts_with(line_start))
+        .and_then(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let i = words.iter().position(|w| *w == "pid")?;
+            words.get(i + 1)?.parse::<i32>().ok()
+        })
+        .unwrap_or_else(|| panic!("no pid on a line starting {line_start:?} in:\n{printed}"))
+}
+
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -247,15 +260,7 @@ fn agora_local_splits_the_host_serves_agent_http_and_restarts_a_killed_agent() {
     }
 
     // kill -9 one agent: reported and restarted; the cluster keeps running.
-    let pid = printed
-        .lines()
-        .find(|l| l.trim_start().starts_with("agent 1 "))
-        .and_then(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let i = words.iter().position(|w| *w == "pid")?;
-            words.get(i + 1)?.parse::<i32>().ok()
-        })
-        .unwrap_or_else(|| panic!("no pid of agent 1 in:\n{printed}"));
+    let pid = banner_pid(&printed, "agent 1 ");
     let _ = Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -281,4 +286,96 @@ fn agora_local_splits_the_host_serves_agent_http_and_restarts_a_killed_agent() {
         local.try_wait().ok().flatten().is_some()
     });
     assert!(http_get(addr, "/health").is_err(), "master still answering");
+}
+
+/// `agora local --masters 3` over a local etcd: a master killed with `kill -9` is
+/// restarted and rejoins, the cluster keeps running with one leader and its agent.
+/// Named `needs_etcd_*`: `scripts/test.sh` shows it as skipped where etcd cannot be
+/// installed.
+#[test]
+fn needs_etcd_agora_local_with_three_masters_restarts_a_killed_master() {
+    let dir = TempDir::new("local-ha");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let masters: Vec<std::net::SocketAddr> = (0..3)
+        .map(|i| format!("127.0.0.1:{}", port + i).parse().expect("addr"))
+        .collect();
+    let out_log = dir.0.join("local.out");
+    let out = std::fs::File::create(&out_log).expect("log");
+    let err = out.try_clone().expect("log");
+    let mut local = Command::new(binary("agora"))
+        .args([
+            "local",
+            "--masters",
+            "3",
+            "--agents",
+            "1",
+            "--data-dir",
+            &dir.0.join("data").display().to_string(),
+            "--listen",
+            &listen,
+            "--agent-resources",
+            "cpus:1;mem:256;disk:256;ports:[32100-32110]",
+        ])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start agora local");
+    let logs = || std::fs::read_to_string(&out_log).unwrap_or_default();
+    // The leader (whichever it is) with its agent registered.
+    let leader_with_agent = || {
+        masters.iter().any(|&m| {
+            let Ok((200, body)) = http_get(m, "/api/v1/state") else {
+                return false;
+            };
+            let s: Value = serde_json::from_str(&body).unwrap_or_default();
+            s["agents"]
+                .as_array()
+                .is_some_and(|a| a.iter().filter(|x| x["status"] == "registered").count() == 1)
+        })
+    };
+    let deadline = Instant::now() + WAIT;
+    while !leader_with_agent() {
+        if Instant::now() > deadline {
+            let _ = local.kill();
+            panic!(
+                "agora local --masters 3 never led with its agent:\n{}",
+                logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let printed = logs();
+    let pid = banner_pid(&printed, "master ");
+    let _ = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill -9");
+    wait_for("the master to be restarted", WAIT, || {
+        logs().contains("master 1 restarted")
+    });
+    assert!(
+        local.try_wait().expect("wait").is_none(),
+        "agora local stopped when one master died:\n{}",
+        logs()
+    );
+    wait_for("a leader with its agent again", WAIT, leader_with_agent);
+    wait_for("the restarted master to answer", WAIT, || {
+        http_get(masters[0], "/health").is_ok_and(|(c, _)| c == 200)
+    });
+
+    let _ = Command::new("kill")
+        .arg(local.id().to_string())
+        .status()
+        .expect("SIGTERM");
+    wait_for("agora local to stop", WAIT, || {
+        local.try_wait().ok().flatten().is_some()
+    });
+    for m in &masters {
+        assert!(
+            http_get(*m, "/health").is_err(),
+            "master {m} still answering"
+        );
+    }
 }

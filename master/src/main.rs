@@ -135,6 +135,16 @@ struct Flags {
     /// --listen address).
     #[arg(long, default_value = "")]
     advertise: String,
+    /// CA certificate (PEM) of etcd's members, for `https://` etcd endpoints.
+    #[arg(long)]
+    etcd_ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for etcd members started with --client-cert-auth (with
+    /// --etcd-key-file).
+    #[arg(long, requires = "etcd_key_file", requires = "etcd_ca_file")]
+    etcd_cert_file: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, requires = "etcd_cert_file")]
+    etcd_key_file: Option<std::path::PathBuf>,
 }
 
 fn read(flag: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -347,6 +357,17 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         prefix: flags.etcd_prefix.clone(),
         lease_ttl: Duration::from_secs(flags.etcd_lease_ttl_seconds),
         advertise: flags.advertise.clone(),
+        tls: match &flags.etcd_ca_file {
+            Some(ca) => Some(
+                agora_master::ha::etcd::EtcdTls::from_files(
+                    ca,
+                    flags.etcd_cert_file.as_deref(),
+                    flags.etcd_key_file.as_deref(),
+                )
+                .context("--etcd-ca-file")?,
+            ),
+            None => None,
+        },
     };
     let master = RunningMaster::start_ha(config, Arc::new(SystemClock), ha)
         .await

@@ -60,6 +60,9 @@ pub struct RunningMaster {
     /// while leading): it ends early only when a registry write failed or leadership
     /// ended.
     actor: tokio::task::JoinHandle<Result<(), ServerError>>,
+    /// With etcd: tells the HA driver to give up the term (revoke the lease) at shutdown,
+    /// so another master is elected at once rather than when the lease expires.
+    resign: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 fn flags_of(config: &MasterConfig) -> HashMap<String, String> {
@@ -179,6 +182,7 @@ impl RunningMaster {
             router,
             tls,
             actor,
+            resign: None,
         })
     }
 
@@ -196,7 +200,7 @@ impl RunningMaster {
             None => None,
         };
         // Fail at start on bad endpoints, not in the driver.
-        crate::ha::etcd::EtcdClient::new(&ha.endpoints)?;
+        crate::ha::etcd::EtcdClient::with_tls(&ha.endpoints, ha.tls.as_ref())?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -223,6 +227,7 @@ impl RunningMaster {
             &ha.advertise,
         );
         let (handle, rx) = Master::channel();
+        let (resign, resign_rx) = tokio::sync::oneshot::channel();
         let actor = tokio::spawn(crate::ha::run(
             config,
             clock,
@@ -230,6 +235,7 @@ impl RunningMaster {
             leadership.clone(),
             handle.clone(),
             rx,
+            resign_rx,
         ));
         let service = crate::service::Service::new(handle.clone(), gate.clone(), flags)
             .with_leadership(leadership.clone());
@@ -243,6 +249,7 @@ impl RunningMaster {
             router,
             tls,
             actor,
+            resign: Some(resign),
         })
     }
 
@@ -381,6 +388,19 @@ impl RunningMaster {
             )
             .await;
         }
+        // The streams are closed, so the next leader starts from everything this one
+        // wrote: give the term up (every call is refused from now on) so another master
+        // is elected now, not a TTL later, while the connections drain.
+        if let Some(resign) = self.resign
+            && resign.send(()).is_ok()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut actor)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "the lease was not revoked within {SHUTDOWN_GRACE:?}; it expires by itself"
+            );
+        }
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
             .await
             .is_err()
@@ -418,22 +438,53 @@ async fn follow_leader(
         crate::service::Error::NotLeader {
             leader: Some(addr), ..
         } => {
-            let path = request
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_string();
-            Some(format!("http://{addr}{path}"))
+            let path = request.uri().path();
+            if path == "/master/redirect" || path == "/redirect" {
+                // Mesos's form: the leader itself, not the same path on it.
+                Some(format!("//{addr}"))
+            } else {
+                let path = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string();
+                Some(format!("http://{addr}{path}"))
+            }
         }
         _ => None,
     };
     let mut response = refusal.into_response();
+    if from_page_script(&request) {
+        // A page's own call (fetch, a change): a redirect would reach the leader as a
+        // cross-origin request from this follower's page, which the leader refuses (and
+        // the browser would not let the page read). Say who leads instead (the
+        // `agora-leader` header), so the page moves itself to the leader.
+        response.headers_mut().remove(axum::http::header::LOCATION);
+        *response.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        return response;
+    }
     if let Some(loc) = target.and_then(|t| axum::http::HeaderValue::from_str(&t).ok()) {
         response
             .headers_mut()
             .insert(axum::http::header::LOCATION, loc);
     }
     response
+}
+
+/// Whether a request comes from a web page's script rather than from a navigation or a
+/// program: browsers mark `fetch` calls with `Sec-Fetch-Mode` other than `navigate`, and
+/// send `Origin` on every change.
+fn from_page_script(request: &axum::extract::Request) -> bool {
+    let headers = request.headers();
+    let mode = headers
+        .get("sec-fetch-mode")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| m != "navigate");
+    let change = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    mode || (change && headers.contains_key(axum::http::header::ORIGIN))
 }
 
 /// HTTP/2 receive window of a whole connection. It also sizes h2's budget against floods

@@ -244,12 +244,20 @@ fn tail(text: &str, n: usize) -> String {
 
 /// A raw HTTP GET: (status, head, body).
 fn get_raw(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    request_raw(addr, "GET", path, "")
+}
+
+/// One request with `extra` header lines (each ending in `\r\n`) and an empty JSON body;
+/// (status, head, body).
+fn request_raw(addr: SocketAddr, method: &str, path: &str, extra: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
+    let body = if method == "GET" { "" } else { "{}" };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .expect("write");
     let mut raw = String::new();
@@ -290,6 +298,40 @@ async fn needs_etcd_one_leader_followers_redirect_and_kill9_failover() {
     // A UI or any other page redirects the same way.
     let (code, head, _) = get_raw(m.addrs[f], "/ui/index.html");
     assert_eq!(code, 307, "{head}");
+    // Mesos's `/master/redirect` on a follower names the leader itself (`//HOST:PORT`).
+    for path in ["/master/redirect", "/redirect"] {
+        let (code, head, _) = get_raw(m.addrs[f], path);
+        assert_eq!(code, 307, "{path}: {head}");
+        let location = format!("location: //{leader}\r");
+        assert!(
+            head.to_ascii_lowercase().contains(&location),
+            "{path}: {head}"
+        );
+    }
+    // A page's own calls on a follower (a change with the page's Origin, a fetch) are not
+    // redirected (the leader would refuse them as cross-origin): 503 naming the leader, for
+    // the page to move itself there. Nothing changed.
+    let origin = format!("Origin: http://{}\r\n", m.addrs[f]);
+    let (code, head, body) = request_raw(m.addrs[f], "POST", "/api/v1/agents/none/drain", &origin);
+    assert_eq!(code, 503, "{head}\n{body}");
+    let head = head.to_ascii_lowercase();
+    assert!(!head.contains("location:"), "{head}");
+    assert!(head.contains(&format!("agora-leader: {leader}")), "{head}");
+    assert!(body.contains("not the leader"), "{body}");
+    let (code, head, _) = request_raw(
+        m.addrs[f],
+        "GET",
+        "/api/v1/state",
+        "Sec-Fetch-Mode: cors\r\n",
+    );
+    assert_eq!(code, 503, "{head}");
+    let (code, _, _) = request_raw(
+        m.addrs[f],
+        "GET",
+        "/api/v1/state",
+        "Sec-Fetch-Mode: navigate\r\n",
+    );
+    assert_eq!(code, 307, "a navigation is redirected");
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", m.addrs[f]))
         .expect("uri")
@@ -605,4 +647,26 @@ async fn needs_etcd_a_deposed_leaders_write_is_refused() {
         .await
         .expect("recover");
     assert!(again.weights.contains_key("by-b") && !again.weights.contains_key("by-deposed-a"));
+}
+
+/// A leader stopped with SIGTERM closes its streams and revokes its lease: another master
+/// leads at once, long before the lease (10 s here) could have expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn needs_etcd_a_leader_stopped_with_sigterm_hands_over_at_once() {
+    const LONG_TTL_S: u64 = 10;
+    let mut m = Masters::start_ttl(3, LONG_TTL_S, |e, _| e.endpoints());
+    let all = [0, 1, 2];
+    let l = m.wait_leader(&all, Duration::from_secs(30));
+    let stopping = Instant::now();
+    let stopped = m.procs[l].as_mut().and_then(Proc::stop);
+    assert!(stopped.is_some(), "master{l} ignored SIGTERM\n{}", m.logs());
+    m.procs[l] = None;
+    let others: Vec<usize> = all.iter().copied().filter(|&i| i != l).collect();
+    let half_ttl = Duration::from_secs(LONG_TTL_S / 2);
+    m.wait_leader(&others, half_ttl);
+    let took = stopping.elapsed();
+    assert!(
+        took < half_ttl,
+        "a new leader {took:?} after SIGTERM: the lease was not revoked"
+    );
 }

@@ -195,6 +195,12 @@ enum AttemptError {
 /// and none took the subscription (an election is under way).
 pub const ELECTION_RETRY: Duration = Duration::from_millis(250);
 
+/// Longest rounds are retried at `ELECTION_RETRY` pace, uncounted, while masters answer
+/// "not the leader" and none leads. Past it (etcd lost its quorum, or the masters cannot
+/// reach it) rounds back off and count towards `max_connect_attempts`, with an error that
+/// says so.
+pub const ELECTION_WAIT_MAX_MS: u64 = 30_000;
+
 /// Most "go to the leader" hops one round over the masters follows (two masters naming
 /// each other must not loop).
 pub const MAX_LEADER_REDIRECTS: usize = 3;
@@ -303,6 +309,8 @@ impl Driver {
         let mut stop_rx = self.inner.stop.subscribe();
         let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
         let mut failed_rounds: u32 = 0;
+        // Since when every round met masters that answer but none that leads.
+        let mut electing_since: Option<Instant> = None;
         loop {
             if self.is_stopped() {
                 return Ok(StopReason::Stopped);
@@ -343,7 +351,22 @@ impl Driver {
             }
             let Some(sub) = subscription else {
                 // Rounds in which a master said it is not the leader do not count: the
-                // masters are there, electing (each such round is 250 ms apart).
+                // masters are there, electing (each such round is 250 ms apart), for at
+                // most ELECTION_WAIT_MAX_MS.
+                if electing {
+                    let since = *electing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= Duration::from_millis(ELECTION_WAIT_MAX_MS) {
+                        electing = false;
+                        last_error = format!(
+                            "no master has led for {} ms (they answer, but none is elected: \
+                             is their etcd reachable and in quorum?): {last_error}",
+                            since.elapsed().as_millis()
+                        );
+                        tracing::error!("{last_error}");
+                    }
+                } else {
+                    electing_since = None;
+                }
                 if !electing {
                     failed_rounds = failed_rounds.saturating_add(1);
                 }
@@ -371,6 +394,7 @@ impl Driver {
             };
 
             failed_rounds = 0;
+            electing_since = None;
             let started = Instant::now();
             let address = sub.address.clone();
             let end = self.drive(sub, scheduler, &mut stop_rx).await;

@@ -1,6 +1,9 @@
 //! The daemon's wiring: open the durable state, rebuild the core from it, start the
 //! service actor and the HTTP API, then run the SDK driver with framework-id failover
-//! (the id lives in the same store) until SIGINT/SIGTERM.
+//! (the id lives in the same store) until SIGINT/SIGTERM. With `--etcd-endpoints` the
+//! state lives in etcd and the daemon is one of several instances: it serves as a follower
+//! (redirecting to the leader) until elected, and stops acting the moment its term ends
+//! (`agora_framework_store::ha`).
 //!
 //! A thin edge: it must never make scheduling decisions. The bridge below only forwards
 //! the driver's callbacks to the actor and waits for it, so a status update is
@@ -10,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use agora_framework_store::ha::{self, EtcdFlags, Front, Leader};
 use agora_sdk::proto::{FrameworkCapability, FrameworkInfo, Offer, TaskStatus};
 use agora_sdk::{Credential, Driver, DriverConfig, Reconciling, Scheduler, Subscribed, TlsOptions};
 use anyhow::Context;
@@ -38,6 +42,8 @@ pub struct Config {
     pub credential: Option<Credential>,
     /// TLS for `https://` masters.
     pub tls: Option<TlsOptions>,
+    /// Several instances, one leader, the state in etcd (when endpoints are given).
+    pub etcd: EtcdFlags,
 }
 
 /// Forwards the driver's callbacks to the service actor.
@@ -91,8 +97,45 @@ impl Reconciling for Bridge {
 
 /// Run until a signal or a fatal driver error.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let state = ServicesState::open(&config.data_dir)
-        .with_context(|| format!("opening the state in {}", config.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr().context("listener address")?;
+    let mut listener = Some(listener);
+    let (state, front, leader): (ServicesState, Option<Front>, Option<Leader>) = match config
+        .etcd
+        .config(&config.name, address)
+        .context("--etcd-ca-file")?
+    {
+        None => {
+            let state = ServicesState::open(&config.data_dir)
+                .with_context(|| format!("opening the state in {}", config.data_dir.display()))?;
+            (state, None, None)
+        }
+        Some(ha) => {
+            // Serve as a follower at once; act only once elected.
+            let front = Front::new(&ha.advertise);
+            let app = front.router();
+            if let Some(l) = listener.take() {
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(l, app).await {
+                        tracing::error!(error = %e, "the HTTP API stopped");
+                    }
+                });
+            }
+            println!(
+                "agora-services API listening on http://{address} (following until elected through etcd)"
+            );
+            let leader = ha::campaign(&ha, &front)
+                .await
+                .context("--etcd-endpoints")?;
+            let store = leader
+                .open_store()
+                .await
+                .context("opening the state in etcd")?;
+            (ServicesState::on(store), Some(front), Some(leader))
+        }
+    };
     let loaded = state.load().context("loading the state")?;
     tracing::info!(
         apps = loaded.apps.len(),
@@ -112,10 +155,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let driver = Driver::new(driver_config);
     let service = Service::start(core, state.clone(), driver.clone());
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let address = listener.local_addr().context("listener address")?;
     let api = router(
         service.clone(),
         ApiConfig {
@@ -126,11 +165,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         driver.clone(),
     );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, api).await {
-            tracing::error!(error = %e, "the HTTP API stopped");
+    match (&front, listener) {
+        (Some(front), _) => front.lead(api),
+        (None, Some(listener)) => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, api).await {
+                    tracing::error!(error = %e, "the HTTP API stopped");
+                }
+            });
         }
-    });
+        (None, None) => anyhow::bail!("the listener was handed to no server"),
+    }
     println!("agora-services API listening on http://{address}");
 
     let framework = FrameworkInfo {
@@ -162,9 +207,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("stopping (the framework stays registered; its tasks keep running)");
         stopper.stop();
     });
-    let finished = agora_sdk::run_failover(driver, framework, Arc::new(state), Bridge { service })
-        .await
-        .context("the scheduler driver failed")?;
+    let lost_driver = driver.clone();
+    let lost = async {
+        match &leader {
+            Some(l) => l.hold().await,
+            None => std::future::pending().await,
+        }
+    };
+    let finished = tokio::select! {
+        r = agora_sdk::run_failover(driver, framework, Arc::new(state), Bridge { service }) => {
+            r.context("the scheduler driver failed")?
+        }
+        why = lost => {
+            // Another instance may lead now: stop acting at once (the store refuses this
+            // term's writes anyway) and start again as a follower.
+            lost_driver.stop();
+            tracing::error!(reason = %why, "lost leadership; restarting as a follower");
+            return Err(ha::restart_as_follower()).context("restarting as a follower");
+        }
+    };
     tracing::info!(reason = ?finished.reason, "driver stopped");
+    if let Some(l) = &leader {
+        l.resign().await;
+    }
     Ok(())
 }

@@ -43,6 +43,8 @@ struct Args {
     /// Client key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: agora_framework_store::ha::EtcdFlags,
 }
 
 #[tokio::main]
@@ -86,6 +88,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         failover_timeout_seconds: args.failover_timeout,
         credential,
         tls,
+        etcd: args.etcd,
     })
     .await
 }

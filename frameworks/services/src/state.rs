@@ -55,9 +55,15 @@ impl ServicesState {
             context: "create data directory",
             message: format!("{}: {e}", dir.display()),
         })?;
-        Ok(ServicesState {
-            store: Arc::new(Store::open(&dir.join("services.redb"))?),
-        })
+        Ok(ServicesState::on(Store::open(&dir.join("services.redb"))?))
+    }
+
+    /// The state in an open store (the etcd one when the daemon runs as several
+    /// instances).
+    pub fn on(store: Store) -> ServicesState {
+        ServicesState {
+            store: Arc::new(store),
+        }
     }
 
     /// Everything stored.

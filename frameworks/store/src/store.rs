@@ -1,12 +1,13 @@
-//! A small durable key-value store on redb: named tables of string keys and byte values
-//! (JSON documents through the `*_json` helpers), changed by batches that commit
-//! atomically and durably.
+//! A small durable key-value store: named tables of string keys and byte values (JSON
+//! documents through the `*_json` helpers), changed by batches that commit atomically and
+//! durably, on one of two [`Backend`]s: a redb file (one daemon, the default) or etcd
+//! (several instances, one leader: `crate::etcd_store`).
 //!
-//! Owns the database file and nothing else. It must never interpret values, never report
-//! a batch as committed before it is on disk (redb's immediate durability: fsync before
-//! `commit` returns), and never hold a transaction across an `.await` (every call is
-//! synchronous and short). redb locks the file: a second opener (another daemon on the
-//! same data directory) is refused.
+//! [`Store`] owns the choice of backend and checks table names; it must never interpret
+//! values, never report a batch as committed before it is durable (redb: fsync before
+//! `commit` returns; etcd: stored on a quorum), and never hold a transaction across an
+//! `.await` (every call is synchronous and short). redb locks the file: a second opener
+//! (another daemon on the same data directory) is refused.
 
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use redb::{Database, Durability, ReadableTable, TableDefinition, TableError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Longest table name accepted.
+/// Longest table name accepted (no `/` in it: the etcd backend nests keys under it).
 pub const TABLE_NAME_MAX_BYTES: usize = 64;
 
 /// What can go wrong in the store.
@@ -159,9 +160,21 @@ impl Batch {
     }
 }
 
-/// The database. Share it behind an `Arc`; redb serialises writers itself.
+/// Where a [`Store`] keeps its tables. Every call is synchronous; table names are
+/// checked by the [`Store`] before they reach a backend.
+pub trait Backend: Send + Sync {
+    /// Apply `batch` atomically; durable when this returns `Ok`. A refused batch changes
+    /// nothing.
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// The value under `key` in `table`.
+    fn get_bytes(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every `(key, value)` of `table` whose key starts with `prefix`, in key order.
+    fn scan_bytes(&self, table: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
+
+/// The database. Share it behind an `Arc`; the backends serialise writers themselves.
 pub struct Store {
-    db: Database,
+    backend: Box<dyn Backend>,
 }
 
 impl std::fmt::Debug for Store {
@@ -170,18 +183,70 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The redb file backend.
+struct Redb {
+    db: Database,
+}
+
 fn table_def(name: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
     TableDefinition::new(name)
 }
 
 fn check_table(table: &str) -> Result<(), StoreError> {
-    if table.is_empty() || table.len() > TABLE_NAME_MAX_BYTES {
+    if table.is_empty() || table.len() > TABLE_NAME_MAX_BYTES || table.contains('/') {
         return Err(StoreError::Db {
             context: "table name",
-            message: format!("table name {table:?} must be 1..{TABLE_NAME_MAX_BYTES} bytes"),
+            message: format!(
+                "table name {table:?} must be 1..{TABLE_NAME_MAX_BYTES} bytes, without '/'"
+            ),
         });
     }
     Ok(())
+}
+
+impl Store {
+    /// Open (or create) the redb database file at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path).map_err(|e| StoreError::Db {
+            context: "open",
+            message: format!("{}: {e}", path.display()),
+        })?;
+        Ok(Store::on(Box::new(Redb { db })))
+    }
+
+    /// A store on `backend` (the etcd one: `crate::etcd_store::open`).
+    pub fn on(backend: Box<dyn Backend>) -> Store {
+        Store { backend }
+    }
+
+    /// Apply `batch` atomically; durable when this returns `Ok`. A refused batch (a bad
+    /// table name, an I/O error, a lost term) changes nothing.
+    pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for c in &batch.changes {
+            check_table(c.table())?;
+        }
+        self.backend.commit(batch)
+    }
+
+    /// The value under `key` in `table`.
+    pub fn get_bytes(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_table(table)?;
+        self.backend.get_bytes(table, key)
+    }
+
+    /// Every `(key, value)` of `table` whose key starts with `prefix`, in key order; empty
+    /// if the table was never written.
+    pub fn scan_bytes(
+        &self,
+        table: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        check_table(table)?;
+        self.backend.scan_bytes(table, prefix)
+    }
 }
 
 fn decode<T: DeserializeOwned>(table: &str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
@@ -192,22 +257,8 @@ fn decode<T: DeserializeOwned>(table: &str, key: &str, bytes: &[u8]) -> Result<T
     })
 }
 
-impl Store {
-    /// Open (or create) the database file at `path`.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Db {
-            context: "open",
-            message: format!("{}: {e}", path.display()),
-        })?;
-        Ok(Store { db })
-    }
-
-    /// Apply `batch` atomically; durable when this returns `Ok`. A refused batch (a bad
-    /// table name, an I/O error) changes nothing.
-    pub fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+impl Backend for Redb {
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().map_err(db("begin write"))?;
         tx.set_durability(Durability::Immediate);
         // One open per table; within a table the changes keep their order (keys of
@@ -216,7 +267,6 @@ impl Store {
         names.sort_unstable();
         names.dedup();
         for name in names {
-            check_table(name)?;
             let mut t = tx.open_table(table_def(name)).map_err(db("open table"))?;
             for change in batch.changes.iter().filter(|c| c.table() == name) {
                 match change {
@@ -248,9 +298,7 @@ impl Store {
         Ok(())
     }
 
-    /// The value under `key` in `table`.
-    pub fn get_bytes(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        check_table(table)?;
+    fn get_bytes(&self, table: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db.begin_read().map_err(db("begin read"))?;
         let t = match tx.open_table(table_def(table)) {
             Ok(t) => t,
@@ -260,14 +308,7 @@ impl Store {
         Ok(t.get(key).map_err(db("get"))?.map(|v| v.value().to_vec()))
     }
 
-    /// Every `(key, value)` of `table` whose key starts with `prefix`, in key order; empty
-    /// if the table was never written.
-    pub fn scan_bytes(
-        &self,
-        table: &str,
-        prefix: &str,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        check_table(table)?;
+    fn scan_bytes(&self, table: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let tx = self.db.begin_read().map_err(db("begin read"))?;
         let t = match tx.open_table(table_def(table)) {
             Ok(t) => t,
@@ -285,7 +326,9 @@ impl Store {
         }
         Ok(out)
     }
+}
 
+impl Store {
     /// The JSON document under `key` in `table`.
     pub fn get_json<T: DeserializeOwned>(
         &self,

@@ -14,13 +14,14 @@
 //! Owns the sequence follower -> leader -> stepped down. It must never act as leader
 //! before the election and the recovery both succeeded, nor after the term ended.
 
-pub mod election;
-pub mod etcd;
+// The client and the election live in `agora-etcd` (shared with the framework daemons);
+// re-exported under their old paths.
+pub use agora_etcd::{client as etcd, election};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::{Command, Master, MasterHandle};
 use crate::clock::Clock;
@@ -30,28 +31,16 @@ use crate::server::ServerError;
 use crate::service::{Leadership, Role};
 use election::{Election, LeaderRecord, Outcome};
 
-/// How a master finds etcd and its peers.
-#[derive(Clone, Debug)]
-pub struct HaConfig {
-    /// etcd client URLs (`http://HOST:PORT`).
-    pub endpoints: Vec<String>,
-    /// Every key of this Agora cluster starts with it (several clusters can share etcd).
-    pub prefix: String,
-    /// The leader's lease: a killed leader is replaced about this long after it died.
-    pub lease_ttl: Duration,
-    /// `HOST:PORT` other masters and clients are told to reach this master at.
-    pub advertise: String,
-}
+/// How a master finds etcd and its peers (`advertise`: where the others send clients).
+pub use agora_etcd::HaConfig;
 
 /// Shortest lease etcd grants with its default timing (it raises shorter ones).
 pub const LEASE_TTL_MIN: Duration = Duration::from_secs(2);
 
-/// How often a follower looks whether the leader key is free.
-pub fn poll_interval(ttl: Duration) -> Duration {
-    (ttl / 4).min(Duration::from_millis(500))
-}
+pub use election::{POLL_MAX_MS, poll_interval};
 
-/// Campaign, lead, and return when leadership ends (never `Ok`).
+/// Campaign, lead, and return when leadership ends: `Ok` only when `resign` fired (the
+/// master is shutting down; a term held is given up by revoking its lease).
 pub async fn run(
     config: MasterConfig,
     clock: Arc<dyn Clock>,
@@ -59,8 +48,10 @@ pub async fn run(
     leadership: Leadership,
     handle: MasterHandle,
     rx: mpsc::Receiver<Command>,
+    resign: oneshot::Receiver<()>,
 ) -> Result<(), ServerError> {
-    let client = Arc::new(etcd::EtcdClient::new(&ha.endpoints)?);
+    let mut resign = resign;
+    let client = Arc::new(etcd::EtcdClient::with_tls(&ha.endpoints, ha.tls.as_ref())?);
     let me = LeaderRecord {
         id: uuid::Uuid::new_v4().to_string(),
         addr: ha.advertise.clone(),
@@ -68,7 +59,11 @@ pub async fn run(
     let election = Election::new(client.clone(), &ha.prefix, me, ha.lease_ttl);
     let poll = poll_interval(ha.lease_ttl);
     let term = loop {
-        match election.try_lead().await {
+        let attempt = tokio::select! {
+            r = election.try_lead() => r,
+            _ = &mut resign => return Ok(()),
+        };
+        match attempt {
             Ok(Outcome::Elected(term)) => break term,
             Ok(Outcome::Following(leader)) => {
                 let leader = leader.map(|r| r.addr);
@@ -86,7 +81,10 @@ pub async fn run(
                 leadership.set(Role::Following { leader: None });
             }
         }
-        tokio::time::sleep(poll).await;
+        tokio::select! {
+            () = tokio::time::sleep(poll) => {}
+            _ = &mut resign => return Ok(()),
+        }
     };
     tracing::info!(
         term = term.revision,
@@ -109,6 +107,14 @@ pub async fn run(
             leadership.set(Role::SteppedDown);
             tracing::error!(reason = %why, "lost leadership; stepping down");
             Err(ServerError::LostLeadership(why))
+        }
+        _ = &mut resign => {
+            // Shutdown (SIGTERM): the server closed the streams already; give the term up
+            // so a follower is elected now rather than when the lease expires.
+            leadership.set(Role::SteppedDown);
+            election.resign(term).await;
+            tracing::info!("resigned leadership at shutdown (lease revoked)");
+            Ok(())
         }
         r = lead => {
             leadership.set(Role::SteppedDown);

@@ -21,6 +21,9 @@ pub const WAIT: Duration = Duration::from_secs(60);
 #[path = "../../../../master/tests/support/mod.rs"]
 mod master;
 pub use master::{Proc, TempDir as Dir, free_port};
+// The etcd cluster support (`master/tests/support/etcd.rs`, used by e2e_ha) needs it.
+#[allow(unused_imports)]
+pub use master::http_get;
 
 pub fn binary(name: &str) -> PathBuf {
     if name == "agora-services" {

@@ -25,6 +25,12 @@ async function api(path, opts) {
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (_) { body = text; }
   if (!r.ok) {
+    // This master no longer leads: the page moves to the one that does (a follower does
+    // not redirect a page's own calls, the leader would refuse them as cross-origin).
+    const leader = r.headers.get("agora-leader");
+    if (r.status === 503 && leader) {
+      window.location.href = `//${leader}${window.location.pathname}${window.location.search}${window.location.hash}`;
+    }
     const msg = body && body.error ? body.error : (text || r.statusText);
     throw new Error(`${r.status}: ${msg}`);
   }

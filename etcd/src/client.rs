@@ -13,7 +13,7 @@ use std::time::Duration;
 use agora_proto::etcd::{
     self, compare, kv_client::KvClient, lease_client::LeaseClient, request_op, response_op,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// How long one call may take before the endpoint is given up for the next.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -26,12 +26,57 @@ pub const RESPONSE_MAX_BYTES: usize = 64 << 20;
 pub enum EtcdError {
     #[error("etcd endpoint '{0}' is not a valid URL (expected http://HOST:PORT)")]
     BadEndpoint(String),
+    #[error("etcd TLS: {0}")]
+    Tls(String),
     #[error("no etcd endpoint given")]
     NoEndpoints,
     #[error("etcd unreachable (tried {tried}): {last}")]
     Unreachable { tried: String, last: String },
     #[error("etcd refused the call: {0}")]
     Refused(String),
+}
+
+/// TLS to etcd (`https://` endpoints): the CA that signed the members' certificates, and
+/// a client certificate and key (PEM) for members started with `--client-cert-auth`.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdTls {
+    pub ca_pem: Vec<u8>,
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl EtcdTls {
+    /// Read the PEM files (`cert` and `key` together or neither).
+    pub fn from_files(
+        ca: &std::path::Path,
+        cert: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+    ) -> Result<EtcdTls, EtcdError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| EtcdError::Tls(format!("cannot read {}: {e}", p.display())))
+        };
+        let client_pem = match (cert, key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            (None, None) => None,
+            _ => {
+                return Err(EtcdError::Tls(
+                    "a client certificate needs its key, and a key its certificate".into(),
+                ));
+            }
+        };
+        Ok(EtcdTls {
+            ca_pem: read(ca)?,
+            client_pem,
+        })
+    }
+
+    fn config(&self) -> ClientTlsConfig {
+        let mut c = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
+        if let Some((cert, key)) = &self.client_pem {
+            c = c.identity(Identity::from_pem(cert, key));
+        }
+        c
+    }
 }
 
 pub struct EtcdClient {
@@ -61,6 +106,12 @@ fn transient(s: &tonic::Status) -> bool {
 impl EtcdClient {
     /// `endpoints`: `http://HOST:PORT` (or bare `HOST:PORT`). Nothing is dialled yet.
     pub fn new(endpoints: &[String]) -> Result<Self, EtcdError> {
+        Self::with_tls(endpoints, None)
+    }
+
+    /// `new`, speaking TLS to `https://` endpoints (bare `HOST:PORT` ones too when `tls` is
+    /// given). An `https://` endpoint without `tls` is refused.
+    pub fn with_tls(endpoints: &[String], tls: Option<&EtcdTls>) -> Result<Self, EtcdError> {
         if endpoints.is_empty() {
             return Err(EtcdError::NoEndpoints);
         }
@@ -70,11 +121,24 @@ impl EtcdClient {
             let e = e.trim();
             let url = if e.contains("://") {
                 e.to_string()
+            } else if tls.is_some() {
+                format!("https://{e}")
             } else {
                 format!("http://{e}")
             };
-            let ep = Endpoint::from_shared(url.clone())
-                .map_err(|_| EtcdError::BadEndpoint(e.to_string()))?
+            let mut ep = Endpoint::from_shared(url.clone())
+                .map_err(|_| EtcdError::BadEndpoint(e.to_string()))?;
+            if url.starts_with("https://") {
+                let tls = tls.ok_or_else(|| {
+                    EtcdError::Tls(format!(
+                        "{url} needs the CA of etcd's certificates (--etcd-ca-file)"
+                    ))
+                })?;
+                ep = ep
+                    .tls_config(tls.config())
+                    .map_err(|e| EtcdError::Tls(format!("{url}: {e}")))?;
+            }
+            let ep = ep
                 .connect_timeout(CONNECT_TIMEOUT)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(1))
