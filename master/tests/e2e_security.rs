@@ -981,6 +981,27 @@ async fn tls_serves_sdk_agent_and_cli_and_refuses_plain_text() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesos_redirect_names_https_on_a_tls_master() {
+    let dir = TempDir::new("tls-redirect");
+    let pki = make_pki(&dir.0);
+    let (addr, mut master) = start_tls_master(
+        &dir.0,
+        &["--tls-cert", &pki.server_cert, "--tls-key", &pki.server_key],
+    );
+    let ca = std::fs::read(&pki.ca).expect("ca");
+    for path in ["/master/redirect", "/redirect"] {
+        let response = https_get(addr, &ca, path).await.expect("https GET");
+        let head = response.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 307"), "{path}: {response}");
+        assert!(
+            head.contains(&format!("location: https://{addr}\r\n")),
+            "{path}: {response}"
+        );
+    }
+    master.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_requires_a_client_certificate() {
     let dir = TempDir::new("mtls");
     let pki = make_pki(&dir.0);
