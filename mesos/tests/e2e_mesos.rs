@@ -20,7 +20,7 @@ use agora_mesos::schema::v1 as m;
 use agora_mesos::translate::Id;
 use agora_mesos::{Format, recordio};
 use serde_json::Value;
-use support::{Cluster, WAIT, http_get, http_request_with};
+use support::{Cluster, WAIT, get_raw, http_get, http_request_with};
 
 /// One HTTP/1.1 request; answers the status, the headers (lowercase names) and a reader
 /// positioned at the body.
@@ -484,23 +484,7 @@ fn read_only_endpoints_answer_in_mesos_shapes() {
     assert_eq!(metrics["master/frameworks_active"], 1, "{metrics}");
     assert_eq!(get_json(c.addr, "/version")["version"], "1.11.0");
     for path in ["/master/redirect", "/redirect"] {
-        let (code, hs, _) = {
-            let mut s = TcpStream::connect(c.addr).expect("connect");
-            write!(
-                s,
-                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                c.addr
-            )
-            .expect("w");
-            let mut text = String::new();
-            let _ = s.read_to_string(&mut text);
-            let code: u16 = text
-                .split_whitespace()
-                .nth(1)
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(0);
-            (code, text, ())
-        };
+        let (code, hs, _) = get_raw(c.addr, path);
         assert_eq!(code, 307, "{hs}");
         assert!(
             hs.to_ascii_lowercase()
@@ -814,25 +798,57 @@ fn executor_api_refuses_bad_calls_with_mesos_codes() {
     drop(c);
 }
 
-/// A custom executor that only records its environment and waits: the test itself then
-/// speaks the executor API for it, with and without its token.
-#[test]
-fn executor_gets_mesos_environment_and_needs_its_token() {
-    let dir = support::TempDir::new("mesos-exec-env");
+/// A cluster of one agent serving `--listen`, a JSON framework subscribed to it, and the
+/// framework's first offer.
+struct OfferedAgent {
+    c: Cluster,
+    listen: SocketAddr,
+    fid: String,
+    stream: String,
+    events: Events,
+    aid: String,
+    oid: String,
+}
+
+fn offered_agent(tag: &str, framework: &str) -> OfferedAgent {
+    let dir = support::TempDir::new(tag);
     let listen: SocketAddr = format!("127.0.0.1:{}", support::free_port())
         .parse()
         .expect("addr");
     let listen_text = listen.to_string();
     let c = Cluster::start_in(dir, 1, &[], None, &["--listen", listen_text.as_str()]);
-    let (fid, stream, mut events) = subscribe(c.addr, Format::Json, "env-fw");
+    let (fid, stream, mut events) = subscribe(c.addr, Format::Json, framework);
     let offer = events
         .next_of(EventType::OFFERS)
         .offers
         .expect("offers")
         .offers[0]
         .clone();
-    let aid = offer.agent_id.expect("agent").text().to_string();
-    let oid = offer.id.expect("offer").text().to_string();
+    OfferedAgent {
+        aid: offer.agent_id.expect("agent").text().to_string(),
+        oid: offer.id.expect("offer").text().to_string(),
+        c,
+        listen,
+        fid,
+        stream,
+        events,
+    }
+}
+
+/// A custom executor that only records its environment and waits: the test itself then
+/// speaks the executor API for it, with and without its token.
+#[test]
+fn executor_gets_mesos_environment_and_needs_its_token() {
+    let OfferedAgent {
+        c,
+        listen,
+        fid,
+        stream,
+        mut events,
+        aid,
+        oid,
+    } = offered_agent("mesos-exec-env", "env-fw");
+    let listen_text = listen.to_string();
     let launch = format!(
         r#"{{"type":"ACCEPT","framework_id":{{"value":"{fid}"}},"accept":{{"offer_ids":[{{"value":"{oid}"}}],
         "operations":[{{"type":"LAUNCH","launch":{{"task_infos":[{{"name":"t","task_id":{{"value":"env-task"}},
@@ -1041,27 +1057,6 @@ fn recordio_accept_with_message_accept() {
     assert_eq!(events.next().r#type, Some(EventType::SUBSCRIBED as i32));
 }
 
-/// A GET answering the status, the head (lowercase) and the body.
-fn get_raw(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, head.to_ascii_lowercase(), body.to_string())
-}
-
 /// Percent-encodes a query value.
 fn q(v: &str) -> String {
     v.bytes()
@@ -1085,21 +1080,16 @@ fn executor_of<'a>(framework: &'a Value, list: &str, id: &str) -> Option<&'a Val
 
 #[test]
 fn agent_state_files_and_master_executors_offers_in_mesos_shapes() {
-    let dir = support::TempDir::new("mesos-agent-state");
-    let listen: SocketAddr = format!("127.0.0.1:{}", support::free_port())
-        .parse()
-        .expect("addr");
-    let listen_text = listen.to_string();
-    let c = Cluster::start_in(dir, 1, &[], None, &["--listen", listen_text.as_str()]);
-    let (fid, stream, mut events) = subscribe(c.addr, Format::Json, "agent-state-fw");
-    let offer = events
-        .next_of(EventType::OFFERS)
-        .offers
-        .expect("offers")
-        .offers[0]
-        .clone();
-    let aid = offer.agent_id.expect("agent").text().to_string();
-    let oid = offer.id.expect("offer").text().to_string();
+    let OfferedAgent {
+        c,
+        listen,
+        fid,
+        stream,
+        aid,
+        oid,
+        // Held: the framework stays subscribed (and keeps its offers) while it is open.
+        events: _events,
+    } = offered_agent("mesos-agent-state", "agent-state-fw");
 
     // The outstanding offer is listed under its framework.
     let st = get_json(c.addr, "/master/state");
