@@ -1201,7 +1201,9 @@ async fn agent_sandbox_endpoints_need_credentials_and_access_sandbox() {
         &dir.0,
         "acls.json",
         &serde_json::json!({
-            "access_sandbox": [{"principals": ["alice"], "objects": [me]}]
+            "access_sandbox": [{"principals": ["alice"], "objects": [me]}],
+            "view_frameworks": [{"principals": ["alice"], "objects": "ANY"}],
+            "view_tasks": [{"principals": ["alice"], "objects": "ANY"}]
         })
         .to_string(),
     );
@@ -1287,4 +1289,26 @@ async fn agent_sandbox_endpoints_need_credentials_and_access_sandbox() {
     );
     assert_eq!(code, 403, "{body}");
     assert_eq!(get("/containers", Some("mallory")).0, 200);
+
+    // Mesos's agent /state: authenticated, and showing only what the caller may view.
+    assert_eq!(get("/state", None).0, 401);
+    let (code, body) = get("/state", Some("mallory"));
+    assert_eq!(code, 200, "{body}");
+    let hidden: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(hidden["frameworks"], serde_json::json!([]), "{body}");
+    let (code, body) = get("/slave(1)/state", Some("alice"));
+    assert_eq!(code, 200, "{body}");
+    let shown: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let executor = &shown["frameworks"][0]["executors"][0];
+    assert_eq!(executor["id"], "sleeper", "{body}");
+    // Mesos-style paths are held to the same access_sandbox rule as Agora's.
+    let read = format!(
+        "/files/read?path={}/stdout&offset=0",
+        executor["directory"].as_str().expect("directory")
+    );
+    let (code, body) = get(&read, Some("mallory"));
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = get(&read, Some("alice"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("hello"), "{body}");
 }
