@@ -37,6 +37,8 @@ pub const COMPLETED_FRAMEWORKS_MAX: usize = 50;
 pub const COMPLETED_EXECUTORS_MAX_PER_FRAMEWORK: usize = 150;
 /// Most sandbox directories read per framework while looking for ended executors.
 pub const SANDBOXES_SCANNED_MAX_PER_FRAMEWORK: usize = 10_000;
+/// Most framework directories read while looking for ended executors.
+pub const FRAMEWORK_DIRS_SCANNED_MAX: usize = 1_000;
 
 /// What the agent's configuration says about it, fixed at start.
 #[derive(Clone, Debug, Default)]
@@ -227,10 +229,6 @@ fn framework_json(f: &FrameworkInfo) -> Value {
     })
 }
 
-fn is_terminal(state: TaskState) -> bool {
-    state.is_terminal()
-}
-
 /// An executor object; `tasks` are (info, state) of its tasks.
 #[allow(clippy::too_many_arguments)]
 fn executor_json(
@@ -242,7 +240,7 @@ fn executor_json(
     executor_resources: &[v1::Resource],
     tasks: &[(&TaskInfo, TaskState)],
 ) -> Value {
-    let (done, live): (Vec<_>, Vec<_>) = tasks.iter().partition(|(_, s)| is_terminal(*s));
+    let (done, live): (Vec<_>, Vec<_>) = tasks.iter().partition(|(_, s)| s.is_terminal());
     let render = |ts: Vec<&(&TaskInfo, TaskState)>| {
         ts.into_iter()
             .map(|(info, s)| task_json(info, framework_id, *s as i32, Vec::new()))
