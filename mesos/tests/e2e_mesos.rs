@@ -908,7 +908,20 @@ fn executor_gets_mesos_environment_and_needs_its_token() {
     let (code, hs, r) = request(listen, "/api/v1/executor", &[json], subscribe.as_bytes());
     let text = body_text(&hs, r);
     assert_eq!(code, 401, "{text}");
-    assert!(text.contains("token"), "{text}");
+    assert!(
+        text.contains("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"),
+        "{text}"
+    );
+    // With another token: refused the same way.
+    let (code, hs, r) = request(
+        listen,
+        "/api/v1/executor",
+        &[json, ("Authorization", "Bearer not-the-token")],
+        subscribe.as_bytes(),
+    );
+    let text = body_text(&hs, r);
+    assert_eq!(code, 401, "{text}");
+    assert!(text.contains("wrong or missing token"), "{text}");
     // With it: SUBSCRIBED, then the task.
     let bearer = format!("Bearer {token}");
     let (code, hs, r) = request(
