@@ -12,10 +12,15 @@ use crate::translate::{role_to_mesos, state_name};
 
 /// A task as Mesos's `/state` endpoints list it; `statuses` are its status entries.
 pub fn task(info: &v1::TaskInfo, framework_id: &str, state: i32, statuses: Vec<Value>) -> Value {
-    let role = info
-        .resources
-        .iter()
-        .find_map(|r| r.reservation.as_ref().map(|x| x.role.clone()));
+    // The role the master launched it under; tasks recorded before it had one fall back
+    // to their reservation's.
+    let role = Some(info.role.clone())
+        .filter(|r| !r.is_empty())
+        .or_else(|| {
+            info.resources
+                .iter()
+                .find_map(|r| r.reservation.as_ref().map(|x| x.role.clone()))
+        });
     json!({
         "id": info.task_id,
         "name": info.name,
