@@ -340,11 +340,11 @@ impl Master {
         let fw = self.connected_framework(&r.framework_id)?;
         let fw_info = fw.info.clone();
         self.owned_offers(&r.framework_id, &r.offer_ids)?;
-        let refuse_ms = validate::refuse_ms(
+        let refuse_ms = self.reoffer_delay_ms(validate::refuse_ms(
             r.filters.as_ref(),
             self.config.default_refuse_seconds,
             self.config.max_refuse_seconds,
-        )?;
+        )?);
 
         // All offers on one agent and for one role; their resources pooled.
         let first = &self.offers[&r.offer_ids[0]];
@@ -547,14 +547,25 @@ impl Master {
         })
     }
 
+    /// A decline filter of at least `min_refuse_ms`: declined resources are not bounced
+    /// between frameworks in a tight loop (counted in `decline_filters_raised`).
+    fn reoffer_delay_ms(&mut self, refuse_ms: u64) -> u64 {
+        if refuse_ms < self.config.min_refuse_ms {
+            self.metrics.decline_filters_raised += 1;
+            self.config.min_refuse_ms
+        } else {
+            refuse_ms
+        }
+    }
+
     fn decline(&mut self, r: v1::DeclineRequest) -> Result<(), Error> {
         self.connected_framework(&r.framework_id)?;
         self.owned_offers(&r.framework_id, &r.offer_ids)?;
-        let refuse_ms = validate::refuse_ms(
+        let refuse_ms = self.reoffer_delay_ms(validate::refuse_ms(
             r.filters.as_ref(),
             self.config.default_refuse_seconds,
             self.config.max_refuse_seconds,
-        )?;
+        )?);
         let until = self.now().saturating_add(refuse_ms);
         for id in &r.offer_ids {
             let Some(entry) = self.close_offer(id, OfferEvent::Decline) else {

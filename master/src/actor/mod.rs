@@ -492,6 +492,8 @@ impl Master {
             &config.allocator,
             AllocatorConfig {
                 seed: config.allocator_seed,
+                min_allocatable: config.min_allocatable.clone(),
+                holds: config.holds,
                 ..AllocatorConfig::default()
             },
         )?;

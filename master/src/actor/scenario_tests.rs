@@ -42,8 +42,13 @@ impl Scenario {
 
     /// A master starting on what `registry` holds.
     fn on(registry: MemRegistry, clock: ManualClock) -> Self {
+        // The scenarios accept with `refuse_seconds: 0` and take the leftovers in the next
+        // offer at once: no minimum re-offer delay (e2e_scheduling tests the delay).
         let (m, _handle, _rx) = Master::new(
-            MasterConfig::default(),
+            MasterConfig {
+                min_refuse_ms: 0,
+                ..MasterConfig::default()
+            },
             Arc::new(clock.clone()),
             Box::new(registry.clone()),
             registry.state(),
