@@ -345,12 +345,14 @@ pub async fn run(
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http_task = listener.map(|l| {
         tracing::info!(addr = ?l.local_addr().ok(), "serving the agent HTTP endpoint");
+        let facts = crate::mesos_state::AgentFacts::of(&config, containerizer.isolation());
         tokio::spawn(crate::http::serve(
             l,
             state.clone(),
             config.work_dir.clone(),
             http_tls,
             Arc::new(config.http_security.clone()),
+            Arc::new(facts),
             async move {
                 let _ = http_stopped.await;
             },

@@ -109,6 +109,8 @@ impl HttpSecurity {
 struct TaskQuery {
     framework_id: Option<String>,
     task_id: Option<String>,
+    #[serde(default)]
+    path: String,
 }
 
 fn refuse(status: StatusCode, message: String) -> Response {
@@ -139,13 +141,32 @@ async fn guard(
         Ok(p) => p,
         Err(message) => return refuse(StatusCode::UNAUTHORIZED, message),
     };
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(crate::mesos_state::Principal(principal.clone()));
     if let (Some(acls), true) = (&ctx.security.acls, path.starts_with("/files/")) {
         let q = Query::<TaskQuery>::try_from_uri(request.uri())
             .map(|Query(q)| q)
             .unwrap_or(TaskQuery {
                 framework_id: None,
                 task_id: None,
+                path: String::new(),
             });
+        // A Mesos-style absolute path names its sandbox inside the path.
+        let q = match file_target(
+            &ctx.work_dir,
+            q.framework_id.as_deref(),
+            q.task_id.as_deref(),
+            &q.path,
+        ) {
+            Ok(t) => TaskQuery {
+                framework_id: Some(t.framework_id),
+                task_id: Some(t.sandbox),
+                path: t.relative,
+            },
+            Err(_) => q,
+        };
         // The sandbox's owner among the tasks that still run; an ended task's sandbox has
         // no known user and is readable only where the ACLs allow the object "".
         let snapshot = ctx.state.snapshot().await;
@@ -175,16 +196,34 @@ async fn guard(
     next.run(request).await
 }
 
-/// The router serving the endpoints above.
-pub fn router(state: AgentState, work_dir: PathBuf, security: Arc<HttpSecurity>) -> Router {
+/// The router serving the endpoints above and Mesos's agent `/state`
+/// ([`crate::mesos_state`]).
+pub fn router(
+    state: AgentState,
+    work_dir: PathBuf,
+    security: Arc<HttpSecurity>,
+    facts: Arc<crate::mesos_state::AgentFacts>,
+) -> Router {
     // Mesos executors authenticate with their own token, not operator credentials.
     let mesos =
         crate::mesos_executor::router(state.clone(), security.mesos_executors_without_token);
+    // Canonical, so Mesos-style absolute paths compare with the `directory` `/state` shows.
+    let work_dir = std::fs::canonicalize(&work_dir).unwrap_or(work_dir);
+    let mesos_state = crate::mesos_state::Ctx {
+        state: state.clone(),
+        work_dir: work_dir.clone(),
+        facts,
+        acls: security.acls.clone(),
+    };
     let ctx = Ctx {
         state,
         work_dir,
         security,
     };
+    let state_routes = Router::new()
+        .route("/state", get(crate::mesos_state::state))
+        .route("/slave(1)/state", get(crate::mesos_state::state))
+        .with_state(mesos_state);
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/containers", get(containers))
@@ -192,6 +231,7 @@ pub fn router(state: AgentState, work_dir: PathBuf, security: Arc<HttpSecurity>)
         .route("/files/download", get(download))
         .route("/files/tail", get(tail))
         .route("/files/read", get(read))
+        .merge(state_routes)
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), guard))
         .with_state(ctx)
         .merge(mesos)
@@ -251,9 +291,10 @@ pub async fn serve(
     work_dir: PathBuf,
     tls: Option<Arc<rustls::ServerConfig>>,
     security: Arc<HttpSecurity>,
+    facts: Arc<crate::mesos_state::AgentFacts>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let app = router(state, work_dir, security);
+    let app = router(state, work_dir, security, facts);
     let Some(tls) = tls else {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -348,13 +389,105 @@ async fn containers(State(ctx): State<Ctx>) -> Response {
 
 #[derive(Deserialize)]
 struct FileQuery {
-    framework_id: String,
-    task_id: String,
+    framework_id: Option<String>,
+    task_id: Option<String>,
     #[serde(default)]
     path: String,
     bytes: Option<u64>,
     offset: Option<i64>,
     length: Option<u64>,
+}
+
+/// The file a request names: a sandbox (framework id and the sandbox's name, a task id or
+/// `executor.<id>`) and a path relative to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileTarget {
+    pub framework_id: String,
+    pub sandbox: String,
+    pub relative: String,
+    /// Named Mesos's way (an absolute `path`): answers take Mesos's shapes.
+    pub mesos: bool,
+}
+
+/// What a query names: with `framework_id` and `task_id`, Agora's form (`path` relative
+/// to that task's sandbox); without them, Mesos's form: `path` absolute, either inside
+/// `<work_dir>/sandboxes/` (the `directory` the agent's `/state` shows) or Mesos's
+/// virtual `/frameworks/<F>/executors/<E>/runs/latest[/...]`.
+pub fn file_target(
+    work_dir: &Path,
+    framework_id: Option<&str>,
+    task_id: Option<&str>,
+    path: &str,
+) -> Result<FileTarget, PathRefusal> {
+    match (framework_id, task_id) {
+        (Some(f), Some(t)) => {
+            return Ok(FileTarget {
+                framework_id: f.to_string(),
+                sandbox: t.to_string(),
+                relative: path.to_string(),
+                mesos: false,
+            });
+        }
+        (None, None) => {}
+        _ => {
+            return Err(PathRefusal::BadRequest(
+                "give both framework_id and task_id, or neither with an absolute path".into(),
+            ));
+        }
+    }
+    let forbidden = |why: &str| PathRefusal::Forbidden(why.to_string());
+    if path.is_empty() {
+        return Err(PathRefusal::BadRequest(
+            "expecting 'path' in the query".into(),
+        ));
+    }
+    let p = Path::new(path);
+    if !p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(forbidden("path must be absolute, without '..'"));
+    }
+    let names = |rest: &Path| -> Vec<String> {
+        rest.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect()
+    };
+    let sandboxes = work_dir.join("sandboxes");
+    let (framework_id, sandbox, rest) = if let Ok(rest) = p.strip_prefix(&sandboxes) {
+        let mut n = names(rest);
+        if n.len() < 2 {
+            return Err(forbidden(
+                "path must name a sandbox under the agent's work dir",
+            ));
+        }
+        let rest = n.split_off(2);
+        (n[0].clone(), n[1].clone(), rest)
+    } else {
+        let n = names(p);
+        match n.as_slice() {
+            [f, fw, e, x, r, l, ..]
+                if f == "frameworks" && e == "executors" && r == "runs" && l == "latest" =>
+            {
+                let executor = crate::containerizer::executor_sandbox_name(x);
+                let is_executor =
+                    crate::sandbox::sandbox_dir(work_dir, fw, &executor).is_ok_and(|d| d.is_dir());
+                let name = if is_executor { executor } else { x.clone() };
+                (fw.clone(), name, n[6..].to_vec())
+            }
+            _ => {
+                return Err(forbidden(
+                    "path must be inside a sandbox of this agent (the 'directory' of its /state)",
+                ));
+            }
+        }
+    };
+    Ok(FileTarget {
+        framework_id,
+        sandbox,
+        relative: rest.join("/"),
+        mesos: true,
+    })
 }
 
 /// Why a path is not served.
@@ -364,12 +497,15 @@ pub enum PathRefusal {
     Forbidden(String),
     /// No such file.
     NotFound,
+    /// The query names no file (no `path`, or only one of the two ids).
+    BadRequest(String),
 }
 
 fn refusal_response(r: PathRefusal) -> Response {
     match r {
         PathRefusal::Forbidden(why) => (StatusCode::FORBIDDEN, why).into_response(),
         PathRefusal::NotFound => (StatusCode::NOT_FOUND, "no such file").into_response(),
+        PathRefusal::BadRequest(why) => (StatusCode::BAD_REQUEST, why).into_response(),
     }
 }
 
@@ -399,10 +535,65 @@ pub fn resolve_in_sandbox(sandbox: &Path, relative: &str) -> Result<PathBuf, Pat
     Ok(target)
 }
 
-fn file_of(ctx: &Ctx, q: &FileQuery) -> Result<PathBuf, PathRefusal> {
-    let sandbox = sandbox_dir(&ctx.work_dir, &q.framework_id, &q.task_id)
+fn target_of(ctx: &Ctx, q: &FileQuery) -> Result<FileTarget, PathRefusal> {
+    file_target(
+        &ctx.work_dir,
+        q.framework_id.as_deref(),
+        q.task_id.as_deref(),
+        &q.path,
+    )
+}
+
+fn file_of(ctx: &Ctx, t: &FileTarget) -> Result<PathBuf, PathRefusal> {
+    let sandbox = sandbox_dir(&ctx.work_dir, &t.framework_id, &t.sandbox)
         .map_err(|e| PathRefusal::Forbidden(e.to_string()))?;
-    resolve_in_sandbox(&sandbox, &q.path)
+    resolve_in_sandbox(&sandbox, &t.relative)
+}
+
+/// `ls -l`'s mode text of a file (`drwxr-xr-x`), as Mesos's `/files/browse` shows it.
+fn mode_text(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let kind = if meta.is_dir() {
+        'd'
+    } else if meta.file_type().is_symlink() {
+        'l'
+    } else {
+        '-'
+    };
+    let mode = meta.permissions().mode();
+    let mut out = String::with_capacity(10);
+    out.push(kind);
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 0o7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    out
+}
+
+/// One entry of Mesos's `/files/browse`: `path` (the requested path joined with the
+/// name), `nlink`, `size`, `mtime` (seconds), `mode`, `uid` and `gid` (user and group
+/// names, numbers when unknown).
+fn mesos_entry(requested: &str, name: &str, meta: &std::fs::Metadata) -> serde_json::Value {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+        .ok()
+        .flatten()
+        .map_or_else(|| meta.uid().to_string(), |u| u.name);
+    let gid = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(meta.gid()))
+        .ok()
+        .flatten()
+        .map_or_else(|| meta.gid().to_string(), |g| g.name);
+    serde_json::json!({
+        "path": format!("{}/{name}", requested.trim_end_matches('/')),
+        "nlink": meta.nlink(),
+        "size": meta.len(),
+        "mtime": meta.mtime(),
+        "mode": mode_text(meta),
+        "uid": uid,
+        "gid": gid,
+    })
 }
 
 #[derive(Serialize)]
@@ -414,10 +605,33 @@ struct Entry {
 }
 
 async fn browse(State(ctx): State<Ctx>, Query(q): Query<FileQuery>) -> Response {
-    let dir = match file_of(&ctx, &q) {
+    let target = match target_of(&ctx, &q) {
+        Ok(t) => t,
+        Err(r) => return refusal_response(r),
+    };
+    let dir = match file_of(&ctx, &target) {
         Ok(d) => d,
         Err(r) => return refusal_response(r),
     };
+    if target.mesos {
+        let requested = q.path.clone();
+        let listed = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(&dir)?.flatten().take(BROWSE_MAX_ENTRIES) {
+                let Ok(meta) = e.metadata() else { continue };
+                let name = e.file_name().to_string_lossy().into_owned();
+                out.push((name.clone(), mesos_entry(&requested, &name, &meta)));
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok::<_, std::io::Error>(out.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
+        })
+        .await;
+        return match listed {
+            Ok(Ok(list)) => axum::Json(list).into_response(),
+            Ok(Err(e)) => (StatusCode::BAD_REQUEST, format!("cannot list: {e}")).into_response(),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        };
+    }
     let entries = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         for e in std::fs::read_dir(&dir)?.flatten().take(BROWSE_MAX_ENTRIES) {
@@ -445,7 +659,11 @@ async fn browse(State(ctx): State<Ctx>, Query(q): Query<FileQuery>) -> Response 
 }
 
 async fn download(State(ctx): State<Ctx>, Query(q): Query<FileQuery>) -> Response {
-    let file = match file_of(&ctx, &q) {
+    let target = match target_of(&ctx, &q) {
+        Ok(t) => t,
+        Err(r) => return refusal_response(r),
+    };
+    let file = match file_of(&ctx, &target) {
         Ok(f) => f,
         Err(r) => return refusal_response(r),
     };
@@ -455,7 +673,18 @@ async fn download(State(ctx): State<Ctx>, Query(q): Query<FileQuery>) -> Respons
                 return (StatusCode::BAD_REQUEST, "a directory").into_response();
             }
             let body = axum::body::Body::from_stream(tokio_util_stream(f));
-            ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
+            let mut r =
+                ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
+            // Mesos's download names the file for the browser saving it.
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().replace(['"', '\\', '\r', '\n'], "_"));
+            if let Some(v) = name.filter(|_| target.mesos).and_then(|n| {
+                axum::http::HeaderValue::from_str(&format!("attachment; filename=\"{n}\"")).ok()
+            }) {
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
         }
         Err(e) => (StatusCode::NOT_FOUND, format!("cannot open: {e}")).into_response(),
     }
@@ -481,7 +710,7 @@ fn tokio_util_stream(
 }
 
 async fn tail(State(ctx): State<Ctx>, Query(q): Query<FileQuery>) -> Response {
-    let file = match file_of(&ctx, &q) {
+    let file = match target_of(&ctx, &q).and_then(|t| file_of(&ctx, &t)) {
         Ok(f) => f,
         Err(r) => return refusal_response(r),
     };
@@ -535,7 +764,7 @@ fn complete_utf8_prefix(buf: &[u8]) -> usize {
 }
 
 async fn read(State(ctx): State<Ctx>, Query(q): Query<FileQuery>) -> Response {
-    let file = match file_of(&ctx, &q) {
+    let file = match target_of(&ctx, &q).and_then(|t| file_of(&ctx, &t)) {
         Ok(f) => f,
         Err(r) => return refusal_response(r),
     };
@@ -644,6 +873,54 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn mesos_paths_name_their_sandbox() {
+        let work = Path::new("/w");
+        let t = |f: Option<&str>, id: Option<&str>, p: &str| file_target(work, f, id, p);
+        let target = |f: &str, sb: &str, rel: &str, mesos: bool| FileTarget {
+            framework_id: f.into(),
+            sandbox: sb.into(),
+            relative: rel.into(),
+            mesos,
+        };
+        assert_eq!(
+            t(Some("f"), Some("t"), "stdout"),
+            Ok(target("f", "t", "stdout", false))
+        );
+        assert_eq!(
+            t(None, None, "/w/sandboxes/f/t/sub/stdout"),
+            Ok(target("f", "t", "sub/stdout", true))
+        );
+        assert_eq!(
+            t(None, None, "/w/sandboxes/f/executor.e/"),
+            Ok(target("f", "executor.e", "", true))
+        );
+        // No `executor.t` sandbox under /w: the virtual path names the task's.
+        assert_eq!(
+            t(None, None, "/frameworks/f/executors/t/runs/latest/stdout"),
+            Ok(target("f", "t", "stdout", true))
+        );
+        for bad in [
+            "/w/sandboxes/f/t/../../g/t/stdout",
+            "/w/sandboxes/f",
+            "/w/other/f/t",
+            "/etc/passwd",
+            "stdout",
+            "/frameworks/f/executors/t/runs/1/stdout",
+        ] {
+            assert!(
+                matches!(t(None, None, bad), Err(PathRefusal::Forbidden(_))),
+                "{bad}: {:?}",
+                t(None, None, bad)
+            );
+        }
+        assert!(matches!(t(None, None, ""), Err(PathRefusal::BadRequest(_))));
+        assert!(matches!(
+            t(Some("f"), None, "/w/sandboxes/f/t"),
+            Err(PathRefusal::BadRequest(_))
+        ));
+    }
 
     #[test]
     fn paths_outside_the_sandbox_are_refused() {

@@ -70,6 +70,7 @@ pub mod http;
 pub mod master_addr;
 pub mod master_link;
 pub mod mesos_executor;
+pub mod mesos_state;
 pub mod prepare;
 pub mod recovery;
 pub mod sandbox;

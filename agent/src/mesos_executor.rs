@@ -98,6 +98,17 @@ fn refuse(r: Refusal) -> Response {
 }
 
 fn refusal(s: tonic::Status) -> Refusal {
+    if s.code() == tonic::Code::Unauthenticated {
+        // The state actor names Agora's own header; a Mesos executor sends Mesos's.
+        return Refusal::new(
+            401,
+            format!(
+                "wrong or missing token: send 'Authorization: Bearer ${ENV_MESOS_TOKEN}' \
+                 (or start the agent with --mesos-executors-without-token); {}",
+                s.message()
+            ),
+        );
+    }
     Refusal::for_grpc_code(s.code() as i32, s.message())
 }
 

@@ -58,6 +58,27 @@ pub struct Snapshot {
     pub frameworks: Vec<FrameworkInfo>,
 }
 
+/// What the agent runs now, for its Mesos-shaped `/state`: its id, the live tasks of the
+/// built-in executor (a [`Snapshot`]) and every custom executor with its tasks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Description {
+    /// Empty until the master registered the agent.
+    pub agent_id: String,
+    /// Every task not yet ended and the frameworks of tasks and executors.
+    pub snapshot: Snapshot,
+    /// The custom executors, in (framework, executor id) order.
+    pub executors: Vec<DescribedExecutor>,
+}
+
+/// One custom executor in a [`Description`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DescribedExecutor {
+    pub framework_id: String,
+    pub info: agora_proto::v1::ExecutorInfo,
+    /// Its tasks with their latest states, ended ones included until they are forgotten.
+    pub tasks: Vec<(TaskInfo, TaskState)>,
+}
+
 enum Msg {
     Registered {
         agent_id: String,
@@ -75,6 +96,9 @@ enum Msg {
     },
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
+    },
+    Describe {
+        reply: oneshot::Sender<Description>,
     },
     KillAll {
         cause: KillCause,
@@ -358,6 +382,13 @@ impl AgentState {
         rx.await.unwrap_or_default()
     }
 
+    /// The agent's id, tasks and executors (the Mesos `/state` view).
+    pub async fn describe(&self) -> Description {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Describe { reply }).await;
+        rx.await.unwrap_or_default()
+    }
+
     /// The containers of the tasks that run now, sorted by task.
     pub async fn containers(&self) -> Vec<(TaskKey, Arc<dyn Container>)> {
         let (reply, rx) = oneshot::channel();
@@ -471,6 +502,20 @@ impl Actor {
             }
             Msg::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
+            }
+            Msg::Describe { reply } => {
+                let mut snapshot = self.snapshot();
+                let executors = self.executor_descriptions();
+                for (framework, _) in self.executor_frameworks() {
+                    if !snapshot.frameworks.iter().any(|f| f.id == framework.id) {
+                        snapshot.frameworks.push(framework.clone());
+                    }
+                }
+                let _ = reply.send(Description {
+                    agent_id: self.agent_id.clone(),
+                    snapshot,
+                    executors,
+                });
             }
             Msg::Health {
                 key,

@@ -257,12 +257,15 @@ impl RunningMaster {
     fn build_router(service: crate::service::Service, gate: Arc<Gate>) -> axum::Router {
         let grpc = crate::grpc::router(service.clone());
         let leadership = service.leadership().clone();
+        // Followers redirect with the scheme this master serves (masters of one set share
+        // their TLS setting).
+        let scheme = service.scheme();
         // The auth middleware is the outermost layer: no route, not even the fallback,
         // runs before the caller is authenticated.
         grpc.merge(crate::http::router(service))
             .fallback(crate::http::not_found)
             .layer(axum::middleware::from_fn_with_state(
-                leadership,
+                (leadership, scheme),
                 follow_leader,
             ))
             .layer(axum::middleware::from_fn_with_state(
@@ -418,7 +421,10 @@ impl RunningMaster {
 /// known; the decision is the service layer's (`Leadership::require`). gRPC calls pass:
 /// the service layer refuses them with the leader in the status.
 async fn follow_leader(
-    axum::extract::State(leadership): axum::extract::State<crate::service::Leadership>,
+    axum::extract::State((leadership, scheme)): axum::extract::State<(
+        crate::service::Leadership,
+        &'static str,
+    )>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -440,15 +446,16 @@ async fn follow_leader(
         } => {
             let path = request.uri().path();
             if path == "/master/redirect" || path == "/redirect" {
-                // Mesos's form: the leader itself, not the same path on it.
-                Some(format!("//{addr}"))
+                // Mesos's redirect names the leader itself, not the same path on it (with
+                // the scheme served, as the leader's own answer does).
+                Some(format!("{scheme}://{addr}"))
             } else {
                 let path = request
                     .uri()
                     .path_and_query()
                     .map_or("/", |p| p.as_str())
                     .to_string();
-                Some(format!("http://{addr}{path}"))
+                Some(format!("{scheme}://{addr}{path}"))
             }
         }
         _ => None,

@@ -9,8 +9,7 @@
 mod etcd_cluster;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -242,11 +241,6 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// A raw HTTP GET: (status, head, body).
-fn get_raw(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    request_raw(addr, "GET", path, "")
-}
-
 /// One request with `extra` header lines (each ending in `\r\n`) and an empty JSON body;
 /// (status, head, body).
 fn request_raw(addr: SocketAddr, method: &str, path: &str, extra: &str) -> (u16, String, String) {
@@ -298,11 +292,12 @@ async fn needs_etcd_one_leader_followers_redirect_and_kill9_failover() {
     // A UI or any other page redirects the same way.
     let (code, head, _) = get_raw(m.addrs[f], "/ui/index.html");
     assert_eq!(code, 307, "{head}");
-    // Mesos's `/master/redirect` on a follower names the leader itself (`//HOST:PORT`).
+    // Mesos's `/master/redirect` on a follower names the leader itself (`http://HOST:PORT`,
+    // the scheme served, as the leader's own answer does).
     for path in ["/master/redirect", "/redirect"] {
         let (code, head, _) = get_raw(m.addrs[f], path);
         assert_eq!(code, 307, "{path}: {head}");
-        let location = format!("location: //{leader}\r");
+        let location = format!("location: http://{leader}\r");
         assert!(
             head.to_ascii_lowercase().contains(&location),
             "{path}: {head}"

@@ -981,6 +981,27 @@ async fn tls_serves_sdk_agent_and_cli_and_refuses_plain_text() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesos_redirect_names_https_on_a_tls_master() {
+    let dir = TempDir::new("tls-redirect");
+    let pki = make_pki(&dir.0);
+    let (addr, mut master) = start_tls_master(
+        &dir.0,
+        &["--tls-cert", &pki.server_cert, "--tls-key", &pki.server_key],
+    );
+    let ca = std::fs::read(&pki.ca).expect("ca");
+    for path in ["/master/redirect", "/redirect"] {
+        let response = https_get(addr, &ca, path).await.expect("https GET");
+        let head = response.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 307"), "{path}: {response}");
+        assert!(
+            head.contains(&format!("location: https://{addr}\r\n")),
+            "{path}: {response}"
+        );
+    }
+    master.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_requires_a_client_certificate() {
     let dir = TempDir::new("mtls");
     let pki = make_pki(&dir.0);
@@ -1180,7 +1201,9 @@ async fn agent_sandbox_endpoints_need_credentials_and_access_sandbox() {
         &dir.0,
         "acls.json",
         &serde_json::json!({
-            "access_sandbox": [{"principals": ["alice"], "objects": [me]}]
+            "access_sandbox": [{"principals": ["alice"], "objects": [me]}],
+            "view_frameworks": [{"principals": ["alice"], "objects": "ANY"}],
+            "view_tasks": [{"principals": ["alice"], "objects": "ANY"}]
         })
         .to_string(),
     );
@@ -1266,4 +1289,26 @@ async fn agent_sandbox_endpoints_need_credentials_and_access_sandbox() {
     );
     assert_eq!(code, 403, "{body}");
     assert_eq!(get("/containers", Some("mallory")).0, 200);
+
+    // Mesos's agent /state: authenticated, and showing only what the caller may view.
+    assert_eq!(get("/state", None).0, 401);
+    let (code, body) = get("/state", Some("mallory"));
+    assert_eq!(code, 200, "{body}");
+    let hidden: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(hidden["frameworks"], serde_json::json!([]), "{body}");
+    let (code, body) = get("/slave(1)/state", Some("alice"));
+    assert_eq!(code, 200, "{body}");
+    let shown: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let executor = &shown["frameworks"][0]["executors"][0];
+    assert_eq!(executor["id"], "sleeper", "{body}");
+    // Mesos-style paths are held to the same access_sandbox rule as Agora's.
+    let read = format!(
+        "/files/read?path={}/stdout&offset=0",
+        executor["directory"].as_str().expect("directory")
+    );
+    let (code, body) = get(&read, Some("mallory"));
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = get(&read, Some("alice"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("hello"), "{body}");
 }

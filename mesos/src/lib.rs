@@ -1,6 +1,7 @@
 //! Mesos v1 API compatibility, the pure half: Mesos's message schemas (`schema`), their
 //! JSON form (`json`), RecordIO framing (`recordio`), content negotiation and decoding
-//! with Mesos's status codes (`codec`), and the translation of Mesos's calls, events, ids,
+//! with Mesos's status codes (`codec`), the JSON shapes of the read-only endpoints
+//! (`endpoints`), and the translation of Mesos's calls, events, ids,
 //! types and errors to and from Agora's (`translate`).
 //!
 //! The HTTP handlers that serve `/api/v1/scheduler` (master) and `/api/v1/executor`
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod endpoints;
 pub mod json;
 pub mod recordio;
 pub mod schema;

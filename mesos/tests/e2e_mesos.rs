@@ -20,7 +20,7 @@ use agora_mesos::schema::v1 as m;
 use agora_mesos::translate::Id;
 use agora_mesos::{Format, recordio};
 use serde_json::Value;
-use support::{Cluster, WAIT, http_get, http_request_with};
+use support::{Cluster, WAIT, get_raw, http_get, http_request_with};
 
 /// One HTTP/1.1 request; answers the status, the headers (lowercase names) and a reader
 /// positioned at the body.
@@ -484,27 +484,11 @@ fn read_only_endpoints_answer_in_mesos_shapes() {
     assert_eq!(metrics["master/frameworks_active"], 1, "{metrics}");
     assert_eq!(get_json(c.addr, "/version")["version"], "1.11.0");
     for path in ["/master/redirect", "/redirect"] {
-        let (code, hs, _) = {
-            let mut s = TcpStream::connect(c.addr).expect("connect");
-            write!(
-                s,
-                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                c.addr
-            )
-            .expect("w");
-            let mut text = String::new();
-            let _ = s.read_to_string(&mut text);
-            let code: u16 = text
-                .split_whitespace()
-                .nth(1)
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(0);
-            (code, text, ())
-        };
+        let (code, hs, _) = get_raw(c.addr, path);
         assert_eq!(code, 307, "{hs}");
         assert!(
             hs.to_ascii_lowercase()
-                .contains(&format!("location: //{}", c.addr)),
+                .contains(&format!("location: http://{}", c.addr)),
             "{hs}"
         );
     }
@@ -814,25 +798,57 @@ fn executor_api_refuses_bad_calls_with_mesos_codes() {
     drop(c);
 }
 
-/// A custom executor that only records its environment and waits: the test itself then
-/// speaks the executor API for it, with and without its token.
-#[test]
-fn executor_gets_mesos_environment_and_needs_its_token() {
-    let dir = support::TempDir::new("mesos-exec-env");
+/// A cluster of one agent serving `--listen`, a JSON framework subscribed to it, and the
+/// framework's first offer.
+struct OfferedAgent {
+    c: Cluster,
+    listen: SocketAddr,
+    fid: String,
+    stream: String,
+    events: Events,
+    aid: String,
+    oid: String,
+}
+
+fn offered_agent(tag: &str, framework: &str) -> OfferedAgent {
+    let dir = support::TempDir::new(tag);
     let listen: SocketAddr = format!("127.0.0.1:{}", support::free_port())
         .parse()
         .expect("addr");
     let listen_text = listen.to_string();
     let c = Cluster::start_in(dir, 1, &[], None, &["--listen", listen_text.as_str()]);
-    let (fid, stream, mut events) = subscribe(c.addr, Format::Json, "env-fw");
+    let (fid, stream, mut events) = subscribe(c.addr, Format::Json, framework);
     let offer = events
         .next_of(EventType::OFFERS)
         .offers
         .expect("offers")
         .offers[0]
         .clone();
-    let aid = offer.agent_id.expect("agent").text().to_string();
-    let oid = offer.id.expect("offer").text().to_string();
+    OfferedAgent {
+        aid: offer.agent_id.expect("agent").text().to_string(),
+        oid: offer.id.expect("offer").text().to_string(),
+        c,
+        listen,
+        fid,
+        stream,
+        events,
+    }
+}
+
+/// A custom executor that only records its environment and waits: the test itself then
+/// speaks the executor API for it, with and without its token.
+#[test]
+fn executor_gets_mesos_environment_and_needs_its_token() {
+    let OfferedAgent {
+        c,
+        listen,
+        fid,
+        stream,
+        mut events,
+        aid,
+        oid,
+    } = offered_agent("mesos-exec-env", "env-fw");
+    let listen_text = listen.to_string();
     let launch = format!(
         r#"{{"type":"ACCEPT","framework_id":{{"value":"{fid}"}},"accept":{{"offer_ids":[{{"value":"{oid}"}}],
         "operations":[{{"type":"LAUNCH","launch":{{"task_infos":[{{"name":"t","task_id":{{"value":"env-task"}},
@@ -892,7 +908,20 @@ fn executor_gets_mesos_environment_and_needs_its_token() {
     let (code, hs, r) = request(listen, "/api/v1/executor", &[json], subscribe.as_bytes());
     let text = body_text(&hs, r);
     assert_eq!(code, 401, "{text}");
-    assert!(text.contains("token"), "{text}");
+    assert!(
+        text.contains("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"),
+        "{text}"
+    );
+    // With another token: refused the same way.
+    let (code, hs, r) = request(
+        listen,
+        "/api/v1/executor",
+        &[json, ("Authorization", "Bearer not-the-token")],
+        subscribe.as_bytes(),
+    );
+    let text = body_text(&hs, r);
+    assert_eq!(code, 401, "{text}");
+    assert!(text.contains("wrong or missing token"), "{text}");
     // With it: SUBSCRIBED, then the task.
     let bearer = format!("Bearer {token}");
     let (code, hs, r) = request(
@@ -1039,4 +1068,217 @@ fn recordio_accept_with_message_accept() {
         format: Format::Protobuf,
     };
     assert_eq!(events.next().r#type, Some(EventType::SUBSCRIBED as i32));
+}
+
+/// Percent-encodes a query value.
+fn q(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The executor of `id` among `framework`'s `executors` (or `completed_executors`).
+fn executor_of<'a>(framework: &'a Value, list: &str, id: &str) -> Option<&'a Value> {
+    framework[list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["id"] == id)
+}
+
+#[test]
+fn agent_state_files_and_master_executors_offers_in_mesos_shapes() {
+    let OfferedAgent {
+        c,
+        listen,
+        fid,
+        stream,
+        aid,
+        oid,
+        // Held: the framework stays subscribed (and keeps its offers) while it is open.
+        events: _events,
+    } = offered_agent("mesos-agent-state", "agent-state-fw");
+
+    // The outstanding offer is listed under its framework.
+    let st = get_json(c.addr, "/master/state");
+    let offers = &st["frameworks"][0]["offers"];
+    assert_eq!(offers[0]["id"], oid.as_str(), "{st}");
+    assert_eq!(offers[0]["slave_id"], aid.as_str(), "{st}");
+    assert_eq!(offers[0]["resources"]["cpus"], 4.0, "{st}");
+    assert_eq!(offers[0]["allocation_info"]["role"], "*", "{st}");
+
+    // A command task and a custom executor with a task.
+    let launch = format!(
+        r#"{{"type":"ACCEPT","framework_id":{{"value":"{fid}"}},"accept":{{"offer_ids":[{{"value":"{oid}"}}],
+        "operations":[{{"type":"LAUNCH","launch":{{"task_infos":[
+          {{"name":"cmd","task_id":{{"value":"st-cmd"}},"agent_id":{{"value":"{aid}"}},
+            "resources":[{{"name":"cpus","type":"SCALAR","scalar":{{"value":0.1}}}}],
+            "command":{{"value":"echo hello-out; sleep 60"}}}},
+          {{"name":"x","task_id":{{"value":"st-task"}},"agent_id":{{"value":"{aid}"}},
+            "resources":[{{"name":"cpus","type":"SCALAR","scalar":{{"value":0.1}}}}],
+            "executor":{{"type":"CUSTOM","executor_id":{{"value":"st-exec"}},"name":"sleepy",
+              "command":{{"value":"sleep 60"}},
+              "resources":[{{"name":"cpus","type":"SCALAR","scalar":{{"value":0.1}}}}]}}}}]}}}}]}}}}"#
+    );
+    assert_eq!(json_call(&c, &stream, &launch), (202, String::new()));
+
+    // The agent's /state shows both, with their sandboxes' directories.
+    let agent_state = |path: &str| get_json(listen, path);
+    let deadline = Instant::now() + WAIT;
+    let st = loop {
+        let st = agent_state("/state");
+        let f = &st["frameworks"][0];
+        if executor_of(f, "executors", "st-cmd").is_some()
+            && executor_of(f, "executors", "st-exec").is_some()
+        {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "{st}\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(st["id"], aid.as_str(), "{st}");
+    assert_eq!(st["pid"], format!("slave(1)@{listen}"), "{st}");
+    assert_eq!(st["resources"]["cpus"], 4.0, "{st}");
+    assert_eq!(st["version"], "1.11.0");
+    assert!(st["flags"]["work_dir"].as_str().is_some(), "{st}");
+    assert_eq!(st["completed_frameworks"], serde_json::json!([]), "{st}");
+    let f = &st["frameworks"][0];
+    assert_eq!(f["id"], fid.as_str(), "{st}");
+    assert_eq!(f["name"], "agent-state-fw");
+    let cmd = executor_of(f, "executors", "st-cmd").expect("command executor");
+    assert_eq!(cmd["tasks"][0]["id"], "st-cmd", "{cmd}");
+    assert_eq!(cmd["tasks"][0]["framework_id"], fid.as_str());
+    let directory = cmd["directory"].as_str().expect("directory").to_string();
+    assert!(directory.starts_with('/'), "{directory}");
+    let custom = executor_of(f, "executors", "st-exec").expect("custom executor");
+    assert_eq!(custom["name"], "sleepy", "{custom}");
+    assert_eq!(custom["type"], "CUSTOM", "{custom}");
+    assert_eq!(custom["tasks"][0]["id"], "st-task", "{custom}");
+    let custom_directory = custom["directory"].as_str().expect("directory").to_string();
+    // Mesos tools also read it at /slave(1)/state.
+    assert_eq!(agent_state("/slave(1)/state")["id"], aid.as_str());
+
+    // The master lists the custom executor under its framework.
+    let st = get_json(c.addr, "/master/state");
+    let ex = &st["frameworks"][0]["executors"];
+    assert_eq!(ex.as_array().map(Vec::len), Some(1), "{st}");
+    assert_eq!(ex[0]["executor_id"], "st-exec", "{st}");
+    assert_eq!(ex[0]["slave_id"], aid.as_str(), "{st}");
+    assert_eq!(ex[0]["command"]["value"], "sleep 60", "{st}");
+    assert_eq!(ex[0]["resources"]["cpus"], 0.1, "{st}");
+    assert_eq!(
+        get_json(c.addr, "/master/frameworks")["frameworks"][0]["executors"][0]["executor_id"],
+        "st-exec"
+    );
+
+    // The sandbox through /files/* with Mesos's absolute paths.
+    let stdout = format!("{directory}/stdout");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = get_json(listen, &format!("/files/read?path={}&offset=0", q(&stdout)));
+        if r["data"].as_str().is_some_and(|d| d.contains("hello-out")) {
+            assert_eq!(r["offset"], 0, "{r}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{r}\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The executor's sandbox is where /state says (its container started by now: the
+    // command task's did).
+    let deadline = Instant::now() + WAIT;
+    while !std::path::Path::new(&custom_directory).is_dir() {
+        assert!(
+            Instant::now() < deadline,
+            "{custom_directory}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listing = get_json(listen, &format!("/files/browse?path={}", q(&directory)));
+    let entry = listing
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["path"] == stdout.as_str())
+        .unwrap_or_else(|| panic!("no stdout in {listing}"));
+    assert!(
+        entry["mode"].as_str().is_some_and(|m| m.starts_with("-r")),
+        "{entry}"
+    );
+    assert!(entry["size"].as_u64().is_some_and(|n| n >= 10), "{entry}");
+    assert_eq!(entry["nlink"], 1, "{entry}");
+    assert!(entry["mtime"].as_i64().is_some_and(|t| t > 0), "{entry}");
+    assert!(entry["uid"].as_str().is_some() && entry["gid"].as_str().is_some());
+    let (code, head, body) = get_raw(listen, &format!("/files/download?path={}", q(&stdout)));
+    assert_eq!(code, 200, "{head}");
+    assert!(body.contains("hello-out"), "{body}");
+    assert!(
+        head.contains("content-disposition: attachment; filename=\"stdout\""),
+        "{head}"
+    );
+    // Mesos's virtual path of an executor's latest run.
+    let virtual_path = format!("/frameworks/{fid}/executors/st-cmd/runs/latest/stdout");
+    let r = get_json(
+        listen,
+        &format!("/files/read?path={}&offset=0", q(&virtual_path)),
+    );
+    assert!(
+        r["data"].as_str().is_some_and(|d| d.contains("hello-out")),
+        "{r}"
+    );
+    // Agora's own form still answers Agora's shape.
+    let own = get_json(
+        listen,
+        &format!("/files/browse?framework_id={}&task_id=st-cmd", q(&fid)),
+    );
+    assert!(own[0]["name"].as_str().is_some(), "{own}");
+
+    // Bad paths: refused with a message, nothing served.
+    for (path, want) in [
+        (
+            format!(
+                "/files/read?path={}",
+                q(&format!("{directory}/../../../../etc/passwd"))
+            ),
+            403,
+        ),
+        ("/files/browse?path=/etc".to_string(), 403),
+        ("/files/read?path=stdout".to_string(), 403),
+        ("/files/read".to_string(), 400),
+        (format!("/files/read?framework_id={}", q(&fid)), 400),
+        (
+            format!("/files/read?path={}", q(&format!("{directory}/missing"))),
+            404,
+        ),
+        (format!("/files/read?path={}&offset=-5", q(&stdout)), 400),
+        (format!("/files/read?path={}&offset=x", q(&stdout)), 400),
+    ] {
+        let (code, head, body) = get_raw(listen, &path);
+        assert_eq!(code, want, "{path}: {head}\n{body}");
+        assert!(!body.contains("root:"), "{path} served {body}");
+    }
+
+    // A killed command task's sandbox is listed among the completed executors.
+    let kill = format!(
+        r#"{{"type":"KILL","framework_id":{{"value":"{fid}"}},"kill":{{"task_id":{{"value":"st-cmd"}},"agent_id":{{"value":"{aid}"}}}}}}"#
+    );
+    assert_eq!(json_call(&c, &stream, &kill), (202, String::new()));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let st = agent_state("/state");
+        let f = &st["frameworks"][0];
+        if let Some(done) = executor_of(f, "completed_executors", "st-cmd") {
+            assert_eq!(done["directory"], directory.as_str(), "{st}");
+            assert!(executor_of(f, "executors", "st-cmd").is_none(), "{st}");
+            assert!(executor_of(f, "executors", "st-exec").is_some(), "{st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{st}\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -450,6 +450,35 @@ impl Actor {
         out
     }
 
+    /// Every custom executor with its tasks, for [`AgentState::describe`].
+    pub(super) fn executor_descriptions(&self) -> Vec<super::DescribedExecutor> {
+        let mut out: Vec<super::DescribedExecutor> = self
+            .executors
+            .iter()
+            .map(|(key, entry)| super::DescribedExecutor {
+                framework_id: key.framework_id.clone(),
+                info: entry.info.clone(),
+                tasks: entry
+                    .tasks
+                    .values()
+                    .map(|t| (t.info.clone(), t.state))
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.framework_id, &a.info.executor_id).cmp(&(&b.framework_id, &b.info.executor_id))
+        });
+        out
+    }
+
+    /// The framework of every custom executor (executors without live tasks included).
+    pub(super) fn executor_frameworks(&self) -> Vec<(&FrameworkInfo, &ExecutorKey)> {
+        self.executors
+            .iter()
+            .map(|(key, entry)| (&entry.framework, key))
+            .collect()
+    }
+
     pub(super) fn executor_containers(&self) -> Vec<(TaskKey, Arc<dyn Container>)> {
         self.executors
             .iter()

@@ -52,6 +52,14 @@ pub struct TaskPage {
     pub total: usize,
 }
 
+/// One live custom executor as the master books it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecutorView {
+    pub agent_id: String,
+    pub framework_id: String,
+    pub info: v1::ExecutorInfo,
+}
+
 /// A read of part of the state; each variant answers on its own typed channel.
 pub enum Query {
     Framework {
@@ -78,6 +86,10 @@ pub enum Query {
     Tasks {
         filter: TaskFilter,
         reply: oneshot::Sender<TaskPage>,
+    },
+    /// Every live custom executor, in (agent, framework, executor id) order.
+    Executors {
+        reply: oneshot::Sender<Vec<ExecutorView>>,
     },
 }
 
@@ -133,6 +145,25 @@ impl Master {
             Query::Tasks { filter, reply } => {
                 let value = self.task_page(&filter);
                 self.answer_query(reply, value);
+            }
+            Query::Executors { reply } => {
+                let mut all: Vec<ExecutorView> = self
+                    .executors
+                    .iter()
+                    .map(|((agent, framework, _), e)| ExecutorView {
+                        agent_id: agent.clone(),
+                        framework_id: framework.clone(),
+                        info: e.info.clone(),
+                    })
+                    .collect();
+                all.sort_by(|a, b| {
+                    (&a.agent_id, &a.framework_id, &a.info.executor_id).cmp(&(
+                        &b.agent_id,
+                        &b.framework_id,
+                        &b.info.executor_id,
+                    ))
+                });
+                self.answer_query(reply, all);
             }
         }
     }

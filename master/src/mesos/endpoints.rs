@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use agora_mesos::endpoints::{attributes, command, reserved_by_role, resources};
 use agora_mesos::translate::{MESOS_VERSION, role_to_mesos, state_name};
 use agora_proto::v1;
 use axum::extract::{Extension, Query, State};
@@ -15,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{MesosState, host_and_port, refusal_of, refuse};
+use crate::actor::queries::ExecutorView;
 use crate::auth::Caller;
 
 fn caller_of(c: Option<Extension<Caller>>) -> Caller {
@@ -23,77 +25,6 @@ fn caller_of(c: Option<Extension<Caller>>) -> Caller {
 
 fn secs(ms: i64) -> f64 {
     ms as f64 / 1000.0
-}
-
-/// Mesos's resource map: scalars summed by name (cpus, mem, disk, gpus always present),
-/// ranges as `"[a-b, c-d]"`, sets as `"{x, y}"`.
-pub fn resources(rs: &[v1::Resource]) -> Value {
-    let mut scalars: BTreeMap<String, u64> = ["cpus", "mem", "disk", "gpus"]
-        .iter()
-        .map(|n| (n.to_string(), 0))
-        .collect();
-    let mut ranges: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut sets: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in rs {
-        match &r.value {
-            Some(v1::resource::Value::Scalar(s)) => {
-                *scalars.entry(r.name.clone()).or_default() += s.thousandths;
-            }
-            Some(v1::resource::Value::Ranges(x)) => ranges
-                .entry(r.name.clone())
-                .or_default()
-                .extend(x.range.iter().map(|r| format!("{}-{}", r.begin, r.end))),
-            Some(v1::resource::Value::Set(x)) => sets
-                .entry(r.name.clone())
-                .or_default()
-                .extend(x.item.iter().cloned()),
-            None => {}
-        }
-    }
-    let mut out = Map::new();
-    for (k, v) in scalars {
-        out.insert(k, json!(v as f64 / 1000.0));
-    }
-    for (k, v) in ranges {
-        out.insert(k, json!(format!("[{}]", v.join(", "))));
-    }
-    for (k, v) in sets {
-        out.insert(k, json!(format!("{{{}}}", v.join(", "))));
-    }
-    Value::Object(out)
-}
-
-/// Resources reserved per role (Mesos's `reserved_resources`).
-fn reserved_by_role(rs: &[v1::Resource]) -> Value {
-    let mut by: BTreeMap<String, Vec<v1::Resource>> = BTreeMap::new();
-    for r in rs {
-        if let Some(res) = &r.reservation {
-            by.entry(res.role.clone()).or_default().push(r.clone());
-        }
-    }
-    Value::Object(by.into_iter().map(|(k, v)| (k, resources(&v))).collect())
-}
-
-fn attributes(xs: &[v1::Attribute]) -> Value {
-    let mut out = Map::new();
-    for x in xs {
-        let v = match &x.value {
-            Some(v1::attribute::Value::Text(t)) => json!(t),
-            Some(v1::attribute::Value::Scalar(s)) => json!(s.thousandths as f64 / 1000.0),
-            Some(v1::attribute::Value::Ranges(r)) => json!(format!(
-                "[{}]",
-                r.range
-                    .iter()
-                    .map(|r| format!("{}-{}", r.begin, r.end))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            Some(v1::attribute::Value::Set(s)) => json!(format!("{{{}}}", s.item.join(", "))),
-            None => Value::Null,
-        };
-        out.insert(x.name.clone(), v);
-    }
-    Value::Object(out)
 }
 
 fn agent(a: &v1::AgentState) -> Value {
@@ -134,25 +65,52 @@ fn task(t: &v1::TaskRecord) -> Value {
         .iter()
         .map(|s| json!({"state": state_name(s.state), "timestamp": secs(s.timestamp_ms)}))
         .collect();
-    let role = info
-        .resources
-        .iter()
-        .find_map(|r| r.reservation.as_ref().map(|x| x.role.clone()));
-    json!({
-        "id": info.task_id,
-        "name": info.name,
-        "framework_id": t.framework_id,
-        "executor_id": info.executor.as_ref().map(|e| e.executor_id.clone()).unwrap_or_default(),
-        "slave_id": info.agent_id,
-        "agent_id": info.agent_id,
-        "state": state_name(t.state),
-        "resources": resources(&info.resources),
-        "role": role.map(|r| role_to_mesos(&r)).unwrap_or_else(|| "*".into()),
-        "statuses": statuses,
-    })
+    agora_mesos::endpoints::task(&info, &t.framework_id, t.state, statuses)
 }
 
-fn framework(f: &v1::FrameworkState, tasks: &[&v1::TaskRecord]) -> Value {
+/// A live custom executor as Mesos's master lists it under its framework.
+fn executor(e: &ExecutorView) -> Value {
+    let mut v = json!({
+        "executor_id": e.info.executor_id,
+        "name": e.info.name,
+        "framework_id": e.framework_id,
+        "slave_id": e.agent_id,
+        "agent_id": e.agent_id,
+        "type": if e.info.command.is_some() { "CUSTOM" } else { "DEFAULT" },
+        "resources": resources(&e.info.resources),
+    });
+    if let (Some(c), Some(o)) = (&e.info.command, v.as_object_mut()) {
+        o.insert("command".into(), command(c));
+    }
+    v
+}
+
+/// An outstanding offer as Mesos's master lists it under its framework.
+fn offer(o: &v1::OfferRecord) -> Option<Value> {
+    let x = o.offer.as_ref()?;
+    Some(json!({
+        "id": x.id,
+        "framework_id": x.framework_id,
+        "slave_id": x.agent_id,
+        "agent_id": x.agent_id,
+        "hostname": x.hostname,
+        "allocation_info": {"role": role_to_mesos(&x.role)},
+        "resources": resources(&x.resources),
+        "attributes": attributes(&x.attributes),
+        "created_time": secs(o.created_at_ms),
+    }))
+}
+
+/// What Mesos lists under each framework besides its tasks.
+#[derive(Default)]
+struct Listed<'a> {
+    tasks: Vec<&'a v1::TaskRecord>,
+    executors: Vec<&'a ExecutorView>,
+    offers: Vec<&'a v1::OfferRecord>,
+}
+
+fn framework(f: &v1::FrameworkState, listed: &Listed) -> Value {
+    let tasks = &listed.tasks;
     let info = f.info.clone().unwrap_or_default();
     let roles: Vec<String> = info.roles.iter().map(|r| role_to_mesos(r)).collect();
     let (done, live): (Vec<&&v1::TaskRecord>, Vec<&&v1::TaskRecord>) = tasks
@@ -184,27 +142,46 @@ fn framework(f: &v1::FrameworkState, tasks: &[&v1::TaskRecord]) -> Value {
         "tasks": live.iter().map(|t| task(t)).collect::<Vec<_>>(),
         "completed_tasks": done.iter().map(|t| task(t)).collect::<Vec<_>>(),
         "unreachable_tasks": [],
-        "offers": [],
-        "executors": [],
+        "offers": listed.offers.iter().filter_map(|o| offer(o)).collect::<Vec<_>>(),
+        "executors": listed.executors.iter().map(|e| executor(e)).collect::<Vec<_>>(),
         "agora_status": f.status,
     })
 }
 
-fn by_framework(s: &v1::ClusterState) -> BTreeMap<&str, Vec<&v1::TaskRecord>> {
-    let mut by: BTreeMap<&str, Vec<&v1::TaskRecord>> = BTreeMap::new();
+fn by_framework<'a>(
+    s: &'a v1::ClusterState,
+    executors: &'a [ExecutorView],
+) -> BTreeMap<&'a str, Listed<'a>> {
+    let mut by: BTreeMap<&str, Listed> = BTreeMap::new();
     for t in &s.tasks {
-        by.entry(t.framework_id.as_str()).or_default().push(t);
+        by.entry(t.framework_id.as_str()).or_default().tasks.push(t);
+    }
+    for e in executors {
+        by.entry(e.framework_id.as_str())
+            .or_default()
+            .executors
+            .push(e);
+    }
+    for o in &s.offers {
+        if let Some(x) = &o.offer {
+            by.entry(x.framework_id.as_str())
+                .or_default()
+                .offers
+                .push(o);
+        }
     }
     by
 }
 
-fn frameworks_of(s: &v1::ClusterState) -> (Vec<Value>, Vec<Value>) {
-    let by = by_framework(s);
+/// Active and completed frameworks with their tasks, executors and offers.
+fn frameworks_of(s: &v1::ClusterState, executors: &[ExecutorView]) -> (Vec<Value>, Vec<Value>) {
+    let by = by_framework(s, executors);
+    let none = Listed::default();
     let mut active = Vec::new();
     let mut completed = Vec::new();
     for f in &s.frameworks {
         let id = f.info.as_ref().map(|i| i.id.as_str()).unwrap_or("");
-        let v = framework(f, by.get(id).map(Vec::as_slice).unwrap_or(&[]));
+        let v = framework(f, by.get(id).unwrap_or(&none));
         if f.status == "torn_down" {
             completed.push(v);
         } else {
@@ -226,6 +203,20 @@ async fn cluster(st: &MesosState, caller: &Caller) -> Result<v1::ClusterState, R
         .map_err(|e| refuse(refusal_of(&e)))
 }
 
+/// The cluster state and the live custom executors `caller` may view.
+async fn cluster_and_executors(
+    st: &MesosState,
+    caller: &Caller,
+) -> Result<(v1::ClusterState, Vec<ExecutorView>), Response> {
+    let s = cluster(st, caller).await?;
+    let executors = st
+        .service
+        .executors(caller)
+        .await
+        .map_err(|e| refuse(refusal_of(&e)))?;
+    Ok((s, executors))
+}
+
 fn ok(v: Value) -> Response {
     axum::Json(v).into_response()
 }
@@ -235,12 +226,12 @@ pub async fn state(
     caller: Option<Extension<Caller>>,
     headers: HeaderMap,
 ) -> Response {
-    let s = match cluster(&st, &caller_of(caller)).await {
-        Ok(s) => s,
+    let (s, executors) = match cluster_and_executors(&st, &caller_of(caller)).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let (hostname, port) = host_and_port(&headers);
-    let (frameworks, completed) = frameworks_of(&s);
+    let (frameworks, completed) = frameworks_of(&s, &executors);
     let count = |status: &str| s.agents.iter().filter(|a| a.status == status).count();
     json_state(
         &s,
@@ -345,9 +336,9 @@ pub async fn frameworks(
     State(st): State<MesosState>,
     caller: Option<Extension<Caller>>,
 ) -> Response {
-    match cluster(&st, &caller_of(caller)).await {
-        Ok(s) => {
-            let (frameworks, completed) = frameworks_of(&s);
+    match cluster_and_executors(&st, &caller_of(caller)).await {
+        Ok((s, executors)) => {
+            let (frameworks, completed) = frameworks_of(&s, &executors);
             ok(json!({
                 "frameworks": frameworks,
                 "completed_frameworks": completed,
@@ -541,14 +532,22 @@ pub async fn metrics_snapshot(
     ok(Value::Object(m))
 }
 
-/// `/master/redirect` and `/redirect`: 307 to the leading master. Only the leader gets
-/// here (a follower's HTTP routes answer 307 to the leader first, `server::follow_leader`),
-/// so the leader is the master that was asked.
-pub async fn redirect(headers: HeaderMap) -> Response {
+/// `/master/redirect` and `/redirect`: 307 to the leading master, with the scheme it
+/// serves (Mesos answers `//host:port`, which a client resolves against the scheme it
+/// used; naming it also serves clients that do not resolve relative locations). Only the
+/// leader gets here (a follower's HTTP routes answer 307 to the leader first,
+/// `server::follow_leader`), so the leader is the master that was asked.
+pub async fn redirect(State(st): State<MesosState>, headers: HeaderMap) -> Response {
     let (host, port) = host_and_port(&headers);
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let scheme = st.service.scheme();
     (
         StatusCode::TEMPORARY_REDIRECT,
-        [(header::LOCATION, format!("//{host}:{port}"))],
+        [(header::LOCATION, format!("{scheme}://{host}:{port}"))],
     )
         .into_response()
 }

@@ -11,7 +11,7 @@ use agora_resources::Resources;
 use futures::{Stream, StreamExt};
 
 use super::{Error, Result, Service};
-use crate::actor::queries::{TaskFilter, TaskPage};
+use crate::actor::queries::{ExecutorView, TaskFilter, TaskPage};
 use crate::actor::{Command, MaintenanceOp, OpKind, Query};
 use crate::allocator::{ExplainTarget, Explanation, QuotaStatus};
 use crate::auth::{Action, Caller, EventFilter};
@@ -79,6 +79,15 @@ impl Service {
         (*self.flags).clone()
     }
 
+    /// The URL scheme this master serves HTTP with: `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.flags.get("tls").is_some_and(|v| v == "true") {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// The whole cluster state as `caller` may view it (`/api/v1/state`, `GetState`).
     pub async fn state(&self, caller: &Caller) -> Result<v1::ClusterState> {
         let s = self.read(|reply| Command::State { reply }).await?;
@@ -107,6 +116,22 @@ impl Service {
         }
         let frameworks = self.all_frameworks().await?;
         Ok(self.visible(caller, frameworks, Vec::new(), roles).roles)
+    }
+
+    /// The live custom executors of the frameworks `caller` may view.
+    pub async fn executors(&self, caller: &Caller) -> Result<Vec<ExecutorView>> {
+        let mut all = self.query(|reply| Query::Executors { reply }).await?;
+        if self.gate.acls_configured() {
+            let frameworks = self.all_frameworks().await?;
+            let visible: std::collections::HashSet<String> = self
+                .visible(caller, frameworks, Vec::new(), Vec::new())
+                .frameworks
+                .into_iter()
+                .filter_map(|f| f.info.map(|i| i.id))
+                .collect();
+            all.retain(|e| visible.contains(&e.framework_id));
+        }
+        Ok(all)
     }
 
     pub async fn weights(&self) -> Result<Vec<(String, f64)>> {

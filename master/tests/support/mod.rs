@@ -324,6 +324,31 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     http_request(addr, "GET", path, None)
 }
 
+/// The status code of a response head (0 when there is none).
+fn status_of(head: &str) -> u16 {
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A raw HTTP GET: (status, head in lowercase, body).
+pub fn get_raw(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let code = status_of(head);
+    (code, head.to_ascii_lowercase(), body.to_string())
+}
+
 /// Minimal HTTP/1.1 request with an optional JSON body.
 pub fn http_request(
     addr: SocketAddr,
@@ -358,11 +383,7 @@ pub fn http_request_with(
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let code = status_of(head);
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
