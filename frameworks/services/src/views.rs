@@ -103,10 +103,14 @@ pub fn app_json(core: &Core, app: &AppRecord, embed: Embed) -> Json {
     v
 }
 
-/// A task with what the core knows beyond Marathon's shape: whether its agent is being
-/// drained, its latest utilisation, and whether service discovery lists it.
+/// A task with what the core knows beyond Marathon's shape: whether the framework asked
+/// for its end (`killing`), whether its agent is being drained, and its latest
+/// utilisation.
 pub fn instance_json(core: &Core, i: &Instance) -> Json {
     let mut t = task_json(i);
+    if i.kill_requested || i.phase == Phase::Killing {
+        t["killing"] = json!(true);
+    }
     if core.on_draining_agent(i) {
         t["draining"] = json!(true);
     }
