@@ -960,3 +960,60 @@ fn dns_lists_exactly_the_healthy_instances_through_rolling_and_blue_green_upgrad
     // Not ours: refused; unknown names under the domain: no such name.
     assert_eq!(dns_srv(dns, "nothing.agora.").unwrap(), BTreeSet::new());
 }
+
+/// The SDK's driver failover against a restarted master: after the master's `kill -9` and
+/// restart, the daemon subscribes again with its framework id, reconciles, adopts the
+/// instances that kept running (no relaunch), and launches again when asked.
+#[test]
+fn kill_9_of_the_master_then_restart_keeps_the_framework_and_its_instances() {
+    let mut c = Cluster::start(1);
+    c.start_services();
+    let (code, _) = c.send(
+        "POST",
+        "/v2/apps",
+        &json!({"id": "/stay", "cmd": "sleep 300", "instances": 3, "cpus": 0.1, "mem": 16}),
+    );
+    assert_eq!(code, 201);
+    c.wait_settled("/stay", 3);
+    let framework = c.get("/v2/info")["frameworkId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ids = |c: &Cluster| -> BTreeSet<String> {
+        c.tasks("/stay")
+            .iter()
+            .map(|t| t["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let before = ids(&c);
+    c.restart_master();
+    wait_for(
+        "the daemon subscribed again, with the same framework",
+        || c.logs(),
+        || {
+            let info = c.get("/v2/info");
+            (info["subscribed"] == true && info["frameworkId"] == framework.as_str()).then_some(())
+        },
+    );
+    wait_for(
+        "the master knows the three instances again",
+        || format!("{:?}\n{}", c.master_live_tasks(), c.logs()),
+        || {
+            let live: BTreeSet<String> = c
+                .master_live_tasks()
+                .into_iter()
+                .filter(|(_, state)| state == "RUNNING")
+                .map(|(id, _)| id)
+                .collect();
+            (live == before).then_some(())
+        },
+    );
+    c.wait_settled("/stay", 3);
+    assert_eq!(ids(&c), before, "adopted, not relaunched");
+    // The new subscription works: a scale launches one more.
+    let (code, _) = c.send("PATCH", "/v2/apps/stay", &json!({"instances": 4}));
+    assert_eq!(code, 200);
+    c.wait_settled("/stay", 4);
+    assert!(ids(&c).is_superset(&before));
+    assert_eq!(c.master_live_tasks().len(), 4);
+}

@@ -57,6 +57,26 @@ pub fn wait_for<T>(
     }
 }
 
+fn spawn_master(dir: &Dir, addr: SocketAddr, n: usize) -> Proc {
+    Proc::spawn(
+        "agora-master",
+        &binary("agora-master"),
+        &[
+            "--listen".into(),
+            addr.to_string(),
+            "--data-dir".into(),
+            dir.0.join("master").display().to_string(),
+            "--allocation-interval-ms".into(),
+            "200".into(),
+        ],
+        dir.0.join(if n == 0 {
+            "master.log".to_string()
+        } else {
+            format!("master-{n}.log")
+        }),
+    )
+}
+
 pub struct Cluster {
     pub dir: Dir,
     pub master_addr: SocketAddr,
@@ -66,6 +86,7 @@ pub struct Cluster {
     pub api: Option<SocketAddr>,
     /// Extra flags of the services daemon.
     pub services_args: Vec<String>,
+    pub master_restarts: usize,
 }
 
 impl Cluster {
@@ -79,19 +100,7 @@ impl Cluster {
     pub fn start_with(agents: usize, extra: impl Fn(usize) -> Vec<String>) -> Cluster {
         let dir = Dir::new("cluster");
         let master_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let master = Proc::spawn(
-            "agora-master",
-            &binary("agora-master"),
-            &[
-                "--listen".into(),
-                master_addr.to_string(),
-                "--data-dir".into(),
-                dir.0.join("master").display().to_string(),
-                "--allocation-interval-ms".into(),
-                "200".into(),
-            ],
-            dir.0.join("master.log"),
-        );
+        let master = spawn_master(&dir, master_addr, 0);
         let mut c = Cluster {
             dir,
             master_addr,
@@ -100,6 +109,7 @@ impl Cluster {
             services: None,
             api: None,
             services_args: Vec::new(),
+            master_restarts: 0,
         };
         wait_for(
             "the master",
@@ -144,6 +154,18 @@ impl Cluster {
             },
         );
         c
+    }
+
+    /// `kill -9` the master, then start it again on the same address and data directory.
+    pub fn restart_master(&mut self) {
+        self.master.kill9();
+        self.master_restarts += 1;
+        self.master = spawn_master(&self.dir, self.master_addr, self.master_restarts);
+        wait_for(
+            "the master again",
+            || self.logs(),
+            || (http(self.master_addr, "GET", "/health", None).0 == 200).then_some(()),
+        );
     }
 
     pub fn master_state(&self) -> Json {
