@@ -991,7 +991,22 @@ impl Core {
             },
         );
         let previous_bound = self.autoscale.get(app_id).and_then(|s| s.at_bound);
-        let metric = serde_json::to_value(policy.metric).unwrap_or(Json::Null);
+        // The fields both autoscaling events carry, and the ones each adds.
+        let event = |kind: &str, fields: Json| {
+            let mut e = json!({
+                "eventType": kind,
+                "timestamp": iso8601(now),
+                "appId": app_id,
+                "metric": policy.metric,
+                "target": policy.target,
+                "min": policy.min,
+                "max": policy.max,
+            });
+            if let (Some(e), Json::Object(f)) = (e.as_object_mut(), fields) {
+                e.extend(f);
+            }
+            e
+        };
         let mut at_bound = previous_bound;
         let mut changed = false;
         match decision {
@@ -1000,19 +1015,11 @@ impl Core {
                 desired,
                 utilisation,
             } => {
-                out.events.push(json!({
-                    "eventType": "autoscale_event",
-                    "timestamp": iso8601(now),
-                    "appId": app_id,
-                    "from": app.def.instances,
-                    "to": to,
-                    "desired": desired,
-                    "metric": metric,
-                    "utilisation": utilisation,
-                    "target": policy.target,
-                    "min": policy.min,
-                    "max": policy.max,
-                }));
+                out.events.push(event(
+                    "autoscale_event",
+                    json!({"from": app.def.instances, "to": to, "desired": desired,
+                           "utilisation": utilisation}),
+                ));
                 self.scale_app(&app, to, now, out);
                 at_bound = None;
                 changed = true;
@@ -1023,19 +1030,11 @@ impl Core {
                 utilisation,
             } => {
                 if previous_bound != Some(bound) {
-                    out.events.push(json!({
-                        "eventType": "autoscale_bound_event",
-                        "timestamp": iso8601(now),
-                        "appId": app_id,
-                        "bound": bound,
-                        "instances": app.def.instances,
-                        "desired": desired,
-                        "metric": metric,
-                        "utilisation": utilisation,
-                        "target": policy.target,
-                        "min": policy.min,
-                        "max": policy.max,
-                    }));
+                    out.events.push(event(
+                        "autoscale_bound_event",
+                        json!({"bound": bound, "instances": app.def.instances,
+                               "desired": desired, "utilisation": utilisation}),
+                    ));
                 }
                 at_bound = Some(bound);
             }
