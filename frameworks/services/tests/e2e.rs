@@ -928,7 +928,9 @@ fn dns_lists_exactly_the_healthy_instances_through_rolling_and_blue_green_upgrad
         || {
             let h = healthy(&c, "/dns/web");
             let answer = dns_srv(dns, name)?;
-            (h.len() == 3 && c.deployments().is_empty() && answer.len() == 3).then_some(())
+            // Addresses come with the next read of the agents (every 0.3 s here).
+            let want: BTreeSet<(String, u16)> = h.iter().map(|h| (h.0.clone(), h.1)).collect();
+            (h.len() == 3 && c.deployments().is_empty() && answer == want).then_some(())
         },
     );
     let expected: BTreeSet<(String, u16)> = healthy(&c, "/dns/web")
