@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::connect::{AuthChannel, Credential, TlsOptions};
 use agora_proto::v1::operation::Launch;
+use agora_proto::v1::operator_client::OperatorClient;
 use agora_proto::v1::scheduler_client::SchedulerClient;
 use agora_proto::v1::{
     AcceptBatchRequest, AcceptRequest, AcknowledgeBatchRequest, AcknowledgeRequest, DeclineRequest,
@@ -139,6 +140,8 @@ pub async fn run<S: Scheduler>(
 #[derive(Clone)]
 struct Conn {
     client: SchedulerClient<AuthChannel>,
+    /// The Operator API on the same connection (cluster state, usage reports).
+    operator: OperatorClient<AuthChannel>,
     framework_id: String,
 }
 
@@ -208,6 +211,7 @@ pub const MAX_LEADER_REDIRECTS: usize = 3;
 struct Subscription {
     address: String,
     client: SchedulerClient<AuthChannel>,
+    operator: OperatorClient<AuthChannel>,
     stream: Streaming<agora_proto::v1::Event>,
     session: Session,
     first: Step,
@@ -451,6 +455,7 @@ impl Driver {
         };
         let interceptor =
             crate::connect::interceptor(cfg.credential.as_ref()).map_err(AttemptError::Fatal)?;
+        let operator = OperatorClient::with_interceptor(channel.clone(), interceptor.clone());
         let mut client = SchedulerClient::with_interceptor(channel, interceptor);
         let framework = self.state().framework.clone();
         let requested_id = Some(framework.id.clone()).filter(|id| !id.is_empty());
@@ -510,6 +515,7 @@ impl Driver {
         Ok(Subscription {
             address: address.to_string(),
             client,
+            operator,
             stream,
             session,
             first,
@@ -525,6 +531,7 @@ impl Driver {
     ) -> SessionEnd {
         let Subscription {
             client,
+            operator,
             mut stream,
             mut session,
             first,
@@ -537,6 +544,7 @@ impl Driver {
             state.framework.id = id.to_string();
             state.conn = Some(Conn {
                 client,
+                operator,
                 framework_id: id.to_string(),
             });
         }
@@ -629,6 +637,24 @@ impl Driver {
     /// The framework id, once a master assigned one (or the one `run` was given).
     pub fn framework_id(&self) -> Option<String> {
         Some(self.state().framework.id.clone()).filter(|id| !id.is_empty())
+    }
+
+    /// A client of the Operator API of the master this driver is subscribed to, on the
+    /// same connection and with the same credential (what the framework's principal may
+    /// read there is up to the master's ACLs). Fails with [`SdkError::NotSubscribed`] while
+    /// there is no subscription; callers bound each call with their own timeout
+    /// ([`call_timeout`](Self::call_timeout) is the driver's).
+    pub fn operator(&self) -> Result<OperatorClient<AuthChannel>, SdkError> {
+        self.state()
+            .conn
+            .as_ref()
+            .map(|c| c.operator.clone())
+            .ok_or(SdkError::NotSubscribed)
+    }
+
+    /// The timeout of every unary call the driver makes.
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.config.call_timeout
     }
 
     // ---- scheduler calls -------------------------------------------------------------

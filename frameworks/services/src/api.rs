@@ -26,7 +26,9 @@ use crate::app::{AppDefinition, Violation, normalize_id, parent_groups, parse_ap
 use crate::core::{Core, CoreError, Output};
 use crate::service::{ChangeFn, Service, Stopped};
 use crate::time::iso8601;
-use crate::views::{Embed, app_json, deployments_json, group_json, queue_json, task_json};
+use crate::views::{
+    Embed, app_json, deployments_json, group_json, instance_json, queue_json, task_json,
+};
 
 /// Largest request body accepted.
 pub const BODY_MAX_BYTES: usize = 1 << 20;
@@ -356,7 +358,7 @@ async fn app_get(
                 &api,
                 Box::new(move |core: &Core, _, _| match core.app(&id) {
                     Some(_) => {
-                        json!({"tasks": core.instances_of(&id).map(task_json).collect::<Vec<_>>()})
+                        json!({"tasks": core.instances_of(&id).map(|i| instance_json(core, i)).collect::<Vec<_>>()})
                     }
                     None => Json::Null,
                 }),
@@ -585,7 +587,7 @@ async fn tasks_list(State(api): State<Api>) -> Response {
     read(
         &api,
         Box::new(|core: &Core, _, _| {
-            json!({"tasks": core.instances().values().map(task_json).collect::<Vec<_>>()})
+            json!({"tasks": core.instances().values().map(|i| instance_json(core, i)).collect::<Vec<_>>()})
         }),
     )
     .await

@@ -127,14 +127,34 @@ impl Default for HealthCheckDef {
     }
 }
 
-/// How a rolling deployment replaces instances.
+/// How a deployment replaces the instances of an older configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UpgradeKind {
+    /// Replace a few at a time within `minimumHealthCapacity` / `maximumOverCapacity`
+    /// (Marathon's only strategy).
+    #[default]
+    Rolling,
+    /// Start the new version at full size beside the old, switch discovery to it in one
+    /// step once all of it is healthy, then stop the old (after `keepOldSeconds`).
+    BlueGreen,
+}
+
+/// How a deployment replaces instances.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct UpgradeStrategy {
-    /// Share of `instances` that must stay healthy during a deployment (0..=1).
+    /// Share of `instances` that must stay healthy during a rolling deployment (0..=1).
     pub minimum_health_capacity: f64,
-    /// Share of `instances` that may run on top of `instances` during a deployment (0..=1).
+    /// Share of `instances` that may run on top of `instances` during a rolling deployment
+    /// (0..=1).
     pub maximum_over_capacity: f64,
+    /// `ROLLING` (default) or `BLUE_GREEN` (an Agora extension; Marathon ignores it).
+    #[serde(rename = "type")]
+    pub kind: UpgradeKind,
+    /// Blue/green only: seconds the old version keeps running after discovery switched to
+    /// the new one; a cancel within them switches back to it at once.
+    pub keep_old_seconds: f64,
 }
 
 impl Default for UpgradeStrategy {
@@ -142,8 +162,48 @@ impl Default for UpgradeStrategy {
         UpgradeStrategy {
             minimum_health_capacity: 1.0,
             maximum_over_capacity: 1.0,
+            kind: UpgradeKind::Rolling,
+            keep_old_seconds: 0.0,
         }
     }
+}
+
+/// What autoscaling measures, per instance, as a share of what the instance was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoscaleMetric {
+    /// CPU time used per second of wall time, over `cpus`.
+    Cpu,
+    /// Memory in use, over the memory limit (`mem`).
+    Mem,
+}
+
+/// Built-in autoscaling (`autoscale`, an Agora extension): keep the mean utilisation of the
+/// app's ready instances near `target` by changing `instances` within `min..=max`, at most
+/// once per `cooldownSeconds`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscale {
+    /// Fewest instances (at least 1: with none running there is no usage to read).
+    #[serde(default = "one")]
+    pub min: u32,
+    /// Most instances.
+    pub max: u32,
+    /// `cpu` or `mem`.
+    pub metric: AutoscaleMetric,
+    /// Wanted mean utilisation, in (0, 1].
+    pub target: f64,
+    /// Least time between two changes of `instances` (of any origin).
+    #[serde(default = "cooldown_default")]
+    pub cooldown_seconds: f64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn cooldown_default() -> f64 {
+    60.0
 }
 
 /// When an unreachable instance is replaced, and when it is forgotten.
@@ -267,6 +327,9 @@ pub struct AppDefinition {
     pub fetch: Vec<FetchUri>,
     /// When unreachable instances are replaced.
     pub unreachable_strategy: UnreachableStrategy,
+    /// Built-in autoscaling, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
 }
 
 impl Default for AppDefinition {
@@ -296,6 +359,7 @@ impl Default for AppDefinition {
             role: None,
             fetch: Vec::new(),
             unreachable_strategy: UnreachableStrategy::default(),
+            autoscale: None,
         }
     }
 }
@@ -626,11 +690,29 @@ impl AppDefinition {
                 ));
             }
         }
-        if u.minimum_health_capacity == 1.0 && u.maximum_over_capacity == 0.0 {
+        if u.kind == UpgradeKind::Rolling
+            && u.minimum_health_capacity == 1.0
+            && u.maximum_over_capacity == 0.0
+        {
             out.push(violation(
                 "/upgradeStrategy/maximumOverCapacity",
                 "with minimumHealthCapacity 1 a deployment needs room over capacity (> 0)",
             ));
+        }
+        check_seconds(
+            out,
+            "/upgradeStrategy/keepOldSeconds",
+            u.keep_old_seconds,
+            0.0,
+        );
+        if u.keep_old_seconds > 0.0 && u.kind != UpgradeKind::BlueGreen {
+            out.push(violation(
+                "/upgradeStrategy/keepOldSeconds",
+                "only a BLUE_GREEN strategy keeps the old version",
+            ));
+        }
+        if let Some(a) = &self.autoscale {
+            self.validate_autoscale(a, out);
         }
         check_seconds(out, "/backoffSeconds", self.backoff_seconds, 0.0);
         check_seconds(
@@ -677,6 +759,44 @@ impl AppDefinition {
                     ));
                 }
             }
+        }
+    }
+
+    fn validate_autoscale(&self, a: &Autoscale, out: &mut Vec<Violation>) {
+        if a.min < 1 {
+            out.push(violation(
+                "/autoscale/min",
+                "must be at least 1 (with no instance running there is no usage to scale on)",
+            ));
+        }
+        if a.max > MAX_INSTANCES {
+            out.push(violation(
+                "/autoscale/max",
+                format!("at most {MAX_INSTANCES} instances, got {}", a.max),
+            ));
+        }
+        if a.min > a.max {
+            out.push(violation(
+                "/autoscale/max",
+                format!("must not be less than min ({}), got {}", a.min, a.max),
+            ));
+        }
+        if !a.target.is_finite() || a.target <= 0.0 || a.target > 1.0 {
+            out.push(violation(
+                "/autoscale/target",
+                format!("must be a utilisation in (0, 1], got {}", a.target),
+            ));
+        }
+        check_seconds(out, "/autoscale/cooldownSeconds", a.cooldown_seconds, 0.0);
+        let allotted = match a.metric {
+            AutoscaleMetric::Cpu => self.cpus,
+            AutoscaleMetric::Mem => self.mem,
+        };
+        if allotted <= 0.0 {
+            out.push(violation(
+                "/autoscale/metric",
+                "the app is given none of this resource: its utilisation is undefined",
+            ));
         }
     }
 
@@ -772,7 +892,8 @@ mod tests {
             "backoffSeconds": 2, "backoffFactor": 2, "maxLaunchDelaySeconds": 60,
             "killSelection": "OLDEST_FIRST", "taskKillGracePeriodSeconds": 2,
             "unreachableStrategy": {"inactiveAfterSeconds": 10, "expungeAfterSeconds": 20},
-            "fetch": [{"uri": "http://example.invalid/a.tgz", "extract": true}]
+            "fetch": [{"uri": "http://example.invalid/a.tgz", "extract": true}],
+            "autoscale": {"min": 2, "max": 6, "metric": "cpu", "target": 0.6, "cooldownSeconds": 30}
         }))
         .unwrap();
         let again = parse(serde_json::to_value(&app).unwrap()).unwrap();
@@ -951,6 +1072,46 @@ mod tests {
                 json!({"id": "a", "cmd": "x", "labels": {"": "v"}}),
                 "/labels",
             ),
+            (
+                json!({"id": "a", "cmd": "x", "autoscale": {"max": 3, "metric": "cpu"}}),
+                "/autoscale",
+            ),
+            (
+                json!({"id": "a", "cmd": "x", "autoscale": {"max": 3, "metric": "disk", "target": 0.5}}),
+                "/autoscale/metric",
+            ),
+            (
+                json!({"id": "a", "cmd": "x", "autoscale": {"min": 0, "max": 3, "metric": "cpu", "target": 0.5}}),
+                "/autoscale/min",
+            ),
+            (
+                json!({"id": "a", "cmd": "x", "autoscale": {"min": 4, "max": 3, "metric": "cpu", "target": 0.5}}),
+                "/autoscale/max",
+            ),
+            (
+                json!({"id": "a", "cmd": "x", "autoscale": {"max": 3, "metric": "mem", "target": 1.5}}),
+                "/autoscale/target",
+            ),
+            (
+                json!({"id": "a", "cmd": "x", "autoscale": {"max": 3, "metric": "cpu", "target": 0.5, "cooldownSeconds": -1}}),
+                "/autoscale/cooldownSeconds",
+            ),
+            (
+                json!({"id": "a", "cmd": "x", "cpus": 0, "autoscale": {"max": 3, "metric": "cpu", "target": 0.5}}),
+                "/autoscale/metric",
+            ),
+            (
+                json!({"id": "a", "cmd": "x", "upgradeStrategy": {"type": "CANARY"}}),
+                "/upgradeStrategy/type",
+            ),
+            (
+                json!({"id": "a", "cmd": "x", "upgradeStrategy": {"keepOldSeconds": 5}}),
+                "/upgradeStrategy/keepOldSeconds",
+            ),
+            (
+                json!({"id": "a", "cmd": "x", "upgradeStrategy": {"type": "BLUE_GREEN", "keepOldSeconds": -5}}),
+                "/upgradeStrategy/keepOldSeconds",
+            ),
         ];
         assert!(cases.len() >= 20);
         for (body, path) in cases {
@@ -1035,6 +1196,7 @@ mod tests {
         "role",
         "fetch",
         "unreachableStrategy",
+        "autoscale",
     ];
 
     proptest! {

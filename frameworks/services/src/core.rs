@@ -19,7 +19,8 @@
 //! (persist first, then talk to the master) and the time is an argument. Ids are derived
 //! from the time and a counter.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::IpAddr;
 
 use agora_resources::Resources;
 use agora_sdk::placement::{Placement, offer_placement};
@@ -27,7 +28,10 @@ use agora_sdk::proto::{Offer, TaskInfo, TaskState, TaskStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use crate::app::{AppDefinition, KillSelection, Violation, parent_groups};
+use crate::app::{AppDefinition, KillSelection, UpgradeKind, Violation, parent_groups};
+use crate::autoscale::{
+    Bound, Decision, Hold, Input as AutoscaleInput, Sample, decide, utilisation,
+};
 use crate::instance::{Instance, Phase, Step, state_text, transition};
 use crate::launch::{Refusal, TaskSpec, task_info, try_fit};
 use crate::time::{Millis, iso8601};
@@ -86,6 +90,10 @@ pub struct Deployment {
     pub from: Option<AppRecord>,
     /// When it started.
     pub started_ms: Millis,
+    /// Blue/green: when discovery switched to the new version (the old one stops
+    /// `keepOldSeconds` later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_ms: Option<Millis>,
 }
 
 /// A durable change the daemon writes before acting on the rest of the output.
@@ -279,6 +287,8 @@ pub struct StatusIn {
     pub message: String,
     /// The master does not know the task (reconciliation's TASK_UNKNOWN reason).
     pub unknown_to_master: bool,
+    /// Why the state changed.
+    pub reason: agora_sdk::proto::StatusReason,
 }
 
 impl StatusIn {
@@ -291,8 +301,44 @@ impl StatusIn {
             healthy: s.healthy,
             message: s.message.clone(),
             unknown_to_master: s.reason() == agora_sdk::proto::StatusReason::TaskUnknown,
+            reason: s.reason(),
         }
     }
+}
+
+/// What the daemon learnt about one agent from the master's Operator API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentFacts {
+    /// Agent id.
+    pub id: String,
+    /// Its hostname.
+    pub hostname: String,
+    /// Its address for service discovery (from its advertised address or hostname).
+    pub ip: Option<IpAddr>,
+    /// It is being drained: its tasks are killed when the drain's grace ends.
+    pub draining: bool,
+}
+
+/// One look at the cluster: the agents and the latest usage of this framework's tasks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterView {
+    /// Every agent the master knows.
+    pub agents: Vec<AgentFacts>,
+    /// `(task id, sample)` of this framework's containers.
+    pub usage: Vec<(String, Sample)>,
+}
+
+/// The autoscaler's latest word on one app (for the API and to report a bound once).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoscaleStatus {
+    /// The decision.
+    pub decision: Decision,
+    /// When it was made.
+    pub at: Millis,
+    /// The mean utilisation it read (`None`: no data).
+    pub utilisation: Option<f64>,
+    /// The bound reported last, until the app leaves it.
+    pub at_bound: Option<Bound>,
 }
 
 /// The state machine. See the [module documentation](self).
@@ -305,6 +351,16 @@ pub struct Core {
     queue: BTreeMap<String, QueueEntry>,
     seq: u64,
     launchable: bool,
+    /// Agents as the last cluster view showed them.
+    agents: BTreeMap<String, AgentFacts>,
+    /// Agents being drained (from the last cluster view).
+    draining: BTreeSet<String>,
+    /// The latest usage sample per task.
+    samples: BTreeMap<String, Sample>,
+    /// The latest utilisation per task (of its app's autoscale metric).
+    utilisations: BTreeMap<String, f64>,
+    /// The autoscaler's latest decision per app.
+    autoscale: BTreeMap<String, AutoscaleStatus>,
 }
 
 fn ms(seconds: f64) -> Millis {
@@ -326,6 +382,11 @@ impl Core {
             queue: BTreeMap::new(),
             seq: 0,
             launchable: false,
+            agents: BTreeMap::new(),
+            draining: BTreeSet::new(),
+            samples: BTreeMap::new(),
+            utilisations: BTreeMap::new(),
+            autoscale: BTreeMap::new(),
         }
     }
 
@@ -390,6 +451,32 @@ impl Core {
     /// The launch queue by app id.
     pub fn queue(&self) -> &BTreeMap<String, QueueEntry> {
         &self.queue
+    }
+
+    /// What the last cluster view said about an agent.
+    pub fn agent(&self, id: &str) -> Option<&AgentFacts> {
+        self.agents.get(id)
+    }
+
+    /// Whether the instance's agent is being drained.
+    pub fn on_draining_agent(&self, i: &Instance) -> bool {
+        self.draining.contains(&i.agent_id)
+    }
+
+    /// The latest utilisation of an instance (of its app's autoscale metric).
+    pub fn utilisation_of(&self, task_id: &str) -> Option<f64> {
+        self.utilisations.get(task_id).copied()
+    }
+
+    /// The autoscaler's latest decision for an app.
+    pub fn autoscale_status(&self, app_id: &str) -> Option<&AutoscaleStatus> {
+        self.autoscale.get(app_id)
+    }
+
+    /// Whether a blue/green deployment of the app switched discovery to the new version.
+    pub fn switched(&self, app_id: &str) -> bool {
+        self.deployment_of(app_id)
+            .is_some_and(|d| d.switched_ms.is_some())
     }
 
     /// `(task id, agent id)` of every instance, for explicit reconciliation.
@@ -463,6 +550,7 @@ impl Core {
             version_ms,
             from,
             started_ms: now,
+            switched_ms: None,
         };
         self.deployments.insert(d.id.clone(), d.clone());
         out.persist.push(Persist::Deployment(d.clone()));
@@ -706,27 +794,8 @@ impl Core {
                 let Some(prev) = self.apps.get(&app).cloned() else {
                     continue;
                 };
-                self.supersede(&app, &mut out);
-                let v = self.next_version(&app, now);
-                let mut def = prev.def.clone();
-                def.instances = def.instances.saturating_sub(n);
-                self.set_app(
-                    AppRecord {
-                        def,
-                        version_ms: v,
-                        config_ms: prev.config_ms,
-                        scaling_ms: v,
-                    },
-                    &mut out,
-                );
-                deployment = Some(self.start_deployment(
-                    &app,
-                    DeploymentAction::ScaleApplication,
-                    v,
-                    Some(prev),
-                    now,
-                    &mut out,
-                ));
+                self.scale_app(&prev, prev.def.instances.saturating_sub(n), now, &mut out);
+                deployment = self.deployment_of(&app).cloned();
             }
         }
         self.converge(now, &mut out);
@@ -840,6 +909,202 @@ impl Core {
             self.use_offer(offer, now, &mut out);
         }
         out
+    }
+
+    /// A new look at the cluster: agents (draining ones stop counting their instances,
+    /// whose replacements start at once) and usage (utilisations, then each autoscaled
+    /// app's decision).
+    pub fn cluster(&mut self, view: ClusterView, now: Millis) -> Output {
+        let mut out = Output::default();
+        self.draining = view
+            .agents
+            .iter()
+            .filter(|a| a.draining)
+            .map(|a| a.id.clone())
+            .collect();
+        self.agents = view.agents.into_iter().map(|a| (a.id.clone(), a)).collect();
+        for (task_id, sample) in view.usage {
+            let Some(inst) = self.instances.get(&task_id) else {
+                continue;
+            };
+            let prev = self.samples.get(&task_id);
+            if prev.is_some_and(|p| p.at_ms >= sample.at_ms) {
+                // The same report again (the agent reports less often than we look).
+                continue;
+            }
+            if let Some(def) = self.apps.get(&inst.app_id).map(|a| &a.def)
+                && let Some(policy) = &def.autoscale
+            {
+                match utilisation(policy.metric, prev, &sample, def.cpus, def.mem) {
+                    Some(u) => self.utilisations.insert(task_id.clone(), u),
+                    None => self.utilisations.remove(&task_id),
+                };
+            }
+            self.samples.insert(task_id, sample);
+        }
+        let instances = &self.instances;
+        self.samples.retain(|t, _| instances.contains_key(t));
+        self.utilisations.retain(|t, _| instances.contains_key(t));
+        let apps = &self.apps;
+        self.autoscale
+            .retain(|a, _| apps.get(a).is_some_and(|a| a.def.autoscale.is_some()));
+        self.converge(now, &mut out);
+        let scaled: Vec<String> = self
+            .apps
+            .values()
+            .filter(|a| a.def.autoscale.is_some())
+            .map(|a| a.def.id.clone())
+            .collect();
+        let mut changed = false;
+        for id in scaled {
+            changed |= self.autoscale_app(&id, now, &mut out);
+        }
+        if changed {
+            self.converge(now, &mut out);
+        }
+        out
+    }
+
+    /// Run the autoscaling policy for one app; true when it changed `instances`.
+    fn autoscale_app(&mut self, app_id: &str, now: Millis, out: &mut Output) -> bool {
+        let Some(app) = self.apps.get(app_id).cloned() else {
+            return false;
+        };
+        let Some(policy) = app.def.autoscale.clone() else {
+            return false;
+        };
+        let hc = app.def.has_health_checks();
+        let utils: Vec<f64> = self
+            .instances_of(app_id)
+            .filter(|i| i.config_ms == app.config_ms && i.ready(hc))
+            .filter_map(|i| self.utilisations.get(&i.task_id).copied())
+            .collect();
+        let mean = (!utils.is_empty()).then(|| utils.iter().sum::<f64>() / utils.len() as f64);
+        let decision = decide(
+            &policy,
+            &AutoscaleInput {
+                current: app.def.instances,
+                utilisations: &utils,
+                deploying: self.deployment_of(app_id).is_some(),
+                last_scaling_ms: app.scaling_ms,
+                now,
+            },
+        );
+        let previous_bound = self.autoscale.get(app_id).and_then(|s| s.at_bound);
+        // The fields both autoscaling events carry, and the ones each adds.
+        let event = |kind: &str, fields: Json| {
+            let mut e = json!({
+                "eventType": kind,
+                "timestamp": iso8601(now),
+                "appId": app_id,
+                "metric": policy.metric,
+                "target": policy.target,
+                "min": policy.min,
+                "max": policy.max,
+            });
+            if let (Some(e), Json::Object(f)) = (e.as_object_mut(), fields) {
+                e.extend(f);
+            }
+            e
+        };
+        let mut at_bound = previous_bound;
+        let mut changed = false;
+        match decision {
+            Decision::Scale {
+                to,
+                desired,
+                utilisation,
+            } => {
+                out.events.push(event(
+                    "autoscale_event",
+                    json!({"from": app.def.instances, "to": to, "desired": desired,
+                           "utilisation": utilisation}),
+                ));
+                self.scale_app(&app, to, now, out);
+                at_bound = None;
+                changed = true;
+            }
+            Decision::AtBound {
+                bound,
+                desired,
+                utilisation,
+            } => {
+                if previous_bound != Some(bound) {
+                    out.events.push(event(
+                        "autoscale_bound_event",
+                        json!({"bound": bound, "instances": app.def.instances,
+                               "desired": desired, "utilisation": utilisation}),
+                    ));
+                }
+                at_bound = Some(bound);
+            }
+            Decision::Hold(Hold::OnTarget) => at_bound = None,
+            Decision::Hold(_) => {}
+        }
+        self.autoscale.insert(
+            app_id.to_string(),
+            AutoscaleStatus {
+                decision,
+                at: now,
+                utilisation: mean,
+                at_bound,
+            },
+        );
+        changed
+    }
+
+    /// Set an app's `instances` as a new version with a ScaleApplication deployment.
+    fn scale_app(&mut self, prev: &AppRecord, instances: u32, now: Millis, out: &mut Output) {
+        let id = prev.def.id.clone();
+        self.supersede(&id, out);
+        let v = self.next_version(&id, now);
+        let mut def = prev.def.clone();
+        def.instances = instances;
+        self.set_app(
+            AppRecord {
+                def,
+                version_ms: v,
+                config_ms: prev.config_ms,
+                scaling_ms: v,
+            },
+            out,
+        );
+        self.start_deployment(
+            &id,
+            DeploymentAction::ScaleApplication,
+            v,
+            Some(prev.clone()),
+            now,
+            out,
+        );
+    }
+
+    /// The instances service discovery lists for an app: the ready ones, except during a
+    /// blue/green deployment, where only the old version's are listed until discovery
+    /// switches, and only the new version's after (in one step).
+    pub fn discoverable(&self, app_id: &str) -> Vec<&Instance> {
+        let Some(app) = self.apps.get(app_id) else {
+            return Vec::new();
+        };
+        let hc = app.def.has_health_checks();
+        let ready: Vec<&Instance> = self.instances_of(app_id).filter(|i| i.ready(hc)).collect();
+        let blue_green = app.def.upgrade_strategy.kind == UpgradeKind::BlueGreen;
+        match self.deployment_of(app_id) {
+            Some(d) if blue_green && d.switched_ms.is_some() => ready
+                .into_iter()
+                .filter(|i| i.config_ms == app.config_ms)
+                .collect(),
+            Some(_) if blue_green => {
+                let old: Vec<&Instance> = ready
+                    .iter()
+                    .copied()
+                    .filter(|i| i.config_ms != app.config_ms)
+                    .collect();
+                // A new app (or one whose old version is all gone) has only the new.
+                if old.is_empty() { ready } else { old }
+            }
+            _ => ready,
+        }
     }
 
     fn waiting_apps(&self, now: Millis) -> Vec<String> {
@@ -1006,7 +1271,17 @@ impl Core {
             Step::Gone { failed } => {
                 // A launch recorded but never seen by the master (the daemon died before
                 // sending it, or the master lost it) is not a crash of the app.
-                let failed = failed && !(s.unknown_to_master && inst.phase == Phase::Launching);
+                // Nor is a kill someone else asked for (an operator, or the master
+                // draining the agent): the app did not crash, so no backoff.
+                let killed_by_someone = s.state == TaskState::Killed
+                    && matches!(
+                        s.reason,
+                        agora_sdk::proto::StatusReason::KilledByFramework
+                            | agora_sdk::proto::StatusReason::KilledByOperator
+                    );
+                let failed = failed
+                    && !killed_by_someone
+                    && !(s.unknown_to_master && inst.phase == Phase::Launching);
                 self.instances.remove(&s.task_id);
                 out.persist.push(Persist::DeleteInstance(s.task_id.clone()));
                 if failed {
@@ -1144,16 +1419,50 @@ impl Core {
         self.expunge(app_id, Some(def), now, out);
         let target = def.instances as usize;
         let selection = def.kill_selection;
+        // Instances on a draining agent still run (and serve) until the drain kills them,
+        // but no longer count: their replacements start elsewhere now, before the
+        // drain's grace ends.
         let live: Vec<Instance> = self
             .instances_of(app_id)
-            .filter(|i| i.live(now, inactive))
+            .filter(|i| i.live(now, inactive) && !self.on_draining_agent(i))
             .cloned()
             .collect();
         let (new, old): (Vec<Instance>, Vec<Instance>) =
             live.into_iter().partition(|i| i.config_ms == app.config_ms);
         let deploying = self.deployment_of(app_id).is_some();
         let mut kills: Vec<String> = Vec::new();
-        let wanted = if deploying && !old.is_empty() {
+        let wanted = if deploying
+            && !old.is_empty()
+            && def.upgrade_strategy.kind == UpgradeKind::BlueGreen
+        {
+            // Blue/green: the new version starts at full size beside the old one, which
+            // is left alone (and keeps serving) until every new instance is ready; then
+            // discovery switches in one step and the old one stops keepOldSeconds later.
+            let new_ready = new.iter().filter(|i| i.ready(hc)).count();
+            let switched = match self.deployment_of(app_id).and_then(|d| d.switched_ms) {
+                Some(at) => Some(at),
+                None if new_ready >= target => {
+                    let mut d = self.deployment_of(app_id).cloned().expect("deploying");
+                    d.switched_ms = Some(now);
+                    out.persist.push(Persist::Deployment(d.clone()));
+                    out.events.push(json!({
+                        "eventType": "blue_green_switch_event",
+                        "timestamp": iso8601(now),
+                        "appId": app_id,
+                        "deploymentId": d.id,
+                        "version": iso8601(app.config_ms),
+                    }));
+                    self.deployments.insert(d.id.clone(), d);
+                    Some(now)
+                }
+                None => None,
+            };
+            let keep_ms = ms(def.upgrade_strategy.keep_old_seconds);
+            if switched.is_some_and(|at| now >= at.saturating_add(keep_ms)) {
+                kills.extend(old.iter().map(|i| i.task_id.clone()));
+            }
+            target.saturating_sub(new.len())
+        } else if deploying && !old.is_empty() {
             let u = &def.upgrade_strategy;
             let min_healthy = ((target as f64) * u.minimum_health_capacity - 1e-9)
                 .ceil()

@@ -44,6 +44,13 @@ pub struct Config {
     pub tls: Option<TlsOptions>,
     /// Several instances, one leader, the state in etcd (when endpoints are given).
     pub etcd: EtcdFlags,
+    /// Serve service discovery DNS (UDP and TCP) on this address.
+    pub dns_listen: Option<SocketAddr>,
+    /// The domain apps are named under in DNS.
+    pub dns_domain: String,
+    /// How often agents and usage are read from the master (draining agents, addresses,
+    /// autoscaling).
+    pub cluster_interval: std::time::Duration,
 }
 
 /// Forwards the driver's callbacks to the service actor.
@@ -153,7 +160,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     driver_config.credential = config.credential.clone();
     driver_config.tls = config.tls.clone();
     let driver = Driver::new(driver_config);
-    let service = Service::start(core, state.clone(), driver.clone());
+    let service = Service::start(
+        core,
+        state.clone(),
+        driver.clone(),
+        config.dns_listen.map(|_| config.dns_domain.clone()),
+    );
+    if let Some(dns) = config.dns_listen {
+        let bound = crate::dns::start(dns, service.zone())
+            .await
+            .with_context(|| format!("binding the DNS server on {dns}"))?;
+        println!(
+            "agora-services DNS listening on {bound} (udp and tcp), domain {}",
+            crate::discovery::fqdn(&config.dns_domain)
+        );
+    }
+    tokio::spawn(crate::cluster::watch(
+        driver.clone(),
+        service.clone(),
+        config.cluster_interval,
+    ));
 
     let api = router(
         service.clone(),

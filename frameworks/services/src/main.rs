@@ -45,6 +45,28 @@ struct Args {
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     etcd: agora_framework_store::ha::EtcdFlags,
+    /// Serve service discovery DNS (UDP and TCP) on this address (port 0: any free port,
+    /// printed at start). Off unless given.
+    #[arg(long)]
+    dns_listen: Option<SocketAddr>,
+    /// The DNS domain apps are named under (`/group/app` -> `app.group.<domain>.`).
+    #[arg(long, default_value = agora_services::discovery::DEFAULT_DOMAIN)]
+    dns_domain: String,
+    /// Seconds between reads of the agents and their usage from the master (draining
+    /// agents, agent addresses for DNS, autoscaling).
+    #[arg(long, default_value_t = 5.0, value_parser = parse_interval)]
+    cluster_interval: f64,
+}
+
+fn parse_interval(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .parse()
+        .map_err(|e| format!("not a number of seconds: {e}"))?;
+    if v.is_finite() && (0.1..=3600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be between 0.1 and 3600 seconds, got {v}"))
+    }
 }
 
 #[tokio::main]
@@ -89,6 +111,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         credential,
         tls,
         etcd: args.etcd,
+        dns_listen: args.dns_listen,
+        dns_domain: args.dns_domain,
+        cluster_interval: std::time::Duration::from_secs_f64(args.cluster_interval),
     })
     .await
 }

@@ -17,9 +17,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use agora_sdk::Driver;
 use agora_sdk::proto::{Offer, TaskStatus};
 use serde_json::Value as Json;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::core::{Action, Core, CoreError, OfferIn, Output, StatusIn};
+use crate::core::{Action, ClusterView, Core, CoreError, OfferIn, Output, StatusIn};
+use crate::discovery::Zone;
 use crate::state::ServicesState;
 use crate::time::Millis;
 use crate::views::{Counters, metrics_text};
@@ -54,6 +55,7 @@ enum Command {
     Read(ReadFn, oneshot::Sender<Json>),
     Change(ChangeFn, oneshot::Sender<Result<Json, CoreError>>),
     Metrics(oneshot::Sender<String>),
+    Cluster(ClusterView, oneshot::Sender<()>),
     Tick,
 }
 
@@ -67,6 +69,7 @@ pub struct Stopped;
 pub struct Service {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<Json>,
+    zone: watch::Receiver<Arc<Zone>>,
 }
 
 fn now_ms() -> Millis {
@@ -78,10 +81,23 @@ fn now_ms() -> Millis {
 
 impl Service {
     /// Start the actor over `core` and `state`, calling the master through `driver`.
-    pub fn start(core: Core, state: ServicesState, driver: Driver) -> Service {
+    /// With `dns_domain`, it keeps a service discovery [`Zone`] of that domain up to date
+    /// (read it with [`zone`](Self::zone)).
+    pub fn start(
+        core: Core,
+        state: ServicesState,
+        driver: Driver,
+        dns_domain: Option<String>,
+    ) -> Service {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_BUFFER_CAPACITY);
+        let first = dns_domain
+            .as_deref()
+            .map(|d| crate::discovery::zone(&core, d))
+            .unwrap_or_default();
+        let (zone_tx, zone) = watch::channel(Arc::new(first));
         let actor = Actor {
+            zone: dns_domain.map(|d| (d, zone_tx)),
             core,
             state,
             driver,
@@ -105,7 +121,17 @@ impl Service {
                 }
             }
         });
-        Service { tx, events }
+        Service { tx, events, zone }
+    }
+
+    /// The latest service discovery zone (empty without a DNS domain).
+    pub fn zone(&self) -> watch::Receiver<Arc<Zone>> {
+        self.zone.clone()
+    }
+
+    /// Hand a look at the cluster (agents, usage) to the core.
+    pub async fn cluster(&self, view: ClusterView) -> Result<(), Stopped> {
+        self.ask(|r| Command::Cluster(view, r)).await
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Stopped> {
@@ -184,6 +210,8 @@ struct Actor {
     last_kill_retry: Millis,
     /// Outputs of deferred status updates, not yet persisted (merged in order).
     deferred: Option<Output>,
+    /// Service discovery: the domain and where its zone is published.
+    zone: Option<(String, watch::Sender<Arc<Zone>>)>,
 }
 
 impl Actor {
@@ -264,7 +292,27 @@ impl Actor {
                         self.retry_kills(now).await;
                     }
                 }
+                Command::Cluster(view, reply) => {
+                    let out = self.core.cluster(view, now);
+                    self.apply(out, now).await;
+                    let _ = reply.send(());
+                }
             }
+            self.publish_zone();
+        }
+    }
+
+    /// A new discovery zone, when the core's discoverable instances changed.
+    fn publish_zone(&mut self) {
+        if let Some((domain, tx)) = &self.zone {
+            let zone = crate::discovery::zone(&self.core, domain);
+            tx.send_if_modified(|current| {
+                if **current == zone {
+                    return false;
+                }
+                *current = Arc::new(zone);
+                true
+            });
         }
     }
 
@@ -354,10 +402,33 @@ impl Actor {
             }
             for e in out.events {
                 self.counters.events_published += 1;
+                log_event(&e);
                 // No subscriber is fine.
                 let _ = self.events.send(e);
             }
         }
+    }
+}
+
+/// The log line of an event that a human may want to read in the log too: autoscaling's
+/// decisions, and above all a bound it reached (the one it calls a human for).
+fn log_event(e: &Json) {
+    match e["eventType"].as_str() {
+        Some("autoscale_event") => tracing::info!(
+            app = %e["appId"], from = %e["from"], to = %e["to"],
+            utilisation = %e["utilisation"], target = %e["target"],
+            "autoscaling changed the instance count"
+        ),
+        Some("autoscale_bound_event") => tracing::warn!(
+            app = %e["appId"], bound = %e["bound"], instances = %e["instances"],
+            desired = %e["desired"], utilisation = %e["utilisation"], target = %e["target"],
+            "autoscaling reached a bound: the load asks for more than the app's range allows"
+        ),
+        Some("blue_green_switch_event") => tracing::info!(
+            app = %e["appId"], version = %e["version"],
+            "blue/green: discovery switched to the new version"
+        ),
+        _ => {}
     }
 }
 

@@ -5,6 +5,7 @@
 //! This module must never decide anything: it writes what the core said, in the order it
 //! said it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -110,27 +111,40 @@ impl ServicesState {
     /// [`VERSIONS_KEPT_MAX`] per app are dropped, oldest first, in the same batch.
     pub fn apply(&self, changes: &[Persist]) -> Result<(), StoreError> {
         let mut batch = Batch::new();
+        // Per app touched by this batch: its version keys as they will be after the batch,
+        // oldest first (the store's keys, then this batch's additions and deletions), so two
+        // versions of one app in one batch prune as two.
+        let mut kept: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for c in changes {
             match c {
                 Persist::App(a) => {
                     batch.put_json(APPS, &a.def.id, a)?;
                     let prefix = version_prefix(&a.def.id);
-                    batch.put_json(VERSIONS, format!("{prefix}{}", iso8601(a.version_ms)), a)?;
-                    let keys: Vec<String> = self
-                        .store
-                        .scan_bytes(VERSIONS, &prefix)?
-                        .into_iter()
-                        .map(|(k, _)| k)
-                        .collect();
-                    // The new version is not among `keys` yet: keep the newest MAX - 1.
-                    let extra = (keys.len() + 1).saturating_sub(VERSIONS_KEPT_MAX);
-                    for k in keys.iter().take(extra) {
-                        batch.delete(VERSIONS, k);
+                    let key = format!("{prefix}{}", iso8601(a.version_ms));
+                    batch.put_json(VERSIONS, &key, a)?;
+                    let keys = match kept.entry(a.def.id.clone()) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => e.insert(
+                            self.store
+                                .scan_bytes(VERSIONS, &prefix)?
+                                .into_iter()
+                                .map(|(k, _)| k)
+                                .collect(),
+                        ),
+                    };
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                        keys.sort();
+                    }
+                    let extra = keys.len().saturating_sub(VERSIONS_KEPT_MAX);
+                    for k in keys.drain(..extra) {
+                        batch.delete(VERSIONS, &k);
                     }
                 }
                 Persist::DeleteApp(id) => {
                     batch.delete(APPS, id);
                     batch.delete_prefix(VERSIONS, version_prefix(id));
+                    kept.insert(id.clone(), Vec::new());
                 }
                 Persist::Instance(i) => batch.put_json(INSTANCES, &i.task_id, i)?,
                 Persist::DeleteInstance(id) => batch.delete(INSTANCES, id),
@@ -195,6 +209,47 @@ mod tests {
             state.version("/a", &iso8601(last.version_ms)).unwrap(),
             Some(last)
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Two versions of one app in one batch (a burst) prune as two: exactly
+    /// VERSIONS_KEPT_MAX stay, the newest.
+    #[test]
+    fn two_versions_in_one_batch_keep_exactly_the_maximum() {
+        let dir = std::env::temp_dir().join(format!("agora-services-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = ServicesState::open(&dir).unwrap();
+        let mut core = Core::new("*");
+        let def = parse_app_value(serde_json::json!({"id": "/a", "cmd": "x"}), None).unwrap();
+        let (out, _) = core.create_app(def.clone(), 1000).unwrap();
+        state.apply(&out.persist).unwrap();
+        let mut n = 0u32;
+        while state.versions("/a").unwrap().len() < VERSIONS_KEPT_MAX {
+            n += 1;
+            let mut d = def.clone();
+            d.instances = n;
+            let (out, _) = core.put_app(d, 2000 + u64::from(n), true).unwrap();
+            state.apply(&out.persist).unwrap();
+        }
+        let mut burst = Vec::new();
+        for k in 1..=2u32 {
+            let mut d = def.clone();
+            d.instances = n + k;
+            let (out, _) = core.put_app(d, 9000 + u64::from(k), true).unwrap();
+            burst.extend(out.persist);
+        }
+        state.apply(&burst).unwrap();
+        let versions = state.versions("/a").unwrap();
+        assert_eq!(versions.len(), VERSIONS_KEPT_MAX);
+        assert_eq!(versions.last().unwrap().def.instances, n + 2);
+        // The two oldest went: the first kept is the third version ever written.
+        assert_eq!(versions[0].def.instances, 2);
+        // Deleting and re-creating in one batch starts the count over.
+        let (mut out, _) = core.delete_app("/a", 9100, true).unwrap();
+        let (again, _) = core.create_app(def.clone(), 9200).unwrap();
+        out.extend(again);
+        state.apply(&out.persist).unwrap();
+        assert_eq!(state.versions("/a").unwrap().len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

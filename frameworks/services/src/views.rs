@@ -84,10 +84,40 @@ pub fn app_json(core: &Core, app: &AppRecord, embed: Embed) -> Json {
     } else {
         0
     });
+    if let Some(st) = core.autoscale_status(&app.def.id) {
+        v["autoscaleStatus"] = json!({
+            "decision": st.decision,
+            "at": iso8601(st.at),
+            "utilisation": st.utilisation,
+            "atBound": st.at_bound,
+        });
+    }
     if embed.tasks {
-        v["tasks"] = json!(tasks.iter().map(|i| task_json(i)).collect::<Vec<_>>());
+        v["tasks"] = json!(
+            tasks
+                .iter()
+                .map(|i| instance_json(core, i))
+                .collect::<Vec<_>>()
+        );
     }
     v
+}
+
+/// A task with what the core knows beyond Marathon's shape: whether the framework asked
+/// for its end (`killing`), whether its agent is being drained, and its latest
+/// utilisation.
+pub fn instance_json(core: &Core, i: &Instance) -> Json {
+    let mut t = task_json(i);
+    if i.kill_requested || i.phase == Phase::Killing {
+        t["killing"] = json!(true);
+    }
+    if core.on_draining_agent(i) {
+        t["draining"] = json!(true);
+    }
+    if let Some(u) = core.utilisation_of(&i.task_id) {
+        t["utilisation"] = json!(u);
+    }
+    t
 }
 
 /// `/v2/queue`: every app waiting to launch, its delay and why the last offers were not

@@ -1,7 +1,8 @@
 //! An emulated agent: speaks the real agent protocol (`agora.v1.AgentApi`) to the master,
 //! but runs no processes. It registers with configurable resources and attributes,
 //! heartbeats at the interval REGISTERED gives, "runs" each task it is sent (STARTING,
-//! RUNNING, then FINISHED after the task's duration, or KILLED when told), sends each
+//! RUNNING, healthy when it has a health check, then FINISHED after the task's duration,
+//! or KILLED when told), sends each
 //! task's oldest unacknowledged update and re-sends it with backoff (0.5 s doubling to
 //! 10 s; not before 5 s once the master took it, see `TAKEN_RESEND`) until the ACKNOWLEDGE
 //! command comes back, and after losing the master re-registers with its id, the tasks it
@@ -478,8 +479,12 @@ impl Agent {
             .map_or(self.spec.default_task, Duration::from_millis);
         self.frameworks.insert(framework.id.clone(), framework);
         let starting = self.status(&key, TaskState::Starting, v1::StatusReason::Unspecified, "");
-        // No process to wait for: the task runs at once.
-        let running = self.status(&key, TaskState::Running, v1::StatusReason::Unspecified, "");
+        // No process to wait for: the task runs at once, and a task with a health check
+        // passes it at once (RUNNING carries the result, as the real agent's first one).
+        let mut running = self.status(&key, TaskState::Running, v1::StatusReason::Unspecified, "");
+        if task.health_check.is_some() {
+            running.healthy = Some(true);
+        }
         self.tasks.insert(
             key.clone(),
             TaskRec {

@@ -272,6 +272,11 @@ async fn churn_run(
     max_tasks: u64,
 ) -> anyhow::Result<SizeRun> {
     let mut c = Cluster::start(common, &size_dir(dir, tag), max_tasks as i64).await?;
+    if frameworks == 0 {
+        // Agents only, for a real framework outside the harness: its tasks (which carry no
+        // duration label) run for --task-secs.
+        c.default_task = spec.duration;
+    }
     let per = per_agent(&common.agent_resources, &spec.shape)?;
     info!("{tag}: registering {agents} agents");
     c.add_agents(agents)?;

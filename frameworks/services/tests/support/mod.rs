@@ -60,6 +60,26 @@ pub fn wait_for<T>(
     }
 }
 
+fn spawn_master(dir: &Dir, addr: SocketAddr, n: usize) -> Proc {
+    Proc::spawn(
+        "agora-master",
+        &binary("agora-master"),
+        &[
+            "--listen".into(),
+            addr.to_string(),
+            "--data-dir".into(),
+            dir.0.join("master").display().to_string(),
+            "--allocation-interval-ms".into(),
+            "200".into(),
+        ],
+        dir.0.join(if n == 0 {
+            "master.log".to_string()
+        } else {
+            format!("master-{n}.log")
+        }),
+    )
+}
+
 pub struct Cluster {
     pub dir: Dir,
     pub master_addr: SocketAddr,
@@ -67,27 +87,23 @@ pub struct Cluster {
     pub agents: Vec<Proc>,
     pub services: Option<Proc>,
     pub api: Option<SocketAddr>,
+    /// Extra flags of the services daemon.
+    pub services_args: Vec<String>,
+    pub master_restarts: usize,
 }
 
 impl Cluster {
     /// A master and `agents` agents (`cpus:4;mem:1024;disk:1024;ports:[31000-31099]`,
     /// hostnames `e2e-agent-<i>`, attribute `rack:r<i>`).
     pub fn start(agents: usize) -> Cluster {
+        Cluster::start_with(agents, |_| Vec::new())
+    }
+
+    /// As [`start`](Self::start), agent `i` with the extra flags `extra(i)`.
+    pub fn start_with(agents: usize, extra: impl Fn(usize) -> Vec<String>) -> Cluster {
         let dir = Dir::new("cluster");
         let master_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let master = Proc::spawn(
-            "agora-master",
-            &binary("agora-master"),
-            &[
-                "--listen".into(),
-                master_addr.to_string(),
-                "--data-dir".into(),
-                dir.0.join("master").display().to_string(),
-                "--allocation-interval-ms".into(),
-                "200".into(),
-            ],
-            dir.0.join("master.log"),
-        );
+        let master = spawn_master(&dir, master_addr, 0);
         let mut c = Cluster {
             dir,
             master_addr,
@@ -95,6 +111,8 @@ impl Cluster {
             agents: Vec::new(),
             services: None,
             api: None,
+            services_args: Vec::new(),
+            master_restarts: 0,
         };
         wait_for(
             "the master",
@@ -102,7 +120,7 @@ impl Cluster {
             || (http(c.master_addr, "GET", "/health", None).0 == 200).then_some(()),
         );
         for i in 0..agents {
-            let args = vec![
+            let mut args = vec![
                 "--master".to_string(),
                 c.master_addr.to_string(),
                 "--work-dir".into(),
@@ -113,9 +131,12 @@ impl Cluster {
                 format!("rack:r{i}"),
                 "--hostname".into(),
                 format!("e2e-agent-{i}"),
-                "--isolation".into(),
-                "process".into(),
             ];
+            let more = extra(i);
+            if !more.iter().any(|a| a == "--isolation") {
+                args.extend(["--isolation".into(), "process".into()]);
+            }
+            args.extend(more);
             let log = c.dir.0.join(format!("agent-{i}.log"));
             c.agents.push(Proc::spawn(
                 "agora-agent",
@@ -138,6 +159,18 @@ impl Cluster {
         c
     }
 
+    /// `kill -9` the master, then start it again on the same address and data directory.
+    pub fn restart_master(&mut self) {
+        self.master.kill9();
+        self.master_restarts += 1;
+        self.master = spawn_master(&self.dir, self.master_addr, self.master_restarts);
+        wait_for(
+            "the master again",
+            || self.logs(),
+            || (http(self.master_addr, "GET", "/health", None).0 == 200).then_some(()),
+        );
+    }
+
     pub fn master_state(&self) -> Json {
         http(self.master_addr, "GET", "/api/v1/state", None).1
     }
@@ -154,19 +187,16 @@ impl Cluster {
             .unwrap_or(0);
         let log = self.dir.0.join(format!("services-{n}.log"));
         let port = self.api.map_or_else(free_port, |a| a.port());
-        let proc = Proc::spawn(
-            "agora-services",
-            &binary("agora-services"),
-            &[
-                "--master".into(),
-                self.master_addr.to_string(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--data-dir".into(),
-                self.dir.0.join("services-data").display().to_string(),
-            ],
-            log,
-        );
+        let mut args = vec![
+            "--master".into(),
+            self.master_addr.to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            self.dir.0.join("services-data").display().to_string(),
+        ];
+        args.extend(self.services_args.iter().cloned());
+        let proc = Proc::spawn("agora-services", &binary("agora-services"), &args, log);
         self.services = Some(proc);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         self.api = Some(addr);
@@ -236,6 +266,20 @@ impl Cluster {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The master's id of agent `i` (by its hostname `e2e-agent-<i>`).
+    pub fn agent_id(&self, i: usize) -> String {
+        let s = self.master_state();
+        s["agents"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x["hostname"] == format!("e2e-agent-{i}").as_str())
+                    .and_then(|x| x["id"].as_str())
+            })
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn running(&self, app: &str) -> Vec<Json> {
