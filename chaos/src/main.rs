@@ -47,17 +47,6 @@ struct Args {
     dir: Option<PathBuf>,
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     let exe = std::env::current_exe().context("this binary's path")?;
@@ -88,7 +77,7 @@ fn main() -> anyhow::Result<ExitCode> {
     }
 
     anyhow::ensure!(
-        is_root(),
+        nix::unistd::Uid::effective().is_root(),
         "agora-chaos needs root (network namespaces, tmpfs mounts)"
     );
     let run = std::process::id().to_string();

@@ -13,42 +13,16 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use agora_proto::auth::{AuthInterceptor, Credential};
-use agora_proto::v1::{self, operator_client::OperatorClient};
+use agora_proto::v1;
 use serde_json::Value;
 use support::*;
 use tonic::Code;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 const CREDENTIALS: &str = r#"[
   {"principal": "agent", "secret": "agent-secret"},
   {"principal": "alice", "secret": "alice-secret"},
   {"principal": "mallory", "secret": "mallory-secret"}
 ]"#;
-
-fn cred(principal: &str) -> Credential {
-    Credential {
-        principal: principal.to_string(),
-        secret: format!("{principal}-secret"),
-    }
-}
-
-fn basic(principal: &str) -> String {
-    cred(principal).to_header()
-}
-
-type Operator = OperatorClient<InterceptedService<Channel, AuthInterceptor>>;
-
-async fn operator(addr: std::net::SocketAddr, principal: &str) -> Operator {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let c = cred(principal);
-    OperatorClient::with_interceptor(channel, AuthInterceptor::new(Some(&c)).expect("cred"))
-}
 
 fn acls() -> String {
     serde_json::json!({
@@ -143,7 +117,7 @@ struct Ctx {
     alice_fw: Option<Framework>,
     /// An offer alice's framework holds (a refused launch leaves it outstanding).
     offer: Option<String>,
-    ops: BTreeMap<&'static str, Operator>,
+    ops: BTreeMap<&'static str, SecuredOperator>,
     data_dir: PathBuf,
 }
 
@@ -422,7 +396,8 @@ async fn run(ctx: &mut Ctx, principal: &'static str, call: Call) -> Result<(), t
                 failover_timeout_seconds: 60.0,
                 ..Default::default()
             };
-            let fw = Framework::try_subscribe(ctx.addr, info, Some(cred(principal))).await?;
+            let fw =
+                Framework::try_subscribe(ctx.addr, info, Some(test_credential(principal))).await?;
             ctx.alice_fw = Some(fw);
             Ok(())
         }
@@ -501,7 +476,7 @@ async fn run(ctx: &mut Ctx, principal: &'static str, call: Call) -> Result<(), t
                 "POST",
                 &format!("/api/v1/frameworks/{alice_fw_id}/teardown"),
                 None,
-                &[("authorization", &basic(principal))],
+                &[("authorization", &basic_auth(principal))],
             )
             .expect("teardown over HTTP");
             match code {
@@ -538,7 +513,7 @@ fn stable_state(addr: std::net::SocketAddr) -> Value {
         "GET",
         "/api/v1/state",
         None,
-        &[("authorization", &basic("alice"))],
+        &[("authorization", &basic_auth("alice"))],
     )
     .expect("state");
     assert_eq!(code, 200, "{body}");
@@ -609,7 +584,7 @@ async fn acl_matrix_denied_calls_change_nothing_allowed_calls_take_effect() {
             "--acls",
             &acls,
         ],
-        Some(basic("alice")),
+        Some(basic_auth("alice")),
         &["--principal", "agent", "--secret-file", &secret],
     );
     c.wait_agents(1);
@@ -619,7 +594,7 @@ async fn acl_matrix_denied_calls_change_nothing_allowed_calls_take_effect() {
         .to_string();
     let mut ops = BTreeMap::new();
     for p in ["alice", "mallory"] {
-        ops.insert(p, operator(c.addr, p).await);
+        ops.insert(p, secured_operator(c.addr, p).await);
     }
     let mut ctx = Ctx {
         addr: c.addr,
