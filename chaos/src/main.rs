@@ -80,6 +80,7 @@ fn main() -> anyhow::Result<ExitCode> {
         nix::unistd::Uid::effective().is_root(),
         "agora-chaos needs root (network namespaces, tmpfs mounts)"
     );
+    agora_chaos::net::sweep_stale(&std::env::temp_dir());
     let run = std::process::id().to_string();
     let dir = std::env::temp_dir().join(format!("agora-chaos-{run}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

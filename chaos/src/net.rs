@@ -165,3 +165,38 @@ pub fn set_partitioned(names: &Names, i: usize, cut: bool) -> anyhow::Result<()>
         state,
     ])
 }
+
+/// Removes what an earlier run left behind when it was killed before it could clean up
+/// (a test runner's timeout): the namespaces named after a run whose process is gone, and
+/// the tmpfs mounts in that run's directory. Only names of this module's pattern
+/// (`agc<pid>m`, `agc<pid>a<i>`) whose pid no longer runs are touched.
+pub fn sweep_stale(tmp: &Path) {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for name in listing.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix("agc") else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let tail = &rest[digits.len()..];
+        let ours = !digits.is_empty()
+            && (tail == "m"
+                || tail
+                    .strip_prefix('a')
+                    .is_some_and(|i| !i.is_empty() && i.chars().all(|c| c.is_ascii_digit())));
+        if !ours || Path::new(&format!("/proc/{digits}")).exists() {
+            continue;
+        }
+        let dir = tmp.join(format!("agora-chaos-{digits}"));
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("agent-") && e.path().is_dir() {
+                    let _ = Command::new("umount").arg("-l").arg(e.path()).status();
+                }
+            }
+        }
+        let _ = ip(&["netns", "del", name]);
+    }
+}
