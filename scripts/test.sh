@@ -73,6 +73,24 @@ if [ ! -x /bin/busybox ]; then
   echo "note: /bin/busybox missing: the container image tests are skipped"
 fi
 
+# `needs_root_netns`: the chaos soak (chaos/, agora-chaos) also needs iproute2's `ip netns`
+# and util-linux's `unshare --time` (Linux 5.6+); installed when missing and apt-get can,
+# otherwise (or where namespaces cannot be made, e.g. in an unprivileged container) skipped.
+if [ "$(id -u)" = "0" ] && ! command -v ip >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  step "installing iproute2 (tests named needs_root_netns)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >/dev/null 2>&1 ||
+    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >/dev/null 2>&1; } || true
+fi
+have_netns() {
+  local probe="agora-probe-$$"
+  [ "$(id -u)" = "0" ] && command -v ip >/dev/null 2>&1 && ip netns add "$probe" 2>/dev/null &&
+    { ip netns del "$probe"; unshare --time --fork true 2>/dev/null; }
+}
+if ! have_netns; then
+  filter="$filter - test(needs_root_netns)"
+  echo "note: no network or time namespaces here: tests named needs_root_netns are skipped"
+fi
+
 # `needs_etcd`: a real etcd (Debian's etcd-server, 3.4+) for the high-availability tests,
 # which start their own 3-member cluster on loopback. Installed here when missing and
 # apt-get can (root); otherwise those tests are skipped.

@@ -417,6 +417,10 @@ pub struct UpdateLog {
     path: PathBuf,
     file: File,
     records: usize,
+    /// Length of the file's whole records: a failed append is cut back to it, so a full
+    /// disk never leaves a torn record that later appends would follow (replay stops at
+    /// the first torn record and would lose them).
+    bytes: u64,
 }
 
 /// Unacknowledged updates per task, each queue oldest first, tasks in first-seen order.
@@ -448,6 +452,7 @@ impl UpdateLog {
                 .open(path)
                 .map_err(io_err(path))?,
             records,
+            bytes: 0,
         };
         // Rewrite without the torn tail and the acknowledged updates.
         log.compact(pending.iter().flat_map(|(_, q)| q.iter()))?;
@@ -460,8 +465,17 @@ impl UpdateLog {
         let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&body);
-        self.file.write_all(&frame).map_err(io_err(&self.path))?;
-        self.file.sync_data().map_err(io_err(&self.path))?;
+        let written = self
+            .file
+            .write_all(&frame)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Best effort: if even this fails the log is rewritten whole (`compact`) once
+            // the disk has room again.
+            let _ = self.file.set_len(self.bytes);
+            return Err(io_err(&self.path)(e));
+        }
+        self.bytes += frame.len() as u64;
         self.records += 1;
         Ok(())
     }
@@ -515,6 +529,7 @@ impl UpdateLog {
             .open(&self.path)
             .map_err(io_err(&self.path))?;
         self.records = records;
+        self.bytes = bytes.len() as u64;
         Ok(())
     }
 }

@@ -174,12 +174,19 @@ pub enum AckOutcome {
     UnknownUuid,
 }
 
+/// How often a status update log that a failed write (a full disk) left behind the
+/// queues is rewritten, until it succeeds.
+pub const LOG_REPAIR_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Per-task FIFOs of unacknowledged updates. A task with no pending update has no entry.
 #[derive(Debug)]
 pub struct UpdateQueues {
     queues: HashMap<TaskKey, VecDeque<TaskStatus>>,
     limit: usize,
     log: Option<UpdateLog>,
+    /// A write to the log failed (a full disk): the log no longer matches the queues
+    /// and is rewritten from them before the next record, or by `repair_log`.
+    log_stale: bool,
 }
 
 impl UpdateQueues {
@@ -189,6 +196,7 @@ impl UpdateQueues {
             queues: HashMap::new(),
             limit: limit_per_task.max(1),
             log: None,
+            log_stale: false,
         }
     }
 
@@ -207,19 +215,34 @@ impl UpdateQueues {
     /// Appends an update; `Ok(true)` when it is now the oldest of its task.
     pub fn push(&mut self, status: TaskStatus) -> Result<bool, QueueFull> {
         let key = key_of(&status);
-        let queue = self.queues.entry(key.clone()).or_default();
-        if queue.len() >= self.limit {
+        if self.queues.get(&key).map_or(0, VecDeque::len) >= self.limit {
             return Err(QueueFull {
                 key,
                 limit: self.limit,
             });
         }
-        if let Some(log) = &mut self.log
-            && let Err(e) = log.push(&status)
-        {
-            // Still deliver it: losing it in memory too would be worse.
-            tracing::error!(task = %key, "status update not checkpointed: {e}");
+        let logged = match &mut self.log {
+            None => Ok(()),
+            // A stale log is rewritten whole, this update included (after its task's
+            // older ones: replay keeps each task's order).
+            Some(log) if self.log_stale => log.compact(
+                self.queues
+                    .values()
+                    .flat_map(|q| q.iter())
+                    .chain(std::iter::once(&status)),
+            ),
+            Some(log) => log.push(&status),
+        };
+        match logged {
+            Ok(()) => self.log_stale = false,
+            Err(e) => {
+                // Still deliver it: losing it in memory too would be worse. The log is
+                // rewritten from the queues once the disk has room again.
+                tracing::error!(task = %key, "status update not checkpointed: {e}");
+                self.log_stale = true;
+            }
         }
+        let queue = self.queues.entry(key).or_default();
         queue.push_back(status);
         Ok(queue.len() == 1)
     }
@@ -257,17 +280,48 @@ impl UpdateQueues {
             self.queues.remove(key);
         }
         if let (Some(log), Some(p)) = (&mut self.log, &popped) {
-            if let Err(e) = log.ack(key, &p.uuid) {
-                tracing::error!(task = %key, "acknowledgement not checkpointed: {e}");
-            }
             let live: usize = self.queues.values().map(VecDeque::len).sum();
-            if log.records() > COMPACT_AFTER_RECORDS + live
-                && let Err(e) = log.compact(self.queues.values().flat_map(|q| q.iter()))
-            {
-                tracing::error!("cannot compact the status update log: {e}");
+            let logged = if self.log_stale || log.records() > COMPACT_AFTER_RECORDS + live {
+                log.compact(self.queues.values().flat_map(|q| q.iter()))
+            } else {
+                log.ack(key, &p.uuid)
+            };
+            match logged {
+                Ok(()) => self.log_stale = false,
+                Err(e) => {
+                    tracing::error!(task = %key, "acknowledgement not checkpointed: {e}");
+                    self.log_stale = true;
+                }
             }
         }
         popped
+    }
+
+    /// Whether a failed write left the log behind the queues.
+    pub fn log_stale(&self) -> bool {
+        self.log_stale
+    }
+
+    /// Rewrites a stale log from the queues; `true` when the log matches them again.
+    pub fn repair_log(&mut self) -> bool {
+        if !self.log_stale {
+            return true;
+        }
+        let Some(log) = &mut self.log else {
+            self.log_stale = false;
+            return true;
+        };
+        match log.compact(self.queues.values().flat_map(|q| q.iter())) {
+            Ok(()) => {
+                tracing::info!("status update log rewritten after a failed write");
+                self.log_stale = false;
+                true
+            }
+            Err(e) => {
+                tracing::debug!("status update log still cannot be rewritten: {e}");
+                false
+            }
+        }
     }
 
     /// Whether updates are pending for the task.
@@ -506,6 +560,15 @@ impl Manager {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            // A log a failed write left behind is retried even when nothing else happens.
+            let repair = self
+                .queues
+                .log_stale()
+                .then(|| Instant::now() + LOG_REPAIR_INTERVAL);
+            let wake = match (wake, repair) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 biased;
                 msg = rx.recv() => match msg {
@@ -515,6 +578,7 @@ impl Manager {
                 () = sleep_until(wake), if wake.is_some() => {}
             }
             let now = Instant::now();
+            self.queues.repair_log();
             self.fire_due(now);
             self.check_drain(now);
         }

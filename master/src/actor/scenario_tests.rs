@@ -196,6 +196,14 @@ impl Scenario {
             .map_or(0.0, |s| s.allocated.scalar("cpus").as_f64())
     }
 
+    /// The whole state view (`GetState`).
+    async fn call_state(&mut self) -> v1::ClusterState {
+        let (tx, mut rx) = oneshot::channel();
+        self.m.handle(Command::State { reply: tx });
+        let _ = self.m.commit().await;
+        rx.try_recv().expect("answered")
+    }
+
     async fn tick(&mut self, advance: Duration) {
         self.clock.advance_ms(advance.as_millis() as u64);
         self.m.on_tick();
@@ -969,4 +977,318 @@ async fn a_task_that_ended_while_the_master_was_away_is_not_reported_lost() {
         v1::event::Event::Update(u) if u.status.as_ref().is_some_and(|st| st.task_id == "t1"
             && st.state == TaskState::Finished as i32)
     )));
+}
+
+// ---------------------------------------------------------------------------------
+// Status update relay: the master fixes the simulator found (docs/reliability.md), as
+// fixed sequences of calls, independent of any seed's hash order.
+// ---------------------------------------------------------------------------------
+
+fn launch(task: &str, resources: &str) -> v1::Operation {
+    v1::Operation {
+        operation: Some(v1::operation::Operation::Launch(v1::operation::Launch {
+            tasks: vec![v1::TaskInfo {
+                name: task.into(),
+                task_id: task.into(),
+                resources: res(resources).to_proto(),
+                command: Some(v1::CommandInfo {
+                    run: Some(v1::command_info::Run::Shell("sleep 100".into())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+        })),
+    }
+}
+
+/// One step of a relay scenario, all about task `t1` on the scenario's one agent.
+#[derive(Debug, Clone, Copy)]
+enum Relay {
+    /// The agent sends update `uuid` in `state`, naming the newest state it knows.
+    Update(&'static str, TaskState, TaskState),
+    /// The framework acknowledges `uuid` (the master passes it on to the agent).
+    Ack(&'static str),
+    /// The agent misses its heartbeats: the master marks it unreachable.
+    MissHeartbeats,
+    /// The agent re-registers reporting `t1` in this state.
+    Reregister(TaskState),
+    /// The master restarts from its registry; the framework subscribes again.
+    RestartMaster,
+}
+
+struct RelayRow {
+    name: &'static str,
+    partition_aware: bool,
+    steps: &'static [Relay],
+    /// Agent updates the framework receives, in order.
+    relayed: &'static [(&'static str, TaskState)],
+    /// Acknowledgements the agent receives, in order (the framework's, passed on, and
+    /// the master's on the framework's behalf).
+    acks: &'static [&'static str],
+}
+
+async fn relay_scenario(row: &RelayRow) -> (Vec<(String, TaskState)>, Vec<String>) {
+    let mut s = Scenario::new();
+    let mut info = v1::FrameworkInfo {
+        failover_timeout_seconds: 3600.0,
+        ..framework("f", &["a"])
+    };
+    if row.partition_aware {
+        info = partition_aware(info);
+    }
+    let fw = s.subscribe(info.clone()).await.expect("fw");
+    info.id = fw.clone();
+    let a = s.register("", vec![], vec![]).await.expect("agent");
+    let o = s.offers(&fw).remove(0);
+    accept(&mut s, &fw, &o.id, vec![launch("t1", "cpus:1")])
+        .await
+        .expect("launched");
+    let mut relayed = Vec::new();
+    let mut acks = Vec::new();
+    let collect = |s: &mut Scenario, relayed: &mut Vec<(String, TaskState)>| {
+        for e in s.events(&fw) {
+            if let v1::event::Event::Update(u) = e
+                && let Some(st) = u.status
+                && st.source() != v1::StatusSource::SourceMaster
+                && !st.uuid.is_empty()
+            {
+                relayed.push((st.uuid.clone(), st.state()));
+            }
+        }
+    };
+    let agent_acks = |s: &mut Scenario, acks: &mut Vec<String>| {
+        for c in s.agent_commands(&a) {
+            if let v1::agent_command::Command::Acknowledge(k) = c {
+                acks.push(k.uuid);
+            }
+        }
+    };
+    agent_acks(&mut s, &mut acks);
+    acks.clear();
+    for step in row.steps {
+        match *step {
+            Relay::Update(uuid, state, latest) => {
+                s.call(|reply| Command::StatusUpdate {
+                    request: v1::StatusUpdateRequest {
+                        agent_id: a.clone(),
+                        status: Some(v1::TaskStatus {
+                            task_id: "t1".into(),
+                            framework_id: fw.clone(),
+                            agent_id: a.clone(),
+                            state: state as i32,
+                            uuid: uuid.into(),
+                            source: v1::StatusSource::SourceAgent as i32,
+                            ..Default::default()
+                        }),
+                        latest_state: latest as i32,
+                    },
+                    reply,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{}: update {uuid} refused: {e:?}", row.name));
+            }
+            Relay::Ack(uuid) => s
+                .scheduler(SchedulerCall::Acknowledge(v1::AcknowledgeRequest {
+                    framework_id: fw.clone(),
+                    agent_id: a.clone(),
+                    task_id: "t1".into(),
+                    uuid: uuid.into(),
+                }))
+                .await
+                .unwrap_or_else(|e| panic!("{}: ack {uuid} refused: {e:?}", row.name)),
+            Relay::MissHeartbeats => {
+                let config = MasterConfig::default();
+                let silence = config.agent_heartbeat * (config.agent_max_missed_heartbeats + 1);
+                s.tick(silence).await;
+                assert_eq!(s.m.agents[&a].status.name(), "unreachable", "{}", row.name);
+            }
+            Relay::Reregister(state) => {
+                let mut task = running(&fw, "t1", "cpus:1");
+                task.state = state as i32;
+                s.register(&a, vec![task], vec![info.clone()])
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: re-registration refused: {e:?}", row.name));
+            }
+            Relay::RestartMaster => {
+                collect(&mut s, &mut relayed);
+                agent_acks(&mut s, &mut acks);
+                s = s.restart();
+                s.subscribe(info.clone()).await.expect("re-subscribed");
+            }
+        }
+        collect(&mut s, &mut relayed);
+        agent_acks(&mut s, &mut acks);
+    }
+    (relayed, acks)
+}
+
+/// Each row: a sequence of agent updates, framework acknowledgements and faults for one
+/// task, the agent updates its framework must receive (in order, none after its final
+/// state) and the acknowledgements the agent must receive (so no update waits for ever).
+#[tokio::test]
+async fn status_update_relay_scenarios() {
+    use Relay::*;
+    use TaskState::{Finished, Running, Starting};
+    let rows: &[RelayRow] = &[
+        RelayRow {
+            name: "in order, each acknowledged",
+            partition_aware: false,
+            steps: &[
+                Update("u1", Starting, Starting),
+                Ack("u1"),
+                Update("u2", Running, Running),
+                Ack("u2"),
+                Update("u3", Finished, Finished),
+                Ack("u3"),
+            ],
+            relayed: &[("u1", Starting), ("u2", Running), ("u3", Finished)],
+            acks: &["u1", "u2", "u3"],
+        },
+        RelayRow {
+            // An overtaken retry: not relayed after the newer update, acknowledged by the
+            // master (the agent ignores an acknowledgement not for its queue's head).
+            name: "a retry overtaken by the next update",
+            partition_aware: false,
+            steps: &[
+                Update("u1", Starting, Starting),
+                Ack("u1"),
+                Update("u2", Running, Running),
+                Update("u1", Starting, Starting),
+            ],
+            relayed: &[("u1", Starting), ("u2", Running)],
+            acks: &["u1", "u1"],
+        },
+        RelayRow {
+            // Simulator seed 2: the master gave the task up (UNREACHABLE, the task stays
+            // in its table) while the agent's RUNNING waited for its acknowledgement; the
+            // agent's retry of it is superseded and must be acknowledged by the master,
+            // or the agent re-sends it for ever with every later update stuck behind it.
+            name: "the queue head superseded by UNREACHABLE while the agent was away",
+            partition_aware: true,
+            steps: &[
+                Update("u1", Running, Running),
+                MissHeartbeats,
+                Reregister(Running),
+                Update("u1", Running, Running),
+                Update("u2", Finished, Finished),
+            ],
+            relayed: &[("u1", Running), ("u2", Finished)],
+            acks: &["u1"],
+        },
+        RelayRow {
+            // Simulator seed 3 (a): the master's view passed RUNNING through the agent's
+            // latest state before RUNNING itself arrived; it must still be recorded, so a
+            // late retry after FINISHED is known as superseded and not relayed.
+            name: "an update the master's view had passed, then its late retry",
+            partition_aware: false,
+            steps: &[
+                Update("u1", Starting, Finished),
+                Ack("u1"),
+                Update("u2", Running, Finished),
+                Ack("u2"),
+                Update("u3", Finished, Finished),
+                Update("u2", Running, Finished),
+            ],
+            relayed: &[("u1", Starting), ("u2", Running), ("u3", Finished)],
+            acks: &["u1", "u2", "u2"],
+        },
+        RelayRow {
+            // Simulator seed 3 (b): after a master restart the agent re-registers with the
+            // task already ended; its updates must have a history, so a late retry of the
+            // RUNNING after FINISHED is not relayed.
+            name: "a task that ended while the master restarted, then a late retry",
+            partition_aware: false,
+            steps: &[
+                RestartMaster,
+                Reregister(Finished),
+                Update("u1", Running, Finished),
+                Ack("u1"),
+                Update("u2", Finished, Finished),
+                Update("u1", Running, Finished),
+            ],
+            relayed: &[("u1", Running), ("u2", Finished)],
+            acks: &["u1", "u1"],
+        },
+    ];
+    let mut wrong = Vec::new();
+    for row in rows {
+        let (relayed, acks) = relay_scenario(row).await;
+        let want: Vec<(String, TaskState)> = row
+            .relayed
+            .iter()
+            .map(|(u, st)| (u.to_string(), *st))
+            .collect();
+        if relayed != want {
+            wrong.push(format!(
+                "{}: relayed {relayed:?}, expected {want:?}",
+                row.name
+            ));
+        }
+        if acks != row.acks {
+            wrong.push(format!(
+                "{}: the agent got acknowledgements {acks:?}, expected {:?}",
+                row.name, row.acks
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Simulator seed 1: an agent that re-registers reporting a task as already ended frees
+/// its resources in the allocator at once; the state view must not count them as
+/// allocated too (they are offered again), whatever the ended state.
+#[tokio::test]
+async fn a_task_reported_ended_at_re_registration_is_not_counted_allocated() {
+    let rows: &[(TaskState, f64)] = &[
+        (TaskState::Running, 1.0),
+        (TaskState::Finished, 0.0),
+        (TaskState::Failed, 0.0),
+        (TaskState::Killed, 0.0),
+    ];
+    for (reported, allocated_cpus) in rows {
+        let mut s = Scenario::new();
+        let info = v1::FrameworkInfo {
+            failover_timeout_seconds: 3600.0,
+            ..framework("f", &["a"])
+        };
+        let fw = s.subscribe(info.clone()).await.expect("fw");
+        let a = s.register("", vec![], vec![]).await.expect("agent");
+        let o = s.offers(&fw).remove(0);
+        accept(&mut s, &fw, &o.id, vec![launch("t1", "cpus:1")])
+            .await
+            .expect("launched");
+        let mut task = running(&fw, "t1", "cpus:1");
+        task.state = *reported as i32;
+        s.register(
+            &a,
+            vec![task],
+            vec![v1::FrameworkInfo {
+                id: fw.clone(),
+                ..info
+            }],
+        )
+        .await
+        .expect("re-registered");
+        // Whatever is free is offered again.
+        let _ = s.offers(&fw);
+        let state = s.call_state().await;
+        let agent = state
+            .agents
+            .iter()
+            .find(|x| x.info.as_ref().is_some_and(|i| i.id == a))
+            .expect("the agent in the state view");
+        let allocated = Resources::from_proto(&agent.allocated).expect("allocated");
+        let offered = Resources::from_proto(&agent.offered).expect("offered");
+        let total = Resources::from_proto(&agent.total).expect("total");
+        assert_eq!(
+            allocated.scalar("cpus").as_f64(),
+            *allocated_cpus,
+            "reported {reported:?}: allocated {allocated}"
+        );
+        let booked = allocated.checked_add(&offered).expect("sum");
+        assert!(
+            total.contains(&booked),
+            "reported {reported:?}: allocated {allocated} + offered {offered} exceeds {total}"
+        );
+    }
 }

@@ -661,3 +661,34 @@ pub async fn scripted_agent(
     };
     (agent, commands, agent_id)
 }
+
+/// The credential of `principal` in the security tests' credentials files: its secret is
+/// `<principal>-secret`.
+pub fn test_credential(principal: &str) -> Credential {
+    Credential {
+        principal: principal.to_string(),
+        secret: format!("{principal}-secret"),
+    }
+}
+
+/// The `authorization` header of `principal`'s test credential (HTTP Basic).
+pub fn basic_auth(principal: &str) -> String {
+    test_credential(principal).to_header()
+}
+
+/// An operator gRPC client sending `principal`'s test credential with every call.
+pub type SecuredOperator =
+    v1::operator_client::OperatorClient<InterceptedService<Channel, AuthInterceptor>>;
+
+pub async fn secured_operator(addr: SocketAddr, principal: &str) -> SecuredOperator {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let c = test_credential(principal);
+    v1::operator_client::OperatorClient::with_interceptor(
+        channel,
+        AuthInterceptor::new(Some(&c)).expect("sendable credential"),
+    )
+}
