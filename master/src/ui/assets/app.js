@@ -461,4 +461,11 @@ async function browse(base, path) {
 }
 
 window.addEventListener("hashchange", () => render(false));
+// A page left for another (kept in the back/forward cache) must not keep its stream open:
+// over HTTP/1.1 a browser holds at most 6 connections to the master, and cached pages'
+// streams once made the 7th page load wait for a free one.
+window.addEventListener("pagehide", () => {
+  if (state.stream) { state.stream.close(); state.stream = null; state.streamQuery = ""; }
+});
+window.addEventListener("pageshow", (e) => { if (e.persisted) render(false); });
 render(false);
