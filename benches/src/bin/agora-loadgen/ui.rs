@@ -86,6 +86,8 @@ fn time_overview(dir: &std::path::Path, url: &str, runs: usize) -> anyhow::Resul
         .map_or(url.to_string(), |(origin, _)| format!("{origin}/health"));
     for i in 0..runs {
         browser.open(&between).map_err(anyhow::Error::msg)?;
+        // That page's own console lines (its favicon's 404) are not the overview's.
+        browser.console_errors().map_err(anyhow::Error::msg)?;
         let t0 = Instant::now();
         browser.open(url).map_err(anyhow::Error::msg)?;
         let times = loop {
