@@ -25,6 +25,7 @@ mod drf;
 mod kinds;
 #[cfg(test)]
 mod purity;
+pub mod reclaim;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -451,7 +452,8 @@ pub struct AllocatorConfig {
     pub seed: u64,
     /// Resource names left out of dominant-share computation.
     pub excluded_from_shares: Vec<String>,
-    /// Default minimum allocatable alternatives (any one suffices).
+    /// Default minimum allocatable alternatives (any one suffices; empty: no minimum).
+    /// Default: `cpus:0.01` (no CPU-less crumbs).
     pub min_allocatable: Vec<Resources>,
     /// Bounds of holds for demanding frameworks (see `drf.rs`).
     pub holds: HoldConfig,
@@ -488,20 +490,43 @@ impl Default for HoldConfig {
     }
 }
 
+/// The default minimum offer (`DEFAULT_MIN_ALLOCATABLE`): some CPU. A task cannot run on
+/// memory, disk or ports alone, so an offer of only those (the "crumbs" left beside
+/// another framework's allocation or hold) would only be declined, again and again.
+pub fn default_min_allocatable() -> Vec<Resources> {
+    // A known-good literal; a parse failure would be a bug in the resource crate, and an
+    // empty alternative list then simply means "no minimum".
+    parse_min_allocatable(DEFAULT_MIN_ALLOCATABLE).unwrap_or_default()
+}
+
+/// Text of the default minimum offer, in the form `parse_min_allocatable` reads.
+pub const DEFAULT_MIN_ALLOCATABLE: &str = "cpus:0.01";
+
+/// Parse minimum-offer alternatives as Mesos's `--min_allocatable_resources` writes them:
+/// alternatives separated by `|`, each a resource bag (`cpus:0.01;mem:32|gpus:1`); an offer
+/// must hold all of at least one alternative. Empty text: no minimum.
+pub fn parse_min_allocatable(text: &str) -> Result<Vec<Resources>, String> {
+    let mut out = Vec::new();
+    for alt in text.split('|').map(str::trim).filter(|t| !t.is_empty()) {
+        let r = Resources::parse(alt).map_err(|e| format!("minimum allocatable '{alt}': {e}"))?;
+        if r.iter()
+            .any(|e| !matches!(e.value, agora_resources::Value::Scalar(_)))
+        {
+            return Err(format!(
+                "minimum allocatable '{alt}': only scalar resources can be a minimum"
+            ));
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
 impl Default for AllocatorConfig {
     fn default() -> Self {
-        let mut min = Vec::new();
-        // These literals are known-good; a parse failure here would be a bug in the resource
-        // crate, and an empty alternative list then simply means "no minimum".
-        for text in ["cpus:0.01", "mem:32"] {
-            if let Ok(r) = Resources::parse(text) {
-                min.push(r);
-            }
-        }
         Self {
             seed: 0,
             excluded_from_shares: vec!["gpus".to_string()],
-            min_allocatable: min,
+            min_allocatable: default_min_allocatable(),
             holds: HoldConfig::default(),
         }
     }

@@ -6,7 +6,7 @@
 //! may receive offers. A node's children are its sub-roles plus one virtual "own" leaf
 //! for the frameworks subscribed to exactly that role (as Mesos does with `role/.`);
 //! frameworks of the own leaf are sorted in a second set. Keys are
-//! `(weighted dominant share, seeded tie-break)`, so a walk in order visits the most
+//! `(weighted dominant share, tie-break)` (a tie is ordered afresh by each walk), so a walk in order visits the most
 //! under-served role first, then inside it the most under-served framework.
 //!
 //! Keys are updated in `O(depth * log n)` when an allocation changes (`sync_path`), never
@@ -223,9 +223,8 @@ impl Tree {
         any
     }
 
-    /// Bring `n`'s own-leaf entry and its entry in its parent up to date. A tie-break is
-    /// drawn afresh whenever the share part of a key changes, so every tie between equal
-    /// shares is an independent (seeded) coin flip, as DRF's "ties broken at random".
+    /// Bring `n`'s own-leaf entry and its entry in its parent up to date. The tie-break
+    /// part of a key only makes it unique; ties are decided per walk (`walk`'s salt).
     pub(crate) fn sync(&mut self, n: u32, kinds: &Kinds, totals: &[u64]) {
         let node = self.node(n);
         let own_share = (node.own_active > 0)
@@ -326,30 +325,116 @@ impl Tree {
     }
 
     /// Visit eligible members below `start` in sorted order until `visit` says stop;
-    /// returns whether it stopped.
-    pub(crate) fn walk(&self, start: u32, visit: &mut impl FnMut(u32) -> bool) -> bool {
+    /// returns whether it stopped. Entries of equal share (a tie) are visited in an order
+    /// drawn afresh from `salt` (the caller draws it from the seeded RNG per decision), so
+    /// every tie is a new coin flip: the stored tie-breaks only make the keys unique, they
+    /// never decide a tie on their own (a loser's stored value is biased by having lost).
+    /// A tie of up to `TIE_SHUFFLE_MAX` entries is visited in a fresh random permutation;
+    /// a longer one from a fresh random point of the circle of stored tie-breaks (the
+    /// winner of a tie re-draws its own when its share moves, so over the decisions each
+    /// is first equally often) at `O(log n)` instead of sorting the whole tie per walk.
+    pub(crate) fn walk(&self, start: u32, salt: u64, visit: &mut impl FnMut(u32) -> bool) -> bool {
         let node = self.node(start);
-        for (_, _, child) in &node.sorted {
-            match child {
-                Child::Own => {
-                    for (_, _, m) in &node.members {
-                        if visit(*m) {
-                            return true;
-                        }
-                    }
-                }
-                Child::Role(c) => {
-                    let solo = self.solo.get(*c as usize).copied().unwrap_or(NO_SOLO);
-                    if solo != NO_SOLO {
-                        if visit(solo) {
-                            return true;
-                        }
-                    } else if self.walk(*c, visit) {
-                        return true;
-                    }
+        walk_ties(
+            &node.sorted,
+            salt,
+            Child::Own,
+            Child::Role(u32::MAX),
+            &mut |c| self.visit_child(start, c, salt, visit),
+        )
+    }
+
+    fn visit_child(
+        &self,
+        at: u32,
+        child: Child,
+        salt: u64,
+        visit: &mut impl FnMut(u32) -> bool,
+    ) -> bool {
+        match child {
+            Child::Own => walk_ties(&self.node(at).members, salt, 0, u32::MAX, visit),
+            Child::Role(c) => {
+                let solo = self.solo.get(c as usize).copied().unwrap_or(NO_SOLO);
+                if solo != NO_SOLO {
+                    visit(solo)
+                } else {
+                    self.walk(c, salt, visit)
                 }
             }
         }
-        false
     }
+}
+
+/// Ties of at most this many entries are visited in a full random permutation (sorted by
+/// a salted hash); longer ones from a random starting point.
+const TIE_SHUFFLE_MAX: usize = 16;
+
+/// Visit `set` (keys `(share, tie-break, item)`) in order of share, ties as `Tree::walk`
+/// says; `lo` and `hi` are the smallest and largest items. Returns whether `visit` stopped.
+fn walk_ties<T: Copy + Ord>(
+    set: &BTreeSet<(u64, u64, T)>,
+    salt: u64,
+    lo: T,
+    hi: T,
+    visit: &mut impl FnMut(T) -> bool,
+) -> bool {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let mut after: Option<(u64, u64, T)> = None;
+    let mut run: Vec<(u64, T)> = Vec::new();
+    loop {
+        let mut it = match after {
+            None => set.range::<(u64, u64, T), (
+                std::ops::Bound<(u64, u64, T)>,
+                std::ops::Bound<(u64, u64, T)>,
+            )>((Unbounded, Unbounded)),
+            Some(k) => set.range((Excluded(k), Unbounded)),
+        };
+        let Some(&first) = it.next() else {
+            return false;
+        };
+        let share = first.0;
+        run.clear();
+        run.push((tie_order(salt, first.1), first.2));
+        let mut last = first;
+        for &e in it.by_ref() {
+            if e.0 != share || run.len() > TIE_SHUFFLE_MAX {
+                break;
+            }
+            run.push((tie_order(salt, e.1), e.2));
+            last = e;
+        }
+        if run.len() <= TIE_SHUFFLE_MAX {
+            run.sort_unstable();
+            for (_, item) in &run {
+                if visit(*item) {
+                    return true;
+                }
+            }
+            after = Some(last);
+            continue;
+        }
+        // A long tie: from a random point of the circle of tie-breaks, wrapping around.
+        let pivot = tie_order(salt, share);
+        let upper = set
+            .range((
+                Included((share, pivot, lo)),
+                Included((share, u64::MAX, hi)),
+            ))
+            .chain(set.range((Included((share, 0, lo)), Excluded((share, pivot, lo)))));
+        for &(_, _, item) in upper {
+            if visit(item) {
+                return true;
+            }
+        }
+        after = Some((share, u64::MAX, hi));
+    }
+}
+
+/// Position of a tied entry for one decision: its stored tie-break mixed with the
+/// decision's salt (splitmix64's finaliser), a fresh permutation of the tie per salt.
+fn tie_order(salt: u64, tie: u64) -> u64 {
+    let mut z = salt ^ tie;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -3,6 +3,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod schedsim;
+
 use agora_allocator::{Allocation, Allocator, AllocatorConfig, DrfAllocator, FrameworkSpec};
 use agora_resources::Resources;
 

@@ -26,6 +26,18 @@ pub struct MasterConfig {
     pub default_refuse_seconds: f64,
     /// Upper bound of any decline filter.
     pub max_refuse_seconds: f64,
+    /// Minimum re-offer delay: declined resources (a DECLINE, or what an ACCEPT leaves
+    /// over) are not offered to the same framework on the same agent again for at least
+    /// this long, even when it asked for `refuse_seconds: 0`. Two frameworks declining the
+    /// same leftover with a zero filter otherwise bounce it between them as fast as the
+    /// master can send (3,000 offers a second); Mesos waits for its next allocation
+    /// interval. Resources that free up are still offered at once. 0 disables.
+    pub min_refuse_ms: u64,
+    /// Minimum offer alternatives (`AllocatorConfig::min_allocatable`); frameworks may
+    /// give their own. Default `cpus:0.01`: no CPU-less crumbs.
+    pub min_allocatable: Vec<agora_resources::Resources>,
+    /// Bounds of holds for declared demands (frameworks, agents, time).
+    pub holds: crate::allocator::HoldConfig,
     /// Offers unanswered this long are rescinded and the framework is filtered from their
     /// resources for `default_refuse_seconds` (a framework must not sit on resources).
     /// `None` disables the timeout.
@@ -62,6 +74,9 @@ pub struct MasterConfig {
 /// agents, 65,536 none.
 pub const DEFAULT_FRAMEWORK_QUEUE_CAPACITY: usize = 65_536;
 
+/// Default [`MasterConfig::min_refuse_ms`]: one allocation interval, as Mesos.
+pub const DEFAULT_MIN_REFUSE_MS: u64 = 1000;
+
 impl Default for MasterConfig {
     fn default() -> Self {
         Self {
@@ -75,6 +90,9 @@ impl Default for MasterConfig {
             agent_max_missed_heartbeats: 5,
             default_refuse_seconds: 5.0,
             max_refuse_seconds: 3600.0,
+            min_refuse_ms: DEFAULT_MIN_REFUSE_MS,
+            min_allocatable: crate::allocator::default_min_allocatable(),
+            holds: crate::allocator::HoldConfig::default(),
             offer_timeout: Some(Duration::from_secs(60)),
             weights: Vec::new(),
             max_completed_tasks: 1000,

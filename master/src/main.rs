@@ -39,6 +39,26 @@ struct Flags {
     /// Period of the allocation cycle that expires filters (events allocate at once).
     #[arg(long, default_value_t = 1000)]
     allocation_interval_ms: u64,
+    /// Minimum re-offer delay in ms: declined resources (also with `refuse_seconds: 0`) are
+    /// not offered to the same framework on that agent again sooner (0 disables).
+    #[arg(long, default_value_t = agora_master::config::DEFAULT_MIN_REFUSE_MS)]
+    min_refuse_ms: u64,
+    /// Minimum offer: alternatives separated by `|`, each a resource bag, e.g.
+    /// `cpus:0.01;mem:32|gpus:1` (empty: no minimum). Frameworks may set their own.
+    #[arg(long, default_value = agora_master::allocator::DEFAULT_MIN_ALLOCATABLE)]
+    min_allocatable: String,
+    /// Frameworks with a declared demand that may hold agents at one time (0: no holds).
+    #[arg(long, default_value_t = 1)]
+    hold_max_frameworks: usize,
+    /// Agents one demanding framework may hold.
+    #[arg(long, default_value_t = 16)]
+    hold_max_agents_per_framework: usize,
+    /// A hold ends after this many seconds, served or not.
+    #[arg(long, default_value_t = 3600.0)]
+    hold_max_seconds: f64,
+    /// A hold ends after this many seconds without anything more freeing for it.
+    #[arg(long, default_value_t = 600.0)]
+    hold_stall_seconds: f64,
     /// Heartbeat interval agents must keep.
     #[arg(long, default_value_t = 15.0)]
     agent_heartbeat_seconds: f64,
@@ -280,7 +300,19 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         bail!("--agent-max-missed-heartbeats must be > 0");
     }
     let security = security(&flags)?;
+    let min_allocatable = agora_master::allocator::parse_min_allocatable(&flags.min_allocatable)
+        .map_err(|e| anyhow::anyhow!("--min-allocatable: {e}"))?;
+    let holds = agora_master::allocator::HoldConfig {
+        max_frameworks: flags.hold_max_frameworks,
+        max_agents_per_framework: flags.hold_max_agents_per_framework,
+        max_ms: seconds("hold-max-seconds", flags.hold_max_seconds)?.as_millis() as u64,
+        stall_ms: seconds("hold-stall-seconds", flags.hold_stall_seconds)?.as_millis() as u64,
+        ..agora_master::allocator::HoldConfig::default()
+    };
     let config = MasterConfig {
+        min_refuse_ms: flags.min_refuse_ms,
+        min_allocatable,
+        holds,
         listen: flags.listen,
         data_dir: flags.data_dir,
         allocator: flags.allocator,

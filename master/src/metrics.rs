@@ -15,6 +15,9 @@ pub struct Metrics {
     pub offers_sent: u64,
     pub offers_accepted: u64,
     pub offers_declined: u64,
+    /// Declines (and accepts leaving resources over) whose filter was raised to the
+    /// minimum re-offer delay (`--min-refuse-ms`).
+    pub decline_filters_raised: u64,
     pub offers_rescinded: u64,
     pub offers_timed_out: u64,
     pub tasks_launched: u64,
@@ -99,6 +102,12 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "agora_offers_declined_total",
         "Offers declined.",
         m.offers_declined,
+    );
+    counter(
+        &mut o,
+        "agora_decline_filters_raised_total",
+        "Declines whose filter was raised to the minimum re-offer delay (--min-refuse-ms).",
+        m.decline_filters_raised,
     );
     counter(
         &mut o,

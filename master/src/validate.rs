@@ -13,9 +13,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::service::Error;
 use agora_proto::v1::{self, CommandInfo, FrameworkCapability, FrameworkInfo, TaskInfo};
 use agora_resources::{Resources, validate_role};
-use tonic::Status;
 
 use crate::service::quote;
 
@@ -38,12 +38,12 @@ pub const DEFAULT_ROLE: &str = "default";
 
 /// Ids are used as path segments on agents: no '/', no control characters or whitespace,
 /// not "." or "..", at most 255 bytes.
-pub fn id(kind: &str, value: &str) -> Result<(), Status> {
+pub fn id(kind: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() {
-        return Err(Status::invalid_argument(format!("{kind} is empty")));
+        return Err(Error::invalid_argument(format!("{kind} is empty")));
     }
     if value.len() > MAX_ID_BYTES {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "{kind} '{}' is longer than {MAX_ID_BYTES} bytes",
             quote(value)
         )));
@@ -55,7 +55,7 @@ pub fn id(kind: &str, value: &str) -> Result<(), Status> {
         return Ok(());
     }
     if value == "." || value == ".." {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "{kind} '{value}' is not allowed"
         )));
     }
@@ -63,7 +63,7 @@ pub fn id(kind: &str, value: &str) -> Result<(), Status> {
         .chars()
         .find(|c| *c == '/' || c.is_control() || c.is_whitespace())
     {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "{kind} '{}' contains the forbidden character {c:?}",
             quote(value)
         )));
@@ -73,10 +73,10 @@ pub fn id(kind: &str, value: &str) -> Result<(), Status> {
 
 /// An id that also names a checkpoint file on the agent (`<id>.pb`): task and executor
 /// ids.
-pub fn file_id(kind: &str, value: &str) -> Result<(), Status> {
+pub fn file_id(kind: &str, value: &str) -> Result<(), Error> {
     id(kind, value)?;
     if value.len() > FILE_ID_MAX_BYTES {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "{kind} '{}' is longer than {FILE_ID_MAX_BYTES} bytes (the agent stores it in a \
              file named after it)",
             quote(value)
@@ -89,15 +89,15 @@ pub fn file_id(kind: &str, value: &str) -> Result<(), Status> {
 /// agents' file systems (each segment a directory name of at most `NAME_MAX_BYTES`, the
 /// whole at most `ROLE_MAX_BYTES`). Lengths are checked first, so an oversized role is
 /// never copied whole into a message.
-pub fn role(field: &str, role: &str) -> Result<(), Status> {
+pub fn role(field: &str, role: &str) -> Result<(), Error> {
     if role.len() > ROLE_MAX_BYTES {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "{field} '{}' is longer than {ROLE_MAX_BYTES} bytes",
             quote(role)
         )));
     }
     if let Some(seg) = role.split('/').find(|s| s.len() > NAME_MAX_BYTES) {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "{field} '{}' has a segment of {} bytes ('{}'); at most {NAME_MAX_BYTES} (it \
              becomes a directory name on agents)",
             quote(role),
@@ -110,14 +110,14 @@ pub fn role(field: &str, role: &str) -> Result<(), Status> {
             agora_resources::ResourceError::InvalidRole { reason, .. } => reason,
             other => other.to_string(),
         };
-        Status::invalid_argument(format!("{field} '{}' is invalid: {reason}", quote(role)))
+        Error::invalid_argument(format!("{field} '{}' is invalid: {reason}", quote(role)))
     })
 }
 
 /// The names in resources that reach agents' file systems: each reservation's role and
 /// each volume's persistence id and container path. `what` names the resources for the
 /// message. The rest of their validation is `Resources::from_proto`'s.
-pub fn resource_limits(what: &str, resources: &[v1::Resource]) -> Result<(), Status> {
+pub fn resource_limits(what: &str, resources: &[v1::Resource]) -> Result<(), Error> {
     for (i, r) in resources.iter().enumerate() {
         if let Some(res) = &r.reservation
             && !res.role.is_empty()
@@ -126,7 +126,7 @@ pub fn resource_limits(what: &str, resources: &[v1::Resource]) -> Result<(), Sta
         }
         if let Some(d) = &r.disk {
             if d.persistence_id.len() > NAME_MAX_BYTES {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "{what}[{i}] volume persistence id '{}' is longer than {NAME_MAX_BYTES} \
                      bytes (it becomes a directory name on the agent)",
                     quote(&d.persistence_id)
@@ -135,7 +135,7 @@ pub fn resource_limits(what: &str, resources: &[v1::Resource]) -> Result<(), Sta
             let path = &d.container_path;
             let long_segment = path.split('/').any(|s| s.len() > NAME_MAX_BYTES);
             if path.len() > CONTAINER_PATH_MAX_BYTES || long_segment {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "{what}[{i}] volume container path '{}' is longer than \
                      {CONTAINER_PATH_MAX_BYTES} bytes or has a segment longer than \
                      {NAME_MAX_BYTES}",
@@ -149,7 +149,7 @@ pub fn resource_limits(what: &str, resources: &[v1::Resource]) -> Result<(), Sta
 
 /// The limits of `resource_limits` on every operation of an ACCEPT that names resources
 /// (the tasks of LAUNCH are checked with the rest of each task by the actor).
-pub fn accept_limits(r: &v1::AcceptRequest) -> Result<(), Status> {
+pub fn accept_limits(r: &v1::AcceptRequest) -> Result<(), Error> {
     use v1::operation::Operation as Op;
     for (i, op) in r.operations.iter().enumerate() {
         let (name, resources) = match &op.operation {
@@ -165,9 +165,9 @@ pub fn accept_limits(r: &v1::AcceptRequest) -> Result<(), Status> {
 }
 
 /// A finite, non-negative number of seconds.
-pub fn seconds(field: &str, value: f64) -> Result<f64, Status> {
+pub fn seconds(field: &str, value: f64) -> Result<f64, Error> {
     if !value.is_finite() || value < 0.0 {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "{field} must be a finite number >= 0, got {value}"
         )));
     }
@@ -175,12 +175,12 @@ pub fn seconds(field: &str, value: f64) -> Result<f64, Status> {
 }
 
 /// Checks a framework's description and fills defaults (role). Returns the roles.
-pub fn framework_info(info: &mut FrameworkInfo) -> Result<(), Status> {
+pub fn framework_info(info: &mut FrameworkInfo) -> Result<(), Error> {
     if info.name.trim().is_empty() {
-        return Err(Status::invalid_argument("framework name is empty"));
+        return Err(Error::invalid_argument("framework name is empty"));
     }
     if info.name.len() > MAX_ID_BYTES {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "framework name is longer than {MAX_ID_BYTES} bytes"
         )));
     }
@@ -194,7 +194,7 @@ pub fn framework_info(info: &mut FrameworkInfo) -> Result<(), Status> {
     for role in &info.roles {
         self::role("framework role", role)?;
         if !seen.insert(role.as_str()) {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "framework role '{}' is listed twice",
                 quote(role)
             )));
@@ -207,7 +207,7 @@ pub fn framework_info(info: &mut FrameworkInfo) -> Result<(), Status> {
     for cap in &info.capabilities {
         match FrameworkCapability::try_from(*cap) {
             Ok(FrameworkCapability::Unspecified) | Err(_) => {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "unknown framework capability {cap}"
                 )));
             }
@@ -216,23 +216,22 @@ pub fn framework_info(info: &mut FrameworkInfo) -> Result<(), Status> {
     }
     for (i, d) in info.demands.iter().enumerate() {
         if !info.roles.contains(&d.role) {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "framework demands[{i}] names role '{}' which the framework does not hold",
                 quote(&d.role)
             )));
         }
         let shape = Resources::from_proto(&d.task_shape)
-            .map_err(|e| Status::invalid_argument(format!("framework demands[{i}]: {e}")))?;
+            .map_err(|e| Error::invalid_argument(format!("framework demands[{i}]: {e}")))?;
         if shape.is_empty() {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "framework demands[{i}] has an empty task shape"
             )));
         }
     }
     for (i, alt) in info.min_allocatable.iter().enumerate() {
-        Resources::from_proto(&alt.resources).map_err(|e| {
-            Status::invalid_argument(format!("framework min_allocatable[{i}]: {e}"))
-        })?;
+        Resources::from_proto(&alt.resources)
+            .map_err(|e| Error::invalid_argument(format!("framework min_allocatable[{i}]: {e}")))?;
     }
     Ok(())
 }
@@ -241,34 +240,34 @@ pub fn has_capability(info: &FrameworkInfo, cap: FrameworkCapability) -> bool {
     info.capabilities.contains(&(cap as i32))
 }
 
-fn no_nul(field: &str, value: &str) -> Result<(), Status> {
+fn no_nul(field: &str, value: &str) -> Result<(), Error> {
     if value.contains('\0') {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "{field} contains a NUL byte"
         )));
     }
     Ok(())
 }
 
-pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
+pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Error> {
     let field = |f: &str| format!("task '{task_id}' command {f}");
     match &cmd.run {
         None => {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "task '{task_id}' command has neither a shell string nor argv"
             )));
         }
         Some(v1::command_info::Run::Shell(s)) => {
             if s.trim().is_empty() {
-                return Err(Status::invalid_argument(field("shell string is empty")));
+                return Err(Error::invalid_argument(field("shell string is empty")));
             }
             no_nul(&field("shell string"), s)?;
         }
         Some(v1::command_info::Run::Argv(argv)) => {
             match argv.args.first() {
-                None => return Err(Status::invalid_argument(field("argv is empty"))),
+                None => return Err(Error::invalid_argument(field("argv is empty"))),
                 Some(p) if p.is_empty() => {
-                    return Err(Status::invalid_argument(field("argv[0] is empty")));
+                    return Err(Error::invalid_argument(field("argv[0] is empty")));
                 }
                 Some(_) => {}
             }
@@ -279,7 +278,7 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
     }
     for var in &cmd.environment {
         if var.name.is_empty() || var.name.contains('=') {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "task '{task_id}' environment variable name '{}' is empty or contains '='",
                 quote(&var.name)
             )));
@@ -288,7 +287,7 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
         no_nul(&field(&format!("environment {}", var.name)), &var.value)?;
     }
     if cmd.uris.len() > MAX_URIS {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "task '{task_id}' has {} URIs; at most {MAX_URIS} are allowed",
             cmd.uris.len()
         )));
@@ -300,7 +299,7 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
             .any(|scheme| v.len() > scheme.len() && v.starts_with(scheme))
             || v.starts_with('/');
         if !known {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "task '{task_id}' URI '{}' must be http://, https://, file:// or an absolute path",
                 quote(v)
             )));
@@ -314,7 +313,7 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
         }
     }
     if cmd.user.len() > 32 || cmd.user.contains(['/', ':', '\0']) {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "task '{task_id}' command user '{}' is not a valid user name",
             quote(&cmd.user)
         )));
@@ -325,7 +324,7 @@ pub fn command(task_id: &str, cmd: &CommandInfo) -> Result<(), Status> {
 /// URIs a task may fetch into its sandbox.
 pub const MAX_URIS: usize = 64;
 
-fn health_check(tid: &str, hc: &v1::HealthCheck) -> Result<(), Status> {
+fn health_check(tid: &str, hc: &v1::HealthCheck) -> Result<(), Error> {
     use v1::health_check::Type;
     let field = |f: &str| format!("task '{tid}' health_check {f}");
     for (name, v) in [
@@ -339,20 +338,20 @@ fn health_check(tid: &str, hc: &v1::HealthCheck) -> Result<(), Status> {
     match Type::try_from(hc.r#type) {
         Ok(Type::Command) => match &hc.command {
             Some(cmd) => command(tid, cmd),
-            None => Err(Status::invalid_argument(field(
+            None => Err(Error::invalid_argument(field(
                 "of type COMMAND has no command",
             ))),
         },
         Ok(Type::Http | Type::Tcp) => {
             if hc.port == 0 || hc.port > 65535 {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "{} {} is not a TCP port (1-65535)",
                     field("port"),
                     hc.port
                 )));
             }
             if !hc.path.is_empty() && !hc.path.starts_with('/') {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "{} '{}' must start with '/'",
                     field("path"),
                     quote(&hc.path)
@@ -360,7 +359,7 @@ fn health_check(tid: &str, hc: &v1::HealthCheck) -> Result<(), Status> {
             }
             Ok(())
         }
-        Ok(Type::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+        Ok(Type::Unspecified) | Err(_) => Err(Error::invalid_argument(format!(
             "{} {} is not COMMAND, HTTP or TCP",
             field("type"),
             hc.r#type
@@ -370,43 +369,43 @@ fn health_check(tid: &str, hc: &v1::HealthCheck) -> Result<(), Status> {
 
 /// Checks one task of a LAUNCH and returns its resources. Existence and fit against the
 /// offer are the caller's business.
-pub fn task(task: &TaskInfo, offer_agent: &str) -> Result<Resources, Status> {
+pub fn task(task: &TaskInfo, offer_agent: &str) -> Result<Resources, Error> {
     file_id("task id", &task.task_id)?;
     let tid = &task.task_id;
     if task.name.len() > MAX_ID_BYTES {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "task '{tid}' name is longer than {MAX_ID_BYTES} bytes"
         )));
     }
     if !task.agent_id.is_empty() && task.agent_id != offer_agent {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "task '{tid}' names agent '{}' but the offer is for agent '{offer_agent}'",
             task.agent_id
         )));
     }
     resource_limits(&format!("task '{tid}' resources"), &task.resources)?;
     let resources = Resources::from_proto(&task.resources)
-        .map_err(|e| Status::invalid_argument(format!("task '{tid}' resources: {e}")))?;
+        .map_err(|e| Error::invalid_argument(format!("task '{tid}' resources: {e}")))?;
     if resources.is_empty() {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "task '{tid}' asks for no resources"
         )));
     }
     match (&task.command, &task.executor) {
         (Some(cmd), None) => command(tid, cmd)?,
         (None, None) => {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "task '{tid}' has neither a command nor an executor"
             )));
         }
         (Some(_), Some(_)) => {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "task '{tid}' has both a command and an executor; give exactly one"
             )));
         }
         (None, Some(e)) => {
             if e.command.is_none() {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "task '{tid}' executor '{}' has no command (the default executor runs task groups only)",
                     e.executor_id
                 )));
@@ -427,17 +426,17 @@ pub fn task(task: &TaskInfo, offer_agent: &str) -> Result<Resources, Status> {
 
 /// Checks an executor of a LAUNCH or LAUNCH_GROUP and returns its resources (possibly
 /// none). `framework_id`: the accepting framework.
-pub fn executor(e: &v1::ExecutorInfo, framework_id: &str) -> Result<Resources, Status> {
+pub fn executor(e: &v1::ExecutorInfo, framework_id: &str) -> Result<Resources, Error> {
     file_id("executor id", &e.executor_id)?;
     let eid = &e.executor_id;
     if !e.framework_id.is_empty() && e.framework_id != framework_id {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "executor '{eid}' names framework '{}' but the call is from '{framework_id}'",
             e.framework_id
         )));
     }
     if e.name.len() > MAX_ID_BYTES {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "executor '{eid}' name is longer than {MAX_ID_BYTES} bytes"
         )));
     }
@@ -445,7 +444,7 @@ pub fn executor(e: &v1::ExecutorInfo, framework_id: &str) -> Result<Resources, S
         command(&format!("executor {eid}"), cmd)?;
     }
     Resources::from_proto(&e.resources)
-        .map_err(|err| Status::invalid_argument(format!("executor '{eid}' resources: {err}")))
+        .map_err(|err| Error::invalid_argument(format!("executor '{eid}' resources: {err}")))
 }
 
 /// Checks one task of a LAUNCH_GROUP run by executor `executor_id` and returns its
@@ -455,19 +454,19 @@ pub fn group_task(
     task: &TaskInfo,
     offer_agent: &str,
     executor_id: &str,
-) -> Result<Resources, Status> {
+) -> Result<Resources, Error> {
     let tid = &task.task_id;
     if let Some(own) = &task.executor
         && own.executor_id != executor_id
     {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "task '{tid}' names executor '{}' but its group runs on executor '{executor_id}'",
             own.executor_id
         )));
     }
     if task.command.is_none() {
         id("task id", tid)?;
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "task '{tid}' of a task group has no command"
         )));
     }
@@ -481,7 +480,7 @@ pub fn refuse_ms(
     filters: Option<&v1::Filters>,
     default_seconds: f64,
     max_seconds: f64,
-) -> Result<u64, Status> {
+) -> Result<u64, Error> {
     let secs = match filters.and_then(|f| f.refuse_seconds) {
         None => default_seconds,
         Some(s) => seconds("filters refuse_seconds", s)?,
@@ -494,7 +493,7 @@ mod tests {
     use super::*;
     use agora_proto::v1::command_info::{Argv, Run};
 
-    fn msg(r: Result<impl std::fmt::Debug, Status>) -> String {
+    fn msg(r: Result<impl std::fmt::Debug, Error>) -> String {
         r.expect_err("should fail").message().to_string()
     }
 

@@ -29,12 +29,12 @@ use agora_master::actor::{AgentStream, Command, Master, SchedulerCall, Subscript
 use agora_master::clock::ManualClock;
 use agora_master::config::MasterConfig;
 use agora_master::registry::MemRegistry;
+use agora_master::service::Error;
 use agora_proto::v1;
 use agora_resources::Resources;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
-use tonic::Status;
 
 pub use agent::SimAgent;
 pub use framework::SimFramework;
@@ -161,11 +161,11 @@ struct InFlight {
 
 /// A reply to read once the batch is committed.
 enum Pending {
-    Subscribe(usize, oneshot::Receiver<Result<Subscription, Status>>),
-    Register(usize, oneshot::Receiver<Result<AgentStream, Status>>),
-    Accept(usize, oneshot::Receiver<Result<v1::AcceptResponse, Status>>),
-    Unit(oneshot::Receiver<Result<(), Status>>),
-    Refusals(oneshot::Receiver<Result<Vec<v1::batch_response::Refused>, Status>>),
+    Subscribe(usize, oneshot::Receiver<Result<Subscription, Error>>),
+    Register(usize, oneshot::Receiver<Result<AgentStream, Error>>),
+    Accept(usize, oneshot::Receiver<Result<v1::AcceptResponse, Error>>),
+    Unit(oneshot::Receiver<Result<(), Error>>),
+    Refusals(oneshot::Receiver<Result<Vec<v1::batch_response::Refused>, Error>>),
 }
 
 struct World {
@@ -588,8 +588,8 @@ impl World {
 
     fn read_reply(&mut self, pending: Pending) -> Result<(), Failure> {
         fn answered<T>(
-            rx: &mut oneshot::Receiver<Result<T, Status>>,
-        ) -> Result<Result<T, Status>, String> {
+            rx: &mut oneshot::Receiver<Result<T, Error>>,
+        ) -> Result<Result<T, Error>, String> {
             rx.try_recv()
                 .map_err(|e| format!("a call was not answered after its batch committed: {e}"))
         }

@@ -256,9 +256,10 @@ impl DrfAllocator {
             .member_index(f, role)
             .ok_or_else(|| accounting(agent, format!("nothing allocated to {framework}/{role}")))?;
         self.kinds.intern_all(resources);
-        let prior = refuse_until
-            .and_then(|_| self.agent(a))
-            .and_then(|ag| ag.filters.get(&m).cloned());
+        let prior = refuse_until.and_then(|_| self.agent(a)).and_then(|ag| {
+            let f = ag.filters.get(&m)?.clone();
+            Some((f, super::bitset::bit(&ag.filtered, m)))
+        });
         self.book(a, m, resources, false)?;
         self.free_grew(a);
         if let Some(until) = refuse_until {
@@ -384,8 +385,13 @@ impl DrfAllocator {
                 ));
             }
             kinds::add(&mut totals, &self.kinds.amounts(&agent.total));
-            let count = agent.filters.len();
-            if count != agent.filtered_count {
+            let armed = agent
+                .filters
+                .keys()
+                .filter(|m| super::bitset::bit(&agent.filtered, **m))
+                .count();
+            let bits: u32 = agent.filtered.iter().map(|w| w.count_ones()).sum();
+            if armed != agent.filtered_count || bits as usize != armed {
                 return Err(format!("agent {}: filter count drift", agent.id));
             }
         }

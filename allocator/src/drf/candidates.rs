@@ -8,8 +8,8 @@ use std::borrow::Cow;
 
 use agora_resources::{Resources, Scalar, Value};
 
-use super::DrfAllocator;
 use super::bitset::bit;
+use super::{Agent, DrfAllocator};
 use crate::FrameworkSpec;
 use crate::kinds::{self, Amounts, Kinds};
 
@@ -109,6 +109,42 @@ impl DrfAllocator {
             })
     }
 
+    /// What another member's hold on agent `a` keeps back from everyone else: (holder,
+    /// amounts per kind); `None` when the agent is not held.
+    pub(super) fn hold_cut(&self, a: u32) -> Option<(u32, Amounts)> {
+        let h = self.agent(a)?.hold.as_ref()?;
+        let need = self.member(h.member)?.need.as_ref()?;
+        Some((h.member, need.held.clone()))
+    }
+
+    /// What member `m` would be offered on agent `a` in the fair stage now (ignoring its
+    /// filters): its candidate cut by another member's `hold` there and, with quotas, by
+    /// what the quota rules allow (its own hold cuts nothing). `None`: the member is gone.
+    pub(super) fn offerable<'a>(
+        &'a self,
+        agent: &'a Agent,
+        m: u32,
+        hold: Option<&(u32, Amounts)>,
+        required: &[u64],
+    ) -> Option<Cow<'a, Resources>> {
+        let hold = hold.filter(|(h, _)| *h != m);
+        let mem = self.member(m)?;
+        let fw = self.fw(mem.framework)?;
+        let mut cand = Self::candidate_from(agent.plain, &fw.spec, &mem.role, &agent.free);
+        if let Some((_, held)) = hold {
+            let have = self.kinds.amounts(&cand);
+            let allowed: Amounts = (0..self.kinds.len())
+                .map(|k| kinds::at(&have, k).saturating_sub(kinds::at(held, k)))
+                .collect();
+            cand = Cow::Owned(chop(&self.kinds, &cand, &allowed));
+        }
+        if !self.quota_roles.is_empty() {
+            let allowed = self.allowed(mem.node, required);
+            cand = Cow::Owned(chop(&self.kinds, &cand, &allowed));
+        }
+        Some(cand)
+    }
+
     /// Amounts member `m` could be offered on agent `a` now (non-revocable scalars).
     pub(super) fn candidate_amounts(&self, a: u32, m: u32) -> Option<(Resources, Amounts)> {
         let agent = self.agent(a)?;
@@ -118,6 +154,9 @@ impl DrfAllocator {
             return None;
         }
         let cand = Self::candidate_from(agent.plain, &fw.spec, &mem.role, &agent.free).into_owned();
+        if Self::filter_blocks(agent, m, &cand) {
+            return None;
+        }
         let amounts = self.kinds.amounts(&cand);
         Some((cand, amounts))
     }

@@ -47,7 +47,7 @@ impl DrfAllocator {
             agent: agent.id.clone(),
             framework: fw.id.clone(),
             role: mem.role.clone(),
-            needed: self.kinds.to_resources(&need.per_agent),
+            needed: self.kinds.to_resources(&need.held),
             free_now,
             since_ms: h.since,
             expires_ms: h.since.saturating_add(self.config.holds.max_ms),
@@ -239,8 +239,22 @@ impl DrfAllocator {
                         reasons.push(format!("no longer subscribed to role '{role}'"));
                     }
                     if filters_total > 0 {
+                        let largest = mem
+                            .filtered_agents
+                            .iter()
+                            .filter_map(|a| self.agent(*a)?.filters.get(m))
+                            .map(|f| f.refused.to_resources())
+                            .max_by_key(|r| self.kinds.amounts(r).iter().sum::<u64>())
+                            .unwrap_or_default();
+                        let hint = if mem.need.is_none() {
+                            "; if its tasks need more than that at once, declare a demand so \
+                             agents are held for it"
+                        } else {
+                            ""
+                        };
                         reasons.push(format!(
-                            "role '{role}': filtered on {filters_total} agent(s) after declines"
+                            "role '{role}': filtered on {filters_total} agent(s) after declining \
+                             offers (the largest declined: {largest}){hint}"
                         ));
                     }
                     if mismatches_total > 0 {
@@ -259,6 +273,9 @@ impl DrfAllocator {
                             holds.push(h);
                         }
                     }
+                    if self.eligible(mem) {
+                        self.wait_reasons(*m, role, now, &mut reasons);
+                    }
                     per_role.push(FrameworkRoleExplain {
                         role: role.clone(),
                         dominant_share: kinds::dominant_share(
@@ -274,12 +291,6 @@ impl DrfAllocator {
                         constraint_mismatches: mismatches,
                         constraint_mismatches_total: mismatches_total,
                     });
-                }
-                if !holds.is_empty() {
-                    reasons.push(format!(
-                        "{} agent(s) held for the framework's demand",
-                        holds.len()
-                    ));
                 }
                 let mut caps = Vec::new();
                 if fw.spec.revocable {
@@ -367,5 +378,137 @@ impl DrfAllocator {
                 }
             })
             .collect()
+    }
+
+    /// Why demanding member `m` (eligible) waits, and what would help, in words.
+    fn wait_reasons(&self, m: u32, role: &str, now: Millis, reasons: &mut Vec<String>) {
+        let Some(mem) = self.member(m) else {
+            return;
+        };
+        let Some(need) = &mem.need else {
+            return;
+        };
+        let task = self.kinds.to_resources(&need.task);
+        let what = if need.gang > 1 {
+            format!("a gang of {} tasks of {task} across agents", need.gang)
+        } else if need.count > 1 {
+            format!("{} tasks of {task} on one agent", need.count)
+        } else {
+            format!("one task of {task}")
+        };
+        // Could the need ever fit: tasks that fit in the agents' totals for this member.
+        let (mut ever, mut now_fit, mut best) = (0u32, 0u32, Amounts::new());
+        let mut best_agent = String::new();
+        let unit = if need.gang > 1 {
+            &need.task
+        } else {
+            &need.per_agent
+        };
+        for (i, ag) in self.agents.iter().enumerate() {
+            let (Some(agent), Some(fw)) = (ag, self.fw(mem.framework)) else {
+                continue;
+            };
+            let whole = Self::candidate_from(agent.plain, &fw.spec, &mem.role, &agent.total);
+            ever = ever.saturating_add(super::candidates::fit_count(
+                &self.kinds.amounts(&whole),
+                unit,
+            ));
+            let cut = agent.hold.as_ref().is_some_and(|h| h.member != m);
+            if let Some((_, am)) = self.candidate_amounts(i as u32, m)
+                && !cut
+            {
+                now_fit = now_fit.saturating_add(super::candidates::fit_count(&am, unit));
+                if super::holds::progress(&am, &need.held)
+                    > super::holds::progress(&best, &need.held)
+                {
+                    best = am;
+                    best_agent = agent.id.clone();
+                }
+            }
+        }
+        if ever < need.gang {
+            reasons.push(format!(
+                "role '{role}': its demand ({what}) can never be met: the agents, even empty, \
+                 have room for {ever} of {} (add larger agents or shrink the demand)",
+                need.gang
+            ));
+            return;
+        }
+        if !mem.holds.is_empty() {
+            let mut free = Resources::new();
+            let mut first_end = Millis::MAX;
+            for a in &mem.holds {
+                if let Some(h) = self.agent(*a).and_then(|x| x.hold.as_ref()) {
+                    first_end = first_end.min(h.since.saturating_add(self.config.holds.max_ms));
+                }
+                if let Some((c, _)) = self.candidate_amounts(*a, m)
+                    && let Ok(sum) = free.checked_add(&c)
+                {
+                    free = sum;
+                }
+            }
+            reasons.push(format!(
+                "role '{role}': waiting for its demand ({what}) on {} held agent(s): nobody \
+                 else is offered what frees there up to the demand; free for it there now: \
+                 {free}; offered as soon as it fits; the holds end at the latest at {first_end} \
+                 ms",
+                mem.holds.len()
+            ));
+            return;
+        }
+        let holders: Vec<String> = self
+            .holders()
+            .into_iter()
+            .filter(|h| *h != m)
+            .filter_map(|h| self.fw(self.member(h)?.framework).map(|f| f.id.clone()))
+            .collect();
+        let cooling = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(i, ag)| {
+                ag.is_some() && mem.cooldowns.get(&(*i as u32)).is_some_and(|t| *t > now)
+            })
+            .count();
+        let free_part = if best_agent.is_empty() {
+            "nothing is free for it on any agent".to_string()
+        } else {
+            format!(
+                "the most free for it on one agent is {} on '{best_agent}'",
+                self.kinds.to_resources(&best)
+            )
+        };
+        if now_fit >= need.gang {
+            reasons.push(format!(
+                "role '{role}': its demand ({what}) fits on free resources now: it is offered \
+                 in the next allocation cycle"
+            ));
+        } else if !holders.is_empty() && holders.len() >= self.config.holds.max_frameworks {
+            reasons.push(format!(
+                "role '{role}': its demand ({what}) fits nowhere now ({free_part}); agents \
+                 are held for {} already and at most {} framework(s) may hold at a time: it \
+                 is served when its demand fits on free resources, or holds agents itself once \
+                 theirs is served or ends",
+                holders.join(", "),
+                self.config.holds.max_frameworks
+            ));
+        } else if self.config.holds.max_frameworks == 0 {
+            reasons.push(format!(
+                "role '{role}': its demand ({what}) fits nowhere now ({free_part}) and holds \
+                 are disabled: it waits until enough frees at once (enable holds to keep \
+                 freed resources back for it)"
+            ));
+        } else if cooling > 0 {
+            reasons.push(format!(
+                "role '{role}': its demand ({what}) fits nowhere now ({free_part}); its holds \
+                 were dropped (stalled or too old) and {cooling} agent(s) cool down before it \
+                 may hold them again"
+            ));
+        } else {
+            reasons.push(format!(
+                "role '{role}': its demand ({what}) fits nowhere now ({free_part}); it \
+                 holds agents from the next allocation cycle"
+            ));
+        }
     }
 }

@@ -54,6 +54,9 @@ impl DrfAllocator {
                 mem.cooldowns.insert(a, now.saturating_add(cooldown));
             }
         }
+        // What the hold kept back is offerable again: filters that covered only the rest
+        // must not keep it from their frameworks.
+        self.recheck_filters(a);
     }
 
     pub(super) fn maintain_holds(&mut self, now: Millis) {
@@ -77,7 +80,7 @@ impl DrfAllocator {
             }
             let need = self
                 .member(hold.member)
-                .and_then(|x| x.need.as_ref().map(|n| n.per_agent.clone()))
+                .and_then(|x| x.need.as_ref().map(|n| n.held.clone()))
                 .unwrap_or_default();
             let mark = self
                 .candidate_amounts(a, hold.member)
@@ -109,6 +112,14 @@ impl DrfAllocator {
         }
     }
 
+    /// Members holding at least one agent now.
+    pub(super) fn holders(&self) -> std::collections::BTreeSet<u32> {
+        self.held_agents
+            .iter()
+            .filter_map(|a| self.agent(*a)?.hold.as_ref().map(|h| h.member))
+            .collect()
+    }
+
     /// Agents in the order the demand pass examines them for member `m`: its held
     /// agents first, then every other agent by index.
     pub(super) fn demand_agent_order(&self, m: u32) -> Vec<u32> {
@@ -133,10 +144,11 @@ impl DrfAllocator {
             return;
         }
         let mut order = Vec::new();
+        let salt: u64 = rand::Rng::random(&mut self.rng);
         {
             let members = &self.members;
             let demanding = &self.demanding;
-            self.tree.walk(ROOT, &mut |m| {
+            self.tree.walk(ROOT, salt, &mut |m| {
                 if demanding.contains(&m)
                     && members
                         .get(m as usize)
@@ -148,7 +160,7 @@ impl DrfAllocator {
                 order.len() >= max
             });
         }
-        for (rank, m) in order.into_iter().enumerate() {
+        for m in order {
             let Some(need) = self.member(m).and_then(|x| x.need.clone()) else {
                 continue;
             };
@@ -218,7 +230,10 @@ impl DrfAllocator {
                 }
                 continue;
             }
-            if rank >= self.config.holds.max_frameworks {
+            // At most `max_frameworks` frameworks hold at a time, counting holds taken in
+            // earlier cycles: a new holder waits until one of them is served or dropped.
+            let holds_already = self.member(m).is_some_and(|x| !x.holds.is_empty());
+            if !holds_already && self.holders().len() >= self.config.holds.max_frameworks {
                 continue;
             }
             self.extend_holds(m, &need, now);
@@ -258,7 +273,7 @@ impl DrfAllocator {
             let Some((_, am)) = self.candidate_amounts(a, m) else {
                 continue;
             };
-            scored.push((progress(&am, &need.per_agent), a));
+            scored.push((progress(&am, &need.held), a));
         }
         // Closest to fitting first; lower index on ties (deterministic).
         scored.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));

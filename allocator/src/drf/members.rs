@@ -27,7 +27,7 @@ impl DrfAllocator {
             kinds::share_key(kinds::dominant_share(&self.kinds, &mem.alloc, &self.totals))
         });
         let (old, node) = (mem.listed, mem.node);
-        // A fresh tie-break whenever the share changes: every tie is a seeded coin flip.
+        // The tie-break only keeps keys unique; `Tree::walk` decides ties afresh.
         let want = match (share, old) {
             (Some(s), Some((o, t))) if s == o => Some((s, t)),
             (Some(s), _) => Some((s, rand::Rng::random(&mut self.rng))),
@@ -80,7 +80,12 @@ impl DrfAllocator {
         } else {
             (task.clone(), count)
         };
+        let held = per_agent
+            .iter()
+            .map(|x: &u64| x.saturating_mul(u64::from(gang)))
+            .collect();
         Some(Need {
+            held,
             role: role.to_string(),
             shape: d.shape.clone(),
             count,

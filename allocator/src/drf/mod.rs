@@ -14,7 +14,8 @@
 //!    `HoldConfig::max_demands_per_cycle` most under-served demanding members, in fair
 //!    order, are offered an agent (or, for a gang, a set of agents) on which their whole
 //!    shape fits *now*; a gang gets all its agents in this cycle or none. If nothing fits,
-//!    the first `max_frameworks` of them put a **hold** on the agent closest to fitting
+//!    they put a **hold** (at most `max_frameworks` holders at a time, earlier holds
+//!    counted) on the agent closest to fitting
 //!    (a gang on up to `count` agents, at most `max_agents_per_framework`): from then on
 //!    the agent's free resources, up to the shape's amounts, are not offered to others.
 //!    **Bounds of a hold**: at most the shape (times `count` on one agent) per held
@@ -40,9 +41,9 @@
 //!   allocated (offered or used) + unallocated reservations, over the cluster's
 //!   non-revocable totals; names in `excluded_from_shares` (default gpus) do not count.
 //!   Siblings compare share / weight. The frameworks of exactly a role form a virtual
-//!   child of weight 1 ("own leaf") next to its sub-roles. Ties break by a tie-break
-//!   drawn from the seeded RNG when the role or member is first seen, so a seed fixes
-//!   every tie.
+//!   child of weight 1 ("own leaf") next to its sub-roles. Ties are ordered afresh by
+//!   every walk of the order (a salt drawn from the seeded RNG per decision), so every
+//!   tie is an independent coin flip and a seed fixes them all.
 //! * **Reservations**: resources reserved for role `eng` may be offered to frameworks of
 //!   `eng` and of any sub-role (`eng/ml`), never to others; they count toward `eng`'s
 //!   consumption whether allocated or not, and, once allocated to `eng/ml`, toward
@@ -52,10 +53,11 @@
 //!   limit is at most the nearest quota'd ancestor's limit; a guarantee above the
 //!   cluster total needs `force`. Limits cut unreserved offers only (reservations are
 //!   never cut, but count). A role whose every limited kind is reached leaves the order.
-//! * **Filters**: per (framework, role, agent), the latest decline wins. A filter blocks
-//!   while it has not expired and what the member could be offered on the agent is
-//!   contained in what it refused; once more becomes free there, it is dropped.
-//!   `revive` drops all of the framework's filters.
+//! * **Filters**: per (framework, role, agent), the latest decline wins. A filter blocks,
+//!   until it expires, every offer to the member there contained in what it refused (cut
+//!   by holds and quota, the offer is compared, not the agent's free part). Armed filters
+//!   (known to cover the offer) block by a bit; more becoming free or a hold ending
+//!   re-checks and disarms them. `revive` drops all of the framework's filters.
 //! * **Capabilities**: revocable resources only to frameworks with the capability, gpus
 //!   only to GPU-capable ones.
 //! * **Demands**: a framework that declared a demand is offered, outside the demand pass,
@@ -115,8 +117,11 @@ struct Agent {
     plain: bool,
     allocations: BTreeMap<u32, Resources>,
     filters: BTreeMap<u32, Filter>,
-    /// Every filter blocks for any free part contained in this.
+    /// Every armed filter covers what its member could be offered from any free part
+    /// contained in this (checked when the filter was armed or last re-checked).
     filter_basis: Resources,
+    /// Armed filters: known to cover what the member would be offered here, so they
+    /// block by a bit test. Other filters are compared with each offer.
     filtered: Vec<u64>,
     filtered_count: usize,
     mismatch: Vec<u64>,
@@ -135,6 +140,11 @@ struct Need {
     task: Amounts,
     /// Tasks wanted across agents (1 unless a gang).
     gang: u32,
+    /// Scalar amounts a hold keeps back on one agent: `per_agent`, times `gang` for a
+    /// gang (a held agent may end up carrying every task of it; the demand pass serves
+    /// the gang as soon as its tasks fit across agents, so the free part held in all
+    /// stays below the whole need).
+    held: Amounts,
 }
 
 #[derive(Clone, Debug)]

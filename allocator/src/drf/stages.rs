@@ -10,13 +10,14 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use agora_resources::Resources;
+use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::DrfAllocator;
 use super::bitset::bit;
 use super::candidates::{chop, fits};
 use crate::Allocation;
-use crate::kinds::{self, Amounts};
+use crate::kinds;
 use crate::tree::{Key, ROOT};
 
 /// Quota roles tried per agent in the quota stage (bounds a cycle's cost when agents
@@ -26,13 +27,17 @@ pub(super) const STAGE1_ROLES_PER_AGENT: usize = 64;
 impl DrfAllocator {
     pub(super) fn agent_order(&mut self) -> Vec<u32> {
         let live = self.live_members;
+        // Agents on which every member's filter is armed are skipped whole (with quotas
+        // armed filters are compared exactly, see `fair_stage`).
+        let skip_filtered = self.quota_roles.is_empty();
         let mut order: Vec<u32> = self
             .agents
             .iter()
             .enumerate()
             .filter(|(_, a)| {
-                a.as_ref()
-                    .is_some_and(|a| !a.free.is_empty() && a.filtered_count < live)
+                a.as_ref().is_some_and(|a| {
+                    !a.free.is_empty() && (!skip_filtered || a.filtered_count < live)
+                })
             })
             .map(|(i, _)| i as u32)
             .collect();
@@ -104,6 +109,7 @@ impl DrfAllocator {
             let roles: Vec<(Key, u32)> =
                 unmet.iter().take(STAGE1_ROLES_PER_AGENT).copied().collect();
             for (key, q) in roles {
+                let salt: u64 = self.rng.random();
                 let Some(agent) = self.agent(a) else {
                     break;
                 };
@@ -113,8 +119,8 @@ impl DrfAllocator {
                 let owed = self.unmet(q);
                 let required = &self.required;
                 let mut found: Option<(u32, Resources)> = None;
-                self.tree.walk(q, &mut |m| {
-                    if bit(&agent.filtered, m) || bit(&agent.mismatch, m) {
+                self.tree.walk(q, salt, &mut |m| {
+                    if bit(&agent.mismatch, m) {
                         return false;
                     }
                     let (Some(mem), true) = (self.member(m), true) else {
@@ -145,7 +151,10 @@ impl DrfAllocator {
                         .iter()
                         .enumerate()
                         .any(|(k, o)| *o > 0 && kinds::at(&am, k) > 0);
-                    if !useful || !self.meets_minimum(&fw.spec, &cand) {
+                    if !useful
+                        || !self.meets_minimum(&fw.spec, &cand)
+                        || Self::filter_blocks(agent, m, &cand)
+                    {
                         return false;
                     }
                     found = Some((m, cand));
@@ -181,25 +190,36 @@ impl DrfAllocator {
     }
 
     pub(super) fn fair_stage(&mut self, agents: &[u32], out: &mut Vec<Allocation>) {
+        // With quotas an armed filter may go stale without anything freeing on its agent
+        // (another role's guarantee met raises what a role may take): compare exactly.
         let quotas = !self.quota_roles.is_empty();
         let mut given: Vec<u32> = Vec::new();
         for &a in agents {
             given.clear();
-            while let Some(agent) = self.agent(a) {
-                if agent.free.is_empty() || agent.filtered_count >= self.live_members {
+            let hold = self.hold_cut(a);
+            loop {
+                let salt: u64 = self.rng.random();
+                let Some(agent) = self.agent(a) else {
+                    break;
+                };
+                if agent.free.is_empty() || (!quotas && agent.filtered_count >= self.live_members) {
                     break;
                 }
+                let unarmed = agent.filters.len() > agent.filtered_count;
                 let required = &self.required;
-                let hold = agent.hold.as_ref().and_then(|h| {
-                    let need = self.member(h.member)?.need.as_ref()?;
-                    Some((h.member, need.per_agent.clone()))
-                });
                 let mut found: Option<(u32, Option<Resources>)> = None;
-                self.tree.walk(ROOT, &mut |m| {
-                    if bit(&agent.filtered, m) || bit(&agent.mismatch, m) || given.contains(&m) {
+                self.tree.walk(ROOT, salt, &mut |m| {
+                    let armed = bit(&agent.filtered, m);
+                    if (armed && !quotas) || bit(&agent.mismatch, m) || given.contains(&m) {
                         return false;
                     }
                     if hold.as_ref().is_some_and(|(h, _)| *h == m) {
+                        return false;
+                    }
+                    let Some(cand) = self.offerable(agent, m, hold.as_ref(), required) else {
+                        return false;
+                    };
+                    if (armed || unarmed) && Self::filter_blocks(agent, m, &cand) {
                         return false;
                     }
                     let Some(mem) = self.member(m) else {
@@ -208,19 +228,6 @@ impl DrfAllocator {
                     let Some(fw) = self.fw(mem.framework) else {
                         return false;
                     };
-                    let mut cand =
-                        Self::candidate_from(agent.plain, &fw.spec, &mem.role, &agent.free);
-                    if let Some((_, need)) = &hold {
-                        let have = self.kinds.amounts(&cand);
-                        let allowed: Amounts = (0..self.kinds.len())
-                            .map(|k| kinds::at(&have, k).saturating_sub(kinds::at(need, k)))
-                            .collect();
-                        cand = Cow::Owned(chop(&self.kinds, &cand, &allowed));
-                    }
-                    if quotas {
-                        let allowed = self.allowed(mem.node, required);
-                        cand = Cow::Owned(chop(&self.kinds, &cand, &allowed));
-                    }
                     if cand.is_empty() || !self.meets_minimum(&fw.spec, &cand) {
                         return false;
                     }

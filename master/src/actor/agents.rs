@@ -6,11 +6,11 @@
 
 use std::collections::HashSet;
 
+use crate::service::Error;
 use agora_proto::TaskState;
 use agora_proto::v1::{self, Event, FrameworkCapability};
 use agora_resources::{Attributes, Resources};
 use tokio::sync::mpsc;
-use tonic::Status;
 use tracing::{debug, info, warn};
 
 use super::{AgentEntry, AgentStream, FrameworkEntry, Master, TaskEntry};
@@ -25,22 +25,22 @@ impl Master {
     pub(super) fn register_agent(
         &mut self,
         request: v1::RegisterAgentRequest,
-    ) -> Result<AgentStream, Status> {
+    ) -> Result<AgentStream, Error> {
         let mut info = request
             .info
-            .ok_or_else(|| Status::invalid_argument("register needs agent info"))?;
+            .ok_or_else(|| Error::invalid_argument("register needs agent info"))?;
         if info.hostname.trim().is_empty() {
-            return Err(Status::invalid_argument("agent hostname is empty"));
+            return Err(Error::invalid_argument("agent hostname is empty"));
         }
         if info.isolation.len() > 64 {
-            return Err(Status::invalid_argument(
+            return Err(Error::invalid_argument(
                 "agent isolation name is longer than 64 bytes",
             ));
         }
         let total = Resources::from_proto(&info.resources)
-            .map_err(|e| Status::invalid_argument(format!("agent resources: {e}")))?;
+            .map_err(|e| Error::invalid_argument(format!("agent resources: {e}")))?;
         if total.is_empty() {
-            return Err(Status::invalid_argument("agent offers no resources"));
+            return Err(Error::invalid_argument("agent offers no resources"));
         }
         Self::attributes_ok(&info.attributes)?;
         // Reported tasks are validated before anything changes.
@@ -49,17 +49,17 @@ impl Master {
             let task = rt
                 .task
                 .clone()
-                .ok_or_else(|| Status::invalid_argument("reported task without task info"))?;
+                .ok_or_else(|| Error::invalid_argument("reported task without task info"))?;
             validate::id("task id", &task.task_id)?;
             validate::id("framework id", &rt.framework_id)?;
             let resources = Resources::from_proto(&task.resources).map_err(|e| {
-                Status::invalid_argument(format!("task '{}' resources: {e}", task.task_id))
+                Error::invalid_argument(format!("task '{}' resources: {e}", task.task_id))
             })?;
             let state = TaskState::try_from(rt.state)
                 .ok()
                 .filter(|s| *s != TaskState::Unspecified)
                 .ok_or_else(|| {
-                    Status::invalid_argument(format!(
+                    Error::invalid_argument(format!(
                         "task '{}' has an invalid state {}",
                         task.task_id, rt.state
                     ))
@@ -103,7 +103,7 @@ impl Master {
         // The life cycle first: a refused re-registration changes nothing.
         let status = match &known {
             Some((from, _)) => from.on(AgentEvent::Reregister).map_err(|e| {
-                Status::failed_precondition(format!("agent '{id}' cannot register: {e}"))
+                Error::failed_precondition(format!("agent '{id}' cannot register: {e}"))
             })?,
             None => AgentStatus::NEW,
         };
@@ -144,7 +144,7 @@ impl Master {
         if status.is_schedulable() {
             let attributes = Attributes::from_proto(&info.attributes).unwrap_or_default();
             self.add_agent_to_allocator(&id, total.clone(), attributes)
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(|e| Error::internal(e.to_string()))?;
         }
 
         let known = known.is_some();
@@ -199,7 +199,7 @@ impl Master {
                     && !self.framework_retired(&fw_id)
                 {
                     self.ensure_framework_for_recovered_task(&fw_id, &frameworks_info, now);
-                    let role = self.recovered_task_role(&fw_id, &resources);
+                    let role = self.recovered_task_role(&fw_id, &task.role, &resources);
                     self.tasks.insert(
                         key.clone(),
                         TaskEntry {
@@ -236,7 +236,7 @@ impl Master {
                 continue;
             }
             self.ensure_framework_for_recovered_task(&fw_id, &frameworks_info, now);
-            let role = self.recovered_task_role(&fw_id, &resources);
+            let role = self.recovered_task_role(&fw_id, &task.role, &resources);
             match self.tasks.get_mut(&key) {
                 Some(t) if t.state.is_terminal() => {
                     // The master already gave up on it (e.g. LOST while unreachable).
@@ -335,14 +335,14 @@ impl Master {
         &mut self,
         id: &str,
         event: AgentEvent,
-    ) -> Result<AgentStatus, Status> {
+    ) -> Result<AgentStatus, Error> {
         let Some(agent) = self.agents.get_mut(id) else {
-            return Err(Status::not_found(format!("unknown agent id '{id}'")));
+            return Err(Error::not_found(format!("unknown agent id '{id}'")));
         };
         let from = agent.status;
         let to = from
             .on(event)
-            .map_err(|e| Status::failed_precondition(format!("agent '{id}': {e}")))?;
+            .map_err(|e| Error::failed_precondition(format!("agent '{id}': {e}")))?;
         agent.status = to;
         if to.drain().is_some() {
             self.draining.insert(id.to_string());
@@ -385,15 +385,30 @@ impl Master {
     }
 
     /// The role a task an agent reports after a master restart was launched under: the
-    /// framework's role whose reservations the task uses, else the one role of a
-    /// single-role framework. The agent does not report the role, so a multi-role
-    /// framework's task on unreserved resources falls back to its first role.
-    pub(super) fn recovered_task_role(&self, fw_id: &str, resources: &Resources) -> String {
+    /// role the master wrote into its `TaskInfo` at launch (`reported`), when that is one
+    /// of the framework's roles and fits the task's reservations. Tasks launched by a
+    /// master before that field existed fall back to the framework's role whose
+    /// reservations the task uses, else its first role that can hold the resources.
+    pub(super) fn recovered_task_role(
+        &self,
+        fw_id: &str,
+        reported: &str,
+        resources: &Resources,
+    ) -> String {
         let roles = self
             .frameworks
             .get(fw_id)
             .map(|f| f.info.roles.as_slice())
             .unwrap_or(&[]);
+        let holds = resources.allocatable_to(reported).iter().count() == resources.iter().count();
+        // Before the framework re-subscribes its roles are unknown here: the agent's
+        // report is then the only witness, and it came from this master's own launch.
+        if !reported.is_empty()
+            && holds
+            && (roles.is_empty() || roles.iter().any(|r| r == reported))
+        {
+            return reported.to_string();
+        }
         let fits =
             |r: &&String| resources.allocatable_to(r).iter().count() == resources.iter().count();
         roles
@@ -564,7 +579,7 @@ impl Master {
         self.emit_agent(id, false);
     }
 
-    pub(super) fn agent_heartbeat(&mut self, id: &str) -> Result<(), Status> {
+    pub(super) fn agent_heartbeat(&mut self, id: &str) -> Result<(), Error> {
         validate::id("agent id", id)?;
         let now = self.now();
         match self.agents.get_mut(id) {
@@ -572,7 +587,7 @@ impl Master {
                 a.last_heartbeat = now;
                 Ok(())
             }
-            _ => Err(Status::not_found(format!(
+            _ => Err(Error::not_found(format!(
                 "agent '{id}' is not registered with this master; register again"
             ))),
         }
@@ -641,16 +656,16 @@ impl Master {
         }
     }
 
-    pub(super) fn status_update(&mut self, r: v1::StatusUpdateRequest) -> Result<(), Status> {
+    pub(super) fn status_update(&mut self, r: v1::StatusUpdateRequest) -> Result<(), Error> {
         validate::id("agent id", &r.agent_id)?;
         let mut status = r
             .status
-            .ok_or_else(|| Status::invalid_argument("status update without a status"))?;
+            .ok_or_else(|| Error::invalid_argument("status update without a status"))?;
         validate::id("task id", &status.task_id)?;
         validate::id("framework id", &status.framework_id)?;
         match TaskState::try_from(status.state) {
             Ok(TaskState::Unspecified) | Err(_) => {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "status update for task '{}' has an invalid state {}",
                     status.task_id, status.state
                 )));
@@ -658,7 +673,7 @@ impl Master {
             Ok(_) => {}
         }
         if status.uuid.is_empty() {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "status update for task '{}' has no uuid",
                 status.task_id
             )));
@@ -667,7 +682,7 @@ impl Master {
         match self.agents.get_mut(&r.agent_id) {
             Some(a) if a.tx.is_some() => a.last_heartbeat = now,
             _ => {
-                return Err(Status::not_found(format!(
+                return Err(Error::not_found(format!(
                     "agent '{}' is not registered with this master; register again",
                     r.agent_id
                 )));
@@ -679,7 +694,7 @@ impl Master {
         if let Some(task) = self.tasks.get(&key)
             && task.agent_id != r.agent_id
         {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "task '{}' runs on agent '{}', not on '{}'",
                 status.task_id, task.agent_id, r.agent_id
             )));
@@ -729,7 +744,7 @@ impl Master {
             let since = entry.1;
             if now.saturating_sub(since) < super::BACKLOG_LIMIT_MS {
                 self.metrics.status_updates_deferred += 1;
-                return Err(Status::unavailable(format!(
+                return Err(Error::unavailable(format!(
                     "framework '{}' is behind on its events; send the update again later",
                     status.framework_id
                 )));
@@ -819,10 +834,10 @@ impl Master {
         &mut self,
         agent_id: &str,
         updates: Vec<v1::StatusUpdateRequest>,
-    ) -> Result<Vec<v1::batch_response::Refused>, Status> {
+    ) -> Result<Vec<v1::batch_response::Refused>, Error> {
         validate::id("agent id", agent_id)?;
         if self.agents.get(agent_id).is_none_or(|a| a.tx.is_none()) {
-            return Err(Status::not_found(format!(
+            return Err(Error::not_found(format!(
                 "agent '{agent_id}' is not registered with this master; register again"
             )));
         }
@@ -842,11 +857,11 @@ impl Master {
     pub(super) fn executor_message(
         &mut self,
         r: v1::ExecutorToFrameworkMessage,
-    ) -> Result<(), Status> {
+    ) -> Result<(), Error> {
         validate::id("agent id", &r.agent_id)?;
         validate::id("framework id", &r.framework_id)?;
         if !self.agents.contains_key(&r.agent_id) {
-            return Err(Status::not_found(format!(
+            return Err(Error::not_found(format!(
                 "unknown agent id '{}'",
                 r.agent_id
             )));
@@ -856,7 +871,7 @@ impl Master {
             .get(&r.framework_id)
             .is_none_or(|f| f.status.is_retired())
         {
-            return Err(Status::not_found(format!(
+            return Err(Error::not_found(format!(
                 "unknown framework id '{}'",
                 r.framework_id
             )));
@@ -874,11 +889,11 @@ impl Master {
         Ok(())
     }
 
-    pub(super) fn executor_exited(&mut self, r: v1::ExecutorExitedRequest) -> Result<(), Status> {
+    pub(super) fn executor_exited(&mut self, r: v1::ExecutorExitedRequest) -> Result<(), Error> {
         validate::id("agent id", &r.agent_id)?;
         validate::id("framework id", &r.framework_id)?;
         if !self.agents.contains_key(&r.agent_id) {
-            return Err(Status::not_found(format!(
+            return Err(Error::not_found(format!(
                 "unknown agent id '{}'",
                 r.agent_id
             )));

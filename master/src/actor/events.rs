@@ -4,12 +4,12 @@
 //! growing the master's memory. This module never builds events from state; the actor
 //! does, and only when someone is listening.
 
+use crate::service::Error;
 use agora_proto::v1::{self, OperatorEvent};
 use tokio::sync::mpsc;
-use tonic::Status;
 use tracing::info;
 
-type Tx = mpsc::Sender<Result<OperatorEvent, Status>>;
+type Tx = mpsc::Sender<Result<OperatorEvent, Error>>;
 
 #[derive(Default)]
 pub(crate) struct Subscribers {
@@ -42,7 +42,7 @@ impl Subscribers {
     pub fn add(
         &mut self,
         snapshot: Option<v1::ClusterState>,
-    ) -> mpsc::Receiver<Result<OperatorEvent, Status>> {
+    ) -> mpsc::Receiver<Result<OperatorEvent, Error>> {
         let (tx, rx) = mpsc::channel(self.capacity);
         if let Some(snapshot) = snapshot {
             let _ = tx.try_send(Ok(OperatorEvent {
@@ -68,7 +68,7 @@ impl Subscribers {
                 return false;
             }
             if tx.capacity() <= 1 {
-                let _ = tx.try_send(Err(Status::resource_exhausted(format!(
+                let _ = tx.try_send(Err(Error::resource_exhausted(format!(
                     "event subscriber too slow: {} events were waiting; subscribe again",
                     capacity - 1
                 ))));

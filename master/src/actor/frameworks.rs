@@ -4,11 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::service::Error;
 use agora_proto::TaskState;
 use agora_proto::v1::{self, Event, FrameworkCapability};
 use agora_resources::Resources;
 use tokio::sync::mpsc;
-use tonic::Status;
 use tracing::{info, warn};
 
 use super::operations::Requester;
@@ -86,12 +86,12 @@ impl Master {
     pub(super) fn subscribe(
         &mut self,
         request: v1::SubscribeRequest,
-    ) -> Result<Subscription, Status> {
+    ) -> Result<Subscription, Error> {
         let mut info = request
             .framework
-            .ok_or_else(|| Status::invalid_argument("subscribe needs a framework"))?;
+            .ok_or_else(|| Error::invalid_argument("subscribe needs a framework"))?;
         validate::framework_info(&mut info)?;
-        crate::allocator::check_spec(&spec_of(&info)).map_err(Status::invalid_argument)?;
+        crate::allocator::check_spec(&spec_of(&info)).map_err(Error::invalid_argument)?;
         let now = self.now();
         let id = if info.id.is_empty() {
             self.fresh_id('F')
@@ -113,7 +113,7 @@ impl Master {
             && !old.info.principal.is_empty()
             && old.info.principal != info.principal
         {
-            return Err(Status::permission_denied(format!(
+            return Err(Error::permission_denied(format!(
                 "framework '{id}' belongs to principal '{}'; principal '{}' cannot subscribe it",
                 old.info.principal, info.principal
             )));
@@ -141,10 +141,10 @@ impl Master {
             let spec = spec_of(&info);
             self.allocator
                 .update_framework(&id, spec)
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(|e| Error::internal(e.to_string()))?;
             self.allocator
                 .set_framework_active(&id, true)
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(|e| Error::internal(e.to_string()))?;
             if let Some(fw) = self.frameworks.get_mut(&id) {
                 fw.status = next;
                 fw.info = info.clone();
@@ -157,7 +157,7 @@ impl Master {
         } else {
             self.allocator
                 .add_framework(&id, spec_of(&info))
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(|e| Error::internal(e.to_string()))?;
             self.frameworks.insert(
                 id.clone(),
                 FrameworkEntry {
@@ -200,21 +200,21 @@ impl Master {
     }
 
     /// The framework must exist and hold a live subscription.
-    fn connected_framework(&self, id: &str) -> Result<&FrameworkEntry, Status> {
+    fn connected_framework(&self, id: &str) -> Result<&FrameworkEntry, Error> {
         if id.is_empty() {
-            return Err(Status::invalid_argument("framework_id is empty"));
+            return Err(Error::invalid_argument("framework_id is empty"));
         }
         match self.frameworks.get(id) {
-            None => Err(Status::not_found(format!("unknown framework id '{id}'"))),
+            None => Err(Error::not_found(format!("unknown framework id '{id}'"))),
             Some(fw) if fw.status.is_retired() => Err(retired_error(id, fw.status)),
-            Some(fw) if fw.status != FrameworkStatus::Active => Err(Status::failed_precondition(
+            Some(fw) if fw.status != FrameworkStatus::Active => Err(Error::failed_precondition(
                 format!("framework '{id}' is not subscribed; subscribe first"),
             )),
             Some(fw) => Ok(fw),
         }
     }
 
-    pub(super) fn scheduler_call(&mut self, call: SchedulerCall) -> Result<(), Status> {
+    pub(super) fn scheduler_call(&mut self, call: SchedulerCall) -> Result<(), Error> {
         match call {
             SchedulerCall::Teardown(r) => {
                 self.connected_framework(&r.framework_id)?;
@@ -230,7 +230,7 @@ impl Master {
                 self.connected_framework(&r.framework_id)?;
                 self.allocator
                     .revive(&r.framework_id, &r.roles)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                    .map_err(|e| Error::invalid_argument(e.to_string()))?;
                 self.needs_allocation = true;
                 Ok(())
             }
@@ -238,7 +238,7 @@ impl Master {
                 self.connected_framework(&r.framework_id)?;
                 self.allocator
                     .suppress(&r.framework_id, &r.roles)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                    .map_err(|e| Error::invalid_argument(e.to_string()))?;
                 Ok(())
             }
             SchedulerCall::Kill(r) => self.kill(r),
@@ -280,14 +280,14 @@ impl Master {
             SchedulerCall::UpdateFramework(r) => {
                 let mut info = r
                     .framework
-                    .ok_or_else(|| Status::invalid_argument("update needs a framework"))?;
+                    .ok_or_else(|| Error::invalid_argument("update needs a framework"))?;
                 self.connected_framework(&info.id)?;
                 validate::framework_info(&mut info)?;
-                crate::allocator::check_spec(&spec_of(&info)).map_err(Status::invalid_argument)?;
+                crate::allocator::check_spec(&spec_of(&info)).map_err(Error::invalid_argument)?;
                 let id = info.id.clone();
                 self.allocator
                     .update_framework(&id, spec_of(&info))
-                    .map_err(|e| Status::internal(e.to_string()))?;
+                    .map_err(|e| Error::internal(e.to_string()))?;
                 self.persist_framework(&info);
                 if let Some(fw) = self.frameworks.get_mut(&id) {
                     fw.info = info;
@@ -299,34 +299,34 @@ impl Master {
         }
     }
 
-    fn known_agent(&self, agent_id: &str) -> Result<(), Status> {
+    fn known_agent(&self, agent_id: &str) -> Result<(), Error> {
         validate::id("agent id", agent_id)?;
         if !self.agents.contains_key(agent_id) {
-            return Err(Status::not_found(format!("unknown agent id '{agent_id}'")));
+            return Err(Error::not_found(format!("unknown agent id '{agent_id}'")));
         }
         Ok(())
     }
 
     /// Offers named by a call: present, unique, outstanding, the framework's own.
-    fn owned_offers(&self, framework_id: &str, offer_ids: &[String]) -> Result<(), Status> {
+    fn owned_offers(&self, framework_id: &str, offer_ids: &[String]) -> Result<(), Error> {
         if offer_ids.is_empty() {
-            return Err(Status::invalid_argument("no offer ids given"));
+            return Err(Error::invalid_argument("no offer ids given"));
         }
         let mut seen = HashSet::new();
         for id in offer_ids {
             if !seen.insert(id) {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "offer '{id}' is listed twice"
                 )));
             }
             match self.offers.get(id) {
                 None => {
-                    return Err(Status::not_found(format!(
+                    return Err(Error::not_found(format!(
                         "offer '{id}' is not outstanding (accepted, declined, rescinded, or never made)"
                     )));
                 }
                 Some(o) if o.offer.framework_id != framework_id => {
-                    return Err(Status::permission_denied(format!(
+                    return Err(Error::permission_denied(format!(
                         "offer '{id}' was made to another framework"
                     )));
                 }
@@ -336,15 +336,15 @@ impl Master {
         Ok(())
     }
 
-    pub(super) fn accept(&mut self, r: v1::AcceptRequest) -> Result<v1::AcceptResponse, Status> {
+    pub(super) fn accept(&mut self, r: v1::AcceptRequest) -> Result<v1::AcceptResponse, Error> {
         let fw = self.connected_framework(&r.framework_id)?;
         let fw_info = fw.info.clone();
         self.owned_offers(&r.framework_id, &r.offer_ids)?;
-        let refuse_ms = validate::refuse_ms(
+        let refuse_ms = self.reoffer_delay_ms(validate::refuse_ms(
             r.filters.as_ref(),
             self.config.default_refuse_seconds,
             self.config.max_refuse_seconds,
-        )?;
+        )?);
 
         // All offers on one agent and for one role; their resources pooled.
         let first = &self.offers[&r.offer_ids[0]];
@@ -354,20 +354,20 @@ impl Master {
         for id in &r.offer_ids {
             let o = &self.offers[id];
             if o.offer.agent_id != agent_id {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "offers '{}' and '{id}' are on different agents; accept offers of one agent per call",
                     r.offer_ids[0]
                 )));
             }
             if o.offer.role != role {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "offers '{}' and '{id}' are for different roles; accept offers of one role per call",
                     r.offer_ids[0]
                 )));
             }
             offered = offered
                 .checked_add(&o.resources)
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(|e| Error::internal(e.to_string()))?;
         }
 
         // Validate every operation before touching anything.
@@ -388,11 +388,11 @@ impl Master {
             use v1::operation::Operation as Op;
             match &op.operation {
                 None => {
-                    return Err(Status::invalid_argument(format!("operation {i} is empty")));
+                    return Err(Error::invalid_argument(format!("operation {i} is empty")));
                 }
                 Some(Op::Launch(launch)) => {
                     if launch.tasks.is_empty() {
-                        return Err(Status::invalid_argument(format!(
+                        return Err(Error::invalid_argument(format!(
                             "operation {i} (LAUNCH) has no tasks"
                         )));
                     }
@@ -405,23 +405,23 @@ impl Master {
                             new_executor_resources(task, &r.framework_id, live, &mut executors)?;
                         let tid = &task.task_id;
                         if !ids_in_call.insert(tid.clone()) {
-                            return Err(Status::invalid_argument(format!(
+                            return Err(Error::invalid_argument(format!(
                                 "duplicate task id '{tid}' in this call"
                             )));
                         }
                         if let Some(existing) =
                             self.tasks.get(&(r.framework_id.clone(), tid.clone()))
                         {
-                            return Err(Status::already_exists(format!(
+                            return Err(Error::already_exists(format!(
                                 "task id '{tid}' is already used by a task in state {}",
                                 existing.state.as_str_name()
                             )));
                         }
                         let needed = res
                             .checked_add(&executor_res)
-                            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                            .map_err(|e| Error::invalid_argument(e.to_string()))?;
                         remaining = remaining.checked_sub(&needed).map_err(|e| {
-                            Status::invalid_argument(format!(
+                            Error::invalid_argument(format!(
                                 "task '{tid}' does not fit in the offered resources ({}): {e}",
                                 remaining
                             ))
@@ -460,7 +460,7 @@ impl Master {
         if (!launches.is_empty() || !groups.is_empty())
             && self.agents.get(&agent_id).is_none_or(|a| a.tx.is_none())
         {
-            return Err(Status::unavailable(format!(
+            return Err(Error::unavailable(format!(
                 "agent '{agent_id}' is not connected; decline the offer and wait for another"
             )));
         }
@@ -487,6 +487,7 @@ impl Master {
         let mut launched = Vec::new();
         for (mut task, resources) in launches {
             task.agent_id = agent_id.clone();
+            task.role = role.clone();
             let key = (r.framework_id.clone(), task.task_id.clone());
             let entry = TaskEntry {
                 info: task.clone().into(),
@@ -546,14 +547,25 @@ impl Master {
         })
     }
 
-    fn decline(&mut self, r: v1::DeclineRequest) -> Result<(), Status> {
+    /// A decline filter of at least `min_refuse_ms`: declined resources are not bounced
+    /// between frameworks in a tight loop (counted in `decline_filters_raised`).
+    fn reoffer_delay_ms(&mut self, refuse_ms: u64) -> u64 {
+        if refuse_ms < self.config.min_refuse_ms {
+            self.metrics.decline_filters_raised += 1;
+            self.config.min_refuse_ms
+        } else {
+            refuse_ms
+        }
+    }
+
+    fn decline(&mut self, r: v1::DeclineRequest) -> Result<(), Error> {
         self.connected_framework(&r.framework_id)?;
         self.owned_offers(&r.framework_id, &r.offer_ids)?;
-        let refuse_ms = validate::refuse_ms(
+        let refuse_ms = self.reoffer_delay_ms(validate::refuse_ms(
             r.filters.as_ref(),
             self.config.default_refuse_seconds,
             self.config.max_refuse_seconds,
-        )?;
+        )?);
         let until = self.now().saturating_add(refuse_ms);
         for id in &r.offer_ids {
             let Some(entry) = self.close_offer(id, OfferEvent::Decline) else {
@@ -574,7 +586,7 @@ impl Master {
         Ok(())
     }
 
-    fn kill(&mut self, r: v1::KillRequest) -> Result<(), Status> {
+    fn kill(&mut self, r: v1::KillRequest) -> Result<(), Error> {
         self.connected_framework(&r.framework_id)?;
         self.kill_task(r)
     }
@@ -585,10 +597,10 @@ impl Master {
         &mut self,
         framework_id: String,
         task_id: String,
-    ) -> Result<(), Status> {
+    ) -> Result<(), Error> {
         match self.frameworks.get(&framework_id) {
             None => {
-                return Err(Status::not_found(format!(
+                return Err(Error::not_found(format!(
                     "unknown framework id '{framework_id}'"
                 )));
             }
@@ -605,7 +617,7 @@ impl Master {
     }
 
     /// Send the kill of a live task to its agent (the framework was checked by the caller).
-    fn kill_task(&mut self, r: v1::KillRequest) -> Result<(), Status> {
+    fn kill_task(&mut self, r: v1::KillRequest) -> Result<(), Error> {
         validate::id("task id", &r.task_id)?;
         if let Some(kp) = &r.kill_policy {
             validate::seconds("kill_policy grace_period_seconds", kp.grace_period_seconds)?;
@@ -613,25 +625,25 @@ impl Master {
         let key = (r.framework_id.clone(), r.task_id.clone());
         let Some(task) = self.tasks.get(&key) else {
             if let Some(done) = self.completed_task(&key) {
-                return Err(Status::failed_precondition(format!(
+                return Err(Error::failed_precondition(format!(
                     "task '{}' already ended ({})",
                     r.task_id,
                     done.state.as_str_name()
                 )));
             }
-            return Err(Status::not_found(format!(
+            return Err(Error::not_found(format!(
                 "unknown task '{}' of framework '{}'",
                 r.task_id, r.framework_id
             )));
         };
         if !r.agent_id.is_empty() && r.agent_id != task.agent_id {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "task '{}' runs on agent '{}', not '{}'",
                 r.task_id, task.agent_id, r.agent_id
             )));
         }
         if task.state.is_terminal() {
-            return Err(Status::failed_precondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "task '{}' already ended ({})",
                 r.task_id,
                 task.state.as_str_name()
@@ -654,16 +666,16 @@ impl Master {
     pub(super) fn acknowledge_batch(
         &mut self,
         r: v1::AcknowledgeBatchRequest,
-    ) -> Result<Vec<v1::batch_response::Refused>, Status> {
+    ) -> Result<Vec<v1::batch_response::Refused>, Error> {
         self.connected_framework(&r.framework_id)?;
         Ok(self.judge_each(r.acks, Self::acknowledge))
     }
 
-    fn acknowledge(&mut self, r: v1::AcknowledgeRequest) -> Result<(), Status> {
+    fn acknowledge(&mut self, r: v1::AcknowledgeRequest) -> Result<(), Error> {
         self.connected_framework(&r.framework_id)?;
         validate::id("task id", &r.task_id)?;
         if r.uuid.is_empty() {
-            return Err(Status::invalid_argument("acknowledgement uuid is empty"));
+            return Err(Error::invalid_argument("acknowledgement uuid is empty"));
         }
         let key = (r.framework_id.clone(), r.task_id.clone());
         let (agent_id, terminal_acked) = match self.tasks.get(&key) {
@@ -681,7 +693,7 @@ impl Master {
                     Some(t) => (t.agent_id.clone(), false),
                     None if !r.agent_id.is_empty() => (r.agent_id.clone(), false),
                     None => {
-                        return Err(Status::not_found(format!(
+                        return Err(Error::not_found(format!(
                             "unknown task '{}' of framework '{}'",
                             r.task_id, r.framework_id
                         )));
@@ -690,7 +702,7 @@ impl Master {
             }
         };
         if !r.agent_id.is_empty() && r.agent_id != agent_id {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "task '{}' runs on agent '{agent_id}', not '{}'",
                 r.task_id, r.agent_id
             )));
@@ -711,7 +723,7 @@ impl Master {
         Ok(())
     }
 
-    fn reconcile(&mut self, r: v1::ReconcileRequest) -> Result<(), Status> {
+    fn reconcile(&mut self, r: v1::ReconcileRequest) -> Result<(), Error> {
         let fw = self.connected_framework(&r.framework_id)?;
         let partition_aware =
             validate::has_capability(&fw.info, FrameworkCapability::PartitionAware);
@@ -930,16 +942,16 @@ impl Master {
 }
 
 /// Why a retired framework's id is refused.
-pub(super) fn retired_error(id: &str, status: FrameworkStatus) -> Status {
+pub(super) fn retired_error(id: &str, status: FrameworkStatus) -> Error {
     match status {
-        FrameworkStatus::TornDown => Status::failed_precondition(format!(
+        FrameworkStatus::TornDown => Error::failed_precondition(format!(
             "framework '{id}' was torn down; subscribe without an id to register anew"
         )),
-        FrameworkStatus::FailoverExpired => Status::failed_precondition(format!(
+        FrameworkStatus::FailoverExpired => Error::failed_precondition(format!(
             "framework '{id}' did not re-subscribe within its failover timeout and was \
              removed; subscribe without an id to register anew"
         )),
-        other => Status::failed_precondition(format!("framework '{id}' is {}", other.name())),
+        other => Error::failed_precondition(format!("framework '{id}' is {}", other.name())),
     }
 }
 
@@ -952,14 +964,14 @@ fn new_executor_resources(
     framework_id: &str,
     live: Option<&v1::ExecutorInfo>,
     seen: &mut HashMap<String, v1::ExecutorInfo>,
-) -> Result<Resources, Status> {
+) -> Result<Resources, Error> {
     let Some(executor) = &task.executor else {
         return Ok(Resources::new());
     };
     let executor_resources = validate::executor(executor, framework_id)?;
     if let Some(live) = live {
         if live != executor {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "executor '{}' is running with a different description; launch on it with the \
                  same ExecutorInfo or use a new executor id",
                 executor.executor_id
@@ -968,7 +980,7 @@ fn new_executor_resources(
         return Ok(Resources::new());
     }
     match seen.get(&executor.executor_id) {
-        Some(known) if known != executor => Err(Status::invalid_argument(format!(
+        Some(known) if known != executor => Err(Error::invalid_argument(format!(
             "executor '{}' is described differently by two launches of this call",
             executor.executor_id
         ))),
@@ -995,14 +1007,14 @@ impl Master {
         remaining: &mut Resources,
         ids_in_call: &mut HashSet<String>,
         executors: &mut HashMap<String, v1::ExecutorInfo>,
-    ) -> Result<(v1::ExecutorInfo, Vec<(v1::TaskInfo, Resources)>), Status> {
+    ) -> Result<(v1::ExecutorInfo, Vec<(v1::TaskInfo, Resources)>), Error> {
         let Some(executor) = group.executor.clone() else {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "operation {i} (LAUNCH_GROUP) has no executor"
             )));
         };
         if executor.executor_id.is_empty() {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "operation {i} (LAUNCH_GROUP) executor has no executor_id"
             )));
         }
@@ -1012,13 +1024,13 @@ impl Master {
             .map(|g| g.tasks.as_slice())
             .unwrap_or(&[]);
         if tasks.is_empty() {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "operation {i} (LAUNCH_GROUP) has no tasks"
             )));
         }
         let mut executor_resources = validate::executor(&executor, framework_id)?;
         if executors.contains_key(&executor.executor_id) {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "executor '{}' is used by two operations of this call",
                 executor.executor_id
             )));
@@ -1027,7 +1039,7 @@ impl Master {
             // Running already: its resources are booked; more tasks join it.
             Some(live) if *live == executor => executor_resources = Resources::new(),
             Some(_) => {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "executor '{}' is running with a different description",
                     executor.executor_id
                 )));
@@ -1036,7 +1048,7 @@ impl Master {
         }
         executors.insert(executor.executor_id.clone(), executor.clone());
         *remaining = remaining.checked_sub(&executor_resources).map_err(|e| {
-            Status::invalid_argument(format!(
+            Error::invalid_argument(format!(
                 "executor '{}' does not fit in the offered resources ({remaining}): {e}",
                 executor.executor_id
             ))
@@ -1046,18 +1058,18 @@ impl Master {
             let res = validate::group_task(task, agent_id, &executor.executor_id)?;
             let tid = &task.task_id;
             if !ids_in_call.insert(tid.clone()) {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "duplicate task id '{tid}' in this call"
                 )));
             }
             if let Some(existing) = self.tasks.get(&(framework_id.to_string(), tid.clone())) {
-                return Err(Status::already_exists(format!(
+                return Err(Error::already_exists(format!(
                     "task id '{tid}' is already used by a task in state {}",
                     existing.state.as_str_name()
                 )));
             }
             *remaining = remaining.checked_sub(&res).map_err(|e| {
-                Status::invalid_argument(format!(
+                Error::invalid_argument(format!(
                     "task '{tid}' of the group does not fit in the offered resources ({remaining}): {e}"
                 ))
             })?;
@@ -1081,6 +1093,7 @@ impl Master {
         let mut infos = Vec::with_capacity(tasks.len());
         for (mut task, resources) in tasks {
             task.agent_id = agent_id.to_string();
+            task.role = role.to_string();
             let key = (framework_id.clone(), task.task_id.clone());
             let entry = TaskEntry {
                 info: task.clone().into(),

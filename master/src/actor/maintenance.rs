@@ -7,9 +7,9 @@
 //! comes back under its id (the registry remembers it) and its live tasks are reported
 //! GONE_BY_OPERATOR once.
 
+use crate::service::Error;
 use agora_proto::TaskState;
 use agora_proto::v1;
-use tonic::Status;
 use tracing::{info, warn};
 
 use super::Master;
@@ -25,11 +25,11 @@ impl Master {
             .is_some_and(|a| a.status.is_schedulable())
     }
 
-    fn maintained_agent(&self, id: &str) -> Result<AgentStatus, Status> {
+    fn maintained_agent(&self, id: &str) -> Result<AgentStatus, Error> {
         validate::id("agent id", id)?;
         match self.agents.get(id) {
-            None => Err(Status::not_found(format!("unknown agent id '{id}'"))),
-            Some(a) if a.status == AgentStatus::Removed => Err(Status::failed_precondition(
+            None => Err(Error::not_found(format!("unknown agent id '{id}'"))),
+            Some(a) if a.status == AgentStatus::Removed => Err(Error::failed_precondition(
                 format!("agent '{id}' was removed"),
             )),
             Some(a) => Ok(a.status),
@@ -38,7 +38,7 @@ impl Master {
 
     /// Take the agent out of the allocator: its offers are rescinded, its tasks keep
     /// running.
-    pub(super) fn deactivate_agent(&mut self, id: &str) -> Result<(), Status> {
+    pub(super) fn deactivate_agent(&mut self, id: &str) -> Result<(), Error> {
         let before = self.maintained_agent(id)?;
         if before.is_deactivated() {
             return Ok(());
@@ -50,10 +50,10 @@ impl Master {
         Ok(())
     }
 
-    pub(super) fn reactivate_agent(&mut self, id: &str) -> Result<(), Status> {
+    pub(super) fn reactivate_agent(&mut self, id: &str) -> Result<(), Error> {
         let before = self.maintained_agent(id)?;
         if !before.is_deactivated() {
-            return Err(Status::failed_precondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "agent '{id}' is not deactivated"
             )));
         }
@@ -71,7 +71,7 @@ impl Master {
         id: &str,
         grace_seconds: f64,
         mark_gone: bool,
-    ) -> Result<(), Status> {
+    ) -> Result<(), Error> {
         let before = self.maintained_agent(id)?;
         validate::seconds("grace_period_seconds", grace_seconds)?;
         let started = self.now();
@@ -183,7 +183,7 @@ impl Master {
         self.needs_allocation = true;
     }
 
-    pub(super) fn operator_mark_gone(&mut self, id: &str) -> Result<(), Status> {
+    pub(super) fn operator_mark_gone(&mut self, id: &str) -> Result<(), Error> {
         self.maintained_agent(id)?;
         self.mark_agent_gone(id);
         Ok(())

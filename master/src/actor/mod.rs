@@ -4,7 +4,7 @@
 //!
 //! It must never block (no file or network I/O inside a handler beyond a non-blocking
 //! channel send) and never panic on input: every call is validated first and answered with
-//! a precise `tonic::Status`, and a failed call changes nothing.
+//! a precise [`Error`](crate::service::Error), and a failed call changes nothing.
 //!
 //! Replies after commit: the registry changes a batch of commands makes are written in
 //! one `Registry::append` after the batch (`commit`), and every reply from the batch's
@@ -33,11 +33,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::service::Error;
 use agora_proto::TaskState;
 use agora_proto::v1::{self, AgentCommand, Event, FrameworkInfo, TaskStatus};
 use agora_resources::{Attributes, Resources};
 use tokio::sync::{mpsc, oneshot};
-use tonic::Status;
 use tracing::{debug, info, warn};
 
 use crate::allocator::{self, Allocator, AllocatorConfig};
@@ -61,23 +61,23 @@ pub const COMMAND_QUEUE_CAPACITY: usize = 65_536;
 /// Commands handled before an allocation cycle runs under load.
 const BATCH: usize = 512;
 
-type Reply<T> = oneshot::Sender<Result<T, Status>>;
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// A reply held until the batch's registry write resolves; called with the error the
 /// write failed with, if it did.
-type Deferred = Box<dyn FnOnce(Option<&Status>) + Send>;
+type Deferred = Box<dyn FnOnce(Option<&Error>) + Send>;
 
 /// A framework's event stream as handed to the gRPC layer.
 pub struct Subscription {
     pub framework_id: String,
     pub epoch: u64,
-    pub events: mpsc::Receiver<Result<Event, Status>>,
+    pub events: mpsc::Receiver<Result<Event, Error>>,
 }
 
 /// An agent's queue of commands. Boxed: the queue's slots are allocated ahead in blocks
 /// of 32, and an `AgentCommand` is 944 bytes (a `RunTask` holds a `TaskInfo` and a
 /// `FrameworkInfo` inline); a box is 8.
-pub type AgentCommands = mpsc::Receiver<Result<Box<AgentCommand>, Status>>;
+pub type AgentCommands = mpsc::Receiver<Result<Box<AgentCommand>, Error>>;
 
 /// An agent's command stream as handed to the gRPC layer.
 pub struct AgentStream {
@@ -104,7 +104,7 @@ pub enum SchedulerCall {
 }
 
 /// Each accept's outcome, by its index in the caller's request.
-pub type AcceptOutcomes = Vec<(usize, Result<v1::AcceptResponse, Status>)>;
+pub type AcceptOutcomes = Vec<(usize, Result<v1::AcceptResponse, Error>)>;
 
 pub enum Command {
     Subscribe {
@@ -228,7 +228,7 @@ pub enum Command {
     /// Subscribe to operator events; the first is the whole state when `snapshot`.
     SubscribeEvents {
         snapshot: bool,
-        reply: oneshot::Sender<mpsc::Receiver<Result<v1::OperatorEvent, Status>>>,
+        reply: oneshot::Sender<mpsc::Receiver<Result<v1::OperatorEvent, Error>>>,
     },
     /// An operator's RESERVE / UNRESERVE / CREATE / DESTROY on an agent.
     ResourceOp {
@@ -270,14 +270,14 @@ impl MasterHandle {
     pub async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, Status> {
+    ) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(make(reply))
             .await
-            .map_err(|_| Status::unavailable("master is shutting down"))?;
+            .map_err(|_| Error::unavailable("master is shutting down"))?;
         rx.await
-            .map_err(|_| Status::unavailable("master is shutting down"))
+            .map_err(|_| Error::unavailable("master is shutting down"))
     }
 
     /// Fire-and-forget, for notifications from `Drop` where awaiting is impossible.
@@ -308,7 +308,7 @@ pub(crate) struct AgentEntry {
     /// Kept at its exact size: a bag built entry by entry has room for more.
     pub total: Resources,
     pub status: AgentStatus,
-    pub tx: Option<mpsc::Sender<Result<Box<AgentCommand>, Status>>>,
+    pub tx: Option<mpsc::Sender<Result<Box<AgentCommand>, Error>>>,
     pub epoch: u64,
     pub registered_at: Millis,
     pub last_heartbeat: Millis,
@@ -322,7 +322,7 @@ pub(crate) struct AgentEntry {
 pub(crate) struct FrameworkEntry {
     pub info: FrameworkInfo,
     pub status: FrameworkStatus,
-    pub tx: Option<mpsc::Sender<Result<Event, Status>>>,
+    pub tx: Option<mpsc::Sender<Result<Event, Error>>>,
     pub epoch: u64,
     pub registered_at: Millis,
     pub disconnected_at: Option<Millis>,
@@ -492,6 +492,8 @@ impl Master {
             &config.allocator,
             AllocatorConfig {
                 seed: config.allocator_seed,
+                min_allocatable: config.min_allocatable.clone(),
+                holds: config.holds,
                 ..AllocatorConfig::default()
             },
         )?;
@@ -609,7 +611,7 @@ impl Master {
             r
         };
         let failed = result.as_ref().err().map(|e| {
-            Status::unavailable(format!(
+            Error::unavailable(format!(
                 "registry write failed ({e}): the change was not stored; the master is restarting, retry against it"
             ))
         });
@@ -621,7 +623,7 @@ impl Master {
 
     /// Answer a call, or hold the answer until the batch's registry write resolves if
     /// anything in the batch changed the registry (this call, or one it may depend on).
-    fn answer<T: Send + 'static>(&mut self, reply: Reply<T>, result: Result<T, Status>) {
+    fn answer<T: Send + 'static>(&mut self, reply: Reply<T>, result: Result<T, Error>) {
         if self.registry_pending.is_empty() {
             let _ = reply.send(result);
             return;
@@ -761,9 +763,9 @@ impl Master {
         guarantee: Resources,
         limit: Option<Resources>,
         force: bool,
-    ) -> Result<(), Status> {
+    ) -> Result<(), Error> {
         agora_resources::validate_role(&role)
-            .map_err(|e| Status::invalid_argument(format!("quota: {e}")))?;
+            .map_err(|e| Error::invalid_argument(format!("quota: {e}")))?;
         self.allocator
             .set_quota(&role, guarantee.clone(), limit.clone(), force)
             .map_err(allocator_status)?;
@@ -1031,7 +1033,7 @@ impl Master {
                 reply,
             } => {
                 let r = match self.frameworks.get(&framework_id) {
-                    None => Err(Status::not_found(format!(
+                    None => Err(Error::not_found(format!(
                         "unknown framework id '{framework_id}'"
                     ))),
                     Some(f) if f.status.is_retired() => {
@@ -1051,7 +1053,7 @@ impl Master {
         }
     }
 
-    fn count_invalid<T>(&mut self, r: &Result<T, Status>) {
+    fn count_invalid<T>(&mut self, r: &Result<T, Error>) {
         if r.is_err() {
             self.metrics.invalid_calls += 1;
         }
@@ -1080,12 +1082,12 @@ impl Master {
         self.needs_allocation = true;
     }
 
-    fn update_weights(&mut self, weights: Vec<(String, f64)>) -> Result<(), Status> {
+    fn update_weights(&mut self, weights: Vec<(String, f64)>) -> Result<(), Error> {
         for (role, w) in &weights {
             agora_resources::validate_role(role)
-                .map_err(|e| Status::invalid_argument(format!("weight: {e}")))?;
+                .map_err(|e| Error::invalid_argument(format!("weight: {e}")))?;
             if !w.is_finite() || *w <= 0.0 {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "weight of role '{role}' must be a finite number > 0, got {w}"
                 )));
             }
@@ -1093,7 +1095,7 @@ impl Master {
         for (role, w) in weights {
             self.allocator
                 .set_weight(&role, w)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                .map_err(|e| Error::invalid_argument(e.to_string()))?;
             self.persist(RegistryOp::SetWeight { role, weight: w });
         }
         self.needs_allocation = true;
@@ -1256,11 +1258,11 @@ impl Master {
         agent_id: &str,
         command: v1::agent_command::Command,
         retry: &str,
-    ) -> Result<(), Status> {
+    ) -> Result<(), Error> {
         if self.send_agent(agent_id, command) {
             Ok(())
         } else {
-            Err(Status::unavailable(format!(
+            Err(Error::unavailable(format!(
                 "agent '{agent_id}' is not connected; {retry}"
             )))
         }
@@ -1318,12 +1320,12 @@ impl Master {
     fn judge_each<T>(
         &mut self,
         items: Vec<T>,
-        mut judge: impl FnMut(&mut Self, T) -> Result<(), Status>,
+        mut judge: impl FnMut(&mut Self, T) -> Result<(), Error>,
     ) -> Vec<v1::batch_response::Refused> {
         let mut refused = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             if let Err(s) = judge(self, item) {
-                refused.push(refusal(i, &s));
+                refused.push(crate::service::scheduler::refusal(i, &s));
             }
         }
         refused
@@ -1513,36 +1515,27 @@ impl Master {
         }
     }
 
-    fn attributes_ok(attrs: &[v1::Attribute]) -> Result<(), Status> {
+    fn attributes_ok(attrs: &[v1::Attribute]) -> Result<(), Error> {
         Attributes::from_proto(attrs)
             .map(|_| ())
-            .map_err(|e| Status::invalid_argument(format!("agent attributes: {e}")))
+            .map_err(|e| Error::invalid_argument(format!("agent attributes: {e}")))
     }
 }
 
-/// The status an operator sees for an allocator refusal.
-/// A batched call's refusal of item `index`.
-pub(crate) fn refusal(index: usize, status: &Status) -> v1::batch_response::Refused {
-    v1::batch_response::Refused {
-        index: index as u32,
-        code: status.code() as i32,
-        message: status.message().to_string(),
-    }
-}
-
-fn allocator_status(e: allocator::AllocatorError) -> Status {
+/// The refusal an operator sees for an allocator refusal.
+fn allocator_status(e: allocator::AllocatorError) -> Error {
     use allocator::AllocatorError as E;
     match e {
         E::UnknownRole(_) | E::UnknownFramework(_) | E::UnknownAgent(_) => {
-            Status::not_found(e.to_string())
+            Error::not_found(e.to_string())
         }
-        E::Unsupported { .. } => Status::unimplemented(e.to_string()),
+        E::Unsupported { .. } => Error::unimplemented(e.to_string()),
         E::InvalidQuota { .. }
         | E::InvalidRole { .. }
         | E::InvalidWeight { .. }
         | E::InvalidConstraint { .. }
-        | E::RoleNotSubscribed { .. } => Status::invalid_argument(e.to_string()),
-        _ => Status::internal(e.to_string()),
+        | E::RoleNotSubscribed { .. } => Error::invalid_argument(e.to_string()),
+        _ => Error::internal(e.to_string()),
     }
 }
 

@@ -14,9 +14,9 @@
 //! operation of a call validated, unreserve a static reservation, or destroy a volume a
 //! live task uses.
 
+use crate::service::Error;
 use agora_proto::v1;
 use agora_resources::{ReservationKind, Resource, Resources};
-use tonic::Status;
 use tracing::{info, warn};
 
 use super::Master;
@@ -132,17 +132,17 @@ impl Master {
         who: Requester<'_>,
         pool: &mut Resources,
         total: &mut Resources,
-    ) -> Result<Conversion, Status> {
+    ) -> Result<Conversion, Error> {
         let op = kind.name();
         let asked = Resources::from_proto(items)
-            .map_err(|e| Status::invalid_argument(format!("{what} ({op}): {e}")))?;
+            .map_err(|e| Error::invalid_argument(format!("{what} ({op}): {e}")))?;
         if asked.is_empty() {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "{what} ({op}) names no resources"
             )));
         }
         let bad = |r: &Resource, why: &str| {
-            Status::invalid_argument(format!("{what} ({op}): '{r}' {why}"))
+            Error::invalid_argument(format!("{what} ({op}): '{r}' {why}"))
         };
         let mut from = Resources::new();
         let mut to = Resources::new();
@@ -191,7 +191,7 @@ impl Master {
                         }
                         match (&res.principal, principal.is_empty()) {
                             (Some(p), _) if p != principal => {
-                                return Err(Status::permission_denied(format!(
+                                return Err(Error::permission_denied(format!(
                                     "{what} ({op}): '{r}' names principal '{p}', but the framework's principal is '{principal}'"
                                 )));
                             }
@@ -211,14 +211,14 @@ impl Master {
                     match &r.reservation {
                         None => return Err(bad(r, "is not reserved")),
                         Some(x) if x.kind == ReservationKind::Static => {
-                            return Err(Status::failed_precondition(format!(
+                            return Err(Error::failed_precondition(format!(
                                 "{what} ({op}): '{r}' is a static reservation (from the agent's flags); static reservations cannot be unreserved"
                             )));
                         }
                         Some(_) => {}
                     }
                     if r.volume.is_some() {
-                        return Err(Status::failed_precondition(format!(
+                        return Err(Error::failed_precondition(format!(
                             "{what} ({op}): '{r}' is a persistent volume; DESTROY it first"
                         )));
                     }
@@ -236,7 +236,7 @@ impl Master {
                     if has_volume(total, &res.role, &v.persistence_id)
                         || has_volume(&to, &res.role, &v.persistence_id)
                     {
-                        return Err(Status::already_exists(format!(
+                        return Err(Error::already_exists(format!(
                             "{what} ({op}): volume '{}' of role '{}' already exists on agent '{agent_id}'",
                             v.persistence_id, res.role
                         )));
@@ -250,7 +250,7 @@ impl Master {
                         return Err(bad(r, "is not a volume"));
                     };
                     if !has_volume(total, &res.role, &v.persistence_id) {
-                        return Err(Status::not_found(format!(
+                        return Err(Error::not_found(format!(
                             "{what} ({op}): no volume '{}' of role '{}' on agent '{agent_id}'",
                             v.persistence_id, res.role
                         )));
@@ -258,7 +258,7 @@ impl Master {
                     if let Some(task) =
                         self.task_using_volume(agent_id, &res.role, &v.persistence_id)
                     {
-                        return Err(Status::failed_precondition(format!(
+                        return Err(Error::failed_precondition(format!(
                             "{what} ({op}): volume '{}' is in use by task '{task}'",
                             v.persistence_id
                         )));
@@ -270,28 +270,28 @@ impl Master {
             };
             from = from
                 .checked_add(&single(f))
-                .map_err(|e| Status::invalid_argument(format!("{what} ({op}): {e}")))?;
+                .map_err(|e| Error::invalid_argument(format!("{what} ({op}): {e}")))?;
             to = to
                 .checked_add(&single(t))
-                .map_err(|e| Status::invalid_argument(format!("{what} ({op}): {e}")))?;
+                .map_err(|e| Error::invalid_argument(format!("{what} ({op}): {e}")))?;
         }
         let rest = pool.checked_sub(&from).map_err(|e| match who {
-            Requester::Framework { .. } => Status::invalid_argument(format!(
+            Requester::Framework { .. } => Error::invalid_argument(format!(
                 "{what} ({op}): the resources are not in the offered resources ({pool}): {e}"
             )),
-            Requester::Operator => Status::failed_precondition(format!(
+            Requester::Operator => Error::failed_precondition(format!(
                 "{op}: the resources are not available on agent '{agent_id}' (in use by tasks, or not there): {e}"
             )),
         })?;
         let converted = |base: &Resources| {
             base.checked_sub(&from)
                 .and_then(|b| b.checked_add(&to))
-                .map_err(|e| Status::internal(format!("{what} ({op}): {e}")))
+                .map_err(|e| Error::internal(format!("{what} ({op}): {e}")))
         };
         *total = converted(total)?;
         *pool = rest
             .checked_add(&to)
-            .map_err(|e| Status::internal(format!("{what} ({op}): {e}")))?;
+            .map_err(|e| Error::internal(format!("{what} ({op}): {e}")))?;
         Ok(Conversion { from, to })
     }
 
@@ -305,7 +305,7 @@ impl Master {
         agent_id: &str,
         remaining: &mut Resources,
         planned_total: &mut Resources,
-    ) -> Result<Conversion, Status> {
+    ) -> Result<Conversion, Error> {
         use v1::operation::Operation as Op;
         let (kind, items) = match op {
             Op::Reserve(x) => (OpKind::Reserve, &x.resources),
@@ -313,7 +313,7 @@ impl Master {
             Op::Create(x) => (OpKind::Create, &x.volumes),
             Op::Destroy(x) => (OpKind::Destroy, &x.volumes),
             Op::Launch(_) | Op::LaunchGroup(_) => {
-                return Err(Status::internal(format!(
+                return Err(Error::internal(format!(
                     "operation {i} is not a resource operation"
                 )));
             }
@@ -349,7 +349,7 @@ impl Master {
         agent_id: &str,
         allocated_to: Option<(&str, &str)>,
         conversions: &[Conversion],
-    ) -> Result<(), Status> {
+    ) -> Result<(), Error> {
         if self.agent_in_allocator(agent_id) {
             for (i, c) in conversions.iter().enumerate() {
                 if let Err(e) =
@@ -366,14 +366,14 @@ impl Master {
                             warn!(agent = agent_id, error = %e, "undoing a resource conversion");
                         }
                     }
-                    return Err(Status::failed_precondition(format!(
+                    return Err(Error::failed_precondition(format!(
                         "agent '{agent_id}': {e}"
                     )));
                 }
             }
         }
         let Some(agent) = self.agents.get_mut(agent_id) else {
-            return Err(Status::not_found(format!("unknown agent id '{agent_id}'")));
+            return Err(Error::not_found(format!("unknown agent id '{agent_id}'")));
         };
         for c in conversions {
             match agent
@@ -435,19 +435,19 @@ impl Master {
         agent_id: &str,
         kind: OpKind,
         items: &[v1::Resource],
-    ) -> Result<(), Status> {
+    ) -> Result<(), Error> {
         crate::validate::id("agent id", agent_id)?;
         let Some(agent) = self.agents.get(agent_id) else {
-            return Err(Status::not_found(format!("unknown agent id '{agent_id}'")));
+            return Err(Error::not_found(format!("unknown agent id '{agent_id}'")));
         };
         match agent.status {
             crate::state::agent::AgentStatus::Removed => {
-                return Err(Status::failed_precondition(format!(
+                return Err(Error::failed_precondition(format!(
                     "agent '{agent_id}' was removed"
                 )));
             }
             crate::state::agent::AgentStatus::Recovering(_) => {
-                return Err(Status::unavailable(format!(
+                return Err(Error::unavailable(format!(
                     "agent '{agent_id}' has not re-registered since the master restarted; retry later"
                 )));
             }
@@ -458,7 +458,7 @@ impl Master {
             if let Some(t) = self.tasks.get(key).filter(|t| !t.state.is_terminal()) {
                 used = used
                     .checked_add(&t.resources.to_resources())
-                    .map_err(|e| Status::internal(e.to_string()))?;
+                    .map_err(|e| Error::internal(e.to_string()))?;
             }
         }
         let mut offered = Resources::new();
@@ -466,12 +466,12 @@ impl Master {
             if let Some(o) = self.offers.get(id) {
                 offered = offered
                     .checked_add(&o.resources)
-                    .map_err(|e| Status::internal(e.to_string()))?;
+                    .map_err(|e| Error::internal(e.to_string()))?;
             }
         }
         let mut total = agent.total.clone();
         let mut pool = total.checked_sub(&used).map_err(|e| {
-            Status::internal(format!("agent '{agent_id}': tasks exceed the total: {e}"))
+            Error::internal(format!("agent '{agent_id}': tasks exceed the total: {e}"))
         })?;
         let free_now = pool.checked_sub(&offered).ok();
         let conversion = self.plan_op(
@@ -594,12 +594,7 @@ mod tests {
         out
     }
 
-    fn accept(
-        m: &mut Master,
-        fw: &str,
-        offer: &str,
-        ops: Vec<v1::Operation>,
-    ) -> Result<(), Status> {
+    fn accept(m: &mut Master, fw: &str, offer: &str, ops: Vec<v1::Operation>) -> Result<(), Error> {
         m.accept(v1::AcceptRequest {
             framework_id: fw.to_string(),
             offer_ids: vec![offer.to_string()],

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::service::Error;
 use agora_proto::TaskState;
 use agora_proto::v1::{self, FrameworkCapability};
 use agora_resources::Resources;
 use tokio::sync::oneshot;
-use tonic::{Code, Status};
+use tonic::Code;
 
 use super::{AgentStream, Command, MaintenanceOp, Master, SchedulerCall, Subscription};
 use crate::clock::ManualClock;
@@ -41,8 +42,13 @@ impl Scenario {
 
     /// A master starting on what `registry` holds.
     fn on(registry: MemRegistry, clock: ManualClock) -> Self {
+        // The scenarios accept with `refuse_seconds: 0` and take the leftovers in the next
+        // offer at once: no minimum re-offer delay (e2e_scheduling tests the delay).
         let (m, _handle, _rx) = Master::new(
-            MasterConfig::default(),
+            MasterConfig {
+                min_refuse_ms: 0,
+                ..MasterConfig::default()
+            },
             Arc::new(clock.clone()),
             Box::new(registry.clone()),
             registry.state(),
@@ -65,15 +71,15 @@ impl Scenario {
     /// One command as its own batch: handled, committed, its reply read.
     async fn call<T>(
         &mut self,
-        make: impl FnOnce(oneshot::Sender<Result<T, Status>>) -> Command,
-    ) -> Result<T, Status> {
+        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+    ) -> Result<T, Error> {
         let (tx, mut rx) = oneshot::channel();
         self.m.handle(make(tx));
         let _ = self.m.commit().await;
         rx.try_recv().expect("answered once the batch is committed")
     }
 
-    async fn subscribe(&mut self, info: v1::FrameworkInfo) -> Result<String, Status> {
+    async fn subscribe(&mut self, info: v1::FrameworkInfo) -> Result<String, Error> {
         let sub = self
             .call(|reply| Command::Subscribe {
                 request: v1::SubscribeRequest {
@@ -93,7 +99,7 @@ impl Scenario {
         id: &str,
         tasks: Vec<v1::RunningTask>,
         frameworks: Vec<v1::FrameworkInfo>,
-    ) -> Result<String, Status> {
+    ) -> Result<String, Error> {
         let stream = self
             .call(|reply| Command::RegisterAgent {
                 request: v1::RegisterAgentRequest {
@@ -115,11 +121,11 @@ impl Scenario {
         Ok(id)
     }
 
-    async fn scheduler(&mut self, call: SchedulerCall) -> Result<(), Status> {
+    async fn scheduler(&mut self, call: SchedulerCall) -> Result<(), Error> {
         self.call(|reply| Command::Scheduler { call, reply }).await
     }
 
-    async fn maintenance(&mut self, op: MaintenanceOp) -> Result<(), Status> {
+    async fn maintenance(&mut self, op: MaintenanceOp) -> Result<(), Error> {
         self.call(|reply| Command::Maintenance { op, reply }).await
     }
 
@@ -725,6 +731,67 @@ async fn recovered_tasks_are_booked_under_their_own_role() {
     assert_eq!(s.allocated_cpus("a"), 1.0);
 }
 
+/// The master writes the offer's role into each task it launches; after a restart the
+/// agent's copy of that `TaskInfo` says where to book the task again, also for unreserved
+/// resources of a framework's second role (which the resources alone cannot tell), and a
+/// role the framework does not hold is not believed.
+#[tokio::test]
+async fn the_role_written_at_launch_books_a_recovered_task() {
+    let mut s = Scenario::new();
+    let info = framework("f", &["a", "b"]);
+    let fw = s.subscribe(info.clone()).await.expect("fw");
+    let a = s.register("", vec![], vec![]).await.expect("agent");
+    let offer = s.offers(&fw).into_iter().next().expect("an offer");
+    let launch = v1::Operation {
+        operation: Some(v1::operation::Operation::Launch(v1::operation::Launch {
+            tasks: vec![v1::TaskInfo {
+                role: "not-the-offers".into(),
+                ..running(&fw, "t", "cpus:1").task.expect("task")
+            }],
+        })),
+    };
+    accept(&mut s, &fw, &offer.id, vec![launch])
+        .await
+        .expect("launched");
+    let sent: Vec<v1::TaskInfo> = s
+        .agent_commands(&a)
+        .into_iter()
+        .filter_map(|c| match c {
+            v1::agent_command::Command::RunTask(r) => r.task,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].role, offer.role,
+        "the master's role replaces the framework's"
+    );
+
+    let with_role = |task: &str, role: &str| v1::RunningTask {
+        task: Some(v1::TaskInfo {
+            role: role.into(),
+            ..running(&fw, task, "cpus:1").task.expect("task")
+        }),
+        ..running(&fw, task, "cpus:1")
+    };
+    let mut s = s.restart();
+    s.register(
+        &a,
+        vec![with_role("on-b", "b"), with_role("claims-c", "c")],
+        vec![v1::FrameworkInfo {
+            id: fw.clone(),
+            ..info
+        }],
+    )
+    .await
+    .expect("back");
+    assert_eq!(s.m.tasks[&(fw.clone(), "on-b".to_string())].role, "b");
+    assert_eq!(s.m.tasks[&(fw.clone(), "claims-c".to_string())].role, "a");
+    assert_eq!(s.allocated_cpus("b"), 1.0);
+    assert_eq!(s.allocated_cpus("a"), 1.0);
+    assert_eq!(s.allocated_cpus("c"), 0.0);
+}
+
 // ---------------------------------------------------------------------------------
 // Executors
 // ---------------------------------------------------------------------------------
@@ -748,7 +815,7 @@ async fn accept(
     fw: &str,
     offer: &str,
     ops: Vec<v1::Operation>,
-) -> Result<(), Status> {
+) -> Result<(), Error> {
     let request = Box::new(v1::AcceptRequest {
         framework_id: fw.into(),
         offer_ids: vec![offer.into()],

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use agora_proto::v1;
-use agora_resources::{Resources, Scalar, Value};
+use agora_resources::{Resources, Scalar};
 
 use super::{AgentEntry, FrameworkEntry, Master, OfferEntry, TaskEntry};
 use crate::metrics::{Gauges, Metrics};
@@ -195,14 +195,16 @@ pub(super) fn task_record(t: &TaskEntry) -> v1::TaskRecord {
 }
 
 /// Per scalar name, the sum (thousandths, saturating) over `bags`, like
-/// `Resources::scalar` of their sum but without building the sum.
+/// `Resources::scalar` of their sum but without building the sum. Only the recount that
+/// checks the tallies walks bags; release builds scrape the tallies alone.
+#[cfg(any(test, debug_assertions))]
 fn scalar_totals<'a>(bags: impl Iterator<Item = &'a Resources>) -> BTreeMap<&'a str, u64> {
     // A cluster has a handful of scalar names: a short list searched in place beats a map
-    // entry per resource (this runs over every agent and task on each `/metrics` scrape).
+    // entry per resource.
     let mut sums: Vec<(&str, u64)> = Vec::new();
     for bag in bags {
         for r in bag.iter() {
-            if let Value::Scalar(v) = r.value {
+            if let agora_resources::Value::Scalar(v) = r.value {
                 let name = r.name.as_str();
                 match sums.iter_mut().find(|(n, _)| *n == name) {
                     Some((_, e)) => *e = e.saturating_add(v.thousandths()),
@@ -215,6 +217,7 @@ fn scalar_totals<'a>(bags: impl Iterator<Item = &'a Resources>) -> BTreeMap<&'a 
 }
 
 /// `scalar_totals` over tasks' stored resources, without decoding them.
+#[cfg(any(test, debug_assertions))]
 fn stored_scalar_totals<'a>(
     bags: impl Iterator<Item = &'a StoredResources>,
 ) -> BTreeMap<&'a str, u64> {

@@ -5,8 +5,8 @@
 //! and an agent that stops being reachable loses its report (stale usage would mislead
 //! oversubscription and autoscaling more than no usage).
 
+use crate::service::Error;
 use agora_proto::v1;
-use tonic::Status;
 
 use super::Master;
 use crate::clock::Millis;
@@ -25,24 +25,24 @@ pub(crate) struct UsageEntry {
 }
 
 /// Checks a report before anything is stored.
-pub fn validate_report(r: &v1::UsageReport) -> Result<(), Status> {
+pub fn validate_report(r: &v1::UsageReport) -> Result<(), Error> {
     validate::id("agent id", &r.agent_id)?;
     if r.containers.len() > MAX_CONTAINERS_PER_REPORT {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "usage report lists {} containers; at most {MAX_CONTAINERS_PER_REPORT} are accepted",
             r.containers.len()
         )));
     }
     if r.isolation.len() > MAX_ISOLATION_BYTES {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "isolation name is longer than {MAX_ISOLATION_BYTES} bytes"
         )));
     }
     for (i, c) in r.containers.iter().enumerate() {
         validate::id("container usage framework id", &c.framework_id)
-            .map_err(|s| Status::invalid_argument(format!("container {i}: {}", s.message())))?;
+            .map_err(|s| Error::invalid_argument(format!("container {i}: {}", s.message())))?;
         if c.task_id.is_empty() && c.executor_id.is_empty() {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "container {i}: neither a task id nor an executor id"
             )));
         }
@@ -53,7 +53,7 @@ pub fn validate_report(r: &v1::UsageReport) -> Result<(), Status> {
         ] {
             if !v.is_empty() {
                 validate::id(what, v).map_err(|s| {
-                    Status::invalid_argument(format!("container {i}: {}", s.message()))
+                    Error::invalid_argument(format!("container {i}: {}", s.message()))
                 })?;
             }
         }
@@ -63,17 +63,17 @@ pub fn validate_report(r: &v1::UsageReport) -> Result<(), Status> {
 
 impl Master {
     /// Stores a report the gRPC edge already checked with [`validate_report`].
-    pub(super) fn update_usage(&mut self, r: v1::UsageReport) -> Result<(), Status> {
+    pub(super) fn update_usage(&mut self, r: v1::UsageReport) -> Result<(), Error> {
         match self.agents.get(&r.agent_id) {
             Some(a) if !a.status.is_registered() || a.tx.is_none() => {
-                return Err(Status::not_found(format!(
+                return Err(Error::not_found(format!(
                     "agent '{}' is not registered with this master; register again",
                     r.agent_id
                 )));
             }
             Some(_) => {}
             None => {
-                return Err(Status::not_found(format!(
+                return Err(Error::not_found(format!(
                     "unknown agent id '{}'",
                     r.agent_id
                 )));

@@ -26,6 +26,8 @@ use axum::response::{IntoResponse, Response};
 use thiserror::Error;
 use tonic::{Code, Status};
 
+use crate::service::Error as Refusal;
+
 pub use acl::{Acls, Action};
 pub use credentials::Credentials;
 pub use rate::RateLimits;
@@ -277,7 +279,7 @@ impl Gate {
 
     /// The authorisation hook: `Err(PERMISSION_DENIED)` naming principal, action and
     /// object when the ACLs refuse. Call it before the actor sees the request.
-    pub fn authorize(&self, caller: &Caller, action: Action, object: &str) -> Result<(), Status> {
+    pub fn authorize(&self, caller: &Caller, action: Action, object: &str) -> Result<(), Refusal> {
         let Some(acls) = &self.config.acls else {
             return Ok(());
         };
@@ -287,7 +289,7 @@ impl Gate {
         }
         let message = acl::denial_message(caller.principal(), action, object, &d);
         tracing::info!(%message, "refused by the ACLs");
-        Err(Status::permission_denied(message))
+        Err(Refusal::permission_denied(message))
     }
 
     /// ACL objects of resources being reserved, unreserved, or turned into or out of
@@ -298,7 +300,7 @@ impl Gate {
         caller: &Caller,
         action: Action,
         resources: &[v1::Resource],
-    ) -> Result<(), Status> {
+    ) -> Result<(), Refusal> {
         if self.config.acls.is_none() {
             return Ok(());
         }
@@ -325,11 +327,15 @@ impl Gate {
     /// Before SUBSCRIBE reaches the actor: the framework's principal is the authenticated
     /// one, the id (if any) is not another principal's framework, and the ACLs let the
     /// caller register with each role.
-    pub fn check_subscribe(&self, caller: &Caller, info: &v1::FrameworkInfo) -> Result<(), Status> {
+    pub fn check_subscribe(
+        &self,
+        caller: &Caller,
+        info: &v1::FrameworkInfo,
+    ) -> Result<(), Refusal> {
         if self.config.authenticate_frameworks {
             let p = caller.principal().unwrap_or("");
             if info.principal != p {
-                return Err(Status::permission_denied(format!(
+                return Err(Refusal::permission_denied(format!(
                     "framework principal '{}' does not match the authenticated principal '{p}'",
                     info.principal
                 )));
@@ -368,14 +374,14 @@ impl Gate {
 
     /// With framework authentication on, only the principal that subscribed a framework
     /// may make calls for it.
-    pub fn check_owner(&self, caller: &Caller, framework_id: &str) -> Result<(), Status> {
+    pub fn check_owner(&self, caller: &Caller, framework_id: &str) -> Result<(), Refusal> {
         if !self.config.authenticate_frameworks {
             return Ok(());
         }
         let owners = lock(&self.owners);
         match owners.get(framework_id) {
             Some(o) if Some(o.principal.as_str()) != caller.principal() => {
-                Err(Status::permission_denied(format!(
+                Err(Refusal::permission_denied(format!(
                     "framework '{framework_id}' belongs to principal '{}', not to {}",
                     o.principal,
                     caller.describe()
@@ -388,7 +394,7 @@ impl Gate {
     /// ACCEPT: the caller owns the framework and the ACLs allow every operation: each
     /// task's user (run_task), each reservation's role, each unreservation's reserver,
     /// each volume's role and each destroyed volume's creator.
-    pub fn check_accept(&self, caller: &Caller, r: &v1::AcceptRequest) -> Result<(), Status> {
+    pub fn check_accept(&self, caller: &Caller, r: &v1::AcceptRequest) -> Result<(), Refusal> {
         self.check_owner(caller, &r.framework_id)?;
         if self.config.acls.is_none() {
             return Ok(());
@@ -453,13 +459,13 @@ impl Gate {
 
     /// With agent authentication on, only the principal that registered an agent may
     /// re-register it, heartbeat for it or report its status updates.
-    pub fn check_agent_owner(&self, caller: &Caller, agent_id: &str) -> Result<(), Status> {
+    pub fn check_agent_owner(&self, caller: &Caller, agent_id: &str) -> Result<(), Refusal> {
         if !self.config.authenticate_agents {
             return Ok(());
         }
         match lock(&self.agent_owners).get(agent_id) {
             Some(p) if Some(p.as_str()) != caller.principal() => {
-                Err(Status::permission_denied(format!(
+                Err(Refusal::permission_denied(format!(
                     "agent '{agent_id}' belongs to principal '{p}', not to {}",
                     caller.describe()
                 )))

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::actor::{Command, MasterHandle};
-use crate::service::Service;
+use crate::service::{Error, Service};
 
 pub use crate::service::scheduler::{MAX_BATCH, check_batch};
 
@@ -60,6 +60,7 @@ async fn undecodable_is_invalid_argument(
 
 /// A response stream that tells the actor when the peer goes away (tonic drops the stream
 /// when the client disconnects), so the actor can mark the framework or agent disconnected.
+/// The actor ends a stream with a domain [`Error`]; this is where it becomes a gRPC status.
 pub struct ClosingStream<T> {
     rx: Source<T>,
     on_close: Option<(MasterHandle, Command)>,
@@ -67,13 +68,13 @@ pub struct ClosingStream<T> {
 
 /// Where the items come from: a queue of items, or of boxed items (see `boxed`).
 enum Source<T> {
-    Plain(mpsc::Receiver<Result<T, Status>>),
-    Boxed(mpsc::Receiver<Result<Box<T>, Status>>),
+    Plain(mpsc::Receiver<Result<T, Error>>),
+    Boxed(mpsc::Receiver<Result<Box<T>, Error>>),
 }
 
 impl<T> ClosingStream<T> {
     pub fn new(
-        rx: mpsc::Receiver<Result<T, Status>>,
+        rx: mpsc::Receiver<Result<T, Error>>,
         handle: MasterHandle,
         on_close: Command,
     ) -> Self {
@@ -87,7 +88,7 @@ impl<T> ClosingStream<T> {
     /// when it is created, each the size of the item; a peer queue per agent of 944-byte
     /// `AgentCommand`s cost 30 KiB of address space per agent, touched as commands pass.
     pub fn boxed(
-        rx: mpsc::Receiver<Result<Box<T>, Status>>,
+        rx: mpsc::Receiver<Result<Box<T>, Error>>,
         handle: MasterHandle,
         on_close: Command,
     ) -> Self {
@@ -103,8 +104,12 @@ impl<T> Stream for ClosingStream<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match &mut self.rx {
-            Source::Plain(rx) => rx.poll_recv(cx),
-            Source::Boxed(rx) => rx.poll_recv(cx).map(|item| item.map(|r| r.map(|b| *b))),
+            Source::Plain(rx) => rx
+                .poll_recv(cx)
+                .map(|item| item.map(|r| r.map_err(Status::from))),
+            Source::Boxed(rx) => rx
+                .poll_recv(cx)
+                .map(|item| item.map(|r| r.map(|b| *b).map_err(Status::from))),
         }
     }
 }

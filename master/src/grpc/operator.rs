@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use agora_proto::v1::{self, operator_server::Operator};
 use agora_resources::Resources;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::actor::{MaintenanceOp, OpKind};
@@ -311,6 +311,8 @@ impl Operator for OperatorService {
         r: Request<v1::Empty>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let events = self.service.subscribe_events(Caller::of(&r)).await?;
-        Ok(Response::new(Box::pin(events)))
+        Ok(Response::new(Box::pin(
+            events.map(|e| e.map_err(Status::from)),
+        )))
     }
 }

@@ -106,8 +106,41 @@ impl Error {
         Error::InvalidArgument(capped(message.into()))
     }
 
+    /// The same as [`Error::invalid`], under the name of its gRPC code.
+    pub fn invalid_argument(message: impl Into<String>) -> Error {
+        Error::invalid(message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Error {
         Error::NotFound(capped(message.into()))
+    }
+
+    pub fn already_exists(message: impl Into<String>) -> Error {
+        Error::AlreadyExists(capped(message.into()))
+    }
+
+    pub fn failed_precondition(message: impl Into<String>) -> Error {
+        Error::FailedPrecondition(capped(message.into()))
+    }
+
+    pub fn permission_denied(message: impl Into<String>) -> Error {
+        Error::PermissionDenied(capped(message.into()))
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Error {
+        Error::Unauthenticated(capped(message.into()))
+    }
+
+    pub fn resource_exhausted(message: impl Into<String>) -> Error {
+        Error::ResourceExhausted(capped(message.into()))
+    }
+
+    pub fn unimplemented(message: impl Into<String>) -> Error {
+        Error::Unimplemented(capped(message.into()))
+    }
+
+    pub fn internal(message: impl Into<String>) -> Error {
+        Error::Internal(capped(message.into()))
     }
 
     pub fn unavailable(message: impl Into<String>) -> Error {

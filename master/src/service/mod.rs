@@ -7,8 +7,7 @@
 //! adapter, only translate to and from these functions: they hold no service logic, and a
 //! call means the same on every transport.
 //!
-//! Owns: the order authorize -> validate -> command, the conversion of the actor's
-//! `tonic::Status` results into [`Error`] (at one point, `Service::call`), and which
+//! Owns: the order authorize -> validate -> command, and which
 //! narrow query answers which read. It must never hold or mutate master state (only the
 //! actor does), and never reach into a transport's types.
 
@@ -44,7 +43,7 @@ fn framework_id(id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid("framework_id is empty"));
     }
-    Ok(crate::validate::id("framework id", id)?)
+    crate::validate::id("framework id", id)
 }
 
 /// What every call needs: the actor, the security gate and the start-up flags. Cheap to
@@ -85,14 +84,13 @@ impl Service {
         &self.gate
     }
 
-    /// Send a command whose handler answers `Result<T, Status>` and await it: the one
-    /// place the actor's `tonic::Status` becomes the domain error.
+    /// Send a command whose handler answers `Result<T, Error>` and await it.
     async fn call<T>(
         &self,
-        make: impl FnOnce(oneshot::Sender<std::result::Result<T, tonic::Status>>) -> Command,
+        make: impl FnOnce(oneshot::Sender<std::result::Result<T, Error>>) -> Command,
     ) -> Result<T> {
         self.leadership.require()?;
-        Ok(self.handle.ask(make).await??)
+        self.handle.ask(make).await?
     }
 
     /// Send a read and await it within `READ_TIMEOUT`.

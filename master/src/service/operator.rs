@@ -273,9 +273,8 @@ impl Service {
     pub async fn subscribe_events(
         &self,
         caller: Caller,
-    ) -> Result<
-        impl Stream<Item = std::result::Result<v1::OperatorEvent, tonic::Status>> + Send + use<>,
-    > {
+    ) -> Result<impl Stream<Item = std::result::Result<v1::OperatorEvent, Error>> + Send + use<>>
+    {
         self.subscribe_events_from(caller, true).await
     }
 
@@ -285,9 +284,8 @@ impl Service {
         &self,
         caller: Caller,
         snapshot: bool,
-    ) -> Result<
-        impl Stream<Item = std::result::Result<v1::OperatorEvent, tonic::Status>> + Send + use<>,
-    > {
+    ) -> Result<impl Stream<Item = std::result::Result<v1::OperatorEvent, Error>> + Send + use<>>
+    {
         let mut filter = EventFilter::new(self.gate.clone(), caller);
         let rx = self
             .read(|reply| Command::SubscribeEvents { snapshot, reply })

@@ -128,9 +128,8 @@ impl Service {
         let mut refused = Vec::new();
         let mut items = Vec::with_capacity(n);
         for (i, a) in r.accepts.into_iter().enumerate() {
-            let judged = validate::accept_limits(&a)
-                .map_err(Error::from)
-                .and_then(|()| Ok(self.gate.check_accept(caller, &a)?));
+            let judged =
+                validate::accept_limits(&a).and_then(|()| self.gate.check_accept(caller, &a));
             match judged {
                 Ok(()) => items.push((i, a)),
                 Err(e) => refused.push(refusal(i, &e)),
@@ -148,7 +147,7 @@ impl Service {
                             *slot = resp;
                         }
                     }
-                    Err(s) => refused.push(refusal(i, &Error::from(s))),
+                    Err(e) => refused.push(refusal(i, &e)),
                 }
             }
         }

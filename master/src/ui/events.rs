@@ -193,8 +193,9 @@ pub fn stats_of(master_id: &str, m: &crate::actor::MetricsSnapshot) -> views::St
     }
 }
 
-type EventStream =
-    Pin<Box<dyn Stream<Item = Result<agora_proto::v1::OperatorEvent, tonic::Status>> + Send>>;
+type EventStream = Pin<
+    Box<dyn Stream<Item = Result<agora_proto::v1::OperatorEvent, crate::service::Error>> + Send>,
+>;
 
 struct Feed {
     service: Service,

@@ -677,6 +677,8 @@ pub fn task_to_agora(field: &str, t: &m::TaskInfo) -> Result<a::TaskInfo, Refusa
         name: t.name.clone().unwrap_or_default(),
         task_id: required(&format!("{field}.task_id"), &t.task_id)?,
         agent_id: text(&t.agent_id),
+        // The master sets it from the accepted offers' role.
+        role: String::new(),
         resources: resources_to_agora(&format!("{field}.resources"), &t.resources)?,
         command: t
             .command
