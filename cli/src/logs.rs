@@ -68,13 +68,20 @@ pub async fn copy_from(
     }
 }
 
-/// Whether the task has ended (terminal state), by the master's task list.
+/// Whether the task has ended (terminal state), by the master's one-task query (a task
+/// the master no longer lists ended long ago).
 async fn task_ended(master: &Master, framework_id: &str, task_id: &str) -> Result<bool, ApiError> {
-    let tasks =
-        resolve::all_tasks(master, &format!("framework_id={}", encode(framework_id))).await?;
-    let state = tasks
-        .iter()
-        .find(|t| t.get("id").and_then(Value::as_str) == Some(task_id))
+    let page = master
+        .get(&format!(
+            "/api/v1/tasks?framework_id={}&task_id={}&limit=1",
+            encode(framework_id),
+            encode(task_id)
+        ))
+        .await?;
+    let state = page
+        .get("tasks")
+        .and_then(Value::as_array)
+        .and_then(|t| t.first())
         .and_then(|t| t.get("state").and_then(Value::as_str))
         .unwrap_or("")
         .to_string();

@@ -1,6 +1,6 @@
 //! End-to-end tests of the commands that read task output and events through the master
 //! (its sandbox proxy and its event stream) from real agents serving `--listen`:
-//! `agora run` printing its tasks' output, `agora logs` (with `--stderr` and `-f`) and
+//! `agora run` streaming its tasks' output while they run, `agora logs` (with `--stderr` and `-f`) and
 //! `agora events`.
 
 #[path = "../../master/tests/support/mod.rs"]
@@ -91,6 +91,50 @@ fn agora_run_prints_what_its_tasks_wrote() {
     let o = agora(&["run", "--master", &m, "--quiet", "--", "sh", "-c", "exit 3"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("FAILED"), "{}", text(&o));
+
+    // Output streams while the task runs: the first line shows while the task still
+    // waits for a file only the test creates, the second after it.
+    let go = c.dir.0.join("go-stream");
+    let script = format!(
+        "echo first-line; while [ ! -e {} ]; do sleep 0.1; done; echo second-line",
+        go.display()
+    );
+    let mut child = Command::new(binary("agora"))
+        .args(["run", "--master", &m, "--quiet", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agora run");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(WAIT)
+        .expect("the first line while the task runs");
+    assert_eq!(first, "first-line");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "agora run is still running: the line was streamed, not printed at the end"
+    );
+    assert!(
+        !go.exists(),
+        "the task cannot have ended: it waits for {}",
+        go.display()
+    );
+    std::fs::write(&go, "").expect("let the task go on");
+    let second = rx.recv_timeout(WAIT).expect("the second line");
+    assert_eq!(second, "second-line");
+    let status = child.wait().expect("agora run ends");
+    reader.join().expect("reader");
+    assert!(status.success(), "agora run exited {status:?}");
+    assert!(rx.try_recv().is_err(), "nothing printed twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

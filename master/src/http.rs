@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::actor::queries::{TASKS_PAGE_DEFAULT, TaskFilter};
+use crate::actor::queries::{ListFilter, ListPage, TASKS_PAGE_DEFAULT, TaskFilter};
 use crate::actor::{MaintenanceOp, OpKind};
 use crate::auth::Caller;
 use crate::service::{Error, Service};
@@ -277,29 +277,23 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-/// The page of `items` a `ListQuery` selects, with the total that matched.
-fn list_page<T>(
-    items: Vec<T>,
-    q: &ListQuery,
-    status: impl Fn(&T) -> &str,
-    text: impl Fn(&T) -> String,
-    render: impl Fn(&T) -> Value,
-) -> Response {
-    let matching: Vec<&T> = items
-        .iter()
-        .filter(|i| q.status.as_deref().is_none_or(|s| status(i) == s))
-        .filter(|i| q.hostname.as_deref().is_none_or(|h| text(i).contains(h)))
-        .collect();
-    let total = matching.len();
-    let page: Vec<Value> = matching
-        .into_iter()
-        .skip(q.offset)
-        .take(q.limit.unwrap_or(usize::MAX))
-        .map(render)
-        .collect();
-    let mut r = axum::Json(Value::Array(page)).into_response();
+impl ListQuery {
+    fn filter(self) -> ListFilter {
+        ListFilter {
+            status: self.status.filter(|s| !s.is_empty()),
+            text: self.hostname.filter(|h| !h.is_empty()),
+            offset: self.offset,
+            limit: self.limit.unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// A page as the JSON array it always was, with `X-Total-Count`: how many matched in all.
+fn list_page<T>(page: ListPage<T>, render: impl Fn(&T) -> Value) -> Response {
+    let items: Vec<Value> = page.items.iter().map(render).collect();
+    let mut r = axum::Json(Value::Array(items)).into_response();
     r.headers_mut()
-        .insert("x-total-count", axum::http::HeaderValue::from(total));
+        .insert("x-total-count", axum::http::HeaderValue::from(page.total));
     r
 }
 
@@ -309,14 +303,8 @@ async fn frameworks(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Answer {
     let Query(q) = query.map_err(bad_query)?;
-    let all = s.frameworks(&caller_of(caller)).await?;
-    Ok(list_page(
-        all,
-        &q,
-        |f| f.status.as_str(),
-        |f| f.info.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
-        agora_views::state::framework_json,
-    ))
+    let page = s.framework_page(&caller_of(caller), q.filter()).await?;
+    Ok(list_page(page, agora_views::state::framework_json))
 }
 
 async fn framework(
@@ -333,19 +321,8 @@ async fn agents(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Answer {
     let Query(q) = query.map_err(bad_query)?;
-    let all = s.agents().await?;
-    Ok(list_page(
-        all,
-        &q,
-        |a| a.status.as_str(),
-        |a| {
-            a.info
-                .as_ref()
-                .map(|i| i.hostname.clone())
-                .unwrap_or_default()
-        },
-        agora_views::state::agent_json,
-    ))
+    let page = s.agent_page(q.filter()).await?;
+    Ok(list_page(page, agora_views::state::agent_json))
 }
 
 async fn agent(State(s): State<Service>, Path(id): Path<String>) -> Answer {
@@ -420,21 +397,20 @@ async fn usage(
     query: Result<Query<UsageQuery>, QueryRejection>,
 ) -> Answer {
     let Query(q) = query.map_err(bad_query)?;
-    let usage = s.usage(&caller_of(caller)).await?;
-    let agents: Vec<_> = usage
-        .agents
-        .iter()
-        .filter(|a| q.agent_id.as_ref().is_none_or(|id| *id == a.agent_id))
-        .collect();
+    let usage = s.usage_of(&caller_of(caller), q.agent_id.clone()).await?;
     if let Some(id) = &q.agent_id
-        && agents.is_empty()
+        && usage.agents.is_empty()
     {
-        return Err(Error::not_found(format!(
-            "no usage report from agent '{}' (unknown, unreachable or not reported yet)",
-            crate::service::quote(id)
-        )));
+        // A known agent that has not reported yet has no containers to show; only an
+        // unknown one is not found.
+        if let Err(Error::NotFound(_)) = s.agent(id).await {
+            return Err(Error::not_found(format!(
+                "no usage report from agent '{}' (unknown agent id)",
+                crate::service::quote(id)
+            )));
+        }
     }
-    ok(agora_views::usage::response_json(agents))
+    ok(agora_views::usage::response_json(usage.agents.iter()))
 }
 
 async fn get_weights(State(s): State<Service>) -> Answer {

@@ -110,6 +110,10 @@ struct Flags {
     /// PEM CA certificates: require client certificates signed by one of them (mutual TLS).
     #[arg(long, requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// PEM CA certificates that signed the agents' `--listen-tls-cert`: the sandbox proxy
+    /// (`/api/v1/tasks/.../files/...`) then reaches agents over TLS only, verifying them.
+    #[arg(long)]
+    agent_tls_ca: Option<PathBuf>,
     /// Mark at most one agent unreachable per interval when many miss heartbeats at once,
     /// e.g. `1/20mins`, `1/30secs`, `1/1hrs` (default: no limit).
     #[arg(long)]
@@ -219,6 +223,13 @@ fn security(flags: &Flags) -> anyhow::Result<agora_master::auth::SecurityConfig>
         }),
         _ => None,
     };
+    let agent_tls = match &flags.agent_tls_ca {
+        Some(p) => Some(agora_master::auth::tls::client_config(
+            "--agent-tls-ca",
+            &read("agent-tls-ca", p)?,
+        )?),
+        None => None,
+    };
     let config = SecurityConfig {
         credentials,
         authenticate_frameworks: flags.authenticate_frameworks,
@@ -227,6 +238,7 @@ fn security(flags: &Flags) -> anyhow::Result<agora_master::auth::SecurityConfig>
         acls,
         rate_limits,
         tls,
+        agent_tls,
     };
     config.check()?;
     if let Some(files) = &config.tls {

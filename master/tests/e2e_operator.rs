@@ -257,6 +257,65 @@ async fn marking_a_busy_agent_gone_reports_its_tasks_once() {
     assert_eq!(gone, 1);
 }
 
+/// `KillTask` over gRPC is the HTTP kill: the task is killed and the framework hears it;
+/// the same refusals for an ended task, an unknown task or framework and a bad id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_kill_task_over_grpc() {
+    let cluster = Cluster::start(1);
+    let mut operator = v1::operator_client::OperatorClient::connect(cluster.url())
+        .await
+        .expect("connect");
+    let mut fw = Framework::subscribe(cluster.addr, "e2e-kill").await;
+    let offer = fw.wait_offers(1).await.remove(0);
+    fw.accept(
+        vec![offer.id],
+        vec![launch(vec![
+            shell_task("k1", "cpus:1;mem:32", "sleep 60"),
+            shell_task("k2", "cpus:1;mem:32", "sleep 60"),
+        ])],
+        None,
+    )
+    .await
+    .expect("accept");
+    fw.wait_for("k1 and k2 RUNNING", |s| {
+        ["k1", "k2"]
+            .iter()
+            .all(|t| s.get(*t).is_some_and(|x| state_of(x) == TaskState::Running))
+    })
+    .await;
+    let kill = |framework_id: &str, task_id: &str| v1::KillTaskRequest {
+        framework_id: framework_id.into(),
+        task_id: task_id.into(),
+    };
+    operator
+        .kill_task(kill(&fw.id, "k1"))
+        .await
+        .expect("kill k1");
+    fw.wait_for("k1 KILLED", |s| {
+        s.get("k1")
+            .is_some_and(|x| state_of(x) == TaskState::Killed)
+    })
+    .await;
+    assert_eq!(
+        fw.statuses["k2"].state,
+        TaskState::Running as i32,
+        "only the named task is killed"
+    );
+    let r = operator.kill_task(kill(&fw.id, "k1")).await;
+    assert_code(r, tonic::Code::FailedPrecondition, "already ended");
+    let r = operator.kill_task(kill(&fw.id, "nope")).await;
+    assert_code(r, tonic::Code::NotFound, "unknown task 'nope'");
+    let r = operator.kill_task(kill("no-such-framework", "k2")).await;
+    assert_code(r, tonic::Code::NotFound, "unknown framework id");
+    let r = operator.kill_task(kill(&fw.id, "")).await;
+    assert_code(r, tonic::Code::InvalidArgument, "task id");
+    assert_eq!(
+        fw.statuses["k2"].state,
+        TaskState::Running as i32,
+        "refused kills change nothing"
+    );
+}
+
 #[test]
 fn http_operator_endpoints_change_state_and_refuse_bad_input() {
     let cluster = Cluster::start(1);

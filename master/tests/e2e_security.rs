@@ -4,6 +4,8 @@
 //! PERMISSION_DENIED and nothing changes); per-principal rate limits; TLS and mutual TLS
 //! with certificates made at run time.
 
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use agora_proto::auth::{AuthInterceptor, Credential};
 use agora_proto::v1::{self, operator_client::OperatorClient};
+use pki::make_pki;
 use support::*;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
@@ -737,6 +740,26 @@ async fn acl_matrix_over_grpc() {
     .expect("teardown");
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("teardown_framework on 'alice'"), "{body}");
+    // The operator's task kill is gated the same way, over gRPC and HTTP.
+    let e = ops_mallory
+        .clone()
+        .kill_task(v1::KillTaskRequest {
+            framework_id: alice.id.clone(),
+            task_id: "t-alice".into(),
+        })
+        .await
+        .expect_err("mallory");
+    denied(e, "teardown_framework on 'alice'");
+    let (code, body) = http_request_with(
+        addr,
+        "POST",
+        &format!("/api/v1/tasks/{}/t-alice/kill", alice.id),
+        None,
+        &[("authorization", &basic("mallory"))],
+    )
+    .expect("kill");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("teardown_framework on 'alice'"), "{body}");
     assert_eq!(framework_names(&c.state()), vec!["alice-fw".to_string()]);
     ops_alice
         .clone()
@@ -812,47 +835,6 @@ async fn scheduler_calls_over_the_rate_limit_are_refused() {
         metrics.contains("agora_rate_limited_calls_total{principal=\"fw\"} 1"),
         "{metrics}"
     );
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-}
-
-fn make_pki(dir: &Path) -> Pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    };
-    let ca_key = KeyPair::generate().expect("ca key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "agora e2e CA");
-    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
-    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose| {
-        let key = KeyPair::generate().expect("key");
-        let mut p = CertificateParams::new(names).expect("params");
-        p.extended_key_usages = vec![usage];
-        let cert = p.signed_by(&key, &ca, &ca_key).expect("signed");
-        (cert.pem(), key.serialize_pem())
-    };
-    let (sc, sk) = leaf(
-        vec!["127.0.0.1".into(), "localhost".into()],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let (cc, ck) = leaf(vec!["client".into()], ExtendedKeyUsagePurpose::ClientAuth);
-    Pki {
-        ca: write(dir, "ca.pem", &ca.pem()),
-        server_cert: write(dir, "server.pem", &sc),
-        server_key: write(dir, "server.key", &sk),
-        client_cert: write(dir, "client.pem", &cc),
-        client_key: write(dir, "client.key", &ck),
-    }
 }
 
 /// A TLS master (the support cluster speaks plain HTTP to it, so it is started here).

@@ -4,108 +4,59 @@
 //! equal `/api/v1/state`; a task's live tail shows a line printed after the page
 //! opened; a drain started in the UI takes effect on the agent.
 //!
+//! Over TLS (a master with a test certificate): the page loads and live updates arrive.
+//!
 //! Named `needs_browser_*`: scripts/test.sh installs chromium and chromium-driver, or
 //! filters these out (nextest shows them as skipped) where it cannot. The WebDriver
-//! calls are plain JSON over HTTP on loopback (the support module's client), so no
-//! WebDriver crate is needed.
+//! client is `support/webdriver.rs` (plain JSON over HTTP on loopback, no WebDriver
+//! crate), shared with the scale harness's web UI figure.
 
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
+#[path = "support/webdriver.rs"]
+mod webdriver;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 use support::*;
 
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// One chromedriver process and one browser session; both end on drop.
+/// The shared WebDriver client, panicking on errors as a test does; its profile and
+/// chromedriver's log live in a temporary directory.
 struct Browser {
-    driver: SocketAddr,
-    session: String,
-    _proc: Proc,
+    inner: webdriver::Browser,
     _profile: TempDir,
 }
 
 impl Browser {
     fn start() -> Browser {
-        assert!(
-            Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
-            "chromium and chromedriver are needed (scripts/test.sh installs them)"
-        );
+        Self::start_with(false)
+    }
+
+    /// `accept_insecure_certs`: trust the test CA's certificates (TLS masters).
+    fn start_with(accept_insecure_certs: bool) -> Browser {
         let profile = TempDir::new("chromium");
-        let port = free_port();
-        let driver: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let proc = Proc::spawn(
-            "chromedriver",
-            Path::new(CHROMEDRIVER),
-            &[format!("--port={port}")],
-            profile.0.join("chromedriver.log"),
-        );
-        let deadline = Instant::now() + WAIT;
-        while !matches!(driver_request(driver, "GET", "/status", None), Ok((200, _))) {
-            assert!(Instant::now() < deadline, "chromedriver never answered");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:loggingPrefs": {"browser": "ALL"},
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.0.join("profile").display()),
-                ],
-            },
-        }}});
-        let v = call(driver, "POST", "/session", Some(caps));
-        let session = v["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {v}"))
-            .to_string();
+        let inner = webdriver::Browser::start(&profile.0, free_port(), accept_insecure_certs)
+            .unwrap_or_else(|e| panic!("browser: {e}"));
         Browser {
-            driver,
-            session,
-            _proc: proc,
+            inner,
             _profile: profile,
         }
     }
 
-    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        call(
-            self.driver,
-            method,
-            &format!("/session/{}{path}", self.session),
-            body,
-        )["value"]
-            .clone()
-    }
-
     fn open(&self, url: &str) {
-        self.cmd("POST", "/url", Some(json!({ "url": url })));
+        self.inner.open(url).expect("open");
     }
 
     fn eval(&self, script: &str) -> Value {
-        self.cmd(
-            "POST",
-            "/execute/sync",
-            Some(json!({ "script": script, "args": [] })),
-        )
+        self.inner.eval(script).expect("eval")
     }
 
-    /// The text of the first element matching `css` ("" if none).
     fn text(&self, css: &str) -> String {
-        let script = format!(
-            "const e = document.querySelector({}); return e ? e.textContent : '';",
-            json!(css)
-        );
-        self.eval(&script).as_str().unwrap_or("").to_string()
+        self.inner.text(css).expect("text")
     }
 
     fn wait_text(&self, what: &str, css: &str, pred: impl Fn(&str) -> bool) -> String {
@@ -132,39 +83,17 @@ impl Browser {
         assert_eq!(self.eval(&script), json!(true), "click {css}");
     }
 
-    /// Browser console entries of level SEVERE since the last call.
     fn console_errors(&self) -> Vec<String> {
-        let v = self.cmd("POST", "/se/log", Some(json!({ "type": "browser" })));
-        v.as_array()
-            .map(|entries| {
-                entries
-                    .iter()
-                    .filter(|e| e["level"] == "SEVERE")
-                    .map(|e| e["message"].as_str().unwrap_or("").to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.inner.console_errors().expect("console log")
     }
 
     fn screenshot(&self, name: &str) {
-        let v = self.cmd("GET", "/screenshot", None);
         let png = base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap_or(""))
+            .decode(self.inner.screenshot_base64().expect("screenshot"))
             .expect("a base64 PNG");
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).expect("screenshot dir");
         std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot written");
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = driver_request(
-            self.driver,
-            "DELETE",
-            &format!("/session/{}", self.session),
-            None,
-        );
     }
 }
 
@@ -174,64 +103,6 @@ fn screenshot_dir() -> PathBuf {
         .parent()
         .map(|t| t.join("ui-screenshots"))
         .expect("target dir")
-}
-
-fn call(driver: SocketAddr, method: &str, path: &str, body: Option<Value>) -> Value {
-    let text = body.map(|b| b.to_string());
-    let (code, out) = driver_request(driver, method, path, text.as_deref())
-        .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
-    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-    assert_eq!(code, 200, "WebDriver {method} {path}: {out}");
-    v
-}
-
-/// One HTTP/1.1 request to chromedriver, reading the answer by its Content-Length
-/// (chromedriver keeps connections open, so reading to the end would wait).
-fn driver_request(
-    driver: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&driver, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {driver}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-        let length = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        if raw.len() >= end + 4 + length {
-            let code = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            let text = String::from_utf8_lossy(&raw[end + 4..end + 4 + length]).to_string();
-            return Ok((code, text));
-        }
-    }
-    Err(std::io::Error::other(
-        "connection closed before the whole answer",
-    ))
 }
 
 fn scalar(resources: &Value, name: &str) -> f64 {
@@ -367,4 +238,103 @@ async fn needs_browser_pages_overview_live_tail_and_drain() {
     browser.screenshot("agent-drained");
     let errors = browser.console_errors();
     assert!(errors.is_empty(), "agent page: console errors {errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn needs_browser_over_tls_page_loads_and_updates_live() {
+    let dir = TempDir::new("ui-tls");
+    let pki = pki::make_pki(&dir.0);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let master_args: Vec<String> = [
+        "--listen",
+        &addr,
+        "--data-dir",
+        &dir.0.join("master").display().to_string(),
+        "--tls-cert",
+        &pki.server_cert,
+        "--tls-key",
+        &pki.server_key,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let master = Proc::spawn(
+        "master",
+        &binary("agora-master"),
+        &master_args,
+        dir.0.join("master.log"),
+    );
+    let base = format!("https://{addr}");
+    let deadline = Instant::now() + WAIT;
+    while !master.log_text().contains("agora-master listening") {
+        assert!(
+            Instant::now() < deadline,
+            "master never listened:\n{}",
+            master.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let browser = Browser::start_with(true);
+    browser.open(&format!("{base}/#/agents"));
+    browser.wait_text("the agents page over TLS", "h1", |t| t == "Agents");
+    assert_eq!(
+        browser.eval("return location.protocol;"),
+        json!("https:"),
+        "served over TLS"
+    );
+    browser.wait_text("the event stream over TLS", "#live", |t| t == "live");
+    assert!(!browser.text("#agents-table").contains("tls-ui-agent"));
+
+    // An agent registers (over TLS too): the open page shows it without a reload.
+    let agent_args: Vec<String> = [
+        "--master",
+        &base,
+        "--tls-ca",
+        &pki.ca,
+        "--work-dir",
+        &dir.0.join("agent-0").display().to_string(),
+        "--resources",
+        AGENT_RESOURCES,
+        "--hostname",
+        "tls-ui-agent",
+        "--isolation",
+        "process",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut agent = Proc::spawn(
+        "agent-0",
+        &binary("agora-agent"),
+        &agent_args,
+        dir.0.join("agent-0.log"),
+    );
+    browser.eval("window.agoraNoReload = true; return true;");
+    browser.wait_text("the new agent, live", "#agents-table", |t| {
+        t.contains("tls-ui-agent")
+    });
+    assert_eq!(
+        browser.eval("return window.agoraNoReload === true;"),
+        json!(true),
+        "the page was updated in place, not reloaded"
+    );
+    browser.screenshot("agents-tls");
+
+    // The overview's live numbers over TLS.
+    browser.open(&format!("{base}/#/overview"));
+    browser.wait_text("the overview over TLS", "#ov-agents-registered", |t| {
+        t == "1"
+    });
+    assert_eq!(
+        browser
+            .text("#ov-cpus-total")
+            .parse::<f64>()
+            .ok()
+            .map(|c| c > 0.0),
+        Some(true)
+    );
+    let errors = browser.console_errors();
+    assert!(errors.is_empty(), "console errors over TLS: {errors:?}");
+    agent.stop();
+    drop(master);
 }

@@ -6,6 +6,7 @@
 //! module must never hold bookkeeping of its own, and never holds the tracker lock across
 //! an `.await`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use agora_proto::v1::{FrameworkInfo, Offer, TaskStatus};
 use agora_sdk::{Driver, DriverConfig, Scheduler, SdkError, StopReason, Subscribed, TaskBuilder};
 use anyhow::Context;
 
-use super::plan::{Change, OfferAction, Refusal, Tracker, classify_refusal};
+use super::plan::{Change, OfferAction, OutputLines, Refusal, Tracker, classify_refusal};
 use crate::args::RunSpec;
 
 /// Consecutive failed connection rounds before `agora run` gives up (a few seconds with
@@ -26,7 +27,8 @@ pub const FAILOVER_TIMEOUT_SECONDS: f64 = 60.0;
 /// before removing the framework anyway.
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
-/// Most bytes of one task's stdout (and of its stderr) `agora run` prints.
+/// Most bytes of one task's stdout (and of its stderr) `agora run` prints (`agora logs`
+/// shows the rest).
 pub const OUTPUT_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 type Shared = Arc<Mutex<Tracker>>;
@@ -40,56 +42,142 @@ fn print_change(change: &Change) {
 }
 
 /// Where a task's output goes: its sandbox's stdout to ours, its stderr to ours, each
-/// line prefixed with the task id when the run has more than one task.
+/// line prefixed with the task id when the run has more than one task. Output streams
+/// while a task runs (one follower per task reads new bytes every `FOLLOW_POLL`, like
+/// `agora logs -f`); when the task ends its follower reads what is left and stops.
 struct Output {
     master: Option<crate::client::Master>,
     prefix: bool,
     /// Set once the master's sandbox proxy could not be used, so it is said once.
-    unavailable: bool,
+    unavailable: Arc<AtomicBool>,
+    /// The follower of each task that runs: the signal to finish and its task.
+    followers: HashMap<String, Follower>,
+}
+
+struct Follower {
+    finish: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
 }
 
 impl Output {
-    /// Print the whole stdout and stderr of a task that ended.
-    async fn print_task(&mut self, framework_id: &str, task_id: &str) {
+    /// Start streaming a task's output (once; a task already followed is left alone).
+    fn follow(&mut self, framework_id: &str, task_id: &str) {
         let Some(master) = self.master.clone() else {
             return;
         };
-        for file in ["stdout", "stderr"] {
-            let prefix = self.prefix.then(|| format!("[{task_id}] "));
-            let mut pending = String::new();
-            let mut sink = |text: &str| {
-                pending.push_str(text);
-                pending.len() < OUTPUT_MAX_BYTES
-            };
-            let read =
-                crate::logs::copy_from(&master, framework_id, task_id, file, 0, &mut sink).await;
-            if let Err(e) = read {
-                if !self.unavailable {
-                    self.unavailable = true;
-                    eprintln!("cannot show the output of {task_id}: {e}");
-                }
-                return;
+        if self.followers.contains_key(task_id) {
+            return;
+        }
+        let (finish, finished) = tokio::sync::oneshot::channel();
+        let prefix = self.prefix.then(|| format!("[{task_id}] "));
+        let done = tokio::spawn(follow_task(
+            master,
+            framework_id.to_string(),
+            task_id.to_string(),
+            prefix,
+            finished,
+            self.unavailable.clone(),
+        ));
+        self.followers
+            .insert(task_id.to_string(), Follower { finish, done });
+    }
+
+    /// A task ended: print the rest of its output before returning.
+    async fn finish(&mut self, framework_id: &str, task_id: &str) {
+        self.follow(framework_id, task_id);
+        if let Some(f) = self.followers.remove(task_id) {
+            let _ = f.finish.send(());
+            let _ = f.done.await;
+        }
+    }
+}
+
+/// One sandbox file as it is followed: the offset read up to and its lines.
+struct FileTail {
+    file: &'static str,
+    offset: u64,
+    lines: OutputLines,
+}
+
+impl FileTail {
+    fn print(&self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if self.file == "stdout" {
+            crate::output::out(text);
+        } else {
+            eprint!("{text}");
+        }
+    }
+
+    /// Print what is new in the file; `Err` when the proxy could not be read.
+    async fn pump(
+        &mut self,
+        master: &crate::client::Master,
+        framework_id: &str,
+        task_id: &str,
+    ) -> Result<(), crate::client::ApiError> {
+        let mut chunks = Vec::new();
+        let mut sink = |text: &str| {
+            chunks.push(text.to_string());
+            chunks.len() < 64
+        };
+        let read = crate::logs::copy_from(
+            master,
+            framework_id,
+            task_id,
+            self.file,
+            self.offset,
+            &mut sink,
+        )
+        .await;
+        for chunk in chunks {
+            let text = self.lines.push(&chunk);
+            self.print(&text);
+        }
+        self.offset = read?;
+        Ok(())
+    }
+}
+
+/// Follow one task's stdout and stderr until `finished` fires, then read them to their
+/// end. Errors while the task runs are retried at the next poll (the agent may be slow to
+/// answer); an error in the final read is said once for the whole run.
+async fn follow_task(
+    master: crate::client::Master,
+    framework_id: String,
+    task_id: String,
+    prefix: Option<String>,
+    mut finished: tokio::sync::oneshot::Receiver<()>,
+    unavailable: Arc<AtomicBool>,
+) {
+    let mut files = ["stdout", "stderr"].map(|file| FileTail {
+        file,
+        offset: 0,
+        lines: OutputLines::new(prefix.clone(), OUTPUT_MAX_BYTES),
+    });
+    let mut last = false;
+    loop {
+        for f in &mut files {
+            let r = f.pump(&master, &framework_id, &task_id).await;
+            if let Err(e) = r
+                && last
+                && !unavailable.swap(true, Ordering::SeqCst)
+            {
+                eprintln!("cannot show the output of {task_id}: {e}");
             }
-            if pending.len() >= OUTPUT_MAX_BYTES {
-                pending.push_str(&format!(
-                    "\n[{file} of {task_id} cut at {OUTPUT_MAX_BYTES} bytes; `agora logs {task_id}` shows it all]\n"
-                ));
+        }
+        if last {
+            for f in &mut files {
+                let rest = f.lines.finish();
+                f.print(&rest);
             }
-            let text = match &prefix {
-                None => pending,
-                Some(p) => pending
-                    .lines()
-                    .map(|l| format!("{p}{l}\n"))
-                    .collect::<String>(),
-            };
-            if text.is_empty() {
-                continue;
-            }
-            if file == "stdout" {
-                crate::output::out(&text);
-            } else {
-                eprint!("{text}");
-            }
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(crate::logs::FOLLOW_POLL) => {}
+            _ = &mut finished => last = true,
         }
     }
 }
@@ -244,8 +332,12 @@ impl Scheduler for RunScheduler {
             if !self.quiet || failed {
                 print_change(&change);
             }
-            if ended && let Some(id) = driver.framework_id() {
-                self.output.print_task(&id, &change.task_id).await;
+            if let Some(id) = driver.framework_id() {
+                if ended {
+                    self.output.finish(&id, &change.task_id).await;
+                } else if change.state == agora_proto::v1::TaskState::Running {
+                    self.output.follow(&id, &change.task_id);
+                }
             }
         }
         self.finish_if_done(driver).await;
@@ -319,7 +411,8 @@ pub async fn execute(spec: RunSpec) -> anyhow::Result<bool> {
         output: Output {
             master: http,
             prefix: spec.instances > 1,
-            unavailable: false,
+            unavailable: Arc::new(AtomicBool::new(false)),
+            followers: HashMap::new(),
         },
     };
     let framework = FrameworkInfo {

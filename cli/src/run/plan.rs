@@ -351,8 +351,98 @@ pub fn classify_refusal(code: Option<tonic::Code>) -> Refusal {
     }
 }
 
+/// A task's output as it streams in, cut into whole lines each prefixed `[TASK_ID] `
+/// (runs of more than one task), or passed on as it comes (one task). Bounded: after
+/// `max_bytes` it passes nothing more and says so once.
+#[derive(Debug, Clone)]
+pub struct OutputLines {
+    prefix: Option<String>,
+    partial: String,
+    passed_bytes: usize,
+    max_bytes: usize,
+    cut: bool,
+}
+
+impl OutputLines {
+    pub fn new(prefix: Option<String>, max_bytes: usize) -> OutputLines {
+        OutputLines {
+            prefix,
+            partial: String::new(),
+            passed_bytes: 0,
+            max_bytes,
+            cut: false,
+        }
+    }
+
+    /// What to print of the next `chunk` (possibly nothing yet: a line without its end).
+    pub fn push(&mut self, chunk: &str) -> String {
+        if self.cut {
+            return String::new();
+        }
+        let room = self.max_bytes.saturating_sub(self.passed_bytes);
+        let mut take = chunk.len().min(room);
+        while !chunk.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.passed_bytes += take;
+        let mut out = match &self.prefix {
+            None => chunk[..take].to_string(),
+            Some(p) => {
+                self.partial.push_str(&chunk[..take]);
+                let mut out = String::new();
+                while let Some(end) = self.partial.find('\n') {
+                    out.push_str(p);
+                    out.extend(self.partial.drain(..=end));
+                }
+                out
+            }
+        };
+        if take < chunk.len() {
+            self.cut = true;
+            out.push_str(&self.finish());
+            out.push_str(&format!("[output cut at {} bytes]\n", self.max_bytes));
+        }
+        out
+    }
+
+    /// The last line, when the output ended without a newline.
+    pub fn finish(&mut self) -> String {
+        match &self.prefix {
+            Some(p) if !self.partial.is_empty() => {
+                let mut out = format!("{p}{}", self.partial);
+                self.partial.clear();
+                out.push('\n');
+                out
+            }
+            _ => String::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn output_lines_are_prefixed_whole_and_bounded() {
+        let mut plain = OutputLines::new(None, 100);
+        assert_eq!(plain.push("par"), "par");
+        assert_eq!(plain.push("tial\nx"), "tial\nx");
+        assert_eq!(plain.finish(), "");
+        let mut p = OutputLines::new(Some("[t1] ".into()), 100);
+        assert_eq!(p.push("a\nb"), "[t1] a\n");
+        assert_eq!(p.push("c\n\nd"), "[t1] bc\n[t1] \n");
+        assert_eq!(p.finish(), "[t1] d\n");
+        assert_eq!(p.finish(), "");
+        let mut small = OutputLines::new(Some("[t] ".into()), 5);
+        assert_eq!(
+            small.push("abc\ndefg\n"),
+            "[t] abc\n[t] d\n[output cut at 5 bytes]\n"
+        );
+        assert_eq!(small.push("more\n"), "");
+        // Never cut inside a character.
+        let mut utf = OutputLines::new(None, 2);
+        assert_eq!(utf.push("\u{e9}\u{e9}"), "\u{e9}[output cut at 2 bytes]\n");
+    }
+
     use super::*;
 
     fn r(text: &str) -> Resources {

@@ -44,6 +44,27 @@ pub struct TaskFilter {
     pub limit: usize,
 }
 
+/// Which agents or frameworks a list query selects (all given conditions hold) and which
+/// page, in id order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only items with this status name (e.g. `registered`, `draining`, `connected`).
+    pub status: Option<String>,
+    /// Agents whose hostname, frameworks whose name, contains this text.
+    pub text: Option<String>,
+    /// Matching items skipped.
+    pub offset: usize,
+    /// Items in the page (`usize::MAX`: all).
+    pub limit: usize,
+}
+
+/// One page of matching agents or frameworks, with how many match in all.
+#[derive(Clone, Debug, Default)]
+pub struct ListPage<T> {
+    pub items: Vec<T>,
+    pub total: usize,
+}
+
 /// One page of matching tasks, live and recently ended, in (framework id, task id) order.
 #[derive(Clone, Debug, Default)]
 pub struct TaskPage {
@@ -76,6 +97,21 @@ pub enum Query {
     Agents {
         reply: oneshot::Sender<Vec<v1::AgentState>>,
     },
+    /// The agents `filter` selects, one page of them built (the rest only counted).
+    AgentPage {
+        filter: ListFilter,
+        reply: oneshot::Sender<ListPage<v1::AgentState>>,
+    },
+    /// The frameworks `filter` selects, one page of them built.
+    FrameworkPage {
+        filter: ListFilter,
+        reply: oneshot::Sender<ListPage<v1::FrameworkState>>,
+    },
+    /// One agent's latest usage report (`None`: none received, or unknown agent).
+    AgentUsage {
+        id: String,
+        reply: oneshot::Sender<Option<v1::AgentUsage>>,
+    },
     Roles {
         reply: oneshot::Sender<Vec<v1::RoleState>>,
     },
@@ -95,6 +131,26 @@ pub enum Query {
 
 fn by_id<T>(items: &mut [T], id: impl Fn(&T) -> Option<&String>) {
     items.sort_by(|a, b| id(a).cmp(&id(b)));
+}
+
+/// The page `filter` selects of the matching `ids`, in id order: only the page's items
+/// are built.
+fn page_of<'a, T>(
+    ids: impl Iterator<Item = &'a String>,
+    filter: &ListFilter,
+    build: impl Fn(&str) -> Option<T>,
+) -> ListPage<T> {
+    let mut ids: Vec<&String> = ids.collect();
+    ids.sort_unstable();
+    ListPage {
+        total: ids.len(),
+        items: ids
+            .into_iter()
+            .skip(filter.offset)
+            .take(filter.limit)
+            .filter_map(|id| build(id))
+            .collect(),
+    }
 }
 
 impl Master {
@@ -128,6 +184,40 @@ impl Master {
                     .collect();
                 by_id(&mut all, |a| a.info.as_ref().map(|i| &i.id));
                 self.answer_query(reply, all);
+            }
+            Query::AgentPage { filter, reply } => {
+                let ids = self.agents.iter().filter(|(_, a)| {
+                    filter
+                        .status
+                        .as_deref()
+                        .is_none_or(|s| a.status.name() == s)
+                        && filter
+                            .text
+                            .as_deref()
+                            .is_none_or(|t| a.info.hostname.contains(t))
+                });
+                let page = page_of(ids.map(|(id, _)| id), &filter, |id| self.agent_state(id));
+                self.answer_query(reply, page);
+            }
+            Query::FrameworkPage { filter, reply } => {
+                let ids = self.frameworks.iter().filter(|(_, f)| {
+                    filter
+                        .status
+                        .as_deref()
+                        .is_none_or(|s| f.status.name() == s)
+                        && filter
+                            .text
+                            .as_deref()
+                            .is_none_or(|t| f.info.name.contains(t))
+                });
+                let page = page_of(ids.map(|(id, _)| id), &filter, |id| {
+                    self.framework_state(id)
+                });
+                self.answer_query(reply, page);
+            }
+            Query::AgentUsage { id, reply } => {
+                let value = self.agent_usage_report(&id);
+                self.answer_query(reply, value);
             }
             Query::Roles { reply } => {
                 let value = self.roles();
@@ -366,6 +456,69 @@ mod tests {
         let weights = ask(&mut m, |reply| Query::Weights { reply });
         assert!(weights.contains(&("eng".to_string(), 1.0)), "{weights:?}");
         assert!(ask(&mut m, |reply| Query::Agents { reply }).is_empty());
+        // Frameworks by page: only the page is built, the total counts every match.
+        let page = |m: &mut Master, filter: ListFilter| {
+            let p = ask(m, |reply| Query::FrameworkPage { filter, reply });
+            let names: Vec<String> = p
+                .items
+                .iter()
+                .filter_map(|f| f.info.as_ref())
+                .map(|i| i.name.clone())
+                .collect();
+            (names, p.total)
+        };
+        let first = all
+            .first()
+            .and_then(|f| f.info.as_ref())
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        let second = all
+            .get(1)
+            .and_then(|f| f.info.as_ref())
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        let everything = ListFilter {
+            limit: usize::MAX,
+            ..Default::default()
+        };
+        assert_eq!(
+            page(&mut m, everything.clone()),
+            (vec![first.clone(), second.clone()], 2)
+        );
+        let one = ListFilter {
+            offset: 1,
+            limit: 1,
+            ..everything.clone()
+        };
+        assert_eq!(page(&mut m, one), (vec![second], 2));
+        let named = ListFilter {
+            text: Some("a".into()),
+            ..everything.clone()
+        };
+        assert_eq!(page(&mut m, named), (vec!["a".to_string()], 1));
+        let status = ListFilter {
+            status: Some("connected".into()),
+            limit: 0,
+            ..Default::default()
+        };
+        assert_eq!(page(&mut m, status), (vec![], 2), "limit 0: the count only");
+        let none = ListFilter {
+            status: Some("torn_down".into()),
+            ..everything.clone()
+        };
+        assert_eq!(page(&mut m, none), (vec![], 0));
+        let agents = ask(&mut m, |reply| Query::AgentPage {
+            filter: everything,
+            reply,
+        });
+        assert_eq!((agents.items.len(), agents.total), (0, 0));
+        assert!(
+            ask(&mut m, |reply| Query::AgentUsage {
+                id: "a".into(),
+                reply
+            })
+            .is_none()
+        );
         assert!(
             ask(&mut m, |reply| Query::Agent {
                 id: "a".into(),

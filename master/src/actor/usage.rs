@@ -95,21 +95,27 @@ impl Master {
         self.usage.remove(agent_id);
     }
 
+    /// One agent's latest report, if it sent one.
+    pub(super) fn agent_usage_report(&self, id: &str) -> Option<v1::AgentUsage> {
+        let u = self.usage.get(id)?;
+        Some(v1::AgentUsage {
+            agent_id: id.to_string(),
+            hostname: self
+                .agents
+                .get(id)
+                .map(|a| a.info.hostname.clone())
+                .unwrap_or_default(),
+            isolation: u.isolation.clone(),
+            reported_at_seconds: u.received_at as f64 / 1000.0,
+            containers: u.containers.clone(),
+        })
+    }
+
     pub(super) fn usage_view(&self) -> v1::UsageResponse {
         let mut agents: Vec<v1::AgentUsage> = self
             .usage
-            .iter()
-            .map(|(id, u)| v1::AgentUsage {
-                agent_id: id.clone(),
-                hostname: self
-                    .agents
-                    .get(id)
-                    .map(|a| a.info.hostname.clone())
-                    .unwrap_or_default(),
-                isolation: u.isolation.clone(),
-                reported_at_seconds: u.received_at as f64 / 1000.0,
-                containers: u.containers.clone(),
-            })
+            .keys()
+            .filter_map(|id| self.agent_usage_report(id))
             .collect();
         agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
         v1::UsageResponse { agents }

@@ -52,6 +52,9 @@ pub struct SecurityConfig {
     pub rate_limits: Option<RateLimits>,
     /// `None`: plain text.
     pub tls: Option<TlsFiles>,
+    /// `Some`: the sandbox proxy reaches agents' `--listen` endpoints over TLS only,
+    /// verified against these CAs (`--agent-tls-ca`); `None`: plain HTTP.
+    pub agent_tls: Option<tls::ClientTls>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]

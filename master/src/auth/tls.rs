@@ -90,9 +90,56 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     Ok(Arc::new(config))
 }
 
+/// The CAs the master verifies the TLS endpoints it dials against (agents' `--listen`
+/// endpoints, for the sandbox proxy: `--agent-tls-ca`). Cheap to clone.
+#[derive(Clone)]
+pub struct ClientTls(pub Arc<rustls::ClientConfig>);
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").finish_non_exhaustive()
+    }
+}
+
+/// A client configuration trusting only the CA certificates in `ca_pem` (`flag` names
+/// the file in errors), speaking HTTP/1.1.
+pub fn client_config(flag: &str, ca_pem: &[u8]) -> Result<ClientTls, TlsError> {
+    let cas = certificates(ca_pem).map_err(|e| TlsError::Config(format!("{flag}: {e}")))?;
+    if cas.is_empty() {
+        return Err(TlsError::Config(format!("{flag} holds no PEM certificate")));
+    }
+    let mut roots = RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| TlsError::Config(format!("{flag}: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(ClientTls(Arc::new(config)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_config_needs_a_ca_certificate() {
+        let (cert, key) = self_signed();
+        assert!(client_config("--agent-tls-ca", cert.as_bytes()).is_ok());
+        assert_eq!(
+            client_config("--agent-tls-ca", b"junk")
+                .expect_err("no certificate")
+                .to_string(),
+            "tls: --agent-tls-ca holds no PEM certificate"
+        );
+        assert!(client_config("--agent-tls-ca", key.as_bytes()).is_err());
+    }
 
     fn self_signed() -> (String, String) {
         let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");

@@ -286,6 +286,19 @@ impl Operator for OperatorService {
             .await
     }
 
+    async fn kill_task(
+        &self,
+        r: Request<v1::KillTaskRequest>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        let caller = Caller::of(&r);
+        let r = r.into_inner();
+        empty(
+            self.service
+                .kill_task(&caller, r.framework_id, r.task_id)
+                .await,
+        )
+    }
+
     async fn get_usage(
         &self,
         r: Request<v1::Empty>,

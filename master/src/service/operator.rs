@@ -11,7 +11,7 @@ use agora_resources::Resources;
 use futures::{Stream, StreamExt};
 
 use super::{Error, Result, Service};
-use crate::actor::queries::{ExecutorView, TaskFilter, TaskPage};
+use crate::actor::queries::{ExecutorView, ListFilter, ListPage, TaskFilter, TaskPage};
 use crate::actor::{Command, MaintenanceOp, OpKind, Query};
 use crate::allocator::{ExplainTarget, Explanation, QuotaStatus};
 use crate::auth::{Action, Caller, EventFilter};
@@ -263,7 +263,28 @@ impl Service {
 
     /// Every agent's latest usage report, without the containers `caller` may not view.
     pub async fn usage(&self, caller: &Caller) -> Result<v1::UsageResponse> {
-        let usage = self.read(|reply| Command::Usage { reply }).await?;
+        self.usage_of(caller, None).await
+    }
+
+    /// The latest usage report of `agent_id` (or of every agent), without the containers
+    /// `caller` may not view. One agent's report is read without the others'.
+    pub async fn usage_of(
+        &self,
+        caller: &Caller,
+        agent_id: Option<String>,
+    ) -> Result<v1::UsageResponse> {
+        let usage = match agent_id {
+            None => self.read(|reply| Command::Usage { reply }).await?,
+            Some(id) => {
+                validate::id("agent id", &id)?;
+                let agents = self
+                    .query(|reply| Query::AgentUsage { id, reply })
+                    .await?
+                    .into_iter()
+                    .collect();
+                v1::UsageResponse { agents }
+            }
+        };
         // The filter needs every task's user: under ACLs, the whole state.
         let state = if self.gate.acls_configured() {
             Some(self.read(|reply| Command::State { reply }).await?)
@@ -361,6 +382,46 @@ impl Service {
 
     pub async fn agents(&self) -> Result<Vec<v1::AgentState>> {
         self.query(|reply| Query::Agents { reply }).await
+    }
+
+    /// One page of the agents `filter` selects (the actor builds only that page).
+    pub async fn agent_page(&self, filter: ListFilter) -> Result<ListPage<v1::AgentState>> {
+        self.query(|reply| Query::AgentPage { filter, reply }).await
+    }
+
+    /// One page of the frameworks `filter` selects that `caller` may view. Without ACLs
+    /// the actor builds only that page; under ACLs visibility depends on each framework,
+    /// so the visible list is read whole and paged here.
+    pub async fn framework_page(
+        &self,
+        caller: &Caller,
+        filter: ListFilter,
+    ) -> Result<ListPage<v1::FrameworkState>> {
+        if !self.gate.acls_configured() {
+            return self
+                .query(|reply| Query::FrameworkPage { filter, reply })
+                .await;
+        }
+        let matching: Vec<v1::FrameworkState> = self
+            .frameworks(caller)
+            .await?
+            .into_iter()
+            .filter(|f| filter.status.as_deref().is_none_or(|s| f.status == s))
+            .filter(|f| {
+                filter
+                    .text
+                    .as_deref()
+                    .is_none_or(|t| f.info.as_ref().is_some_and(|i| i.name.contains(t)))
+            })
+            .collect();
+        Ok(ListPage {
+            total: matching.len(),
+            items: matching
+                .into_iter()
+                .skip(filter.offset)
+                .take(filter.limit)
+                .collect(),
+        })
     }
 
     /// One page of tasks; under ACLs, without the tasks `caller` may not view (a page may

@@ -9,6 +9,9 @@
 //! `offset=-1` answers the file's size). Agent refusals come back with their status and
 //! a JSON body; an agent that cannot be reached is 502 (503 after `AGENT_TIMEOUT`).
 //!
+//! Agents serving `--listen` over TLS are reached over TLS when the master has
+//! `--agent-tls-ca` (then every agent is, verified against that CA); plain HTTP otherwise.
+//!
 //! Owns nothing and holds no connection between requests. It must never serve anything
 //! but the agent's answer, and never reach an agent before the ACL check.
 
@@ -21,6 +24,7 @@ use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::Caller;
+use crate::auth::tls::ClientTls;
 use crate::service::{Error, Service, quote};
 
 /// Connecting to an agent and receiving its answer's head, each.
@@ -103,12 +107,15 @@ pub async fn files(
     let uri = agent_uri(&op, &framework_id, &task_id, &q)?;
     let caller = caller.map(|Extension(c)| c).unwrap_or_default();
     let address = s.sandbox_agent(&caller, &framework_id, &task_id).await?;
-    forward(&address, &uri, headers.get(header::AUTHORIZATION)).await
+    let tls = s.gate().config().agent_tls.clone();
+    forward(&address, tls, &uri, headers.get(header::AUTHORIZATION)).await
 }
 
-/// One request to the agent on a fresh connection, its answer streamed back.
+/// One request to the agent on a fresh connection (TLS, verified against
+/// `--agent-tls-ca`, when the master has it), its answer streamed back.
 async fn forward(
     address: &str,
+    tls: Option<ClientTls>,
     uri: &str,
     authorization: Option<&HeaderValue>,
 ) -> Result<Response, Error> {
@@ -125,16 +132,32 @@ async fn forward(
             Err(_) => return Ok(unreachable("connect timed out".into())),
         };
     let _ = stream.set_nodelay(true);
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Body>(io).await {
-        Ok(x) => x,
-        Err(e) => return Ok(unreachable(e.to_string())),
-    };
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "agent file connection ended with an error");
+    let sender = match tls {
+        None => handshake(stream).await,
+        Some(ClientTls(config)) => {
+            let host = address
+                .rsplit_once(':')
+                .map_or(address, |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = match rustls_pki_types::ServerName::try_from(host.to_string()) {
+                Ok(n) => n,
+                Err(e) => return Ok(unreachable(format!("not a TLS server name: {e}"))),
+            };
+            let connector = tokio_rustls::TlsConnector::from(config);
+            match tokio::time::timeout(AGENT_TIMEOUT, connector.connect(name, stream)).await {
+                Ok(Ok(s)) => handshake(s).await,
+                Ok(Err(e)) => Err(format!(
+                    "TLS handshake failed (the master verifies agents against --agent-tls-ca): {e}"
+                )),
+                Err(_) => Err("TLS handshake timed out".into()),
+            }
         }
-    });
+    };
+    let mut sender = match sender {
+        Ok(s) => s,
+        Err(e) => return Ok(unreachable(e)),
+    };
     let mut request = Request::get(uri)
         .header(header::HOST, address)
         .body(Body::empty())
@@ -186,6 +209,23 @@ async fn forward(
         parts.status
     };
     Ok(Error::http_json(status, format!("agent: {message}")).into_response())
+}
+
+/// An HTTP/1.1 client connection over `io`, driven by a task of its own.
+async fn handshake<I>(io: I) -> Result<hyper::client::conn::http1::SendRequest<Body>, String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
+    let (sender, conn) = hyper::client::conn::http1::handshake::<_, Body>(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "agent file connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! master it started on the way out (also on error and Ctrl-C).
 //!
 //! Modules: `agent` and `framework` (the emulators), `cluster` (master + emulators of one
-//! run), `scenarios`, `stats`, `report`, `master` (process control and sampling).
+//! run), `scenarios`, `ui` (the web UI's overview timed in a browser), `stats`, `report`,
+//! `master` (process control and sampling).
 
 #![deny(unsafe_code)]
 
@@ -17,6 +18,10 @@ mod report;
 mod scenarios;
 mod shared;
 mod stats;
+mod ui;
+/// The browser tests' WebDriver client (std + serde_json only), for `ui-overview`.
+#[path = "../../../../master/tests/support/webdriver.rs"]
+mod webdriver;
 
 /// glibc's allocator spent a quarter of the harness's time under load in its own bookkeeping
 /// (free-list consolidation and chunk unlinking); mimalloc's per-thread pages do not.
@@ -106,6 +111,9 @@ pub enum Scenario {
     /// kill -9 the master under load, restart it on the same data dir and address; time until
     /// every agent re-registered and every framework re-subscribed; no task lost.
     Failover(scenarios::FailoverArgs),
+    /// Load the master (agents, frameworks, running tasks), then time the web UI's
+    /// overview in headless chromium until interactive, page load after page load.
+    UiOverview(ui::UiArgs),
 }
 
 impl Scenario {
@@ -115,6 +123,7 @@ impl Scenario {
             Scenario::OfferLatency(_) => "offer-latency",
             Scenario::Memory(_) => "memory",
             Scenario::Failover(_) => "failover",
+            Scenario::UiOverview(_) => "ui-overview",
         }
     }
 }

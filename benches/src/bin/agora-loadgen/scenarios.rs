@@ -121,7 +121,11 @@ pub struct FailoverArgs {
 
 /// Grow the launch budget by `rate` tasks per second up to `total`, in 100 ms steps; ends
 /// when all is granted or the run stops.
-fn pace_budget(shared: Arc<Shared>, total: u64, rate: f64) -> tokio::task::JoinHandle<()> {
+pub(crate) fn pace_budget(
+    shared: Arc<Shared>,
+    total: u64,
+    rate: f64,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let step = Duration::from_millis(100);
         let t0 = Instant::now();
@@ -145,6 +149,7 @@ pub async fn run(cli: &Cli, results: PathBuf) -> anyhow::Result<PathBuf> {
         Scenario::OfferLatency(a) => offer_latency(common, a, &dir).await?,
         Scenario::Memory(a) => memory(common, a, &dir).await?,
         Scenario::Failover(a) => failover(common, a, &dir).await?,
+        Scenario::UiOverview(a) => crate::ui::ui_overview(common, a, &dir).await?,
     };
     let report = json!({
         "scenario": format!("{:?}", cli.scenario),
@@ -184,7 +189,7 @@ fn machine() -> Value {
     })
 }
 
-fn shape(text: &str) -> anyhow::Result<Resources> {
+pub(crate) fn shape(text: &str) -> anyhow::Result<Resources> {
     let r = Resources::parse(text).with_context(|| format!("task shape '{text}'"))?;
     if r.is_empty() {
         bail!("task shape '{text}' is empty");
@@ -193,7 +198,7 @@ fn shape(text: &str) -> anyhow::Result<Resources> {
 }
 
 /// Tasks of `shape` that fit on one agent of `agent`.
-fn per_agent(agent: &str, shape: &Resources) -> anyhow::Result<u64> {
+pub(crate) fn per_agent(agent: &str, shape: &Resources) -> anyhow::Result<u64> {
     let a = Resources::parse(agent).with_context(|| format!("agent resources '{agent}'"))?;
     Ok(shape
         .names()
@@ -204,7 +209,7 @@ fn per_agent(agent: &str, shape: &Resources) -> anyhow::Result<u64> {
         .unwrap_or(0))
 }
 
-fn fw_spec(
+pub(crate) fn fw_spec(
     shape: Resources,
     secs: f64,
     jitter: f64,
@@ -604,7 +609,11 @@ async fn rss_now(c: &Cluster) -> anyhow::Result<f64> {
 /// Wait until `n` tasks reached RUNNING, or all `n` were launched and each reached RUNNING
 /// or ended otherwise (a task lost while the load builds up is never RUNNING again, and
 /// waiting for it would only end at the timeout).
-async fn wait_running(c: &mut Cluster, n: u64, timeout: Duration) -> anyhow::Result<Duration> {
+pub(crate) async fn wait_running(
+    c: &mut Cluster,
+    n: u64,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     let mut last = Instant::now();
     let done = |c: &Cluster| {

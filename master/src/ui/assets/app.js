@@ -13,6 +13,9 @@ const state = {
   history: [], // [{t, cpusAlloc, offersPerS, launchesPerS, latencyMs, roles: {role: share}}]
   dirty: false,
   tails: [], // timers of live tails on the current page
+  statsWaiters: [], // pages waiting for the first stats event
+  stream: null, // the page's EventSource
+  streamQuery: "",
 };
 
 function esc(v) {
@@ -98,6 +101,9 @@ function onStats(s) {
     point.latencyMs = cycles > 0 ? ((s.allocation.seconds_sum - prev.allocation.seconds_sum) / cycles) * 1000 : 0;
   }
   for (const [role, r] of Object.entries(s.roles || {})) point.roles[role] = r.dominant_share;
+  const waiters = state.statsWaiters;
+  state.statsWaiters = [];
+  for (const w of waiters) w(s);
   state.prevAt = now;
   state.history.push(point);
   if (state.history.length > HISTORY_POINTS) state.history.shift();
@@ -105,28 +111,54 @@ function onStats(s) {
   if (page.name === "overview" || page.name === "roles") state.dirty = true;
 }
 
-function connect() {
+// The stream carries only what the page shows: stats always (the overview and roles are
+// drawn from them), plus the changes of the page's kind, of one framework or agent on a
+// detail page. A busy cluster's every task update never reaches a page that shows none.
+function streamQuery(page) {
+  const types = ["stats"];
+  let subject = "";
+  const id = page.args[0];
+  const fw = ["framework_added", "framework_updated", "framework_removed"];
+  const ag = ["agent_added", "agent_updated", "agent_removed"];
+  const tk = ["task_added", "task_updated"];
+  if (page.name === "frameworks") {
+    types.push(...fw);
+    if (id) { types.push(...tk); subject = `&framework_id=${encodeURIComponent(id)}`; }
+  } else if (page.name === "agents") {
+    types.push(...ag);
+    if (id) { types.push(...tk); subject = `&agent_id=${encodeURIComponent(id)}`; }
+  } else if (page.name === "tasks") {
+    types.push(...tk);
+    if (page.args.length >= 2) subject = `&framework_id=${encodeURIComponent(id)}`;
+  }
+  return `snapshot=false&stats_interval_ms=2000&types=${types.join(",")}${subject}`;
+}
+
+function connect(page) {
+  const query = streamQuery(page);
+  if (state.stream && state.streamQuery === query) return;
+  if (state.stream) state.stream.close();
   const live = document.getElementById("live");
-  const es = new EventSource("/api/v1/events?snapshot=false&stats_interval_ms=2000");
+  const es = new EventSource(`/api/v1/events?${query}`);
+  state.stream = es;
+  state.streamQuery = query;
   es.onopen = () => { live.textContent = "live"; live.classList.remove("off"); };
   es.onerror = () => { live.textContent = "reconnecting"; live.classList.add("off"); };
   es.addEventListener("stats", (e) => onStats(JSON.parse(e.data)));
   for (const kind of ["framework_added", "framework_updated", "framework_removed", "agent_added", "agent_updated", "agent_removed", "task_added", "task_updated"]) {
-    es.addEventListener(kind, () => {
-      const p = currentPage().name;
-      if (kind.startsWith(p.replace(/s$/, "")) || p === "overview") state.dirty = true;
-    });
+    es.addEventListener(kind, () => { state.dirty = true; });
   }
   es.addEventListener("error", (e) => {
     if (e.data) { live.textContent = "cut off"; live.classList.add("off"); }
   });
-  setInterval(() => {
-    if (state.dirty && !document.querySelector("input:focus, select:focus")) {
-      state.dirty = false;
-      render(true);
-    }
-  }, RERENDER_MS);
 }
+
+setInterval(() => {
+  if (state.dirty && !document.querySelector("input:focus, select:focus")) {
+    state.dirty = false;
+    render(true);
+  }
+}, RERENDER_MS);
 
 // ---- routing ------------------------------------------------------------------------
 
@@ -146,7 +178,7 @@ function go(name, args, query) {
 async function render(refresh) {
   const page = currentPage();
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.dataset.page === page.name);
-  if (!refresh) { for (const t of state.tails) clearInterval(t); state.tails = []; }
+  if (!refresh) { for (const t of state.tails) clearInterval(t); state.tails = []; connect(page); }
   try {
     const pages = { overview, roles, frameworks, agents, tasks };
     const fn = pages[page.name];
@@ -161,12 +193,7 @@ async function render(refresh) {
 
 async function overview() {
   let s = state.stats;
-  if (!s) {
-    // Before the first stats event: the same numbers from the metrics-backed stream,
-    // asked once.
-    s = await firstStats();
-    onStats(s);
-  }
+  if (!s) s = await firstStats();
   const res = s.resources || {};
   const resRows = Object.keys(res).sort().map((k) => {
     const r = res[k];
@@ -196,13 +223,20 @@ async function overview() {
       ${chart("allocation cycle ms", [{ name: "ms", points: h.map((p) => p.latencyMs) }])}
     </div>
     <p class="muted">master ${esc(s.master_id)}</p>`);
+  if (!state.overviewMarked) {
+    // The overview shows the master's numbers and its links work: the moment
+    // `agora-loadgen ui-overview` times from navigation start.
+    state.overviewMarked = true;
+    performance.mark("agora:overview-interactive");
+  }
 }
 
+/// The first stats event of the page's stream (it opens with one).
 function firstStats() {
+  if (state.stats) return Promise.resolve(state.stats);
   return new Promise((resolve, reject) => {
-    const es = new EventSource("/api/v1/events?snapshot=false&types=stats&stats_interval_ms=0");
-    es.addEventListener("stats", (e) => { es.close(); resolve(JSON.parse(e.data)); });
-    es.onerror = () => { es.close(); reject(new Error("the event stream is unavailable")); };
+    state.statsWaiters.push(resolve);
+    setTimeout(() => reject(new Error("no stats from the event stream within 10 s")), 10000);
   });
 }
 
@@ -292,9 +326,8 @@ async function agentDetail(id) {
   const a = await api(`/api/v1/agents/${encodeURIComponent(id)}`);
   const tasks = await api(`/api/v1/tasks?agent_id=${encodeURIComponent(id)}&limit=${PAGE}`);
   let usage = null;
-  // Every agent's report, filtered here: the per-agent query answers 404 (a console
-  // error) while an agent has not reported yet.
-  try { usage = await api("/api/v1/usage"); } catch (_) { usage = null; }
+  // This agent's report only (none yet: an empty list).
+  try { usage = await api(`/api/v1/usage?agent_id=${encodeURIComponent(id)}`); } catch (_) { usage = null; }
   const attrs = Object.entries(a.attributes || {}).map(([k, v]) => `${k}:${v}`).join(" ") || "–";
   const reserved = (a.resources || []).filter((r) => r.reservations && r.reservations.length);
   const volumes = (a.resources || []).filter((r) => r.disk && r.disk.persistence);
@@ -434,5 +467,11 @@ async function browse(base, path) {
 }
 
 window.addEventListener("hashchange", () => render(false));
-connect();
+// A page left for another (kept in the back/forward cache) must not keep its stream open:
+// over HTTP/1.1 a browser holds at most 6 connections to the master, and cached pages'
+// streams once made the 7th page load wait for a free one.
+window.addEventListener("pagehide", () => {
+  if (state.stream) { state.stream.close(); state.stream = null; state.streamQuery = ""; }
+});
+window.addEventListener("pageshow", (e) => { if (e.persisted) render(false); });
 render(false);
