@@ -20,7 +20,9 @@ pub const TASKS_PAGE_MAX: usize = 1000;
 /// What the master knows of one framework id.
 #[derive(Clone, Debug, Default)]
 pub struct FrameworkLookup {
-    /// The framework's state, if the master knows it.
+    /// Whether the master knows the framework (retired ids included while remembered).
+    pub known: bool,
+    /// The framework's state, if the master knows it and it was asked for.
     pub state: Option<v1::FrameworkState>,
     /// Whether it is subscribed now (its calls are accepted).
     pub connected: bool,
@@ -85,6 +87,9 @@ pub struct ExecutorView {
 pub enum Query {
     Framework {
         id: String,
+        /// Build the framework's whole state (its tasks and usage): `O(its tasks)`, so
+        /// calls that only need its standing (every batch call) leave it out.
+        with_state: bool,
         reply: oneshot::Sender<FrameworkLookup>,
     },
     Frameworks {
@@ -159,8 +164,12 @@ impl Master {
     /// not an error.
     pub(super) fn answer_read(&mut self, query: Query) {
         match query {
-            Query::Framework { id, reply } => {
-                let value = self.framework_lookup(&id);
+            Query::Framework {
+                id,
+                with_state,
+                reply,
+            } => {
+                let value = self.framework_lookup(&id, with_state);
                 self.answer_query(reply, value);
             }
             Query::Frameworks { reply } => {
@@ -258,9 +267,14 @@ impl Master {
         }
     }
 
-    fn framework_lookup(&self, id: &str) -> FrameworkLookup {
+    fn framework_lookup(&self, id: &str, with_state: bool) -> FrameworkLookup {
         FrameworkLookup {
-            state: self.framework_state(id),
+            known: self.frameworks.contains_key(id),
+            state: if with_state {
+                self.framework_state(id)
+            } else {
+                None
+            },
             connected: self
                 .frameworks
                 .get(id)
@@ -392,6 +406,7 @@ mod tests {
         let (tx, mut rx) = oneshot::channel();
         m.answer_read(Query::Framework {
             id: sub.framework_id.clone(),
+            with_state: true,
             reply: tx,
         });
         assert!(
@@ -424,18 +439,28 @@ mod tests {
         m.commit().await.expect("the subscriptions' write");
         let found = ask(&mut m, |reply| Query::Framework {
             id: ids[0].clone(),
+            with_state: true,
             reply,
         });
-        assert!(found.connected && !found.torn_down);
+        assert!(found.known && found.connected && !found.torn_down);
+        let standing = ask(&mut m, |reply| Query::Framework {
+            id: ids[0].clone(),
+            with_state: false,
+            reply,
+        });
+        assert!(standing.known && standing.connected && standing.state.is_none());
         assert_eq!(
             found.state.and_then(|f| f.info).map(|i| i.name),
             Some("b".into())
         );
         let unknown = ask(&mut m, |reply| Query::Framework {
             id: "nope".into(),
+            with_state: false,
             reply,
         });
-        assert!(unknown.state.is_none() && !unknown.connected && !unknown.torn_down);
+        assert!(
+            !unknown.known && unknown.state.is_none() && !unknown.connected && !unknown.torn_down
+        );
 
         let all = ask(&mut m, |reply| Query::Frameworks { reply });
         let listed: Vec<String> = all

@@ -113,21 +113,38 @@ impl Service {
     /// What the master knows of framework `id`.
     pub async fn framework_lookup(&self, id: &str) -> Result<FrameworkLookup> {
         let id = id.to_string();
-        self.query(|reply| Query::Framework { id, reply }).await
+        self.query(|reply| Query::Framework {
+            id,
+            with_state: true,
+            reply,
+        })
+        .await
+    }
+
+    /// Whether framework `id` is known, subscribed or torn down, without its state (which
+    /// costs `O(its tasks)` on the actor).
+    async fn framework_standing(&self, id: &str) -> Result<FrameworkLookup> {
+        let id = id.to_string();
+        self.query(|reply| Query::Framework {
+            id,
+            with_state: false,
+            reply,
+        })
+        .await
     }
 
     /// The framework must be known and subscribed: the whole call is refused otherwise,
     /// with the answers every single call gives (`NOT_FOUND`, `FAILED_PRECONDITION`).
     async fn require_connected(&self, id: &str) -> Result<()> {
         framework_id(id)?;
-        let f = self.framework_lookup(id).await?;
-        match (f.state, f.connected) {
+        let f = self.framework_standing(id).await?;
+        match (f.known, f.connected) {
             (_, true) => Ok(()),
-            (None, false) if f.torn_down => Err(Error::FailedPrecondition(format!(
+            (false, false) if f.torn_down => Err(Error::FailedPrecondition(format!(
                 "framework '{id}' was torn down"
             ))),
-            (None, false) => Err(Error::not_found(format!("unknown framework id '{id}'"))),
-            (Some(_), false) => Err(Error::FailedPrecondition(format!(
+            (false, false) => Err(Error::not_found(format!("unknown framework id '{id}'"))),
+            (true, false) => Err(Error::FailedPrecondition(format!(
                 "framework '{id}' is not subscribed; subscribe first"
             ))),
         }
