@@ -34,23 +34,8 @@ if [[ -z ${SKIP_BUILD:-} ]]; then
 fi
 
 WORK=$(mktemp -d /tmp/bench-services-1k.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 1
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    echo "logs and data: $WORK"
-}
-trap cleanup EXIT
-
-wait_http() { # url, seconds
-    for _ in $(seq 1 $(($2 * 10))); do
-        curl -sf "$1" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "timed out waiting for $1" >&2
-    return 1
-}
+# shellcheck source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 
 "$BIN/agora-master" --listen "$MASTER_ADDR" --data-dir "$WORK/master" \
     >"$WORK/master.log" 2>&1 &
